@@ -1,0 +1,22 @@
+# Two entry points for a fresh machine with Python 3.11 and pip:
+#   make run   - run test_input.json through the real handler in RunPod's local mode
+#   make test  - the whole test suite (what CI runs)
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+
+.PHONY: run test deps
+
+deps:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+
+# WORKER_MODEL defaults to the tiny random model here: a fresh machine has no real weights.
+# Set WORKER_MODEL=F5TTS_v1_Base (weights in the HF cache, or downloadable) for real speech.
+run: deps
+	@mkdir -p data/results
+	@echo "WORKER_MODEL=$${WORKER_MODEL:-tiny}"
+	WORKER_MODEL=$${WORKER_MODEL:-tiny} RESULT_DUMP_DIR=data/results $(UV) run --frozen python runpod_handler.py
+	$(UV) run --frozen python scripts/show_result.py data/results/local_test.json
+
+test: deps
+	$(UV) run --frozen pytest

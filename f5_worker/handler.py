@@ -1,0 +1,257 @@
+"""The worker: models loaded once, then each job is validate -> dispatch -> return.
+
+Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}``;
+unexpected ones are logged with their traceback and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from importlib.metadata import PackageNotFoundError, version
+from importlib.resources import files
+from typing import Any, Callable
+
+from f5_worker import audio, schema
+from f5_worker.engine import PreparedReference, SynthesisEngine, SynthesisParams, estimated_samples, plan_chunks, prepare_reference
+from f5_worker.errors import JobError
+from f5_worker.models import LoadedModels, load_models
+from f5_worker.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VOICE_FILE = "infer/examples/basic/basic_ref_en.wav"
+DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
+REFERENCE_CACHE_SIZE = 32
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+class ReferenceCache:
+    """Prepared references by content hash, so a reference sent again costs nothing."""
+
+    def __init__(self, size: int = REFERENCE_CACHE_SIZE):
+        self._items: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_or_prepare(self, key: str, prepare: Callable[[], PreparedReference]) -> tuple[PreparedReference, bool]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key], True
+        ref = prepare()
+        with self._lock:
+            self._items[key] = ref
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return ref, False
+
+    def invalidate(self, prefix: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k.startswith(prefix)]:
+                del self._items[key]
+
+
+class Worker:
+    def __init__(self, settings: Settings, models: LoadedModels):
+        self.settings = settings
+        self.models = models
+        self.engine = SynthesisEngine(models)
+        self.references = ReferenceCache()
+        self.actions: dict[str, Callable[[Any, str | None], dict]] = {
+            "synthesize": self.synthesize,
+            "health": self.health,
+        }
+
+    @classmethod
+    def from_env(cls) -> "Worker":
+        settings = get_settings()
+        return cls(settings, load_models(settings))
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def handle(self, job_input: Any, job_id: str | None = None) -> dict:
+        started = time.perf_counter()
+        try:
+            request = schema.parse_job(job_input)
+            log.info("job %s: %s", job_id, _describe_request(request))
+            result = self.actions[request.action](request, job_id)
+        except JobError as exc:
+            log.info("job %s refused: %s", job_id, exc)
+            return {"error": str(exc)}
+        except MemoryError:
+            log.exception("job %s ran out of memory", job_id)
+            return {"error": "internal: out of memory; try a shorter text"}
+        except Exception as exc:  # never let a job kill the worker
+            if _is_cuda_oom(exc):
+                self._free_gpu()
+                return {"error": "internal: out of GPU memory; try a shorter text"}
+            log.exception("job %s failed", job_id)
+            return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
+        log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
+        return result
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def health(self, request: schema.HealthRequest, job_id: str | None) -> dict:
+        import torch
+
+        m = self.models
+        return {
+            "status": "ok",
+            "model": m.name,
+            "device": m.device,
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "sample_rate": m.sample_rate,
+            "load_seconds": round(m.load_seconds, 3),
+            "versions": {
+                "torch": torch.__version__,
+                "f5-tts": package_version("f5-tts"),
+                "runpod": package_version("runpod"),
+                "f5-worker": package_version("f5-worker") or __import__("f5_worker").__version__,
+            },
+            "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
+        }
+
+    def synthesize(self, request: schema.SynthesizeRequest, job_id: str | None) -> dict:
+        started = time.perf_counter()
+        timing: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        ref = self.reference_for(request)
+        timing["reference_ms"] = (time.perf_counter() - t0) * 1000
+
+        chunks = plan_chunks(ref, request.text, request.speed)
+        self.check_result_fits(request, ref, chunks)
+
+        seed = request.seed if request.seed is not None else random.randint(0, 2**31 - 1)
+        params = SynthesisParams(
+            nfe_step=request.nfe_step,
+            cfg_strength=request.cfg_strength,
+            sway_sampling_coef=request.sway_sampling_coef,
+            speed=request.speed,
+            cross_fade_duration=request.cross_fade_duration,
+            remove_silence=request.remove_silence,
+            seed=seed,
+        )
+        result = self.engine.synthesize(ref, request.text, params)
+        for stage, ms in result.timing_ms.items():
+            timing[f"{stage}_ms"] = ms
+
+        t0 = time.perf_counter()
+        encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
+        audio_b64 = base64.b64encode(encoded).decode("ascii")
+        timing["encoding_ms"] = (time.perf_counter() - t0) * 1000
+        if len(audio_b64) > self.settings.max_inline_bytes:
+            raise JobError(
+                "text",
+                f"the result is {len(audio_b64) / 1e6:.1f} MB, over the {self.settings.max_inline_bytes / 1e6:.1f} MB "
+                "inline limit; shorten the text or use output_format mp3/opus",
+            )
+
+        duration = len(result.wave) / result.sample_rate
+        timing["total_ms"] = (time.perf_counter() - started) * 1000
+        out = {
+            "audio_base64": audio_b64,
+            "format": request.output_format,
+            "content_type": audio.content_type(request.output_format),
+            "sample_rate": result.sample_rate,
+            "duration": round(duration, 4),
+            "seed": seed,
+            "chunks": len(result.chunks),
+            "model": self.models.name,
+            "timing": {k: round(v, 2) for k, v in timing.items()},
+            "warnings": list(ref.warnings),
+        }
+        out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
+        return out
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def reference_for(self, request: schema.ReferenceAudio) -> PreparedReference:
+        """The prepared reference for a job: its own audio, a stored voice, or the default voice."""
+        target_rms = getattr(request, "target_rms", 0.1)
+        if request.voice is not None:
+            raise JobError("voice", f"no stored voice named {request.voice!r}")
+        if request.ref_audio_base64 is not None:
+            data = audio.decode_base64(request.ref_audio_base64, "ref_audio_base64")
+            return self._prepare_cached(data, request.ref_text, "ref_audio_base64", target_rms)
+        if request.ref_audio_url is not None:
+            from f5_worker.fetch import fetch_url
+
+            data = fetch_url(
+                request.ref_audio_url,
+                field="ref_audio_url",
+                max_bytes=self.settings.max_download_bytes,
+                timeout_s=self.settings.download_timeout_s,
+            )
+            return self._prepare_cached(data, request.ref_text, "ref_audio_url", target_rms)
+        data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
+        return self._prepare_cached(data, DEFAULT_VOICE_TEXT, "default voice", target_rms, key_prefix="default:")
+
+    def _prepare_cached(self, data: bytes, text: str, field: str, target_rms: float, key_prefix: str = "audio:"):
+        key = key_prefix + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
+        ref, _ = self.references.get_or_prepare(key, lambda: self.prepare_reference_audio(data, text, field, target_rms))
+        return ref
+
+    def prepare_reference_audio(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
+        wave, sample_rate = audio.decode_audio(data, field)
+        seconds = len(wave) / sample_rate
+        if seconds > self.settings.max_ref_audio_seconds:
+            raise JobError(field, f"audio is {seconds:.0f} s long; the limit is {self.settings.max_ref_audio_seconds:.0f} s")
+        ref = prepare_reference(wave, sample_rate, text, target_rms=target_rms,
+                                keep_seconds=self.settings.ref_audio_keep_seconds)
+        if ref.duration < 0.5 or ref.rms < 1e-4:
+            raise JobError(field, "reference audio is silent or shorter than 0.5 s")
+        return ref
+
+    def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> None:
+        """Refuse before synthesis a result that could not be returned inline."""
+        samples = estimated_samples(ref, chunks, request.speed, self.models.hop_length)
+        size = audio.estimated_encoded_bytes(samples, request.output_format)
+        if size > self.settings.max_inline_bytes:
+            raise JobError(
+                "text",
+                f"the result would be about {size / 1e6:.0f} MB ({samples / self.models.sample_rate:.0f} s of "
+                f"{request.output_format}), over the {self.settings.max_inline_bytes / 1e6:.1f} MB inline limit; "
+                "shorten the text or use output_format mp3/opus",
+            )
+
+    def _free_gpu(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _is_cuda_oom(exc: Exception) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
+
+
+def _describe_request(request) -> str:
+    """A log line for a job: sizes and choices, never payloads."""
+    parts = [request.action]
+    text = getattr(request, "text", None)
+    if text is not None:
+        parts.append(f"text={len(text)} chars")
+    for name in ("voice", "ref_audio_url"):
+        value = getattr(request, name, None)
+        if value:
+            parts.append(f"{name}={value[:80]}")
+    b64 = getattr(request, "ref_audio_base64", None)
+    if b64:
+        parts.append(f"ref_audio_base64=<{len(b64)} chars>")
+    return " ".join(parts)

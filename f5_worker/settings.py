@@ -1,0 +1,107 @@
+"""Worker settings, read once from the environment.
+
+Every knob a deployer may turn is an environment variable (RunPod endpoints are
+configured that way); the names are documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY_MODEL = "tiny"
+DEFAULT_MODEL = "F5TTS_v1_Base"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return default if value is None else int(value)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return default if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    worker_model: str = DEFAULT_MODEL
+    model_ckpt_path: str | None = None
+    model_vocab_path: str | None = None
+    vocoder_path: str | None = None
+    network_volume_path: Path = Path("/runpod-volume")
+    hf_home: Path | None = None
+    tiny_model_dir: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    aligner: str = "auto"
+    max_ref_audio_seconds: float = 120.0
+    ref_audio_keep_seconds: float = 12.0
+    max_download_bytes: int = 50 * 1024 * 1024
+    download_timeout_s: float = 30.0
+    max_inline_bytes: int = 9 * 1024 * 1024
+    hf_offline: bool = False
+
+    @property
+    def volume_mounted(self) -> bool:
+        return self.network_volume_path.is_dir()
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the worker keeps its own files: on the volume when there is one."""
+        if self.volume_mounted:
+            return self.network_volume_path / "f5-worker"
+        return Path("data").resolve()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """The Hugging Face cache: ``HF_HOME`` if set, else on the volume, else the user cache."""
+        if self.hf_home is not None:
+            return self.hf_home
+        if self.volume_mounted:
+            return self.network_volume_path / "f5-worker" / "cache" / "huggingface"
+        return Path.home() / ".cache" / "huggingface"
+
+    @property
+    def tiny_models_path(self) -> Path:
+        return self.tiny_model_dir or self.data_dir / "models" / "tiny"
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.worker_model == TINY_MODEL
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (call once per process, or per test)."""
+    hf_home = _env("HF_HOME")
+    tiny_dir = _env("TINY_MODEL_DIR")
+    return Settings(
+        worker_model=_env("WORKER_MODEL", DEFAULT_MODEL),
+        model_ckpt_path=_env("MODEL_CKPT_PATH"),
+        model_vocab_path=_env("MODEL_VOCAB_PATH"),
+        vocoder_path=_env("VOCODER_PATH"),
+        network_volume_path=Path(_env("NETWORK_VOLUME_PATH", "/runpod-volume")),
+        hf_home=Path(hf_home) if hf_home else None,
+        tiny_model_dir=Path(tiny_dir) if tiny_dir else None,
+        device=_env("DEVICE", "auto"),
+        dtype=_env("MODEL_DTYPE", "auto"),
+        aligner=_env("ALIGNER", "auto"),
+        max_ref_audio_seconds=_env_float("MAX_REF_AUDIO_SECONDS", 120.0),
+        max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", 50 * 1024 * 1024),
+        download_timeout_s=_env_float("DOWNLOAD_TIMEOUT_S", 30.0),
+        max_inline_bytes=_env_int("MAX_INLINE_BYTES", 9 * 1024 * 1024),
+        hf_offline=_env_bool("HF_HUB_OFFLINE", False),
+    )

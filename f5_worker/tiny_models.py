@@ -1,0 +1,134 @@
+"""Randomly initialised F5-TTS and Vocos in exactly the on-disk format of the real weights.
+
+Tests and offline demos load these through the production loader. The layout
+mirrors the hub repositories:
+
+    <dir>/F5TTS_v1_Tiny.yaml                              model config (f5_tts configs format)
+    <dir>/F5-TTS/F5TTS_v1_Tiny/model_1.safetensors        EMA weights, ``ema_model.`` keys
+    <dir>/F5-TTS/F5TTS_v1_Tiny/vocab.txt
+    <dir>/vocos-mel-24khz/config.yaml + pytorch_model.bin
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+TINY_NAME = "F5TTS_v1_Tiny"
+
+TINY_MODEL_YAML = """\
+model:
+  name: F5TTS_v1_Tiny
+  tokenizer: custom
+  backbone: DiT
+  arch:
+    dim: 64
+    depth: 2
+    heads: 2
+    ff_mult: 2
+    text_dim: 32
+    text_mask_padding: True
+    qk_norm: null
+    conv_layers: 1
+    pe_attn_head: null
+    attn_backend: torch
+    attn_mask_enabled: False
+    checkpoint_activations: False
+  mel_spec:
+    target_sample_rate: 24000
+    n_mel_channels: 100
+    hop_length: 256
+    win_length: 1024
+    n_fft: 1024
+    mel_spec_type: vocos
+"""
+
+TINY_VOCOS_YAML = """\
+feature_extractor:
+  class_path: vocos.feature_extractors.MelSpectrogramFeatures
+  init_args:
+    sample_rate: 24000
+    n_fft: 1024
+    hop_length: 256
+    n_mels: 100
+    padding: center
+
+backbone:
+  class_path: vocos.models.VocosBackbone
+  init_args:
+    input_channels: 100
+    dim: 32
+    intermediate_dim: 64
+    num_layers: 1
+
+head:
+  class_path: vocos.heads.ISTFTHead
+  init_args:
+    dim: 32
+    n_fft: 1024
+    hop_length: 256
+    padding: center
+"""
+
+
+def tiny_model_files(root: Path):
+    from f5_worker.models import ModelFiles
+
+    model_dir = root / "F5-TTS" / TINY_NAME
+    return ModelFiles(
+        name="tiny",
+        config_path=root / f"{TINY_NAME}.yaml",
+        ckpt_path=model_dir / "model_1.safetensors",
+        vocab_path=model_dir / "vocab.txt",
+        vocoder_dir=root / "vocos-mel-24khz",
+    )
+
+
+def write_tiny_models(root: Path, seed: int = 0) -> None:
+    """Write the tiny checkpoints into ``root`` (which must not exist yet)."""
+    import torch
+    from safetensors.torch import save_file
+    from vocos import Vocos
+
+    from f5_worker.models import build_cfm
+
+    torch.manual_seed(seed)
+    paths = tiny_model_files(root)
+    paths.ckpt_path.parent.mkdir(parents=True)
+    paths.vocoder_dir.mkdir(parents=True)
+    paths.config_path.write_text(TINY_MODEL_YAML)
+    shutil.copyfile(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), paths.vocab_path)
+
+    cfm, *_ = build_cfm(paths.config_path, paths.vocab_path)
+    state = {f"ema_model.{k}": v.contiguous() for k, v in cfm.state_dict().items()}
+    save_file(state, str(paths.ckpt_path))
+
+    (paths.vocoder_dir / "config.yaml").write_text(TINY_VOCOS_YAML)
+    vocos = Vocos.from_hparams(str(paths.vocoder_dir / "config.yaml"))
+    torch.save(vocos.state_dict(), paths.vocoder_dir / "pytorch_model.bin")
+
+
+def ensure_tiny_models(root: Path):
+    """Build the tiny models once (under a file lock, atomically) and return their paths."""
+    from filelock import FileLock
+
+    root = Path(root)
+    paths = tiny_model_files(root)
+    if paths.ckpt_path.is_file():
+        return paths
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if paths.ckpt_path.is_file():
+            return paths
+        staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=root.parent))
+        try:
+            write_tiny_models(staging / "m")
+            if root.exists():  # a half-written dir from an older, non-atomic build
+                shutil.rmtree(root)
+            os.replace(staging / "m", root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return paths

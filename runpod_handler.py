@@ -1,0 +1,53 @@
+"""RunPod entry point: load the models once, then serve jobs.
+
+Runs as a serverless worker on RunPod, or locally with ``test_input.json`` /
+``--test_input '{...}'`` / ``--rp_serve_api`` (runpod's own local modes).
+"""
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")  # runpod's own default is DEBUG, which logs job inputs
+
+import runpod  # noqa: E402
+
+from f5_worker.models import ModelUnavailableError
+
+logging.basicConfig(
+    level=os.environ.get("RUNPOD_LOG_LEVEL", "INFO").upper(),
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    stream=sys.stderr,
+)
+log = logging.getLogger("f5_worker")
+
+try:
+    from f5_worker.handler import Worker
+
+    WORKER = Worker.from_env()
+except ModelUnavailableError as exc:
+    log.error("cannot start: %s", exc)
+    sys.exit(2)
+
+
+RESULT_DUMP_DIR = os.environ.get("RESULT_DUMP_DIR")  # local debugging: runpod truncates logged results
+
+
+def handler(job):
+    """RunPod calls this once per job; the Worker never raises."""
+    result = WORKER.handle(job.get("input"), job_id=job.get("id"))
+    if RESULT_DUMP_DIR:
+        dump_result(Path(RESULT_DUMP_DIR), str(job.get("id", "job")), result)
+    return result
+
+
+def dump_result(directory: Path, job_id: str, result: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)
+    (directory / f"{safe_id}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    runpod.serverless.start({"handler": handler})

@@ -1,0 +1,76 @@
+"""Shared fixtures: one tiny-model worker per test session, built through the production loader."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VOICE_WAV = Path(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav")))
+DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from f5_worker.tiny_models import ensure_tiny_models
+
+    root = tmp_path_factory.mktemp("models") / "tiny"
+    ensure_tiny_models(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_model_dir, tmp_path_factory):
+    from f5_worker.settings import Settings
+
+    return Settings(
+        worker_model="tiny",
+        tiny_model_dir=tiny_model_dir,
+        network_volume_path=tmp_path_factory.mktemp("novolume") / "absent",
+        hf_offline=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(tiny_settings):
+    from f5_worker.handler import Worker
+    from f5_worker.models import load_models
+
+    return Worker(tiny_settings, load_models(tiny_settings))
+
+
+@pytest.fixture(scope="session")
+def worker_env(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
+    """Environment for a runpod_handler.py subprocess on the tiny models."""
+    env = dict(os.environ)
+    env.update(
+        WORKER_MODEL="tiny",
+        TINY_MODEL_DIR=str(tiny_model_dir),
+        NETWORK_VOLUME_PATH=str(tmp_path_factory.mktemp("novolume-sub") / "absent"),
+        HF_HUB_OFFLINE="1",
+        RUNPOD_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+def decode_b64_audio(b64: str) -> tuple[np.ndarray, int]:
+    return sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float32")
+
+
+def wav_base64(wave: np.ndarray, sample_rate: int, fmt: str = "WAV") -> str:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sample_rate, format=fmt)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# A real S3-compatible server (SeaweedFS) for storage, voice and delivery tests.
+from conftest_s3 import bucket_env, no_bucket_env, seaweed  # noqa: E402,F401

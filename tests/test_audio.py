@@ -1,0 +1,111 @@
+"""Audio I/O: every output format decodes back; trimming, joining and silence removal keep their promises."""
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings, strategies as st
+
+from f5_worker import audio
+from f5_worker.errors import JobError
+
+SR = 24000
+
+
+def tone(seconds: float, freq: float = 220.0, amp: float = 0.3, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
+def test_encoded_formats_decode_to_same_rate_and_duration(fmt):
+    wave = tone(1.5)
+    data = audio.encode_audio(wave, SR, fmt)
+    decoded, sr = audio.decode_audio(data, "x")
+    assert sr == SR
+    # mp3/opus codecs add a little priming/padding; lossless formats are exact
+    tolerance = 0 if fmt in ("wav", "flac") else int(0.08 * SR)
+    assert abs(len(decoded) - len(wave)) <= tolerance
+    if fmt in ("wav", "flac"):
+        assert np.max(np.abs(decoded - wave)) < 1e-3
+
+
+def test_pcm_is_raw_s16le():
+    wave = tone(0.25)
+    data = audio.encode_audio(wave, SR, "pcm")
+    assert len(data) == 2 * len(wave)
+    back = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767
+    assert np.max(np.abs(back - wave)) < 1e-3
+
+
+def test_decode_mixes_stereo_to_mono_and_keeps_rate():
+    stereo = np.stack([tone(0.5), -tone(0.5) * 0.5], axis=1)
+    buf = io.BytesIO()
+    sf.write(buf, stereo, 16000, format="WAV")
+    mono, sr = audio.decode_audio(buf.getvalue(), "ref_audio_base64")
+    assert sr == 16000 and mono.ndim == 1
+
+
+@pytest.mark.parametrize("junk", [b"", b"not audio at all", b"RIFF\x00\x00\x00\x00WAVEfmt "])
+def test_undecodable_audio_is_a_job_error(junk):
+    with pytest.raises(JobError, match="^ref_audio_base64: "):
+        audio.decode_audio(junk, "ref_audio_base64")
+
+
+def test_base64_is_strict():
+    with pytest.raises(JobError, match="ref_audio_base64: not valid base64"):
+        audio.decode_base64("@@@###", "ref_audio_base64")
+    assert audio.decode_base64("data:audio/wav;base64,aGVsbG8=", "f") == b"hello"
+
+
+def test_resample_changes_length_by_ratio():
+    out = audio.resample(tone(1.0, sr=16000), 16000, 24000)
+    assert len(out) == 24000
+
+
+def test_long_reference_is_clipped_at_a_pause_with_a_warning():
+    speech = tone(8.0)
+    pause = np.zeros(int(1.2 * SR), dtype=np.float32)
+    wave = np.concatenate([speech, pause, tone(8.0)])
+    trimmed = audio.trim_reference(wave, SR, max_seconds=12.0)
+    assert trimmed.warning and "at a pause" in trimmed.warning
+    seconds = len(trimmed.wave) / SR
+    assert 8.0 <= seconds <= 8.2  # the speech before the pause + 50 ms tail
+
+
+def test_long_reference_without_pause_is_hard_cut():
+    trimmed = audio.trim_reference(tone(20.0), SR, max_seconds=12.0)
+    assert "no pause" in trimmed.warning
+    assert len(trimmed.wave) / SR <= 12.06
+
+
+def test_short_reference_only_loses_edge_silence():
+    wave = np.concatenate([np.zeros(SR, np.float32), tone(2.0), np.zeros(SR, np.float32)])
+    trimmed = audio.trim_reference(wave, SR)
+    assert trimmed.warning is None
+    assert abs(len(trimmed.wave) / SR - 2.05) < 0.03
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    lengths=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=6),
+    fade=st.floats(min_value=0.0, max_value=0.2),
+)
+def test_cross_fade_join_length(lengths, fade):
+    waves = [np.ones(n, dtype=np.float32) for n in lengths]
+    joined = audio.cross_fade_join(waves, 8000, fade)
+    # each join overlaps min(fade samples, left so far, next) samples
+    expected = lengths[0]
+    for n in lengths[1:]:
+        expected += n - min(int(fade * 8000), expected, n)
+    assert len(joined) == expected
+    assert np.allclose(joined, 1.0, atol=1e-6)  # fading ones into ones keeps ones
+
+
+def test_remove_long_silences_shortens_only_long_pauses():
+    wave = np.concatenate([tone(1.0), np.zeros(3 * SR, np.float32), tone(1.0), np.zeros(int(0.5 * SR), np.float32),
+                           tone(1.0)])
+    out = audio.remove_long_silences(wave, SR)
+    # the 3 s pause becomes 1 s (500 ms each side); the 0.5 s pause is untouched
+    assert abs(len(out) / SR - (1 + 1 + 1 + 0.5 + 1)) < 0.03

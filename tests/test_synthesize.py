@@ -1,0 +1,164 @@
+"""Synthesize jobs through Worker.handle on the tiny models: outputs, seeds, chunking, errors."""
+
+import base64
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
+
+FAST = {"nfe_step": 4}
+
+
+def run(worker, **fields):
+    return worker.handle({**FAST, **fields}, job_id="test")
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
+def test_every_output_format_decodes_to_stated_rate_and_duration(worker, fmt):
+    out = run(worker, text="Hello there, world.", seed=1, output_format=fmt)
+    assert "error" not in out, out
+    wave, sr = decode_b64_audio(out["audio_base64"])
+    assert sr == out["sample_rate"] == 24000
+    tolerance = 0.002 if fmt in ("wav", "flac") else 0.08
+    assert abs(len(wave) / sr - out["duration"]) <= tolerance
+    assert out["format"] == fmt and out["content_type"].startswith("audio/")
+
+
+def test_pcm_output_is_s16le_of_stated_duration(worker):
+    out = run(worker, text="Hello there, world.", seed=1, output_format="pcm")
+    raw = base64.b64decode(out["audio_base64"])
+    assert len(raw) % 2 == 0
+    assert abs(len(raw) / 2 / out["sample_rate"] - out["duration"]) < 1e-3
+
+
+def test_result_fields_and_timing(worker):
+    out = run(worker, text="Timing fields please.", seed=3)
+    for key in ("audio_base64", "sample_rate", "duration", "seed", "format", "timing", "model"):
+        assert key in out
+    for stage in ("reference_ms", "synthesis_ms", "vocoding_ms", "encoding_ms", "total_ms", "rtf"):
+        assert out["timing"][stage] >= 0
+    assert out["timing"]["total_ms"] >= out["timing"]["synthesis_ms"]
+    assert out["model"] == "tiny"
+
+
+def test_same_seed_same_samples_and_different_seed_differs(worker):
+    a = run(worker, text="Deterministic output.", seed=1234)
+    b = run(worker, text="Deterministic output.", seed=1234)
+    c = run(worker, text="Deterministic output.", seed=4321)
+    assert a["audio_base64"] == b["audio_base64"]
+    wa, _ = decode_b64_audio(a["audio_base64"])
+    wc, _ = decode_b64_audio(c["audio_base64"])
+    assert len(wa) == len(wc) and not np.array_equal(wa, wc)
+
+
+def test_seed_is_random_when_absent_and_always_returned(worker):
+    seeds = {run(worker, text="Random seeds.")["seed"] for _ in range(3)}
+    assert len(seeds) > 1 and all(isinstance(s, int) for s in seeds)
+
+
+def test_long_text_gives_several_chunks_and_one_continuous_output(worker):
+    sentence = "This is a fairly ordinary sentence that keeps the model busy for a while."
+    text = " ".join(f"{sentence} Number {i}." for i in range(8))
+    out = run(worker, text=text, seed=7, cross_fade_duration=0.15)
+    assert out["chunks"] >= 3
+    wave, sr = decode_b64_audio(out["audio_base64"])
+    # one stream, roughly the sum of the chunks (minus the cross-fades)
+    short = run(worker, text=f"{sentence} Number 0.", seed=7)
+    assert len(wave) / sr > 3 * short["duration"]
+    assert abs(len(wave) / sr - out["duration"]) < 0.002
+
+
+def test_reference_by_base64_and_cached(worker):
+    ref = wav_base64(*sf.read(DEFAULT_VOICE_WAV, dtype="float32"), fmt="FLAC")
+    job = dict(text="Cloned voice.", seed=5, ref_audio_base64=ref, ref_text=DEFAULT_VOICE_TEXT)
+    first = run(worker, **job)
+    second = run(worker, **job)
+    assert "error" not in first and first["audio_base64"] == second["audio_base64"]
+    assert second["timing"]["reference_ms"] < first["timing"]["reference_ms"] or first["timing"]["reference_ms"] < 5
+
+
+def test_base64_payloads_are_never_logged(worker, caplog):
+    ref = wav_base64(*sf.read(DEFAULT_VOICE_WAV, dtype="float32"))
+    with caplog.at_level("DEBUG"):
+        run(worker, text="Quiet logs.", seed=5, ref_audio_base64=ref, ref_text=DEFAULT_VOICE_TEXT)
+        worker.handle({"text": "x", "ref_audio_base64": ref[:5000] + "!", "ref_text": "y"})
+    assert "job" in caplog.text and "<" in caplog.text
+    assert ref[:64] not in caplog.text
+
+
+def test_long_reference_is_trimmed_with_warning(worker):
+    wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    long = np.concatenate([wave, wave, wave])  # ~16 s
+    out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(long, sr), ref_text=DEFAULT_VOICE_TEXT)
+    assert "error" not in out, out
+    assert any("clipped" in w for w in out["warnings"])
+
+
+def silence_b64(seconds=2.0):
+    return wav_base64(np.zeros(int(seconds * 24000), np.float32), 24000)
+
+
+def too_long_b64():
+    return wav_base64(np.full(int(130 * 8000), 0.1, np.float32), 8000)
+
+
+BAD_INPUTS = [
+    (None, "^input: must be a JSON object"),
+    ({"action": "dance"}, "^action: unknown action"),
+    ({}, "^text: is required"),
+    ({"text": ""}, "^text: is empty"),
+    ({"text": "   "}, "^text: is empty"),
+    ({"text": "?!..."}, "^text: has no letters or digits"),
+    ({"text": "x" * 5001}, "^text: must have at most 5000 characters"),
+    ({"text": 12}, "^text: must be a valid string"),
+    ({"text": "hi", "colour": "red"}, "^colour: unknown field"),
+    ({"text": "hi", "speed": 0}, "^speed: must be greater than or equal to 0.3"),
+    ({"text": "hi", "speed": "fast"}, "^speed: must be a valid number"),
+    ({"text": "hi", "nfe_step": 1000}, "^nfe_step: must be less than or equal to 128"),
+    ({"text": "hi", "seed": -1}, "^seed: must be greater than or equal to 0"),
+    ({"text": "hi", "cfg_strength": 99}, "^cfg_strength: "),
+    ({"text": "hi", "output_format": "aac"}, "^output_format: must be 'wav'"),
+    ({"text": "hi", "ref_audio_base64": "!!!", "ref_text": "x"}, "^ref_audio_base64: not valid base64"),
+    ({"text": "hi", "ref_audio_base64": base64.b64encode(b"junk" * 100).decode(), "ref_text": "x"},
+     "^ref_audio_base64: could not decode audio"),
+    ({"text": "hi", "ref_audio_base64": "UklGRg=="}, "^ref_text: is required with ref_audio_base64"),
+    ({"text": "hi", "ref_text": "orphan"}, "^ref_text: only applies"),
+    ({"text": "hi", "ref_audio_base64": "UklGRg==", "ref_audio_url": "http://a/b.wav", "ref_text": "x"},
+     "^ref_audio_base64: give only one"),
+]
+
+
+@pytest.mark.parametrize("job,pattern", BAD_INPUTS)
+def test_bad_input_gives_named_error_and_worker_keeps_serving(worker, job, pattern):
+    out = worker.handle(job, job_id="bad")
+    assert set(out) == {"error"}, out
+    assert "Traceback" not in out["error"]
+    assert re.search(pattern, out["error"]), out["error"]
+    ok = run(worker, text="Still alive.", seed=2)
+    assert "audio_base64" in ok
+
+
+@pytest.mark.parametrize(
+    "make_audio,pattern",
+    [(silence_b64, "silent or shorter"), (too_long_b64, "long; the limit is 120 s")],
+)
+def test_bad_reference_audio(worker, make_audio, pattern):
+    out = run(worker, text="hi", ref_audio_base64=make_audio(), ref_text="some words")
+    assert out["error"].startswith("ref_audio_base64: ") and pattern in out["error"], out
+
+
+def test_oversized_result_refused_before_synthesis(worker):
+    text = "word " * 990  # ~5000 chars: minutes of wav, far over the inline limit
+    out = run(worker, text=text, output_format="wav")
+    assert out["error"].startswith("text: the result would be about")
+    assert "inline limit" in out["error"]
+
+
+def test_health(worker):
+    out = worker.handle({"action": "health"})
+    assert out["status"] == "ok" and out["model"] == "tiny" and out["device"] == "cpu"
+    assert out["versions"]["torch"] and out["versions"]["f5-tts"] and out["versions"]["runpod"]
+    assert out["load_seconds"] > 0
