@@ -35,12 +35,17 @@ except ModelUnavailableError as exc:
 RESULT_DUMP_DIR = os.environ.get("RESULT_DUMP_DIR")  # local debugging: runpod truncates logged results
 
 
-def handler(job):
-    """RunPod calls this once per job; the Worker never raises."""
-    result = WORKER.handle(job.get("input"), job_id=job.get("id"))
+async def handler(job):
+    """RunPod calls this once per job, several at a time; the Worker never raises."""
+    result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"))
     if RESULT_DUMP_DIR:
         dump_result(Path(RESULT_DUMP_DIR), str(job.get("id", "job")), result)
     return result
+
+
+def concurrency(current: int) -> int:
+    """How many jobs this worker takes at once (MAX_CONCURRENCY)."""
+    return WORKER.settings.max_concurrency
 
 
 def dump_result(directory: Path, job_id: str, result: dict) -> None:
@@ -50,4 +55,4 @@ def dump_result(directory: Path, job_id: str, result: dict) -> None:
 
 
 if __name__ == "__main__":
-    runpod.serverless.start({"handler": handler})
+    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency})

@@ -2,14 +2,16 @@
 
 Follows upstream's infer_batch_process (chunk sizing, durations, RMS handling,
 cross-fade) but samples all of a job's chunks in one batched ``CFM.sample`` call
-instead of one thread per chunk.
+instead of one thread per chunk, and batches concurrent jobs together.
 """
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +33,7 @@ class PreparedReference:
     target_rms: float
     duration: float
     warnings: list[str] = field(default_factory=list)
+    mel: object = field(default=None, repr=False)  # filled by the sampler on first use
 
     @property
     def frames(self) -> int:
@@ -54,6 +57,7 @@ class SynthesisResult:
     sample_rate: int
     chunks: list[str]
     timing_ms: dict[str, float]
+    batch_jobs: int = 1  # jobs that shared the sampling call
 
 
 def normalise_ref_text(text: str) -> str:
@@ -126,60 +130,180 @@ def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, h
     return sum(chunk_frames(ref, c, speed, hop_length) - ref_frames for c in chunks) * hop_length
 
 
-class SynthesisEngine:
-    """Owns the loaded models; one sampling call at a time per engine."""
+@dataclass
+class SampleRequest:
+    """One job's chunks, waiting for the sampler."""
 
-    def __init__(self, models: LoadedModels):
+    ref: PreparedReference
+    texts: list[str]  # reference text + chunk, pinyin-converted as upstream
+    durations: list[int]  # total frames (reference + generated) per chunk
+    params: SynthesisParams
+    future: Future = field(default_factory=Future)
+
+    @property
+    def key(self) -> tuple:
+        """Jobs sample together only when the ODE schedule and guidance match."""
+        p = self.params
+        return (p.nfe_step, round(p.cfg_strength, 6), round(p.sway_sampling_coef, 6))
+
+    @property
+    def frames(self) -> int:
+        return sum(self.durations)
+
+
+@dataclass
+class SampledWaves:
+    waves: list[np.ndarray]
+    timing_ms: dict[str, float]
+    batch_jobs: int
+
+
+class SynthesisEngine:
+    """Owns the models and one sampler thread that batches compatible jobs (dynamic batching).
+
+    Each job's chunks go to ``CFM.sample`` in one batched call; jobs that arrive
+    within ``max_wait_s`` of each other with the same NFE, CFG and sway join
+    the same call, up to ``max_batch_jobs`` jobs and ``max_batch_frames`` frames.
+    """
+
+    def __init__(self, models: LoadedModels, *, max_batch_jobs: int = 1, max_wait_s: float = 0.01,
+                 max_batch_frames: int = 1 << 17):
         self.models = models
-        self._lock = threading.Lock()
+        self.max_batch_jobs = max(1, max_batch_jobs)
+        self.max_wait_s = max_wait_s
+        self.max_batch_frames = max_batch_frames
+        self._queue: queue.Queue[SampleRequest] = queue.Queue()
+        self._held: list[SampleRequest] = []
+        self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
+        self._thread.start()
 
     def synthesize(self, ref: PreparedReference, text: str, params: SynthesisParams) -> SynthesisResult:
-        import torch
         from f5_tts.model.utils import convert_char_to_pinyin
 
         m = self.models
-        timing: dict[str, float] = {}
         chunks = plan_chunks(ref, text, params.speed)
-        ref_frames = len(ref.wave) // m.hop_length
-        durations = [chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks]
         ref_text = ref.text if len(ref.text[-1].encode("utf-8")) != 1 else ref.text.rstrip() + " "
-        texts = convert_char_to_pinyin([ref_text + c for c in chunks])
+        request = SampleRequest(
+            ref=ref,
+            texts=convert_char_to_pinyin([ref_text + c for c in chunks]),
+            durations=[chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks],
+            params=params,
+        )
+        self._queue.put(request)
+        sampled: SampledWaves = request.future.result()
 
-        with self._lock, torch.inference_mode():
+        started = time.perf_counter()
+        final = audio.cross_fade_join(sampled.waves, m.sample_rate, params.cross_fade_duration)
+        if params.remove_silence:
+            final = audio.remove_long_silences(final, m.sample_rate)
+        timing = dict(sampled.timing_ms)
+        timing["postprocess"] = (time.perf_counter() - started) * 1000
+        return SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=chunks, timing_ms=timing,
+                               batch_jobs=sampled.batch_jobs)
+
+    # -- sampler thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                results = self._sample(batch)
+            except BaseException as exc:  # hand the failure to every waiting job; keep the thread alive
+                for request in batch:
+                    request.future.set_exception(exc)
+                continue
+            for request, result in zip(batch, results):
+                request.future.set_result(result)
+
+    def _next_batch(self) -> list[SampleRequest]:
+        first = self._held.pop(0) if self._held else self._queue.get()
+        batch, frames = [first], first.frames
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch_jobs:
+            candidate = self._take_held(first.key)
+            if candidate is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    candidate = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if candidate.key != first.key or frames + candidate.frames > self.max_batch_frames:
+                self._held.append(candidate)  # waits for a later batch, in arrival order
+                continue
+            batch.append(candidate)
+            frames += candidate.frames
+        return batch
+
+    def _take_held(self, key: tuple) -> SampleRequest | None:
+        for i, request in enumerate(self._held):
+            if request.key == key:
+                return self._held.pop(i)
+        return None
+
+    def _reference_mel(self, ref: PreparedReference):
+        """The reference's mel spectrogram, computed once per prepared reference and kept with it."""
+        import torch
+
+        if ref.mel is None:
+            wave = torch.from_numpy(ref.wave).to(self.models.device)  # float32: f5-tts's mel is fp32
+            ref.mel = self.models.cfm.mel_spec(wave.unsqueeze(0)).permute(0, 2, 1)[0]  # (frames, mels)
+        return ref.mel
+
+    def _sample(self, batch: list[SampleRequest]) -> list[SampledWaves]:
+        import torch
+        from torch.nn.utils.rnn import pad_sequence
+
+        m = self.models
+        params = batch[0].params
+        with torch.inference_mode():
             started = time.perf_counter()
-            cond = torch.from_numpy(ref.wave).to(m.device).unsqueeze(0).expand(len(chunks), -1)
+            conds, lens, texts, durations = [], [], [], []
+            for request in batch:
+                mel = self._reference_mel(request.ref)
+                for text, duration in zip(request.texts, request.durations):
+                    conds.append(mel)
+                    lens.append(mel.shape[0])
+                    texts.append(text)
+                    durations.append(duration)
+            cond = pad_sequence(conds, batch_first=True)
             torch.manual_seed(params.seed)
-            mel, _ = m.cfm.sample(
-                cond=cond.contiguous(),
+            mel_out, trajectory = m.cfm.sample(
+                cond=cond,
                 text=texts,
                 duration=torch.tensor(durations, device=m.device, dtype=torch.long),
-                lens=torch.full((len(chunks),), ref_frames, device=m.device, dtype=torch.long),
+                lens=torch.tensor(lens, device=m.device, dtype=torch.long),
                 steps=params.nfe_step,
                 cfg_strength=params.cfg_strength,
                 sway_sampling_coef=params.sway_sampling_coef,
             )
-            del _
+            del trajectory
             self._sync()
-            timing["synthesis"] = (time.perf_counter() - started) * 1000
+            synthesis_ms = (time.perf_counter() - started) * 1000
 
             started = time.perf_counter()
+            mel_out = mel_out.to(torch.float32)
             waves = []
-            mel = mel.to(torch.float32)
-            for i, total in enumerate(durations):
-                generated = mel[i : i + 1, ref_frames:total, :].permute(0, 2, 1)
-                wave = m.vocoder.decode(generated).squeeze(0).float().cpu().numpy()
-                if ref.rms < ref.target_rms:
-                    wave = wave * (ref.rms / ref.target_rms)
-                waves.append(wave.astype(np.float32))
+            for i, (ref_frames, total) in enumerate(zip(lens, durations)):
+                generated = mel_out[i : i + 1, ref_frames:total, :].permute(0, 2, 1)
+                waves.append(m.vocoder.decode(generated).squeeze(0).float().cpu().numpy())
             self._sync()
-            timing["vocoding"] = (time.perf_counter() - started) * 1000
+            vocoding_ms = (time.perf_counter() - started) * 1000
 
-        started = time.perf_counter()
-        final = audio.cross_fade_join(waves, m.sample_rate, params.cross_fade_duration)
-        if params.remove_silence:
-            final = audio.remove_long_silences(final, m.sample_rate)
-        timing["postprocess"] = (time.perf_counter() - started) * 1000
-        return SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=chunks, timing_ms=timing)
+        results, cursor = [], 0
+        for request in batch:
+            n = len(request.durations)
+            job_waves = waves[cursor : cursor + n]
+            cursor += n
+            if request.ref.rms < request.ref.target_rms:
+                job_waves = [w * (request.ref.rms / request.ref.target_rms) for w in job_waves]
+            results.append(SampledWaves(
+                waves=[w.astype(np.float32) for w in job_waves],
+                timing_ms={"synthesis": synthesis_ms, "vocoding": vocoding_ms},
+                batch_jobs=len(batch),
+            ))
+        return results
 
     def _sync(self) -> None:
         if self.models.device.startswith("cuda"):

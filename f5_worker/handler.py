@@ -17,11 +17,22 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from typing import Any, Callable
 
-from f5_worker import audio, schema
-from f5_worker.engine import PreparedReference, SynthesisEngine, SynthesisParams, estimated_samples, plan_chunks, prepare_reference
+from f5_worker import audio, delivery, schema
+from f5_worker.engine import (
+    PreparedReference,
+    SynthesisEngine,
+    SynthesisParams,
+    estimated_samples,
+    plan_chunks,
+    prepare_reference,
+)
 from f5_worker.errors import JobError
 from f5_worker.models import LoadedModels, load_models
 from f5_worker.settings import Settings, get_settings
+from f5_worker.storage import Stores
+from f5_worker.transcribe import WhisperTranscriber
+from f5_worker.voice_actions import VoiceActions
+from f5_worker.voices import VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +75,38 @@ class ReferenceCache:
 
 
 class Worker:
-    def __init__(self, settings: Settings, models: LoadedModels):
+    def __init__(self, settings: Settings, models: LoadedModels, stores: Stores | None = None):
         self.settings = settings
         self.models = models
-        self.engine = SynthesisEngine(models)
+        batch_jobs = settings.max_batch_jobs or (8 if models.device.startswith("cuda") else 1)
+        self.engine = SynthesisEngine(models, max_batch_jobs=batch_jobs, max_wait_s=settings.batch_wait_ms / 1000)
         self.references = ReferenceCache()
         self.actions: dict[str, Callable[[Any, str | None], dict]] = {
             "synthesize": self.synthesize,
             "health": self.health,
         }
+        self._init_storage(stores)
+
+    def _init_storage(self, stores: Stores | None) -> None:
+        """Voices and bucket results (docs/storage.md); the bucket is checked once at start-up."""
+        self.stores = stores or Stores.from_env(network_volume_path=self.settings.network_volume_path)
+        self.voices = VoiceStore(
+            self.stores.voices,
+            transcriber=WhisperTranscriber(device=self.settings.device),
+            keep_seconds=self.settings.ref_audio_keep_seconds,
+            max_input_seconds=self.settings.max_ref_audio_seconds,
+        )
+        self.actions.update(VoiceActions(
+            self.voices,
+            max_download_bytes=self.settings.max_download_bytes,
+            download_timeout_s=self.settings.download_timeout_s,
+        ).handlers())
+        bucket = self.stores.check_bucket()
+        if bucket is not None and not bucket["writable"]:
+            log.warning("bucket not usable at start-up: %s", bucket["error"])
+        elif self.stores.settings.bucket_error:
+            log.warning("%s", self.stores.settings.bucket_error)
+        log.info("voices stored in %s", self.stores.voices.location)
 
     @classmethod
     def from_env(cls) -> "Worker":
@@ -80,6 +114,12 @@ class Worker:
         return cls(settings, load_models(settings))
 
     # -- dispatch -------------------------------------------------------------------------------
+
+    async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict:
+        """For RunPod's async handler: jobs run in threads and meet in the sampler's batches."""
+        import asyncio
+
+        return await asyncio.to_thread(self.handle, job_input, job_id)
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict:
         started = time.perf_counter()
@@ -122,6 +162,7 @@ class Worker:
                 "f5-worker": package_version("f5-worker") or __import__("f5_worker").__version__,
             },
             "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
+            "storage": self.stores.health(),
         }
 
     def synthesize(self, request: schema.SynthesizeRequest, job_id: str | None) -> dict:
@@ -133,7 +174,7 @@ class Worker:
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
 
         chunks = plan_chunks(ref, request.text, request.speed)
-        self.check_result_fits(request, ref, chunks)
+        planned = self.check_result_fits(request, ref, chunks)
 
         seed = request.seed if request.seed is not None else random.randint(0, 2**31 - 1)
         params = SynthesisParams(
@@ -153,12 +194,6 @@ class Worker:
         encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
         audio_b64 = base64.b64encode(encoded).decode("ascii")
         timing["encoding_ms"] = (time.perf_counter() - t0) * 1000
-        if len(audio_b64) > self.settings.max_inline_bytes:
-            raise JobError(
-                "text",
-                f"the result is {len(audio_b64) / 1e6:.1f} MB, over the {self.settings.max_inline_bytes / 1e6:.1f} MB "
-                "inline limit; shorten the text or use output_format mp3/opus",
-            )
 
         duration = len(result.wave) / result.sample_rate
         timing["total_ms"] = (time.perf_counter() - started) * 1000
@@ -175,7 +210,10 @@ class Worker:
             "warnings": list(ref.warnings),
         }
         out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
-        return out
+        return delivery.finish_output(
+            out, planned=planned, job_id=job_id, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
+            audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
+        )
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -183,7 +221,11 @@ class Worker:
         """The prepared reference for a job: its own audio, a stored voice, or the default voice."""
         target_rms = getattr(request, "target_rms", 0.1)
         if request.voice is not None:
-            raise JobError("voice", f"no stored voice named {request.voice!r}")
+            return self.voices.prepared(
+                request.voice, target_rms,
+                lambda v: prepare_reference(v.wave, v.sample_rate, v.info.ref_text, target_rms=target_rms,
+                                            keep_seconds=self.settings.ref_audio_keep_seconds),
+            )
         if request.ref_audio_base64 is not None:
             data = audio.decode_base64(request.ref_audio_base64, "ref_audio_base64")
             return self._prepare_cached(data, request.ref_text, "ref_audio_base64", target_rms)
@@ -216,17 +258,14 @@ class Worker:
             raise JobError(field, "reference audio is silent or shorter than 0.5 s")
         return ref
 
-    def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> None:
-        """Refuse before synthesis a result that could not be returned inline."""
+    def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:
+        """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
         samples = estimated_samples(ref, chunks, request.speed, self.models.hop_length)
         size = audio.estimated_encoded_bytes(samples, request.output_format)
-        if size > self.settings.max_inline_bytes:
-            raise JobError(
-                "text",
-                f"the result would be about {size / 1e6:.0f} MB ({samples / self.models.sample_rate:.0f} s of "
-                f"{request.output_format}), over the {self.settings.max_inline_bytes / 1e6:.1f} MB inline limit; "
-                "shorten the text or use output_format mp3/opus",
-            )
+        return delivery.plan_output(
+            request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
+            what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
+        )
 
     def _free_gpu(self) -> None:
         import torch

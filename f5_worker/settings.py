@@ -53,6 +53,9 @@ class Settings:
     max_download_bytes: int = 50 * 1024 * 1024
     download_timeout_s: float = 30.0
     max_inline_bytes: int = 9 * 1024 * 1024
+    max_concurrency: int = 4
+    max_batch_jobs: int = 0  # 0: 8 on GPU, 1 on CPU (batching buys nothing there)
+    batch_wait_ms: float = 10.0
     hf_offline: bool = False
 
     @property
@@ -103,5 +106,8 @@ def get_settings() -> Settings:
         max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", 50 * 1024 * 1024),
         download_timeout_s=_env_float("DOWNLOAD_TIMEOUT_S", 30.0),
         max_inline_bytes=_env_int("MAX_INLINE_BYTES", 9 * 1024 * 1024),
+        max_concurrency=_env_int("MAX_CONCURRENCY", 4),
+        max_batch_jobs=_env_int("MAX_BATCH_JOBS", 0),
+        batch_wait_ms=_env_float("BATCH_WAIT_MS", 10.0),
         hf_offline=_env_bool("HF_HUB_OFFLINE", False),
     )

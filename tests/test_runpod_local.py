@@ -115,3 +115,17 @@ def test_runsync_errors_then_next_job_works(api_server):
     assert body["status"] == "COMPLETED" and body["output"]["model"] == "tiny"
     body = requests.post(f"{api_server}/runsync", json={"input": {"text": "Still up.", "nfe_step": 4}}, timeout=120).json()
     assert body["status"] == "COMPLETED" and body["output"]["duration"] > 0
+
+
+def test_concurrent_runsync_jobs_all_complete(api_server):
+    """The async handler takes several jobs at once (concurrency_modifier); each gets its own audio."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(i):
+        job = {"input": {"text": f"Concurrent job number {i}.", "seed": i, "nfe_step": 4}}
+        return requests.post(f"{api_server}/runsync", json=job, timeout=180).json()
+
+    with ThreadPoolExecutor(3) as pool:
+        bodies = list(pool.map(post, range(3)))
+    assert all(b["status"] == "COMPLETED" for b in bodies), bodies
+    assert [b["output"]["seed"] for b in bodies] == [0, 1, 2]
