@@ -1,0 +1,180 @@
+"""How a finished result reaches the caller: inline in the job output, or as bucket links.
+
+RunPod refuses job outputs over roughly 10-20 MB, so a long synthesis must go
+out as presigned GET URLs of objects under ``results/<job_id>/``. ``output``:
+
+- ``inline``: always in the output; refused up front when it would be too big;
+- ``bucket``: always uploaded; refused up front when no bucket is configured;
+- ``auto`` (default): inline when small, bucket otherwise.
+
+A result is never dropped for its size: when the estimate said "inline" but
+the real output is too big, it goes to the bucket; when there is no bucket it
+is refused before synthesis if the estimate already shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from f5_worker.errors import JobError
+from f5_worker.storage import StorageError, Stores
+
+OUTPUT_MODES = ("inline", "bucket", "auto")
+CAPTION_CONTENT_TYPES = {
+    "srt": "application/x-subrip",
+    "vtt": "text/vtt; charset=utf-8",
+    "ass": "text/x-ssa; charset=utf-8",
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
+NO_BUCKET = (
+    "no bucket is configured on this worker; set BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID, "
+    "BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME"
+)
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One file of a result: the audio, or a caption/timing file."""
+
+    name: str  # e.g. "speech.wav", "captions.srt"
+    data: bytes
+    content_type: str
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def inline_size(output: Any) -> int:
+    """Bytes of the job output as RunPod will see it (compact JSON)."""
+    return len(json.dumps(output, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def plan_output(
+    mode: str, *, estimated_bytes: int, stores: Stores | None, max_inline_bytes: int, what: str = ""
+) -> str:
+    """Before synthesis: "inline" or "bucket", or a JobError when the result could not be delivered.
+
+    ``what`` describes the estimate for the message (e.g. "212 s of wav").
+    """
+    if mode not in OUTPUT_MODES:
+        raise JobError("output", f"must be one of {', '.join(OUTPUT_MODES)}")
+    has_bucket = stores is not None and stores.bucket is not None
+    if mode == "bucket":
+        if not has_bucket:
+            raise JobError("output", f"'bucket' is not available: {NO_BUCKET}")
+        return "bucket"
+    if estimated_bytes <= max_inline_bytes:
+        return "inline"
+    if mode == "auto" and has_bucket:
+        return "bucket"
+    size = f"about {_mb(estimated_bytes)}" + (f" ({what})" if what else "")
+    over = f"the result would be {size}, over the {_mb(max_inline_bytes)} inline limit"
+    if has_bucket:  # mode == "inline"
+        raise JobError("output", f"{over}; use output 'bucket' or 'auto' to get it as a link")
+    fix = "shorten the text or use output_format mp3/opus (no bucket is configured for links)"
+    raise JobError("text", f"{over}; {fix}")
+
+
+def choose_after(planned: str, *, actual_bytes: int, stores: Stores | None, max_inline_bytes: int) -> str:
+    """After synthesis: the estimate may have been low; a result too big for inline goes to the bucket."""
+    if planned == "bucket" or actual_bytes <= max_inline_bytes:
+        return planned
+    if stores is not None and stores.bucket is not None:
+        return "bucket"
+    raise JobError(
+        "text",
+        f"the result is {_mb(actual_bytes)}, over the {_mb(max_inline_bytes)} inline limit; shorten the text "
+        "or use output_format mp3/opus (no bucket is configured for links)",
+    )
+
+
+def finish_output(
+    out: dict,
+    *,
+    planned: str,
+    job_id: str | None,
+    stores: Stores | None,
+    max_inline_bytes: int,
+    audio_bytes: bytes,
+    audio_format: str,
+    audio_content_type: str,
+) -> dict:
+    """Turn a complete inline output into what the caller gets.
+
+    Inline: unchanged, plus ``"delivery": "inline"``. Bucket: the audio
+    (``audio_base64``) and each caption file (``captions``: format -> text) are
+    uploaded; the output gets ``audio_url``, ``caption_urls`` and ``files``
+    (name -> url, content type, bytes, expiry) instead, and keeps the timings.
+    """
+    target = choose_after(planned, actual_bytes=inline_size(out), stores=stores, max_inline_bytes=max_inline_bytes)
+    if target == "inline":
+        out["delivery"] = "inline"
+        return out
+    audio_name = f"speech.{audio_format}"
+    files = [ResultFile(audio_name, audio_bytes, audio_content_type)]
+    captions = out.get("captions") or {}
+    for fmt, text in captions.items():
+        files.append(ResultFile(f"captions.{fmt}", text.encode("utf-8"),
+                                CAPTION_CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8")))
+    links = upload_result(stores, job_id, files)
+    out.pop("audio_base64", None)
+    out.pop("captions", None)
+    out["delivery"] = "bucket"
+    out["audio_url"] = links[audio_name]["url"]
+    if captions:
+        out["caption_urls"] = {fmt: links[f"captions.{fmt}"]["url"] for fmt in captions}
+    out["files"] = links
+    out["expires_in"] = stores.settings.url_expiry_s
+    return out
+
+
+def result_prefix(job_id: str | None) -> str:
+    """``results/<job_id>/`` with the id made safe for a key (a random id when there is none)."""
+    safe = _UNSAFE.sub("_", job_id or "")[:128].strip("._") or uuid.uuid4().hex
+    return f"results/{safe}/"
+
+
+def upload_result(stores: Stores, job_id: str | None, files: list[ResultFile]) -> dict[str, dict]:
+    """Upload each file under ``results/<job_id>/`` and return ``{name: {url, content_type, bytes, expires_in}}``.
+
+    A failed upload raises ``JobError("output", ...)``; if the network volume is
+    mounted the files are first kept there, so a finished result survives a
+    bucket outage.
+    """
+    if stores.bucket is None:
+        raise JobError("output", f"'bucket' is not available: {NO_BUCKET}")
+    prefix = result_prefix(job_id)
+    expiry = stores.settings.url_expiry_s
+    links: dict[str, dict] = {}
+    try:
+        for f in files:
+            key = prefix + f.name
+            stores.bucket.put(key, f.data, f.content_type)
+            links[f.name] = {
+                "url": stores.bucket.url(key, expiry),
+                "content_type": f.content_type,
+                "bytes": len(f.data),
+                "expires_in": expiry,
+            }
+    except StorageError as exc:
+        kept = _keep_on_volume(stores, prefix, files)
+        raise JobError("output", f"could not upload the result ({exc}){kept}") from None
+    return links
+
+
+def _keep_on_volume(stores: Stores, prefix: str, files: list[ResultFile]) -> str:
+    if not stores.settings.volume_mounted:
+        return ""
+    try:
+        for f in files:
+            stores.local.put(prefix + f.name, f.data, f.content_type)
+    except StorageError:
+        return ""
+    return f"; the result was kept on the network volume under {stores.local.root / prefix}"

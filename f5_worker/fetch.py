@@ -1,0 +1,227 @@
+"""Download a user-supplied URL without letting it reach the worker's own network.
+
+A job may name a URL for its reference audio; a careless downloader would let
+that URL read cloud metadata (169.254.169.254), services on loopback, or the
+datacenter's private network. Here every hop (the first URL and each
+redirect) is resolved once, every address it resolves to must be public, and
+the connection is made to that very address (pinned), so a DNS answer that
+changes between check and connect cannot slip through. TLS still verifies the
+certificate against the hostname. Size and total time are capped.
+
+``RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true`` (the variable runpod's own
+downloader honours) turns the address check off, for tests and private setups.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import os
+import socket
+import threading
+import time
+from urllib.parse import urljoin, urlsplit
+
+import certifi
+import urllib3
+
+from f5_worker.errors import JobError
+
+MAX_REDIRECTS = 5
+USER_AGENT = "f5-worker (+https://github.com/runpod-workers)"
+_CHUNK = 64 * 1024
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetch-dns")
+
+
+def private_downloads_allowed() -> bool:
+    return os.environ.get("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "").strip().lower() in ("1", "true", "yes")
+
+
+def is_public_address(ip: Address) -> bool:
+    """True only for globally routable unicast addresses.
+
+    ``is_global`` already excludes private, loopback, link-local (cloud
+    metadata lives there), shared (100.64/10), reserved and documentation
+    ranges; IPv6 wrappers of IPv4 addresses are unwrapped first.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            return is_public_address(embedded)
+        if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64 of an IPv4 address
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:  # deprecated fec0::/10, still not public
+        return False
+    return (
+        ip.is_global
+        and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved)
+        and not (ip.is_multicast or ip.is_unspecified)
+    )
+
+
+def resolve(host: str, port: int, field: str, timeout_s: float = 10.0) -> list[Address]:
+    """Every address ``host`` resolves to (an IP literal resolves to itself).
+
+    ``getaddrinfo`` has no timeout of its own, so it runs in a helper thread.
+    """
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=max(timeout_s, 0.001))
+    except concurrent.futures.TimeoutError:
+        raise JobError(field, f"resolving host {host!r} took longer than {timeout_s:g} s") from None
+    except (OSError, UnicodeError) as exc:
+        raise JobError(field, f"cannot resolve host {host!r} ({exc})") from None
+    addresses: list[Address] = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    if not addresses:
+        raise JobError(field, f"host {host!r} has no addresses")
+    return addresses
+
+
+def _pinned_address(host: str, port: int, field: str, allow_private: bool, timeout_s: float) -> Address:
+    addresses = resolve(host, port, field, timeout_s)
+    if not allow_private:
+        blocked = [str(ip) for ip in addresses if not is_public_address(ip)]
+        if blocked:
+            raise JobError(
+                field,
+                f"refusing to download from {host!r}: it resolves to a private, loopback, link-local "
+                f"or otherwise non-public address ({', '.join(blocked)})",
+            )
+    return addresses[0]
+
+
+def _split(url: str, field: str) -> tuple[str, str, int, str]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise JobError(field, f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise JobError(field, f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
+    if not parts.hostname:
+        raise JobError(field, "URL has no host")
+    if parts.username or parts.password:
+        raise JobError(field, "URLs with credentials are not allowed")
+    host = parts.hostname
+    port = port or (443 if parts.scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return parts.scheme, host, port, target
+
+
+def _pool(scheme: str, host: str, ip: Address, port: int, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    """A connection pool to the pinned address that still speaks TLS/Host for ``host``."""
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            str(ip), port, timeout=timeout, retries=False, maxsize=1,
+            server_hostname=host, assert_hostname=host,
+            cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+        )
+    return urllib3.HTTPConnectionPool(str(ip), port, timeout=timeout, retries=False, maxsize=1)
+
+
+def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> bytes:
+    """GET ``url`` and return its body, or raise ``JobError(field, ...)`` saying why not.
+
+    Redirects are followed by hand (at most ``MAX_REDIRECTS``) so each target is
+    checked like the first URL. ``timeout_s`` bounds the whole download,
+    redirects included; ``max_bytes`` bounds the body, whatever
+    ``Content-Length`` claims.
+    """
+    allow_private = private_downloads_allowed()
+    deadline = time.monotonic() + timeout_s
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        scheme, host, port, target = _split(current, field)
+        ip = _pinned_address(host, port, field, allow_private, deadline - time.monotonic())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise JobError(field, f"download took longer than {timeout_s:g} s")
+        pool = _pool(scheme, host, ip, port, urllib3.Timeout(connect=remaining, read=remaining))
+        netloc = f"[{host}]" if ":" in host else host
+        if port != (443 if scheme == "https" else 80):
+            netloc += f":{port}"
+        try:
+            response = pool.urlopen(
+                "GET", target,
+                headers={"Host": netloc, "User-Agent": USER_AGENT, "Accept": "audio/*, */*;q=0.5"},
+                redirect=False, preload_content=False, decode_content=True,
+            )
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of TimeoutError, for history
+            pool.close()
+            raise JobError(field, f"could not connect to {host!r} ({_reason(exc)})") from None
+        except urllib3.exceptions.TimeoutError:
+            pool.close()
+            raise JobError(field, f"download took longer than {timeout_s:g} s") from None
+        except urllib3.exceptions.SSLError as exc:
+            pool.close()
+            raise JobError(field, f"TLS error talking to {host!r} ({_reason(exc)})") from None
+        except urllib3.exceptions.HTTPError as exc:
+            pool.close()
+            raise JobError(field, f"could not connect to {host!r} ({_reason(exc)})") from None
+        try:
+            if response.status in (301, 302, 303, 307, 308):
+                location = response.headers.get("Location")
+                if not location:
+                    raise JobError(field, f"HTTP {response.status} redirect without a Location")
+                current = urljoin(current, location)
+                continue
+            if response.status != 200:
+                raise JobError(field, f"download failed: HTTP {response.status} from {host!r}")
+            return _read_capped(response, field, max_bytes, deadline, timeout_s)
+        finally:
+            response.release_conn()
+            pool.close()
+    raise JobError(field, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _read_capped(
+    response: urllib3.BaseHTTPResponse, field: str, max_bytes: int, deadline: float, timeout_s: float
+) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise JobError(field, f"file is {int(declared)} bytes, over the {max_bytes} byte limit")
+    # A server that trickles bytes could keep each read just under the socket
+    # timeout forever; a timer shuts the response down at the deadline.
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        response.shutdown()
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+    timer.daemon = True
+    timer.start()
+    body = bytearray()
+    try:
+        while True:
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > max_bytes:
+                raise JobError(field, f"file is over the {max_bytes} byte limit")
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        if expired.is_set():
+            raise JobError(field, f"download took longer than {timeout_s:g} s") from None
+        raise JobError(field, f"download interrupted ({_reason(exc)})") from None
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise JobError(field, f"download took longer than {timeout_s:g} s")
+    if not body:
+        raise JobError(field, "the URL returned an empty file")
+    return bytes(body)
+
+
+def _reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason).split(": ", 1)[-1] if isinstance(reason, Exception) else str(reason)
+    return text.strip()[:200] or type(exc).__name__

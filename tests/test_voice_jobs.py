@@ -1,0 +1,321 @@
+"""Voices and result delivery through ``Worker.handle``, on the tiny models, against real SeaweedFS."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+import soundfile as sf
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server fixture)
+
+from f5_worker.delivery import ResultFile, finish_output, upload_result
+from f5_worker.handler import Worker
+from f5_worker.storage import StorageSettings, Stores
+
+REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+
+
+@pytest.fixture
+def make_worker(worker, tiny_settings, tmp_path):
+    """A Worker on the session's tiny models, with storage read from the current environment."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+
+    def make(**overrides) -> Worker:
+        settings = dataclasses.replace(tiny_settings, network_volume_path=volume, **overrides)
+        return Worker(settings, worker.models)
+
+    make.volume = volume
+    return make
+
+
+@pytest.fixture(params=["volume", "bucket"])
+def voice_worker(request, make_worker, no_bucket_env):
+    if request.param == "bucket":
+        request.getfixturevalue("bucket_env")
+    w = make_worker()
+    assert w.stores.voices.kind == ("bucket" if request.param == "bucket" else "local")
+    return w
+
+
+def upload(w, name="anna", **fields):
+    job = {"action": "upload_voice", "name": name, "audio_base64": REF_B64, "ref_text": DEFAULT_VOICE_TEXT}
+    job.update(fields)
+    return w.handle({k: v for k, v in job.items() if v is not None})
+
+
+def synth(w, job_id: str | None = None, **fields):
+    job = {"text": "Hello there, this is a test.", "seed": 1, "nfe_step": 4}
+    job.update(fields)
+    return w.handle(job, job_id=job_id or f"job-{time.monotonic_ns()}")
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    return sf.read(io.BytesIO(data), dtype="float32")
+
+
+# --- voice actions ---------------------------------------------------------------------------------
+
+def test_voice_lifecycle_and_synthesis_with_stored_voice(voice_worker):
+    w = voice_worker
+    assert w.handle({"action": "list_voices"})["voices"] == []
+    out = upload(w)
+    assert "error" not in out, out
+    assert out["voice"]["name"] == "anna" and out["voice"]["ref_text"] == DEFAULT_VOICE_TEXT
+    assert out["storage"] == w.stores.voices.kind
+
+    listed = w.handle({"action": "list_voices"})
+    assert listed["count"] == 1
+    entry = listed["voices"][0]
+    assert {"name", "duration", "ref_text", "size", "created"} <= set(entry)
+    assert 4.0 < entry["duration"] < 5.4 and entry["size"] > 100_000
+
+    got = w.handle({"action": "get_voice", "name": "anna", "include_audio": True})
+    wave, rate = decode(base64.b64decode(got["audio_base64"]))
+    assert rate == 24000 and abs(len(wave) / rate - entry["duration"]) < 0.01
+
+    first = synth(w, voice="anna")
+    assert "error" not in first, first
+    wave, rate = decode(base64.b64decode(first["audio_base64"]))
+    assert rate == 24000 and abs(len(wave) / rate - first["duration"]) < 0.01
+    assert w.voices.cached_versions() == {"anna": out["voice"]["version"]}
+    again = synth(w, voice="anna")
+    assert again["audio_base64"] == first["audio_base64"]  # same seed, same cached reference
+
+    assert w.handle({"action": "delete_voice", "name": "anna"})["deleted"] == "anna"
+    assert synth(w, voice="anna") == {"error": "voice: no voice named 'anna'"}
+    assert w.handle({"action": "get_voice", "name": "anna"}) == {"error": "name: no voice named 'anna'"}
+
+
+def test_replaced_voice_is_used_at_once(voice_worker):
+    w = voice_worker
+    upload(w)
+    before = synth(w, voice="anna")
+    silence_then_tone = np.concatenate([np.zeros(2400), 0.3 * np.sin(np.arange(72000) * 2 * np.pi * 220 / 24000)])
+    buf = io.BytesIO()
+    sf.write(buf, silence_then_tone.astype(np.float32), 24000, format="WAV")
+    other = base64.b64encode(buf.getvalue()).decode()
+    assert "already exists" in upload(w, audio_base64=other)["error"]
+    replaced = upload(w, audio_base64=other, ref_text="A plain tone.", overwrite=True)
+    assert replaced["voice"]["duration"] == pytest.approx(3.05, abs=0.05)
+    after = synth(w, voice="anna")
+    assert after["audio_base64"] != before["audio_base64"]
+    assert w.voices.cached_versions()["anna"] == replaced["voice"]["version"]
+
+
+@pytest.mark.parametrize("job, error", [
+    ({"name": "../../etc/passwd"}, "name: must not contain path separators or '..'"),
+    ({"name": "a" * 65}, "name: is 65 characters long; the limit is 64"),
+    ({"name": "white space"}, "name: may only use letters"),
+    ({"audio_base64": None}, "audio_url: give exactly one of audio_url or audio_base64"),
+    ({"audio_url": "http://x.example/a.wav"}, "audio_url: give exactly one of audio_url or audio_base64"),
+    ({"audio_base64": "not base64!"}, "audio_base64: not valid base64"),
+    ({"audio_base64": base64.b64encode(b"just text, not audio").decode()}, "audio_base64: could not decode audio"),
+    ({"overwrite": "maybe"}, "overwrite: "),
+    ({"colour": "blue"}, "colour: unknown field"),
+])
+def test_bad_upload_requests(make_worker, no_bucket_env, job, error):
+    w = make_worker()
+    out = upload(w, **job)
+    assert out["error"].startswith(error), out
+    assert not list(make_worker.volume.rglob("*.wav"))
+
+
+def test_bad_voice_names_on_every_action(make_worker, no_bucket_env):
+    w = make_worker()
+    for action in ("get_voice", "delete_voice"):
+        assert w.handle({"action": action, "name": "../x"})["error"].startswith("name: ")
+    assert synth(w, voice="../x")["error"].startswith("voice: must not contain")
+    assert synth(w, voice="ghost")["error"] == "voice: no voice named 'ghost'"
+
+
+def test_upload_from_url_only_under_opt_in(make_worker, no_bucket_env, server, monkeypatch):  # noqa: F811
+    server.routes["/voice"] = serve_bytes(DEFAULT_VOICE_WAV.read_bytes())
+    w = make_worker()
+    monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
+    refused = upload(w, audio_base64=None, audio_url=server.base + "/voice")
+    assert refused["error"].startswith("audio_url: refusing to download from '127.0.0.1'")
+    refused = synth(w, ref_audio_url=server.base + "/voice", ref_text=DEFAULT_VOICE_TEXT)
+    assert refused["error"].startswith("ref_audio_url: refusing to download")
+    monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
+    out = upload(w, audio_base64=None, audio_url=server.base + "/voice")
+    assert out["voice"]["duration"] > 4, out
+    assert "error" not in synth(w, ref_audio_url=server.base + "/voice", ref_text=DEFAULT_VOICE_TEXT)
+
+
+@pytest.mark.slow
+def test_upload_without_ref_text_needs_asr(make_worker, no_bucket_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ASR_MODEL", "openai/whisper-not-in-this-cache")
+    w = make_worker()
+    out = upload(w, ref_text=None)
+    assert out["error"].startswith("ref_text: not given, and the speech recognition model "
+                                   "'openai/whisper-not-in-this-cache' is unavailable"), out
+    assert w.handle({"action": "list_voices"})["voices"] == []
+
+
+def test_concurrent_uploads_through_the_handler(voice_worker):
+    w = voice_worker
+    barrier = threading.Barrier(2)
+    results = []
+
+    def go(text):
+        barrier.wait()
+        results.append(upload(w, name="race", ref_text=text))
+
+    threads = [threading.Thread(target=go, args=(t,)) for t in ("First words.", "Second words.")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [r for r in results if "voice" in r]
+    failed = [r for r in results if "error" in r]
+    assert len(ok) == 1 and len(failed) == 1, results
+    assert "already exists" in failed[0]["error"]
+    stored = w.handle({"action": "get_voice", "name": "race"})["voice"]
+    assert stored["ref_text"] == ok[0]["voice"]["ref_text"] and stored["version"] == ok[0]["voice"]["version"]
+
+
+# --- delivery ----------------------------------------------------------------------------------------
+
+def test_output_bucket_urls_serve_the_audio(make_worker, bucket_env):
+    w = make_worker()
+    inline = synth(w, output="inline", output_format="flac", job_id="job-inline")
+    out = synth(w, output="bucket", output_format="flac", job_id="job/../42")
+    assert "error" not in out, out
+    assert out["delivery"] == "bucket" and "audio_base64" not in out
+    assert "/results/job_.._42/speech.flac" in out["audio_url"]  # the job id is made safe for a key
+    response = requests.get(out["audio_url"], timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "audio/flac"
+    assert response.content == base64.b64decode(inline["audio_base64"])  # same seed: identical bytes
+    wave, rate = decode(response.content)
+    assert rate == 24000 and abs(len(wave) / rate - out["duration"]) < 0.01
+    assert out["files"]["speech.flac"]["bytes"] == len(response.content)
+    assert out["expires_in"] == 3600
+    # captions, when the worker produces them, travel the same way
+    assert set(out.get("caption_urls", {})) == set(inline.get("captions", {}))
+    for fmt, url in out.get("caption_urls", {}).items():
+        assert requests.get(url, timeout=10).text == inline["captions"][fmt]
+
+
+def test_caption_files_uploaded_with_content_types(bucket_env):
+    stores = Stores.from_env()
+    captions = {
+        "srt": "1\n00:00:00,000 --> 00:00:01,000\nHéllo\n",
+        "vtt": "WEBVTT\n\n00:00.000 --> 00:01.000\nHéllo\n",
+    }
+    out = {"audio_base64": "UklGRg==", "captions": dict(captions), "words": [{"word": "Héllo", "start": 0, "end": 1}]}
+    done = finish_output(out, planned="bucket", job_id="cap-1", stores=stores, max_inline_bytes=10_000_000,
+                         audio_bytes=b"RIFF", audio_format="wav", audio_content_type="audio/wav")
+    assert done["words"] and "captions" not in done and "audio_base64" not in done
+    expected = {"srt": "application/x-subrip", "vtt": "text/vtt; charset=utf-8"}
+    for fmt, url in done["caption_urls"].items():
+        response = requests.get(url, timeout=10)
+        assert response.headers["Content-Type"] == expected[fmt]
+        assert response.content.decode("utf-8") == captions[fmt]
+    assert requests.get(done["audio_url"], timeout=10).headers["Content-Type"] == "audio/wav"
+
+
+def test_auto_goes_to_the_bucket_when_too_big_for_inline(make_worker, bucket_env):
+    w = make_worker(max_inline_bytes=20_000)
+    out = synth(w)  # output defaults to auto
+    assert out["delivery"] == "bucket", out
+    assert requests.get(out["audio_url"], timeout=10).headers["Content-Type"] == "audio/wav"
+    refused = synth(w, output="inline")
+    assert refused["error"].startswith("output: the result would be about"), refused
+    assert "use output 'bucket' or 'auto'" in refused["error"]
+    small = make_worker()
+    assert synth(small)["delivery"] == "inline"
+
+
+def test_without_a_bucket_big_results_are_refused_before_synthesis(make_worker, no_bucket_env):
+    w = make_worker(max_inline_bytes=20_000)
+    calls = []
+    real = w.engine.synthesize
+    w.engine.synthesize = lambda *a, **k: calls.append(1) or real(*a, **k)
+    out = synth(w)
+    assert out["error"].startswith("text: the result would be about"), out
+    assert "no bucket is configured" in out["error"]
+    assert synth(w, output="bucket")["error"].startswith("output: 'bucket' is not available: no bucket is configured")
+    assert calls == []  # both refused before any synthesis
+    assert w.handle({"action": "health"})["storage"]["results"] == "inline only"
+
+
+@pytest.mark.slow
+def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
+    """The bucket dies while a job synthesizes: clear error, result kept on the volume, worker serves on."""
+    w = make_worker()
+    assert "error" not in upload(w)
+    assert w.handle({"action": "health"})["storage"]["bucket"]["writable"]
+    real = w.engine.synthesize
+
+    def synthesize_while_the_bucket_dies(*args, **kwargs):
+        seaweed.stop()
+        return real(*args, **kwargs)
+
+    w.engine.synthesize = synthesize_while_the_bucket_dies
+    try:
+        started = time.monotonic()
+        out = synth(w, voice="anna", output="bucket", job_id="outage-1")
+        assert time.monotonic() - started < 20
+        assert out["error"].startswith("output: could not upload the result (upload failed on bucket "), out
+        assert seaweed.endpoint in out["error"]
+        kept = make_worker.volume / "f5-worker" / "results" / "outage-1" / "speech.wav"
+        assert str(kept.parent) in out["error"] and decode(kept.read_bytes())[1] == 24000
+        w.engine.synthesize = real
+
+        # jobs that do not need the bucket keep working
+        inline = synth(w, ref_audio_base64=REF_B64, ref_text=DEFAULT_VOICE_TEXT, output="inline")
+        assert "error" not in inline and inline["delivery"] == "inline"
+        assert "error" not in synth(w)  # default voice, auto, small
+        health = w.handle({"action": "health"})
+        assert health["status"] == "ok"
+        assert not health["storage"]["bucket"]["reachable"] and seaweed.endpoint in health["storage"]["bucket"]["error"]
+        # jobs that do need it fail clearly
+        for job in ({"action": "list_voices"}, {"text": "Hi there.", "voice": "anna"}):
+            err = w.handle(job)["error"]
+            assert err.startswith("storage: could not ") and bucket_env["BUCKET_NAME"] in err, err
+        # a worker that starts while the bucket is down starts anyway and says why
+        fresh = make_worker()
+        assert not fresh.handle({"action": "health"})["storage"]["bucket"]["writable"]
+        assert "error" not in synth(fresh, output="inline")
+    finally:
+        w.engine.synthesize = real
+        seaweed.start()
+    # back up: the stored voice is there again
+    assert "error" not in synth(w, voice="anna", output="bucket")
+
+
+def test_upload_result_failure_without_volume_is_still_clear(bucket_env, seaweed, tmp_path):
+    stores = Stores(StorageSettings.from_env(network_volume_path=tmp_path / "absent"))
+    with seaweed.stopped():
+        with pytest.raises(Exception) as err:
+            upload_result(stores, "j1", [ResultFile("speech.wav", b"RIFF", "audio/wav")])
+    assert str(err.value).startswith("output: could not upload the result (upload failed on bucket")
+    assert "network volume" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_upload_without_ref_text_is_transcribed_once(make_worker, no_bucket_env, tmp_path, monkeypatch):
+    """The real transformers pipeline, on a tiny random Whisper built offline: it runs once, at upload."""
+    from tiny_whisper import make_tiny_whisper
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ASR_MODEL", str(make_tiny_whisper(tmp_path / "tiny-whisper")))
+    w = make_worker()
+    out = upload(w, ref_text=None)
+    assert "error" not in out, out
+    voice = out["voice"]
+    assert voice["ref_text_source"] == "asr" and voice["ref_text"].strip() == voice["ref_text"] != ""
+    asr = w.voices.transcriber
+    assert asr.loaded and asr.model == str(tmp_path / "tiny-whisper")
+    assert w.handle({"action": "get_voice", "name": "anna"})["voice"]["ref_text"] == voice["ref_text"]
+    assert "error" not in synth(w, voice="anna")

@@ -1,0 +1,292 @@
+"""The voice store on both backends: names, normalisation, overwrite, races, cache, outages."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from hypothesis import given
+from hypothesis import strategies as st
+
+from f5_worker.errors import JobError
+from f5_worker.storage import LocalStorage, Stores, check_key
+from f5_worker.transcribe import WhisperTranscriber
+from f5_worker.voices import MAX_NAME_LENGTH, VoiceStore, check_voice_name, normalise_reference
+
+
+def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, sample_rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def speechlike(seconds: float, sample_rate: int = 24000, seed: int = 0, pad_s: float = 0.0) -> np.ndarray:
+    """Amplitude-modulated harmonics: loud enough not to be trimmed as silence."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 110 + 40 * seed
+    wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    wave *= 0.5 + 0.5 * np.abs(np.sin(2 * np.pi * 3 * t))
+    wave = (0.2 * wave / np.max(np.abs(wave)) + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+    pad = np.zeros(int(pad_s * sample_rate), dtype=np.float32)
+    return np.concatenate([pad, wave, pad])
+
+
+REF_WAV = DEFAULT_VOICE_WAV.read_bytes()
+
+
+@pytest.fixture(params=["local", "bucket"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return VoiceStore(LocalStorage(tmp_path / "volume" / "f5-worker"))
+    request.getfixturevalue("bucket_env")
+    return VoiceStore(Stores.from_env().voices)
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "../etc", "a/b", "a\\b", "..", "x..y", "/abs", ".hidden", "-dash", "a b", "naïve", "", "x" * (MAX_NAME_LENGTH + 1),
+    "a\x00b", "voice\n",
+])
+def test_unsafe_names_refused(name):
+    with pytest.raises(JobError) as err:
+        check_voice_name(name)
+    assert err.value.field == "name"
+
+
+def test_oversized_name_message():
+    with pytest.raises(JobError, match=f"65 characters long; the limit is {MAX_NAME_LENGTH}"):
+        check_voice_name("a" * 65)
+
+
+@given(st.text(max_size=80))
+def test_accepted_names_are_single_safe_key_segments(name):
+    try:
+        check_voice_name(name)
+    except JobError:
+        return
+    assert len(name) <= MAX_NAME_LENGTH and "/" not in name and ".." not in name
+    check_key(f"voices/{name}/voice.json")  # never raises for an accepted name
+
+
+def test_path_traversal_never_touches_the_filesystem(tmp_path):
+    store = VoiceStore(LocalStorage(tmp_path / "root"))
+    for name in ("../escape", "..", "a/../../b"):
+        with pytest.raises(JobError, match="^name: "):
+            store.save(name, REF_WAV, ref_text="x")
+        with pytest.raises(JobError, match="^name: "):
+            store.delete(name)
+    assert not any(tmp_path.rglob("*.wav"))
+
+
+# --- round trip -------------------------------------------------------------------------------------
+
+def test_upload_list_get_delete(store):
+    assert store.list() == []
+    info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    assert info.ref_text == DEFAULT_VOICE_TEXT and info.ref_text_source == "given"
+    assert 4.0 < info.duration_s <= 5.4 and info.sample_rate == 24000
+    store.save("bob.v2", wav_bytes(speechlike(3.0, seed=1), 24000), ref_text="Bob speaking.")
+
+    listed = [v.public() for v in store.list()]
+    assert [v["name"] for v in listed] == ["anna", "bob.v2"]
+    assert set(listed[0]) >= {"name", "duration", "ref_text", "size", "created"}
+    assert listed[0]["size"] == info.size_bytes > 0
+
+    voice = store.load("anna")
+    assert voice.wave.dtype == np.float32 and voice.sample_rate == 24000
+    assert abs(len(voice.wave) / 24000 - info.duration_s) < 0.01
+
+    with pytest.raises(JobError, match="already exists; set overwrite: true"):
+        store.save("anna", REF_WAV, ref_text="again")
+    assert store.info("anna").ref_text == DEFAULT_VOICE_TEXT
+
+    deleted = store.delete("anna")
+    assert deleted.name == "anna"
+    assert [v.name for v in store.list()] == ["bob.v2"]
+    with pytest.raises(JobError, match="^voice: no voice named 'anna'"):
+        store.load("anna")
+    with pytest.raises(JobError, match="^name: no voice named 'anna'"):
+        store.delete("anna")
+    assert [o.key for o in store.storage.list("voices/anna/")] == []
+
+
+def test_reference_is_normalised_to_24k_mono_and_trimmed(tmp_path):
+    store = VoiceStore(LocalStorage(tmp_path))
+    voice = speechlike(3.0, sample_rate=44100, pad_s=1.0)
+    stereo = np.stack([voice, voice * 0.5], axis=1)
+    info = store.save("stereo", wav_bytes(stereo, 44100), ref_text="Hello there.")
+    stored, rate = sf.read(io.BytesIO(store.storage.get(info.audio_key)))
+    assert rate == 24000 and stored.ndim == 1
+    assert 2.9 < len(stored) / rate < 3.15  # 1 s of silence trimmed from each edge, 50 ms tail kept
+    assert info.duration_s == pytest.approx(len(stored) / rate, abs=1e-3)
+
+
+def test_audio_recognised_by_content_not_name(tmp_path):
+    store = VoiceStore(LocalStorage(tmp_path))
+    flac = io.BytesIO()
+    sf.write(flac, speechlike(2.0), 24000, format="FLAC")
+    assert store.save("flac", flac.getvalue(), ref_text="A flac file.").duration_s > 1.9
+    with pytest.raises(JobError, match="^audio: could not decode audio"):
+        store.save("junk", b"ID3 this is not audio at all" * 10, ref_text="x")
+    with pytest.raises(JobError, match="^audio: audio is silent"):
+        store.save("silent", wav_bytes(np.zeros(48000, dtype=np.float32), 24000), ref_text="x")
+    with pytest.raises(JobError, match="^audio: only 0.[0-9]+ s of sound"):
+        store.save("short", wav_bytes(speechlike(0.4, pad_s=1.0), 24000), ref_text="x")
+
+
+def test_long_reference_with_text_refused_and_without_text_clipped_then_transcribed(tmp_path):
+    heard = []
+
+    def transcriber(wave, sample_rate):
+        heard.append(len(wave) / sample_rate)
+        return "  transcribed words  "
+
+    store = VoiceStore(LocalStorage(tmp_path), transcriber=transcriber)
+    long = wav_bytes(speechlike(20.0), 24000)
+    with pytest.raises(JobError, match="^audio: audio is 20.0 s; a voice keeps at most 12 s"):
+        store.save("long", long, ref_text="twenty seconds of words")
+    info = store.save("long", long)
+    assert info.ref_text == "transcribed words" and info.ref_text_source == "asr"
+    assert heard == [pytest.approx(info.duration_s, abs=1e-3)] and info.duration_s <= 12.1
+    with pytest.raises(JobError, match="limit is 120 s"):
+        store.save("huge", wav_bytes(speechlike(121.0), 8000), ref_text="x")
+
+
+@pytest.mark.slow
+def test_upload_without_text_and_no_asr_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    asr = WhisperTranscriber(model="openai/whisper-tiny-not-cached-here", device="cpu")
+    store = VoiceStore(LocalStorage(tmp_path), transcriber=asr)
+    for _ in range(2):  # the second attempt reuses the remembered failure
+        with pytest.raises(JobError) as err:
+            store.save("anna", REF_WAV)
+        assert err.value.field == "ref_text"
+        assert "speech recognition model 'openai/whisper-tiny-not-cached-here' is unavailable" in str(err.value)
+        assert "give ref_text" in str(err.value)
+    assert not asr.loaded
+    assert store.list() == [] and not any(tmp_path.rglob("*.wav"))
+
+    missing_dir = tmp_path / "no-model-here"
+    with pytest.raises(JobError, match="^ref_text: .*unavailable"):
+        VoiceStore(LocalStorage(tmp_path), transcriber=WhisperTranscriber(model=str(missing_dir))).save("x", REF_WAV)
+
+
+# --- overwrite, races -------------------------------------------------------------------------------
+
+def test_overwrite_replaces_and_invalidates_cache(store):
+    first = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    builds = []
+
+    def build(voice):
+        builds.append(voice.info.version)
+        return ("prepared", voice.info.version)
+
+    assert store.prepared("anna", 0.1, build) == ("prepared", first.version)
+    assert store.prepared("anna", 0.1, build) == ("prepared", first.version)
+    assert store.load("anna") is store.load("anna")
+    assert builds == [first.version]
+
+    second = store.save("anna", wav_bytes(speechlike(2.5), 24000), ref_text="New words.", overwrite=True)
+    assert second.version != first.version
+    assert store.prepared("anna", 0.1, build) == ("prepared", second.version)
+    assert store.load("anna").info.ref_text == "New words."
+    assert builds == [first.version, second.version]
+    keys = [o.key for o in store.storage.list("voices/anna/")]
+    assert keys == sorted([second.audio_key, "voices/anna/voice.json"])  # the old audio is gone
+
+
+def test_change_by_another_worker_is_noticed(store):
+    """Two stores on one backend stand for two workers: a cached voice is reloaded when replaced."""
+    other = VoiceStore(store.storage)
+    store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    assert store.load("anna").info.ref_text == DEFAULT_VOICE_TEXT
+    other.save("anna", wav_bytes(speechlike(2.0), 24000), ref_text="Replaced elsewhere.", overwrite=True)
+    assert store.load("anna").info.ref_text == "Replaced elsewhere."
+    other.delete("anna")
+    with pytest.raises(JobError, match="no voice named 'anna'"):
+        store.load("anna")
+    assert store.cached_versions().get("anna") is not None  # stale entry is never served
+
+
+def _race(store, name, payloads, overwrite):
+    barrier = threading.Barrier(len(payloads))
+    outcomes: dict[int, object] = {}
+
+    def upload(i):
+        barrier.wait()
+        try:
+            outcomes[i] = store.save(name, payloads[i], ref_text=f"Voice number {i}.", overwrite=overwrite)
+        except JobError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(len(payloads))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def test_concurrent_uploads_of_one_name_have_one_winner(store):
+    payloads = [wav_bytes(speechlike(2.0 + i, seed=i), 24000) for i in range(2)]
+    outcomes = _race(store, "race", payloads, overwrite=False)
+    winners = [i for i, o in outcomes.items() if not isinstance(o, Exception)]
+    losers = [o for o in outcomes.values() if isinstance(o, Exception)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert str(losers[0]) == "name: a voice named 'race' already exists; set overwrite: true to replace it"
+    w = winners[0]
+    voice = VoiceStore(store.storage).load("race")  # a fresh reader: no cache involved
+    assert voice.info.ref_text == f"Voice number {w}."
+    expected = normalise_reference(payloads[w], "audio", max_input_seconds=120, keep_seconds=12).wave
+    assert len(voice.wave) == len(expected)
+    assert np.max(np.abs(voice.wave - expected)) < 1e-3  # 16-bit storage
+    assert sorted(o.key for o in store.storage.list("voices/race/")) == sorted(
+        [voice.info.audio_key, "voices/race/voice.json"]
+    )
+
+
+def test_concurrent_overwrites_leave_one_consistent_voice(store):
+    payloads = [wav_bytes(speechlike(2.0 + i, seed=i), 24000) for i in range(3)]
+    outcomes = _race(store, "race", payloads, overwrite=True)
+    assert all(not isinstance(o, Exception) for o in outcomes.values())
+    voice = VoiceStore(store.storage).load("race")
+    i = int(voice.info.ref_text.split()[-1].rstrip("."))
+    expected = normalise_reference(payloads[i], "audio", max_input_seconds=120, keep_seconds=12).wave
+    assert len(voice.wave) == len(expected)  # text and audio come from the same upload
+
+
+def test_damaged_voice_reports_clearly(tmp_path):
+    store = VoiceStore(LocalStorage(tmp_path))
+    info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    store.storage.delete(info.audio_key)
+    with pytest.raises(JobError, match="damaged .*upload it again with overwrite: true"):
+        VoiceStore(store.storage).load("anna")
+    store.storage.put("voices/bad/voice.json", b"{not json")
+    assert [v.name for v in store.list()] == ["anna"]  # a broken voice does not hide the others
+    with pytest.raises(JobError, match="damaged metadata; upload it again with overwrite: true"):
+        store.load("bad")
+    with pytest.raises(JobError, match="damaged metadata"):
+        store.save("bad", REF_WAV, ref_text="Repaired.")
+    assert store.save("bad", REF_WAV, ref_text="Repaired.", overwrite=True).ref_text == "Repaired."
+    assert store.load("bad").info.ref_text == "Repaired."
+    store.save("anna", REF_WAV, ref_text="Repaired too.", overwrite=True)
+    assert VoiceStore(store.storage).load("anna").info.ref_text == "Repaired too."
+
+
+def test_bucket_outage_gives_clear_errors_then_recovers(bucket_env, seaweed):
+    store = VoiceStore(Stores.from_env().voices)
+    store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    with seaweed.stopped():
+        for call in (lambda: store.list(), lambda: store.load("anna"),
+                     lambda: store.save("bob", REF_WAV, ref_text="x"), lambda: store.delete("anna")):
+            with pytest.raises(JobError) as err:
+                call()
+            assert err.value.field == "storage"
+            assert bucket_env["BUCKET_NAME"] in str(err.value) and seaweed.endpoint in str(err.value)
+    assert store.load("anna").info.ref_text == DEFAULT_VOICE_TEXT
