@@ -58,6 +58,7 @@ class SynthesisResult:
     chunks: list[str]
     timing_ms: dict[str, float]
     batch_jobs: int = 1  # jobs that shared the sampling call
+    seed: int = 0
 
 
 def normalise_ref_text(text: str) -> str:
@@ -199,7 +200,7 @@ class SynthesisEngine:
         timing = dict(sampled.timing_ms)
         timing["postprocess"] = (time.perf_counter() - started) * 1000
         return SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=chunks, timing_ms=timing,
-                               batch_jobs=sampled.batch_jobs)
+                               batch_jobs=sampled.batch_jobs, seed=params.seed)
 
     # -- sampler thread ---------------------------------------------------------------------------
 

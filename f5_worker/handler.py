@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from f5_worker.engine import (
     PreparedReference,
     SynthesisEngine,
     SynthesisParams,
+    SynthesisResult,
     estimated_samples,
     plan_chunks,
     prepare_reference,
@@ -32,6 +34,9 @@ from f5_worker.settings import Settings, get_settings
 from f5_worker.storage import Stores
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.voice_actions import VoiceActions
+from f5_worker.align_action import AlignAction, quality_field, synthesize_until_aligned, timing_fields
+from f5_worker.aligners.textnorm import guess_language
+from f5_worker.alignment import load_aligner
 from f5_worker.voices import VoiceStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,16 @@ class Worker:
             "synthesize": self.synthesize,
             "health": self.health,
         }
+        try:  # once, next to F5-TTS (docs/timings.md)
+            self.aligner = load_aligner(settings.aligner, device=models.device)
+        except FileNotFoundError as exc:  # ALIGNER=ctc without cached weights: serve with the fallback
+            log.error("%s; using ALIGNER=auto", exc)
+            self.aligner = load_aligner("auto", device=models.device)
+        self.actions.update(AlignAction(
+            self.aligner,
+            max_download_bytes=settings.max_download_bytes,
+            download_timeout_s=settings.download_timeout_s,
+        ).handlers())
         self._init_storage(stores)
 
     def _init_storage(self, stores: Stores | None) -> None:
@@ -186,16 +201,23 @@ class Worker:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        result = self.engine.synthesize(ref, request.text, params)
+        result, gated = self._synthesize_gated(request, ref, params)
         for stage, ms in result.timing_ms.items():
             timing[f"{stage}_ms"] = ms
+        duration = len(result.wave) / result.sample_rate
+
+        extra: dict = {}
+        if gated is not None:
+            t0 = time.perf_counter()
+            extra.update(timing_fields(gated.alignment, request, duration))
+            extra["quality"] = quality_field(gated.alignment, gated.retries)
+            timing["captions_ms"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
         encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
         audio_b64 = base64.b64encode(encoded).decode("ascii")
         timing["encoding_ms"] = (time.perf_counter() - t0) * 1000
 
-        duration = len(result.wave) / result.sample_rate
         timing["total_ms"] = (time.perf_counter() - started) * 1000
         out = {
             "audio_base64": audio_b64,
@@ -203,9 +225,10 @@ class Worker:
             "content_type": audio.content_type(request.output_format),
             "sample_rate": result.sample_rate,
             "duration": round(duration, 4),
-            "seed": seed,
+            "seed": result.seed,
             "chunks": len(result.chunks),
             "model": self.models.name,
+            **extra,
             "timing": {k: round(v, 2) for k, v in timing.items()},
             "warnings": list(ref.warnings),
         }
@@ -216,6 +239,34 @@ class Worker:
         )
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _synthesize_gated(self, request: schema.SynthesizeRequest, ref: PreparedReference, params: SynthesisParams):
+        """Synthesise, align the final audio, and re-sample while it does not match the text.
+
+        Retry seeds come from a generator seeded with the job's seed, so a request with a
+        seed is reproducible as a whole. Without timings, captions or retries wanted, the
+        aligner is not run at all.
+        """
+        wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
+        if not wants_alignment:
+            return self.engine.synthesize(ref, request.text, params), None
+        attempts: dict[int, SynthesisResult] = {}
+
+        def attempt(seed: int):
+            attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
+            return attempts[seed].wave, attempts[seed].sample_rate
+
+        retry_seeds = random.Random(params.seed)
+        gated = synthesize_until_aligned(
+            attempt, self.aligner, request.text, seed=params.seed, max_retries=request.max_retries,
+            language=guess_language(request.text), new_seed=lambda: retry_seeds.randint(0, 2**31 - 1),
+        )
+        result = attempts[gated.seed]
+        result.timing_ms["alignment"] = gated.alignment.align_seconds * 1000
+        if gated.retries:
+            spent = [a.timing_ms for s, a in attempts.items() if s != gated.seed]
+            result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
+        return result, gated
 
     def reference_for(self, request: schema.ReferenceAudio) -> PreparedReference:
         """The prepared reference for a job: its own audio, a stored voice, or the default voice."""

@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from f5_worker.settings import Settings
+from f5_worker.weight_init import skipped_weight_init
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,22 @@ def f5_model_classes():
 
     That ``__init__`` imports the Trainer, which drags in wandb, datasets and
     accelerate and costs seconds of cold start. Registering the package as a
-    plain namespace first lets the submodules import on their own.
+    plain namespace first lets the submodules import on their own; ``fast_imports``
+    keeps einx and librosa's scipy/numba stack out of cold start as well.
     """
+    from f5_worker.fast_imports import lean_f5_imports
+
     if "f5_tts.model" not in sys.modules:
         spec = importlib.util.find_spec("f5_tts.model")
         package = types.ModuleType("f5_tts.model")
         package.__path__ = list(spec.submodule_search_locations)
         package.__spec__ = spec
         sys.modules["f5_tts.model"] = package
-    from f5_tts.model.backbones.dit import DiT
-    from f5_tts.model.backbones.mmdit import MMDiT
-    from f5_tts.model.backbones.unett import UNetT
-    from f5_tts.model.cfm import CFM
+    with lean_f5_imports():
+        from f5_tts.model.backbones.dit import DiT
+        from f5_tts.model.backbones.mmdit import MMDiT
+        from f5_tts.model.backbones.unett import UNetT
+        from f5_tts.model.cfm import CFM
 
     package = sys.modules["f5_tts.model"]
     for cls in (CFM, DiT, MMDiT, UNetT):
@@ -187,9 +192,10 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
 def build_cfm(config_path: Path, vocab_path: Path):
     """An F5-TTS CFM with the architecture a config file describes (weights not loaded)."""
     from omegaconf import OmegaConf
+
+    CFM, backbones = f5_model_classes()  # first: it keeps f5_tts.model's heavy __init__ from running
     from f5_tts.model.utils import get_tokenizer
 
-    CFM, backbones = f5_model_classes()
     cfg = OmegaConf.load(str(config_path)).model
     mel = cfg.mel_spec
     if mel.mel_spec_type != "vocos":
@@ -230,10 +236,11 @@ def load_models(settings: Settings) -> LoadedModels:
     model_files = resolve_model_files(settings)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
-    cfm, vocab_char_map, sample_rate, hop_length = build_cfm(model_files.config_path, model_files.vocab_path)
-    cfm.load_state_dict(load_checkpoint_state(model_files.ckpt_path))
-    cfm = cfm.to(device=device, dtype=dtype).eval()
-    vocoder = load_vocos(model_files.vocoder_dir, device)
+    with skipped_weight_init():  # every weight is loaded next, strictly: random init would be wasted
+        cfm, vocab_char_map, sample_rate, hop_length = build_cfm(model_files.config_path, model_files.vocab_path)
+        cfm.load_state_dict(load_checkpoint_state(model_files.ckpt_path), assign=True)  # adopt, don't copy
+        cfm = cfm.to(device=device, dtype=dtype).eval()
+        vocoder = load_vocos(model_files.vocoder_dir, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started

@@ -7,6 +7,9 @@ mirrors the hub repositories:
     <dir>/F5-TTS/F5TTS_v1_Tiny/model_1.safetensors        EMA weights, ``ema_model.`` keys
     <dir>/F5-TTS/F5TTS_v1_Tiny/vocab.txt
     <dir>/vocos-mel-24khz/config.yaml + pytorch_model.bin
+
+``ensure_random_models`` writes the same layout for a full-size f5_tts config
+(e.g. F5TTS_v1_Base) with a full-size Vocos, for benchmarks without the weights.
 """
 
 from __future__ import annotations
@@ -87,8 +90,8 @@ def tiny_model_files(root: Path):
     )
 
 
-def write_tiny_models(root: Path, seed: int = 0) -> None:
-    """Write the tiny checkpoints into ``root`` (which must not exist yet)."""
+def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int, fill_zeros: bool = False) -> None:
+    """Write a random F5-TTS checkpoint and Vocos for the given configs, in the hub repositories' format."""
     import torch
     from safetensors.torch import save_file
     from vocos import Vocos
@@ -96,39 +99,120 @@ def write_tiny_models(root: Path, seed: int = 0) -> None:
     from f5_worker.models import build_cfm
 
     torch.manual_seed(seed)
-    paths = tiny_model_files(root)
     paths.ckpt_path.parent.mkdir(parents=True)
     paths.vocoder_dir.mkdir(parents=True)
-    paths.config_path.write_text(TINY_MODEL_YAML)
+    paths.config_path.write_text(model_yaml)
     shutil.copyfile(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), paths.vocab_path)
 
     cfm, *_ = build_cfm(paths.config_path, paths.vocab_path)
+    if fill_zeros:  # upstream zero-initialises adaLN and output layers; trained weights are never all zero
+        with torch.no_grad():
+            for param in cfm.parameters():
+                if param.is_floating_point() and not param.any():
+                    param.normal_(0.0, 0.02)
     state = {f"ema_model.{k}": v.contiguous() for k, v in cfm.state_dict().items()}
     save_file(state, str(paths.ckpt_path))
 
-    (paths.vocoder_dir / "config.yaml").write_text(TINY_VOCOS_YAML)
+    (paths.vocoder_dir / "config.yaml").write_text(vocos_yaml)
     vocos = Vocos.from_hparams(str(paths.vocoder_dir / "config.yaml"))
     torch.save(vocos.state_dict(), paths.vocoder_dir / "pytorch_model.bin")
 
 
-def ensure_tiny_models(root: Path):
-    """Build the tiny models once (under a file lock, atomically) and return their paths."""
+def write_tiny_models(root: Path, seed: int = 0) -> None:
+    """Write the tiny checkpoints into ``root`` (which must not exist yet)."""
+    _write_models(tiny_model_files(root), TINY_MODEL_YAML, TINY_VOCOS_YAML, seed)
+
+
+def _ensure(root: Path, paths, write) -> None:
+    """Run ``write(staging_root)`` once under a file lock and move the result into ``root`` atomically."""
     from filelock import FileLock
 
-    root = Path(root)
-    paths = tiny_model_files(root)
     if paths.ckpt_path.is_file():
-        return paths
+        return
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if paths.ckpt_path.is_file():
-            return paths
+            return
         staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=root.parent))
         try:
-            write_tiny_models(staging / "m")
+            write(staging / "m")
             if root.exists():  # a half-written dir from an older, non-atomic build
                 shutil.rmtree(root)
             os.replace(staging / "m", root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_tiny_models(root: Path):
+    """Build the tiny models once (under a file lock, atomically) and return their paths."""
+    root = Path(root)
+    paths = tiny_model_files(root)
+    _ensure(root, paths, write_tiny_models)
+    return paths
+
+
+# -- full-size random weights (benchmarks: same compute as the released weights) -----------------
+
+# charactr/vocos-mel-24khz's config.yaml: the vocoder F5-TTS uses
+FULL_VOCOS_YAML = """\
+feature_extractor:
+  class_path: vocos.feature_extractors.MelSpectrogramFeatures
+  init_args:
+    sample_rate: 24000
+    n_fft: 1024
+    hop_length: 256
+    n_mels: 100
+    padding: center
+
+backbone:
+  class_path: vocos.models.VocosBackbone
+  init_args:
+    input_channels: 100
+    dim: 512
+    intermediate_dim: 1536
+    num_layers: 8
+
+head:
+  class_path: vocos.heads.ISTFTHead
+  init_args:
+    dim: 512
+    n_fft: 1024
+    hop_length: 256
+    padding: center
+"""
+
+
+def random_model_files(root: Path, config_name: str = "F5TTS_v1_Base"):
+    from f5_worker.models import ModelFiles
+
+    model_dir = root / "F5-TTS" / config_name
+    return ModelFiles(
+        name=config_name,
+        config_path=root / f"{config_name}.yaml",
+        ckpt_path=model_dir / "model_0.safetensors",
+        vocab_path=model_dir / "vocab.txt",
+        vocoder_dir=root / "vocos-mel-24khz",
+    )
+
+
+def upstream_config_text(config_name: str) -> str:
+    path = files("f5_tts").joinpath(f"configs/{config_name}.yaml")
+    if not path.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in files("f5_tts").joinpath("configs").iterdir())
+        raise ValueError(f"{config_name!r} is not an f5_tts model config; known: {known}")
+    return path.read_text()
+
+
+def ensure_random_models(root: Path, config_name: str = "F5TTS_v1_Base", seed: int = 0):
+    """Full-size random weights for an f5_tts config (e.g. F5TTS_v1_Base) plus a full-size random Vocos.
+
+    The architecture, file format and therefore the compute per step are those of
+    the released checkpoints; only the values are random (the speech is noise).
+    Load them with WORKER_MODEL=<config_name>, MODEL_CKPT_PATH, MODEL_VOCAB_PATH, VOCODER_PATH.
+    """
+    root = Path(root)
+    paths = random_model_files(root, config_name)
+    model_yaml = upstream_config_text(config_name)
+    _ensure(root, paths, lambda staging: _write_models(
+        random_model_files(staging, config_name), model_yaml, FULL_VOCOS_YAML, seed, fill_zeros=True))
     return paths

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
 
-FAST = {"nfe_step": 4}
+FAST = {"nfe_step": 4, "max_retries": 0}  # the quality gate has its own tests below
 
 
 def run(worker, **fields):
@@ -162,3 +162,56 @@ def test_health(worker):
     assert out["status"] == "ok" and out["model"] == "tiny" and out["device"] == "cpu"
     assert out["versions"]["torch"] and out["versions"]["f5-tts"] and out["versions"]["runpod"]
     assert out["load_seconds"] > 0
+
+
+def assert_word_invariants(words, text, duration):
+    """Every input word once, in order, exactly as written; times ordered and inside the audio."""
+    assert [w["word"] for w in words] == text.split()
+    previous_start = 0.0
+    for w in words:
+        assert 0.0 <= w["start"] <= w["end"] <= duration
+        assert w["start"] >= previous_start
+        previous_start = w["start"]
+        assert 0.0 <= w["confidence"] <= 1.0
+        assert text[w["char_start"]:w["char_end"]] == w["word"]
+
+
+def test_synthesize_returns_aligned_words_chars_and_captions(worker):
+    text = "Dr. Smith paid $40 on 3 May, didn't he?"
+    out = run(worker, text=text, seed=11, char_timings=True, caption_formats=["srt", "vtt", "ass", "csv", "json"])
+    assert "error" not in out, out
+    assert_word_invariants(out["words"], text, out["duration"])
+    assert "".join(c["char"] for c in out["chars"]) == text.replace(" ", "")
+    assert set(out["captions"]) == {"srt", "vtt", "ass", "csv", "json"}
+    assert out["aligner"] in ("sphinx", "ctc", "estimate")
+    assert out["timing"]["alignment_ms"] > 0 and "captions_ms" in out["timing"]
+    assert set(out["quality"]) == {"alignment_score", "retries", "flagged_words"}
+
+
+def test_timings_can_be_turned_off(worker):
+    out = run(worker, text="No timings here.", seed=1, word_timings=False, caption_formats=[])
+    assert "words" not in out and "captions" not in out and "quality" not in out
+    assert "alignment_ms" not in out["timing"]
+
+
+def test_quality_gate_resamples_audio_that_does_not_match_the_text(worker):
+    """The tiny model speaks noise, which never matches the text: the gate must retry, then keep the best."""
+    job = dict(text="Hello world, this is a test.", seed=5, nfe_step=4, max_retries=2)
+    out = worker.handle(job)
+    assert out["quality"]["retries"] == 2
+    assert out["quality"]["alignment_score"] < 0.6 and out["quality"]["flagged_words"]
+    assert out["timing"]["retries_ms"] > 0
+    again = worker.handle(job)  # retry seeds derive from the job's seed: the request is reproducible
+    assert again["audio_base64"] == out["audio_base64"] and again["seed"] == out["seed"]
+    # the returned seed reproduces the returned audio on its own
+    alone = worker.handle({**job, "seed": out["seed"], "max_retries": 0})
+    assert alone["audio_base64"] == out["audio_base64"]
+
+
+def test_matching_speech_passes_the_gate_without_retries(worker):
+    """Aligning the f5-tts example speech with its own transcript scores high (the gate's other side)."""
+    from f5_worker.alignment import align_audio, alignment_mismatch
+
+    wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    alignment = align_audio(worker.aligner, wave, sr, DEFAULT_VOICE_TEXT)
+    assert not alignment_mismatch(alignment) and alignment.score > 0.8

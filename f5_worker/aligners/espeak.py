@@ -1,0 +1,155 @@
+"""ctypes binding to the libespeak-ng bundled by ``espeakng-loader``.
+
+Two uses: an offline grapheme-to-phoneme step for words missing from the
+pronunciation dictionary (``phonemize_ipa``), and speech with exact word start
+times for measuring the aligner (``synthesize``). The library keeps global
+state, so every call goes through one lock and one initialisation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+AUDIO_OUTPUT_SYNCHRONOUS = 2
+ESPEAK_CHARS_UTF8 = 1
+ESPEAK_PHONEMES_IPA = 0x02
+EVENT_LIST_TERMINATED = 0
+EVENT_WORD = 1
+EVENT_SENTENCE = 2
+EVENT_END = 5
+EVENT_MSG_TERMINATED = 6
+POS_CHARACTER = 1
+PARAM_RATE = 1
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+class EspeakUnavailable(RuntimeError):
+    """libespeak-ng (espeakng-loader) could not be loaded."""
+
+
+@dataclass(frozen=True)
+class WordEvent:
+    """One ``espeakEVENT_WORD``: where a word starts in the text and in the audio."""
+
+    text_position: int  # 0-based character offset into the synthesised text
+    length: int  # characters
+    sample: int  # sample index of the word start in the returned audio
+
+
+class _Espeak:
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:  # pragma: no cover - depends on install
+            raise EspeakUnavailable("espeakng-loader is not installed") from exc
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data = espeakng_loader.get_data_path().encode()
+        self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
+        if self.sample_rate <= 0:
+            raise EspeakUnavailable(f"espeak_Initialize failed ({self.sample_rate})")
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, int, int, int]] = []
+        self._callback = _SynthCallback(self._on_synth)  # keep a reference: C holds the pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+        self.voice: str | None = None
+        self.lock = threading.Lock()
+
+    def _on_synth(self, wav, n, events) -> int:
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events[i].type != EVENT_LIST_TERMINATED:
+            e = events[i]
+            self._events.append((e.type, e.text_position, e.length, e.sample))
+            i += 1
+        return 0
+
+    def set_voice(self, voice: str) -> None:
+        if voice != self.voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"espeak-ng has no voice {voice!r}")
+            self.voice = voice
+
+
+_instance: _Espeak | None = None
+_init_lock = threading.Lock()
+
+
+def _espeak() -> _Espeak:
+    global _instance
+    with _init_lock:
+        if _instance is None:
+            _instance = _Espeak()
+        return _instance
+
+
+def available() -> bool:
+    try:
+        _espeak()
+        return True
+    except (EspeakUnavailable, OSError):
+        return False
+
+
+def phonemize_ipa(text: str, voice: str = "en-us") -> str:
+    """IPA phonemes for ``text`` (words separated by spaces), via espeak-ng's rules and dictionary."""
+    es = _espeak()
+    with es.lock:
+        es.set_voice(voice)
+        buf = ctypes.create_string_buffer(text.encode("utf-8"))
+        ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        parts = []
+        while ptr.value:
+            out = es.lib.espeak_TextToPhonemes(ctypes.byref(ptr), ESPEAK_CHARS_UTF8, ESPEAK_PHONEMES_IPA)
+            if out:
+                parts.append(out.decode("utf-8", "replace"))
+        return " ".join(parts)
+
+
+def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175) -> tuple[np.ndarray, int, list[WordEvent]]:
+    """Speak ``text``; return float32 mono audio, its sample rate and the word start events."""
+    es = _espeak()
+    with es.lock:
+        es.set_voice(voice)
+        es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
+        es._chunks, es._events = [], []
+        raw = text.encode("utf-8")
+        buf = ctypes.create_string_buffer(raw)
+        status = es.lib.espeak_Synth(buf, len(raw) + 1, 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
+        if status != 0:
+            raise RuntimeError(f"espeak_Synth failed ({status})")
+        chunks, events = es._chunks, es._events
+        es._chunks, es._events = [], []
+    audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+    words = [WordEvent(pos - 1, length, sample) for kind, pos, length, sample in events if kind == EVENT_WORD]
+    return audio, es.sample_rate, words

@@ -1,0 +1,40 @@
+"""Build a model whose weights are about to be loaded without first initialising them at random.
+
+Constructing F5TTS_v1_Base runs ``reset_parameters`` on 336M parameters (about
+2 s on a small CPU) only for ``load_state_dict`` to overwrite every value. Inside
+``skipped_weight_init`` the ``torch.nn.init`` fill functions leave tensors as they
+are (the same trick as transformers' ``no_init_weights``). It is only safe when a
+*strict* ``load_state_dict`` follows, which fails on any parameter or persistent
+buffer the checkpoint lacks; buffers computed in ``__init__`` (rotary
+frequencies, mel filter banks) don't go through ``torch.nn.init`` and are kept.
+The patch is process-wide while active, so use it only where no other thread
+builds models (model loading at start-up).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+)
+
+
+def _keep(tensor, *args, **kwargs):
+    return tensor
+
+
+@contextmanager
+def skipped_weight_init() -> Iterator[None]:
+    import torch.nn.init as init
+
+    saved = {name: getattr(init, name) for name in INIT_FUNCTIONS if hasattr(init, name)}
+    for name in saved:
+        setattr(init, name, _keep)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Image smoke test: build Dockerfile.runpod on a local Debian base and boot it
+# twice against a temporary directory standing in for the network volume.
+#
+#   boot 1: default CMD; builds the venv on the "volume", answers test_input.json
+#           in runpod's local mode;
+#   boot 2: reuses the venv (no build), serves the API, answers the same job
+#           over HTTP; the audio in the JSON answer is decoded and checked.
+#
+# Prints both boot times and the image size. Cleans up its containers, images
+# and the venv it made. No container registry is reachable from CI, so the
+# base image is debootstrapped (scripts/build_base_image.sh, cached in
+# ~/.cache/f5-worker). Host workarounds live here, not in the Dockerfile:
+#   --runtime runc       crun fails on this host's hybrid cgroups
+#   --ulimit ...         the host lacks CAP_SYS_RESOURCE to raise limits
+#   host CA bundle       TLS to PyPI goes through a proxy with its own CA
+#
+# Usage: scripts/image_smoke_test.sh   (needs root or rootful podman; ~3 min warm, <30 min cold)
+# Settings: F5_SMOKE_KEEP=1 keeps the work dir and image for debugging;
+#           F5_SMOKE_CONTEXT=dir builds from another checkout.
+set -Eeuo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONTEXT="${F5_SMOKE_CONTEXT:-$REPO}"
+RUN_ID="f5smoke-$$-$(date +%s)"
+BASE_TAG="localhost/f5-worker-smoke-base:$RUN_ID"
+IMAGE_TAG="localhost/f5-worker-smoke:$RUN_ID"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/f5-smoke.XXXXXX")"
+VOLUME="$WORK/volume"
+mkdir -p "$VOLUME"
+
+say() { printf '[smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+fail() { say "FAIL: $*"; exit 1; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+cleanup() {
+    local code=$?
+    set +e
+    podman ps -a --filter "label=f5-smoke=$RUN_ID" -q | xargs -r podman rm -f >/dev/null 2>&1
+    if [ "${F5_SMOKE_KEEP:-0}" = "1" ]; then
+        say "kept $WORK and image $IMAGE_TAG (F5_SMOKE_KEEP=1)"
+    else
+        podman rmi -f "$IMAGE_TAG" "$BASE_TAG" >/dev/null 2>&1
+        # The venv was written by the container's root: rootless podman needs unshare to delete it.
+        rm -rf "$WORK" 2>/dev/null || podman unshare rm -rf "$WORK"
+    fi
+    if [ "$code" -eq 0 ]; then say "PASS"; else say "FAILED (exit $code)"; fi
+    exit "$code"
+}
+trap cleanup EXIT
+
+for f in runpod_handler.py test_input.json Dockerfile.runpod uv.lock; do
+    [ -f "$CONTEXT/$f" ] || fail "$CONTEXT/$f is missing"
+done
+
+"$REPO/scripts/install_container_tools.sh" >&2
+
+# ---------------------------------------------------------------- host flags
+PODMAN=(podman --runtime runc)
+hard_nofile=$(ulimit -Hn)
+[ "$hard_nofile" = "unlimited" ] && hard_nofile=1048576
+CA_BUNDLE="${F5_SMOKE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+CA_MOUNT=()
+CA_ENV=()
+if [ -f "$CA_BUNDLE" ]; then
+    # pip (certifi) and uv (webpki) ignore the system store unless told; point both at the host's.
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$WORK/pip.conf"
+    CA_MOUNT=(-v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" -v "$WORK/pip.conf:/etc/pip.conf:ro")
+    CA_ENV=(-e SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+fi
+HOST_UV_CACHE="${UV_CACHE_DIR:-$("${UV:-uv}" cache dir 2>/dev/null || echo "$HOME/.cache/uv")}"
+mkdir -p "$HOST_UV_CACHE"
+RUN_FLAGS=(
+    --label "f5-smoke=$RUN_ID" --network host
+    --ulimit "nofile=$hard_nofile:$hard_nofile" --ulimit nproc=4096:4096
+    -v "$VOLUME:/runpod-volume"
+    # uv's cache from the host, so the venv build copies wheels instead of downloading 3 GB
+    -v "$HOST_UV_CACHE:/uv-cache" -e UV_CACHE_DIR=/uv-cache
+    -e WORKER_MODEL=tiny -e HF_HUB_OFFLINE=1
+    "${CA_MOUNT[@]}" "${CA_ENV[@]}"
+)
+
+# ---------------------------------------------------------------- images
+t0=$(now)
+"$REPO/scripts/build_base_image.sh" "$BASE_TAG" >&2
+say "base image ready in $(secs "$t0" "$(now)")s"
+
+t0=$(now)
+say "building Dockerfile.runpod from $CONTEXT"
+"${PODMAN[@]}" build --network host "${CA_MOUNT[@]}" \
+    -f "$CONTEXT/Dockerfile.runpod" --build-arg "BASE_IMAGE=$BASE_TAG" \
+    -t "$IMAGE_TAG" "$CONTEXT" >"$WORK/build.log" 2>&1 || {
+    tail -n 40 "$WORK/build.log" >&2
+    fail "podman build failed"
+}
+build_s=$(secs "$t0" "$(now)")
+image_bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE_TAG")
+base_bytes=$(podman image inspect --format '{{.Size}}' "$BASE_TAG")
+say "image built in ${build_s}s"
+
+# ---------------------------------------------------------------- boot 1
+say "boot 1: default CMD, empty volume (builds the venv, then runs test_input.json)"
+t0=$(now)
+"${PODMAN[@]}" run --name "$RUN_ID-boot1" "${RUN_FLAGS[@]}" "$IMAGE_TAG" >"$WORK/boot1.log" 2>&1 || {
+    tail -n 60 "$WORK/boot1.log" | cut -c1-400 >&2
+    fail "boot 1 exited non-zero"
+}
+boot1_total=$(secs "$t0" "$(now)")
+grep -q "phase=publish" "$WORK/boot1.log" || fail "boot 1 did not build the venv"
+grep -q "phase=verify imports torch, f5_tts, runpod" "$WORK/boot1.log" || fail "boot 1 did not verify the venv"
+if grep -qE "could not take the use lock|flock \(util-linux\) missing" "$WORK/boot1.log"; then
+    fail "boot 1 could not hold the venv's use lock"
+fi
+grep -q "completed successfully" "$WORK/boot1.log" || fail "boot 1 did not complete the job"
+# runpod logs the result (truncated in the middle): the output must start with a base64 WAV.
+grep "Job result:" "$WORK/boot1.log" | grep -q "'audio_base64': 'UklGR" ||
+    fail "boot 1's job result has no base64 WAV audio"
+boot1_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot1.log" | tail -n1)
+[ -n "$boot1_setup" ] || fail "boot 1 log lacks start.sh's 'boot took' line"
+
+venv_dir=$(ls -d "$VOLUME"/f5-worker/venvs/py3* 2>/dev/null | head -n1)
+[ -n "$venv_dir" ] || fail "no venv on the volume after boot 1"
+venv_size=$(du -sh "$venv_dir" | cut -f1)
+
+# ---------------------------------------------------------------- boot 2
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+say "boot 2: same volume (reuses the venv), API on 127.0.0.1:$port"
+t0=$(now)
+"${PODMAN[@]}" run -d --name "$RUN_ID-boot2" "${RUN_FLAGS[@]}" "$IMAGE_TAG" \
+    /app/scripts/start.sh --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port "$port" >/dev/null
+answered=""
+for _ in $(seq 1 600); do
+    if ! podman ps --filter "name=$RUN_ID-boot2" --filter status=running -q | grep -q .; then
+        podman logs "$RUN_ID-boot2" 2>&1 | tail -n 60 | cut -c1-400 >&2
+        fail "boot 2 exited before answering"
+    fi
+    if curl -sf -o "$WORK/answer.json" -H 'Content-Type: application/json' \
+        --data @"$CONTEXT/test_input.json" "http://127.0.0.1:$port/runsync" 2>/dev/null; then
+        answered=1
+        break
+    fi
+    sleep 1
+done
+boot2_total=$(secs "$t0" "$(now)")
+podman logs "$RUN_ID-boot2" >"$WORK/boot2.log" 2>&1 || true
+podman rm -f "$RUN_ID-boot2" >/dev/null
+[ -n "$answered" ] || { tail -n 60 "$WORK/boot2.log" | cut -c1-400 >&2; fail "boot 2 never answered"; }
+grep -q "is ready; reusing it" "$WORK/boot2.log" || fail "boot 2 did not reuse the venv"
+if grep -q "phase=create-venv" "$WORK/boot2.log"; then fail "boot 2 rebuilt the venv"; fi
+boot2_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot2.log" | tail -n1)
+
+python3 - "$WORK/answer.json" <<'EOF' || fail "boot 2's answer has no valid audio"
+import base64, io, json, sys, wave
+answer = json.load(open(sys.argv[1]))
+assert answer.get("status") == "COMPLETED", f"status {answer.get('status')}: {str(answer)[:300]}"
+output = answer["output"]
+assert "error" not in output, output.get("error")
+audio = base64.b64decode(output["audio_base64"])
+with wave.open(io.BytesIO(audio)) as wav:
+    seconds = wav.getnframes() / wav.getframerate()
+assert seconds > 0.5, f"only {seconds:.2f}s of audio"
+print(f"[smoke] boot 2 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio; output keys: "
+      f"{', '.join(sorted(output))}", file=sys.stderr)
+EOF
+
+# ---------------------------------------------------------------- report
+mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
+cat >&2 <<EOF
+[smoke] ---------------------------------------------------------------
+[smoke] image size:  $(mb "$image_bytes") ($(mb "$((image_bytes - base_bytes))") over the $(mb "$base_bytes") Debian stand-in base)
+[smoke] image build: ${build_s}s
+[smoke] venv on the volume: $venv_size at ${venv_dir#"$VOLUME"/}
+[smoke] boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer
+[smoke] boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer
+[smoke] ---------------------------------------------------------------
+EOF

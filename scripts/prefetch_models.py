@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Download the F5-TTS checkpoint, the Vocos vocoder and the CTC aligner weights
+into the model cache on the network volume, ahead of the first job.
+
+Workers then load from the volume instead of each downloading ~1.4 GB at first
+use (and may run with HF_HUB_OFFLINE=1). Run it once per volume, e.g. from a
+pod with the volume mounted:
+
+    NETWORK_VOLUME_PATH=/workspace python3 scripts/prefetch_models.py
+
+Started with a python lacking the dependencies, it first sets up the venv with
+setup_network_venv.py (the same one the workers use) and re-runs itself there.
+The caches are those the worker reads: ``HF_HOME`` (default
+``<volume>/f5-worker/cache/huggingface``) and ``TORCH_HOME`` (default
+``<volume>/f5-worker/cache/torch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parents[1]
+MARK = "F5_PREFETCH_REEXEC"
+
+
+def reexec_in_venv() -> None:
+    """Set up (or reuse) the worker venv, then run this script again with its python."""
+    if os.environ.get(MARK):
+        sys.exit("prefetch: the worker venv still lacks huggingface_hub/torch; see the setup log above")
+    setup = subprocess.run([sys.executable, str(APP_DIR / "setup_network_venv.py")], stdout=subprocess.PIPE,
+                           text=True)
+    if setup.returncode != 0:
+        sys.exit(setup.returncode)
+    env = dict(os.environ, **{MARK: "1"})
+    for line in setup.stdout.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = shlex.split(value)[0]
+    python = env["F5_VENV_PYTHON"]
+    os.execve(python, [python, __file__, *sys.argv[1:]], env)
+
+
+def volume_cache_defaults() -> None:
+    """HF_HOME and TORCH_HOME on the volume when mounted, as setup_network_venv.py exports them."""
+    volume = os.environ.get("NETWORK_VOLUME_PATH", "/runpod-volume").strip()
+    if volume and Path(volume).is_dir():
+        root = Path(volume) / "f5-worker" / "cache"
+        os.environ.setdefault("HF_HOME", str(root / "huggingface"))
+        os.environ.setdefault("TORCH_HOME", str(root / "torch"))
+
+
+def plan(model: str, multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
+    """(what, source, destination) for every file to fetch."""
+    sys.path.insert(0, str(APP_DIR))
+    from f5_worker.models import RELEASED_CHECKPOINTS, VOCOS_REPO
+    from f5_worker.settings import get_settings
+
+    settings = get_settings()
+    hub_cache = str(settings.model_cache_dir / "hub")
+    if model not in RELEASED_CHECKPOINTS:
+        raise SystemExit(f"prefetch: --model {model!r} has no released checkpoint; "
+                         f"known: {', '.join(sorted(RELEASED_CHECKPOINTS))}")
+    repo, filename = RELEASED_CHECKPOINTS[model]
+    items = [
+        (f"{model} checkpoint", f"hf://{repo}/{filename}", hub_cache),
+        ("Vocos config", f"hf://{VOCOS_REPO}/config.yaml", hub_cache),
+        ("Vocos weights", f"hf://{VOCOS_REPO}/pytorch_model.bin", hub_cache),
+    ]
+    if not aligner:
+        return items
+    import torch
+
+    torch_cache = str(Path(torch.hub.get_dir()) / "checkpoints")
+    items.append(("CTC aligner (English, WAV2VEC2_ASR_BASE_960H)", "torchaudio://en", torch_cache))
+    if multilingual:
+        items.append(("CTC aligner (multilingual, MMS_FA, CC-BY-NC weights)", "torchaudio://mul", torch_cache))
+    return items
+
+
+def fetch(source: str, destination: str) -> Path:
+    if source.startswith("hf://"):
+        from huggingface_hub import hf_hub_download
+
+        repo_and_file = source.removeprefix("hf://").split("/")
+        repo, filename = "/".join(repo_and_file[:2]), "/".join(repo_and_file[2:])
+        return Path(hf_hub_download(repo, filename, cache_dir=destination))
+    language = source.removeprefix("torchaudio://")
+    from f5_worker.aligners import ctc
+
+    ctc._bundle(language).get_model()  # torchaudio downloads into $TORCH_HOME/hub/checkpoints
+    found = ctc.find_weights(None, language)
+    if found is None:
+        raise RuntimeError(f"torchaudio downloaded the {language} aligner, but not into {destination}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=os.environ.get("WORKER_MODEL") or "F5TTS_v1_Base",
+                        help="F5-TTS model config (default: $WORKER_MODEL or F5TTS_v1_Base)")
+    parser.add_argument("--multilingual", action="store_true",
+                        help="also fetch the MMS_FA aligner for non-English text (CC-BY-NC weights)")
+    parser.add_argument("--no-aligner", action="store_true",
+                        help="skip the CTC aligner weights (for ALIGNER=sphinx or estimate)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be fetched and where")
+    args = parser.parse_args(argv)
+    if args.model == "tiny":
+        args.model = "F5TTS_v1_Base"  # tiny models are generated locally, nothing to fetch
+
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        reexec_in_venv()
+    volume_cache_defaults()
+
+    failures = 0
+    for what, source, destination in plan(args.model, args.multilingual, aligner=not args.no_aligner):
+        if args.dry_run:
+            print(f"would fetch {what}: {source} -> {destination}")
+            continue
+        print(f"fetching {what}: {source} -> {destination}", file=sys.stderr, flush=True)
+        try:
+            path = fetch(source, destination)
+        except Exception as exc:  # noqa: BLE001 - report every failure, then exit non-zero
+            failures += 1
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"prefetch: FAILED {what} from {source}: {type(exc).__name__}: {first}", file=sys.stderr)
+            continue
+        print(f"  ok: {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    if failures:
+        print(f"prefetch: {failures} download(s) failed; check network access to huggingface.co and "
+              "download.pytorch.org, and unset HF_HUB_OFFLINE", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

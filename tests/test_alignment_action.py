@@ -1,0 +1,201 @@
+"""The ``align`` action: request validation, clear errors, and a real alignment of a recording."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pysubs2
+import pytest
+import soundfile as sf
+import webvtt
+
+from f5_worker.align_action import AlignAction, quality_field, timing_fields
+from f5_worker.alignment import load_aligner
+from f5_worker.errors import JobError
+from f5_worker.schema import parse_job
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
+
+REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def action():
+    return AlignAction(load_aligner("sphinx"), max_download_bytes=10_000_000, download_timeout_s=5)
+
+
+def run(action, **fields) -> dict:
+    """Validate like the handler does, then align; JobErrors become the handler's error dict."""
+    try:
+        return action.align(parse_job({"action": "align", **fields}))
+    except JobError as exc:
+        return {"error": str(exc)}
+
+
+def test_align_returns_words_chars_captions_and_quality(action):
+    out = run(action, audio_base64=REF_B64, text=DEFAULT_VOICE_TEXT, char_timings=True,
+              caption_formats=["srt", "vtt", "ass", "csv", "json"])
+    assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
+    assert len(out["chars"]) == len(DEFAULT_VOICE_TEXT.replace(" ", ""))
+    starts = [w["start"] for w in out["words"]]
+    assert starts == sorted(starts) and 0 <= starts[0] and out["words"][-1]["end"] <= out["duration"]
+    assert set(out["captions"]) == {"srt", "vtt", "ass", "csv", "json"}
+    assert len(pysubs2.SSAFile.from_string(out["captions"]["srt"])) >= 1
+    assert len(webvtt.from_buffer(io.StringIO(out["captions"]["vtt"]))) >= 1
+    assert out["quality"]["alignment_score"] > 0.9 and out["quality"]["flagged_words"] == []
+    assert out["aligner"] == "sphinx" and out["timings_estimated"] is False
+
+
+def test_defaults_are_words_and_srt_only(action):
+    out = run(action, audio_base64=REF_B64, text=DEFAULT_VOICE_TEXT)
+    assert "words" in out and "chars" not in out and set(out["captions"]) == {"srt"}
+    out = run(action, audio_base64=REF_B64, text=DEFAULT_VOICE_TEXT, word_timings=False, caption_formats=[])
+    assert "words" not in out and "captions" not in out
+
+
+def test_wrong_transcript_is_reported_by_quality(action):
+    out = run(action, audio_base64=REF_B64, text="The quick brown fox jumps over the lazy dog.")
+    assert out["quality"]["alignment_score"] < 0.6
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"audio_base64": REF_B64, "text": ""}, "text: is empty"),
+        ({"audio_base64": REF_B64, "text": "   "}, "text: is empty"),
+        ({"audio_base64": REF_B64, "text": "... — !"}, "text: has no letters or digits"),
+        ({"text": "hello"}, "audio_base64: give exactly one of audio_url or audio_base64"),
+        ({"audio_base64": REF_B64, "audio_url": "https://example.com/a.wav", "text": "hi"}, "audio_base64: give exactly one"),
+        ({"audio_base64": "not base64!!", "text": "hello"}, "audio_base64: not valid base64"),
+        ({"audio_base64": base64.b64encode(b"this is not audio at all").decode(), "text": "hello"},
+         "audio_base64: could not decode audio"),
+        ({"audio_base64": wav_base64(np.zeros(400, np.float32), 16000), "text": "hello"}, "audio_base64: audio is only"),
+        ({"audio_base64": REF_B64, "text": "hi", "language": "english!"}, "language: must be a language tag"),
+        ({"audio_base64": REF_B64, "text": "hi", "caption_formats": ["docx"]}, "caption_formats.0:"),
+        ({"audio_base64": REF_B64, "text": "hi", "speed": 2}, "speed: unknown field"),
+    ],
+)
+def test_bad_requests_get_clear_errors(action, fields, message):
+    out = run(action, **fields)
+    assert set(out) == {"error"}
+    assert out["error"].startswith(message)
+
+
+def test_silent_audio_aligns_without_failing(action):
+    out = run(action, audio_base64=wav_base64(np.zeros(16000, np.float32), 16000), text="Hello there, world.")
+    assert [w["word"] for w in out["words"]] == ["Hello", "there,", "world."]
+    assert all(0 <= w["start"] <= w["end"] <= 1.0 for w in out["words"])
+
+
+def test_quality_and_timing_fields_shape():
+    from f5_worker.alignment import EstimateAligner
+    from f5_worker.schema import TimingOptions
+
+    wave, sr = sf.read(str(DEFAULT_VOICE_WAV), dtype="float32")
+    result = EstimateAligner().align(wave, sr, DEFAULT_VOICE_TEXT)
+    fields = timing_fields(result, TimingOptions(char_timings=True, caption_formats=["csv"]), len(wave) / sr)
+    assert fields["timings_estimated"] is True and fields["aligner"] == "estimate"
+    assert set(fields) == {"words", "chars", "captions", "timings_estimated", "aligner"}
+    assert quality_field(result, retries=2) == {"alignment_score": 0.0, "retries": 2, "flagged_words": []}
+
+
+# --- through the worker, as RunPod calls it ---------------------------------------------------
+
+
+def test_worker_aligns_a_recording(worker):
+    out = worker.handle({"action": "align", "audio_base64": REF_B64, "text": DEFAULT_VOICE_TEXT,
+                         "caption_formats": ["vtt"]})
+    assert "error" not in out, out
+    assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
+    assert out["captions"]["vtt"].startswith("WEBVTT")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"audio_base64": REF_B64, "text": ""}, "text: is empty"),
+        ({"audio_base64": base64.b64encode(b"RIFF....WAVEjunk").decode(), "text": "hello"},
+         "audio_base64: could not decode audio"),
+        ({"audio_base64": "%%%", "text": "hello"}, "audio_base64: not valid base64"),
+        ({"text": "hello"}, "audio_base64: give exactly one"),
+    ],
+)
+def test_worker_refuses_bad_align_jobs_clearly(worker, fields, message):
+    out = worker.handle({"action": "align", **fields})
+    assert set(out) == {"error"} and out["error"].startswith(message), out
+
+
+def test_chinese_text_without_a_language_is_estimated_not_misaligned(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ctc weights
+    auto = AlignAction(load_aligner("auto"), max_download_bytes=10_000_000, download_timeout_s=5)
+    out = run(auto, audio_base64=REF_B64, text="你好，世界。")
+    assert out["language"] == "zh"
+    assert [w["word"] for w in out["words"]] == ["你", "好，", "世", "界。"]
+    assert out["aligner"] == "estimate" and out["timings_estimated"] is True
+
+
+# --- quality gate: re-sample while the audio does not say the text ----------------------------
+
+
+def test_quality_gate_resamples_until_the_audio_matches():
+    from f5_worker.align_action import synthesize_until_aligned
+    from f5_worker.aligners import espeak
+
+    text = "Please call Stella and ask her to bring these things with her from the store."
+    wrong = "Fourteen ducks swam slowly across the pond near the old mill."
+    said = {11: wrong, 12: wrong, 13: text}  # seed -> what that "synthesis" says
+    seeds = iter([12, 13, 14])
+    calls = []
+
+    def attempt(seed):
+        calls.append(seed)
+        audio, sr, _ = espeak.synthesize(said[seed])
+        return audio, sr
+
+    result = synthesize_until_aligned(attempt, load_aligner("sphinx"), text, seed=11, max_retries=2,
+                                      new_seed=lambda: next(seeds))
+    assert calls == [11, 12, 13]
+    assert result.seed == 13 and result.retries == 2
+    assert result.alignment.score > 0.6
+    assert quality_field(result.alignment, result.retries)["retries"] == 2
+
+
+def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
+    from f5_worker.align_action import synthesize_until_aligned
+    from f5_worker.aligners import espeak
+
+    text = "Please call Stella and ask her to bring these things with her from the store."
+    calls = []
+
+    def attempt(seed):
+        calls.append(seed)
+        audio, sr, _ = espeak.synthesize("Fourteen ducks swam slowly across the pond near the old mill.")
+        return audio, sr
+
+    result = synthesize_until_aligned(attempt, load_aligner("sphinx"), text, seed=1, max_retries=1,
+                                      new_seed=lambda: 2)
+    assert calls == [1, 2] and result.retries == 1
+    assert result.alignment.score < 0.6
+
+
+def test_quality_gate_accepts_a_good_first_attempt():
+    from f5_worker.align_action import synthesize_until_aligned
+
+    wave, sr = sf.read(str(DEFAULT_VOICE_WAV), dtype="float32")
+    result = synthesize_until_aligned(lambda seed: (wave, sr), load_aligner("sphinx"), DEFAULT_VOICE_TEXT,
+                                      seed=5, max_retries=2)
+    assert result.seed == 5 and result.retries == 0
+
+
+def test_worker_without_ctc_weights_falls_back_instead_of_dying(worker, tiny_settings, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from f5_worker.handler import Worker
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty model cache
+    ctc_worker = Worker(replace(tiny_settings, aligner="ctc"), worker.models)
+    assert ctc_worker.aligner.name == "auto"
+    out = ctc_worker.handle({"action": "align", "audio_base64": REF_B64, "text": DEFAULT_VOICE_TEXT})
+    assert out["aligner"] == "sphinx"

@@ -1,0 +1,33 @@
+"""The image smoke test (scripts/image_smoke_test.sh) as part of the suite.
+
+Builds Dockerfile.runpod with podman on a debootstrapped Debian base, boots it
+twice against a temporary volume (the first boot builds the venv and answers
+test_input.json, the second reuses it and answers over HTTP). Needs root
+(rootful podman, apt-get for missing tools); about 2 minutes with warm caches.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.container
+def test_image_builds_boots_twice_and_answers_the_test_job():
+    run = subprocess.run([str(REPO / "scripts" / "image_smoke_test.sh")], capture_output=True, text=True,
+                         timeout=1800)
+    log = run.stdout + run.stderr
+    print(log[-4000:])
+    assert run.returncode == 0, log[-6000:]
+    assert "[smoke" in log and "PASS" in log
+    boot1 = re.search(r"boot 1 \(cold, builds the venv\): ([\d.]+)s to the handler, ([\d.]+)s", log)
+    boot2 = re.search(r"boot 2 \(warm, reuses the venv\): ([\d.]+)s to the handler, ([\d.]+)s", log)
+    assert boot1 and boot2
+    assert float(boot2.group(1)) < float(boot1.group(1)), "the second boot reuses the venv"
+    assert re.search(r"image size:  \d+ MB", log)
