@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -85,7 +86,9 @@ class SphinxAligner:
         that utterance's mean (pocketsphinx switches a decoder to carried-over live CMN for
         good after one partial-utterance call, so every call here passes ``full_utt=True``).
         """
-        d.start_stream()
+        with warnings.catch_warnings():  # pocketsphinx calls it deprecated, yet it is the only reset
+            warnings.simplefilter("ignore", DeprecationWarning)
+            d.start_stream()
         d.start_utt()
         d.process_raw(pcm, no_search=False, full_utt=True)
         d.end_utt()
