@@ -19,7 +19,7 @@ so the image stays small. This script makes sure that:
 
 Output: ``export NAME=value`` lines on stdout (``eval`` them, as
 ``scripts/start.sh`` does); the log goes to stderr. ``--check`` reports the
-state without changing anything. See ``docs/boot.md`` for the settings.
+state without changing anything. See the README's "Boot path" section for the settings.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob, from the environment (documented in docs/boot.md)."""
+    """Every knob, from the environment (documented in README, "Boot path")."""
 
     volume: Path | None          # None: NETWORK_VOLUME_PATH set to "" (volume disabled)
     app_dir: Path

@@ -90,7 +90,7 @@ class Worker:
             "synthesize": self.synthesize,
             "health": self.health,
         }
-        try:  # once, next to F5-TTS (docs/timings.md)
+        try:  # once, next to F5-TTS (README, "Word and character timings")
             self.aligner = load_aligner(settings.aligner, device=models.device)
         except FileNotFoundError as exc:  # ALIGNER=ctc without cached weights: serve with the fallback
             log.error("%s; using ALIGNER=auto", exc)
@@ -103,7 +103,7 @@ class Worker:
         self._init_storage(stores)
 
     def _init_storage(self, stores: Stores | None) -> None:
-        """Voices and bucket results (docs/storage.md); the bucket is checked once at start-up."""
+        """Voices and bucket results (README, "Voices, storage and result delivery"); the bucket is checked once at start-up."""
         self.stores = stores or Stores.from_env(network_volume_path=self.settings.network_volume_path)
         self.voices = VoiceStore(
             self.stores.voices,

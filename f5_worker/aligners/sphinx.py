@@ -31,7 +31,7 @@ FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "(NULL)", "SIL"}
 # Word confidence is a logistic function of the word's mean per-frame acoustic score, which
 # pocketsphinx measures against the best-scoring senone of each frame (a goodness-of-
 # pronunciation measure). Midpoint and width were calibrated on matching vs. substituted
-# words in espeak-ng speech (see docs/timings.md).
+# words in espeak-ng speech (see README, "Word and character timings").
 CONFIDENCE_MIDPOINT = -70.0
 CONFIDENCE_WIDTH = 12.0
 LOUD_DB = -30.0  # frames this close to the loudest count as speech for ``_speech_explained``
