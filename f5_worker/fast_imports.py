@@ -31,8 +31,8 @@ import os
 import sys
 import threading
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 LAZY_MODULES = ("einx",)
 # module -> functions f5_tts (or torchdiffeq) imports by name but inference never calls

@@ -103,7 +103,7 @@ class Worker:
         self._init_storage(stores)
 
     def _init_storage(self, stores: Stores | None) -> None:
-        """Voices and bucket results (README, "Voices, storage and result delivery"); the bucket is checked once at start-up."""
+        """Voices and bucket results (README: "Voices, storage..."); the bucket is checked once at start-up."""
         self.stores = stores or Stores.from_env(network_volume_path=self.settings.network_volume_path)
         self.voices = VoiceStore(
             self.stores.voices,

@@ -65,7 +65,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     remove_silence: bool = False
     target_rms: float = Field(0.1, ge=0.01, le=1.0)
     output_format: OutputFormat = "wav"
-    output: Literal["inline", "bucket", "auto"] = "auto"  # how the result is delivered (README, "Voices, storage and result delivery")
+    output: Literal["inline", "bucket", "auto"] = "auto"  # README: "Result delivery"
     max_retries: int = Field(2, ge=0, le=5)
 
     @model_validator(mode="after")

@@ -13,8 +13,8 @@ builds models (model loading at start-up).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 INIT_FUNCTIONS = (
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
@@ -28,7 +28,7 @@ def _keep(tensor, *args, **kwargs):
 
 @contextmanager
 def skipped_weight_init() -> Iterator[None]:
-    import torch.nn.init as init
+    from torch.nn import init
 
     saved = {name: getattr(init, name) for name in INIT_FUNCTIONS if hasattr(init, name)}
     for name in saved:
