@@ -483,8 +483,8 @@ def parse_args(argv=None):
                    help="jobs per concurrency level (at least as many as the level's concurrency)")
     p.add_argument("--upstream-jobs", type=int,
                    help="job pairs (ours, upstream) run alternately in one process for the RTF ratio (default: --jobs)")
-    p.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrency levels; the first is "
-                   "the single-stream level the latency figures come from")
+    p.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrency levels; the first should be 1: "
+                   "its jobs and the paired runs give the per-stage latency and overhead")
     p.add_argument("--text-seconds", type=float, default=10.0, help="approximate length of each utterance")
     p.add_argument("--cold-starts", type=int, default=2, help="cold start samples per side (the minimum counts)")
     p.add_argument("--retries", type=int, default=0,
