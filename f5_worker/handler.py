@@ -19,6 +19,9 @@ from importlib.resources import files
 from typing import Any, Callable
 
 from f5_worker import audio, delivery, schema
+from f5_worker.align_action import AlignAction, quality_field, synthesize_until_aligned, timing_fields
+from f5_worker.aligners.textnorm import guess_language
+from f5_worker.alignment import load_aligner
 from f5_worker.engine import (
     PreparedReference,
     SynthesisEngine,
@@ -34,9 +37,6 @@ from f5_worker.settings import Settings, get_settings
 from f5_worker.storage import Stores
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.voice_actions import VoiceActions
-from f5_worker.align_action import AlignAction, quality_field, synthesize_until_aligned, timing_fields
-from f5_worker.aligners.textnorm import guess_language
-from f5_worker.alignment import load_aligner
 from f5_worker.voices import VoiceStore
 
 log = logging.getLogger(__name__)
@@ -61,22 +61,17 @@ class ReferenceCache:
         self._size = size
         self._lock = threading.Lock()
 
-    def get_or_prepare(self, key: str, prepare: Callable[[], PreparedReference]) -> tuple[PreparedReference, bool]:
+    def get_or_prepare(self, key: str, prepare: Callable[[], PreparedReference]) -> PreparedReference:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key], True
+                return self._items[key]
         ref = prepare()
         with self._lock:
             self._items[key] = ref
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return ref, False
-
-    def invalidate(self, prefix: str) -> None:
-        with self._lock:
-            for key in [k for k in self._items if k.startswith(prefix)]:
-                del self._items[key]
+        return ref
 
 
 class Worker:
@@ -177,6 +172,7 @@ class Worker:
                 "f5-worker": package_version("f5-worker") or __import__("f5_worker").__version__,
             },
             "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
+            "aligner": self.aligner.name,
             "storage": self.stores.health(),
         }
 
@@ -295,8 +291,7 @@ class Worker:
 
     def _prepare_cached(self, data: bytes, text: str, field: str, target_rms: float, key_prefix: str = "audio:"):
         key = key_prefix + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
-        ref, _ = self.references.get_or_prepare(key, lambda: self.prepare_reference_audio(data, text, field, target_rms))
-        return ref
+        return self.references.get_or_prepare(key, lambda: self.prepare_reference_audio(data, text, field, target_rms))
 
     def prepare_reference_audio(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
         wave, sample_rate = audio.decode_audio(data, field)
