@@ -133,15 +133,11 @@ class AlignAction:
         return {"align": self.align}
 
     def align(self, request: AlignRequest, job_id: str | None = None) -> dict:
-        if request.audio_url is not None:
-            from f5_worker.fetch import fetch_url
+        from f5_worker.fetch import audio_bytes
 
-            field = "audio_url"
-            data = fetch_url(request.audio_url, field=field, max_bytes=self.max_download_bytes,
-                             timeout_s=self.download_timeout_s)
-        else:
-            field = "audio_base64"
-            data = audio.decode_base64(request.audio_base64, field)
+        data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
+                                  b64_field="audio_base64", max_bytes=self.max_download_bytes,
+                                  timeout_s=self.download_timeout_s)
         wave, sample_rate = audio.decode_audio(data, field)
         duration = len(wave) / sample_rate
         if duration > self.max_audio_seconds:

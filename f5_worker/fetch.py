@@ -182,6 +182,17 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
     raise JobError(field, f"more than {MAX_REDIRECTS} redirects")
 
 
+def audio_bytes(
+    url: str | None, b64: str | None, *, url_field: str, b64_field: str, max_bytes: int, timeout_s: float
+) -> tuple[bytes, str]:
+    """A job's audio from whichever of its URL or base64 fields is set, with the field's name."""
+    if url is not None:
+        return fetch_url(url, field=url_field, max_bytes=max_bytes, timeout_s=timeout_s), url_field
+    from f5_worker.audio import decode_base64
+
+    return decode_base64(b64, b64_field), b64_field
+
+
 def _read_capped(
     response: urllib3.BaseHTTPResponse, field: str, max_bytes: int, deadline: float, timeout_s: float
 ) -> bytes:

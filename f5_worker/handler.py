@@ -273,19 +273,15 @@ class Worker:
                 lambda v: prepare_reference(v.wave, v.sample_rate, v.info.ref_text, target_rms=target_rms,
                                             keep_seconds=self.settings.ref_audio_keep_seconds),
             )
-        if request.ref_audio_base64 is not None:
-            data = audio.decode_base64(request.ref_audio_base64, "ref_audio_base64")
-            return self._prepare_cached(data, request.ref_text, "ref_audio_base64", target_rms)
-        if request.ref_audio_url is not None:
-            from f5_worker.fetch import fetch_url
+        if request.ref_audio_url is not None or request.ref_audio_base64 is not None:
+            from f5_worker.fetch import audio_bytes
 
-            data = fetch_url(
-                request.ref_audio_url,
-                field="ref_audio_url",
-                max_bytes=self.settings.max_download_bytes,
+            data, field = audio_bytes(
+                request.ref_audio_url, request.ref_audio_base64, url_field="ref_audio_url",
+                b64_field="ref_audio_base64", max_bytes=self.settings.max_download_bytes,
                 timeout_s=self.settings.download_timeout_s,
             )
-            return self._prepare_cached(data, request.ref_text, "ref_audio_url", target_rms)
+            return self._prepare_cached(data, request.ref_text, field, target_rms)
         data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
         return self._prepare_cached(data, DEFAULT_VOICE_TEXT, "default voice", target_rms, key_prefix="default:")
 

@@ -49,7 +49,8 @@ model:
     mel_spec_type: vocos
 """
 
-TINY_VOCOS_YAML = """\
+# Vocos config.yaml in the format of charactr/vocos-mel-24khz; only the backbone size varies
+VOCOS_YAML = """\
 feature_extractor:
   class_path: vocos.feature_extractors.MelSpectrogramFeatures
   init_args:
@@ -63,18 +64,20 @@ backbone:
   class_path: vocos.models.VocosBackbone
   init_args:
     input_channels: 100
-    dim: 32
-    intermediate_dim: 64
-    num_layers: 1
+    dim: {dim}
+    intermediate_dim: {intermediate_dim}
+    num_layers: {num_layers}
 
 head:
   class_path: vocos.heads.ISTFTHead
   init_args:
-    dim: 32
+    dim: {dim}
     n_fft: 1024
     hop_length: 256
     padding: center
 """
+
+TINY_VOCOS_YAML = VOCOS_YAML.format(dim=32, intermediate_dim=64, num_layers=1)
 
 
 def tiny_model_files(root: Path):
@@ -154,32 +157,7 @@ def ensure_tiny_models(root: Path):
 # -- full-size random weights (benchmarks: same compute as the released weights) -----------------
 
 # charactr/vocos-mel-24khz's config.yaml: the vocoder F5-TTS uses
-FULL_VOCOS_YAML = """\
-feature_extractor:
-  class_path: vocos.feature_extractors.MelSpectrogramFeatures
-  init_args:
-    sample_rate: 24000
-    n_fft: 1024
-    hop_length: 256
-    n_mels: 100
-    padding: center
-
-backbone:
-  class_path: vocos.models.VocosBackbone
-  init_args:
-    input_channels: 100
-    dim: 512
-    intermediate_dim: 1536
-    num_layers: 8
-
-head:
-  class_path: vocos.heads.ISTFTHead
-  init_args:
-    dim: 512
-    n_fft: 1024
-    hop_length: 256
-    padding: center
-"""
+FULL_VOCOS_YAML = VOCOS_YAML.format(dim=512, intermediate_dim=1536, num_layers=8)
 
 
 def random_model_files(root: Path, config_name: str = "F5TTS_v1_Base"):

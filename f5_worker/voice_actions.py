@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from f5_worker import audio
 from f5_worker.errors import JobError
-from f5_worker.fetch import fetch_url
+from f5_worker.fetch import audio_bytes
 from f5_worker.schema import _Request, register_action
 from f5_worker.voices import VoiceStore, check_voice_name
 
@@ -77,13 +77,9 @@ class VoiceActions:
         }
 
     def upload(self, request: UploadVoiceRequest, job_id: str | None = None) -> dict:
-        if request.audio_url is not None:
-            field = "audio_url"
-            data = fetch_url(request.audio_url, field=field, max_bytes=self.max_download_bytes,
-                             timeout_s=self.download_timeout_s)
-        else:
-            field = "audio_base64"
-            data = audio.decode_base64(request.audio_base64, field)
+        data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
+                                  b64_field="audio_base64", max_bytes=self.max_download_bytes,
+                                  timeout_s=self.download_timeout_s)
         info = self.store.save(request.name, data, ref_text=request.ref_text, overwrite=request.overwrite,
                                audio_field=field)
         return {"voice": info.public(), "storage": self.store.storage.kind}
