@@ -206,6 +206,21 @@ def _even_chars(text, tok: Token, start: float, end: float, conf: float) -> list
             for i, p in enumerate(range(tok.char_start, tok.char_end))]
 
 
+def backend_input(audio: np.ndarray, sample_rate: int, text: str, language: str, rate: int):
+    """What every acoustic backend starts from: (mono float32 audio at ``rate``, the caller's
+    duration in seconds, the text's tokens, the words to say)."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    duration = len(audio) / sample_rate if sample_rate else 0.0
+    tokens = tokenize(text, language)
+    spoken = [w for tok in tokens for w in tok.spoken]
+    if sample_rate != rate:
+        import torch
+        import torchaudio
+
+        audio = torchaudio.functional.resample(torch.from_numpy(audio), sample_rate, rate).numpy()
+    return audio, duration, tokens, spoken
+
+
 def speech_region(
     audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.02, floor_db: float = -40.0
 ) -> tuple[float, float]:

@@ -20,8 +20,7 @@ import torchaudio
 import torchaudio.functional as F
 from unidecode import unidecode
 
-from f5_worker.alignment import Alignment, WordTiming, build_alignment
-from f5_worker.aligners.textnorm import tokenize
+from f5_worker.alignment import Alignment, WordTiming, backend_input, build_alignment
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 320  # wav2vec2's feature stride at 16 kHz: 20 ms frames
@@ -183,12 +182,7 @@ class CtcAligner:
 
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         t0 = time.perf_counter()
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        duration = len(audio) / sample_rate if sample_rate else 0.0
-        tokens = tokenize(text, language)
-        spoken = [w for tok in tokens for w in tok.spoken]
-        if sample_rate != SAMPLE_RATE:
-            audio = torchaudio.functional.resample(torch.from_numpy(audio), sample_rate, SAMPLE_RATE).numpy()
+        audio, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
         if not spoken or len(audio) < SAMPLE_RATE * 0.05:
             from f5_worker.alignment import EstimateAligner
 

@@ -18,10 +18,8 @@ import time
 import warnings
 
 import numpy as np
-import torch
-import torchaudio
 
-from f5_worker.alignment import Alignment, WordTiming, build_alignment
+from f5_worker.alignment import Alignment, WordTiming, backend_input, build_alignment
 from f5_worker.aligners import g2p
 from f5_worker.aligners.textnorm import tokenize
 
@@ -95,12 +93,7 @@ class SphinxAligner:
 
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         t0 = time.perf_counter()
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        duration = len(audio) / sample_rate if sample_rate else 0.0
-        tokens = tokenize(text, language)
-        spoken = [w for tok in tokens for w in tok.spoken]
-        if sample_rate != SAMPLE_RATE:
-            audio = torchaudio.functional.resample(torch.from_numpy(audio), sample_rate, SAMPLE_RATE).numpy()
+        audio, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
         english = language.lower().split("-")[0] == "en"
         if not spoken or len(audio) < SAMPLE_RATE * 0.05 or not english:
             # Nothing to align, or a language the English model cannot judge: flagged estimates.
