@@ -269,12 +269,6 @@ class EstimateAligner:
                                align_seconds=time.perf_counter() - t0)
 
 
-def ctc_weights_present(model_dir: str | None = None, language: str = "en") -> bool:
-    from f5_worker.aligners.ctc import find_weights
-
-    return find_weights(model_dir, language) is not None
-
-
 class AutoAligner:
     """``auto``: the best backend available for each request's language."""
 

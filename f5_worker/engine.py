@@ -35,10 +35,6 @@ class PreparedReference:
     warnings: list[str] = field(default_factory=list)
     mel: object = field(default=None, repr=False)  # filled by the sampler on first use
 
-    @property
-    def frames(self) -> int:
-        return len(self.wave) // 256
-
 
 @dataclass
 class SynthesisParams:
