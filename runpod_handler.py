@@ -23,13 +23,14 @@ logging.basicConfig(
 )
 log = logging.getLogger("f5_worker")
 
-try:
-    from f5_worker.handler import Worker
+if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
+    try:
+        from f5_worker.handler import Worker
 
-    WORKER = Worker.from_env()
-except ModelUnavailableError as exc:
-    log.error("cannot start: %s", exc)
-    sys.exit(2)
+        WORKER = Worker.from_env()
+    except ModelUnavailableError as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
 
 
 RESULT_DUMP_DIR = os.environ.get("RESULT_DUMP_DIR")  # local debugging: runpod truncates logged results

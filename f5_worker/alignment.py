@@ -274,15 +274,14 @@ class AutoAligner:
 
     name = "auto"
 
-    def __init__(self, *, device: str = "cpu", model_dir: str | None = None):
+    def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0):
         from f5_worker.aligners.ctc import CtcAligner, find_weights
-        from f5_worker.aligners.sphinx import SphinxAligner
 
         self.ctc = CtcAligner(device=device, model_dir=model_dir) if find_weights(model_dir, "en") else None
         self.ctc_multilingual = None
         if find_weights(model_dir, "mul"):
             self.ctc_multilingual = CtcAligner(device=device, model_dir=model_dir, multilingual=True)
-        self.sphinx = SphinxAligner()
+        self.sphinx = sphinx_aligner(processes if self.ctc is None else 0)  # with ctc, English never uses it
         self.estimate = EstimateAligner()
 
     def backend_for(self, language: str) -> Aligner:
@@ -299,23 +298,34 @@ class AutoAligner:
         return self.backend_for(language).align(audio, sample_rate, text, language=language)
 
 
-def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | None = None) -> Aligner:
+def sphinx_aligner(processes: int = 0) -> Aligner:
+    """pocketsphinx in this process (``processes`` 0), or in a pool of worker processes."""
+    if processes > 0:
+        from f5_worker.aligners.sphinx_pool import SphinxProcessPool
+
+        return SphinxProcessPool(processes)
+    from f5_worker.aligners.sphinx import SphinxAligner
+
+    return SphinxAligner()
+
+
+def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | None = None,
+                 processes: int = 0) -> Aligner:
     """Build the aligner named by the ``ALIGNER`` setting once, at worker start.
 
     ``ctc`` fails loudly when its weights are not in the cache (nothing is
     downloaded here); ``auto`` quietly falls back to sphinx, then to estimates.
+    ``processes`` > 0 runs sphinx in that many worker processes.
     """
     kind = (kind or "auto").lower()
     if kind == "auto":
-        return AutoAligner(device=device, model_dir=model_dir)
+        return AutoAligner(device=device, model_dir=model_dir, processes=processes)
     if kind == "ctc":
         from f5_worker.aligners.ctc import CtcAligner
 
         return CtcAligner(device=device, model_dir=model_dir)
     if kind == "sphinx":
-        from f5_worker.aligners.sphinx import SphinxAligner
-
-        return SphinxAligner()
+        return sphinx_aligner(processes)
     if kind == "estimate":
         return EstimateAligner()
     raise ValueError(f"unknown aligner {kind!r}; expected one of {', '.join(ALIGNER_KINDS)}")

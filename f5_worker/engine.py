@@ -7,6 +7,7 @@ instead of one thread per chunk, and batches concurrent jobs together.
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
@@ -18,6 +19,8 @@ import numpy as np
 
 from f5_worker import audio
 from f5_worker.models import LoadedModels
+
+log = logging.getLogger(__name__)
 
 # upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
 _SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
@@ -171,8 +174,10 @@ class SynthesisEngine:
         self.max_batch_frames = max_batch_frames
         self._queue: queue.Queue[SampleRequest] = queue.Queue()
         self._held: list[SampleRequest] = []
+        self._warmed: Future = Future()
         self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
         self._thread.start()
+        self._warmed.result()  # a warm-up failure (e.g. compilation) fails start-up, not the first job
 
     def synthesize(self, ref: PreparedReference, text: str, params: SynthesisParams) -> SynthesisResult:
         from f5_tts.model.utils import convert_char_to_pinyin
@@ -201,6 +206,12 @@ class SynthesisEngine:
     # -- sampler thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._warm_up_or_fall_back()
+        except BaseException as exc:  # start-up fails with it (see __init__)
+            self._warmed.set_exception(exc)
+            return
+        self._warmed.set_result(None)
         while True:
             batch = self._next_batch()
             try:
@@ -239,6 +250,61 @@ class SynthesisEngine:
                 return self._held.pop(i)
         return None
 
+    def _warm_up_or_fall_back(self) -> None:
+        try:
+            self._warm_up()
+        except Exception as exc:
+            if not self.models.compiled:
+                raise
+            # TORCH_COMPILE asks for speed; a worker that boots is worth more: run eagerly instead
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            log.error("TORCH_COMPILE: compilation failed, running without it: %s: %s", type(exc).__name__,
+                      first_line)
+            from f5_worker.models import uncompile_transformer_blocks
+
+            uncompile_transformer_blocks(self.models.cfm.transformer)
+            self.models.compiled = False
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Sampling passes before the first job, so that job doesn't pay for kernel set-up.
+
+        They run here, in the sampler thread, because f5-tts keeps its text cache
+        per thread and torch.compile's guards see whether it exists. With
+        ``TORCH_COMPILE`` this is where compilation happens: two lengths and batch
+        sizes 1 to 3 let torch mark lengths and batch size dynamic (sizes 1 and 2
+        are specialised), so later jobs reuse the compiled graphs.
+        """
+        m = self.models
+        if m.compiled:
+            shapes = [(1, 50, 100), (1, 70, 150), (2, 60, 130), (3, 80, 170)]
+        elif m.device.startswith("cuda"):
+            shapes = [(1, 50, 100)]
+        else:
+            return  # nothing to set up on CPU
+        import torch
+
+        with torch.inference_mode():
+            for batch, ref_frames, total in shapes:
+                cond = torch.randn(batch, ref_frames, m.cfm.num_channels, device=m.device)
+                mel, _ = self._cfm_sample(cond=cond, text=["warm up."] * batch,
+                                          duration=torch.full((batch,), total, device=m.device),
+                                          lens=torch.full((batch,), ref_frames, device=m.device),
+                                          steps=2, cfg_strength=2.0, sway_sampling_coef=-1.0)
+                m.vocoder.decode(mel[:, ref_frames:].float().permute(0, 2, 1))
+        self._sync()
+
+    def _cfm_sample(self, **kwargs):
+        """``CFM.sample``, with f5-tts's per-thread text cache emptied even when it fails.
+
+        CFM.sample empties the cache only when it returns; after a failure (out of
+        memory, say) the next job in this thread would read the failed job's text.
+        """
+        try:
+            return self.models.cfm.sample(**kwargs)
+        finally:
+            self.models.cfm.transformer.clear_cache()
+
     def _reference_mel(self, ref: PreparedReference):
         """The reference's mel spectrogram, computed once per prepared reference and kept with it."""
         import torch
@@ -266,7 +332,7 @@ class SynthesisEngine:
                     durations.append(duration)
             cond = pad_sequence(conds, batch_first=True)
             torch.manual_seed(params.seed)
-            mel_out, trajectory = m.cfm.sample(
+            mel_out, trajectory = self._cfm_sample(
                 cond=cond,
                 text=texts,
                 duration=torch.tensor(durations, device=m.device, dtype=torch.long),

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from f5_worker import audio, delivery, schema
 from f5_worker.align_action import AlignAction, quality_field, synthesize_until_aligned, timing_fields
 from f5_worker.aligners.textnorm import guess_language
+from f5_worker.aligners.sphinx_pool import auto_processes
 from f5_worker.alignment import load_aligner
 from f5_worker.engine import (
     PreparedReference,
@@ -85,11 +86,15 @@ class Worker:
             "synthesize": self.synthesize,
             "health": self.health,
         }
+        processes = settings.align_processes
+        if processes < 0:
+            processes = auto_processes(models.device)
+        self.align_processes = processes
         try:  # once, next to F5-TTS (README, "Word and character timings")
-            self.aligner = load_aligner(settings.aligner, device=models.device)
+            self.aligner = load_aligner(settings.aligner, device=models.device, processes=processes)
         except FileNotFoundError as exc:  # ALIGNER=ctc without cached weights: serve with the fallback
             log.error("%s; using ALIGNER=auto", exc)
-            self.aligner = load_aligner("auto", device=models.device)
+            self.aligner = load_aligner("auto", device=models.device, processes=processes)
         self.actions.update(AlignAction(
             self.aligner,
             max_download_bytes=settings.max_download_bytes,
@@ -163,6 +168,8 @@ class Worker:
             "model": m.name,
             "device": m.device,
             "dtype": str(m.dtype).removeprefix("torch."),
+            "cuda_graphs": m.cuda_graphs,
+            "torch_compile": m.compiled,
             "sample_rate": m.sample_rate,
             "load_seconds": round(m.load_seconds, 3),
             "versions": {
@@ -173,6 +180,7 @@ class Worker:
             },
             "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
             "aligner": self.aligner.name,
+            "align_processes": self.align_processes,
             "storage": self.stores.health(),
         }
 

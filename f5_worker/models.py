@@ -31,7 +31,7 @@ RELEASED_CHECKPOINTS = {
 
 
 class ModelUnavailableError(RuntimeError):
-    """Weights cannot be found or fetched; the message says how to provide them."""
+    """The models cannot be set up as configured (weights missing, a bad setting); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class LoadedModels:
     vocab_char_map: dict
     device: str
     dtype: object  # torch.dtype
+    compiled: bool
+    cuda_graphs: bool
     sample_rate: int
     hop_length: int
     load_seconds: float
@@ -94,14 +96,19 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def pick_dtype(requested: str, device: str):
-    """fp16 on GPU by default, as upstream; fp32 on CPU."""
+    """fp16 on GPU by default, as upstream; fp32 on CPU.
+
+    No bfloat16: f5-tts's sampler builds its time grid in the model's dtype, and
+    in bfloat16 a 32-step sway-sampled grid repeats values, which torchdiffeq
+    refuses ("t must be strictly increasing"); seen on an H200.
+    """
     import torch
 
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
     if requested != "auto":
         if requested not in names:
-            raise ValueError(f"MODEL_DTYPE={requested!r}: use auto, float32, float16 or bfloat16")
+            raise ModelUnavailableError(f"MODEL_DTYPE={requested!r}: use auto, float32 or float16 "
+                                        "(f5-tts's sampler cannot run in bfloat16: its time grid repeats values)")
         return names[requested]
     return torch.float16 if device.startswith("cuda") else torch.float32
 
@@ -219,6 +226,30 @@ def build_cfm(config_path: Path, vocab_path: Path):
     return cfm, vocab_char_map, int(mel.target_sample_rate), int(mel.hop_length)
 
 
+COMPILE_BACKEND = "inductor"  # tests use "aot_eager": the same tracing and guards, no C compiler needed
+
+
+def dit_blocks(transformer):
+    """The DiT's blocks, whether or not the DiT is wrapped for CUDA graphs."""
+    return getattr(transformer, "dit", transformer).transformer_blocks
+
+
+def compile_transformer_blocks(transformer) -> None:
+    """torch.compile each DiT block in place (regional compilation).
+
+    The blocks hold nearly all of the compute and share one code path, so they
+    share one compiled graph; the forward around them keeps f5-tts's per-thread
+    text cache, which would otherwise split the graph and multiply recompiles.
+    """
+    for block in dit_blocks(transformer):
+        block.compile(dynamic=True, backend=COMPILE_BACKEND)  # in place: parameter names stay as they are
+
+
+def uncompile_transformer_blocks(transformer) -> None:
+    for block in dit_blocks(transformer):
+        block._compiled_call_impl = None  # noqa: SLF001 - what nn.Module.compile set
+
+
 def load_vocos(vocoder_dir: Path, device: str):
     import torch
     from vocos import Vocos
@@ -241,6 +272,13 @@ def load_models(settings: Settings) -> LoadedModels:
         cfm.load_state_dict(load_checkpoint_state(model_files.ckpt_path), assign=True)  # adopt, don't copy
         cfm = cfm.to(device=device, dtype=dtype).eval()
         vocoder = load_vocos(model_files.vocoder_dir, device)
+    if settings.torch_compile:  # compiles lazily: the engine's warm-up runs it before the first job
+        compile_transformer_blocks(cfm.transformer)
+    graphed = settings.cuda_graphs and device.startswith("cuda")
+    if graphed:
+        from f5_worker.cuda_graphs import GraphedDiT
+
+        cfm.transformer = GraphedDiT(cfm.transformer)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
@@ -253,6 +291,8 @@ def load_models(settings: Settings) -> LoadedModels:
         vocab_char_map=vocab_char_map,
         device=device,
         dtype=dtype,
+        compiled=settings.torch_compile,
+        cuda_graphs=graphed,
         sample_rate=sample_rate,
         hop_length=hop_length,
         load_seconds=seconds,

@@ -56,6 +56,9 @@ class Settings:
     max_concurrency: int = 4
     max_batch_jobs: int = 0  # 0: 8 on GPU, 1 on CPU (batching buys nothing there)
     batch_wait_ms: float = 10.0
+    align_processes: int = -1  # -1: auto (README, Performance); 0: align in the worker process
+    torch_compile: bool = False  # torch.compile the DiT's blocks at load (see README, Performance)
+    cuda_graphs: bool = True  # replay the DiT's blocks from CUDA graphs on GPU (see README, Performance)
     hf_offline: bool = False
 
     @property
@@ -109,5 +112,8 @@ def get_settings() -> Settings:
         max_concurrency=_env_int("MAX_CONCURRENCY", 4),
         max_batch_jobs=_env_int("MAX_BATCH_JOBS", 0),
         batch_wait_ms=_env_float("BATCH_WAIT_MS", 10.0),
+        align_processes=_env_int("ALIGN_PROCESSES", -1),
+        torch_compile=_env_bool("TORCH_COMPILE", False),
+        cuda_graphs=_env_bool("CUDA_GRAPHS", True),
         hf_offline=_env_bool("HF_HUB_OFFLINE", False),
     )

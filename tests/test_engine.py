@@ -67,3 +67,27 @@ def test_chunk_text_keeps_every_character_in_order(text, max_chars):
     squash = lambda s: re.sub(r"\s", "", s)  # noqa: E731  (chunking only moves whitespace)
     assert squash("".join(chunks)) == squash(text)
     assert all(chunk == chunk.strip() and chunk for chunk in chunks)
+
+
+def test_a_failed_sampling_run_leaves_no_stale_text_cache(worker, reference, monkeypatch):
+    """f5-tts caches the text embedding per thread and empties it only when CFM.sample returns."""
+    engine = SynthesisEngine(worker.models)
+    params = SynthesisParams(nfe_step=4, seed=5)
+    text = "The same words, before and after."
+    before = engine.synthesize(reference, text, params).wave
+
+    dit = worker.models.cfm.transformer
+    real_forward, calls = dit.forward, []
+
+    def failing_forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # after the first step filled the cache
+            raise RuntimeError("simulated out of memory")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(dit, "forward", failing_forward)
+    with pytest.raises(RuntimeError, match="simulated"):
+        engine.synthesize(reference, "Another, longer text that fails halfway through its sampling run.", params)
+    monkeypatch.undo()
+    after = engine.synthesize(reference, text, params).wave
+    assert np.array_equal(before, after)

@@ -42,3 +42,45 @@ def test_concurrent_jobs_batch_on_cuda(gpu_worker):
         outs = list(pool.map(gpu_worker.handle, jobs))
     assert all("error" not in o for o in outs), outs
     assert all(np.isfinite(o["duration"]) and o["duration"] > 0 for o in outs)
+
+
+def test_cuda_graph_replays_match_eager_blocks(gpu_worker):
+    from f5_worker.cuda_graphs import GraphedDiT, dit_tail
+
+    assert isinstance(gpu_worker.models.cfm.transformer, GraphedDiT) and gpu_worker.models.cuda_graphs
+    graphed = GraphedDiT(gpu_worker.models.cfm.transformer.dit, bucket_frames=64)  # own graphs and pool
+    dim = graphed.dit.transformer_blocks[0].attn.to_q.in_features
+    with torch.inference_mode():
+        for frames, batch in ((70, 2), (100, 2), (90, 2), (40, 4)):
+            h = torch.randn(batch, frames, dim, device="cuda", dtype=torch.float16)
+            time = torch.rand(batch, device="cuda", dtype=torch.float16)
+            got = graphed.run_graph("tail", dit_tail, [h], time, None)
+            want = dit_tail(graphed.dit, h, time, None)
+            assert got.shape == want.shape and torch.isfinite(got).all()
+            torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+    assert graphed.captures == 2  # 70, 100 and 90 frames share the 128-frame graph at batch 2
+
+
+def test_graphed_sampling_steps_match_upstream_dit(gpu_worker):
+    """Consecutive steps as CFM.sample makes them: the first eager up to the blocks, then whole-step graphs."""
+    from f5_worker.cuda_graphs import GraphedDiT
+
+    dit = gpu_worker.models.cfm.transformer.dit
+    graphed = GraphedDiT(dit)
+    mel = dit.proj_out.out_features
+    for batch in (1, 3):
+        x = torch.randn(batch, 150, mel, device="cuda", dtype=torch.float16)
+        cond = torch.randn_like(x)
+        text = torch.randint(0, 20, (batch, 40), device="cuda")
+        mask = None if batch == 1 else torch.arange(150, device="cuda")[None] < torch.tensor([150, 120, 90],
+                                                                                               device="cuda")[:, None]
+        with torch.inference_mode():
+            for step in range(3):
+                time = torch.tensor(0.1 * step, device="cuda", dtype=torch.float16)
+                got = graphed(x, cond, text, time, mask, cfg_infer=True, cache=True)
+                want = dit(x, cond, text, time, mask, cfg_infer=True, cache=True)
+                valid = torch.ones(batch, 150, dtype=torch.bool, device="cuda") if mask is None else mask
+                valid = torch.cat((valid, valid))
+                torch.testing.assert_close(got[valid].float(), want[valid].float(), rtol=2e-2, atol=2e-2)
+            dit.clear_cache()
+    assert graphed.captures == 4  # per batch size: the first step's tail, then one whole-step graph

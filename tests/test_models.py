@@ -88,3 +88,32 @@ def test_hub_cache_on_volume_is_used(tiny_model_dir, tmp_path):
     assert found.ckpt_path.name == "model_1250000.safetensors"
     assert str(found.ckpt_path).startswith(str(cache))
     assert found.vocoder_dir == cache / "models--charactr--vocos-mel-24khz" / "snapshots" / commit
+
+
+def test_model_dtype_setting(tiny_settings):
+    from f5_worker.models import pick_dtype
+
+    assert pick_dtype("auto", "cuda") == torch.float16 and pick_dtype("auto", "cpu") == torch.float32
+    assert pick_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ModelUnavailableError, match="MODEL_DTYPE='bfloat16'.*time grid"):
+        pick_dtype("bfloat16", "cuda")
+    with pytest.raises(ModelUnavailableError, match="MODEL_DTYPE='int8'"):
+        load_models(dataclasses.replace(tiny_settings, dtype="int8"))
+
+
+def test_speed_settings_from_the_environment(monkeypatch):
+    from f5_worker.settings import get_settings
+
+    defaults = get_settings()
+    assert defaults.cuda_graphs and not defaults.torch_compile and defaults.align_processes == -1
+    monkeypatch.setenv("CUDA_GRAPHS", "0")
+    monkeypatch.setenv("TORCH_COMPILE", "1")
+    monkeypatch.setenv("ALIGN_PROCESSES", "3")
+    s = get_settings()
+    assert not s.cuda_graphs and s.torch_compile and s.align_processes == 3
+
+
+def test_cpu_models_are_neither_graphed_nor_compiled(tiny_settings):
+    m = load_models(dataclasses.replace(tiny_settings, device="cpu"))
+    assert not m.cuda_graphs and not m.compiled
+    assert type(m.cfm.transformer).__name__ == "DiT"  # f5-tts's own module, called as upstream calls it

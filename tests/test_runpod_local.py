@@ -65,12 +65,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def api_server(worker_env, tmp_path_factory):
+    """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("api") / "server.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
          "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)],
-        cwd=tmp_path_factory.mktemp("api-cwd"), env=worker_env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=tmp_path_factory.mktemp("api-cwd"), env={**worker_env, "ALIGN_PROCESSES": "2"}, stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
@@ -120,6 +122,7 @@ def test_align_action_over_http(api_server):
     assert body["status"] == "COMPLETED", body
     out = body["output"]
     assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
+    assert out["aligner"] == "sphinx" and not out["timings_estimated"], out
     assert out["captions"]["vtt"].startswith("WEBVTT")
     bad = requests.post(f"{api_server}/runsync", json={"input": {"action": "align", "text": "",
                                                                  "audio_base64": job["audio_base64"]}}, timeout=60)
@@ -135,6 +138,7 @@ def test_runsync_errors_then_next_job_works(api_server):
         assert body["status"] == "FAILED" and message in body["error"], body
     body = requests.post(f"{api_server}/runsync", json={"input": {"action": "health"}}, timeout=60).json()
     assert body["status"] == "COMPLETED" and body["output"]["model"] == "tiny"
+    assert body["output"]["align_processes"] == 2
     body = requests.post(f"{api_server}/runsync", json={"input": {"text": "Still up.", "nfe_step": 4}}, timeout=120).json()
     assert body["status"] == "COMPLETED" and body["output"]["duration"] > 0
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One GPU session in one call: the CUDA tests, then the benchmark (ours vs upstream) and its variants.
+#
+# Made for a lent GPU machine that has torch but no package index: the project's other
+# dependencies travel as wheels in .whl/ (scripts/gpu_wheels.sh writes them). Everything it
+# measures goes under $OUT (default /tmp/gpu-session), and a summary is printed last.
+#
+#   bash scripts/gpu_session.sh   # on the GPU machine, from the repository root: about 5-7 minutes on an H200
+#
+# Device time is scarce: give the call a timeout_s near 480 and carry [".whl"].
+set -u
+OUT=${OUT:-/tmp/gpu-session}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+
+if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+LOG="$OUT/session.log"
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+    $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
+    lscpu | grep -m1 "Model name"; nproc
+} >"$LOG" 2>&1
+
+echo "== GPU tests" | tee -a "$LOG"
+timeout 45 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_cuda_graphs.py >>"$LOG" 2>&1
+echo "pytest rc=$?" | tee -a "$LOG"
+
+MODELS=/tmp/bench-models
+COMMON=(--random-weights --models-dir "$MODELS" --nfe 32 --text-seconds 10 --jobs 16 --cold-starts 1)
+bench() {  # name, timeout, extra args...; environment variables go before the call
+    local name=$1 limit=$2; shift 2
+    echo "== bench $name" | tee -a "$LOG"
+    timeout "$limit" $PY scripts/bench.py "${COMMON[@]}" "$@" --log-dir "/tmp/logs-$name" \
+        --json "$OUT/bench-$name.json" >>"$LOG" 2>&1
+    echo "bench $name rc=$?" | tee -a "$LOG"
+}
+bench default 200                                                 # the defaults (fp16, CUDA graphs) vs upstream
+bench no-timings 60 --no-timings --concurrency 1,16 --skip-upstream  # upstream's work exactly: no alignment
+TORCH_COMPILE=1 bench compile 120 --concurrency 1,16 --skip-upstream  # CUDA graphs over compiled blocks
+
+tar -czf "$OUT/logs.tar.gz" /tmp/logs-* 2>/dev/null
+$PY - "$OUT" <<'EOF' | tee -a "$LOG"
+import json, sys
+from pathlib import Path
+
+for f in sorted(Path(sys.argv[1]).glob("bench-*.json")):
+    r = json.loads(f.read_text())
+    keys = ("rtf", "rtf_single_stream_level", "upstream_rtf", "speedup_rtf", "overhead_fraction", "cold_start_s",
+            "upstream_cold_start_s", "first_job_s", "throughput", "peak_gpu_mb")
+    print(f.stem, {k: r.get(k) for k in keys if k in r})
+EOF

@@ -1,0 +1,93 @@
+"""The CUDA-graph wrapper of the DiT: its eager path and its padding, checked on CPU.
+
+Graph capture and replay themselves need CUDA: tests/test_gpu.py checks them.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from f5_worker.cuda_graphs import GraphedDiT, dit_cfg_step, dit_tail
+
+
+@pytest.fixture(scope="module")
+def dit(tiny_settings):
+    from f5_worker.models import load_models
+
+    return load_models(dataclasses.replace(tiny_settings, device="cpu")).cfm.transformer
+
+
+def dit_inputs(dit, batch, frames, seed, with_mask):
+    g = torch.Generator().manual_seed(seed)
+    mel = dit.proj_out.out_features
+    x = torch.randn(batch, frames, mel, generator=g)
+    cond = torch.randn(batch, frames, mel, generator=g)
+    text = torch.randint(0, 20, (batch, frames // 3), generator=g)
+    time = torch.rand((), generator=g)
+    mask = None
+    if with_mask:
+        lengths = torch.randint(frames // 2, frames + 1, (batch,), generator=g)
+        lengths[0] = frames
+        mask = torch.arange(frames)[None, :] < lengths[:, None]
+    return dict(x=x, cond=cond, text=text, time=time, mask=mask)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("cfg_infer", [False, True])
+def test_wrapper_matches_upstream_dit_exactly(dit, with_mask, cfg_infer):
+    graphed = GraphedDiT(dit)
+    batch = 3 if with_mask else 1
+    with torch.inference_mode():
+        for step in range(2):  # the second step reads f5-tts's text cache
+            inputs = dit_inputs(dit, batch, 90, seed=step, with_mask=with_mask)
+            ours = graphed(**inputs, cfg_infer=cfg_infer, cache=True)
+            upstream = dit(**inputs, cfg_infer=cfg_infer, cache=True)
+            assert torch.equal(ours, upstream)
+        graphed.clear_cache()
+        assert dit.text_cond is None and dit.text_uncond is None
+    assert graphed.captures == 0  # no graphs on CPU
+
+
+@pytest.mark.parametrize("frames,with_mask", [(70, False), (64, False), (100, True)])
+def test_padding_to_a_bucket_leaves_the_valid_frames_unchanged(dit, frames, with_mask):
+    """What a graph computes on padded, masked buffers equals the unpadded computation on the real frames."""
+    graphed = GraphedDiT(dit, bucket_frames=64)
+    padded = graphed.padded_length(frames)
+    assert padded % 64 == 0 and frames <= padded < frames + 64
+    batch = 2 if with_mask else 1
+    dim = dit.transformer_blocks[0].attn.to_q.in_features
+    g = torch.Generator().manual_seed(frames)
+    h = torch.randn(batch, frames, dim, generator=g)
+    time = torch.rand(batch, generator=g)
+    mask = (torch.arange(frames)[None, :] < torch.tensor([frames, frames - 17])[:, None]) if with_mask else None
+    x_buf = torch.full((batch, padded, dim), float("nan"))  # stale contents must not leak in
+    t_buf, m_buf = torch.empty(batch), torch.empty(batch, padded, dtype=torch.bool)
+    with torch.inference_mode():
+        graphed.pad_inputs([h], time, mask, [x_buf], t_buf, m_buf)
+        got = dit_tail(dit, x_buf, t_buf, m_buf)[:, :frames]
+        want = dit_tail(dit, h, time, mask)
+    assert torch.isfinite(got).all()
+    valid = mask if mask is not None else torch.ones(batch, frames, dtype=torch.bool)
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_whole_step_on_padded_inputs_matches_upstream_cached_step(dit, batch):
+    """The step graph's body (both input embeddings and the blocks) against DiT.forward on a full text cache."""
+    graphed = GraphedDiT(dit, bucket_frames=64)
+    inputs = dit_inputs(dit, batch, 90, seed=7, with_mask=batch > 1)
+    padded = graphed.padded_length(90)
+    with torch.inference_mode():
+        dit(**inputs, cfg_infer=True, cache=True)  # first step: fills the text cache
+        want = dit(**inputs, cfg_infer=True, cache=True)
+        tensors = [inputs["x"], inputs["cond"], dit.text_cond, dit.text_uncond]
+        buffers = [torch.full((t.shape[0], padded, *t.shape[2:]), float("nan")) for t in tensors]
+        t_buf, m_buf = torch.empty(batch), torch.empty(batch, padded, dtype=torch.bool)
+        graphed.pad_inputs(tensors, inputs["time"].repeat(batch), inputs["mask"], buffers, t_buf, m_buf)
+        got = dit_cfg_step(dit, *buffers, t_buf, m_buf)[:, :90]
+        dit.clear_cache()
+    valid = inputs["mask"] if inputs["mask"] is not None else torch.ones(batch, 90, dtype=torch.bool)
+    valid = torch.cat((valid, valid))  # conditional rows, then unconditional
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-4, atol=1e-5)
