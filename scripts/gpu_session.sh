@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session in one call: the CUDA tests, then the benchmark (ours vs upstream) and its variants.
+# One GPU session in one call: the CUDA tests, a profile of one sampling step, then the benchmark
+# (ours vs upstream) and its variants.
 #
 # Made for a lent GPU machine that has torch but no package index: the project's other
 # dependencies travel as wheels in .whl/ (scripts/gpu_wheels.sh writes them). Everything it
@@ -32,6 +33,9 @@ timeout 45 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_cud
 echo "pytest rc=$?" | tee -a "$LOG"
 
 MODELS=/tmp/bench-models
+echo "== profile of one step" | tee -a "$LOG"
+timeout 120 $PY scripts/gpu_profile.py --random-weights --models-dir "$MODELS" --json "$OUT/profile.json" >>"$LOG" 2>&1
+echo "profile rc=$?" | tee -a "$LOG"
 COMMON=(--random-weights --models-dir "$MODELS" --nfe 32 --text-seconds 10 --jobs 16 --cold-starts 1)
 bench() {  # name, timeout, extra args...; environment variables go before the call
     local name=$1 limit=$2; shift 2

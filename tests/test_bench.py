@@ -76,3 +76,18 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
     assert r["model"] == "tiny" and r["nfe"] == 4 and r["device"] == "cpu"
     assert r["machine"]["cpu"] and r["machine"]["usable_cores"] >= 1
     assert "cold start" in proc.stdout and "RTF" in proc.stdout
+
+
+def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_model_dir):
+    """scripts/gpu_profile.py is for a GPU session; its smoke run keeps it from rotting meanwhile."""
+    spec = importlib.util.spec_from_file_location("gpu_profile", REPO_ROOT / "scripts" / "gpu_profile.py")
+    gpu_profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_profile)
+    out = tmp_path / "profile.json"
+    report = gpu_profile.main(["--device", "cpu", "--frames", "96", "--reps", "1", "--models-dir", str(tiny_model_dir),
+                               "--json", str(out)])
+    saved = json.loads(out.read_text())
+    for key in ("step_eager_no_mask_ms", "step_eager_mask_ms", "attention_no_mask_ms", "attention_bool_mask_ms",
+                "linear_q_ms", "position_conv_ms"):
+        assert report[key] > 0 and saved[key] == report[key]
+    assert "aten::" in saved["kernel_table"]
