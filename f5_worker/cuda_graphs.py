@@ -70,6 +70,7 @@ class GraphedDiT(torch.nn.Module):
         self.bucket_frames = bucket_frames
         self.max_graphs = max_graphs
         self.captures = 0
+        self.failed: str | None = None  # why capturing failed, after which every call runs eagerly
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
 
@@ -81,7 +82,7 @@ class GraphedDiT(torch.nn.Module):
         dit = self.dit
         if time.ndim == 0:
             time = time.repeat(x.shape[0])
-        graphs = x.is_cuda and not torch.is_grad_enabled()
+        graphs = x.is_cuda and not torch.is_grad_enabled() and self.failed is None
         if graphs and cfg_infer and cache and dit.text_cond is not None and dit.text_uncond is not None:
             return self.run_graph("step", dit_cfg_step, [x, cond, dit.text_cond, dit.text_uncond], time, mask)
         if cfg_infer:  # pack cond & uncond: b n d -> 2b n d, as DiT.forward does
@@ -129,7 +130,13 @@ class GraphedDiT(torch.nn.Module):
             time_in = time.new_empty(time.shape)
             mask_in = torch.empty(time.shape[0], padded, device=time.device, dtype=torch.bool)
             self.pad_inputs(tensors, time, mask, buffers, time_in, mask_in)
-            entry = self._capture(key, body, buffers, time_in, mask_in)
+            try:
+                entry = self._capture(key, body, buffers, time_in, mask_in)
+            except Exception as exc:  # noqa: BLE001 - an op or driver that cannot be captured: stay eager
+                self.failed = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                self._graphs.clear()
+                log.error("CUDA graph capture failed, running eagerly from now on: %s", self.failed)
+                return body(self.dit, *buffers, time_in, mask_in)[:, :frames].clone()
         else:
             self._graphs.move_to_end(key)
             self.pad_inputs(tensors, time, mask, entry.inputs, entry.time, entry.mask)

@@ -168,7 +168,7 @@ class Worker:
             "model": m.name,
             "device": m.device,
             "dtype": str(m.dtype).removeprefix("torch."),
-            "cuda_graphs": m.cuda_graphs,
+            "cuda_graphs": m.cuda_graphs and getattr(m.cfm.transformer, "failed", None) is None,
             "torch_compile": m.compiled,
             "sample_rate": m.sample_rate,
             "load_seconds": round(m.load_seconds, 3),

@@ -91,3 +91,18 @@ def test_whole_step_on_padded_inputs_matches_upstream_cached_step(dit, batch):
     valid = torch.cat((valid, valid))  # conditional rows, then unconditional
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got[valid], want[valid], rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_capture_falls_back_to_eager_for_good(dit, caplog):
+    """Where a graph cannot be captured (here: no CUDA at all), the call still returns the right result."""
+    graphed = GraphedDiT(dit, bucket_frames=64)
+    inputs = dit_inputs(dit, 2, 90, seed=3, with_mask=True)
+    dim = dit.transformer_blocks[0].attn.to_q.in_features
+    h = torch.randn(4, 90, dim)
+    time = torch.rand(4)
+    mask = torch.cat((inputs["mask"], inputs["mask"]))
+    with torch.inference_mode():
+        got = graphed.run_graph("tail", dit_tail, [h], time, mask)
+        want = dit_tail(dit, h, time, mask)
+    assert graphed.failed and "capture failed" in caplog.text and graphed.captures == 0
+    torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-5)
