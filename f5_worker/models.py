@@ -229,6 +229,12 @@ def build_cfm(config_path: Path, vocab_path: Path):
 COMPILE_BACKEND = "inductor"  # tests use "aot_eager": the same tracing and guards, no C compiler needed
 
 
+def is_dit(transformer) -> bool:
+    """f5-tts's DiT backbone (the F5-TTS models), as opposed to E2-TTS's UNetT."""
+    _, backbones = f5_model_classes()
+    return isinstance(transformer, backbones["DiT"])
+
+
 def dit_blocks(transformer):
     """The DiT's blocks, whether or not the DiT is wrapped for CUDA graphs."""
     return getattr(transformer, "dit", transformer).transformer_blocks
@@ -272,9 +278,13 @@ def load_models(settings: Settings) -> LoadedModels:
         cfm.load_state_dict(load_checkpoint_state(model_files.ckpt_path), assign=True)  # adopt, don't copy
         cfm = cfm.to(device=device, dtype=dtype).eval()
         vocoder = load_vocos(model_files.vocoder_dir, device)
-    if settings.torch_compile:  # compiles lazily: the engine's warm-up runs it before the first job
+    dit = is_dit(cfm.transformer)  # the speed-ups know the DiT's structure; E2-TTS's UNetT runs as upstream
+    compiled = settings.torch_compile and dit
+    if settings.torch_compile and not dit:
+        log.warning("TORCH_COMPILE applies to DiT models only; %s runs without it", model_files.name)
+    if compiled:  # compiles lazily: the engine's warm-up runs it before the first job
         compile_transformer_blocks(cfm.transformer)
-    graphed = settings.cuda_graphs and device.startswith("cuda")
+    graphed = settings.cuda_graphs and device.startswith("cuda") and dit
     if graphed:
         from f5_worker.cuda_graphs import GraphedDiT
 
@@ -291,7 +301,7 @@ def load_models(settings: Settings) -> LoadedModels:
         vocab_char_map=vocab_char_map,
         device=device,
         dtype=dtype,
-        compiled=settings.torch_compile,
+        compiled=compiled,
         cuda_graphs=graphed,
         sample_rate=sample_rate,
         hop_length=hop_length,

@@ -117,3 +117,14 @@ def test_cpu_models_are_neither_graphed_nor_compiled(tiny_settings):
     m = load_models(dataclasses.replace(tiny_settings, device="cpu"))
     assert not m.cuda_graphs and not m.compiled
     assert type(m.cfm.transformer).__name__ == "DiT"  # f5-tts's own module, called as upstream calls it
+
+
+def test_speed_ups_apply_to_the_dit_backbone_only(tiny_settings):
+    """CUDA graphs and TORCH_COMPILE know the DiT's structure; E2-TTS's UNetT must run as upstream runs it."""
+    from f5_worker.models import f5_model_classes, is_dit
+
+    _, backbones = f5_model_classes()
+    unet = backbones["UNetT"](dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_num_embeds=10, mel_dim=100)
+    assert not is_dit(unet)
+    m = load_models(dataclasses.replace(tiny_settings, device="cpu"))
+    assert is_dit(m.cfm.transformer)
