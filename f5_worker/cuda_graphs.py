@@ -1,9 +1,8 @@
-"""Run the DiT's transformer blocks as CUDA graph replays (setting ``CUDA_GRAPHS``, on by default).
+"""Run F5-TTS's DiT from CUDA graph replays (setting ``CUDA_GRAPHS``, on by default).
 
 On a GPU, eager F5-TTS is bound by kernel launches, not arithmetic: one sampling
 step of F5TTS_v1_Base is about a thousand small launches, and on an H200 a step
-took 34 ms of Python and launch time for about 3 ms of GPU work (README,
-Performance). A CUDA graph launches the whole stack of blocks at once.
+took 34 ms eagerly and about 10 ms replayed from a graph (README, Performance).
 
 The first step of a sampling run is eager up to the blocks: f5-tts computes the
 text embedding there (with a host sync for per-sample lengths) and caches it
@@ -14,8 +13,8 @@ guidance) and the blocks.
 Sequence lengths are padded up to a multiple of ``bucket_frames`` under an
 attention mask, so that jobs of similar length share a graph: padded frames are
 masked out of attention, exactly as when jobs of different lengths are batched.
-Graphs are captured on first use of a (batch, padded length) shape, kept in a
-small LRU, and share one memory pool, which is safe because every replay copies
+Graphs are captured on first use of a (batch, padded length) shape (about three
+eager passes), kept in an LRU of ``max_graphs``, and share one memory pool, which is safe because every replay copies
 its inputs in and its output out, and only the sampler thread replays.
 """
 
