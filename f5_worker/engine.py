@@ -177,7 +177,7 @@ class SynthesisEngine:
         self._warmed: Future = Future()
         self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
         self._thread.start()
-        self._warmed.result()  # a warm-up failure (e.g. compilation) fails start-up, not the first job
+        self._warmed.result()  # a warm-up failure fails start-up, not the first job (failed compiles fall back)
 
     def synthesize(self, ref: PreparedReference, text: str, params: SynthesisParams) -> SynthesisResult:
         from f5_tts.model.utils import convert_char_to_pinyin

@@ -73,7 +73,7 @@ class SphinxProcessPool:
         return pool
 
     def pids(self) -> set[int]:
-        return {p.pid for p in self._pool._processes.values()}  # noqa: SLF001 - for health and tests
+        return {p.pid for p in self._pool._processes.values()}  # noqa: SLF001 - for the tests
 
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
