@@ -271,19 +271,25 @@ def test_kill_minus_nine_during_build_never_poisons_the_volume(tmp_path):
     print("kill trials:", outcomes)
 
 
-def test_lock_of_a_dead_worker_does_not_block(area):
-    volume, local = area
+def hold_build_lock(volume, local, hostname: str, pid: int) -> subprocess.Popen:
+    """Another 'worker': a process that takes this release's build lock, writes its holder info, and sleeps."""
     key = run_boot(boot_env(volume, local), "--check").stdout.split("venv key:")[1].split()[0]
     locks = venvs_dir(volume) / ".locks"
     locks.mkdir(parents=True)
     holder = subprocess.Popen(
-        [BASE_PYTHON, "-c", "import fcntl, os, sys, time\n"
+        [BASE_PYTHON, "-c", "import fcntl, os, time\n"
          f"fd = os.open({str(locks / (key + '.build.lock'))!r}, os.O_RDWR | os.O_CREAT)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.write(fd, b'{\"hostname\": \"dead-worker\", \"pid\": 1, \"since\": 0}')\n"
+         f"os.write(fd, b'{{\"hostname\": \"{hostname}\", \"pid\": {pid}, \"since\": 0}}')\n"
          "print('locked', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_lock_of_a_dead_worker_does_not_block(area):
+    volume, local = area
+    holder = hold_build_lock(volume, local, "dead-worker", 1)
     holder.kill()  # dies holding the lock; the lock file with its holder info stays
     holder.wait()
     started = time.monotonic()
@@ -295,18 +301,8 @@ def test_lock_of_a_dead_worker_does_not_block(area):
 
 def test_lock_held_by_a_hung_worker_times_out_and_still_builds(area):
     volume, local = area
-    key = run_boot(boot_env(volume, local), "--check").stdout.split("venv key:")[1].split()[0]
-    locks = venvs_dir(volume) / ".locks"
-    locks.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [BASE_PYTHON, "-c", "import fcntl, os, time\n"
-         f"fd = os.open({str(locks / (key + '.build.lock'))!r}, os.O_RDWR | os.O_CREAT)\n"
-         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-         "os.write(fd, b'{\"hostname\": \"hung-worker\", \"pid\": 99, \"since\": 0}')\n"
-         "print('locked', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+    holder = hold_build_lock(volume, local, "hung-worker", 99)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         result = run_boot(boot_env(volume, local, F5_VENV_LOCK_TIMEOUT_S="2"))
         assert result.returncode == 0, result.stderr
         assert "waiting for worker hung-worker pid 99" in result.stderr
