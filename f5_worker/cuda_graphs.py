@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 
 
 def dit_tail(dit, x, time, mask):
-    """f5-tts ``DiT.forward`` after the input embedding (time embedding, blocks, output norm and projection)."""
+    """f5-tts ``DiT.forward`` after the input embedding (time embedding, blocks, output norm and projection).
+
+    With conditional and unconditional packed into ``x`` (2b sequences), ``time`` has b entries and
+    is embedded once, then repeated, in the order DiT.forward does it.
+    """
     t = dit.time_embed(time)
+    if t.shape[0] != x.shape[0]:
+        t = torch.cat((t, t), dim=0)
     rope = dit.rotary_embed.forward_from_seq_len(x.shape[1])
     residual = x
     for block in dit.transformer_blocks:
@@ -48,7 +54,7 @@ def dit_cfg_step(dit, x, cond, text_cond, text_uncond, time, mask):
         dit.input_embed(x, cond, text_cond, drop_audio_cond=False, audio_mask=mask),
         dit.input_embed(x, cond, text_uncond, drop_audio_cond=True, audio_mask=mask),
     ), dim=0)
-    return dit_tail(dit, h, torch.cat((time, time), dim=0), torch.cat((mask, mask), dim=0))
+    return dit_tail(dit, h, time, torch.cat((mask, mask), dim=0))
 
 
 @dataclass
@@ -91,7 +97,6 @@ class GraphedDiT(torch.nn.Module):
                 dit.get_input_embed(x, cond, text, drop_audio_cond=True, drop_text=True, cache=cache,
                                     audio_mask=mask),
             ), dim=0)
-            time = torch.cat((time, time), dim=0)
             mask = torch.cat((mask, mask), dim=0) if mask is not None else None
         else:
             h = dit.get_input_embed(x, cond, text, drop_audio_cond=drop_audio_cond, drop_text=drop_text,
@@ -127,7 +132,7 @@ class GraphedDiT(torch.nn.Module):
         if entry is None:
             buffers = [t.new_empty((t.shape[0], padded, *t.shape[2:])) for t in tensors]
             time_in = time.new_empty(time.shape)
-            mask_in = torch.empty(time.shape[0], padded, device=time.device, dtype=torch.bool)
+            mask_in = torch.empty(tensors[0].shape[0], padded, device=time.device, dtype=torch.bool)
             self.pad_inputs(tensors, time, mask, buffers, time_in, mask_in)
             try:
                 entry = self._capture(key, body, buffers, time_in, mask_in)

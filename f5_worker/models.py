@@ -279,6 +279,10 @@ def load_models(settings: Settings) -> LoadedModels:
         cfm = cfm.to(device=device, dtype=dtype).eval()
         vocoder = load_vocos(model_files.vocoder_dir, device)
     dit = is_dit(cfm.transformer)  # the speed-ups know the DiT's structure; E2-TTS's UNetT runs as upstream
+    if dit:
+        from f5_worker.attention import use_broadcast_mask
+
+        use_broadcast_mask(cfm.transformer.transformer_blocks)
     compiled = settings.torch_compile and dit
     if settings.torch_compile and not dit:
         log.warning("TORCH_COMPILE applies to DiT models only; %s runs without it", model_files.name)

@@ -9,7 +9,8 @@ mirrors the hub repositories:
     <dir>/vocos-mel-24khz/config.yaml + pytorch_model.bin
 
 ``ensure_random_models`` writes the same layout for a full-size f5_tts config
-(e.g. F5TTS_v1_Base) with a full-size Vocos, for benchmarks without the weights.
+(e.g. F5TTS_v1_Base) with a full-size Vocos, and ``ensure_random_ctc`` the CTC
+aligner's checkpoint, for benchmarks without the weights.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def tiny_model_files(root: Path):
     )
 
 
-def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int, fill_zeros: bool = False) -> None:
+def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
     """Write a random F5-TTS checkpoint and Vocos for the given configs, in the hub repositories' format."""
     import torch
     from safetensors.torch import save_file
@@ -108,11 +109,10 @@ def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int, fill_zeros
     shutil.copyfile(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), paths.vocab_path)
 
     cfm, *_ = build_cfm(paths.config_path, paths.vocab_path)
-    if fill_zeros:  # upstream zero-initialises adaLN and output layers; trained weights are never all zero
-        with torch.no_grad():
-            for param in cfm.parameters():
-                if param.is_floating_point() and not param.any():
-                    param.normal_(0.0, 0.02)
+    with torch.no_grad():  # upstream zero-initialises adaLN and output layers; trained weights are never all zero
+        for param in cfm.parameters():
+            if param.is_floating_point() and not param.any():
+                param.normal_(0.0, 0.02)
     state = {f"ema_model.{k}": v.contiguous() for k, v in cfm.state_dict().items()}
     save_file(state, str(paths.ckpt_path))
 
@@ -121,25 +121,41 @@ def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int, fill_zeros
     torch.save(vocos.state_dict(), paths.vocoder_dir / "pytorch_model.bin")
 
 
+# Bumped whenever the tiny models' values change, so that a cached older set is rebuilt.
+# 2: the layers f5-tts zero-initialises are random too: with a zero output projection the DiT
+#    predicted nothing and every comparison of its outputs held trivially.
+TINY_VERSION = "2"
+
+
 def write_tiny_models(root: Path, seed: int = 0) -> None:
     """Write the tiny checkpoints into ``root`` (which must not exist yet)."""
     _write_models(tiny_model_files(root), TINY_MODEL_YAML, TINY_VOCOS_YAML, seed)
+    (Path(root) / ".version").write_text(TINY_VERSION)
 
 
-def _ensure(root: Path, paths, write) -> None:
-    """Run ``write(staging_root)`` once under a file lock and move the result into ``root`` atomically."""
+def _ensure(root: Path, paths, write, version: str | None = None) -> None:
+    """Run ``write(staging_root)`` once under a file lock and move the result into ``root`` atomically.
+
+    With a ``version``, a set written by another version (its ``.version`` file) is written again.
+    """
     from filelock import FileLock
 
-    if paths.ckpt_path.is_file():
+    def current() -> bool:
+        if not paths.ckpt_path.is_file():
+            return False
+        marker = root / ".version"
+        return version is None or (marker.is_file() and marker.read_text().strip() == version)
+
+    if current():
         return
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
-        if paths.ckpt_path.is_file():
+        if current():
             return
         staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=root.parent))
         try:
             write(staging / "m")
-            if root.exists():  # a half-written dir from an older, non-atomic build
+            if root.exists():  # an older version, or a half-written dir from an older, non-atomic build
                 shutil.rmtree(root)
             os.replace(staging / "m", root)
         finally:
@@ -150,7 +166,7 @@ def ensure_tiny_models(root: Path):
     """Build the tiny models once (under a file lock, atomically) and return their paths."""
     root = Path(root)
     paths = tiny_model_files(root)
-    _ensure(root, paths, write_tiny_models)
+    _ensure(root, paths, write_tiny_models, TINY_VERSION)
     return paths
 
 
@@ -192,5 +208,35 @@ def ensure_random_models(root: Path, config_name: str = "F5TTS_v1_Base", seed: i
     paths = random_model_files(root, config_name)
     model_yaml = upstream_config_text(config_name)
     _ensure(root, paths, lambda staging: _write_models(
-        random_model_files(staging, config_name), model_yaml, FULL_VOCOS_YAML, seed, fill_zeros=True))
+        random_model_files(staging, config_name), model_yaml, FULL_VOCOS_YAML, seed))
     return paths
+
+
+def ensure_random_ctc(torch_home: Path, seed: int = 0) -> Path:
+    """torchaudio's English CTC aligner checkpoint (WAV2VEC2_ASR_BASE_960H) with random weights.
+
+    Written where torchaudio keeps the real one (``$TORCH_HOME/hub/checkpoints``) and in its
+    format, including the three output rows torchaudio drops on load, so that the worker's
+    ``ALIGNER=auto`` picks the ctc backend as it does with the real weights in the image: same
+    network, same compute; the emissions are noise, so the word times are not measured with it.
+    """
+    import torch
+    import torchaudio
+    from torchaudio.models import wav2vec2_model
+
+    bundle = torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H
+    path = Path(torch_home) / "hub" / "checkpoints" / Path(str(bundle._path)).name  # noqa: SLF001
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    state = wav2vec2_model(**bundle._params).state_dict()  # noqa: SLF001
+    for key in ("aux.weight", "aux.bias"):  # torchaudio removes rows _remove_aux_axis of the hosted file
+        rows = list(state[key])
+        for index in sorted(bundle._remove_aux_axis):  # noqa: SLF001
+            rows.insert(index, torch.zeros_like(rows[0]))
+        state[key] = torch.stack(rows)
+    staging = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(state, staging)
+    os.replace(staging, path)
+    return path

@@ -190,8 +190,10 @@ def child_ours(cfg: dict) -> dict:
 
     ready = time.time()
     worker = runpod_handler.WORKER
+    aligner = worker.aligner
     out = {"ready_wall": ready, "load_seconds": worker.models.load_seconds, "device": worker.models.device,
-           "dtype": str(worker.models.dtype).removeprefix("torch.")}
+           "dtype": str(worker.models.dtype).removeprefix("torch."),
+           "aligner": aligner.backend_for("en").name if hasattr(aligner, "backend_for") else aligner.name}
     first = run_job(worker, synth_job(cfg, 0))
     out["first_job_s"] = first["wall_ms"] / 1000
     if cfg["cold_only"]:
@@ -328,6 +330,11 @@ def model_setup(args) -> tuple[dict, dict]:
         paths = ensure_random_models(root, args.config)
         env.update(WORKER_MODEL=args.config, MODEL_CKPT_PATH=str(paths.ckpt_path),
                    MODEL_VOCAB_PATH=str(paths.vocab_path), VOCODER_PATH=str(paths.vocoder_dir))
+        if not args.no_ctc:  # the image caches the CTC aligner's weights (prefetch_models.py): random ones here
+            from f5_worker.tiny_models import ensure_random_ctc
+
+            ensure_random_ctc(root / "torch")
+            env["TORCH_HOME"] = str(root / "torch")
         upstream_model = args.config
     else:
         from f5_worker.settings import get_settings
@@ -383,6 +390,7 @@ def build_report(args, cfg: dict, ours: dict, upstream: dict | None, extra_cold:
         "sway_sampling_coef": cfg["sway"],
         "jobs": cfg["jobs"],
         "word_timings_and_captions": cfg["timings"],
+        "aligner": ours["aligner"],
         "max_retries": cfg["retries"],
         "text_chars": len(cfg["text"]),
         "audio_seconds": percentile([r["duration"] for r in single], 50),
@@ -443,6 +451,8 @@ def print_report(r: dict) -> None:
           f"torch {m.get('torch')} ({m.get('torch_threads')} threads)")
     print(f"model {r['model']} on {r['device']} ({r['dtype']}), NFE {r['nfe']}, sway {r['sway_sampling_coef']}, "
           f"{r['jobs']} jobs of ~{f(r['audio_seconds'], '{:.1f}')} s audio ({r['text_chars']} chars), {r['handler']}")
+    if r["word_timings_and_captions"]:
+        print(f"word timings and captions aligned by: {r['aligner']}")
     print(f"\nstage latency, {r['single_stream_jobs']} jobs run alone (ms)  p50        p95")
     for stage, s in r["latency_ms"].items():
         print(f"  {stage:<36}{f(s['p50'], '{:>9.1f}')}  {f(s['p95'], '{:>9.1f}')}")
@@ -492,6 +502,9 @@ def parse_args(argv=None):
                         "re-sampled by the alignment quality gate; upstream has no such gate)")
     p.add_argument("--no-timings", action="store_true",
                    help="jobs without word timings and captions (no alignment), i.e. exactly upstream's work")
+    p.add_argument("--no-ctc", action="store_true",
+                   help="with --random-weights: no CTC aligner weights, so English aligns with pocketsphinx on the "
+                        "CPU (default: random CTC weights where the image keeps the real ones, aligning on the GPU)")
     p.add_argument("--skip-upstream", action="store_true", help="measure only our worker")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark process")
     p.add_argument("--log-dir", help="where the benchmark processes' logs go (default: a temporary dir)")

@@ -8,9 +8,10 @@ CUDA events (median of ``--reps`` after warm-up), and prints the profiler's kern
 table for one masked step:
 
 * the whole DiT step (cfg packed, text cache full): eager without a mask (upstream's
-  batch-1 path), eager with an all-true mask (what the graphs run), and graphed;
-* attention alone (``scaled_dot_product_attention``) without a mask and with f5-tts's
-  expanded boolean mask;
+  batch-1 path: flash attention), eager with an all-true mask (what the graphs run: the
+  padding mask always applies, f5_worker/attention.py), and graphed;
+* attention alone (``scaled_dot_product_attention``) without a mask, with f5-tts's
+  expanded boolean mask, and with the broadcast mask the worker passes;
 * the position embedding's grouped convolutions, and one linear layer of the blocks.
 
     python3 scripts/gpu_profile.py --random-weights --json $OUT/profile.json   # on the GPU machine
@@ -124,6 +125,9 @@ def main(argv=None) -> dict:
         report["attention_no_mask_ms"] = timed(lambda: F.scaled_dot_product_attention(q, k, v), dev, args.reps)
         report["attention_bool_mask_ms"] = timed(
             lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=expanded), dev, args.reps)
+        broadcast = torch.cat((all_true, all_true))[:, None, None, :]
+        report["attention_broadcast_mask_ms"] = timed(
+            lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=broadcast), dev, args.reps)
         hidden = torch.randn(2 * b, n, dit.transformer_blocks[0].attn.to_q.in_features, device=dev, dtype=dtype)
         report["linear_q_ms"] = timed(lambda: block.attn.to_q(hidden), dev, args.reps)
         report["position_conv_ms"] = timed(lambda: dit.input_embed.conv_pos_embed(hidden, all_true.repeat(2, 1)),

@@ -120,3 +120,20 @@ def test_long_audio_emission_is_windowed_with_the_same_frame_grid():
     text = " ".join(["hello world"] * 60)
     result = aligner.align(audio, 16000, text)
     assert len(result.words) == 120 and all(0 <= w.start <= w.end <= 70 for w in result.words)
+
+
+def test_random_checkpoint_in_the_real_format_loads_through_the_production_path(tmp_path, monkeypatch):
+    """scripts/bench.py --random-weights: the worker's auto aligner finds it and aligns with ctc, as in the image."""
+    from f5_worker.alignment import load_aligner
+    from f5_worker.tiny_models import ensure_random_ctc
+
+    path = ensure_random_ctc(tmp_path / "torch")
+    assert ensure_random_ctc(tmp_path / "torch") == path  # written once
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert find_weights(None, "en") == path
+    aligner = load_aligner("auto").backend_for("en")  # torchaudio's bundle.get_model reads the file, strictly
+    assert isinstance(aligner, CtcAligner) and len(aligner.labels) == 29
+    audio = np.random.default_rng(3).normal(0, 0.1, 16000 * 2).astype(np.float32)
+    text = "Random weights, real compute."
+    result = aligner.align(audio, 16000, text)
+    assert result.backend == "ctc" and [w.text for w in result.words] == [t.text for t in tokenize(text)]
