@@ -4,11 +4,12 @@ On a GPU, eager F5-TTS is bound by kernel launches, not arithmetic: one sampling
 step of F5TTS_v1_Base is about a thousand small launches, and on an H200 a step
 took 34 ms eagerly and about 10 ms replayed from a graph (README, Performance).
 
-The first step of a sampling run is eager up to the blocks: f5-tts computes the
-text embedding there (with a host sync for per-sample lengths) and caches it
-per thread. Every later step (the cache is full) replays one graph for the whole
-step: both input embeddings (conditional and unconditional, for classifier-free
-guidance) and the blocks.
+On the first step of a sampling run f5-tts computes the text embedding (with a
+host sync for per-sample lengths) and caches it per thread; that part runs eagerly
+(a few small convolutions). Then every step, the first included, replays one
+graph for the whole step: both input embeddings (conditional and unconditional,
+for classifier-free guidance) and the blocks. Calls without guidance replay a
+graph of the blocks alone ("tail"), after an eager input embedding.
 
 Sequence lengths are padded up to a multiple of ``bucket_frames`` under an
 attention mask, so that jobs of similar length share a graph: padded frames are
@@ -46,6 +47,13 @@ def dit_tail(dit, x, time, mask):
     if dit.long_skip_connection is not None:
         x = dit.long_skip_connection(torch.cat((x, residual), dim=-1))
     return dit.proj_out(dit.norm_out(x, t))
+
+
+def fill_text_cache(dit, x, text, mask) -> None:
+    """What ``DiT.get_input_embed`` caches on a run's first step (both text embeddings), and nothing else."""
+    seq_len = x.shape[1] if mask is None else mask.sum(dim=1)  # as get_input_embed: per-sample valid lengths
+    dit.text_cond = dit.text_embed(text, seq_len=seq_len, drop_text=False)
+    dit.text_uncond = dit.text_embed(text, seq_len=seq_len, drop_text=True)
 
 
 def dit_cfg_step(dit, x, cond, text_cond, text_uncond, time, mask):
@@ -88,7 +96,9 @@ class GraphedDiT(torch.nn.Module):
         if time.ndim == 0:
             time = time.repeat(x.shape[0])
         graphs = x.is_cuda and not torch.is_grad_enabled() and self.failed is None
-        if graphs and cfg_infer and cache and dit.text_cond is not None and dit.text_uncond is not None:
+        if graphs and cfg_infer and cache:
+            if dit.text_cond is None or dit.text_uncond is None:  # a run's first step
+                fill_text_cache(dit, x, text, mask)
             return self.run_graph("step", dit_cfg_step, [x, cond, dit.text_cond, dit.text_uncond], time, mask)
         if cfg_infer:  # pack cond & uncond: b n d -> 2b n d, as DiT.forward does
             h = torch.cat((

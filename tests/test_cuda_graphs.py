@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from f5_worker.cuda_graphs import GraphedDiT, dit_cfg_step, dit_tail
+from f5_worker.cuda_graphs import GraphedDiT, dit_cfg_step, dit_tail, fill_text_cache
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,24 @@ def test_whole_step_on_padded_inputs_matches_upstream_cached_step(dit, batch):
     valid = torch.cat((valid, valid))  # conditional rows, then unconditional
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got[valid], want[valid], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_first_step_from_the_step_graphs_body_matches_upstreams_first_step(dit, batch):
+    """On CUDA the first step fills the text cache eagerly, then replays the whole-step graph."""
+    inputs = dit_inputs(dit, batch, 90, seed=11, with_mask=batch > 1)
+    time = inputs["time"].repeat(batch)
+    with torch.inference_mode():
+        want = dit(**inputs, cfg_infer=True, cache=True)  # upstream's first step fills the cache itself
+        upstream_cache = (dit.text_cond, dit.text_uncond)
+        dit.clear_cache()
+        fill_text_cache(dit, inputs["x"], inputs["text"], inputs["mask"])
+        assert torch.equal(dit.text_cond, upstream_cache[0]) and torch.equal(dit.text_uncond, upstream_cache[1])
+        mask = inputs["mask"] if inputs["mask"] is not None else torch.ones(batch, 90, dtype=torch.bool)
+        got = dit_cfg_step(dit, inputs["x"], inputs["cond"], dit.text_cond, dit.text_uncond, time, mask)
+        dit.clear_cache()
+    valid = torch.cat((mask, mask))
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-5, atol=1e-6)
 
 
 def test_a_failed_capture_falls_back_to_eager_for_good(dit, caplog):
