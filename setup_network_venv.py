@@ -302,6 +302,10 @@ class Layout:
     def torch_home(self) -> Path:
         return self.root / "cache" / "torch"
 
+    @property
+    def inductor_cache(self) -> Path:
+        return self.root / "cache" / "torchinductor"
+
     def venv(self, key: str) -> Path:
         return self.venvs / key
 
@@ -767,9 +771,11 @@ def env_exports(venv: Path, layout: Layout, cfg: Config, key: str, volume_layout
         "VIRTUAL_ENV": str(venv),
         "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
     }
-    # Model caches on the volume when there is one, unless the deployer chose otherwise.
+    # Model caches on the volume when there is one, unless the deployer chose otherwise. TORCH_COMPILE's
+    # compiled kernels too: a later boot reuses them instead of compiling again (inductor writes atomically).
     if volume_layout is not None:
-        for name, path in (("HF_HOME", caches.hf_home), ("TORCH_HOME", caches.torch_home)):
+        for name, path in (("HF_HOME", caches.hf_home), ("TORCH_HOME", caches.torch_home),
+                           ("TORCHINDUCTOR_CACHE_DIR", caches.inductor_cache)):
             exports[name] = os.environ.get(name) or str(path)
     return exports
 

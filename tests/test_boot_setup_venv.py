@@ -46,7 +46,7 @@ UV_CACHE = uv_cache_dir()
 
 def boot_env(volume: Path | str, local_root: Path, app: Path = SMALL_A, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("F5_", "UV_", "VIRTUAL_ENV", "HF_HOME", "TORCH_HOME", "PYTHON"))}
+           if not k.startswith(("F5_", "UV_", "VIRTUAL_ENV", "HF_HOME", "TORCH_HOME", "TORCHINDUCTOR_", "PYTHON"))}
     env.update({
         "NETWORK_VOLUME_PATH": str(volume),
         "F5_APP_DIR": str(app),
@@ -126,6 +126,7 @@ def test_first_boot_builds_second_reuses(area):
     # Model caches go to the volume.
     assert env["HF_HOME"] == str(volume / "f5-worker" / "cache" / "huggingface")
     assert env["TORCH_HOME"] == str(volume / "f5-worker" / "cache" / "torch")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(volume / "f5-worker" / "cache" / "torchinductor")
 
     second = run_boot(boot_env(volume, local))
     assert second.returncode == 0, second.stderr

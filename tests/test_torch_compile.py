@@ -64,3 +64,50 @@ def test_failed_compilation_falls_back_to_eager(tiny_settings, compile_backend, 
     assert "compilation failed, running without it" in caplog.text
     out = worker.handle({"text": "Still works.", "nfe_step": 4, "max_retries": 0})
     assert "error" not in out and out["duration"] > 0
+
+
+def c_toolchain() -> bool:
+    """What inductor needs on CPU: a C++ compiler and the Python headers (the GPU image installs both)."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    return bool(shutil.which("g++") or shutil.which("c++")) and (
+        Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
+
+
+COMPILE_IN_A_FRESH_PROCESS = """
+import dataclasses, json, sys
+from pathlib import Path
+from torch._dynamo.utils import counters
+from f5_worker.handler import Worker
+from f5_worker.models import load_models
+from f5_worker.settings import Settings
+
+settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), hf_offline=True, device="cpu",
+                    network_volume_path=Path(sys.argv[1]) / "no-volume", torch_compile=True)
+worker = Worker(settings, load_models(settings))  # the warm-up compiles, with inductor as in production
+out = worker.handle({"text": "Compiled.", "nfe_step": 4, "max_retries": 0})
+print(json.dumps({"compiled": worker.models.compiled, "ok": "error" not in out, **counters["inductor"]}))
+"""
+
+
+@pytest.mark.skipif(not c_toolchain(), reason="inductor on CPU needs a C++ compiler and Python.h")
+def test_a_later_boot_reuses_the_compiled_kernels(tiny_model_dir, tmp_path):
+    """The boot path puts TORCHINDUCTOR_CACHE_DIR on the volume: a second worker process compiles from it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "torchinductor"), HF_HUB_OFFLINE="1")
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", COMPILE_IN_A_FRESH_PROCESS, str(tiny_model_dir)], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["compiled"] and first["ok"] and first.get("fxgraph_cache_miss", 0) >= 1
+    assert second["compiled"] and second["ok"]
+    assert second.get("fxgraph_cache_hit", 0) >= 1 and second.get("fxgraph_cache_miss", 0) == 0, second
