@@ -12,7 +12,8 @@ table for one masked step:
   padding mask always applies, f5_worker/attention.py), and graphed;
 * attention alone (``scaled_dot_product_attention``) without a mask, with f5-tts's
   expanded boolean mask, and with the broadcast mask the worker passes;
-* the position embedding's grouped convolutions, and one linear layer of the blocks.
+* the position embedding's grouped convolutions, and one linear layer of the blocks;
+* the step's arithmetic (``FlopCounterMode``) and the rate the eager and graphed steps reach.
 
     python3 scripts/gpu_profile.py --random-weights --json $OUT/profile.json   # on the GPU machine
     uv run python scripts/gpu_profile.py --device cpu --frames 96 --reps 1      # smoke run, tiny model
@@ -134,6 +135,17 @@ def main(argv=None) -> dict:
                                            dev, args.reps)
         tokens, width = 2 * b * n, hidden.shape[-1]
         report["linear_q_tflops"] = 2 * tokens * width * block.attn.to_q.out_features / report["linear_q_ms"] / 1e9
+
+        from torch.utils.flop_counter import FlopCounterMode
+
+        dit(x, cond, text, time_, all_true, cfg_infer=True, cache=True)  # fill the cache: count a later step
+        with FlopCounterMode(display=False) as flops:
+            dit(x, cond, text, time_, all_true, cfg_infer=True, cache=True)
+        dit.clear_cache()
+        report["step_tflop"] = flops.get_total_flops() / 1e12  # matmuls, convolutions, attention (where counted)
+        for key in ("step_eager_mask_ms", "step_graphed_ms"):
+            if key in report:
+                report[key.removesuffix("_ms") + "_tflops"] = report["step_tflop"] / report[key] * 1e3
 
         activities = [torch.profiler.ProfilerActivity.CPU]
         if dev.startswith("cuda"):
