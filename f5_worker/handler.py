@@ -79,8 +79,8 @@ class Worker:
     def __init__(self, settings: Settings, models: LoadedModels, stores: Stores | None = None):
         self.settings = settings
         self.models = models
-        batch_jobs = settings.max_batch_jobs or (8 if models.device.startswith("cuda") else 1)
-        self.engine = SynthesisEngine(models, max_batch_jobs=batch_jobs, max_wait_s=settings.batch_wait_ms / 1000)
+        self.engine = SynthesisEngine(models, max_batch_jobs=settings.max_batch_jobs,
+                                      max_wait_s=settings.batch_wait_ms / 1000)
         self.references = ReferenceCache()
         self.actions: dict[str, Callable[[Any, str | None], dict]] = {
             "synthesize": self.synthesize,

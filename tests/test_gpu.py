@@ -14,7 +14,7 @@ def gpu_worker(tiny_settings):
     from f5_worker.handler import Worker
     from f5_worker.models import load_models
 
-    settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto")
+    settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto", max_batch_jobs=4)  # batching on
     return Worker(settings, load_models(settings))
 
 
@@ -84,3 +84,20 @@ def test_graphed_sampling_steps_match_upstream_dit(gpu_worker):
                 torch.testing.assert_close(got[valid].float(), want[valid].float(), rtol=2e-2, atol=2e-2)
             dit.clear_cache()
     assert graphed.captures == 2  # one whole-step graph per batch size, the first step's included
+
+
+def test_by_default_a_seed_reproduces_under_load(tiny_settings):
+    """MAX_BATCH_JOBS defaults to 1: concurrent jobs are sampled one by one, each from its own seed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from f5_worker.handler import Worker
+    from f5_worker.models import load_models
+
+    settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto")
+    worker = Worker(settings, load_models(settings))
+    assert worker.engine.max_batch_jobs == 1
+    jobs = [{"text": f"Job number {i}.", "seed": 10 + i, "nfe_step": 8, "max_retries": 0} for i in range(3)]
+    alone = [worker.handle(j)["audio_base64"] for j in jobs]
+    with ThreadPoolExecutor(3) as pool:
+        together = [o["audio_base64"] for o in pool.map(worker.handle, jobs)]
+    assert together == alone
