@@ -17,6 +17,9 @@ little:
 * ``torchdiffeq`` imports ``scipy.integrate.solve_ivp`` (scipy.optimize, sparse,
   spatial...) for its ``scipy_solver`` method; F5-TTS integrates with ``euler``.
   Same stand-in treatment.
+* ``pypinyin`` (``lazy_pinyin``, ``Style``) loads its phrase tables at import (about
+  0.4 s); f5_tts only calls it for Chinese segments of a text. Same treatment: the
+  first Chinese job imports it.
 
 The model classes are the real upstream classes either way, so a state dict gives
 bit-identical outputs (``tests/test_fast_imports.py`` checks this against a plain
@@ -39,6 +42,7 @@ LAZY_MODULES = ("einx",)
 DEFERRED_FUNCTIONS = {
     "librosa.filters": ("mel",),  # BigVGAN mel spectrograms only
     "scipy.integrate": ("solve_ivp",),  # torchdiffeq's method="scipy_solver" only; F5 uses euler
+    "pypinyin": ("lazy_pinyin", "Style"),  # f5_tts.model.utils: only for Chinese text (its phrase tables: ~0.4 s)
 }
 
 
@@ -84,19 +88,35 @@ def lazy_import(name: str) -> types.ModuleType | None:
     return module
 
 
-def deferred_function(module_name: str, attr: str):
-    """A function that imports ``module_name`` when first called and calls its ``attr``."""
+class Deferred:
+    """Stands for ``module_name.attr`` until used: a call or an attribute lookup imports the module.
 
-    def call(*args, **kwargs):
-        module = sys.modules.get(module_name)
+    A function (``mel``) is called through it; a class or enum (``pypinyin.Style``)
+    hands out its attributes (``Style.TONE3`` is the real member).
+    """
+
+    def __init__(self, module_name: str, attr: str):
+        self._module_name, self._attr = module_name, attr
+        self.__name__ = self.__qualname__ = attr
+        self.__doc__ = f"``{module_name}.{attr}``, imported on first use."
+
+    def _target(self):
+        module = sys.modules.get(self._module_name)
         if module is None or getattr(module, "_f5_worker_stand_in", False):
-            sys.modules.pop(module_name, None)  # called while the stand-in is registered: load the real one
-            module = importlib.import_module(module_name)
-        return getattr(module, attr)(*args, **kwargs)
+            sys.modules.pop(self._module_name, None)  # used while the stand-in is registered: load the real one
+            module = importlib.import_module(self._module_name)
+        return getattr(module, self._attr)
 
-    call.__name__ = call.__qualname__ = attr
-    call.__doc__ = f"``{module_name}.{attr}``, imported on first call."
-    return call
+    def __call__(self, *args, **kwargs):
+        return self._target()(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # copy/pickle/inspect probing: not a use
+            raise AttributeError(name)
+        return getattr(self._target(), name)
+
+    def __repr__(self) -> str:
+        return f"<deferred {self._module_name}.{self._attr}>"
 
 
 @contextmanager
@@ -113,7 +133,7 @@ def stand_ins(deferred: dict[str, tuple[str, ...]]) -> Iterator[None]:
         stand_in = types.ModuleType(module_name, f"Stand-in for {module_name} while f5_tts imports.")
         stand_in._f5_worker_stand_in = True
         for attr in names:
-            setattr(stand_in, attr, deferred_function(module_name, attr))
+            setattr(stand_in, attr, Deferred(module_name, attr))
         sys.modules[module_name] = added[module_name] = stand_in
     try:
         yield
@@ -133,3 +153,50 @@ def lean_f5_imports() -> Iterator[None]:
         lazy_import(name)
     with stand_ins(DEFERRED_FUNCTIONS):
         yield
+
+
+def proc_cpuinfo_brand(path: str = "/proc/cpuinfo") -> str | None:
+    """The CPU's "model name" from /proc/cpuinfo: where py-cpuinfo looks first on Linux."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def quick_cpuinfo() -> Iterator[None]:
+    """While the block runs, ``cpuinfo.get_cpu_info()`` reads /proc/cpuinfo in-process.
+
+    ``import runpod`` calls py-cpuinfo's ``get_cpu_info()`` at module level
+    (``rp_debugger.PROCESSOR``, shown only in runpod's debugger output). py-cpuinfo
+    runs itself in a new interpreter for that, which forks once more to query CPUID:
+    about 1.1 s of every cold start, and of every spawned alignment process. The
+    brand it returns on Linux comes from /proc/cpuinfo's "model name", which is what
+    the stand-in returns; where that line is missing (non-x86) the real function runs.
+    Wrap ``import runpod`` in it; a no-op when F5_WORKER_LEAN_IMPORTS=0.
+    """
+    if not lean_imports_enabled():
+        yield
+        return
+    try:
+        import cpuinfo
+    except ImportError:
+        yield
+        return
+    real = cpuinfo.get_cpu_info
+
+    def get_cpu_info() -> dict:
+        brand = proc_cpuinfo_brand()
+        return {"brand_raw": brand} if brand else real()
+
+    cpuinfo.get_cpu_info = get_cpu_info
+    try:
+        yield
+    finally:
+        if cpuinfo.get_cpu_info is get_cpu_info:
+            cpuinfo.get_cpu_info = real
