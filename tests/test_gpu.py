@@ -101,3 +101,22 @@ def test_by_default_a_seed_reproduces_under_load(tiny_settings):
     with ThreadPoolExecutor(3) as pool:
         together = [o["audio_base64"] for o in pool.map(worker.handle, jobs)]
     assert together == alone
+
+
+def test_ctc_aligner_on_cuda_matches_cpu(tmp_path, monkeypatch):
+    """The image aligns English on the GPU: the same checkpoint gives the same emission and words as on CPU."""
+    from f5_worker.aligners.ctc import CtcAligner
+    from f5_worker.tiny_models import ensure_random_ctc
+
+    ensure_random_ctc(tmp_path / "torch")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cpu, gpu = CtcAligner(device="cpu"), CtcAligner(device="cuda")
+    assert next(gpu.model.parameters()).is_cuda
+    audio = np.random.default_rng(4).normal(0, 0.1, 16000 * 3).astype(np.float32)
+    on_cpu, on_gpu = cpu.emission(audio), gpu.emission(audio).cpu()
+    assert on_cpu.shape == on_gpu.shape
+    assert (on_cpu - on_gpu).abs().max() < 5e-2  # cuDNN may run the feature convolutions in TF32
+    text = "Aligned on the graphics card."
+    result = gpu.align(audio, 16000, text)
+    assert result.backend == "ctc" and len(result.words) == 5
+    assert all(0 <= w.start <= w.end <= 3.0 for w in result.words)
