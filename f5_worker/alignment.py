@@ -214,10 +214,9 @@ def backend_input(audio: np.ndarray, sample_rate: int, text: str, language: str,
     tokens = tokenize(text, language)
     spoken = [w for tok in tokens for w in tok.spoken]
     if sample_rate != rate:
-        import torch
-        import torchaudio
+        from f5_worker.audio import resample
 
-        audio = torchaudio.functional.resample(torch.from_numpy(audio), sample_rate, rate).numpy()
+        audio = resample(audio, sample_rate, rate)
     return audio, duration, tokens, spoken
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,11 @@ import soundfile as sf
 from f5_worker.errors import JobError
 
 TARGET_SAMPLE_RATE = 24000
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000  # what decoded audio may declare
+# torchaudio's sinc resampler builds a (new/g) x (orig/g) kernel, g = gcd(orig, new): fine for real
+# rates (44100 -> 24000 is 80 x 147) but 44101 Hz would take ~18 GB and a minute. Beyond this
+# product the resampling goes to soxr, whose cost does not depend on the ratio.
+SINC_KERNEL_LIMIT = 1_000_000
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
 
 # (soundfile format, subtype, MIME type) per output format; pcm is raw s16le.
@@ -58,6 +64,9 @@ def decode_audio(data: bytes, field: str) -> tuple[np.ndarray, int]:
         raise JobError(field, f"could not decode audio ({_first_line(exc)})") from None
     if wave.size == 0 or wave.shape[0] == 0:
         raise JobError(field, "audio has no samples")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise JobError(field, f"audio declares a sample rate of {sample_rate} Hz; "
+                              f"supported: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     wave = wave.mean(axis=1).astype(np.float32)
     if not np.isfinite(wave).all():
         raise JobError(field, "audio contains invalid samples")
@@ -70,12 +79,19 @@ def _first_line(exc: Exception) -> str:
 
 
 def resample(wave: np.ndarray, sample_rate: int, target: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """torchaudio's sinc resampler, as upstream prepares references; soxr where that kernel would be huge."""
+    sample_rate, target = int(sample_rate), int(target)
     if sample_rate == target:
         return wave
+    g = math.gcd(sample_rate, target)
+    if (sample_rate // g) * (target // g) > SINC_KERNEL_LIMIT:
+        import soxr
+
+        return soxr.resample(np.ascontiguousarray(wave, dtype=np.float32), sample_rate, target, quality="HQ")
     import torch
     import torchaudio.functional as AF
 
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), sample_rate, target)
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), sample_rate, target)
     return out.numpy().astype(np.float32)
 
 

@@ -64,6 +64,43 @@ def test_resample_changes_length_by_ratio():
     assert len(out) == 24000
 
 
+def _dominant_hz(wave: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.fft.rfftfreq(len(wave), 1 / sr)[spectrum.argmax()])
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=25, deadline=None)
+@given(rate=st.integers(audio.MIN_SAMPLE_RATE, audio.MAX_SAMPLE_RATE), target=st.sampled_from([16000, 24000]))
+def test_any_declared_rate_resamples_quickly_keeping_length_and_pitch(rate, target):
+    """A header may declare any rate: 44101 Hz once cost torchaudio's resampler ~18 GB and a minute."""
+    wave = tone(0.25, freq=440.0, sr=rate)
+    out = audio.resample(wave, rate, target)
+    assert out.dtype == np.float32
+    assert abs(len(out) - len(wave) * target / rate) <= 1
+    assert abs(_dominant_hz(out, target) - 440.0) <= 8.0
+
+
+@pytest.mark.parametrize("rate", [44101, 96001, 383999])
+def test_odd_rates_go_to_soxr_and_match_torchaudio_where_both_work(rate):
+    import soxr
+
+    wave = tone(0.5, freq=300.0, sr=rate)
+    out = audio.resample(wave, rate, 24000)
+    np.testing.assert_array_equal(out, soxr.resample(wave, rate, 24000, quality="HQ"))
+    sinc = audio.resample(tone(0.5, freq=300.0, sr=44100), 44100, 24000)  # a real rate: torchaudio, as upstream
+    n = min(len(out), len(sinc)) - 200
+    assert np.abs(out[100:n] - sinc[100:n]).max() < 0.02  # the same tone either way
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 768001, 2**31 - 1])
+def test_decode_refuses_an_unusable_declared_rate(rate):
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(1000, dtype=np.float32), rate, format="WAV", subtype="PCM_16")
+    with pytest.raises(JobError, match=f"ref_audio_base64: audio declares a sample rate of {rate} Hz"):
+        audio.decode_audio(buf.getvalue(), "ref_audio_base64")
+
+
 def test_long_reference_is_clipped_at_a_pause_with_a_warning():
     speech = tone(8.0)
     pause = np.zeros(int(1.2 * SR), dtype=np.float32)

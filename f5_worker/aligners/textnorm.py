@@ -32,6 +32,12 @@ _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", 
 _OTHER_READINGS = {"dr": "drive", "st": "street"}
 _NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _ORDINAL_RE = re.compile(r"^(\d+)(st|nd|rd|th)$", re.IGNORECASE)
+# Longer numbers are read digit by digit: nobody says a 16-digit number as one, and Python refuses
+# int() of over 4300 digits.
+MAX_NUMBER_WORDS_DIGITS = 15
+# num2words languages whose converters loop forever on some numbers (Amharic: 1111111); their
+# numbers are read digit by digit. tests/test_alignment.py sweeps every language for hangs.
+_NUM2WORDS_HANGS = frozenset({"am"})
 
 
 @dataclass
@@ -105,22 +111,37 @@ def _reads_as_year(token: str) -> bool:
     return bool(digits) and 1100 <= int(digits.group()) <= 1999
 
 
+def _digit_by_digit(digits: str, language: str) -> str:
+    return " ".join(_number_words(d, language) for d in digits if d.isdigit())
+
+
+def _number_words(digits: str, language: str, to: str = "cardinal") -> str:
+    """num2words for a string of digits, never raising: where it cannot (a language without that
+    form, a number too long, a converter bug), the digits are read one by one; failing that, in English."""
+    if len(digits) > MAX_NUMBER_WORDS_DIGITS or (language in _NUM2WORDS_HANGS and len(digits) > 1):
+        return _digit_by_digit(digits, language)
+    try:
+        return num2words(int(digits), lang=language, to=to)
+    except Exception:  # num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
+        if to != "cardinal":
+            return _number_words(digits, language)
+        if len(digits) > 1:
+            return _digit_by_digit(digits, language)
+        return num2words(int(digits), lang="en") if language != "en" else digits
+
+
 def _say_number(digits: str, language: str, year_style: bool | None = None) -> str:
     """Words for a number; ``year_style`` None reads 1100-1999 as years ("nineteen ninety nine")."""
     plain = digits.replace(",", "")
-    try:
-        if "." in plain:
-            whole, frac = plain.split(".", 1)
-            digits_said = " ".join(num2words(int(d), lang=language) for d in frac)
-            said = f"{num2words(int(whole), lang=language)} point {digits_said}"
-        elif len(plain) == 4 and "," not in digits and (
-            year_style if year_style is not None else 1100 <= int(plain) <= 1999
-        ) and int(plain) % 100 != 0:
-            said = num2words(int(plain), lang=language, to="year")  # 1999: "nineteen ninety-nine"
-        else:
-            said = num2words(int(plain), lang=language)
-    except (NotImplementedError, OverflowError, ValueError):
-        said = " ".join(num2words(int(d)) for d in plain if d.isdigit())
+    if "." in plain:
+        whole, frac = plain.split(".", 1)
+        said = f"{_number_words(whole, language)} point {_digit_by_digit(frac, language)}"
+    elif len(plain) == 4 and "," not in digits and (
+        year_style if year_style is not None else 1100 <= int(plain) <= 1999
+    ) and int(plain) % 100 != 0:
+        said = _number_words(plain, language, to="year")  # 1999: "nineteen ninety-nine"
+    else:
+        said = _number_words(plain, language)
     # American reading: "two thousand twenty one", not "... and twenty-one".
     return said.replace(" and ", " ") if language.startswith("en") else said
 
@@ -130,7 +151,7 @@ def _say_currency(symbol: str, amount: str, language: str) -> str:
     plain = amount.replace(",", "")
     whole, _, frac = plain.partition(".")
     said = f"{_say_number(whole, language, year_style=False)} {one if whole == '1' else many}"
-    if frac and int(frac):
+    if frac.strip("0"):
         cents = int((frac + "0")[:2])
         said += f" {_say_number(str(cents), language)} {sub_one if cents == 1 else sub_many}"
     return said
@@ -145,10 +166,7 @@ def spoken_words(token: str, language: str = "en", *, year_style: bool | None = 
         return _ABBREVIATIONS[bare.rstrip(".").lower()].split()
     ordinal = _ORDINAL_RE.match(text.strip(".,;:!?\"'()[]"))
     if ordinal:
-        try:
-            text = num2words(int(ordinal.group(1)), lang=lang, to="ordinal")
-        except (NotImplementedError, OverflowError):
-            text = ordinal.group(1)
+        text = _number_words(ordinal.group(1), lang, to="ordinal")
     text = re.sub(
         r"([$€£¥])(" + _NUMBER_RE.pattern + ")",
         lambda m: " " + _say_currency(m.group(1), m.group(2), lang) + " ",
