@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from f5_worker import audio
+from f5_worker.errors import JobError
 from f5_worker.models import LoadedModels
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,21 @@ class SynthesisResult:
     timing_ms: dict[str, float]
     batch_jobs: int = 1  # jobs that shared the sampling call
     seed: int = 0
+
+
+# F5-TTS sizes the generated audio from the reference's speaking rate (bytes of text per second of
+# audio). Fast speech is about 20-30 UTF-8 bytes a second in English, Chinese, Japanese or Korean;
+# a transcript far denser than this is not the audio's, and leaves (next to) no frames to generate.
+MAX_REF_TEXT_BYTES_PER_SECOND = 60.0
+
+
+def check_reference_rate(text: str, seconds: float, field: str = "ref_text", clipped: bool = False) -> None:
+    """Refuse a transcript that cannot be what the reference audio says (it is far too long for it)."""
+    size = len(text.strip().encode("utf-8"))
+    if seconds <= 0 or size / seconds > MAX_REF_TEXT_BYTES_PER_SECOND:
+        hint = " (the audio was clipped to its first part: send a shorter clip with its own transcript)" if clipped else ""
+        raise JobError(field, f"is {size} bytes of text for {seconds:.1f} s of reference audio, over "
+                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript{hint}")
 
 
 def normalise_ref_text(text: str) -> str:

@@ -25,6 +25,7 @@ from f5_worker.aligners.sphinx_pool import auto_processes
 from f5_worker.alignment import load_aligner
 from f5_worker.engine import (
     PreparedReference,
+    check_reference_rate,
     SynthesisEngine,
     SynthesisParams,
     SynthesisResult,
@@ -306,6 +307,8 @@ class Worker:
                                 keep_seconds=self.settings.ref_audio_keep_seconds)
         if ref.duration < 0.5 or ref.rms < 1e-4:
             raise JobError(field, "reference audio is silent or shorter than 0.5 s")
+        if field != "default voice":
+            check_reference_rate(text, ref.duration, clipped=bool(ref.warnings))
         return ref
 
     def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:

@@ -39,6 +39,8 @@ class ReferenceAudio(_Request):
             raise JobError(given[1], f"give only one of voice, ref_audio_url, ref_audio_base64 (got {', '.join(given)})")
         if given and given[0] != "voice" and not (self.ref_text and self.ref_text.strip()):
             raise JobError("ref_text", f"is required with {given[0]}: the transcript of the reference audio")
+        if given == ["voice"] and self.ref_text is not None:
+            raise JobError("ref_text", "does not apply with voice: a stored voice keeps its own transcript")
         if not given and self.ref_text is not None:
             raise JobError("ref_text", "only applies with ref_audio_url or ref_audio_base64")
         return self

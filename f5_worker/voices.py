@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from pydantic import TypeAdapter
 
 from f5_worker import audio
+from f5_worker.engine import check_reference_rate
 from f5_worker.errors import JobError
 from f5_worker.storage import NotFound, Storage, StorageError
 
@@ -93,8 +95,14 @@ class VoiceInfo:
 
     @classmethod
     def from_json(cls, data: bytes) -> VoiceInfo:
-        raw = json.loads(data)
-        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+        """Raises ValueError for metadata that is not what ``to_json`` writes (types checked by pydantic)."""
+        info = _VOICE_INFO.validate_json(data, strict=True)
+        if not info.ref_text.strip() or not info.audio_key:
+            raise ValueError("voice metadata lacks its transcript or audio key")
+        return info
+
+
+_VOICE_INFO = TypeAdapter(VoiceInfo)
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,8 @@ class VoiceStore:
                 "ref_text to have the kept part transcribed",
             )
         duration = len(ref.wave) / audio.TARGET_SAMPLE_RATE
+        if ref_text is not None:
+            check_reference_rate(ref_text, duration)
         if float(np.max(audio.frame_db(ref.wave, audio.TARGET_SAMPLE_RATE))) < SILENCE_DB:
             raise JobError(audio_field, "audio is silent")
         if duration < MIN_VOICE_SECONDS:

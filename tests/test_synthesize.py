@@ -126,6 +126,9 @@ BAD_INPUTS = [
      "^ref_audio_base64: could not decode audio"),
     ({"text": "hi", "ref_audio_base64": "UklGRg=="}, "^ref_text: is required with ref_audio_base64"),
     ({"text": "hi", "ref_text": "orphan"}, "^ref_text: only applies"),
+    ({"text": "hi", "voice": "anna", "ref_text": "ignored?"}, "^ref_text: does not apply with voice"),
+    ({"text": "hi", "ref_audio_base64": wav_base64(np.full(24000, 0.2, np.float32), 24000), "ref_text": "word " * 200},
+     r"^ref_text: is 999 bytes of text for 1\.\d s of reference audio, over 60 a second"),
     ({"text": "hi", "ref_audio_base64": "UklGRg==", "ref_audio_url": "http://a/b.wav", "ref_text": "x"},
      "^ref_audio_base64: give only one"),
 ]

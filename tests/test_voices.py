@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 
 import numpy as np
@@ -269,6 +270,11 @@ def test_damaged_voice_reports_clearly(tmp_path):
         VoiceStore(store.storage).load("anna")
     store.storage.put("voices/bad/voice.json", b"{not json")
     assert [v.name for v in store.list()] == ["anna"]  # a broken voice does not hide the others
+    meta = json.loads(info.to_json())
+    for field, value in (("ref_text", None), ("ref_text", " "), ("sample_rate", "24000"), ("audio_key", 7)):
+        store.storage.put("voices/typo/voice.json", json.dumps(dict(meta, name="typo", **{field: value})).encode())
+        with pytest.raises(JobError, match="voice: voice 'typo' has damaged metadata"):
+            store.load("typo")  # well-formed JSON of the wrong shape is damage too, not an internal error
     with pytest.raises(JobError, match="damaged metadata; upload it again with overwrite: true"):
         store.load("bad")
     with pytest.raises(JobError, match="damaged metadata"):
@@ -290,3 +296,11 @@ def test_bucket_outage_gives_clear_errors_then_recovers(bucket_env, seaweed):
             assert err.value.field == "storage"
             assert bucket_env["BUCKET_NAME"] in str(err.value) and seaweed.endpoint in str(err.value)
     assert store.load("anna").info.ref_text == DEFAULT_VOICE_TEXT
+
+
+def test_a_transcript_far_too_long_for_the_audio_is_refused(tmp_path):
+    store = VoiceStore(LocalStorage(tmp_path))
+    with pytest.raises(JobError, match=r"^ref_text: is \d+ bytes of text for [\d.]+ s of reference audio, over 60"):
+        store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT * 20)
+    assert store.list() == []
+    assert store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT).name == "anna"
