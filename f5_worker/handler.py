@@ -19,7 +19,13 @@ from importlib.resources import files
 from typing import Any, Callable
 
 from f5_worker import audio, delivery, schema
-from f5_worker.align_action import AlignAction, quality_field, synthesize_until_aligned, timing_fields
+from f5_worker.align_action import (
+    AlignAction,
+    quality_field,
+    synthesize_until_aligned,
+    timing_bytes_bound,
+    timing_fields,
+)
 from f5_worker.aligners.textnorm import guess_language
 from f5_worker.aligners.sphinx_pool import auto_processes
 from f5_worker.alignment import load_aligner
@@ -314,7 +320,7 @@ class Worker:
     def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
         samples = estimated_samples(ref, chunks, request.speed, self.models.hop_length)
-        size = audio.estimated_encoded_bytes(samples, request.output_format)
+        size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(request.text, request)
         return delivery.plan_output(
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",

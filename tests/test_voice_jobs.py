@@ -15,7 +15,7 @@ import soundfile as sf
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server fixture)
 
-from f5_worker.delivery import ResultFile, finish_output, upload_result
+from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
 from f5_worker.handler import Worker
 from f5_worker.storage import StorageSettings, Stores
 
@@ -247,6 +247,26 @@ def test_without_a_bucket_big_results_are_refused_before_synthesis(make_worker, 
     assert synth(w, output="bucket")["error"].startswith("output: 'bucket' is not available: no bucket is configured")
     assert calls == []  # both refused before any synthesis
     assert w.handle({"action": "health"})["storage"]["results"] == "inline only"
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_a_result_too_big_with_its_timings_is_refused_before_synthesis(make_worker, no_bucket_env, fmt):
+    """The pre-check counts words, characters and captions too: nothing is synthesised only to be dropped."""
+    job = dict(text="Dr. Smith paid $42.50 on 3rd May, 2024; a b c d e f g h i j k l m n o p. " * 4,
+               output_format=fmt, char_timings=True, caption_formats=["json", "srt", "vtt", "ass", "csv"],
+               max_retries=0, max_chars_per_line=10)
+    fits = synth(make_worker(), **job)
+    assert fits["delivery"] == "inline", fits
+    actual = inline_size(fits)
+    timings = actual - len(fits["audio_base64"])
+    assert timings > 40_000  # tens of kB of timings that the audio-only estimate left out
+    w = make_worker(max_inline_bytes=actual - 1)  # the audio alone would fit; audio and timings do not
+    calls = []
+    real = w.engine.synthesize
+    w.engine.synthesize = lambda *a, **k: calls.append(1) or real(*a, **k)
+    out = synth(w, **job)
+    assert out["error"].startswith("text: the result would be about"), out
+    assert calls == []
 
 
 @pytest.mark.slow
