@@ -160,7 +160,7 @@ class AlignAction:
         data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
                                   b64_field="audio_base64", max_bytes=self.max_download_bytes,
                                   timeout_s=self.download_timeout_s)
-        wave, sample_rate = audio.decode_audio(data, field)
+        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_audio_seconds)
         duration = len(wave) / sample_rate
         if duration > self.max_audio_seconds:
             raise JobError(field, f"audio is {duration:.0f} s long; the limit is {self.max_audio_seconds:.0f} s")

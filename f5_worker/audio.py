@@ -17,7 +17,9 @@ import soundfile as sf
 from f5_worker.errors import JobError
 
 TARGET_SAMPLE_RATE = 24000
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000  # what decoded audio may declare
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000  # what decoded audio may declare
+MAX_CHANNELS = 32
+DECODE_BLOCK_FRAMES = 1 << 16
 # torchaudio's sinc resampler builds a (new/g) x (orig/g) kernel, g = gcd(orig, new): fine for real
 # rates (44100 -> 24000 is 80 x 147) but 44101 Hz would take ~18 GB and a minute. Beyond this
 # product the resampling goes to soxr, whose cost does not depend on the ratio.
@@ -54,23 +56,42 @@ def decode_base64(data: str, field: str) -> bytes:
     return raw
 
 
-def decode_audio(data: bytes, field: str) -> tuple[np.ndarray, int]:
-    """Decode any format libsndfile knows (wav, flac, mp3, ogg/vorbis/opus...) to mono float32."""
+def decode_audio(data: bytes, field: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode any format libsndfile knows (wav, flac, mp3, ogg/vorbis/opus...) to mono float32.
+
+    With ``max_seconds``, longer audio is refused after decoding at most that much: a few hundred
+    kB of FLAC can hold an hour of silence (gigabytes once decoded). Channels are mixed to mono
+    block by block, so memory stays that of the mono result.
+    """
     if not data:
         raise JobError(field, "audio is empty")
     try:
-        wave, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            sample_rate, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
+            if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+                raise JobError(field, f"audio declares a sample rate of {sample_rate} Hz; "
+                                      f"supported: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise JobError(field, f"audio has {channels} channels; at most {MAX_CHANNELS} are supported")
+            limit = None if max_seconds is None else int(max_seconds * sample_rate) + 1
+            if limit is not None and 0 < limit < declared < 2**62:
+                raise JobError(field, f"audio is {declared / sample_rate:.1f} s long; the limit is {max_seconds:g} s")
+            parts, total = [], 0
+            for block in f.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                parts.append(block.mean(axis=1, dtype=np.float32))
+                total += len(block)
+                if limit is not None and total >= limit:  # the header undercounted, or could not count
+                    raise JobError(field, f"audio is longer than {max_seconds:g} s, the limit")
+    except JobError:
+        raise
     except Exception as exc:  # libsndfile raises several types for junk input
         raise JobError(field, f"could not decode audio ({_first_line(exc)})") from None
-    if wave.size == 0 or wave.shape[0] == 0:
+    if total == 0:
         raise JobError(field, "audio has no samples")
-    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise JobError(field, f"audio declares a sample rate of {sample_rate} Hz; "
-                              f"supported: {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
-    wave = wave.mean(axis=1).astype(np.float32)
+    wave = np.concatenate(parts).astype(np.float32, copy=False)
     if not np.isfinite(wave).all():
         raise JobError(field, "audio contains invalid samples")
-    return wave, int(sample_rate)
+    return wave, sample_rate
 
 
 def _first_line(exc: Exception) -> str:

@@ -305,7 +305,7 @@ class Worker:
         return self.references.get_or_prepare(key, lambda: self.prepare_reference_audio(data, text, field, target_rms))
 
     def prepare_reference_audio(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
-        wave, sample_rate = audio.decode_audio(data, field)
+        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.settings.max_ref_audio_seconds)
         seconds = len(wave) / sample_rate
         if seconds > self.settings.max_ref_audio_seconds:
             raise JobError(field, f"audio is {seconds:.0f} s long; the limit is {self.settings.max_ref_audio_seconds:.0f} s")

@@ -125,7 +125,7 @@ def normalise_reference(
     data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float
 ) -> NormalisedReference:
     """Decode (any libsndfile format, recognised by content), 24 kHz mono, clip at a pause, trim edges."""
-    wave, sample_rate = audio.decode_audio(data, field)
+    wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
     seconds = len(wave) / sample_rate
     if seconds > max_input_seconds:
         raise JobError(field, f"audio is {seconds:.1f} s long; the limit is {max_input_seconds:g} s")

@@ -93,7 +93,7 @@ def test_odd_rates_go_to_soxr_and_match_torchaudio_where_both_work(rate):
     assert np.abs(out[100:n] - sinc[100:n]).max() < 0.02  # the same tone either way
 
 
-@pytest.mark.parametrize("rate", [1, 3999, 768001, 2**31 - 1])
+@pytest.mark.parametrize("rate", [1, 3999, 384001, 2**31 - 1])
 def test_decode_refuses_an_unusable_declared_rate(rate):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(1000, dtype=np.float32), rate, format="WAV", subtype="PCM_16")
@@ -146,3 +146,45 @@ def test_remove_long_silences_shortens_only_long_pauses():
     out = audio.remove_long_silences(wave, SR)
     # the 3 s pause becomes 1 s (500 ms each side); the 0.5 s pause is untouched
     assert abs(len(out) / SR - (1 + 1 + 1 + 0.5 + 1)) < 0.03
+
+
+def _flac_of_silence(seconds: float, sr: int = 48000, channels: int = 1) -> bytes:
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", sr, channels, format="FLAC", subtype="PCM_16") as f:
+        block = np.zeros((sr * 10, channels), dtype=np.float32)
+        for _ in range(int(seconds // 10)):
+            f.write(block)
+    return buf.getvalue()
+
+
+def test_a_long_recording_is_refused_without_decoding_all_of_it():
+    """An hour of silence is ~0.5 MB of FLAC and gigabytes decoded: refused from its header, cheaply."""
+    import resource
+
+    data = _flac_of_silence(3600)
+    assert len(data) < 2_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(JobError, match=r"^audio_base64: audio is 3600\.0 s long; the limit is 120 s"):
+        audio.decode_audio(data, "audio_base64", max_seconds=120)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, grown_mb
+
+
+def test_a_header_that_undercounts_still_stops_at_the_limit():
+    data = bytearray(_flac_of_silence(200))
+    # FLAC's STREAMINFO keeps the total sample count in 36 bits (bytes 21..26); 0 means "unknown"
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    with sf.SoundFile(io.BytesIO(bytes(data))) as f:
+        assert f.frames != 200 * 48000  # the header no longer tells (libsndfile: "unknown")
+    with pytest.raises(JobError, match=r"^audio_base64: audio is longer than 120 s, the limit"):
+        audio.decode_audio(bytes(data), "audio_base64", max_seconds=120)
+
+
+def test_channels_are_mixed_to_mono_and_short_audio_is_whole():
+    stereo = np.stack([tone(1.0), -tone(1.0) * 0.5], axis=1)
+    buf = io.BytesIO()
+    sf.write(buf, stereo, SR, format="WAV", subtype="FLOAT")
+    wave, sr = audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+    assert sr == SR and len(wave) == SR
+    np.testing.assert_allclose(wave, stereo.mean(axis=1), atol=1e-7)
