@@ -28,7 +28,7 @@ from f5_worker.align_action import (
 )
 from f5_worker.aligners.textnorm import guess_language
 from f5_worker.aligners.sphinx_pool import auto_processes
-from f5_worker.alignment import load_aligner
+from f5_worker.alignment import load_aligner, speech_region
 from f5_worker.engine import (
     PreparedReference,
     check_reference_rate,
@@ -309,6 +309,13 @@ class Worker:
         seconds = len(wave) / sample_rate
         if seconds > self.settings.max_ref_audio_seconds:
             raise JobError(field, f"audio is {seconds:.0f} s long; the limit is {self.settings.max_ref_audio_seconds:.0f} s")
+        first, last = speech_region(wave, sample_rate)
+        if field != "default voice" and last - first > self.settings.ref_audio_keep_seconds:
+            # Clipping would keep only the first part of the speech, and ref_text would no longer
+            # match it (F5-TTS then sizes and says the text wrongly). upload_voice refuses the same.
+            raise JobError(field, f"holds {last - first:.1f} s of speech; a reference keeps at most "
+                                  f"{self.settings.ref_audio_keep_seconds:g} s, and ref_text would not match the "
+                                  "clipped audio: send a shorter clip with its own transcript")
         ref = prepare_reference(wave, sample_rate, text, target_rms=target_rms,
                                 keep_seconds=self.settings.ref_audio_keep_seconds)
         if ref.duration < 0.5 or ref.rms < 1e-4:

@@ -89,10 +89,20 @@ def test_base64_payloads_are_never_logged(worker, caplog):
     assert ref[:64] not in caplog.text
 
 
-def test_long_reference_is_trimmed_with_warning(worker):
+def test_a_reference_with_more_speech_than_is_kept_is_refused(worker):
+    """Clipped speech would no longer match ref_text: refused, as upload_voice does."""
     wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
-    long = np.concatenate([wave, wave, wave])  # ~16 s
-    out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(long, sr), ref_text=DEFAULT_VOICE_TEXT)
+    long = np.concatenate([wave, wave, wave])  # ~16 s of speech
+    text = " ".join([DEFAULT_VOICE_TEXT] * 3)
+    out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(long, sr), ref_text=text)
+    assert re.match(r"ref_audio_base64: holds 1\d\.\d s of speech; a reference keeps at most 12 s", out["error"]), out
+
+
+def test_silence_around_a_reference_is_trimmed_with_warning(worker):
+    wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    quiet = np.zeros(int(5 * sr), dtype=np.float32)
+    padded = np.concatenate([wave, quiet, quiet])  # ~15 s, of which ~5 s speech
+    out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(padded, sr), ref_text=DEFAULT_VOICE_TEXT)
     assert "error" not in out, out
     assert any("clipped" in w for w in out["warnings"])
 
