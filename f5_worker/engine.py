@@ -105,10 +105,21 @@ def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_r
 
 
 def chunk_text(text: str, max_chars: int) -> list[str]:
-    """Split text at sentence marks into chunks of at most ``max_chars`` UTF-8 bytes (upstream's rule)."""
+    """Split text at sentence marks into chunks of at most ``max_chars`` UTF-8 bytes (upstream's rule).
+
+    Upstream stops there, so a text without punctuation became one chunk of any length (5000
+    characters: 8 minutes of audio in one sampling run). A sentence over ``max_chars`` is split
+    further at spaces, and a word longer than that between characters.
+    """
     chunks, current = [], ""
     for sentence in _SENTENCE_SPLIT.split(text):
         if not sentence:
+            continue
+        if len(sentence.encode("utf-8")) > max_chars:
+            if current.strip():
+                chunks.append(current.strip())
+            current = ""
+            chunks.extend(_split_long_sentence(sentence, max_chars))
             continue
         piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
         if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
@@ -120,6 +131,33 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
     if current.strip():
         chunks.append(current.strip())
     return chunks
+
+
+def _split_long_sentence(sentence: str, max_chars: int) -> list[str]:
+    """Pieces of at most ``max_chars`` bytes, cut at spaces; inside a word only when it alone is longer."""
+    def fits(piece: str) -> bool:
+        return len(piece.encode("utf-8")) <= max_chars
+
+    words = []
+    for word in sentence.split():
+        while not fits(word) and len(word) > 1:
+            cut = 1
+            while cut < len(word) and fits(word[: cut + 1]):
+                cut += 1
+            words.append(word[:cut])
+            word = word[cut:]
+        words.append(word)
+    pieces, current = [], ""
+    for word in words:
+        joined = f"{current} {word}" if current else word
+        if current and not fits(joined):
+            pieces.append(current)
+            current = word
+        else:
+            current = joined
+    if current:
+        pieces.append(current)
+    return pieces
 
 
 def max_chunk_chars(ref: PreparedReference, speed: float) -> int:

@@ -67,6 +67,27 @@ def test_chunk_text_keeps_every_character_in_order(text, max_chars):
     squash = lambda s: re.sub(r"\s", "", s)  # noqa: E731  (chunking only moves whitespace)
     assert squash("".join(chunks)) == squash(text)
     assert all(chunk == chunk.strip() and chunk for chunk in chunks)
+    assert all(len(chunk.encode("utf-8")) <= max_chars for chunk in chunks)
+
+
+@given(st.lists(st.sampled_from(["a", "bb", "ü", "好", " ", "  ", "x" * 70, "\n"]), min_size=1, max_size=400).map("".join),
+       st.integers(min_value=4, max_value=200))
+def test_text_without_punctuation_is_still_chunked_at_spaces(text, max_chars):
+    """Upstream makes one chunk of any length here; a chunk never passes max_chars, and only an
+    over-long word is cut inside."""
+    chunks = chunk_text(text, max_chars)
+    assert [w for c in chunks for w in c.split()] == [p for w in text.split() for p in _pieces(w, max_chars)]
+    assert all(chunk and len(chunk.encode("utf-8")) <= max_chars for chunk in chunks)
+
+
+def _pieces(word: str, max_chars: int) -> list[str]:
+    """How an over-long word is cut: the longest prefixes that fit."""
+    out = []
+    while len(word.encode("utf-8")) > max_chars:
+        cut = max(i for i in range(1, len(word) + 1) if len(word[:i].encode("utf-8")) <= max_chars)
+        out.append(word[:cut])
+        word = word[cut:]
+    return out + [word]
 
 
 def test_a_failed_sampling_run_leaves_no_stale_text_cache(worker, reference, monkeypatch):
