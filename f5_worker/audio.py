@@ -50,7 +50,13 @@ def decode_base64(data: str, field: str) -> bytes:
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise JobError(field, "not valid base64") from None
+        compact = "".join(data.split())  # line-wrapped, as the `base64` command writes it
+        try:
+            if compact == data:
+                raise ValueError
+            raw = base64.b64decode(compact, validate=True)
+        except (binascii.Error, ValueError):
+            raise JobError(field, "not valid base64") from None
     if not raw:
         raise JobError(field, "is empty")
     return raw

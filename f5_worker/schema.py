@@ -21,7 +21,7 @@ CaptionFormat = Literal["json", "srt", "vtt", "ass", "csv"]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, allow_inf_nan=False)
 
 
 class ReferenceAudio(_Request):

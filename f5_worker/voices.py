@@ -192,7 +192,7 @@ class VoiceStore:
         name = check_voice_name(name)
         if ref_text is not None and not ref_text.strip():
             raise JobError("ref_text", "is empty; leave it out to have the audio transcribed")
-        if not overwrite and self._read_info(name) is not None:
+        if not overwrite and self._read_info(name, field="name") is not None:
             raise self._exists(name)
 
         ref = normalise_reference(
@@ -282,7 +282,7 @@ class VoiceStore:
     def delete(self, name: str) -> VoiceInfo:
         """Remove a voice (metadata first, so it disappears atomically) and its audio."""
         name = check_voice_name(name)
-        info = self._read_info(name)
+        info = self._read_info(name, field="name")
         if info is None:
             raise JobError("name", f"no voice named {name!r}")
         try:
@@ -295,7 +295,7 @@ class VoiceStore:
         return info
 
     # --- read -----------------------------------------------------------------
-    def _read_info(self, name: str, damaged_ok: bool = False) -> VoiceInfo | None:
+    def _read_info(self, name: str, damaged_ok: bool = False, field: str = "voice") -> VoiceInfo | None:
         """The voice's metadata, None if there is no such voice (or, with ``damaged_ok``, if it is unreadable)."""
         try:
             return VoiceInfo.from_json(self.storage.get(self._meta_key(name)))
@@ -307,10 +307,10 @@ class VoiceStore:
             if damaged_ok:
                 return None
             problem = f"voice {name!r} has damaged metadata; upload it again with overwrite: true"
-            raise JobError("voice", problem) from None
+            raise JobError(field, problem) from None
 
     def info(self, name: str, field: str = "name") -> VoiceInfo:
-        info = self._read_info(check_voice_name(name, field))
+        info = self._read_info(check_voice_name(name, field), field=field)
         if info is None:
             raise JobError(field, f"no voice named {name!r}")
         return info

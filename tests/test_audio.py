@@ -1,5 +1,6 @@
 """Audio I/O: every output format decodes back; trimming, joining and silence removal keep their promises."""
 
+import base64
 import io
 
 import numpy as np
@@ -57,6 +58,10 @@ def test_base64_is_strict():
     with pytest.raises(JobError, match="ref_audio_base64: not valid base64"):
         audio.decode_base64("@@@###", "ref_audio_base64")
     assert audio.decode_base64("data:audio/wav;base64,aGVsbG8=", "f") == b"hello"
+    wrapped = base64.encodebytes(b"hello world, " * 20).decode()  # a newline every 76 characters
+    assert "\n" in wrapped and audio.decode_base64(wrapped, "f") == b"hello world, " * 20
+    with pytest.raises(JobError, match="f: not valid base64"):
+        audio.decode_base64("aGVs bG8=!", "f")
 
 
 def test_resample_changes_length_by_ratio():

@@ -127,6 +127,8 @@ BAD_INPUTS = [
     ({"text": "hi", "colour": "red"}, "^colour: unknown field"),
     ({"text": "hi", "speed": 0}, "^speed: must be greater than or equal to 0.3"),
     ({"text": "hi", "speed": "fast"}, "^speed: must be a valid number"),
+    ({"text": "hi", "speed": float("nan")}, "^speed: must be a finite number"),
+    ({"text": "hi", "cfg_strength": float("inf")}, "^cfg_strength: must be a finite number"),
     ({"text": "hi", "nfe_step": 1000}, "^nfe_step: must be less than or equal to 128"),
     ({"text": "hi", "seed": -1}, "^seed: must be greater than or equal to 0"),
     ({"text": "hi", "cfg_strength": 99}, "^cfg_strength: "),
