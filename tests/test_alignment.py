@@ -121,6 +121,23 @@ def test_sphinx_results_do_not_depend_on_earlier_jobs(ref_speech):
         assert _everything(used.align(*job)) == expected
 
 
+def test_words_a_decoder_learns_are_bounded_and_a_rebuild_changes_nothing(ref_speech):
+    """A long-lived worker meets endless new words; each stayed in the decoders for good (~1 kB)."""
+    from f5_worker.aligners.sphinx import SphinxAligner
+
+    audio, sr = ref_speech
+    text = "Zorblax quibbled: " + REF_TEXT
+    expected = _everything(SphinxAligner().align(audio, sr, text))
+    small = SphinxAligner(max_added_words=6)
+    first_decoders = list(small._decoders)
+    assert _everything(small.align(audio, sr, text)) == expected
+    for n in range(4):  # jobs full of words no dictionary has
+        small.align(audio[: sr * 2], sr, f"blorft{n} snarf{n} quuxle{n} wibbet{n}")
+    assert all(added <= 6 for added in small._added)
+    assert small._decoders[0] is not first_decoders[0]  # the decoder every job uses was rebuilt on the way
+    assert _everything(small.align(audio, sr, text)) == expected
+
+
 def test_audio_of_another_text_is_a_mismatch(sphinx, ref_speech):
     audio, sr = ref_speech
     result = align_audio(sphinx, audio, sr, "The quick brown fox jumps over the lazy dog.")

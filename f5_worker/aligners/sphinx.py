@@ -41,6 +41,7 @@ CLOSURE_S = 0.045
 LONG_AUDIO_S = 30.0  # longer audio is aligned in pieces (see ``_align_long``)
 PIECE_S = 15.0
 MIN_CUT_FRAMES = 8  # pauses of at least 80 ms are places to cut
+MAX_ADDED_WORDS = 20000  # out-of-dictionary words a decoder learns before it is rebuilt
 
 
 class SphinxAligner:
@@ -53,23 +54,34 @@ class SphinxAligner:
 
     name = "sphinx"
 
-    def __init__(self, *, beams: tuple[float, ...] = (1e-80, 1e-200), **decoder_options):
-        from pocketsphinx import Decoder
-
-        self._decoders = [
-            Decoder(lm=None, bestpath=False, loglevel="FATAL", beam=b, pbeam=b, wbeam=b, **decoder_options)
-            for b in beams
-        ]
+    def __init__(self, *, beams: tuple[float, ...] = (1e-80, 1e-200), max_added_words: int = MAX_ADDED_WORDS,
+                 **decoder_options):
+        self._beams, self._options = beams, decoder_options
+        self._decoders = [self._new_decoder(b) for b in beams]
         self._coarse = len(self._decoders) - 1  # the widest beam does the word pass over long audio
         self._known: list[set[str]] = [set() for _ in self._decoders]
+        self._added = [0 for _ in self._decoders]
+        self.max_added_words = max_added_words
         self._lock = threading.Lock()
 
+    def _new_decoder(self, beam: float):
+        from pocketsphinx import Decoder
+
+        return Decoder(lm=None, bestpath=False, loglevel="FATAL", beam=beam, pbeam=beam, wbeam=beam, **self._options)
+
     def _ensure_words(self, i: int, words: list[str]) -> None:
-        d = self._decoders[i]
         missing = [w for w in dict.fromkeys(words) if w not in self._known[i]]
+        if missing and self._added[i] + len(missing) > self.max_added_words:
+            # Words added to a decoder stay for its life (about 1 kB each): a long-lived worker
+            # would grow without end. Start afresh from the shipped dictionary instead.
+            self._decoders[i] = self._new_decoder(self._beams[i])
+            self._known[i], self._added[i] = set(), 0
+            missing = list(dict.fromkeys(words))
+        d = self._decoders[i]
         for n, word in enumerate(missing):
             if d.lookup_word(word) is None:
                 d.add_word(word, g2p.pronounce(word), update=n == len(missing) - 1)
+                self._added[i] += 1
             self._known[i].add(word)
 
     @staticmethod
@@ -127,8 +139,8 @@ class SphinxAligner:
         One reading everywhere is pocketsphinx's plain text alignment; otherwise a
         finite-state grammar with a branch per reading (fillers are added by pocketsphinx).
         """
+        self._ensure_words(i, [w for unit in units for reading in unit for w in reading])  # may rebuild it
         d = self._decoders[i]
-        self._ensure_words(i, [w for unit in units for reading in unit for w in reading])
         if all(len(unit) == 1 for unit in units):
             d.set_align_text(" ".join(w for unit in units for w in unit[0]))
             return
@@ -160,8 +172,8 @@ class SphinxAligner:
         Without ``refine`` (the phone pass) boundaries are the same but word scores are meaningless.
         """
         for i in decoders if decoders is not None else range(len(self._decoders)):
-            d = self._decoders[i]
             self._search_text(i, units)
+            d = self._decoders[i]
             self._decode(d, pcm)
             if d.hyp() is None:
                 continue  # pruned away: try a wider beam
