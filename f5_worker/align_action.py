@@ -9,7 +9,6 @@ aligner on audio whose true timings are known.
 from __future__ import annotations
 
 import json
-
 import random
 import re
 from dataclasses import dataclass
