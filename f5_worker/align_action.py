@@ -161,8 +161,6 @@ class AlignAction:
                                   timeout_s=self.download_timeout_s)
         wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_audio_seconds)
         duration = len(wave) / sample_rate
-        if duration > self.max_audio_seconds:
-            raise JobError(field, f"audio is {duration:.0f} s long; the limit is {self.max_audio_seconds:.0f} s")
         if duration < 0.1:
             raise JobError(field, f"audio is only {duration * 1000:.0f} ms long; nothing to align")
         language = request.language or guess_language(request.text)

@@ -67,13 +67,12 @@ class SynthesisResult:
 MAX_REF_TEXT_BYTES_PER_SECOND = 60.0
 
 
-def check_reference_rate(text: str, seconds: float, field: str = "ref_text", clipped: bool = False) -> None:
+def check_reference_rate(text: str, seconds: float, field: str = "ref_text") -> None:
     """Refuse a transcript that cannot be what the reference audio says (it is far too long for it)."""
     size = len(text.strip().encode("utf-8"))
     if seconds <= 0 or size / seconds > MAX_REF_TEXT_BYTES_PER_SECOND:
-        hint = " (the audio was clipped to its first part: send a shorter clip with its own transcript)" if clipped else ""
         raise JobError(field, f"is {size} bytes of text for {seconds:.1f} s of reference audio, over "
-                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript{hint}")
+                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript")
 
 
 def normalise_ref_text(text: str) -> str:

@@ -306,9 +306,6 @@ class Worker:
 
     def prepare_reference_audio(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
         wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.settings.max_ref_audio_seconds)
-        seconds = len(wave) / sample_rate
-        if seconds > self.settings.max_ref_audio_seconds:
-            raise JobError(field, f"audio is {seconds:.0f} s long; the limit is {self.settings.max_ref_audio_seconds:.0f} s")
         first, last = speech_region(wave, sample_rate)
         if field != "default voice" and last - first > self.settings.ref_audio_keep_seconds:
             # Clipping would keep only the first part of the speech, and ref_text would no longer
@@ -321,7 +318,7 @@ class Worker:
         if ref.duration < 0.5 or ref.rms < 1e-4:
             raise JobError(field, "reference audio is silent or shorter than 0.5 s")
         if field != "default voice":
-            check_reference_rate(text, ref.duration, clipped=bool(ref.warnings))
+            check_reference_rate(text, ref.duration)
         return ref
 
     def check_result_fits(self, request: schema.SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:

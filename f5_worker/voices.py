@@ -127,8 +127,6 @@ def normalise_reference(
     """Decode (any libsndfile format, recognised by content), 24 kHz mono, clip at a pause, trim edges."""
     wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
     seconds = len(wave) / sample_rate
-    if seconds > max_input_seconds:
-        raise JobError(field, f"audio is {seconds:.1f} s long; the limit is {max_input_seconds:g} s")
     wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
     trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
     clipped = seconds if trimmed.warning else None
