@@ -139,13 +139,13 @@ def _split_long_sentence(sentence: str, max_chars: int) -> list[str]:
 
     words = []
     for word in sentence.split():
-        while not fits(word) and len(word) > 1:
-            cut = 1
-            while cut < len(word) and fits(word[: cut + 1]):
-                cut += 1
-            words.append(word[:cut])
-            word = word[cut:]
-        words.append(word)
+        part = ""
+        for ch in word:
+            if part and not fits(part + ch):
+                words.append(part)
+                part = ""
+            part += ch
+        words.append(part)
     pieces, current = [], ""
     for word in words:
         joined = f"{current} {word}" if current else word

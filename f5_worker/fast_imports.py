@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 LAZY_MODULES = ("einx",)
-# module -> functions f5_tts (or torchdiffeq) imports by name but inference never calls
-DEFERRED_FUNCTIONS = {
+# module -> names (functions, a class) f5_tts or torchdiffeq imports but inference never uses
+DEFERRED_NAMES = {
     "librosa.filters": ("mel",),  # BigVGAN mel spectrograms only
     "scipy.integrate": ("solve_ivp",),  # torchdiffeq's method="scipy_solver" only; F5 uses euler
     "pypinyin": ("lazy_pinyin", "Style"),  # f5_tts.model.utils: only for Chinese text (its phrase tables: ~0.4 s)
@@ -151,7 +151,7 @@ def lean_f5_imports() -> Iterator[None]:
         return
     for name in LAZY_MODULES:
         lazy_import(name)
-    with stand_ins(DEFERRED_FUNCTIONS):
+    with stand_ins(DEFERRED_NAMES):
         yield
 
 
