@@ -13,8 +13,11 @@ from pathlib import Path
 os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")  # runpod's own default is DEBUG, which logs job inputs
 
 from f5_worker.fast_imports import quick_cpuinfo  # noqa: E402
+from f5_worker.runpod_state import private_job_state  # noqa: E402
 
-with quick_cpuinfo():  # runpod reads the CPU's name at import; in-process saves ~1 s (fast_imports.py)
+# runpod reads the CPU's name at import (in-process saves ~1 s, fast_imports.py), and takes the place of
+# its jobs-in-progress file from the cwd, where one left by a killed worker would block this one (runpod_state.py)
+with quick_cpuinfo(), private_job_state():
     import runpod
 
 from f5_worker.models import ModelUnavailableError  # noqa: E402

@@ -18,7 +18,7 @@ import numpy as np
 
 from pydantic import Field, model_validator
 
-from f5_worker import audio
+from f5_worker import audio, stopping
 from f5_worker.aligners.textnorm import guess_language
 from f5_worker.alignment import Aligner, Alignment, align_audio, alignment_mismatch
 from f5_worker.captions import CaptionLayout, render_captions
@@ -164,6 +164,7 @@ class AlignAction:
         if duration < 0.1:
             raise JobError(field, f"audio is only {duration * 1000:.0f} ms long; nothing to align")
         language = request.language or guess_language(request.text)
+        stopping.check("alignment")
         result = align_audio(self.aligner, wave, sample_rate, request.text, language=language)
         out = {"duration": round(duration, 4), "sample_rate": sample_rate, "language": language}
         out.update(timing_fields(result, request, duration))

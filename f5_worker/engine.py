@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from f5_worker import audio
+from f5_worker import audio, stopping
 from f5_worker.errors import JobError
 from f5_worker.models import LoadedModels
 
@@ -191,6 +191,7 @@ class SampleRequest:
     texts: list[str]  # reference text + chunk, pinyin-converted as upstream
     durations: list[int]  # total frames (reference + generated) per chunk
     params: SynthesisParams
+    stop: threading.Event | None = None  # the job's stop flag (stopping.py)
     future: Future = field(default_factory=Future)
 
     @property
@@ -202,6 +203,16 @@ class SampleRequest:
     @property
     def frames(self) -> int:
         return sum(self.durations)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def claim(self) -> bool:
+        """Mark the request as being sampled; False for one stopped while it waited (it is dropped)."""
+        if self.stopped:
+            self.future.cancel()
+        return self.future.set_running_or_notify_cancel()
 
 
 @dataclass
@@ -227,6 +238,9 @@ class SynthesisEngine:
         self.max_batch_frames = max_batch_frames
         self._queue: queue.Queue[SampleRequest] = queue.Queue()
         self._held: list[SampleRequest] = []
+        self._running: list[SampleRequest] = []  # the batch being sampled, for the per-step stop check
+        self._step = self._steps = 0
+        models.cfm.transformer.register_forward_pre_hook(self._before_step)  # once per sampling step
         self._warmed: Future = Future()
         self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
         self._thread.start()
@@ -243,9 +257,10 @@ class SynthesisEngine:
             texts=convert_char_to_pinyin([ref_text + c for c in chunks]),
             durations=[chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks],
             params=params,
+            stop=stopping.current_flag(),
         )
         self._queue.put(request)
-        sampled: SampledWaves = request.future.result()
+        sampled: SampledWaves = stopping.result_unless_stopped(request.future, "sampling")
 
         started = time.perf_counter()
         final = audio.cross_fade_join(sampled.waves, m.sample_rate, params.cross_fade_duration)
@@ -277,7 +292,10 @@ class SynthesisEngine:
                 request.future.set_result(result)
 
     def _next_batch(self) -> list[SampleRequest]:
-        first = self._held.pop(0) if self._held else self._queue.get()
+        while True:
+            first = self._held.pop(0) if self._held else self._queue.get()
+            if first.claim():
+                break
         batch, frames = [first], first.frames
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_jobs:
@@ -292,6 +310,8 @@ class SynthesisEngine:
                     break
             if candidate.key != first.key or frames + candidate.frames > self.max_batch_frames:
                 self._held.append(candidate)  # waits for a later batch, in arrival order
+                continue
+            if not candidate.claim():
                 continue
             batch.append(candidate)
             frames += candidate.frames
@@ -347,6 +367,12 @@ class SynthesisEngine:
                 m.vocoder.decode(mel[:, ref_frames:].float().permute(0, 2, 1))
         self._sync()
 
+    def _before_step(self, transformer, args) -> None:
+        """At each sampling step: end the batch when every job in it has been stopped."""
+        self._step += 1
+        if self._running and all(request.stopped for request in self._running):
+            raise stopping.JobStopped(f"during sampling, at step {self._step} of {self._steps}")
+
     def _cfm_sample(self, **kwargs):
         """``CFM.sample``, with f5-tts's per-thread text cache emptied even when it fails.
 
@@ -384,16 +410,22 @@ class SynthesisEngine:
                     texts.append(text)
                     durations.append(duration)
             cond = pad_sequence(conds, batch_first=True)
+            log.info("sampling %d job(s): %d chunk(s), %d frames, %d steps", len(batch), len(texts),
+                     sum(durations), params.nfe_step)
             torch.manual_seed(params.seed)
-            mel_out, trajectory = self._cfm_sample(
-                cond=cond,
-                text=texts,
-                duration=torch.tensor(durations, device=m.device, dtype=torch.long),
-                lens=torch.tensor(lens, device=m.device, dtype=torch.long),
-                steps=params.nfe_step,
-                cfg_strength=params.cfg_strength,
-                sway_sampling_coef=params.sway_sampling_coef,
-            )
+            self._running, self._step, self._steps = batch, 0, params.nfe_step
+            try:
+                mel_out, trajectory = self._cfm_sample(
+                    cond=cond,
+                    text=texts,
+                    duration=torch.tensor(durations, device=m.device, dtype=torch.long),
+                    lens=torch.tensor(lens, device=m.device, dtype=torch.long),
+                    steps=params.nfe_step,
+                    cfg_strength=params.cfg_strength,
+                    sway_sampling_coef=params.sway_sampling_coef,
+                )
+            finally:
+                self._running = []
             del trajectory
             self._sync()
             synthesis_ms = (time.perf_counter() - started) * 1000

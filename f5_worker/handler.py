@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from typing import Any, Callable
 
-from f5_worker import audio, delivery, schema
+from f5_worker import audio, delivery, schema, stopping
 from f5_worker.align_action import (
     AlignAction,
     quality_field,
@@ -138,10 +138,20 @@ class Worker:
     # -- dispatch -------------------------------------------------------------------------------
 
     async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict:
-        """For RunPod's async handler: jobs run in threads and meet in the sampler's batches."""
+        """For RunPod's async handler: jobs run in threads and meet in the sampler's batches.
+
+        When RunPod stops the job (cancel, timeout), the thread cannot be interrupted;
+        its stop flag is raised instead, and the work ends at its next check (stopping.py).
+        """
         import asyncio
 
-        return await asyncio.to_thread(self.handle, job_input, job_id)
+        with stopping.stop_flag() as flag:
+            try:
+                return await asyncio.to_thread(self.handle, job_input, job_id)
+            except asyncio.CancelledError:
+                flag.set()
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+                raise
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict:
         started = time.perf_counter()
@@ -151,6 +161,9 @@ class Worker:
             result = self.actions[request.action](request, job_id)
         except JobError as exc:
             log.info("job %s refused: %s", job_id, exc)
+            return {"error": str(exc)}
+        except stopping.JobStopped as exc:
+            log.info("job %s: %s", job_id, exc)
             return {"error": str(exc)}
         except MemoryError:
             log.exception("job %s ran out of memory", job_id)
@@ -224,6 +237,7 @@ class Worker:
             extra["quality"] = quality_field(gated.alignment, gated.retries)
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
 
+        stopping.check("encoding")
         t0 = time.perf_counter()
         encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
         audio_b64 = base64.b64encode(encoded).decode("ascii")
@@ -265,6 +279,7 @@ class Worker:
 
         def attempt(seed: int):
             attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
+            stopping.check("alignment")
             return attempts[seed].wave, attempts[seed].sample_rate
 
         retry_seeds = random.Random(params.seed)

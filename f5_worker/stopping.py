@@ -1,0 +1,73 @@
+"""Jobs that RunPod stops (``/cancel``, the endpoint's execution timeout) stop here too.
+
+runpod-python stops a job by cancelling its asyncio task. Our jobs run in threads
+(``Worker.handle_async``), which a cancelled task cannot interrupt: without more,
+a stopped job went on sampling, aligning and uploading to the end, holding the GPU
+and its batch-mates, while RunPod, which frees the job's slot at once, sent the
+worker another job on top. So the task raises the job's stop flag, which the job's
+thread sees through a context variable (``asyncio.to_thread`` copies the context),
+and the work checks it between stages; the sampler checks it before a batch and at
+every sampling step.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, TypeVar
+
+T = TypeVar("T")
+
+POLL_SECONDS = 0.1  # how often a job waiting for the sampler looks at its flag
+
+_flag: ContextVar[threading.Event | None] = ContextVar("f5_worker_stop_flag", default=None)
+
+
+class JobStopped(Exception):
+    """The job was stopped by RunPod; its result would be thrown away, so its work ends here."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        super().__init__(f"stopped: RunPod cancelled the job or its time ran out ({stage})")
+
+
+@contextmanager
+def stop_flag() -> Iterator[threading.Event]:
+    """A new flag for the job run in this context (and in threads started from it with its context)."""
+    flag = threading.Event()
+    token = _flag.set(flag)
+    try:
+        yield flag
+    finally:
+        _flag.reset(token)
+
+
+def current_flag() -> threading.Event | None:
+    """This job's flag; None outside a stoppable job (local modes, tests, the benchmark's direct calls)."""
+    return _flag.get()
+
+
+def check(stage: str) -> None:
+    """Raise JobStopped if this job has been stopped; ``stage`` says what would have come next."""
+    flag = _flag.get()
+    if flag is not None and flag.is_set():
+        raise JobStopped(f"before {stage}")
+
+
+def result_unless_stopped(future: concurrent.futures.Future[T], stage: str) -> T:
+    """``future.result()``, or JobStopped if the job is stopped while the future has not started.
+
+    A started future (a sampling batch under way) is left to finish or to stop itself:
+    its batch-mates may still want it.
+    """
+    flag = _flag.get()
+    if flag is None:
+        return future.result()
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except concurrent.futures.TimeoutError:
+            if flag.is_set() and future.cancel():
+                raise JobStopped(f"before {stage}") from None

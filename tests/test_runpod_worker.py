@@ -1,0 +1,117 @@
+"""runpod_handler.py as it runs on a RunPod endpoint: runpod-python's worker loop, over HTTP, to a stand-in platform.
+
+RunPod's local modes (tests/test_runpod_local.py) run the handler through a
+different path from a deployed worker: there, ``JobScaler`` takes jobs in batches
+as ``concurrency_modifier`` allows, posts results back, sends heartbeats, and
+stops jobs that are cancelled or time out. This runs exactly that, in a real
+worker process, against tests/runpod_platform.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO_ROOT, decode_b64_audio
+from runpod_platform import RunPodJobApi
+
+pytestmark = pytest.mark.slow
+
+CONCURRENCY = 3
+
+
+@pytest.fixture(scope="module")
+def platform(worker_env, tmp_path_factory):
+    """The stand-in platform, and a worker process serving it; yields (api, read_log)."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    cwd = tmp_path_factory.mktemp("worker-cwd")
+    leave_stale_job_state(cwd)
+    with RunPodJobApi() as api, open(log_path, "w") as log:
+        env = {**worker_env, **api.worker_env(), "MAX_CONCURRENCY": str(CONCURRENCY)}
+        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=cwd)
+        try:
+            yield api, log_path.read_text
+        finally:
+            proc.terminate()  # JobScaler's SIGTERM handler: finish what is in progress, then exit
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        assert proc.returncode == 0, log_path.read_text()[-3000:]
+
+
+def leave_stale_job_state(directory) -> None:
+    """What a worker killed with jobs in progress leaves in its cwd: runpod-python's own record of them."""
+    record = ("from runpod.serverless.modules.worker_state import JobsProgress as P; p = P(); "
+              f"[p.add({{'id': f'stale-{{i}}'}}) for i in range({CONCURRENCY})]")
+    subprocess.run([sys.executable, "-c", record], cwd=directory, check=True, timeout=120)
+    assert (directory / ".runpod_jobs.pkl").exists()
+
+
+def wait_for_log(read_log, pattern: str, timeout: float = 120) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if match := re.search(pattern, read_log()):
+            return match
+        time.sleep(0.1)
+    raise AssertionError(f"no log line matching {pattern!r}:\n{read_log()[-3000:]}")
+
+
+def test_jobs_are_taken_several_at_a_time_and_every_result_comes_back(platform):
+    api, read_log = platform
+    jobs = {
+        "speech": api.submit({"text": "Some call me nature.", "seed": 1, "nfe_step": 8, "max_retries": 0}),
+        "bad": api.submit({"text": ""}),
+        "align": api.submit({"action": "align", "text": "Hello there.", "audio_url": "ftp://example.com/a.wav"}),
+        "health": api.submit({"action": "health"}),
+    }
+    results = {name: api.result(job_id, timeout=300) for name, job_id in jobs.items()}
+
+    speech = results["speech"]["output"]
+    wave, sr = decode_b64_audio(speech["audio_base64"])
+    assert sr == speech["sample_rate"] and abs(len(wave) / sr - speech["duration"]) < 0.002
+    assert [w["word"] for w in speech["words"]] == ["Some", "call", "me", "nature."]
+    assert results["bad"] == {"error": "text: is empty"}
+    assert results["align"]["error"].startswith("audio_url: ")
+    assert results["health"]["output"]["status"] == "ok"
+
+    assert CONCURRENCY in api.batch_sizes  # concurrency_modifier: it asked for up to 3 jobs at once
+    assert max(api.batch_sizes) == CONCURRENCY
+    assert api.wait(lambda: api.pings, 30, "a heartbeat")
+    assert "Traceback" not in read_log()
+
+
+def test_jobs_a_killed_worker_left_in_progress_do_not_block_this_one(platform):
+    """The fixture's cwd holds runpod's record of CONCURRENCY jobs in progress from an earlier process.
+
+    Read by runpod-python, it would fill every slot: the worker would never take a job
+    (measured before f5_worker/runpod_state.py: none taken in 40 s) and its heartbeats
+    would claim those jobs forever.
+    """
+    api, _ = platform
+    job = api.submit({"action": "health"})
+    assert api.result(job, timeout=120)["output"]["status"] == "ok"
+    assert api.wait(lambda: len(api.pings) >= 2, 30, "heartbeats")
+    assert not any(i.startswith("stale-") for ids in api.pings for i in ids)
+
+
+def test_a_stopped_job_ends_mid_sampling_and_the_worker_takes_the_next(platform):
+    api, read_log = platform
+    long_job = api.submit({"text": "This sentence runs on for a good while, and then some more. " * 3,
+                           "nfe_step": 128, "seed": 2, "max_retries": 0})
+    api.wait(lambda: long_job in api.taken, 60, "the long job to be taken")
+    wait_for_log(read_log, rf"job {long_job}: synthesize[\s\S]*sampling 1 job\(s\).* 128 steps")
+    api.wait(lambda: any(long_job in ids for ids in api.pings), 30, "a heartbeat reporting the job in progress")
+    api.stop(long_job)  # what RunPod sends on /cancel, or when the execution timeout passes
+    stopped = wait_for_log(read_log, rf"job {long_job}: stopped: .*at step (\d+) of 128", timeout=60)
+    assert int(stopped.group(1)) < 128
+    assert f"job {long_job}: stopped by RunPod" in read_log()
+
+    next_job = api.submit({"text": "And the next one.", "seed": 3, "nfe_step": 8, "max_retries": 0})
+    assert "audio_base64" in api.result(next_job)["output"]
+    assert long_job not in api.results  # a stopped job posts nothing: RunPod reports it cancelled or timed out

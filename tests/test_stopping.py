@@ -1,0 +1,172 @@
+"""Jobs RunPod stops (cancel, timeout) stop their work, as runpod-python stops them: by cancelling the task.
+
+runpod-python's ``JobScaler.stop_job`` calls ``task.cancel()`` on the job's task;
+these tests do the same to ``Worker.handle_async`` and watch where the work ends.
+tests/test_runpod_worker.py does it through the whole worker loop over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+
+import pytest
+import soundfile as sf
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from f5_worker import stopping
+from f5_worker.engine import SynthesisEngine, SynthesisParams, prepare_reference
+
+LONG_JOB = {"text": "Nothing here is ever said twice. " * 5, "nfe_step": 64, "seed": 3,
+            "word_timings": False, "caption_formats": [], "max_retries": 0}
+SHORT_JOB = {"text": "A short one.", "seed": 4, "nfe_step": 8, "max_retries": 0}
+
+
+class StepWatch:
+    """Counts the DiT's calls (one a sampling step) and runs an action at a given step, in the sampler thread."""
+
+    def __init__(self, worker, at_step: int, action):
+        self.calls, self.at_step, self.action = 0, at_step, action
+        self.reached = threading.Event()
+        self.handle = worker.models.cfm.transformer.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.calls += 1
+        if self.calls == self.at_step:
+            self.reached.set()
+            self.action()
+
+    def remove(self):
+        self.handle.remove()
+
+
+def wait_for_log(caplog, pattern: str, timeout: float = 60) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(pattern, caplog.text)
+        if match:
+            return match
+        time.sleep(0.05)
+    raise AssertionError(f"no log line matching {pattern!r} in:\n{caplog.text[-3000:]}")
+
+
+def test_a_stopped_job_ends_at_the_next_sampling_step_and_the_next_job_works(worker, caplog):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(worker.handle_async(dict(LONG_JOB), job_id="long-1"))
+        watch = StepWatch(worker, 3, lambda: loop.call_soon_threadsafe(task.cancel))  # as JobScaler.stop_job
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await asyncio.to_thread(wait_for_log, caplog, r"job long-1: stopped: .*at step (\d+) of 64"), watch
+        finally:
+            watch.remove()
+
+    with caplog.at_level("INFO"):
+        match, watch = asyncio.run(scenario())
+    step = int(match.group(1))
+    assert 3 < step < 64  # the cancel reaches the loop, then the flag the next step; never the whole run
+    assert watch.calls == step - 1  # the step that saw the flag did not run
+    assert "job long-1: stopped by RunPod" in caplog.text
+    result = worker.handle(dict(SHORT_JOB))
+    assert "error" not in result and result["duration"] > 0
+
+
+def test_a_job_stopped_while_queued_is_never_sampled_and_the_job_ahead_finishes(worker, caplog):
+    async def scenario():
+        first = asyncio.create_task(worker.handle_async(dict(LONG_JOB), job_id="first"))
+        sampling = StepWatch(worker, 2, lambda: None)
+        try:
+            await asyncio.to_thread(sampling.reached.wait, 60)
+            queued = asyncio.create_task(worker.handle_async(dict(SHORT_JOB), job_id="queued"))
+            await asyncio.sleep(0.5)  # it is parsed and waits behind the first job's sampling run
+            queued.cancel()
+            await asyncio.to_thread(wait_for_log, caplog, r"job queued: stopped: .*\(before sampling\)")
+            steps_when_queued_ended = sampling.calls
+            return await first, steps_when_queued_ended
+        finally:
+            sampling.remove()
+
+    with caplog.at_level("INFO"):
+        result, steps_when_queued_ended = asyncio.run(scenario())
+    assert steps_when_queued_ended < 64  # the queued job ended while the first was still sampling
+    assert "error" not in result and result["duration"] > 0
+    batches = re.findall(r"sampling (\d+) job\(s\)", caplog.text)
+    assert batches == ["1"]  # only the first job was ever sampled
+
+
+def test_a_job_stopped_after_sampling_skips_alignment(worker, caplog):
+    job = {**SHORT_JOB, "word_timings": True, "nfe_step": 8}
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(worker.handle_async(job, job_id="late"))
+        watch = StepWatch(worker, 8, lambda: loop.call_soon_threadsafe(task.cancel))  # the last step runs
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(wait_for_log, caplog, r"job late: stopped: .*\((before alignment|before encoding)\)")
+        finally:
+            watch.remove()
+
+    with caplog.at_level("INFO"):
+        asyncio.run(scenario())
+    assert "at step" not in caplog.text  # sampling was complete when the flag went up
+
+
+def test_jobs_that_are_not_stopped_are_not_affected(worker):
+    async def both():
+        return await asyncio.gather(worker.handle_async(dict(SHORT_JOB), job_id="a"),
+                                    worker.handle_async(dict(SHORT_JOB), job_id="b"))
+
+    a, b = asyncio.run(both())
+    assert a["audio_base64"] == b["audio_base64"] == worker.handle(dict(SHORT_JOB))["audio_base64"]
+
+
+@pytest.fixture(scope="module")
+def batching_engine(worker):
+    return SynthesisEngine(worker.models, max_batch_jobs=2, max_wait_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    return prepare_reference(wave, sr, DEFAULT_VOICE_TEXT)
+
+
+@pytest.mark.parametrize("stop_both", [False, True])
+def test_a_batch_goes_on_while_any_of_its_jobs_is_wanted(worker, batching_engine, reference, stop_both):
+    params = SynthesisParams(nfe_step=16, seed=5)
+    flags: list[threading.Event] = []
+    outcomes: dict[int, object] = {}
+
+    def job(i: int):
+        with stopping.stop_flag() as flag:
+            flags.append(flag)
+            try:
+                outcomes[i] = batching_engine.synthesize(reference, f"Job number {i} speaks.", params)
+            except stopping.JobStopped as exc:
+                outcomes[i] = exc
+
+    def stop():
+        for flag in flags[: 2 if stop_both else 1]:
+            flag.set()
+
+    watch = StepWatch(worker, 2, stop)
+    try:
+        threads = [threading.Thread(target=job, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        watch.remove()
+    if stop_both:
+        assert all(isinstance(o, stopping.JobStopped) for o in outcomes.values())
+        assert all("during sampling, at step 3 of 16" in str(o) for o in outcomes.values())
+        assert watch.calls == 2
+    else:  # the batch-mate still wants the audio: sampling runs to the end for both
+        assert [o.batch_jobs for o in outcomes.values()] == [2, 2]
+        assert watch.calls == 16
