@@ -26,7 +26,7 @@ CONCURRENCY = 3
 
 @pytest.fixture(scope="module")
 def platform(worker_env, tmp_path_factory):
-    """The stand-in platform, and a worker process serving it; yields (api, read_log)."""
+    """The stand-in platform, and a worker process serving it; yields (api, read_log, process)."""
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     cwd = tmp_path_factory.mktemp("worker-cwd")
     leave_stale_job_state(cwd)
@@ -35,7 +35,7 @@ def platform(worker_env, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=cwd)
         try:
-            yield api, log_path.read_text
+            yield api, log_path.read_text, proc
         finally:
             proc.terminate()  # JobScaler's SIGTERM handler: finish what is in progress, then exit
             try:
@@ -63,7 +63,7 @@ def wait_for_log(read_log, pattern: str, timeout: float = 120) -> re.Match:
 
 
 def test_jobs_are_taken_several_at_a_time_and_every_result_comes_back(platform):
-    api, read_log = platform
+    api, read_log, _ = platform
     jobs = {
         "speech": api.submit({"text": "Some call me nature.", "seed": 1, "nfe_step": 8, "max_retries": 0}),
         "bad": api.submit({"text": ""}),
@@ -93,7 +93,7 @@ def test_jobs_a_killed_worker_left_in_progress_do_not_block_this_one(platform):
     (measured before f5_worker/runpod_state.py: none taken in 40 s) and its heartbeats
     would claim those jobs forever.
     """
-    api, _ = platform
+    api, _, _ = platform
     job = api.submit({"action": "health"})
     assert api.result(job, timeout=120)["output"]["status"] == "ok"
     assert api.wait(lambda: len(api.pings) >= 2, 30, "heartbeats")
@@ -101,7 +101,7 @@ def test_jobs_a_killed_worker_left_in_progress_do_not_block_this_one(platform):
 
 
 def test_a_stopped_job_ends_mid_sampling_and_the_worker_takes_the_next(platform):
-    api, read_log = platform
+    api, read_log, _ = platform
     long_job = api.submit({"text": "This sentence runs on for a good while, and then some more. " * 3,
                            "nfe_step": 128, "seed": 2, "max_retries": 0})
     api.wait(lambda: long_job in api.taken, 60, "the long job to be taken")
@@ -115,3 +115,13 @@ def test_a_stopped_job_ends_mid_sampling_and_the_worker_takes_the_next(platform)
     next_job = api.submit({"text": "And the next one.", "seed": 3, "nfe_step": 8, "max_retries": 0})
     assert "audio_base64" in api.result(next_job)["output"]
     assert long_job not in api.results  # a stopped job posts nothing: RunPod reports it cancelled or timed out
+
+
+def test_on_sigterm_jobs_in_progress_finish_and_are_delivered(platform):
+    """RunPod sends SIGTERM when it scales a worker down; work already paid for must still arrive. Runs last."""
+    api, read_log, proc = platform
+    job = api.submit({"text": "Finish me before you go, please.", "nfe_step": 32, "seed": 5, "max_retries": 0})
+    wait_for_log(read_log, rf"job {job}: synthesize[\s\S]*sampling 1 job\(s\)")
+    proc.terminate()
+    assert "audio_base64" in api.result(job)["output"]
+    assert proc.wait(timeout=60) == 0
