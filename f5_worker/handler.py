@@ -89,6 +89,7 @@ class Worker:
         self.engine = SynthesisEngine(models, max_batch_jobs=settings.max_batch_jobs,
                                       max_wait_s=settings.batch_wait_ms / 1000)
         self.references = ReferenceCache()
+        self.gpu_failure: str | None = None  # set by a CUDA error: this process can no longer use the GPU
         self.actions: dict[str, Callable[[Any, str | None], dict]] = {
             "synthesize": self.synthesize,
             "health": self.health,
@@ -155,6 +156,8 @@ class Worker:
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict:
         started = time.perf_counter()
+        if self.gpu_failure is not None:
+            return self._gpu_failed_result()
         try:
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
@@ -172,6 +175,11 @@ class Worker:
             if _is_cuda_oom(exc):
                 self._free_gpu()
                 return {"error": "internal: out of GPU memory; try a shorter text"}
+            if _is_cuda_failure(exc):
+                log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
+                             "so this worker asks RunPod to replace it", job_id, exc_info=True)
+                self.gpu_failure = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+                return self._gpu_failed_result()
             log.exception("job %s failed", job_id)
             return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
@@ -345,6 +353,11 @@ class Worker:
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
         )
 
+    def _gpu_failed_result(self) -> dict:
+        """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""
+        return {"error": f"internal: the GPU failed ({self.gpu_failure}); this worker is being replaced, "
+                         "send the job again", "refresh_worker": True}
+
     def _free_gpu(self) -> None:
         import torch
 
@@ -355,7 +368,18 @@ class Worker:
 def _is_cuda_oom(exc: Exception) -> bool:
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or "CUDA out of memory" in str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or any(
+        text in str(exc) for text in ("CUDA out of memory", "CUDA error: out of memory"))
+
+
+def _is_cuda_failure(exc: Exception) -> bool:
+    """A CUDA error other than running out of memory (an illegal address, a device-side assert, an ECC fault).
+
+    After one the process's CUDA context is unusable: every later CUDA call fails the same way.
+    """
+    import torch
+
+    return not _is_cuda_oom(exc) and (isinstance(exc, torch.AcceleratorError) or "CUDA error:" in str(exc))
 
 
 def _describe_request(request) -> str:

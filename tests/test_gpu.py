@@ -120,3 +120,43 @@ def test_ctc_aligner_on_cuda_matches_cpu(tmp_path, monkeypatch):
     result = gpu.align(audio, 16000, text)
     assert result.backend == "ctc" and len(result.words) == 5
     assert all(0 <= w.start <= w.end <= 3.0 for w in result.words)
+
+
+REAL_CUDA_FAULT = """
+import json, sys
+from pathlib import Path
+import torch
+from f5_worker.handler import Worker
+from f5_worker.models import load_models
+from f5_worker.settings import Settings
+
+settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), network_volume_path=Path(sys.argv[2]),
+                    hf_offline=True)
+worker = Worker(settings, load_models(settings))
+job = {"text": "Before and after the fault.", "seed": 1, "nfe_step": 8, "max_retries": 0}
+before = worker.handle(dict(job))
+try:  # a device-side assert: an out-of-range index on the GPU; CUDA's context is lost after it
+    torch.zeros(2, device="cuda")[torch.tensor([5], device="cuda")]
+    torch.cuda.synchronize()
+except Exception as exc:
+    print("fault:", type(exc).__name__, file=sys.stderr)
+after = worker.handle(dict(job))
+print(json.dumps({"before": "error" not in before, "after": after, "then": worker.handle({"action": "health"})}))
+"""
+
+
+def test_a_real_cuda_fault_makes_the_worker_ask_to_be_replaced(tiny_model_dir, tmp_path):
+    """In its own process: after a device-side assert nothing in that process can use CUDA again."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    proc = subprocess.run([sys.executable, "-c", REAL_CUDA_FAULT, str(tiny_model_dir), str(tmp_path / "absent")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["before"]
+    assert report["after"]["refresh_worker"] is True and "the GPU failed" in report["after"]["error"]
+    assert report["then"] == report["after"]

@@ -1,0 +1,65 @@
+"""What a job does when the GPU fails under it: out of memory (recoverable) or a CUDA error (the process is done for).
+
+The faults are raised where the GPU would raise them, from the DiT's forward pass
+in the sampler thread, on a worker of its own (a CUDA error marks it broken).
+tests/test_gpu.py causes a real device-side assert on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+JOB = {"text": "The GPU is about to fail.", "seed": 1, "nfe_step": 4, "max_retries": 0}
+
+
+@pytest.fixture
+def own_worker(tiny_settings):
+    from f5_worker.handler import Worker
+    from f5_worker.models import load_models
+
+    return Worker(tiny_settings, load_models(tiny_settings))
+
+
+def fail_next_step(worker, exc: BaseException):
+    def hook(module, args):
+        handle.remove()
+        raise exc
+
+    handle = worker.models.cfm.transformer.register_forward_pre_hook(hook)
+
+
+def test_out_of_gpu_memory_fails_the_job_and_the_worker_serves_on(own_worker):
+    fail_next_step(own_worker, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"))
+    assert own_worker.handle(dict(JOB)) == {"error": "internal: out of GPU memory; try a shorter text"}
+    assert own_worker.gpu_failure is None
+    assert "audio_base64" in own_worker.handle(dict(JOB))
+
+
+def test_a_cuda_error_asks_runpod_to_replace_the_worker_and_later_jobs_fail_fast(own_worker, caplog):
+    fail_next_step(own_worker, torch.AcceleratorError("CUDA error: an illegal memory access was encountered"))
+    with caplog.at_level("CRITICAL"):
+        first = own_worker.handle(dict(JOB), job_id="j1")
+    assert first["refresh_worker"] is True
+    assert first["error"].startswith("internal: the GPU failed (AcceleratorError: CUDA error: an illegal memory")
+    assert "Traceback" in caplog.text and "job j1: the GPU failed" in caplog.text
+    # every later job would hit the same dead CUDA context: answered at once, the worker still to be replaced
+    for job in (dict(JOB), {"action": "health"}):
+        later = own_worker.handle(job)
+        assert later == first
+
+
+def test_runpod_turns_refresh_worker_into_stop_pod(own_worker):
+    """runpod-python's own run_job builds the result body a deployed worker posts back."""
+    from runpod.serverless.modules.rp_job import run_job
+
+    fail_next_step(own_worker, RuntimeError("CUDA error: device-side assert triggered"))
+
+    async def handler(job):
+        return await own_worker.handle_async(job["input"], job_id=job["id"])
+
+    body = asyncio.run(run_job(handler, {"id": "j2", "input": dict(JOB)}))
+    assert body["stopPod"] is True and body["error"].startswith("internal: the GPU failed (RuntimeError: CUDA error")
+    assert "output" not in body
