@@ -29,7 +29,7 @@ LOG="$OUT/session.log"
 } >"$LOG" 2>&1
 
 echo "== GPU tests" | tee -a "$LOG"
-timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_cuda_graphs.py >>"$LOG" 2>&1
+timeout 80 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_cuda_graphs.py >>"$LOG" 2>&1
 echo "pytest rc=$?" | tee -a "$LOG"
 
 MODELS=/tmp/bench-models
