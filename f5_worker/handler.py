@@ -159,6 +159,7 @@ class Worker:
         if self.gpu_failure is not None:
             return self._gpu_failed_result()
         try:
+            stopping.check("start")  # stopped while it waited for a thread
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
             result = self.actions[request.action](request, job_id)

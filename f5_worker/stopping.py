@@ -68,6 +68,8 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str) -> T
     while True:
         try:
             return future.result(timeout=POLL_SECONDS)
+        except concurrent.futures.CancelledError:  # the sampler found it stopped first (SampleRequest.claim)
+            raise JobStopped(f"before {stage}") from None
         except concurrent.futures.TimeoutError:
             if flag.is_set() and future.cancel():
                 raise JobStopped(f"before {stage}") from None

@@ -170,3 +170,21 @@ def test_a_batch_goes_on_while_any_of_its_jobs_is_wanted(worker, batching_engine
     else:  # the batch-mate still wants the audio: sampling runs to the end for both
         assert [o.batch_jobs for o in outcomes.values()] == [2, 2]
         assert watch.calls == 16
+
+
+def test_a_job_stopped_before_it_reaches_the_sampler_is_dropped_there(worker, reference, caplog):
+    """The sampler may see the flag before the job's own thread does; either way the job ends as stopped."""
+    with caplog.at_level("INFO"), stopping.stop_flag() as flag:
+        flag.set()
+        for _ in range(5):
+            with pytest.raises(stopping.JobStopped, match=r"\(before sampling\)"):
+                worker.engine.synthesize(reference, "Never sampled.", SynthesisParams(nfe_step=4, seed=1))
+    assert "sampling 1 job(s)" not in caplog.text
+
+
+def test_a_job_stopped_before_its_thread_starts_does_nothing(worker, caplog):
+    with caplog.at_level("INFO"), stopping.stop_flag() as flag:
+        flag.set()
+        result = worker.handle(dict(SHORT_JOB), job_id="late-start")
+    assert result == {"error": "stopped: RunPod cancelled the job or its time ran out (before start)"}
+    assert "late-start: synthesize" not in caplog.text
