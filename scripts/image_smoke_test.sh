@@ -5,7 +5,11 @@
 #   boot 1: default CMD; builds the venv on the "volume", answers test_input.json
 #           in runpod's local mode;
 #   boot 2: reuses the venv (no build), serves the API, answers the same job
-#           over HTTP; the audio in the JSON answer is decoded and checked.
+#           over HTTP; the audio in the JSON answer is decoded and checked;
+#   boot 3: as deployed on an endpoint: runpod's worker loop takes the same job
+#           from a stand-in for RunPod's job API (tests/runpod_platform.py),
+#           posts the result back and sends heartbeats; then SIGTERM, as RunPod
+#           scales a worker down, must end it with exit code 0.
 #
 # Prints both boot times and the image size. Cleans up its containers, images
 # and the venv it made. No container registry is reachable from CI, so the
@@ -37,6 +41,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 cleanup() {
     local code=$?
     set +e
+    [ -n "${PLATFORM_PID:-}" ] && kill "$PLATFORM_PID" 2>/dev/null
     podman ps -a --filter "label=f5-smoke=$RUN_ID" -q | xargs -r podman rm -f >/dev/null 2>&1
     if [ "${F5_SMOKE_KEEP:-0}" = "1" ]; then
         say "kept $WORK and image $IMAGE_TAG (F5_SMOKE_KEEP=1)"
@@ -164,6 +169,45 @@ print(f"[smoke] boot 2 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio; 
       f"{', '.join(sorted(output))}", file=sys.stderr)
 EOF
 
+# ---------------------------------------------------------------- boot 3
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+api="http://127.0.0.1:$port"
+say "boot 3: as deployed (runpod's worker loop), jobs from a stand-in for RunPod's job API at $api"
+python3 "$REPO/tests/runpod_platform.py" --port "$port" --job "$CONTEXT/test_input.json" \
+    --result "$WORK/boot3.json" --timeout 600 &
+PLATFORM_PID=$!
+t0=$(now)
+# RUNPOD_SKIP_AUTO_SYSTEM_CHECKS: runpod's start-up checks dial 8.8.8.8, which CI cannot reach
+"${PODMAN[@]}" run -d --name "$RUN_ID-boot3" "${RUN_FLAGS[@]}" \
+    -e RUNPOD_WEBHOOK_GET_JOB="$api/v2/endpoint/job-take/\$ID?gpu=smoke" \
+    -e RUNPOD_WEBHOOK_POST_OUTPUT="$api/v2/endpoint/job-done/\$RUNPOD_POD_ID/\$ID?gpu=smoke" \
+    -e RUNPOD_WEBHOOK_PING="$api/ping/\$RUNPOD_POD_ID" -e RUNPOD_PING_INTERVAL=1000 \
+    -e RUNPOD_POD_ID="$RUN_ID" -e RUNPOD_AI_API_KEY=smoke -e RUNPOD_SKIP_AUTO_SYSTEM_CHECKS=true \
+    "$IMAGE_TAG" >/dev/null
+platform_rc=0
+wait "$PLATFORM_PID" || platform_rc=$?
+PLATFORM_PID=""
+boot3_total=$(secs "$t0" "$(now)")
+podman stop -t 60 "$RUN_ID-boot3" >/dev/null 2>&1  # SIGTERM: the worker loop drains and exits
+boot3_exit=$(podman inspect --format '{{.State.ExitCode}}' "$RUN_ID-boot3")
+podman logs "$RUN_ID-boot3" >"$WORK/boot3.log" 2>&1 || true
+podman rm -f "$RUN_ID-boot3" >/dev/null
+[ "$platform_rc" -eq 0 ] || { tail -n 60 "$WORK/boot3.log" | cut -c1-400 >&2; fail "boot 3 never posted a result"; }
+[ "$boot3_exit" = "0" ] || { tail -n 30 "$WORK/boot3.log" | cut -c1-400 >&2; fail "boot 3 exited $boot3_exit on SIGTERM"; }
+
+python3 - "$WORK/boot3.json" <<'EOF' || fail "boot 3's posted result has no valid audio"
+import base64, io, json, sys, wave
+report = json.load(open(sys.argv[1]))
+result = report["result"]
+assert "error" not in result, result.get("error")
+audio = base64.b64decode(result["output"]["audio_base64"])
+with wave.open(io.BytesIO(audio)) as wav:
+    seconds = wav.getnframes() / wav.getframerate()
+assert seconds > 0.5, f"only {seconds:.2f}s of audio"
+assert report["pings"], "no heartbeat reached the platform"
+print(f"[smoke] boot 3 posted: {seconds:.2f}s of audio; {len(report['pings'])} heartbeats", file=sys.stderr)
+EOF
+
 # ---------------------------------------------------------------- report
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
 cat >&2 <<EOF
@@ -173,5 +217,6 @@ cat >&2 <<EOF
 [smoke] venv on the volume: $venv_size at ${venv_dir#"$VOLUME"/}
 [smoke] boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer
 [smoke] boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer
+[smoke] boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM
 [smoke] ---------------------------------------------------------------
 EOF

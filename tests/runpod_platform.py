@@ -8,28 +8,38 @@ channel); only the platform on the other end of the HTTP calls is ours:
 - ``GET  .../job-take-batch/<worker>?...&batch_size=N``: up to N jobs as a list, or 204;
 - ``POST .../job-done/<worker>/<job id>?...&isStream=false``: the result, JSON in the body;
 - ``GET  .../job-stop/<worker>?...``: ``{"jobsToStop": [...]}`` (cancel, timeout), or 204;
-- ``GET  /ping/<worker>``: the heartbeat.
+- ``GET  /ping/<worker>?job_id=a,b``: the heartbeat, with the jobs in progress.
 
 Each GET holds the request up to ``LONG_POLL_S`` while it has nothing to give, as RunPod's do.
+Standard library only, so that scripts/image_smoke_test.sh can run it with any python3:
+
+    python3 tests/runpod_platform.py --port P --job test_input.json --result out.json --timeout 600
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import itertools
 import json
-import socket
+import re
+import sys
 import threading
 import time
 from collections import deque
-
-from aiohttp import web
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 LONG_POLL_S = 1.0
+_ROUTES = {
+    "take": re.compile(r"^/v2/endpoint/(job-take|job-take-batch)/[^/]+$"),
+    "done": re.compile(r"^/v2/endpoint/job-done/[^/]+/(?P<job_id>[^/]+)$"),
+    "stop": re.compile(r"^/v2/endpoint/job-stop/[^/]+$"),
+    "ping": re.compile(r"^/ping/[^/]+$"),
+}
 
 
 class RunPodJobApi:
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self._jobs: deque[dict] = deque()
         self._stops: list[str] = []
         self._ids = itertools.count(1)
@@ -38,9 +48,9 @@ class RunPodJobApi:
         self.batch_sizes: list[int] = []  # what each job-take asked for
         self.pings: list[list[str]] = []  # the job ids each heartbeat reported in progress
         self._changed = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = _free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
 
     # -- the test's side --------------------------------------------------------------------------
 
@@ -48,11 +58,13 @@ class RunPodJobApi:
         job_id = f"job-{next(self._ids)}"
         with self._changed:
             self._jobs.append({"id": job_id, "input": job_input})
+            self._changed.notify_all()
         return job_id
 
     def stop(self, job_id: str) -> None:
         with self._changed:
             self._stops.append(job_id)
+            self._changed.notify_all()
 
     def wait(self, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -80,86 +92,110 @@ class RunPodJobApi:
             "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",  # they dial 8.8.8.8, which a test machine may not reach
         }
 
-    # -- the worker's side --------------------------------------------------------------------------
+    # -- the worker's side (called from the server's threads) ---------------------------------------
 
-    async def _take(self, request: web.Request) -> web.StreamResponse:
-        batch = request.match_info["kind"] == "job-take-batch"
-        size = int(request.query.get("batch_size", "1")) if batch else 1
+    def take(self, size: int) -> list[dict]:
         with self._changed:
             self.batch_sizes.append(size)
-        jobs = await self._long_poll(lambda: self._pop_jobs(size))
-        if not jobs:
-            return web.Response(status=204)
-        return web.json_response(jobs if batch else jobs[0])
-
-    def _pop_jobs(self, size: int) -> list[dict]:
-        with self._changed:
+            self._changed.wait_for(lambda: self._jobs, LONG_POLL_S)
             jobs = [self._jobs.popleft() for _ in range(min(size, len(self._jobs)))]
             for job in jobs:
                 self.taken[job["id"]] = time.monotonic()
-            if jobs:
-                self._changed.notify_all()
+            self._changed.notify_all()
             return jobs
 
-    async def _done(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.text())  # runpod-python posts JSON with a form content type
+    def done(self, job_id: str, body: dict) -> None:
         with self._changed:
-            self.results[request.match_info["job_id"]] = body
+            self.results[job_id] = body
             self._changed.notify_all()
-        return web.Response(text="ok")
 
-    async def _stop_channel(self, request: web.Request) -> web.StreamResponse:
-        def pop():
-            with self._changed:
-                stops, self._stops[:] = list(self._stops), []
-                return stops
+    def stops(self) -> list[str]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._stops, LONG_POLL_S)
+            stops, self._stops[:] = list(self._stops), []
+            return stops
 
-        stops = await self._long_poll(pop)
-        if not stops:
-            return web.Response(status=204)
-        return web.json_response({"jobsToStop": stops})
-
-    async def _ping(self, request: web.Request) -> web.Response:
-        self.pings.append([i for i in request.query.get("job_id", "").split(",") if i])
-        return web.Response(text="ok")
-
-    async def _long_poll(self, take):
-        deadline = time.monotonic() + LONG_POLL_S
-        while not (got := take()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return got
+    def ping(self, job_ids: list[str]) -> None:
+        with self._changed:
+            self.pings.append(job_ids)
+            self._changed.notify_all()
 
     # -- running it -----------------------------------------------------------------------------
 
     def __enter__(self) -> RunPodJobApi:
-        started = threading.Event()
-
-        def serve():
-            self._loop = asyncio.new_event_loop()
-            app = web.Application()
-            app.router.add_get("/v2/endpoint/{kind:job-take|job-take-batch}/{worker}", self._take)
-            app.router.add_post("/v2/endpoint/job-done/{worker}/{job_id}", self._done)
-            app.router.add_get("/v2/endpoint/job-stop/{worker}", self._stop_channel)
-            app.router.add_get("/ping/{worker}", self._ping)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            started.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="runpod-api", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="runpod-api", daemon=True)
         self._thread.start()
-        started.wait(10)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._server.shutdown()
+        self._server.server_close()
         self._thread.join(10)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _handler_for(api: RunPodJobApi):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as aiohttp and requests use it
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            if match := _ROUTES["take"].match(url.path):
+                batch = match.group(1) == "job-take-batch"
+                jobs = api.take(int(query.get("batch_size", ["1"])[0]) if batch else 1)
+                return self._json(jobs if batch else jobs[0]) if jobs else self._empty(204)
+            if _ROUTES["stop"].match(url.path):
+                stops = api.stops()
+                return self._json({"jobsToStop": stops}) if stops else self._empty(204)
+            if _ROUTES["ping"].match(url.path):
+                api.ping([i for i in query.get("job_id", [""])[0].split(",") if i])
+                return self._empty(200)
+            return self._empty(404)
+
+        def do_POST(self):  # noqa: N802
+            url = urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if match := _ROUTES["done"].match(url.path):
+                api.done(match.group("job_id"), json.loads(body))  # JSON, sent with a form content type
+                return self._empty(200)
+            return self._empty(404)
+
+        def _json(self, value) -> None:
+            data = json.dumps(value).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _empty(self, status: int) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # quiet: the worker's log is the one to read
+            pass
+
+    return Handler
+
+
+def main(argv=None) -> int:
+    """Serve one job from a RunPod-style JSON file (``{"input": {...}}``) to a worker; write its result."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--job", required=True, help="a file like test_input.json")
+    parser.add_argument("--result", required=True, help="where to write the posted result")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    with open(args.job) as f:
+        job_input = json.load(f)["input"]
+    with RunPodJobApi(args.port) as api:
+        job_id = api.submit(job_input)
+        result = api.result(job_id, timeout=args.timeout)
+        with open(args.result, "w") as f:
+            json.dump({"result": result, "batch_sizes": api.batch_sizes, "pings": api.pings}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

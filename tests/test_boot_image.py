@@ -1,8 +1,9 @@
 """The image smoke test (scripts/image_smoke_test.sh) as part of the suite.
 
 Builds Dockerfile.runpod with podman on a debootstrapped Debian base, boots it
-twice against a temporary volume (the first boot builds the venv and answers
-test_input.json, the second reuses it and answers over HTTP). Needs root
+three times against a temporary volume (the first boot builds the venv and answers
+test_input.json, the second reuses it and answers over HTTP, the third runs as on
+an endpoint: runpod's worker loop against tests/runpod_platform.py). Needs root
 (rootful podman, apt-get for missing tools); about 2 minutes with warm caches.
 """
 
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 @pytest.mark.container
-def test_image_builds_boots_twice_and_answers_the_test_job():
+def test_image_builds_boots_three_ways_and_answers_the_test_job():
     run = subprocess.run([str(REPO / "scripts" / "image_smoke_test.sh")], capture_output=True, text=True,
                          timeout=1800)
     log = run.stdout + run.stderr
@@ -30,4 +31,6 @@ def test_image_builds_boots_twice_and_answers_the_test_job():
     boot2 = re.search(r"boot 2 \(warm, reuses the venv\): ([\d.]+)s to the handler, ([\d.]+)s", log)
     assert boot1 and boot2
     assert float(boot2.group(1)) < float(boot1.group(1)), "the second boot reuses the venv"
+    assert re.search(r"boot 3 posted: [\d.]+s of audio; [1-9]\d* heartbeats", log)
+    assert "boot 3 (as deployed, runpod's worker loop)" in log
     assert re.search(r"image size:  \d+ MB", log)
