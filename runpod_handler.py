@@ -51,8 +51,8 @@ async def handler(job):
 
 
 def concurrency(current: int) -> int:
-    """How many jobs this worker takes at once (MAX_CONCURRENCY)."""
-    return WORKER.settings.max_concurrency
+    """How many jobs this worker takes at once: MAX_CONCURRENCY, or none once its GPU has failed."""
+    return WORKER.concurrency()
 
 
 def dump_result(directory: Path, job_id: str, result: dict) -> None:

@@ -138,6 +138,11 @@ class Worker:
 
     # -- dispatch -------------------------------------------------------------------------------
 
+    def concurrency(self) -> int:
+        """Jobs to take at once (runpod's ``concurrency_modifier``); none after a GPU failure, so the
+        endpoint's queue keeps them for healthy workers while RunPod replaces this one."""
+        return 0 if self.gpu_failure is not None else self.settings.max_concurrency
+
     async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict:
         """For RunPod's async handler: jobs run in threads and meet in the sampler's batches.
 

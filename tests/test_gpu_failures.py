@@ -34,7 +34,7 @@ def fail_next_step(worker, exc: BaseException):
 def test_out_of_gpu_memory_fails_the_job_and_the_worker_serves_on(own_worker):
     fail_next_step(own_worker, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"))
     assert own_worker.handle(dict(JOB)) == {"error": "internal: out of GPU memory; try a shorter text"}
-    assert own_worker.gpu_failure is None
+    assert own_worker.gpu_failure is None and own_worker.concurrency() == own_worker.settings.max_concurrency
     assert "audio_base64" in own_worker.handle(dict(JOB))
 
 
@@ -49,6 +49,7 @@ def test_a_cuda_error_asks_runpod_to_replace_the_worker_and_later_jobs_fail_fast
     for job in (dict(JOB), {"action": "health"}):
         later = own_worker.handle(job)
         assert later == first
+    assert own_worker.concurrency() == 0  # and it takes no more jobs from the endpoint's queue
 
 
 def test_runpod_turns_refresh_worker_into_stop_pod(own_worker):
