@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from f5_worker.aligners.textnorm import Token, tokenize
+from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 
 ALIGNER_KINDS = ("auto", "ctc", "sphinx", "estimate")
 # Words whose confidence falls below this are listed in ``flagged_words``.
@@ -334,15 +335,20 @@ def align_audio(aligner: Aligner, audio: np.ndarray, sample_rate: int, text: str
     """The one entry point the ``align`` action, synthesize and the accuracy script all use.
 
     Falls back to estimated timings if the backend fails, so a job never dies
-    on alignment; the fallback is visible as ``estimated=True``.
+    on alignment; the fallback is visible as ``estimated=True``. A CUDA error is
+    the exception: it passes, as the GPU is lost for every later job too.
     """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     t0 = time.perf_counter()
     try:
         result = aligner.align(audio, sample_rate, text, language=language)
-    except Exception:  # noqa: BLE001 - alignment must never fail a job; the fallback is flagged
+    except Exception as exc:  # noqa: BLE001 - alignment must never fail a job; the fallback is flagged
         import logging
 
+        if is_gpu_failure(exc):
+            raise  # the GPU is lost for every later job too: Worker.handle has the worker replaced
+        if is_gpu_out_of_memory(exc):
+            free_gpu_memory()  # the audio already synthesised is worth more than exact timings: estimate
         logging.getLogger(__name__).exception("aligner %s failed; estimating timings", getattr(aligner, "name", "?"))
         result = EstimateAligner().align(audio, sample_rate, text, language=language)
     result.align_seconds = time.perf_counter() - t0

@@ -148,6 +148,9 @@ class GraphedDiT(torch.nn.Module):
             self.pad_inputs(tensors, time, mask, buffers, time_in, mask_in)
             try:
                 entry = self._capture(key, body, buffers, time_in, mask_in)
+            except torch.OutOfMemoryError:
+                self._graphs.clear()  # their pool's memory goes back for later captures; they are re-captured
+                raise  # this job fails for memory, as it would eagerly; graphs stay on for the next ones
             except Exception as exc:  # noqa: BLE001 - an op or driver that cannot be captured: stay eager
                 self.failed = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
                 self._graphs.clear()

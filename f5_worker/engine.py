@@ -264,8 +264,10 @@ class SynthesisEngine:
 
         started = time.perf_counter()
         final = audio.cross_fade_join(sampled.waves, m.sample_rate, params.cross_fade_duration)
-        if params.remove_silence:
+        if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
             final = audio.remove_long_silences(final, m.sample_rate)
+        if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
+            final = final * np.float32(ref.rms / ref.target_rms)
         timing = dict(sampled.timing_ms)
         timing["postprocess"] = (time.perf_counter() - started) * 1000
         return SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=chunks, timing_ms=timing,
@@ -297,6 +299,7 @@ class SynthesisEngine:
             if first.claim():
                 break
         batch, frames = [first], first.frames
+        too_big: list[SampleRequest] = []  # compatible, but over max_batch_frames with this batch
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_jobs:
             candidate = self._take_held(first.key)
@@ -308,13 +311,14 @@ class SynthesisEngine:
                     candidate = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-            if candidate.key != first.key or frames + candidate.frames > self.max_batch_frames:
+            if candidate.key != first.key:
                 self._held.append(candidate)  # waits for a later batch, in arrival order
-                continue
-            if not candidate.claim():
-                continue
-            batch.append(candidate)
-            frames += candidate.frames
+            elif frames + candidate.frames > self.max_batch_frames:
+                too_big.append(candidate)  # held aside: _take_held would hand it straight back
+            elif candidate.claim():
+                batch.append(candidate)
+                frames += candidate.frames
+        self._held[:0] = too_big  # first in line for the next batch
         return batch
 
     def _take_held(self, key: tuple) -> SampleRequest | None:
@@ -444,8 +448,6 @@ class SynthesisEngine:
             n = len(request.durations)
             job_waves = waves[cursor : cursor + n]
             cursor += n
-            if request.ref.rms < request.ref.target_rms:
-                job_waves = [w * (request.ref.rms / request.ref.target_rms) for w in job_waves]
             results.append(SampledWaves(
                 waves=[w.astype(np.float32) for w in job_waves],
                 timing_ms={"synthesis": synthesis_ms, "vocoding": vocoding_ms},

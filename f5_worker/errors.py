@@ -1,4 +1,4 @@
-"""The one exception a job may raise on purpose: it becomes RunPod's ``{"error": ...}``."""
+"""The one exception a job may raise on purpose (it becomes RunPod's ``{"error": ...}``), and the GPU's own."""
 
 
 class JobError(Exception):
@@ -12,3 +12,29 @@ class JobError(Exception):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+def is_gpu_out_of_memory(exc: BaseException) -> bool:
+    """CUDA ran out of memory: that job fails, the worker frees its cache and serves on."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or any(
+        text in str(exc) for text in ("CUDA out of memory", "CUDA error: out of memory"))
+
+
+def is_gpu_failure(exc: BaseException) -> bool:
+    """A CUDA error other than running out of memory (an illegal address, a device-side assert, an ECC fault).
+
+    After one the process's CUDA context is unusable: every later CUDA call fails the same
+    way, so code that catches broad exceptions must let these through to ``Worker.handle``.
+    """
+    import torch
+
+    return not is_gpu_out_of_memory(exc) and (isinstance(exc, torch.AcceleratorError) or "CUDA error:" in str(exc))
+
+
+def free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -39,7 +39,7 @@ from f5_worker.engine import (
     plan_chunks,
     prepare_reference,
 )
-from f5_worker.errors import JobError
+from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 from f5_worker.models import LoadedModels, load_models
 from f5_worker.settings import Settings, get_settings
 from f5_worker.storage import Stores
@@ -178,10 +178,10 @@ class Worker:
             log.exception("job %s ran out of memory", job_id)
             return {"error": "internal: out of memory; try a shorter text"}
         except Exception as exc:  # never let a job kill the worker
-            if _is_cuda_oom(exc):
-                self._free_gpu()
+            if is_gpu_out_of_memory(exc):
+                free_gpu_memory()
                 return {"error": "internal: out of GPU memory; try a shorter text"}
-            if _is_cuda_failure(exc):
+            if is_gpu_failure(exc):
                 log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
                              "so this worker asks RunPod to replace it", job_id, exc_info=True)
                 self.gpu_failure = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
@@ -363,29 +363,6 @@ class Worker:
         """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""
         return {"error": f"internal: the GPU failed ({self.gpu_failure}); this worker is being replaced, "
                          "send the job again", "refresh_worker": True}
-
-    def _free_gpu(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def _is_cuda_oom(exc: Exception) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or any(
-        text in str(exc) for text in ("CUDA out of memory", "CUDA error: out of memory"))
-
-
-def _is_cuda_failure(exc: Exception) -> bool:
-    """A CUDA error other than running out of memory (an illegal address, a device-side assert, an ECC fault).
-
-    After one the process's CUDA context is unusable: every later CUDA call fails the same way.
-    """
-    import torch
-
-    return not _is_cuda_oom(exc) and (isinstance(exc, torch.AcceleratorError) or "CUDA error:" in str(exc))
 
 
 def _describe_request(request) -> str:

@@ -66,10 +66,12 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str) -> T
     if flag is None:
         return future.result()
     while True:
-        try:
-            return future.result(timeout=POLL_SECONDS)
-        except concurrent.futures.CancelledError:  # the sampler found it stopped first (SampleRequest.claim)
-            raise JobStopped(f"before {stage}") from None
-        except concurrent.futures.TimeoutError:
-            if flag.is_set() and future.cancel():
+        # wait(), not result(timeout=...): a TimeoutError raised by the work itself must not read as "not yet"
+        done, _ = concurrent.futures.wait([future], timeout=POLL_SECONDS)
+        if done:
+            try:
+                return future.result()
+            except concurrent.futures.CancelledError:  # the sampler found it stopped first (SampleRequest.claim)
                 raise JobStopped(f"before {stage}") from None
+        if flag.is_set() and future.cancel():
+            raise JobStopped(f"before {stage}") from None

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from f5_worker import audio
-from f5_worker.errors import JobError
+from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"
 WHISPER_SAMPLE_RATE = 16000
@@ -81,6 +81,10 @@ class WhisperTranscriber:
                 return_timestamps=False,
             )
         except Exception as exc:
+            if is_gpu_failure(exc):
+                raise  # the GPU is lost for every later job too: Worker.handle has the worker replaced
+            if is_gpu_out_of_memory(exc):
+                free_gpu_memory()
             reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             raise JobError("ref_text", f"speech recognition failed ({reason}); give ref_text") from None
         return str(result["text"]).strip()

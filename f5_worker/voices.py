@@ -43,6 +43,7 @@ VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VOICES_PREFIX = "voices/"
 META_FILE = "voice.json"
 MIN_VOICE_SECONDS = 1.0
+PREPARED_PER_VOICE = 4  # prepared variants (target RMS) kept per cached voice, on average
 SILENCE_DB = -42.0  # the level below which audio.trim_edges treats frames as silence
 # Audio written by an upload that never committed (lost a race, crashed) is removed after this.
 ORPHAN_GRACE = timedelta(minutes=10)
@@ -158,7 +159,7 @@ class VoiceStore:
         self.cache_size = cache_size
         self._lock = threading.Lock()
         self._voices: OrderedDict[str, StoredVoice] = OrderedDict()
-        self._prepared: dict[tuple[str, str, Hashable], Any] = {}
+        self._prepared: OrderedDict[tuple[str, str, Hashable], Any] = OrderedDict()  # LRU, see prepared()
 
     # --- keys -----------------------------------------------------------------
     @staticmethod
@@ -357,17 +358,25 @@ class VoiceStore:
         raise JobError(field, f"voice {name!r} is damaged (its audio is missing); upload it again with overwrite: true")
 
     def prepared(self, name: str, variant: Hashable, build: Callable[[StoredVoice], Any], field: str = "voice") -> Any:
-        """``build(voice)`` computed once per voice version and ``variant`` (e.g. the job's target RMS)."""
+        """``build(voice)`` computed once per voice version and ``variant`` (e.g. the job's target RMS).
+
+        At most ``PREPARED_PER_VOICE`` × ``cache_size`` are kept in all, least recently used
+        out first: a variant is any float a caller sends, and each one holds a prepared
+        reference (its mel on the GPU once sampled), so they must not pile up.
+        """
         voice = self.load(name, field)
         key = (name, voice.info.version, variant)
         with self._lock:
             if key in self._prepared:
+                self._prepared.move_to_end(key)
                 return self._prepared[key]
         value = build(voice)
         with self._lock:
             current = self._voices.get(name)
             if current is not None and current.info.version == voice.info.version:
                 self._prepared[key] = value
+                while len(self._prepared) > self.cache_size * PREPARED_PER_VOICE:
+                    self._prepared.popitem(last=False)
         return value
 
     def _drop_prepared(self, name: str) -> None:

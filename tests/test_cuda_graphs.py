@@ -124,3 +124,20 @@ def test_a_failed_capture_falls_back_to_eager_for_good(dit, caplog):
         want = dit_tail(dit, h, time, mask)
     assert graphed.failed and "capture failed" in caplog.text and graphed.captures == 0
     torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_memory_in_a_capture_fails_that_call_and_keeps_graphs_on(dit, monkeypatch):
+    """One oversized job must not leave the worker running eagerly (3x slower on an H200) for the rest of its life.
+
+    The capture itself needs CUDA; its out-of-memory error is raised where torch raises it.
+    """
+    graphed = GraphedDiT(dit, bucket_frames=64)
+
+    def capture_out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 30.00 GiB")
+
+    monkeypatch.setattr(graphed, "_capture", capture_out_of_memory)
+    dim = dit.transformer_blocks[0].attn.to_q.in_features
+    with torch.inference_mode(), pytest.raises(torch.OutOfMemoryError):
+        graphed.run_graph("tail", dit_tail, [torch.randn(2, 70, dim)], torch.rand(2), None)
+    assert graphed.failed is None

@@ -1,6 +1,7 @@
 """The sampler: chunks of a job in one CFM.sample call, concurrent compatible jobs in one batch."""
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -112,3 +113,30 @@ def test_a_failed_sampling_run_leaves_no_stale_text_cache(worker, reference, mon
     monkeypatch.undo()
     after = engine.synthesize(reference, text, params).wave
     assert np.array_equal(before, after)
+
+
+def test_compatible_jobs_too_big_to_share_a_batch_are_sampled_one_after_another(worker, reference):
+    """A job over the batch's frame limit waits for the next batch (it used to be handed back forever)."""
+    import threading
+
+    params = SynthesisParams(nfe_step=4, seed=1)
+    text = "A job long enough that two of them do not fit in one batch."
+    frames = sum(_planned_frames(worker, reference, text, params))
+    engine = SynthesisEngine(worker.models, max_batch_jobs=4, max_wait_s=0.5, max_batch_frames=frames + 1)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(engine.synthesize(reference, text, params)),
+                                daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert [r.batch_jobs for r in results] == [1, 1, 1]
+    assert not engine._held
+
+
+def _planned_frames(worker, reference, text, params):
+    from f5_worker.engine import chunk_frames, plan_chunks
+
+    return [chunk_frames(reference, c, params.speed, worker.models.hop_length)
+            for c in plan_chunks(reference, text, params.speed)]

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+
+from conftest import DEFAULT_VOICE_WAV, wav_base64
+from f5_worker.errors import JobError
 
 JOB = {"text": "The GPU is about to fail.", "seed": 1, "nfe_step": 4, "max_retries": 0}
 
@@ -64,3 +69,43 @@ def test_runpod_turns_refresh_worker_into_stop_pod(own_worker):
     body = asyncio.run(run_job(handler, {"id": "j2", "input": dict(JOB)}))
     assert body["stopPod"] is True and body["error"].startswith("internal: the GPU failed (RuntimeError: CUDA error")
     assert "output" not in body
+
+
+def test_a_cuda_error_in_the_aligner_is_not_hidden_behind_estimated_timings(own_worker, monkeypatch):
+    """The ctc aligner runs on the GPU; a worker answering align jobs with estimates would never be replaced."""
+    def lost(*args, **kwargs):
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(own_worker.aligner, "align", lost)
+    result = own_worker.handle({"action": "align", "text": "Some call me nature.",
+                                "audio_base64": wav_base64(*sf.read(DEFAULT_VOICE_WAV, dtype="float32"))})
+    assert result["refresh_worker"] is True and "the GPU failed" in result["error"]
+
+
+def test_out_of_gpu_memory_in_the_aligner_keeps_the_paid_audio_with_estimated_timings(own_worker, monkeypatch):
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(own_worker.aligner, "align", too_big)
+    result = own_worker.handle({**JOB, "max_retries": 0})
+    assert "audio_base64" in result and result["timings_estimated"] is True
+    assert own_worker.gpu_failure is None
+
+
+@pytest.mark.parametrize("fault, outcome", [
+    (torch.AcceleratorError("CUDA error: unspecified launch failure"), torch.AcceleratorError),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), JobError),
+])
+def test_whisper_lets_cuda_errors_through_and_reports_out_of_memory_as_ref_text(fault, outcome, monkeypatch):
+    from f5_worker.transcribe import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(model="whisper-on-a-failing-gpu")
+
+    def pipeline(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(transcriber, "_load", lambda: pipeline)
+    with pytest.raises(outcome) as caught:
+        transcriber(np.zeros(24000, dtype=np.float32), 24000)
+    if outcome is JobError:
+        assert str(caught.value).startswith("ref_text: speech recognition failed (OutOfMemoryError")

@@ -182,3 +182,22 @@ def test_a_job_stopped_before_its_thread_starts_does_nothing(worker, caplog):
         result = worker.handle(dict(SHORT_JOB), job_id="late-start")
     assert result == {"error": "stopped: RunPod cancelled the job or its time ran out (before start)"}
     assert "late-start: synthesize" not in caplog.text
+
+
+def test_a_timeout_error_from_the_sampler_is_a_failure_not_a_reason_to_wait(worker):
+    """It used to read as the wait's own poll timeout, and the job waited forever."""
+    def time_out(module, args):
+        handle.remove()
+        raise TimeoutError("a compile worker timed out")
+
+    handle = worker.models.cfm.transformer.register_forward_pre_hook(time_out)
+    results = []
+
+    def job():  # as handle_async runs it: in a thread, under a stop flag (the flag is what polls)
+        with stopping.stop_flag():
+            results.append(worker.handle(dict(SHORT_JOB), job_id="t"))
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert results == [{"error": "internal: TimeoutError: a compile worker timed out"}]

@@ -107,6 +107,20 @@ def test_silence_around_a_reference_is_trimmed_with_warning(worker):
     assert any("clipped" in w for w in out["warnings"])
 
 
+def test_a_quiet_reference_keeps_its_loudness_and_remove_silence_keeps_the_speech(worker):
+    """Speech comes back at the reference's loudness; pauses are found before that, at the level sampled
+    (with a reference at -54 dBFS the -50 dBFS threshold used to take the whole output away)."""
+    wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    quiet = wave * (0.002 / np.sqrt(np.mean(wave**2)))
+    job = dict(text="Quiet but present.", seed=2, max_retries=0, ref_audio_base64=wav_base64(quiet, sr),
+               ref_text=DEFAULT_VOICE_TEXT)
+    plain, trimmed = run(worker, **job), run(worker, **job, remove_silence=True)
+    audio_plain, _ = decode_b64_audio(plain["audio_base64"])
+    audio_trimmed, _ = decode_b64_audio(trimmed["audio_base64"])
+    assert trimmed["duration"] > 0.5 * plain["duration"]
+    assert np.sqrt(np.mean(audio_plain**2)) < 0.01 and np.sqrt(np.mean(audio_trimmed**2)) < 0.01
+
+
 def silence_b64(seconds=2.0):
     return wav_base64(np.zeros(int(seconds * 24000), np.float32), 24000)
 

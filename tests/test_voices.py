@@ -304,3 +304,18 @@ def test_a_transcript_far_too_long_for_the_audio_is_refused(tmp_path):
         store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT * 20)
     assert store.list() == []
     assert store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT).name == "anna"
+
+
+def test_prepared_variants_are_bounded(store):
+    """Each distinct target RMS a caller sends is a variant; they must not pile up in a long-lived worker."""
+    from f5_worker.voices import PREPARED_PER_VOICE
+
+    store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    builds = []
+    bound = store.cache_size * PREPARED_PER_VOICE
+    for i in range(bound + 50):
+        store.prepared("anna", 0.01 + i * 1e-4, lambda voice: builds.append(1) or len(builds))
+    assert len(store._prepared) == bound
+    newest = 0.01 + (bound + 49) * 1e-4
+    assert store.prepared("anna", newest, lambda voice: -1) == bound + 50  # still cached: not rebuilt
+    assert store.prepared("anna", 0.01, lambda voice: -1) == -1  # the oldest went first

@@ -121,13 +121,16 @@ def _number_words(digits: str, language: str, to: str = "cardinal") -> str:
     if len(digits) > MAX_NUMBER_WORDS_DIGITS or (language in _NUM2WORDS_HANGS and len(digits) > 1):
         return _digit_by_digit(digits, language)
     try:
-        return num2words(int(digits), lang=language, to=to)
+        said = num2words(int(digits), lang=language, to=to)
+        if said.strip():  # some converters answer "" (Arabic's ordinal of 0)
+            return said
     except Exception:  # num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
-        if to != "cardinal":
-            return _number_words(digits, language)
-        if len(digits) > 1:
-            return _digit_by_digit(digits, language)
-        return num2words(int(digits), lang="en") if language != "en" else digits
+        pass
+    if to != "cardinal":
+        return _number_words(digits, language)
+    if len(digits) > 1:
+        return _digit_by_digit(digits, language)
+    return num2words(int(digits), lang="en") if language != "en" else digits
 
 
 def _say_number(digits: str, language: str, year_style: bool | None = None) -> str:
