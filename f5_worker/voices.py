@@ -243,6 +243,9 @@ class VoiceStore:
                 committed = True
             else:
                 committed = self.storage.put_if_absent(self._meta_key(name), info.to_json(), "application/json")
+                if not committed:  # ours after all, if the write landed, its answer was lost and a retry saw it
+                    stored = self._read_info(name, damaged_ok=True)
+                    committed = stored is not None and stored.version == info.version
             if not committed:
                 self.storage.delete(info.audio_key)
                 raise self._exists(name)
@@ -322,10 +325,8 @@ class VoiceStore:
         out = []
         for key in keys:
             name = key[len(VOICES_PREFIX) : -len(META_FILE) - 1]
-            try:
-                info = self._read_info(name)
-            except JobError:
-                continue  # a damaged voice must not hide the others
+            # a damaged voice must not hide the others; a storage error fails the listing (not a shorter list)
+            info = self._read_info(name, damaged_ok=True)
             if info is not None:
                 out.append(info)
         return sorted(out, key=lambda v: v.name)

@@ -319,3 +319,40 @@ def test_prepared_variants_are_bounded(store):
     newest = 0.01 + (bound + 49) * 1e-4
     assert store.prepared("anna", newest, lambda voice: -1) == bound + 50  # still cached: not rebuilt
     assert store.prepared("anna", 0.01, lambda voice: -1) == -1  # the oldest went first
+
+
+def test_a_first_upload_whose_answer_was_lost_is_kept(store, monkeypatch):
+    """The conditional write landed but its answer was lost, and the client's retry was refused (412): the
+    voice is ours. It used to be answered "already exists", with its own audio deleted under the new metadata."""
+    real = store.storage.put_if_absent
+
+    def landed_then_refused(key, data, content_type="application/octet-stream"):
+        assert real(key, data, content_type)
+        return real(key, data, content_type)  # the retry: the object exists now
+
+    monkeypatch.setattr(store.storage, "put_if_absent", landed_then_refused)
+    info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    monkeypatch.undo()
+    assert store.info("anna").version == info.version
+    assert store.load("anna").info.audio_key == info.audio_key  # its audio is there
+    with pytest.raises(JobError, match="^name: a voice named 'anna' already exists"):
+        store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)  # a real second upload is still refused
+
+
+def test_listing_fails_on_a_storage_error_instead_of_leaving_voices_out(store, monkeypatch):
+    from f5_worker.storage import StorageError
+
+    for name in ("anna", "bob"):
+        store.save(name, REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    real_get = store.storage.get
+
+    def flaky_get(key):
+        if key == "voices/bob/voice.json":
+            raise StorageError("503 Slow Down")
+        return real_get(key)
+
+    monkeypatch.setattr(store.storage, "get", flaky_get)
+    with pytest.raises(JobError, match=r"^storage: could not read voice 'bob'"):
+        store.list()
+    monkeypatch.undo()
+    assert [v.name for v in store.list()] == ["anna", "bob"]
