@@ -36,13 +36,22 @@ def _env_float(name: str, default: float) -> float:
     return default if value is None else float(value)
 
 
+def network_volume_from_env(env=None) -> Path | None:
+    """``NETWORK_VOLUME_PATH``: unset means ``/runpod-volume``; set to "" means no volume, as the boot
+    (start.sh, setup_network_venv.py) reads it, e.g. to keep off a read-only volume."""
+    raw = (os.environ if env is None else env).get("NETWORK_VOLUME_PATH")
+    if raw is None:
+        return Path("/runpod-volume")
+    return Path(raw.strip()) if raw.strip() else None
+
+
 @dataclass(frozen=True)
 class Settings:
     worker_model: str = DEFAULT_MODEL
     model_ckpt_path: str | None = None
     model_vocab_path: str | None = None
     vocoder_path: str | None = None
-    network_volume_path: Path = Path("/runpod-volume")
+    network_volume_path: Path | None = Path("/runpod-volume")  # None: no volume (NETWORK_VOLUME_PATH="")
     hf_home: Path | None = None
     tiny_model_dir: Path | None = None
     device: str = "auto"
@@ -63,7 +72,7 @@ class Settings:
 
     @property
     def volume_mounted(self) -> bool:
-        return self.network_volume_path.is_dir()
+        return self.network_volume_path is not None and self.network_volume_path.is_dir()
 
     @property
     def data_dir(self) -> Path:
@@ -99,7 +108,7 @@ def get_settings() -> Settings:
         model_ckpt_path=_env("MODEL_CKPT_PATH"),
         model_vocab_path=_env("MODEL_VOCAB_PATH"),
         vocoder_path=_env("VOCODER_PATH"),
-        network_volume_path=Path(_env("NETWORK_VOLUME_PATH", "/runpod-volume")),
+        network_volume_path=network_volume_from_env(),
         hf_home=Path(hf_home) if hf_home else None,
         tiny_model_dir=Path(tiny_dir) if tiny_dir else None,
         device=_env("DEVICE", "auto"),

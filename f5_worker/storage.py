@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import filelock
 
+from f5_worker.settings import network_volume_from_env
+
 DEFAULT_URL_EXPIRY_S = 3600
 _KEY_SEGMENT = re.compile(r"[A-Za-z0-9_.=+-]+")
 
@@ -432,8 +434,8 @@ class StorageSettings:
             value = env.get(name)
             return value.strip() if value and value.strip() else default
 
-        volume = Path(network_volume_path or get("NETWORK_VOLUME_PATH", "/runpod-volume"))
-        mounted = volume.is_dir()
+        volume = Path(network_volume_path) if network_volume_path is not None else network_volume_from_env(env)
+        mounted = volume is not None and volume.is_dir()
         local_root = volume / "f5-worker" if mounted else Path("data").resolve()
 
         bucket, bucket_error = None, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 
 import pytest
@@ -193,3 +194,28 @@ def test_unreachable_bucket_fails_fast_and_clearly():
         bucket.get("a/b")
     assert time.monotonic() - started < 5
     assert isinstance(bucket, BucketStorage)
+
+
+@pytest.mark.parametrize("value, expected", [(None, "/runpod-volume"), ("", None), ("  ", None), ("/mnt/vol", "/mnt/vol")])
+def test_network_volume_path_reads_the_same_at_boot_and_in_the_worker(value, expected, monkeypatch, no_bucket_env):
+    """NETWORK_VOLUME_PATH="" turns the volume off (e.g. a read-only one) for the venv builder, and now for the
+    worker too: it used to read "" as unset and keep voices, model cache and results on /runpod-volume."""
+    import importlib.util
+    import sys
+
+    from f5_worker.settings import get_settings
+
+    if value is None:
+        monkeypatch.delenv("NETWORK_VOLUME_PATH", raising=False)
+    else:
+        monkeypatch.setenv("NETWORK_VOLUME_PATH", value)
+    name = "setup_venv_for_volume_test"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "setup_network_venv.py")
+    boot = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, boot)  # its dataclasses look their module up there
+    spec.loader.exec_module(boot)
+    want = None if expected is None else Path(expected)
+    assert boot.Config.from_env().volume == want
+    assert get_settings().network_volume_path == want
+    if want is None:
+        assert not get_settings().volume_mounted and StorageSettings.from_env().local_root == Path("data").resolve()
