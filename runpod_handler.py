@@ -21,6 +21,7 @@ with quick_cpuinfo(), private_job_state():
     import runpod
 
 from f5_worker.models import ModelUnavailableError  # noqa: E402
+from f5_worker.settings import SettingsError  # noqa: E402
 
 logging.basicConfig(
     level=os.environ.get("RUNPOD_LOG_LEVEL", "INFO").upper(),
@@ -34,7 +35,7 @@ if __name__ != "__mp_main__":  # not in the alignment processes, which import th
         from f5_worker.handler import Worker
 
         WORKER = Worker.from_env()
-    except ModelUnavailableError as exc:
+    except (ModelUnavailableError, SettingsError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from f5_worker.aligners.textnorm import Token, tokenize
 from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
+from f5_worker.settings import ALIGNER_KINDS
 
-ALIGNER_KINDS = ("auto", "ctc", "sphinx", "estimate")
 # Words whose confidence falls below this are listed in ``flagged_words``.
 FLAG_CONFIDENCE = 0.35
 # ``alignment_mismatch`` default: the overall score below which audio and text disagree.

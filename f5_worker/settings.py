@@ -7,11 +7,20 @@ configured that way); the names are documented in the README.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "F5TTS_v1_Base"
+
+
+ALIGNER_KINDS = ("auto", "ctc", "sphinx", "estimate")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class SettingsError(ValueError):
+    """A setting the worker cannot start with; the message names the variable (runpod_handler exits with it)."""
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -28,12 +37,26 @@ def _env_bool(name: str, default: bool) -> bool:
 
 def _env_int(name: str, default: int) -> int:
     value = _env(name)
-    return default if value is None else int(value)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {value!r})") from None
 
 
 def _env_float(name: str, default: float) -> float:
     value = _env(name)
-    return default if value is None else float(value)
+    try:
+        return default if value is None else float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number (got {value!r})") from None
+
+
+def _env_choice(name: str, default: str, allowed) -> str:
+    value = _env(name, default).strip().lower()
+    if not (allowed.fullmatch(value) if isinstance(allowed, re.Pattern) else value in allowed):
+        expected = "auto, cpu, cuda or cuda:N" if isinstance(allowed, re.Pattern) else ", ".join(allowed)
+        raise SettingsError(f"{name} must be one of {expected} (got {value!r})")
+    return value
 
 
 def network_volume_from_env(env=None) -> Path | None:
@@ -111,9 +134,9 @@ def get_settings() -> Settings:
         network_volume_path=network_volume_from_env(),
         hf_home=Path(hf_home) if hf_home else None,
         tiny_model_dir=Path(tiny_dir) if tiny_dir else None,
-        device=_env("DEVICE", "auto"),
+        device=_env_choice("DEVICE", "auto", _DEVICE),
         dtype=_env("MODEL_DTYPE", "auto"),
-        aligner=_env("ALIGNER", "auto"),
+        aligner=_env_choice("ALIGNER", "auto", ALIGNER_KINDS),
         max_ref_audio_seconds=_env_float("MAX_REF_AUDIO_SECONDS", 120.0),
         max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", 50 * 1024 * 1024),
         download_timeout_s=_env_float("DOWNLOAD_TIMEOUT_S", 30.0),

@@ -438,6 +438,20 @@ class StorageSettings:
         mounted = volume is not None and volume.is_dir()
         local_root = volume / "f5-worker" if mounted else Path("data").resolve()
 
+        problems: list[str] = []  # settings the bucket cannot be used with: it is disabled, and health says why
+
+        def number(name: str, default: str, kind: type = float):
+            raw = get(name, default)
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not 0 < value < float("inf"):
+                problems.append(f"{name} must be a positive {'whole ' if kind is int else ''}number (got {raw!r})")
+                return kind(default)
+            return value
+
+        expiry = number("URL_EXPIRY_S", str(DEFAULT_URL_EXPIRY_S), int)  # links to results in the bucket
         bucket, bucket_error = None, None
         endpoint = get("BUCKET_ENDPOINT_URL")
         key_id, secret = get("BUCKET_ACCESS_KEY_ID"), get("BUCKET_SECRET_ACCESS_KEY")
@@ -455,18 +469,22 @@ class StorageSettings:
                 bucket_error = "bucket disabled: BUCKET_NAME not set"
             else:
                 region = get("BUCKET_REGION") or _region_from_host(parts.hostname) or "us-east-1"
+                style = get("BUCKET_ADDRESSING_STYLE", "path").lower()
+                if style not in ("path", "virtual", "auto"):
+                    problems.append(f"BUCKET_ADDRESSING_STYLE must be path, virtual or auto (got {style!r})")
                 bucket = BucketSettings(
                     endpoint_url=f"{parts.scheme}://{parts.netloc}",
                     access_key_id=key_id,
                     secret_access_key=secret,
                     name=name,
                     region=region,
-                    addressing_style=get("BUCKET_ADDRESSING_STYLE", "path"),
-                    connect_timeout_s=float(get("BUCKET_CONNECT_TIMEOUT_S", "5")),
-                    read_timeout_s=float(get("BUCKET_READ_TIMEOUT_S", "60")),
-                    max_attempts=int(get("BUCKET_MAX_ATTEMPTS", "3")),
+                    addressing_style=style,
+                    connect_timeout_s=number("BUCKET_CONNECT_TIMEOUT_S", "5"),
+                    read_timeout_s=number("BUCKET_READ_TIMEOUT_S", "60"),
+                    max_attempts=number("BUCKET_MAX_ATTEMPTS", "3", int),
                 )
-        expiry = int(get("URL_EXPIRY_S", str(DEFAULT_URL_EXPIRY_S)))
+                if problems:
+                    bucket, bucket_error = None, "bucket disabled: " + "; ".join(problems)
         return cls(local_root, mounted, bucket, bucket_error, url_expiry_s=expiry)
 
 

@@ -155,3 +155,18 @@ def test_concurrent_runsync_jobs_all_complete(api_server):
         bodies = list(pool.map(post, range(3)))
     assert all(b["status"] == "COMPLETED" for b in bodies), bodies
     assert [b["output"]["seed"] for b in bodies] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MAX_CONCURRENCY", "four", "MAX_CONCURRENCY must be a whole number (got 'four')"),
+    ("ALIGNER", "bogus", "ALIGNER must be one of auto, ctc, sphinx, estimate (got 'bogus')"),
+    ("DEVICE", "tpu", "DEVICE must be one of auto, cpu, cuda or cuda:N (got 'tpu')"),
+])
+def test_a_bad_setting_fails_boot_with_a_message_naming_it(worker_env, tmp_path, name, value, message):
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input", json.dumps({"input": {"text": "x"}})],
+        cwd=tmp_path, env={**worker_env, name: value}, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 2
+    assert f"cannot start: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr

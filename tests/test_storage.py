@@ -219,3 +219,23 @@ def test_network_volume_path_reads_the_same_at_boot_and_in_the_worker(value, exp
     assert get_settings().network_volume_path == want
     if want is None:
         assert not get_settings().volume_mounted and StorageSettings.from_env().local_root == Path("data").resolve()
+
+
+def test_bucket_settings_it_cannot_use_disable_the_bucket_with_the_reason(monkeypatch, bucket_env):
+    """They used to raise while the worker started (after the model load): a worker that never came up."""
+    monkeypatch.setenv("BUCKET_READ_TIMEOUT_S", "60s")
+    monkeypatch.setenv("BUCKET_MAX_ATTEMPTS", "3.0")
+    monkeypatch.setenv("BUCKET_ADDRESSING_STYLE", "Sideways")
+    monkeypatch.setenv("URL_EXPIRY_S", "1h")
+    settings = StorageSettings.from_env()
+    assert settings.bucket is None
+    for problem in ("BUCKET_READ_TIMEOUT_S must be a positive number (got '60s')",
+                    "BUCKET_MAX_ATTEMPTS must be a positive whole number (got '3.0')",
+                    "BUCKET_ADDRESSING_STYLE must be path, virtual or auto (got 'sideways')",
+                    "URL_EXPIRY_S must be a positive whole number (got '1h')"):
+        assert problem in settings.bucket_error
+    assert Stores(settings).health()["results"] == "inline only"
+    monkeypatch.setenv("BUCKET_ADDRESSING_STYLE", "Virtual")  # any case
+    for name in ("BUCKET_READ_TIMEOUT_S", "BUCKET_MAX_ATTEMPTS", "URL_EXPIRY_S"):
+        monkeypatch.delenv(name)
+    assert StorageSettings.from_env().bucket.addressing_style == "virtual"
