@@ -381,13 +381,6 @@ def move_aside(path: Path) -> Path | None:
     return trash
 
 
-def remove_tree(path: Path) -> None:
-    """Move a directory out of the way atomically, then delete it (best effort)."""
-    trash = move_aside(path)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 # ------------------------------------------------------------------ volume
 
 
@@ -703,6 +696,25 @@ def ensure_cuda(venv: Path, cfg: Config) -> None:
         record_verification(venv, verify(venv, cfg))
 
 
+def move_aside_unused(venv: Path, layout: Layout, key: str, problem: str) -> None:
+    """Remove a venv that fails its check here, unless running workers use it (their start.sh holds its
+    use lock shared): it evidently works for them, and the check may have failed for a passing reason
+    (a fork refused, a slow volume). Deleting it would pull the files from under every one of them."""
+    use = FileLock(layout.use_lock(key))
+    if not use.acquire(shared=False, timeout_s=0, what="use lock, to rebuild") and use.supported:
+        raise BootError(
+            f"venv {venv.name} does not work here ({problem}), but running workers are using it",
+            "this boot stops rather than delete it under them; if it persists once they have stopped, "
+            "the next boot rebuilds it")
+    try:
+        log(f"venv {venv.name} is unusable ({problem}); moving it aside and rebuilding")
+        trash = move_aside(venv)
+    finally:
+        use.release()
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)  # slow on a network volume: not under the lock
+
+
 def activate(layout: Layout, key: str, facts: dict, label: Path, cfg: Config) -> Path:
     """Return the ready venv for this key on this layout, building it if needed."""
     venv = layout.venv(key)
@@ -734,8 +746,7 @@ def activate(layout: Layout, key: str, facts: dict, label: Path, cfg: Config) ->
             ensure_cuda(venv, cfg)
         else:
             if venv.exists():
-                log(f"venv {venv.name} is unusable ({problem}); moving it aside and rebuilding")
-                remove_tree(venv)
+                move_aside_unused(venv, layout, key, problem)
             collect_garbage(layout, key, cfg)
             build(key, facts, layout, cfg, label)
         touch_last_used(venv)
@@ -790,9 +801,16 @@ def boot(cfg: Config) -> dict:
         f"{facts['cuda']}, lock {facts['lock_sha256'][:12]})")
     layout, label = choose_layout(cfg, key)
     volume_layout = Layout(cfg.volume / "f5-worker", True) if cfg.volume is not None and cfg.volume.is_dir() else None
-    if volume_layout is not None and volume_layout != layout:
-        prepare_root(volume_layout, cfg.volume)  # caches still go to the volume
-    prepare_root(layout, label)
+    try:
+        if volume_layout is not None and volume_layout != layout:
+            prepare_root(volume_layout, cfg.volume)  # caches still go to the volume
+        prepare_root(layout, label)
+    except BootError as exc:
+        # A full volume (model caches, voices and results fill it too) must not stop workers whose venv
+        # is ready: reusing it writes nothing that matters. Only a build needs the room.
+        if exc.code != EXIT_VOLUME or quick_check(layout.venv(key), key) is not None:
+            raise
+        log(f"WARNING: {exc.problem}; the venv {key} is ready, so this boot goes on. fix: {exc.fix}")
     venv = activate(layout, key, facts, label, cfg)
     try:
         collect_garbage(layout, key, cfg)

@@ -532,3 +532,46 @@ def test_real_project_lock_builds_and_imports_torch_f5_tts_runpod(tmp_path):
             assert "fix: the host driver is probably older than CUDA" in gpu_boot.stderr
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_venv_running_workers_use_is_never_deleted_to_rebuild_it(area):
+    """Its check can fail here for a passing reason (a refused fork, a slow volume); deleting it would pull
+    the files from under every worker that runs from it (start.sh holds its use lock shared)."""
+    volume, local = area
+    env = exports(run_boot(boot_env(volume, local)))
+    venv = Path(env["F5_VENV"])
+    marker = venv / ".f5-worker-venv.json"
+    saved = marker.read_bytes()
+    marker.unlink()  # what this boot's check sees; the running worker below is fine
+    fd = os.open(env["F5_VENV_USE_LOCK"], os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    try:
+        result = run_boot(boot_env(volume, local))
+        assert result.returncode == 1, result.stderr
+        assert "but running workers are using it" in result.stderr and "fix:" in result.stderr
+        assert (venv / "bin" / "python").exists(), "in use: must not be deleted"
+    finally:
+        os.close(fd)
+    marker.write_bytes(saved)
+    assert run_boot(boot_env(volume, local)).returncode == 0
+    marker.unlink()
+    result = run_boot(boot_env(volume, local))  # nobody uses it now: rebuilt as before
+    assert result.returncode == 0 and "unusable (no ready marker" in result.stderr
+    assert leftovers(volume) == []
+
+
+@needs_unshare
+def test_a_full_volume_still_boots_workers_whose_venv_is_ready(area):
+    """Caches, voices and results fill the volume too; reusing a ready venv needs no room, only a build does."""
+    volume, local = area
+    fill = volume / "f5-worker" / "filler"
+    shell = (f"mount -t tmpfs -o size=200m tmpfs {volume} && "
+             f"{BASE_PYTHON} {SCRIPT} > /dev/null && "  # builds the venv on the volume
+             f"(dd if=/dev/zero of={fill} bs=1M 2>/dev/null; true) && "
+             f"exec {BASE_PYTHON} {SCRIPT}")
+    result = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", shell],
+                            env=boot_env(volume, local), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"WARNING: the volume at {volume} is full" in result.stderr
+    assert "is ready; reusing it" in result.stderr
+    assert "export F5_VENV_PYTHON=" in result.stdout
