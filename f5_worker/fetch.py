@@ -108,7 +108,10 @@ def _split(url: str, field: str) -> tuple[str, str, int, str]:
         raise JobError(field, "URL has no host")
     if parts.username or parts.password:
         raise JobError(field, "URLs with credentials are not allowed")
-    host = parts.hostname
+    try:  # a non-ASCII name goes on the wire (Host, TLS server name) in its ASCII (punycode) form
+        host = parts.hostname if parts.hostname.isascii() else parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise JobError(field, f"not a valid host name: {parts.hostname!r}") from None
     port = port or (443 if parts.scheme == "https" else 80)
     target = parts.path or "/"
     if parts.query:
@@ -127,6 +130,57 @@ def _pool(scheme: str, host: str, ip: Address, port: int, timeout: urllib3.Timeo
     return urllib3.HTTPConnectionPool(str(ip), port, timeout=timeout, retries=False, maxsize=1)
 
 
+class _Deadline:
+    """Shuts down every socket of a download when its time is up.
+
+    Socket timeouts bound each read, not the whole: a server that sends the status
+    line, the headers, the TLS handshake or the body a byte at a time, just inside the
+    timeout, could hold a job thread for ever (and, stopped by RunPod, leak it).
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired.is_set():
+                self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired.set()
+            for sock in self._sockets:
+                self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _watched(connection_cls: type, deadline: _Deadline) -> type:
+    """urllib3's connection class, with each new socket (TCP, before any TLS) handed to ``deadline``."""
+
+    class Watched(connection_cls):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            deadline.track(sock)
+            return sock
+
+    return Watched
+
+
 def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> bytes:
     """GET ``url`` and return its body, or raise ``JobError(field, ...)`` saying why not.
 
@@ -135,6 +189,20 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
     redirects included; ``max_bytes`` bounds the body, whatever
     ``Content-Length`` claims.
     """
+    watchdog = _Deadline(timeout_s)
+    try:
+        return _fetch(url, field, max_bytes, timeout_s, watchdog)
+    except JobError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a socket shut down by the watchdog fails wherever it was
+        if watchdog.expired.is_set():
+            raise JobError(field, f"download took longer than {timeout_s:g} s") from None
+        raise
+    finally:
+        watchdog.cancel()
+
+
+def _fetch(url: str, field: str, max_bytes: int, timeout_s: float, watchdog: _Deadline) -> bytes:
     allow_private = private_downloads_allowed()
     deadline = time.monotonic() + timeout_s
     current = url
@@ -145,6 +213,7 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
         if remaining <= 0:
             raise JobError(field, f"download took longer than {timeout_s:g} s")
         pool = _pool(scheme, host, ip, port, urllib3.Timeout(connect=remaining, read=remaining))
+        pool.ConnectionCls = _watched(pool.ConnectionCls, watchdog)
         netloc = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             netloc += f":{port}"
@@ -154,18 +223,9 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
                 headers={"Host": netloc, "User-Agent": USER_AGENT, "Accept": "audio/*, */*;q=0.5"},
                 redirect=False, preload_content=False, decode_content=True,
             )
-        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of TimeoutError, for history
-            pool.close()
-            raise JobError(field, f"could not connect to {host!r} ({_reason(exc)})") from None
-        except urllib3.exceptions.TimeoutError:
-            pool.close()
-            raise JobError(field, f"download took longer than {timeout_s:g} s") from None
-        except urllib3.exceptions.SSLError as exc:
-            pool.close()
-            raise JobError(field, f"TLS error talking to {host!r} ({_reason(exc)})") from None
         except urllib3.exceptions.HTTPError as exc:
             pool.close()
-            raise JobError(field, f"could not connect to {host!r} ({_reason(exc)})") from None
+            raise _connection_error(exc, field, host, timeout_s, watchdog) from None
         try:
             if response.status in (301, 302, 303, 307, 308):
                 location = response.headers.get("Location")
@@ -175,7 +235,7 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
                 continue
             if response.status != 200:
                 raise JobError(field, f"download failed: HTTP {response.status} from {host!r}")
-            return _read_capped(response, field, max_bytes, deadline, timeout_s)
+            return _read_capped(response, field, max_bytes, timeout_s, watchdog)
         finally:
             response.release_conn()
             pool.close()
@@ -193,23 +253,21 @@ def audio_bytes(
     return decode_base64(b64, b64_field), b64_field
 
 
+def _connection_error(exc: Exception, field: str, host: str, timeout_s: float, watchdog: _Deadline) -> JobError:
+    if watchdog.expired.is_set() or (isinstance(exc, urllib3.exceptions.TimeoutError)
+                                     and not isinstance(exc, urllib3.exceptions.NewConnectionError)):
+        return JobError(field, f"download took longer than {timeout_s:g} s")
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return JobError(field, f"TLS error talking to {host!r} ({_reason(exc)})")
+    return JobError(field, f"could not connect to {host!r} ({_reason(exc)})")  # NewConnectionError included
+
+
 def _read_capped(
-    response: urllib3.BaseHTTPResponse, field: str, max_bytes: int, deadline: float, timeout_s: float
+    response: urllib3.BaseHTTPResponse, field: str, max_bytes: int, timeout_s: float, watchdog: _Deadline
 ) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise JobError(field, f"file is {int(declared)} bytes, over the {max_bytes} byte limit")
-    # A server that trickles bytes could keep each read just under the socket
-    # timeout forever; a timer shuts the response down at the deadline.
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        response.shutdown()
-
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-    timer.daemon = True
-    timer.start()
     body = bytearray()
     try:
         while True:
@@ -220,12 +278,10 @@ def _read_capped(
             if len(body) > max_bytes:
                 raise JobError(field, f"file is over the {max_bytes} byte limit")
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        if expired.is_set():
+        if watchdog.expired.is_set():
             raise JobError(field, f"download took longer than {timeout_s:g} s") from None
         raise JobError(field, f"download interrupted ({_reason(exc)})") from None
-    finally:
-        timer.cancel()
-    if expired.is_set():
+    if watchdog.expired.is_set():  # shut down between reads: what came may be cut short
         raise JobError(field, f"download took longer than {timeout_s:g} s")
     if not body:
         raise JobError(field, "the URL returned an empty file")

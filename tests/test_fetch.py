@@ -214,6 +214,26 @@ def test_connection_is_pinned_to_the_checked_address(server, loopback_counts_as_
     assert server.seen_hosts == [f"voices.example:{port}"]  # the server still saw the real host name
 
 
+def test_a_non_ascii_host_name_is_sent_in_its_ascii_form(server, loopback_counts_as_public, monkeypatch):
+    """It used to reach http.client raw and come back as an internal UnicodeEncodeError."""
+    server.routes["/ref"] = serve_bytes(b"idn")
+    port = server.server_address[1]
+    real_getaddrinfo = socket.getaddrinfo
+    looked_up = []
+
+    def dns(host, *args, **kwargs):
+        if host == "xn--r8jz45g.jp":  # 例え.jp
+            looked_up.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    assert get(f"http://例え.jp:{port}/ref") == b"idn"
+    assert looked_up == ["xn--r8jz45g.jp"] and server.seen_hosts == [f"xn--r8jz45g.jp:{port}"]
+    with pytest.raises(JobError, match="^ref_audio_url: not a valid host name"):
+        get("http://" + "a" * 70 + "é.example/ref")  # a label over 63 characters cannot be encoded
+
+
 def test_any_private_answer_refuses_the_host(loopback_counts_as_public, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: [
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", 80)),
@@ -258,6 +278,29 @@ def test_time_cap_covers_a_trickling_server(server, private_allowed):
     started = time.monotonic()
     with pytest.raises(JobError, match="took longer than 1 s"):
         get(server.base + "/trickle", timeout_s=1.0)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("slow_part", ["status line", "headers"])
+def test_time_cap_covers_a_server_trickling_before_the_body(server, private_allowed, slow_part):
+    """Each byte comes inside the socket timeout, so only a deadline over the whole download stops it."""
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 40) for i in range(50))
+
+    def trickle(req):
+        fast, slow = (b"", head) if slow_part == "status line" else (head[:17], head[17:])
+        try:
+            req.wfile.write(fast)
+            for i in range(len(slow)):
+                req.wfile.write(slow[i:i + 1])
+                req.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    server.routes["/slow-head"] = trickle
+    started = time.monotonic()
+    with pytest.raises(JobError, match="took longer than 1 s"):
+        get(server.base + "/slow-head", timeout_s=1.0)
     assert time.monotonic() - started < 2.0
 
 
