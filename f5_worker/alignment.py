@@ -27,7 +27,7 @@ FLAG_CONFIDENCE = 0.35
 MISMATCH_SCORE = 0.6
 
 
-def _floor_ms(seconds: float) -> float:
+def floor_ms(seconds: float) -> float:
     """Milliseconds, rounded down: keeps ``start <= end``, order and ``end <= duration`` after rounding."""
     return math.floor(seconds * 1000 + 1e-6) / 1000
 
@@ -47,8 +47,8 @@ class TimedSpan:
     def to_dict(self) -> dict:
         return {
             self.kind: self.text,
-            "start": _floor_ms(self.start),
-            "end": _floor_ms(self.end),
+            "start": floor_ms(self.start),
+            "end": floor_ms(self.end),
             "confidence": round(self.confidence, 3),
             "char_start": self.char_start,
             "char_end": self.char_end,

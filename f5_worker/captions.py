@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import textwrap
+import re
 from dataclasses import dataclass
 
 import pysubs2
 
-from f5_worker.alignment import TimedSpan
+from f5_worker.alignment import TimedSpan, floor_ms
 
 CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
@@ -33,7 +33,7 @@ class CaptionLayout:
 @dataclass
 class Cue:
     words: list[TimedSpan]
-    lines: list[str]
+    line_words: list[list[TimedSpan]]  # the words of each line, in order
 
     @property
     def start(self) -> float:
@@ -43,10 +43,35 @@ class Cue:
     def end(self) -> float:
         return max(self.words[-1].end, max(w.end for w in self.words), self.start)
 
+    @property
+    def lines(self) -> list[str]:
+        return [_line_text(words) for words in self.line_words]
 
-def _wrap(words: list[TimedSpan], width: int) -> list[str]:
-    return textwrap.wrap(" ".join(w.text for w in words), width=width, break_long_words=False,
-                         break_on_hyphens=False) or [""]
+
+def _joiner(prev: TimedSpan, word: TimedSpan) -> str:
+    """What stands between two words in the text: a space, or nothing (CJK characters are words)."""
+    return " " if word.char_start > prev.char_end else ""
+
+
+def _line_text(words: list[TimedSpan], render=lambda w: w.text) -> str:
+    return "".join((_joiner(words[i - 1], w) if i else "") + render(w) for i, w in enumerate(words))
+
+
+def _layout(words: list[TimedSpan], width: int) -> list[list[TimedSpan]]:
+    """Greedy wrap at the text's own word boundaries; a word wider than a line gets a line of its own,
+    and punctuation alone (``—``, ``...``) stays on the line before it rather than open one."""
+    lines: list[list[TimedSpan]] = []
+    length = 0
+    for w in words:
+        if lines:
+            sep = _joiner(lines[-1][-1], w)
+            if length + len(sep) + len(w.text) <= width or not any(c.isalnum() for c in w.text):
+                lines[-1].append(w)
+                length += len(sep) + len(w.text)
+                continue
+        lines.append([w])
+        length = len(w.text)
+    return lines or [[]]
 
 
 def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
@@ -56,18 +81,17 @@ def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
     for word in words:
         if current:
             prev = current[-1]
-            candidate = current + [word]
-            too_long = len(_wrap(candidate, layout.max_chars_per_line)) > layout.max_lines
+            too_long = len(_layout(current + [word], layout.max_chars_per_line)) > layout.max_lines
             too_slow = word.end - current[0].start > layout.max_caption_seconds
             sentence_end = prev.text.rstrip("\"'”’)]»").endswith(SENTENCE_END)
             pause = word.start - prev.end >= PAUSE_BREAK_S
             sounding = word.end > word.start or any(c.isalnum() for c in word.text)
             if sounding and (too_long or too_slow or sentence_end or pause):
-                cues.append(Cue(current, _wrap(current, layout.max_chars_per_line)))
+                cues.append(Cue(current, _layout(current, layout.max_chars_per_line)))
                 current = []
         current.append(word)
     if current:
-        cues.append(Cue(current, _wrap(current, layout.max_chars_per_line)))
+        cues.append(Cue(current, _layout(current, layout.max_chars_per_line)))
     return cues
 
 
@@ -87,55 +111,61 @@ def _escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _lines_of_words(cue: Cue) -> list[list[TimedSpan]]:
-    """The cue's words distributed over its wrapped lines (wrapping only splits at spaces)."""
-    out, i = [], 0
-    for line in cue.lines:
-        n = len(line.split())
-        out.append(cue.words[i : i + n])
-        i += n
-    if i < len(cue.words):
-        out[-1].extend(cue.words[i:])
-    return out
+_SSA_WHITESPACE_TAG = re.compile(r"\\(?=[nNh])")
+
+
+def _literal_ssa(text: str) -> str:
+    """Text as written, for SRT/ASS through pysubs2, which reads ``\\n``, ``\\N`` and ``\\h`` as line
+    breaks and spaces anywhere: a word joiner (invisible) after such a backslash keeps it literal."""
+    return _SSA_WHITESPACE_TAG.sub("\\\u2060", text)
+
+
+def _ass_cs(seconds: float) -> int:
+    """Centiseconds as pysubs2 writes an ASS time (Aegisub's rounding of the millisecond value)."""
+    return (_ms(seconds) + 5) // 10
 
 
 def to_srt(cues: list[Cue]) -> str:
     subs = pysubs2.SSAFile()
     for cue in cues:
-        subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=r"\N".join(cue.lines)))
-    return subs.to_string("srt")
+        text = r"\N".join(_line_text(words, lambda w: _literal_ssa(w.text)) for words in cue.line_words)
+        subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=text))
+    return subs.to_string("srt", keep_ssa_tags=True)  # the words' braces are text, not override tags
 
 
 def to_ass(cues: list[Cue]) -> str:
-    """ASS with ``{\\kNN}`` before each word: centiseconds until the next word starts (karaoke)."""
+    """ASS with ``{\\kNN}`` before each word: centiseconds until the next word starts (karaoke).
+
+    The tags are differences of the rounded times, so they add up to the cue's length as written.
+    """
     subs = pysubs2.SSAFile()
     for cue in cues:
-        lines = []
-        for line_words in _lines_of_words(cue):
-            parts = []
-            for w in line_words:
-                i = cue.words.index(w)
-                nxt = cue.words[i + 1].start if i + 1 < len(cue.words) else cue.end
-                cs = max(0, int(round((nxt - w.start) * 100)))
-                parts.append(f"{{\\k{cs}}}{w.text.replace('{', '(').replace('}', ')')}")
-            lines.append(" ".join(parts))
-        subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=r"\N".join(lines)))
+        bounds = [_ass_cs(cue.start)] + [_ass_cs(w.start) for w in cue.words[1:]] + [_ass_cs(cue.end)]
+        tags = {id(w): max(0, bounds[i + 1] - bounds[i]) for i, w in enumerate(cue.words)}
+
+        def render(w: TimedSpan) -> str:
+            text = _literal_ssa(w.text).replace("{", "(").replace("}", ")")  # braces open override blocks
+            return f"{{\\k{tags[id(w)]}}}{text}"
+
+        text = r"\N".join(_line_text(words, render) for words in cue.line_words)
+        subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=text))
     return subs.to_string("ass")
 
 
 def to_vtt(cues: list[Cue]) -> str:
-    """WebVTT with an inline ``<hh:mm:ss.mmm>`` timestamp before every word after a cue's first
-    (the first word starts with the cue; the spec wants inline times after the cue start)."""
+    """WebVTT with an inline ``<hh:mm:ss.mmm>`` timestamp before every word that starts strictly inside
+    its cue (the spec wants inline times after the cue start and before its end)."""
     out = ["WEBVTT", ""]
     for n, cue in enumerate(cues, 1):
         out.append(str(n))
         out.append(f"{_vtt_time(cue.start)} --> {_vtt_time(cue.end)}")
-        for line_words in _lines_of_words(cue):
-            parts = []
-            for w in line_words:
-                text = _escape_vtt(w.text)
-                parts.append(text if w is cue.words[0] else f"<{_vtt_time(w.start)}>{text}")
-            out.append(" ".join(parts))
+        start, end = _ms(cue.start), _ms(cue.end)
+
+        def render(w: TimedSpan) -> str:
+            text = _escape_vtt(w.text)
+            return f"<{_vtt_time(w.start)}>{text}" if start < _ms(w.start) < end else text
+
+        out.extend(_line_text(words, render) for words in cue.line_words)
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -157,6 +187,16 @@ def to_json(cues: list[Cue]) -> str:
     )
 
 
+def as_reported(words: list[TimedSpan], duration: float) -> list[TimedSpan]:
+    """The words with the times a result reports: clipped to ``[0, duration]``, rounded down to 1 ms
+    (``TimedSpan.to_dict``), so captions, CSV and ``words`` agree to the millisecond."""
+    return [
+        TimedSpan(w.text, floor_ms(min(max(w.start, 0.0), duration)),
+                  floor_ms(min(max(w.end, w.start, 0.0), duration)), w.confidence, w.char_start, w.char_end, w.kind)
+        for w in words
+    ]
+
+
 def render_captions(
     words: list[TimedSpan], formats: list[str], layout: CaptionLayout, *, duration: float
 ) -> dict[str, str]:
@@ -164,11 +204,7 @@ def render_captions(
     unknown = [f for f in formats if f not in CAPTION_FORMATS]
     if unknown:
         raise ValueError(f"unknown caption format(s) {unknown}; choose from {', '.join(CAPTION_FORMATS)}")
-    clipped = [
-        TimedSpan(w.text, min(max(w.start, 0.0), duration), min(max(w.end, w.start, 0.0), duration),
-                  w.confidence, w.char_start, w.char_end, w.kind)
-        for w in words
-    ]
+    clipped = as_reported(words, duration)
     cues = group_cues(clipped, layout)
     writers = {"srt": lambda: to_srt(cues), "ass": lambda: to_ass(cues), "vtt": lambda: to_vtt(cues),
                "csv": lambda: to_csv(clipped), "json": lambda: to_json(cues)}

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from f5_worker.alignment import TimedSpan
-from f5_worker.captions import CAPTION_FORMATS, CaptionLayout, group_cues, render_captions
+from f5_worker.captions import CAPTION_FORMATS, CaptionLayout, as_reported, group_cues, render_captions
 
 
 def timed(text: str, step: float = 0.3, gap: float = 0.05, pauses: dict[int, float] | None = None) -> list[TimedSpan]:
@@ -98,8 +98,9 @@ def test_any_words_give_parseable_captions_with_each_word_once(tokens, durations
         pos += len(tok) + 1
     duration = (words[-1].end if words else 0.0) + 0.1
     layout = CaptionLayout(max_chars_per_line=width, max_lines=lines)
-    cues = group_cues(words, layout)
-    assert [w for c in cues for w in c.words] == words
+    reported = as_reported(words, duration)  # what render_captions groups
+    cues = group_cues(reported, layout)
+    assert [w for c in cues for w in c.words] == reported
     out = render_captions(words, list(CAPTION_FORMATS), layout, duration=duration)
     srt = pysubs2.SSAFile.from_string(out["srt"], format_="srt")
     ass = pysubs2.SSAFile.from_string(out["ass"], format_="ass")
@@ -110,3 +111,77 @@ def test_any_words_give_parseable_captions_with_each_word_once(tokens, durations
     assert [w["word"] for c in json.loads(out["json"])["cues"] for w in c["words"]] == tokens
     for c in cues:
         assert 0.0 <= c.start <= c.end <= duration
+
+
+# --- found by a review: each of these failed on the earlier writers ------------------------------------
+
+def spans(text: str, times: list[tuple[float, float]]) -> list[TimedSpan]:
+    """Words of ``text`` split as the aligner splits them (whitespace; CJK characters are words)."""
+    tokens = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[\u4e00-\u9fff][，。！？]?|[^\s\u4e00-\u9fff]+", text)]
+    assert len(tokens) == len(times)
+    return [TimedSpan(t, s, e, 0.9, a, b) for (t, a, b), (s, e) in zip(tokens, times)]
+
+
+def test_braces_and_backslashes_in_words_stay_text_in_srt_and_ass():
+    text = r"Type {b} or C:\new\Notes then \h and {\i1}x"
+    words = spans(text, [(i * 0.4, i * 0.4 + 0.3) for i in range(8)])
+    out = render_captions(words, ["srt", "ass"], CaptionLayout(max_chars_per_line=80, max_lines=1), duration=5.0)
+    srt_lines = out["srt"].split("\n")
+    assert srt_lines[2].replace("\u2060", "") == text  # as written: no tag eaten, no line break, no space made
+    assert srt_lines[3] == ""  # one line
+    ass_event = pysubs2.SSAFile.from_string(out["ass"])[0]
+    assert "\n" not in ass_event.plaintext and "\\N" not in ass_event.text.replace("\\\u2060N", "")
+    assert re.sub(r"\{\\k\d+\}", "", ass_event.text).replace("\u2060", "") == text.replace("{", "(").replace("}", ")")
+
+
+def test_cjk_captions_keep_the_text_without_invented_spaces():
+    text = "你好，世界。 Hello 你们"
+    words = spans(text, [(i * 0.3, i * 0.3 + 0.25) for i in range(7)])
+    out = render_captions(words, ["json", "srt", "vtt"], CaptionLayout(), duration=3.0)
+    assert json.loads(out["json"])["cues"][0]["lines"] == ["你好，世界。"]
+    assert json.loads(out["json"])["cues"][1]["lines"] == ["Hello 你们"]
+    assert "你好，世界。" in out["srt"]
+    narrow = render_captions(words[:4], ["json"], CaptionLayout(max_chars_per_line=3, max_lines=4), duration=3.0)
+    assert json.loads(narrow["json"])["cues"][0]["lines"] == ["你好，", "世界。"]  # wrapped, lines of <= 3
+
+
+def test_punctuation_alone_never_opens_a_line_past_max_lines():
+    words = spans("Mother nature... —", [(0.0, 0.4), (0.5, 1.0), (1.0, 1.0)])
+    cues = json.loads(render_captions(words, ["json"], CaptionLayout(max_chars_per_line=10, max_lines=1),
+                                      duration=1.2)["json"])["cues"]
+    assert all(len(c["lines"]) <= 1 for c in cues)
+    assert cues[-1]["lines"] == ["nature... —"]  # glued to its line, over the width, rather than a line more
+
+
+def test_vtt_inline_timestamps_lie_strictly_inside_their_cue():
+    words = spans("Mother nature... —", [(0.0, 0.4), (0.5, 1.03), (1.03, 1.03)])
+    vtt = render_captions(words, ["vtt"], CaptionLayout(), duration=1.2)["vtt"]
+    for cue in webvtt.from_buffer(io.StringIO(vtt)):
+        for stamp in re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", cue.raw_text):
+            assert cue.start < stamp < cue.end
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=12))
+def test_ass_karaoke_tags_add_up_to_the_cue_as_written(gaps_ms):
+    """Times off the 10 ms grid (the estimate aligner's): each tag rounded alone used to miss by 1 cs."""
+    times, t = [], 0.0
+    for gap in gaps_ms:
+        times.append((t + 0.0013, t + gap / 1000 * 0.8 + 0.0013))
+        t += gap / 1000
+    words = spans(" ".join(f"w{i}" for i in range(len(times))), times)
+    ass = render_captions(words, ["ass"], CaptionLayout(max_chars_per_line=200, max_lines=4,
+                                                         max_caption_seconds=30), duration=t + 1)["ass"]
+    for event in pysubs2.SSAFile.from_string(ass):
+        tags = [int(k) for k in re.findall(r"\\k(\d+)", event.text)]
+        assert sum(tags) == round((event.end - event.start) / 10)
+
+
+def test_caption_times_are_the_words_times_rounded_down_like_the_words():
+    words = spans("Some call me", [(0.0004, 0.3006), (0.4007, 0.9219), (0.9219, 4.2119676)])
+    out = render_captions(words, ["json", "csv"], CaptionLayout(), duration=4.2119676)
+    cue = json.loads(out["json"])["cues"][0]
+    assert cue["start"] == cue["words"][0]["start"] == 0.0
+    assert cue["end"] == 4.211 <= 4.2119676
+    rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert [float(r["start"]) for r in rows] == [w["start"] for w in cue["words"]]
