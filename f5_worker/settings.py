@@ -51,11 +51,17 @@ def _env_float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number (got {value!r})") from None
 
 
-def _env_choice(name: str, default: str, allowed) -> str:
+def _env_choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = _env(name, default).strip().lower()
-    if not (allowed.fullmatch(value) if isinstance(allowed, re.Pattern) else value in allowed):
-        expected = "auto, cpu, cuda or cuda:N" if isinstance(allowed, re.Pattern) else ", ".join(allowed)
-        raise SettingsError(f"{name} must be one of {expected} (got {value!r})")
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def _env_device() -> str:
+    value = _env("DEVICE", "auto").strip().lower()
+    if not _DEVICE.fullmatch(value):
+        raise SettingsError(f"DEVICE must be one of auto, cpu, cuda or cuda:N (got {value!r})")
     return value
 
 
@@ -134,7 +140,7 @@ def get_settings() -> Settings:
         network_volume_path=network_volume_from_env(),
         hf_home=Path(hf_home) if hf_home else None,
         tiny_model_dir=Path(tiny_dir) if tiny_dir else None,
-        device=_env_choice("DEVICE", "auto", _DEVICE),
+        device=_env_device(),
         dtype=_env("MODEL_DTYPE", "auto"),
         aligner=_env_choice("ALIGNER", "auto", ALIGNER_KINDS),
         max_ref_audio_seconds=_env_float("MAX_REF_AUDIO_SECONDS", 120.0),
