@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from f5_worker.errors import summary
+
 log = logging.getLogger(__name__)
 
 
@@ -152,7 +154,7 @@ class GraphedDiT(torch.nn.Module):
                 self._graphs.clear()  # their pool's memory goes back for later captures; they are re-captured
                 raise  # this job fails for memory, as it would eagerly; graphs stay on for the next ones
             except Exception as exc:  # noqa: BLE001 - an op or driver that cannot be captured: stay eager
-                self.failed = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                self.failed = summary(exc)
                 self._graphs.clear()
                 log.error("CUDA graph capture failed, running eagerly from now on: %s", self.failed)
                 return body(self.dit, *buffers, time_in, mask_in)[:, :frames].clone()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from f5_worker import audio, stopping
-from f5_worker.errors import JobError
+from f5_worker.errors import JobError, summary
 from f5_worker.models import LoadedModels
 
 log = logging.getLogger(__name__)
@@ -334,9 +334,7 @@ class SynthesisEngine:
             if not self.models.compiled:
                 raise
             # TORCH_COMPILE asks for speed; a worker that boots is worth more: run eagerly instead
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            log.error("TORCH_COMPILE: compilation failed, running without it: %s: %s", type(exc).__name__,
-                      first_line)
+            log.error("TORCH_COMPILE: compilation failed, running without it: %s", summary(exc))
             from f5_worker.models import uncompile_transformer_blocks
 
             uncompile_transformer_blocks(self.models.cfm.transformer)

@@ -14,6 +14,11 @@ class JobError(Exception):
         super().__init__(f"{field}: {problem}")
 
 
+def summary(exc: BaseException, limit: int | None = None) -> str:
+    """``Type: first line of the message`` (cut to ``limit``), for a log line or a reply: some run to pages."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:limit]}"
+
+
 def is_gpu_out_of_memory(exc: BaseException) -> bool:
     """CUDA ran out of memory: that job fails, the worker frees its cache and serves on."""
     import torch

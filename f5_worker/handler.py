@@ -39,7 +39,7 @@ from f5_worker.engine import (
     plan_chunks,
     prepare_reference,
 )
-from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
+from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory, summary
 from f5_worker.models import LoadedModels, load_models
 from f5_worker.settings import Settings, get_settings
 from f5_worker.storage import Stores
@@ -184,7 +184,7 @@ class Worker:
             if is_gpu_failure(exc):
                 log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
                              "so this worker asks RunPod to replace it", job_id, exc_info=True)
-                self.gpu_failure = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+                self.gpu_failure = summary(exc, limit=200)
                 return self._gpu_failed_result()
             log.exception("job %s failed", job_id)
             return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
