@@ -6,25 +6,17 @@ Runs as a serverless worker on RunPod, or locally with ``test_input.json`` /
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")  # runpod's own default is DEBUG, which logs job inputs
+from f5_worker.config import SettingsError, runpod_log_level
+from f5_worker.runpod_import import import_runpod
+from f5_worker.tts.weights import ModelUnavailableError
 
-from f5_worker.fast_imports import quick_cpuinfo  # noqa: E402
-from f5_worker.runpod_state import private_job_state  # noqa: E402
-
-# runpod reads the CPU's name at import (in-process saves ~1 s, fast_imports.py), and takes the place of
-# its jobs-in-progress file from the cwd, where one left by a killed worker would block this one (runpod_state.py)
-with quick_cpuinfo(), private_job_state():
-    import runpod
-
-from f5_worker.models import ModelUnavailableError  # noqa: E402
-from f5_worker.settings import SettingsError  # noqa: E402
+runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
 
 logging.basicConfig(
-    level=os.environ.get("RUNPOD_LOG_LEVEL", "INFO").upper(),
+    level=runpod_log_level(),
     format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     stream=sys.stderr,
 )
@@ -32,22 +24,20 @@ log = logging.getLogger("f5_worker")
 
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
     try:
-        from f5_worker.handler import Worker
+        from f5_worker.worker import Worker
 
         WORKER = Worker.from_env()
+        RESULT_DUMP_DIR = WORKER.settings.result_dump_dir
     except (ModelUnavailableError, SettingsError) as exc:
         log.error("cannot start: %s", exc)
         sys.exit(2)
-
-
-RESULT_DUMP_DIR = os.environ.get("RESULT_DUMP_DIR")  # local debugging: runpod truncates logged results
 
 
 async def handler(job):
     """RunPod calls this once per job, several at a time; the Worker never raises."""
     result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"))
     if RESULT_DUMP_DIR:
-        dump_result(Path(RESULT_DUMP_DIR), str(job.get("id", "job")), result)
+        dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), result)
     return result
 
 
@@ -57,6 +47,7 @@ def concurrency(current: int) -> int:
 
 
 def dump_result(directory: Path, job_id: str, result: dict) -> None:
+    """Local debugging (RESULT_DUMP_DIR): the whole result as a file, since runpod cuts long log lines."""
     directory.mkdir(parents=True, exist_ok=True)
     safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)
     (directory / f"{safe_id}.json").write_text(json.dumps(result))

@@ -235,3 +235,19 @@ def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:
 def estimated_encoded_bytes(n_samples: int, fmt: str) -> int:
     """An upper bound of the encoded size, base64 included (what RunPod counts)."""
     return int(n_samples * BYTES_PER_SAMPLE[fmt] * 4 / 3) + 1024
+
+
+def speech_region(
+    audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.02, floor_db: float = -40.0
+) -> tuple[float, float]:
+    """First and last moment the audio is louder than ``floor_db`` below its peak frame (seconds)."""
+    hop = max(1, int(sample_rate * frame_s))
+    n = len(audio) // hop
+    if n == 0:
+        return 0.0, len(audio) / sample_rate if sample_rate else 0.0
+    frames = audio[: n * hop].reshape(n, hop).astype(np.float64)
+    energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.flatnonzero(energy > energy.max() + floor_db)
+    if len(loud) == 0:
+        return 0.0, len(audio) / sample_rate
+    return loud[0] * hop / sample_rate, min((loud[-1] + 1) * hop / sample_rate, len(audio) / sample_rate)

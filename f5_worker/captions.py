@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pysubs2
 
-from f5_worker.alignment import TimedSpan, floor_ms
+from f5_worker.alignment.types import TimedSpan, floor_ms
 
 CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from f5_worker.errors import JobError
-from f5_worker.storage import StorageError, Stores
+from f5_worker.schema import OUTPUT_MODES
+from f5_worker.storage.base import StorageError
+from f5_worker.storage.stores import Stores
 
-OUTPUT_MODES = ("inline", "bucket", "auto")
 CAPTION_CONTENT_TYPES = {
     "srt": "application/x-subrip",
     "vtt": "text/vtt; charset=utf-8",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
-import os
 import socket
 import threading
 import time
@@ -25,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import urllib3
 
+from f5_worker.config import private_downloads_allowed
 from f5_worker.errors import JobError
 
 MAX_REDIRECTS = 5
@@ -33,10 +33,6 @@ _CHUNK = 64 * 1024
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetch-dns")
-
-
-def private_downloads_allowed() -> bool:
-    return os.environ.get("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "").strip().lower() in ("1", "true", "yes")
 
 
 def is_public_address(ip: Address) -> bool:

@@ -1,23 +1,34 @@
-"""Job input models (pydantic v2): one model per ``action``, unknown fields refused.
+"""Every job input the worker accepts (pydantic v2): one model per ``action``, unknown fields refused.
 
+All request models are declared here, and ``ACTIONS`` is a plain table of
+them, so what a job may say does not depend on which modules were imported.
 ``parse_job`` turns a raw ``job["input"]`` into one of these or raises a
-JobError whose message names the field and the problem.
+JobError whose message names the field and the problem. docs/api.md describes
+each field.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from f5_worker.audio import OUTPUT_FORMATS
+from f5_worker.captions import CAPTION_FORMATS
 from f5_worker.errors import JobError
+from f5_worker.voices import check_voice_name
 
-MAX_TEXT_CHARS = 5000
+MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
+MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript
+MAX_URL_CHARS = 4096
 MAX_SEED = 2**63 - 1
-CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
-OutputFormat = Literal["wav", "flac", "mp3", "opus", "pcm"]
-CaptionFormat = Literal["json", "srt", "vtt", "ass", "csv"]
+OutputFormat = Literal[OUTPUT_FORMATS]  # the encoders' formats (audio.py)
+CaptionFormat = Literal[CAPTION_FORMATS]  # the caption renderers' formats (captions.py)
+OutputMode = Literal["inline", "bucket", "auto"]  # docs/api.md, "Result delivery"
+OUTPUT_MODES: tuple[str, ...] = get_args(OutputMode)
 
 
 class _Request(BaseModel):
@@ -28,9 +39,9 @@ class ReferenceAudio(_Request):
     """Where a job's reference voice comes from (at most one source)."""
 
     voice: str | None = Field(None, min_length=1, max_length=64)
-    ref_audio_url: str | None = Field(None, min_length=1, max_length=4096)
+    ref_audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     ref_audio_base64: str | None = Field(None, min_length=1)
-    ref_text: str | None = Field(None, max_length=1000)
+    ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -67,28 +78,88 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     remove_silence: bool = False
     target_rms: float = Field(0.1, ge=0.01, le=1.0)
     output_format: OutputFormat = "wav"
-    output: Literal["inline", "bucket", "auto"] = "auto"  # README: "Result delivery"
+    output: OutputMode = "auto"
     max_retries: int = Field(2, ge=0, le=5)
 
     @model_validator(mode="after")
     def _text_has_words(self):
-        if not self.text.strip():
-            raise JobError("text", "is empty")
-        if not any(ch.isalnum() for ch in self.text):
-            raise JobError("text", "has no letters or digits to speak")
+        _check_text(self.text, "speak")
         return self
+
+
+class AlignRequest(TimingOptions):
+    action: Literal["align"]
+    text: str = Field(..., max_length=MAX_TEXT_CHARS)
+    audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
+    audio_base64: str | None = Field(None, min_length=1)
+    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
+
+    @model_validator(mode="after")
+    def _valid(self):
+        if (self.audio_url is None) == (self.audio_base64 is None):
+            raise JobError("audio_base64", "give exactly one of audio_url or audio_base64")
+        _check_text(self.text, "align")
+        if self.language is not None and not _LANGUAGE_TAG.fullmatch(self.language):
+            raise JobError("language", "must be a language tag such as en, fr or zh-CN")
+        return self
+
+
+class _NamedVoice(_Request):
+    name: str
+
+    @model_validator(mode="after")
+    def _safe_name(self):
+        check_voice_name(self.name, "name")
+        return self
+
+
+class UploadVoiceRequest(_NamedVoice):
+    action: Literal["upload_voice"]
+    audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
+    audio_base64: str | None = Field(None, min_length=1)
+    ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _one_audio(self):
+        if (self.audio_url is None) == (self.audio_base64 is None):
+            raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
+        return self
+
+
+class ListVoicesRequest(_Request):
+    action: Literal["list_voices"]
+
+
+class GetVoiceRequest(_NamedVoice):
+    action: Literal["get_voice"]
+    include_audio: bool = False
+
+
+class DeleteVoiceRequest(_NamedVoice):
+    action: Literal["delete_voice"]
 
 
 class HealthRequest(_Request):
     action: Literal["health"]
 
 
-ACTIONS: dict[str, type[_Request]] = {"synthesize": SynthesizeRequest, "health": HealthRequest}
+def _check_text(text: str, verb: str) -> None:
+    if not text.strip():
+        raise JobError("text", "is empty")
+    if not any(ch.isalnum() for ch in text):
+        raise JobError("text", f"has no letters or digits to {verb}")
 
 
-def register_action(name: str, model: type[_Request]) -> None:
-    """Other modules add their actions here (align, voices...) so the handler stays one table."""
-    ACTIONS[name] = model
+ACTIONS: dict[str, type[_Request]] = {
+    "synthesize": SynthesizeRequest,
+    "align": AlignRequest,
+    "upload_voice": UploadVoiceRequest,
+    "list_voices": ListVoicesRequest,
+    "get_voice": GetVoiceRequest,
+    "delete_voice": DeleteVoiceRequest,
+    "health": HealthRequest,
+}
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -9,16 +9,15 @@ cache, bad name) becomes a clear job error instead of a crash.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 import numpy as np
 
 from f5_worker import audio
+from f5_worker.config import DEFAULT_ASR_MODEL
 from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 
-DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"
 WHISPER_SAMPLE_RATE = 16000
 # After a failed load, wait this long before trying again (loading may hit the network).
 RETRY_AFTER_S = 300.0
@@ -27,10 +26,10 @@ RETRY_AFTER_S = 300.0
 class WhisperTranscriber:
     """Callable ``(wave, sample_rate) -> text``; thread-safe, loads the pipeline lazily."""
 
-    def __init__(self, model: str | None = None, device: str = "auto", language: str | None = None):
-        self.model = model or os.environ.get("ASR_MODEL") or DEFAULT_ASR_MODEL
+    def __init__(self, model: str = DEFAULT_ASR_MODEL, device: str = "auto", language: str | None = None):
+        self.model = model
         self.device = device
-        self.language = language or os.environ.get("ASR_LANGUAGE") or None
+        self.language = language
         self._pipe = None
         self._failure: tuple[float, str] | None = None
         self._lock = threading.Lock()

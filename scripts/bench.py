@@ -324,21 +324,21 @@ def model_setup(args) -> tuple[dict, dict]:
     if args.device != "auto":
         env["DEVICE"] = args.device
     if args.random_weights:
-        from f5_worker.tiny_models import ensure_random_models
+        from f5_worker.tts.tiny_models import ensure_random_models
 
         root = Path(args.models_dir or REPO_ROOT / "data" / "models" / f"random-{args.config}")
         paths = ensure_random_models(root, args.config)
         env.update(WORKER_MODEL=args.config, MODEL_CKPT_PATH=str(paths.ckpt_path),
                    MODEL_VOCAB_PATH=str(paths.vocab_path), VOCODER_PATH=str(paths.vocoder_dir))
         if not args.no_ctc:  # the image caches the CTC aligner's weights (prefetch_models.py): random ones here
-            from f5_worker.tiny_models import ensure_random_ctc
+            from f5_worker.tts.tiny_models import ensure_random_ctc
 
             ensure_random_ctc(root / "torch")
             env["TORCH_HOME"] = str(root / "torch")
         upstream_model = args.config
     else:
-        from f5_worker.settings import get_settings
-        from f5_worker.tiny_models import ensure_tiny_models
+        from f5_worker.config import get_settings
+        from f5_worker.tts.tiny_models import ensure_tiny_models
 
         root = Path(args.models_dir) if args.models_dir else get_settings().tiny_models_path
         paths = ensure_tiny_models(root)

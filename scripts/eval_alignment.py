@@ -5,7 +5,7 @@ espeak-ng (libespeak-ng bundled by espeakng-loader) speaks each sentence and
 reports a word event with the exact sample where each word starts. Events
 can skip words, so they are matched to our tokens by text position, and
 tokens without an event are left out of the figures. The aligner runs through
-``f5_worker.alignment.align_audio``, the same call the ``align`` action makes.
+``f5_worker.alignment.quality.align_audio``, the same call the ``align`` action makes.
 
     uv run python scripts/eval_alignment.py [--aligner sphinx] [--limit N] [--json FILE]
 """
@@ -24,9 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from f5_worker.aligners import espeak  # noqa: E402
-from f5_worker.aligners.textnorm import tokenize  # noqa: E402
-from f5_worker.alignment import align_audio, load_aligner  # noqa: E402
+from f5_worker.alignment import espeak  # noqa: E402
+from f5_worker.alignment.textnorm import tokenize  # noqa: E402
+from f5_worker.alignment.quality import align_audio
+from f5_worker.alignment.selection import load_aligner  # noqa: E402
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

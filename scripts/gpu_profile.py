@@ -58,17 +58,17 @@ def timed(fn, device: str, reps: int) -> float:
 
 
 def load(args):
-    from f5_worker.models import load_models
-    from f5_worker.settings import Settings
+    from f5_worker.tts.loading import load_models
+    from f5_worker.config import Settings
 
     if args.random_weights:
-        from f5_worker.tiny_models import ensure_random_models
+        from f5_worker.tts.tiny_models import ensure_random_models
 
         paths = ensure_random_models(Path(args.models_dir), args.config)
         settings = Settings(worker_model=args.config, model_ckpt_path=str(paths.ckpt_path),
                             model_vocab_path=str(paths.vocab_path), vocoder_path=str(paths.vocoder_dir))
     else:
-        from f5_worker.tiny_models import ensure_tiny_models
+        from f5_worker.tts.tiny_models import ensure_tiny_models
 
         ensure_tiny_models(Path(args.models_dir))
         settings = Settings(worker_model="tiny", tiny_model_dir=Path(args.models_dir))
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from f5_worker.cuda_graphs import GraphedDiT
+    from f5_worker.tts.cuda_graphs import GraphedDiT
 
     models = load(args)
     dit, dev, dtype = models.cfm.transformer, models.device, models.dtype

@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from f5_worker.settings import get_settings  # noqa: E402
-from f5_worker.tiny_models import ensure_tiny_models  # noqa: E402
+from f5_worker.config import get_settings  # noqa: E402
+from f5_worker.tts.tiny_models import ensure_tiny_models  # noqa: E402
 
 
 def main() -> None:

@@ -56,8 +56,8 @@ def volume_cache_defaults() -> None:
 def plan(model: str, multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
     """(what, source, destination) for every file to fetch."""
     sys.path.insert(0, str(APP_DIR))
-    from f5_worker.models import RELEASED_CHECKPOINTS, VOCOS_REPO
-    from f5_worker.settings import get_settings
+    from f5_worker.tts.weights import RELEASED_CHECKPOINTS, VOCOS_REPO
+    from f5_worker.config import get_settings
 
     settings = get_settings()
     hub_cache = str(settings.model_cache_dir / "hub")
@@ -89,7 +89,7 @@ def fetch(source: str, destination: str) -> Path:
         repo, filename = "/".join(repo_and_file[:2]), "/".join(repo_and_file[2:])
         return Path(hf_hub_download(repo, filename, cache_dir=destination))
     language = source.removeprefix("torchaudio://")
-    from f5_worker.aligners import ctc
+    from f5_worker.alignment import ctc
 
     ctc._bundle(language).get_model()  # torchaudio downloads into $TORCH_HOME/hub/checkpoints
     found = ctc.find_weights(None, language)

@@ -21,7 +21,7 @@ DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from f5_worker.tiny_models import ensure_tiny_models
+    from f5_worker.tts.tiny_models import ensure_tiny_models
 
     root = tmp_path_factory.mktemp("models") / "tiny"
     ensure_tiny_models(root)
@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_model_dir, tmp_path_factory):
-    from f5_worker.settings import Settings
+    from f5_worker.config import Settings
 
     return Settings(
         worker_model="tiny",
@@ -42,8 +42,8 @@ def tiny_settings(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def worker(tiny_settings):
-    from f5_worker.handler import Worker
-    from f5_worker.models import load_models
+    from f5_worker.worker import Worker
+    from f5_worker.tts.loading import load_models
 
     return Worker(tiny_settings, load_models(tiny_settings))
 

@@ -13,17 +13,13 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from f5_worker.aligners import espeak, g2p
-from f5_worker.aligners.textnorm import tokenize
-from f5_worker.alignment import (
-    Alignment,
-    AutoAligner,
-    EstimateAligner,
-    align_audio,
-    alignment_mismatch,
-    load_aligner,
-    speech_region,
-)
+from f5_worker.alignment import espeak, g2p
+from f5_worker.alignment.textnorm import tokenize
+from f5_worker.alignment.estimate import EstimateAligner
+from f5_worker.alignment.quality import align_audio, alignment_mismatch
+from f5_worker.alignment.selection import AutoAligner, load_aligner
+from f5_worker.alignment.types import Alignment
+from f5_worker.audio import speech_region
 
 REF_TEXT = "Some call me nature, others call me mother nature."
 
@@ -103,7 +99,7 @@ def test_sphinx_results_do_not_depend_on_earlier_jobs(ref_speech):
     # pocketsphinx's noise-removal trackers outlive an utterance unless reset; a worker that
     # aligned loud noise, unknown words or other readings before must give a job the same timings
     # as a fresh one. Before the fix both jobs moved: a start by 10 ms (speech), 1 s (noise).
-    from f5_worker.aligners.sphinx import SphinxAligner
+    from f5_worker.alignment.sphinx import SphinxAligner
 
     audio, sr = ref_speech
     jobs = [(audio, sr, REF_TEXT), (_noise_clip(sr), sr, "Hello there, how are you today?")]
@@ -123,7 +119,7 @@ def test_sphinx_results_do_not_depend_on_earlier_jobs(ref_speech):
 
 def test_words_a_decoder_learns_are_bounded_and_a_rebuild_changes_nothing(ref_speech):
     """A long-lived worker meets endless new words; each stayed in the decoders for good (~1 kB)."""
-    from f5_worker.aligners.sphinx import SphinxAligner
+    from f5_worker.alignment.sphinx import SphinxAligner
 
     audio, sr = ref_speech
     text = "Zorblax quibbled: " + REF_TEXT
@@ -223,7 +219,7 @@ def test_normalisation_for_alignment_keeps_the_original_word(token, spoken):
     ],
 )
 def test_numbers_num2words_cannot_say_are_read_digit_by_digit(token, language, spoken):
-    from f5_worker.aligners.textnorm import spoken_words
+    from f5_worker.alignment.textnorm import spoken_words
 
     assert spoken_words(token, language) == spoken
 
@@ -274,7 +270,7 @@ def answer_within(seconds: float, what: str):
 @example(token="0st", language="ar")  # num2words answers "" for Arabic's ordinal of 0
 def test_any_number_in_any_language_gives_words_promptly_without_raising(token, language):
     """Every number the text holds is said in some words; num2words' converters may raise or loop forever."""
-    from f5_worker.aligners.textnorm import spoken_words
+    from f5_worker.alignment.textnorm import spoken_words
 
     with answer_within(5.0, f"{token!r} in {language!r}"):
         words = spoken_words(token, language)
@@ -282,7 +278,7 @@ def test_any_number_in_any_language_gives_words_promptly_without_raising(token, 
 
 
 def test_language_is_guessed_from_the_script():
-    from f5_worker.aligners.textnorm import guess_language
+    from f5_worker.alignment.textnorm import guess_language
 
     assert guess_language("Hello there") == "en"
     assert guess_language("你好，世界") == "zh"
@@ -369,7 +365,7 @@ def test_sphinx_invariants_for_any_text(sphinx, text):
 
 @pytest.mark.slow
 def test_long_audio_is_aligned_in_pieces_with_the_same_accuracy(sphinx):
-    from f5_worker.aligners import sphinx as sphinx_backend
+    from f5_worker.alignment import sphinx as sphinx_backend
 
     sentences = [
         "Long before the first railway crossed the plains, small towns grew wherever water and trade could be found.",
@@ -400,7 +396,7 @@ def test_other_readings_are_offered_for_years_and_abbreviations():
 
 
 def test_choose_readings_follows_what_was_said():
-    from f5_worker.aligners.sphinx import choose_readings
+    from f5_worker.alignment.sphinx import choose_readings
 
     units = [[["in"]], [["fifteen", "sixty", "four"], ["one", "thousand", "five", "hundred", "sixty", "four"]], [["ok"]]]
     assert choose_readings(units, ["in", "fifteen", "sixty", "four", "ok"]) == [0, 0, 0]

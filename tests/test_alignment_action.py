@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 import webvtt
 
-from f5_worker.align_action import AlignAction, quality_field, timing_fields
-from f5_worker.alignment import load_aligner
+from f5_worker.actions.align import AlignAction
+from f5_worker.actions.timings import quality_field, timing_fields
+from f5_worker.alignment.selection import load_aligner
 from f5_worker.errors import JobError
 from f5_worker.schema import parse_job
 
@@ -90,7 +91,7 @@ def test_silent_audio_aligns_without_failing(action):
 
 
 def test_quality_and_timing_fields_shape():
-    from f5_worker.alignment import EstimateAligner
+    from f5_worker.alignment.estimate import EstimateAligner
     from f5_worker.schema import TimingOptions
 
     wave, sr = sf.read(str(DEFAULT_VOICE_WAV), dtype="float32")
@@ -140,8 +141,8 @@ def test_chinese_text_without_a_language_is_estimated_not_misaligned(tmp_path, m
 
 
 def test_quality_gate_resamples_until_the_audio_matches():
-    from f5_worker.align_action import synthesize_until_aligned
-    from f5_worker.aligners import espeak
+    from f5_worker.alignment.quality import synthesize_until_aligned
+    from f5_worker.alignment import espeak
 
     text = "Please call Stella and ask her to bring these things with her from the store."
     wrong = "Fourteen ducks swam slowly across the pond near the old mill."
@@ -163,8 +164,8 @@ def test_quality_gate_resamples_until_the_audio_matches():
 
 
 def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
-    from f5_worker.align_action import synthesize_until_aligned
-    from f5_worker.aligners import espeak
+    from f5_worker.alignment.quality import synthesize_until_aligned
+    from f5_worker.alignment import espeak
 
     text = "Please call Stella and ask her to bring these things with her from the store."
     calls = []
@@ -181,7 +182,7 @@ def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
 
 
 def test_quality_gate_accepts_a_good_first_attempt():
-    from f5_worker.align_action import synthesize_until_aligned
+    from f5_worker.alignment.quality import synthesize_until_aligned
 
     wave, sr = sf.read(str(DEFAULT_VOICE_WAV), dtype="float32")
     result = synthesize_until_aligned(lambda seed: (wave, sr), load_aligner("sphinx"), DEFAULT_VOICE_TEXT,
@@ -192,7 +193,7 @@ def test_quality_gate_accepts_a_good_first_attempt():
 def test_worker_without_ctc_weights_falls_back_instead_of_dying(worker, tiny_settings, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from f5_worker.handler import Worker
+    from f5_worker.worker import Worker
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty model cache
     ctc_worker = Worker(replace(tiny_settings, aligner="ctc"), worker.models)

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f5_worker.attention import BroadcastMaskAttnProcessor, use_broadcast_mask
-from f5_worker.models import f5_model_classes
+from f5_worker.tts.attention import BroadcastMaskAttnProcessor, use_broadcast_mask
+from f5_worker.tts.f5_imports import f5_model_classes
 
 f5_model_classes()
 from f5_tts.model.modules import Attention, AttnProcessor  # noqa: E402
@@ -75,14 +75,14 @@ def test_the_mask_is_never_expanded_to_heads_by_frames(monkeypatch):
         seen.append(tuple(attn_mask.shape))
         return real(q, k, v, attn_mask=attn_mask, **kw)
 
-    monkeypatch.setattr("f5_worker.attention.F.scaled_dot_product_attention", spy)
+    monkeypatch.setattr("f5_worker.tts.attention.F.scaled_dot_product_attention", spy)
     mask = torch.tensor([[True] * 30, [True] * 20 + [False] * 10])
     BroadcastMaskAttnProcessor.like(attn.processor)(attn, torch.randn(2, 30, HEADS * DIM_HEAD), mask=mask)
     assert seen == [(2, 1, 1, 30)]
 
 
 def test_the_loaded_dit_uses_it_and_a_padded_job_computes_what_it_computes_alone(tiny_settings):
-    from f5_worker.models import load_models
+    from f5_worker.tts.loading import load_models
 
     dit = load_models(dataclasses.replace(tiny_settings, device="cpu")).cfm.transformer
     assert all(type(b.attn.processor) is BroadcastMaskAttnProcessor for b in dit.transformer_blocks)
@@ -93,7 +93,7 @@ def test_the_loaded_dit_uses_it_and_a_padded_job_computes_what_it_computes_alone
         block.attn.processor.__dict__.update(vars(dit.transformer_blocks[0].attn.processor))
     assert upstream.transformer_blocks[0].attn.processor.attn_mask_enabled is False
 
-    from f5_worker.cuda_graphs import dit_tail  # the blocks, as a CUDA graph runs them on padded buffers
+    from f5_worker.tts.cuda_graphs import dit_tail  # the blocks, as a CUDA graph runs them on padded buffers
 
     g = torch.Generator().manual_seed(3)
     dim = dit.transformer_blocks[0].attn.to_q.in_features

@@ -13,7 +13,7 @@ import webvtt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f5_worker.alignment import TimedSpan
+from f5_worker.alignment.types import TimedSpan
 from f5_worker.captions import CAPTION_FORMATS, CaptionLayout, as_reported, group_cues, render_captions
 
 

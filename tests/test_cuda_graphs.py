@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from f5_worker.cuda_graphs import GraphedDiT, dit_cfg_step, dit_tail, fill_text_cache
+from f5_worker.tts.cuda_graphs import GraphedDiT, dit_cfg_step, dit_tail, fill_text_cache
 
 
 @pytest.fixture(scope="module")
 def dit(tiny_settings):
-    from f5_worker.models import load_models
+    from f5_worker.tts.loading import load_models
 
     return load_models(dataclasses.replace(tiny_settings, device="cpu")).cfm.transformer
 

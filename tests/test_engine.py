@@ -9,7 +9,9 @@ import pytest
 import soundfile as sf
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
-from f5_worker.engine import SynthesisEngine, SynthesisParams, chunk_text, prepare_reference
+from f5_worker.tts.chunking import chunk_text
+from f5_worker.tts.reference import prepare_reference
+from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams
 from hypothesis import given, strategies as st
 
 
@@ -136,7 +138,7 @@ def test_compatible_jobs_too_big_to_share_a_batch_are_sampled_one_after_another(
 
 
 def _planned_frames(worker, reference, text, params):
-    from f5_worker.engine import chunk_frames, plan_chunks
+    from f5_worker.tts.chunking import chunk_frames, plan_chunks
 
     return [chunk_frames(reference, c, params.speed, worker.models.hop_length)
             for c in plan_chunks(reference, text, params.speed)]

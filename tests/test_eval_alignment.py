@@ -39,7 +39,7 @@ def test_truth_comes_from_word_events_matched_by_text_position(evalmod):
 
 @pytest.mark.slow
 def test_sphinx_meets_the_accuracy_bound_on_a_subset(evalmod, tmp_path):
-    from f5_worker.alignment import load_aligner
+    from f5_worker.alignment.selection import load_aligner
 
     cases = [evalmod.make_case(t) for t in evalmod.SENTENCES[:20]]
     figures = evalmod.evaluate(load_aligner("sphinx"), cases)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from f5_worker.fast_imports import lazy_import, proc_cpuinfo_brand, stand_ins
+from f5_worker.runpod_import import proc_cpuinfo_brand
+from f5_worker.tts.f5_imports import lazy_import, stand_ins
 
 
 def _write_module(directory, name: str, body: str) -> None:
@@ -94,8 +95,8 @@ import torch
 
 mode, tiny_dir, out = sys.argv[1:]
 if mode == "lean":  # the worker's loader: lean imports, skipped random init, assigned weights
-    from f5_worker.models import load_models
-    from f5_worker.settings import Settings
+    from f5_worker.tts.loading import load_models
+    from f5_worker.config import Settings
 
     models = load_models(Settings(worker_model="tiny", tiny_model_dir=Path(tiny_dir), hf_offline=True,
                                   device="cpu", network_volume_path=Path(tiny_dir) / "no-volume"))
@@ -104,7 +105,7 @@ else:  # upstream's own loader on the same files, with upstream's full imports
     from omegaconf import OmegaConf
     from f5_tts.infer.utils_infer import load_model, load_vocoder
     from f5_tts.model import DiT
-    from f5_worker.tiny_models import tiny_model_files
+    from f5_worker.tts.tiny_models import tiny_model_files
 
     paths = tiny_model_files(Path(tiny_dir))
     arch = OmegaConf.load(str(paths.config_path)).model.arch
@@ -166,7 +167,7 @@ def test_worker_loader_gives_bit_identical_models_to_upstream_loader(tiny_model_
 def test_skipped_weight_init_only_skips_inside_the_block():
     import torch
 
-    from f5_worker.weight_init import skipped_weight_init
+    from f5_worker.tts.weight_init import skipped_weight_init
 
     t = torch.zeros(3)
     with skipped_weight_init():
@@ -190,7 +191,7 @@ def spy(event, args):  # every process started, as the command it runs (a fork r
     elif event in ("os.fork", "os.posix_spawn"):
         started.append(sys.executable)
 sys.addaudithook(spy)
-from f5_worker.fast_imports import quick_cpuinfo
+from f5_worker.runpod_import import quick_cpuinfo
 with quick_cpuinfo():
     import runpod
 from runpod.serverless.utils import rp_debugger

@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.fixture(scope="module")
 def gpu_worker(tiny_settings):
-    from f5_worker.handler import Worker
-    from f5_worker.models import load_models
+    from f5_worker.worker import Worker
+    from f5_worker.tts.loading import load_models
 
     settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto", max_batch_jobs=4)  # batching on
     return Worker(settings, load_models(settings))
@@ -45,7 +45,7 @@ def test_concurrent_jobs_batch_on_cuda(gpu_worker):
 
 
 def test_cuda_graph_replays_match_eager_blocks(gpu_worker):
-    from f5_worker.cuda_graphs import GraphedDiT, dit_tail
+    from f5_worker.tts.cuda_graphs import GraphedDiT, dit_tail
 
     assert isinstance(gpu_worker.models.cfm.transformer, GraphedDiT) and gpu_worker.models.cuda_graphs
     graphed = GraphedDiT(gpu_worker.models.cfm.transformer.dit, bucket_frames=64)  # own graphs and pool
@@ -63,7 +63,7 @@ def test_cuda_graph_replays_match_eager_blocks(gpu_worker):
 
 def test_graphed_sampling_steps_match_upstream_dit(gpu_worker):
     """Consecutive steps as CFM.sample makes them: the text cache filled on the first, every step from one graph."""
-    from f5_worker.cuda_graphs import GraphedDiT
+    from f5_worker.tts.cuda_graphs import GraphedDiT
 
     dit = gpu_worker.models.cfm.transformer.dit
     graphed = GraphedDiT(dit)
@@ -90,8 +90,8 @@ def test_by_default_a_seed_reproduces_under_load(tiny_settings):
     """MAX_BATCH_JOBS defaults to 1: concurrent jobs are sampled one by one, each from its own seed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from f5_worker.handler import Worker
-    from f5_worker.models import load_models
+    from f5_worker.worker import Worker
+    from f5_worker.tts.loading import load_models
 
     settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto")
     worker = Worker(settings, load_models(settings))
@@ -105,8 +105,8 @@ def test_by_default_a_seed_reproduces_under_load(tiny_settings):
 
 def test_ctc_aligner_on_cuda_matches_cpu(tmp_path, monkeypatch):
     """The image aligns English on the GPU: the same checkpoint gives the same emission and words as on CPU."""
-    from f5_worker.aligners.ctc import CtcAligner
-    from f5_worker.tiny_models import ensure_random_ctc
+    from f5_worker.alignment.ctc import CtcAligner
+    from f5_worker.tts.tiny_models import ensure_random_ctc
 
     ensure_random_ctc(tmp_path / "torch")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -126,9 +126,9 @@ REAL_CUDA_FAULT = """
 import json, sys
 from pathlib import Path
 import torch
-from f5_worker.handler import Worker
-from f5_worker.models import load_models
-from f5_worker.settings import Settings
+from f5_worker.worker import Worker
+from f5_worker.tts.loading import load_models
+from f5_worker.config import Settings
 
 settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), network_volume_path=Path(sys.argv[2]),
                     hf_offline=True)

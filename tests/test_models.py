@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from f5_worker.models import ModelUnavailableError, load_checkpoint_state, load_models, resolve_model_files
-from f5_worker.settings import Settings
-from f5_worker.tiny_models import tiny_model_files
+from f5_worker.tts.loading import load_checkpoint_state, load_models
+from f5_worker.tts.weights import ModelUnavailableError, resolve_model_files
+from f5_worker.config import Settings
+from f5_worker.tts.tiny_models import tiny_model_files
 
 
 def test_tiny_checkpoint_has_real_layout(tiny_model_dir):
@@ -91,7 +92,7 @@ def test_hub_cache_on_volume_is_used(tiny_model_dir, tmp_path):
 
 
 def test_model_dtype_setting(tiny_settings):
-    from f5_worker.models import pick_dtype
+    from f5_worker.tts.loading import pick_dtype
 
     assert pick_dtype("auto", "cuda") == torch.float16 and pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("float16", "cpu") == torch.float16
@@ -102,7 +103,7 @@ def test_model_dtype_setting(tiny_settings):
 
 
 def test_speed_settings_from_the_environment(monkeypatch):
-    from f5_worker.settings import get_settings
+    from f5_worker.config import get_settings
 
     defaults = get_settings()
     assert defaults.cuda_graphs and not defaults.torch_compile and defaults.align_processes == -1
@@ -121,7 +122,8 @@ def test_cpu_models_are_neither_graphed_nor_compiled(tiny_settings):
 
 def test_speed_ups_apply_to_the_dit_backbone_only(tiny_settings):
     """CUDA graphs and TORCH_COMPILE know the DiT's structure; E2-TTS's UNetT must run as upstream runs it."""
-    from f5_worker.models import f5_model_classes, is_dit
+    from f5_worker.tts.compile import is_dit
+    from f5_worker.tts.f5_imports import f5_model_classes
 
     _, backbones = f5_model_classes()
     unet = backbones["UNetT"](dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_num_embeds=10, mel_dim=100)

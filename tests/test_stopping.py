@@ -17,7 +17,8 @@ import soundfile as sf
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker import stopping
-from f5_worker.engine import SynthesisEngine, SynthesisParams, prepare_reference
+from f5_worker.tts.reference import prepare_reference
+from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams
 
 LONG_JOB = {"text": "Nothing here is ever said twice. " * 5, "nfe_step": 64, "seed": 3,
             "word_timings": False, "caption_formats": [], "max_retries": 0}

@@ -11,15 +11,11 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from f5_worker.storage import (
-    BucketStorage,
-    LocalStorage,
-    NotFound,
-    StorageError,
-    StorageSettings,
-    Stores,
-    check_key,
-)
+from f5_worker.config import StorageSettings
+from f5_worker.storage.base import NotFound, StorageError, check_key
+from f5_worker.storage.bucket import BucketStorage
+from f5_worker.storage.local import LocalStorage
+from f5_worker.storage.stores import Stores
 
 
 @pytest.fixture(params=["local", "bucket"])
@@ -184,7 +180,7 @@ def test_bucket_check_reports_problems(bucket_env, seaweed, monkeypatch):
 
 
 def test_unreachable_bucket_fails_fast_and_clearly():
-    from f5_worker.storage import BucketSettings
+    from f5_worker.config import BucketSettings
 
     port = __import__("conftest_s3")._free_ports(1)[0]
     settings = BucketSettings(f"http://127.0.0.1:{port}", "k", "s", "b-x", max_attempts=1, connect_timeout_s=1)
@@ -203,7 +199,7 @@ def test_network_volume_path_reads_the_same_at_boot_and_in_the_worker(value, exp
     import importlib.util
     import sys
 
-    from f5_worker.settings import get_settings
+    from f5_worker.config import get_settings
 
     if value is None:
         monkeypatch.delenv("NETWORK_VOLUME_PATH", raising=False)

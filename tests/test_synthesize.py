@@ -240,7 +240,7 @@ def test_quality_gate_resamples_audio_that_does_not_match_the_text(worker):
 
 def test_matching_speech_passes_the_gate_without_retries(worker):
     """Aligning the f5-tts example speech with its own transcript scores high (the gate's other side)."""
-    from f5_worker.alignment import align_audio, alignment_mismatch
+    from f5_worker.alignment.quality import align_audio, alignment_mismatch
 
     wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
     alignment = align_audio(worker.aligner, wave, sr, DEFAULT_VOICE_TEXT)

@@ -14,16 +14,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def compile_backend(monkeypatch):
-    import f5_worker.models
+    import f5_worker.tts.compile
 
     def use(backend):
-        monkeypatch.setattr(f5_worker.models, "COMPILE_BACKEND", backend)
+        monkeypatch.setattr(f5_worker.tts.compile, "COMPILE_BACKEND", backend)
     return use
 
 
 def compiled_worker(tiny_settings):
-    from f5_worker.handler import Worker
-    from f5_worker.models import load_models
+    from f5_worker.worker import Worker
+    from f5_worker.tts.loading import load_models
 
     settings = dataclasses.replace(tiny_settings, device="cpu", torch_compile=True, max_batch_jobs=4,
                                    batch_wait_ms=300)
@@ -80,9 +80,9 @@ COMPILE_IN_A_FRESH_PROCESS = """
 import dataclasses, json, sys
 from pathlib import Path
 from torch._dynamo.utils import counters
-from f5_worker.handler import Worker
-from f5_worker.models import load_models
-from f5_worker.settings import Settings
+from f5_worker.worker import Worker
+from f5_worker.tts.loading import load_models
+from f5_worker.config import Settings
 
 settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), hf_offline=True, device="cpu",
                     network_volume_path=Path(sys.argv[1]) / "no-volume", torch_compile=True)

@@ -16,8 +16,9 @@ from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server fixture)
 
 from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
-from f5_worker.handler import Worker
-from f5_worker.storage import StorageSettings, Stores
+from f5_worker.worker import Worker
+from f5_worker.config import StorageSettings
+from f5_worker.storage.stores import Stores
 
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 
@@ -153,8 +154,7 @@ def test_upload_from_url_only_under_opt_in(make_worker, no_bucket_env, server, m
 @pytest.mark.slow
 def test_upload_without_ref_text_needs_asr(make_worker, no_bucket_env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("ASR_MODEL", "openai/whisper-not-in-this-cache")
-    w = make_worker()
+    w = make_worker(asr_model="openai/whisper-not-in-this-cache")
     out = upload(w, ref_text=None)
     assert out["error"].startswith("ref_text: not given, and the speech recognition model "
                                    "'openai/whisper-not-in-this-cache' is unavailable"), out
@@ -329,8 +329,7 @@ def test_upload_without_ref_text_is_transcribed_once(make_worker, no_bucket_env,
     from tiny_whisper import make_tiny_whisper
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("ASR_MODEL", str(make_tiny_whisper(tmp_path / "tiny-whisper")))
-    w = make_worker()
+    w = make_worker(asr_model=str(make_tiny_whisper(tmp_path / "tiny-whisper")))
     out = upload(w, ref_text=None)
     assert "error" not in out, out
     voice = out["voice"]

@@ -14,7 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from f5_worker.errors import JobError
-from f5_worker.storage import LocalStorage, Stores, check_key
+from f5_worker.storage.base import check_key
+from f5_worker.storage.local import LocalStorage
+from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.voices import MAX_NAME_LENGTH, VoiceStore, check_voice_name, normalise_reference
 
@@ -340,7 +342,7 @@ def test_a_first_upload_whose_answer_was_lost_is_kept(store, monkeypatch):
 
 
 def test_listing_fails_on_a_storage_error_instead_of_leaving_voices_out(store, monkeypatch):
-    from f5_worker.storage import StorageError
+    from f5_worker.storage.base import StorageError
 
     for name in ("anna", "bob"):
         store.save(name, REF_WAV, ref_text=DEFAULT_VOICE_TEXT)

@@ -21,6 +21,9 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
+from f5_worker.tts.architecture import build_cfm
+from f5_worker.tts.weights import ModelFiles
+
 TINY_NAME = "F5TTS_v1_Tiny"
 
 TINY_MODEL_YAML = """\
@@ -82,8 +85,6 @@ TINY_VOCOS_YAML = VOCOS_YAML.format(dim=32, intermediate_dim=64, num_layers=1)
 
 
 def tiny_model_files(root: Path):
-    from f5_worker.models import ModelFiles
-
     model_dir = root / "F5-TTS" / TINY_NAME
     return ModelFiles(
         name="tiny",
@@ -99,8 +100,6 @@ def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
     import torch
     from safetensors.torch import save_file
     from vocos import Vocos
-
-    from f5_worker.models import build_cfm
 
     torch.manual_seed(seed)
     paths.ckpt_path.parent.mkdir(parents=True)
@@ -177,8 +176,6 @@ FULL_VOCOS_YAML = VOCOS_YAML.format(dim=512, intermediate_dim=1536, num_layers=8
 
 
 def random_model_files(root: Path, config_name: str = "F5TTS_v1_Base"):
-    from f5_worker.models import ModelFiles
-
     model_dir = root / "F5-TTS" / config_name
     return ModelFiles(
         name=config_name,

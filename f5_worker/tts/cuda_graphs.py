@@ -2,7 +2,7 @@
 
 On a GPU, eager F5-TTS is bound by kernel launches, not arithmetic: one sampling
 step of F5TTS_v1_Base is about a thousand small launches, and on an H200 a step
-took 34 ms eagerly and about 10 ms replayed from a graph (README, Performance).
+took 34 ms eagerly and about 10 ms replayed from a graph (docs/performance.md).
 
 On the first step of a sampling run f5-tts computes the text embedding (with a
 host sync for per-sample lengths) and caches it per thread; that part runs eagerly

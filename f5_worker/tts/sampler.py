@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from concurrent.futures import Future
@@ -18,26 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from f5_worker import audio, stopping
-from f5_worker.errors import JobError, summary
-from f5_worker.models import LoadedModels
+from f5_worker.errors import summary
+from f5_worker.tts.chunking import chunk_frames, plan_chunks
+from f5_worker.tts.compile import uncompile_transformer_blocks
+from f5_worker.tts.loading import LoadedModels
+from f5_worker.tts.reference import PreparedReference
 
 log = logging.getLogger(__name__)
-
-# upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
-_SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
-
-
-@dataclass
-class PreparedReference:
-    """A reference voice ready for sampling: cached per voice and reused across jobs."""
-
-    wave: np.ndarray  # 24 kHz mono, RMS-normalised to target_rms when quieter
-    text: str  # ends with ". " (or "。") as upstream expects
-    rms: float  # RMS before normalisation; generated audio is scaled back to it
-    target_rms: float
-    duration: float
-    warnings: list[str] = field(default_factory=list)
-    mel: object = field(default=None, repr=False)  # filled by the sampler on first use
 
 
 @dataclass
@@ -59,128 +45,6 @@ class SynthesisResult:
     timing_ms: dict[str, float]
     batch_jobs: int = 1  # jobs that shared the sampling call
     seed: int = 0
-
-
-# F5-TTS sizes the generated audio from the reference's speaking rate (bytes of text per second of
-# audio). Fast speech is about 20-30 UTF-8 bytes a second in English, Chinese, Japanese or Korean;
-# a transcript far denser than this is not the audio's, and leaves (next to) no frames to generate.
-MAX_REF_TEXT_BYTES_PER_SECOND = 60.0
-
-
-def check_reference_rate(text: str, seconds: float, field: str = "ref_text") -> None:
-    """Refuse a transcript that cannot be what the reference audio says (it is far too long for it)."""
-    size = len(text.strip().encode("utf-8"))
-    if seconds <= 0 or size / seconds > MAX_REF_TEXT_BYTES_PER_SECOND:
-        raise JobError(field, f"is {size} bytes of text for {seconds:.1f} s of reference audio, over "
-                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript")
-
-
-def normalise_ref_text(text: str) -> str:
-    """Upstream ends the reference text with sentence punctuation and a space."""
-    text = text.strip()
-    if text.endswith("。"):
-        return text
-    if not text.endswith("."):
-        text += "."
-    return text + " "
-
-
-def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_rms: float = 0.1,
-                      keep_seconds: float = 12.0) -> PreparedReference:
-    wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
-    trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
-    wave = trimmed.wave
-    rms = float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
-    if 0 < rms < target_rms:
-        wave = wave * (target_rms / rms)
-    return PreparedReference(
-        wave=wave.astype(np.float32),
-        text=normalise_ref_text(text),
-        rms=rms,
-        target_rms=target_rms,
-        duration=len(wave) / audio.TARGET_SAMPLE_RATE,
-        warnings=[trimmed.warning] if trimmed.warning else [],
-    )
-
-
-def chunk_text(text: str, max_chars: int) -> list[str]:
-    """Split text at sentence marks into chunks of at most ``max_chars`` UTF-8 bytes (upstream's rule).
-
-    Upstream stops there, so a text without punctuation became one chunk of any length (5000
-    characters: 8 minutes of audio in one sampling run). A sentence over ``max_chars`` is split
-    further at spaces, and a word longer than that between characters.
-    """
-    chunks, current = [], ""
-    for sentence in _SENTENCE_SPLIT.split(text):
-        if not sentence:
-            continue
-        if len(sentence.encode("utf-8")) > max_chars:
-            if current.strip():
-                chunks.append(current.strip())
-            current = ""
-            chunks.extend(_split_long_sentence(sentence, max_chars))
-            continue
-        piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
-        if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
-            current += piece
-        else:
-            if current:
-                chunks.append(current.strip())
-            current = piece
-    if current.strip():
-        chunks.append(current.strip())
-    return chunks
-
-
-def _split_long_sentence(sentence: str, max_chars: int) -> list[str]:
-    """Pieces of at most ``max_chars`` bytes, cut at spaces; inside a word only when it alone is longer."""
-    def fits(piece: str) -> bool:
-        return len(piece.encode("utf-8")) <= max_chars
-
-    words = []
-    for word in sentence.split():
-        part = ""
-        for ch in word:
-            if part and not fits(part + ch):
-                words.append(part)
-                part = ""
-            part += ch
-        words.append(part)
-    pieces, current = [], ""
-    for word in words:
-        joined = f"{current} {word}" if current else word
-        if current and not fits(joined):
-            pieces.append(current)
-            current = word
-        else:
-            current = joined
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def max_chunk_chars(ref: PreparedReference, speed: float) -> int:
-    """Upstream sizes chunks so reference + chunk stays under about 22 s."""
-    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
-    return max(1, int(per_second * (22 - ref.duration) * speed))
-
-
-def chunk_frames(ref: PreparedReference, chunk: str, speed: float, hop_length: int) -> int:
-    """Total mel frames (reference + generated) for one chunk, as upstream estimates them."""
-    ref_frames = len(ref.wave) // hop_length
-    local_speed = 0.3 if len(chunk.encode("utf-8")) < 10 else speed
-    ref_bytes = len(ref.text.encode("utf-8"))
-    return ref_frames + int(ref_frames / ref_bytes * len(chunk.encode("utf-8")) / local_speed)
-
-
-def plan_chunks(ref: PreparedReference, text: str, speed: float) -> list[str]:
-    return chunk_text(text, max_chunk_chars(ref, speed)) or [text.strip()]
-
-
-def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, hop_length: int = 256) -> int:
-    """Output length before synthesis (cross-fades ignored: an upper bound)."""
-    ref_frames = len(ref.wave) // hop_length
-    return sum(chunk_frames(ref, c, speed, hop_length) - ref_frames for c in chunks) * hop_length
 
 
 @dataclass
@@ -335,8 +199,6 @@ class SynthesisEngine:
                 raise
             # TORCH_COMPILE asks for speed; a worker that boots is worth more: run eagerly instead
             log.error("TORCH_COMPILE: compilation failed, running without it: %s", summary(exc))
-            from f5_worker.models import uncompile_transformer_blocks
-
             uncompile_transformer_blocks(self.models.cfm.transformer)
             self.models.compiled = False
             self._warm_up()

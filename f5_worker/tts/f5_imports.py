@@ -22,7 +22,7 @@ little:
   first Chinese job imports it.
 
 The model classes are the real upstream classes either way, so a state dict gives
-bit-identical outputs (``tests/test_fast_imports.py`` checks this against a plain
+bit-identical outputs (``tests/test_f5_imports.py`` checks this against a plain
 ``import f5_tts.model``). ``F5_WORKER_LEAN_IMPORTS=0`` turns the shims off.
 """
 
@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from f5_worker.config import lean_imports_enabled
 
 LAZY_MODULES = ("einx",)
 # module -> names (functions, a class) f5_tts or torchdiffeq imports but inference never uses
@@ -44,10 +45,6 @@ DEFERRED_NAMES = {
     "scipy.integrate": ("solve_ivp",),  # torchdiffeq's method="scipy_solver" only; F5 uses euler
     "pypinyin": ("lazy_pinyin", "Style"),  # f5_tts.model.utils: only for Chinese text (its phrase tables: ~0.4 s)
 }
-
-
-def lean_imports_enabled() -> bool:
-    return os.environ.get("F5_WORKER_LEAN_IMPORTS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def lazy_import(name: str) -> types.ModuleType | None:
@@ -155,48 +152,28 @@ def lean_f5_imports() -> Iterator[None]:
         yield
 
 
-def proc_cpuinfo_brand(path: str = "/proc/cpuinfo") -> str | None:
-    """The CPU's "model name" from /proc/cpuinfo: where py-cpuinfo looks first on Linux."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() == "model name" and value.strip():
-                    return value.strip()
-    except OSError:
-        return None
-    return None
+def f5_model_classes():
+    """Import CFM and the backbones without running ``f5_tts.model.__init__``.
 
-
-@contextmanager
-def quick_cpuinfo() -> Iterator[None]:
-    """While the block runs, ``cpuinfo.get_cpu_info()`` reads /proc/cpuinfo in-process.
-
-    ``import runpod`` calls py-cpuinfo's ``get_cpu_info()`` at module level
-    (``rp_debugger.PROCESSOR``, shown only in runpod's debugger output). py-cpuinfo
-    runs itself in a new interpreter for that, which forks once more to query CPUID:
-    about 1.1 s of every cold start, and of every spawned alignment process. The
-    brand it returns on Linux comes from /proc/cpuinfo's "model name", which is what
-    the stand-in returns; where that line is missing (non-x86) the real function runs.
-    Wrap ``import runpod`` in it; a no-op when F5_WORKER_LEAN_IMPORTS=0.
+    That ``__init__`` imports the Trainer, which drags in wandb, datasets and
+    accelerate and costs seconds of cold start. Registering the package as a
+    plain namespace first lets the submodules import on their own;
+    ``lean_f5_imports`` keeps einx and librosa's scipy/numba stack out of cold
+    start as well.
     """
-    if not lean_imports_enabled():
-        yield
-        return
-    try:
-        import cpuinfo
-    except ImportError:
-        yield
-        return
-    real = cpuinfo.get_cpu_info
+    if "f5_tts.model" not in sys.modules:
+        spec = importlib.util.find_spec("f5_tts.model")
+        package = types.ModuleType("f5_tts.model")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["f5_tts.model"] = package
+    with lean_f5_imports():
+        from f5_tts.model.backbones.dit import DiT
+        from f5_tts.model.backbones.mmdit import MMDiT
+        from f5_tts.model.backbones.unett import UNetT
+        from f5_tts.model.cfm import CFM
 
-    def get_cpu_info() -> dict:
-        brand = proc_cpuinfo_brand()
-        return {"brand_raw": brand} if brand else real()
-
-    cpuinfo.get_cpu_info = get_cpu_info
-    try:
-        yield
-    finally:
-        if cpuinfo.get_cpu_info is get_cpu_info:
-            cpuinfo.get_cpu_info = real
+    package = sys.modules["f5_tts.model"]
+    for cls in (CFM, DiT, MMDiT, UNetT):
+        setattr(package, cls.__name__, cls)
+    return CFM, {"DiT": DiT, "MMDiT": MMDiT, "UNetT": UNetT}

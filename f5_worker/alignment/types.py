@@ -1,11 +1,11 @@
-"""Word and character timings for a known text in known audio.
+"""What every aligner returns, and the invariants every backend's output satisfies.
 
 We align the exact requested text to the final audio (forced alignment) rather
 than re-transcribing it, so the words we time are the words that were asked
-for. Backends live in :mod:`f5_worker.aligners`; this module holds what every
-caller sees: the result types, backend selection, and the invariants every
-backend's output must satisfy (each input word once, in order, ``start <=
-end``, starts never going backwards, times within ``[0, duration]``).
+for. ``build_alignment`` turns a backend's per-word times into the result every
+caller sees, and enforces: each input word once, in order, ``start <= end``,
+starts never going backwards, times within ``[0, duration]``. This module
+imports no backend (``selection`` is the only one that does).
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
-from f5_worker.aligners.textnorm import Token, tokenize
-from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
-from f5_worker.settings import ALIGNER_KINDS
+from f5_worker.alignment.textnorm import Token, tokenize
+from f5_worker.audio import resample
 
 # Words whose confidence falls below this are listed in ``flagged_words``.
 FLAG_CONFIDENCE = 0.35
-# ``alignment_mismatch`` default: the overall score below which audio and text disagree.
-MISMATCH_SCORE = 0.6
 
 
 def floor_ms(seconds: float) -> float:
@@ -215,153 +212,5 @@ def backend_input(audio: np.ndarray, sample_rate: int, text: str, language: str,
     tokens = tokenize(text, language)
     spoken = [w for tok in tokens for w in tok.spoken]
     if sample_rate != rate:
-        from f5_worker.audio import resample
-
         audio = resample(audio, sample_rate, rate)
     return audio, duration, tokens, spoken
-
-
-def speech_region(
-    audio: np.ndarray, sample_rate: int, *, frame_s: float = 0.02, floor_db: float = -40.0
-) -> tuple[float, float]:
-    """First and last moment the audio is louder than ``floor_db`` below its peak frame (seconds)."""
-    hop = max(1, int(sample_rate * frame_s))
-    n = len(audio) // hop
-    if n == 0:
-        return 0.0, len(audio) / sample_rate if sample_rate else 0.0
-    frames = audio[: n * hop].reshape(n, hop).astype(np.float64)
-    energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    loud = np.flatnonzero(energy > energy.max() + floor_db)
-    if len(loud) == 0:
-        return 0.0, len(audio) / sample_rate
-    return loud[0] * hop / sample_rate, min((loud[-1] + 1) * hop / sample_rate, len(audio) / sample_rate)
-
-
-class EstimateAligner:
-    """Timings guessed from text length over the speech region; used when no real aligner fits.
-
-    Results are flagged ``estimated=True`` with confidence 0, so nobody mistakes them for measurements.
-    """
-
-    name = "estimate"
-
-    def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
-        t0 = time.perf_counter()
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        duration = len(audio) / sample_rate if sample_rate else 0.0
-        tokens = tokenize(text, language)
-        lo, hi = speech_region(audio, sample_rate)
-        spoken = [(w, tok) for tok in tokens for w in tok.spoken]
-        # Weight: letters of the spoken word plus a pause after sentence and clause punctuation.
-        weights = []
-        for i, (w, tok) in enumerate(spoken):
-            last_of_token = i + 1 == len(spoken) or spoken[i + 1][1] is not tok
-            mark = tok.text[-1:] if last_of_token else ""
-            pause = 3.0 if mark and mark in ".!?;:" else 1.5 if mark and mark in ",—" else 0.0
-            weights.append((max(len(w), 1) + 1.0, pause))
-        total = sum(a + b for a, b in weights[:-1]) + (weights[-1][0] if weights else 0.0)
-        scale = (hi - lo) / total if total else 0.0
-        timings, t = [], lo
-        for word_w, pause_w in weights:
-            timings.append(WordTiming(t, t + word_w * scale, 0.0))
-            t += (word_w + pause_w) * scale
-        return build_alignment(text, tokens, timings, duration=duration, backend="estimate", estimated=True,
-                               align_seconds=time.perf_counter() - t0)
-
-
-class AutoAligner:
-    """``auto``: the best backend available for each request's language."""
-
-    name = "auto"
-
-    def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0):
-        from f5_worker.aligners.ctc import CtcAligner, find_weights
-
-        self.ctc = CtcAligner(device=device, model_dir=model_dir) if find_weights(model_dir, "en") else None
-        self.ctc_multilingual = None
-        if find_weights(model_dir, "mul"):
-            self.ctc_multilingual = CtcAligner(device=device, model_dir=model_dir, multilingual=True)
-        self.sphinx = sphinx_aligner(processes if self.ctc is None else 0)  # with ctc, English never uses it
-        self.estimate = EstimateAligner()
-
-    def backend_for(self, language: str) -> Aligner:
-        english = language.lower().split("-")[0] == "en"
-        if english and self.ctc is not None:
-            return self.ctc
-        if not english and self.ctc_multilingual is not None:
-            return self.ctc_multilingual
-        if english:
-            return self.sphinx
-        return self.estimate
-
-    def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
-        return self.backend_for(language).align(audio, sample_rate, text, language=language)
-
-
-def sphinx_aligner(processes: int = 0) -> Aligner:
-    """pocketsphinx in this process (``processes`` 0), or in a pool of worker processes."""
-    if processes > 0:
-        from f5_worker.aligners.sphinx_pool import SphinxProcessPool
-
-        return SphinxProcessPool(processes)
-    from f5_worker.aligners.sphinx import SphinxAligner
-
-    return SphinxAligner()
-
-
-def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | None = None,
-                 processes: int = 0) -> Aligner:
-    """Build the aligner named by the ``ALIGNER`` setting once, at worker start.
-
-    ``ctc`` fails loudly when its weights are not in the cache (nothing is
-    downloaded here); ``auto`` quietly falls back to sphinx, then to estimates.
-    ``processes`` > 0 runs sphinx in that many worker processes.
-    """
-    kind = (kind or "auto").lower()
-    if kind == "auto":
-        return AutoAligner(device=device, model_dir=model_dir, processes=processes)
-    if kind == "ctc":
-        from f5_worker.aligners.ctc import CtcAligner
-
-        return CtcAligner(device=device, model_dir=model_dir)
-    if kind == "sphinx":
-        return sphinx_aligner(processes)
-    if kind == "estimate":
-        return EstimateAligner()
-    raise ValueError(f"unknown aligner {kind!r}; expected one of {', '.join(ALIGNER_KINDS)}")
-
-
-def align_audio(aligner: Aligner, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
-    """The one entry point the ``align`` action, synthesize and the accuracy script all use.
-
-    Falls back to estimated timings if the backend fails, so a job never dies
-    on alignment; the fallback is visible as ``estimated=True``. A CUDA error is
-    the exception: it passes, as the GPU is lost for every later job too.
-    """
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    t0 = time.perf_counter()
-    try:
-        result = aligner.align(audio, sample_rate, text, language=language)
-    except Exception as exc:  # noqa: BLE001 - alignment must never fail a job; the fallback is flagged
-        import logging
-
-        if is_gpu_failure(exc):
-            raise  # the GPU is lost for every later job too: Worker.handle has the worker replaced
-        if is_gpu_out_of_memory(exc):
-            free_gpu_memory()  # the audio already synthesised is worth more than exact timings: estimate
-        logging.getLogger(__name__).exception("aligner %s failed; estimating timings", getattr(aligner, "name", "?"))
-        result = EstimateAligner().align(audio, sample_rate, text, language=language)
-    result.align_seconds = time.perf_counter() - t0
-    return result
-
-
-def alignment_mismatch(alignment: Alignment, threshold: float = MISMATCH_SCORE) -> bool:
-    """True when the audio evidently does not say the text (worth re-synthesising).
-
-    Timings estimated because no aligner fits the language carry no evidence
-    either way and never count; a real backend that found no path through the
-    text (``estimated`` with a backend other than "estimate") always does.
-    """
-    if alignment.estimated:
-        return alignment.backend != "estimate"
-    return alignment.score < threshold

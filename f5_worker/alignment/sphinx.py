@@ -19,9 +19,9 @@ import warnings
 
 import numpy as np
 
-from f5_worker.alignment import Alignment, WordTiming, backend_input, build_alignment
-from f5_worker.aligners import g2p
-from f5_worker.aligners.textnorm import tokenize
+from f5_worker.alignment import g2p
+from f5_worker.alignment.estimate import EstimateAligner, unalignable
+from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # pocketsphinx default: 100 frames a second
@@ -29,7 +29,7 @@ FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "(NULL)", "SIL"}
 # Word confidence is a logistic function of the word's mean per-frame acoustic score, which
 # pocketsphinx measures against the best-scoring senone of each frame (a goodness-of-
 # pronunciation measure). Midpoint and width were calibrated on matching vs. substituted
-# words in espeak-ng speech (see README, "Word and character timings").
+# words in espeak-ng speech (see docs/timings.md).
 CONFIDENCE_MIDPOINT = -70.0
 CONFIDENCE_WIDTH = 12.0
 LOUD_DB = -30.0  # frames this close to the loudest count as speech for ``_speech_explained``
@@ -109,8 +109,6 @@ class SphinxAligner:
         english = language.lower().split("-")[0] == "en"
         if not spoken or len(audio) < SAMPLE_RATE * 0.05 or not english:
             # Nothing to align, or a language the English model cannot judge: flagged estimates.
-            from f5_worker.alignment import EstimateAligner
-
             return EstimateAligner().align(audio, SAMPLE_RATE, text, language=language)
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         spoken_tokens = [tok for tok in tokens if tok.spoken]
@@ -127,7 +125,7 @@ class SphinxAligner:
                 tok.spoken = unit[k]  # report timings for the reading the audio has
             timings = _word_timings(words, phones, sum(len(t.spoken) for t in spoken_tokens), first_phone)
         if timings is None:
-            return _unalignable(audio, SAMPLE_RATE, text, language, duration, t0)
+            return unalignable(audio, SAMPLE_RATE, text, language, duration, t0, backend="sphinx")
         return build_alignment(
             text, tokens, timings, duration=duration, backend="sphinx", estimated=False,
             align_seconds=time.perf_counter() - t0, speech_explained=_speech_explained(audio, found[0]),
@@ -285,24 +283,6 @@ def _speech_explained(audio16k: np.ndarray, words) -> float:
         if name in FILLERS:
             silence[start : start + dur] = True
     return 1.0 - float((loud & silence).sum()) / max(int(loud.sum()), 1)
-
-
-def _unalignable(audio, sample_rate, text, language, duration, t0) -> Alignment:
-    """No path through the text fits the audio: the audio does not say the text.
-
-    Timings fall back to estimates; the result stays marked as a sphinx result with
-    score 0 and every spoken word flagged, so the quality gate sees the mismatch.
-    """
-    from f5_worker.alignment import EstimateAligner
-
-    result = EstimateAligner().align(audio, sample_rate, text, language=language)
-    for span in result.words + result.chars:  # resampled audio: same duration, up to a sample
-        span.start, span.end = min(span.start, duration), min(span.end, duration)
-    result.backend = "sphinx"
-    result.score = 0.0
-    result.flagged_words = [i for i, tok in enumerate(tokenize(text, language)) if tok.spoken]
-    result.align_seconds = time.perf_counter() - t0
-    return result
 
 
 def _word_timings(words, phones, n_expected: int, first_phone: dict[str, list[str]]) -> list[WordTiming] | None:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812 - the name f5-tts's modules use
 
-from f5_worker.models import f5_model_classes
+from f5_worker.tts.f5_imports import f5_model_classes
 
-f5_model_classes()  # f5_tts.model without its __init__ (see models.py); then its modules import as usual
+f5_model_classes()  # f5_tts.model without its __init__ (see f5_imports.py); then its modules import as usual
 from f5_tts.model.modules import AttnProcessor, apply_rotary_pos_emb  # noqa: E402
 
 

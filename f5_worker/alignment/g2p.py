@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from f5_worker.aligners import espeak
+from f5_worker.alignment import espeak
 
 ARPABET = frozenset(
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()

@@ -3,7 +3,7 @@
 One in-process ``SphinxAligner`` aligns one job at a time (a decoder is not
 thread-safe) and holds the GIL while it decodes. On a GPU worker that made
 alignment the bottleneck of concurrent jobs and slowed the sampler thread's
-kernel launches (README, Performance). Here each process has its own decoders,
+kernel launches (docs/performance.md). Here each process has its own decoders,
 so alignments of concurrent jobs run in parallel on other cores, and the
 worker process keeps its GIL for the GPU.
 
@@ -23,8 +23,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from f5_worker.aligners.sphinx import SAMPLE_RATE
-from f5_worker.alignment import Alignment
+from f5_worker.alignment.sphinx import SAMPLE_RATE, SphinxAligner
+from f5_worker.alignment.types import Alignment
 from f5_worker.audio import resample
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ _ALIGNER = None  # the SphinxAligner of a pool process
 
 def _start_process() -> None:
     global _ALIGNER
-    from f5_worker.aligners.sphinx import SphinxAligner
-
     _ALIGNER = SphinxAligner()
 
 

@@ -20,7 +20,8 @@ import torchaudio
 import torchaudio.functional as F
 from unidecode import unidecode
 
-from f5_worker.alignment import Alignment, WordTiming, backend_input, build_alignment
+from f5_worker.alignment.estimate import EstimateAligner, unalignable
+from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 320  # wav2vec2's feature stride at 16 kHz: 20 ms frames
@@ -184,8 +185,6 @@ class CtcAligner:
         t0 = time.perf_counter()
         audio, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
         if not spoken or len(audio) < SAMPLE_RATE * 0.05:
-            from f5_worker.alignment import EstimateAligner
-
             return EstimateAligner().align(audio, SAMPLE_RATE, text, language=language)
         emission = self.emission(audio)
         frame_s = len(audio) / SAMPLE_RATE / emission.shape[0]
@@ -193,11 +192,7 @@ class CtcAligner:
         try:
             frames = ctc_word_frames(emission.cpu(), ids, blank=self.blank, separator=self.separator)
         except RuntimeError:  # too little audio for the text: it cannot say it
-            from f5_worker.aligners.sphinx import _unalignable
-
-            result = _unalignable(audio, SAMPLE_RATE, text, language, duration, t0)
-            result.backend = self.name
-            return result
+            return unalignable(audio, SAMPLE_RATE, text, language, duration, t0, backend=self.name)
         timings = words_to_timings(frames, frame_s)
         return build_alignment(text, tokens, timings, duration=duration, backend=self.name, estimated=False,
                                align_seconds=time.perf_counter() - t0)

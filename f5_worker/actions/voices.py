@@ -1,63 +1,17 @@
-"""The voice actions a job can ask for: ``upload_voice``, ``list_voices``, ``get_voice``, ``delete_voice``.
+"""The voice actions: ``upload_voice``, ``list_voices``, ``get_voice``, ``delete_voice``.
 
-Request models register themselves with ``schema`` (so the handler keeps one
-dispatch table); ``VoiceActions`` turns a validated request into a result dict
-using a ``VoiceStore``.
+``VoiceActions`` turns a validated request (schema.py) into a result dict using
+a ``VoiceStore``, which owns the stored voices (voices.py).
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Literal
-
-from pydantic import Field, model_validator
 
 from f5_worker import audio
-from f5_worker.errors import JobError
 from f5_worker.fetch import audio_bytes
-from f5_worker.schema import _Request, register_action
-from f5_worker.voices import VoiceStore, check_voice_name
-
-
-class _Named(_Request):
-    name: str
-
-    @model_validator(mode="after")
-    def _safe_name(self):
-        check_voice_name(self.name, "name")
-        return self
-
-
-class UploadVoiceRequest(_Named):
-    action: Literal["upload_voice"]
-    audio_url: str | None = Field(None, min_length=1, max_length=4096)
-    audio_base64: str | None = Field(None, min_length=1)
-    ref_text: str | None = Field(None, max_length=1000)
-    overwrite: bool = False
-
-    @model_validator(mode="after")
-    def _one_audio(self):
-        if (self.audio_url is None) == (self.audio_base64 is None):
-            raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
-        return self
-
-
-class ListVoicesRequest(_Request):
-    action: Literal["list_voices"]
-
-
-class GetVoiceRequest(_Named):
-    action: Literal["get_voice"]
-    include_audio: bool = False
-
-
-class DeleteVoiceRequest(_Named):
-    action: Literal["delete_voice"]
-
-
-for _name, _model in (("upload_voice", UploadVoiceRequest), ("list_voices", ListVoicesRequest),
-                      ("get_voice", GetVoiceRequest), ("delete_voice", DeleteVoiceRequest)):
-    register_action(_name, _model)
+from f5_worker.schema import DeleteVoiceRequest, GetVoiceRequest, ListVoicesRequest, UploadVoiceRequest
+from f5_worker.voices import VoiceStore
 
 
 class VoiceActions:
@@ -67,14 +21,6 @@ class VoiceActions:
         self.store = store
         self.max_download_bytes = max_download_bytes
         self.download_timeout_s = download_timeout_s
-
-    def handlers(self) -> dict:
-        return {
-            "upload_voice": self.upload,
-            "list_voices": self.list,
-            "get_voice": self.get,
-            "delete_voice": self.delete,
-        }
 
     def upload(self, request: UploadVoiceRequest, job_id: str | None = None) -> dict:
         data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",

@@ -1,0 +1,1 @@
+"""One module per action a job can ask for; each is a callable ``(request, job_id) -> output dict``."""

@@ -1,0 +1,45 @@
+"""The ``align`` action: a recording and its transcript in, the timings a synthesis returns out.
+
+For people with human recordings, and for checking the aligner on audio whose
+true timings are known.
+"""
+
+from __future__ import annotations
+
+from f5_worker import audio, stopping
+from f5_worker.actions.timings import quality_field, timing_fields
+from f5_worker.alignment.quality import align_audio
+from f5_worker.alignment.textnorm import guess_language
+from f5_worker.alignment.types import Aligner
+from f5_worker.errors import JobError
+from f5_worker.fetch import audio_bytes
+from f5_worker.schema import AlignRequest
+
+MAX_ALIGN_AUDIO_SECONDS = 1800.0  # 30 minutes: longer recordings are refused before decoding
+MIN_ALIGN_AUDIO_SECONDS = 0.1
+
+
+class AlignAction:
+    def __init__(self, aligner: Aligner, *, max_download_bytes: int, download_timeout_s: float,
+                 max_audio_seconds: float = MAX_ALIGN_AUDIO_SECONDS):
+        self.aligner = aligner
+        self.max_download_bytes = max_download_bytes
+        self.download_timeout_s = download_timeout_s
+        self.max_audio_seconds = max_audio_seconds
+
+    def __call__(self, request: AlignRequest, job_id: str | None = None) -> dict:
+        data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
+                                  b64_field="audio_base64", max_bytes=self.max_download_bytes,
+                                  timeout_s=self.download_timeout_s)
+        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_audio_seconds)
+        duration = len(wave) / sample_rate
+        if duration < MIN_ALIGN_AUDIO_SECONDS:
+            raise JobError(field, f"audio is only {duration * 1000:.0f} ms long; nothing to align")
+        language = request.language or guess_language(request.text)
+        stopping.check("alignment")
+        result = align_audio(self.aligner, wave, sample_rate, request.text, language=language)
+        out = {"duration": round(duration, 4), "sample_rate": sample_rate, "language": language}
+        out.update(timing_fields(result, request, duration))
+        out["quality"] = quality_field(result)
+        out["timing"] = {"align_ms": round(result.align_seconds * 1000, 2)}
+        return out

@@ -1,0 +1,51 @@
+"""The ``health`` action: what this worker runs, on what, and whether its storage answers."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import f5_worker
+from f5_worker.alignment.types import Aligner
+from f5_worker.schema import HealthRequest
+from f5_worker.storage.stores import Stores
+from f5_worker.tts.loading import LoadedModels
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+class HealthAction:
+    def __init__(self, models: LoadedModels, aligner: Aligner, align_processes: int, stores: Stores):
+        self.models = models
+        self.aligner = aligner
+        self.align_processes = align_processes
+        self.stores = stores
+
+    def __call__(self, request: HealthRequest, job_id: str | None = None) -> dict:
+        import torch
+
+        m = self.models
+        return {
+            "status": "ok",
+            "model": m.name,
+            "device": m.device,
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "cuda_graphs": m.cuda_graphs and getattr(m.cfm.transformer, "failed", None) is None,
+            "torch_compile": m.compiled,
+            "sample_rate": m.sample_rate,
+            "load_seconds": round(m.load_seconds, 3),
+            "versions": {
+                "torch": torch.__version__,
+                "f5-tts": package_version("f5-tts"),
+                "runpod": package_version("runpod"),
+                "f5-worker": package_version("f5-worker") or f5_worker.__version__,
+            },
+            "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
+            "aligner": self.aligner.name,
+            "align_processes": self.align_processes,
+            "storage": self.stores.health(),
+        }

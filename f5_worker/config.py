@@ -1,0 +1,306 @@
+"""The worker's settings: the only module that reads the environment.
+
+RunPod endpoints are configured through environment variables, so every knob a
+deployer may turn is one; docs/configuration.md lists them all, together with
+the boot's (``setup_network_venv.py`` reads those, standard library only, and
+``tests/test_config.py`` checks that the names both read agree). Each default
+is written once, as a field default of ``Settings`` or a constant here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+TINY_MODEL = "tiny"
+DEFAULT_MODEL = "F5TTS_v1_Base"
+DEFAULT_NETWORK_VOLUME = Path("/runpod-volume")  # where RunPod mounts an endpoint's network volume
+DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voices sent without ref_text
+DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
+DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job's input
+
+ALIGNER_KINDS = ("auto", "ctc", "sphinx", "estimate")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_TRUE = ("1", "true", "yes", "on")
+
+
+class SettingsError(ValueError):
+    """A setting the worker cannot start with; the message names the variable (runpod_handler exits with it)."""
+
+
+def network_volume_from_env(env: Mapping[str, str] | None = None) -> Path | None:
+    """``NETWORK_VOLUME_PATH``: unset means ``/runpod-volume``; set to "" means no volume, as the boot
+    (start.sh, setup_network_venv.py) reads it, e.g. to keep off a read-only volume."""
+    raw = (os.environ if env is None else env).get("NETWORK_VOLUME_PATH")
+    if raw is None:
+        return DEFAULT_NETWORK_VOLUME
+    return Path(raw.strip()) if raw.strip() else None
+
+
+def data_dir_for(volume: Path | None) -> Path:
+    """Where the worker keeps its own files (voices, results, tiny models): on the volume when one is mounted."""
+    if volume is not None and volume.is_dir():
+        return volume / "f5-worker"
+    return Path("data").resolve()
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    """RunPod's bucket variables, plus the few knobs an S3-compatible service may need."""
+
+    endpoint_url: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    name: str
+    region: str = "us-east-1"
+    addressing_style: str = "path"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where voices and results go. A bucket whose settings cannot be used is disabled with the reason
+    (``bucket_error``, shown by ``health``) instead of stopping the worker: voices then stay local."""
+
+    local_root: Path
+    volume_mounted: bool
+    bucket: BucketSettings | None
+    bucket_error: str | None
+    url_expiry_s: int = DEFAULT_URL_EXPIRY_S
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *,
+                 network_volume_path: Path | None = None) -> StorageSettings:
+        """Read the environment; ``network_volume_path`` overrides ``NETWORK_VOLUME_PATH`` (Settings has it)."""
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else default
+
+        volume = Path(network_volume_path) if network_volume_path is not None else network_volume_from_env(env)
+        mounted = volume is not None and volume.is_dir()
+        problems: list[str] = []  # settings the bucket cannot be used with: it is disabled, and health says why
+
+        def number(name: str, default: float, kind: type = float):
+            raw = get(name, str(default))
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = None
+            if value is None or not 0 < value < float("inf"):
+                problems.append(f"{name} must be a positive {'whole ' if kind is int else ''}number (got {raw!r})")
+                return kind(default)
+            return value
+
+        expiry = number("URL_EXPIRY_S", DEFAULT_URL_EXPIRY_S, int)
+        bucket, bucket_error = None, None
+        endpoint = get("BUCKET_ENDPOINT_URL")
+        key_id, secret = get("BUCKET_ACCESS_KEY_ID"), get("BUCKET_SECRET_ACCESS_KEY")
+        if endpoint or key_id or secret:
+            missing = [n for n, v in (("BUCKET_ENDPOINT_URL", endpoint), ("BUCKET_ACCESS_KEY_ID", key_id),
+                                      ("BUCKET_SECRET_ACCESS_KEY", secret)) if not v]
+            parts = urlsplit(endpoint or "")
+            # A bucket may also be named by the endpoint's path (https://host/bucket).
+            name = get("BUCKET_NAME") or parts.path.strip("/").split("/")[0] or None
+            if missing:
+                bucket_error = f"bucket disabled: {', '.join(missing)} not set"
+            elif parts.scheme not in ("http", "https") or not parts.hostname:
+                bucket_error = "bucket disabled: BUCKET_ENDPOINT_URL must be an http(s) URL"
+            elif not name:
+                bucket_error = "bucket disabled: BUCKET_NAME not set"
+            else:
+                defaults = BucketSettings("", "", "", "")
+                region = get("BUCKET_REGION") or _region_from_host(parts.hostname) or defaults.region
+                style = get("BUCKET_ADDRESSING_STYLE", defaults.addressing_style).lower()
+                if style not in ("path", "virtual", "auto"):
+                    problems.append(f"BUCKET_ADDRESSING_STYLE must be path, virtual or auto (got {style!r})")
+                bucket = BucketSettings(
+                    endpoint_url=f"{parts.scheme}://{parts.netloc}",
+                    access_key_id=key_id,
+                    secret_access_key=secret,
+                    name=name,
+                    region=region,
+                    addressing_style=style,
+                    connect_timeout_s=number("BUCKET_CONNECT_TIMEOUT_S", defaults.connect_timeout_s),
+                    read_timeout_s=number("BUCKET_READ_TIMEOUT_S", defaults.read_timeout_s),
+                    max_attempts=number("BUCKET_MAX_ATTEMPTS", defaults.max_attempts, int),
+                )
+                if problems:
+                    bucket, bucket_error = None, "bucket disabled: " + "; ".join(problems)
+        return cls(data_dir_for(volume), mounted, bucket, bucket_error, url_expiry_s=expiry)
+
+
+def _region_from_host(host: str) -> str | None:
+    """``s3.us-west-004.backblazeb2.com`` -> ``us-west-004`` (SigV4 needs the right region)."""
+    match = re.match(r"^(?:[^.]+\.)?s3[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.", host)
+    return match.group(1) if match else None
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    worker_model: str = DEFAULT_MODEL
+    model_ckpt_path: str | None = None
+    model_vocab_path: str | None = None
+    vocoder_path: str | None = None
+    network_volume_path: Path | None = DEFAULT_NETWORK_VOLUME  # None: no volume (NETWORK_VOLUME_PATH="")
+    hf_home: Path | None = None
+    tiny_model_dir: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    aligner: str = "auto"
+    max_ref_audio_seconds: float = 120.0
+    ref_audio_keep_seconds: float = 12.0
+    max_download_bytes: int = 50 * 1024 * 1024
+    download_timeout_s: float = 30.0
+    max_inline_bytes: int = 9 * 1024 * 1024
+    max_concurrency: int = 4
+    max_batch_jobs: int = 1  # jobs per sampling call; batching measured no gain (docs/performance.md)
+    batch_wait_ms: float = 10.0
+    align_processes: int = -1  # -1: auto (docs/performance.md); 0: align in the worker process
+    torch_compile: bool = False  # torch.compile the DiT's blocks at load (docs/performance.md)
+    cuda_graphs: bool = True  # replay the DiT's blocks from CUDA graphs on GPU (docs/performance.md)
+    hf_offline: bool = False
+    asr_model: str = DEFAULT_ASR_MODEL
+    asr_language: str | None = None  # None: Whisper detects each upload's language
+    result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
+
+    @property
+    def volume_mounted(self) -> bool:
+        return self.network_volume_path is not None and self.network_volume_path.is_dir()
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the worker keeps its own files: on the volume when there is one."""
+        return data_dir_for(self.network_volume_path)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """The Hugging Face cache: ``HF_HOME`` if set, else on the volume, else the user cache."""
+        if self.hf_home is not None:
+            return self.hf_home
+        if self.volume_mounted:
+            return self.data_dir / "cache" / "huggingface"
+        return Path.home() / ".cache" / "huggingface"
+
+    @property
+    def tiny_models_path(self) -> Path:
+        return self.tiny_model_dir or self.data_dir / "models" / "tiny"
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.worker_model == TINY_MODEL
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in _TRUE
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {value!r})") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    try:
+        return default if value is None else float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number (got {value!r})") from None
+
+
+def _env_choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def _env_device() -> str:
+    value = _env("DEVICE", _DEFAULTS["device"]).strip().lower()
+    if not _DEVICE.fullmatch(value):
+        raise SettingsError(f"DEVICE must be one of auto, cpu, cuda or cuda:N (got {value!r})")
+    return value
+
+
+def _env_path(name: str) -> Path | None:
+    value = _env(name)
+    return Path(value) if value else None
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (call once per process, or per test)."""
+    d = _DEFAULTS
+    return Settings(
+        worker_model=_env("WORKER_MODEL", d["worker_model"]),
+        model_ckpt_path=_env("MODEL_CKPT_PATH"),
+        model_vocab_path=_env("MODEL_VOCAB_PATH"),
+        vocoder_path=_env("VOCODER_PATH"),
+        network_volume_path=network_volume_from_env(),
+        hf_home=_env_path("HF_HOME"),
+        tiny_model_dir=_env_path("TINY_MODEL_DIR"),
+        device=_env_device(),
+        dtype=_env("MODEL_DTYPE", d["dtype"]),
+        aligner=_env_choice("ALIGNER", d["aligner"], ALIGNER_KINDS),
+        max_ref_audio_seconds=_env_float("MAX_REF_AUDIO_SECONDS", d["max_ref_audio_seconds"]),
+        max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", d["max_download_bytes"]),
+        download_timeout_s=_env_float("DOWNLOAD_TIMEOUT_S", d["download_timeout_s"]),
+        max_inline_bytes=_env_int("MAX_INLINE_BYTES", d["max_inline_bytes"]),
+        max_concurrency=_env_int("MAX_CONCURRENCY", d["max_concurrency"]),
+        max_batch_jobs=_env_int("MAX_BATCH_JOBS", d["max_batch_jobs"]),
+        batch_wait_ms=_env_float("BATCH_WAIT_MS", d["batch_wait_ms"]),
+        align_processes=_env_int("ALIGN_PROCESSES", d["align_processes"]),
+        torch_compile=_env_bool("TORCH_COMPILE", d["torch_compile"]),
+        cuda_graphs=_env_bool("CUDA_GRAPHS", d["cuda_graphs"]),
+        hf_offline=_env_bool("HF_HUB_OFFLINE", d["hf_offline"]),
+        asr_model=_env("ASR_MODEL", d["asr_model"]),
+        asr_language=_env("ASR_LANGUAGE"),
+        result_dump_dir=_env_path("RESULT_DUMP_DIR"),
+    )
+
+
+# -- read where they are used, before any Settings exist ----------------------------------------
+
+
+def private_downloads_allowed() -> bool:
+    """``RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS``: let URLs reach private addresses (a trusted network only).
+
+    Read at each download, so a test or an operator can change it without a restart."""
+    return (_env("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS") or "").strip().lower() in _TRUE[:3]
+
+
+def lean_imports_enabled() -> bool:
+    """``F5_WORKER_LEAN_IMPORTS=0`` turns off the import shims of tts/f5_imports.py (to rule them out)."""
+    return (_env("F5_WORKER_LEAN_IMPORTS") or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def runpod_log_level() -> str:
+    """``RUNPOD_LOG_LEVEL``, defaulted for runpod too: it reads the variable itself when imported."""
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", DEFAULT_RUNPOD_LOG_LEVEL)
+    return os.environ["RUNPOD_LOG_LEVEL"].upper()

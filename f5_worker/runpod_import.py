@@ -1,0 +1,98 @@
+"""``import runpod``, made safe and quick for a worker process.
+
+Two things about importing runpod-python (1.10) need handling:
+
+* **Its record of jobs in progress.** runpod keeps the jobs a worker has in
+  progress in ``.runpod_jobs.pkl`` in the directory that is current when it is
+  imported, so that its heartbeat process can report them, and it *loads* that
+  file when it starts. A worker killed with jobs in progress (out of memory,
+  SIGKILL, a CUDA fault) leaves the file behind; restarted in the same container
+  (same ``/app``), it counts those jobs as its own forever: with as many of them
+  as ``MAX_CONCURRENCY``, it boots, sends heartbeats that claim them, and never
+  takes a job again (measured: 40 s, no job taken, tests/test_runpod_worker.py).
+  Two workers started in one directory would share the file too. A process that
+  has just started has no job in progress, so any such file is stale:
+  ``private_job_state()`` gives runpod's tracker a new directory of this
+  process's own, which its heartbeat process (forked) shares.
+* **Its CPU query.** See ``quick_cpuinfo``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Iterator
+
+from f5_worker.config import lean_imports_enabled, runpod_log_level
+
+
+@contextmanager
+def private_job_state() -> Iterator[str]:
+    """Run ``import runpod`` inside this; yields the directory its job tracker will use."""
+    state_dir = tempfile.mkdtemp(prefix="runpod-jobs-")
+    atexit.register(shutil.rmtree, state_dir, ignore_errors=True)
+    cwd = os.getcwd()
+    os.chdir(state_dir)  # runpod's JobsProgress takes its state directory from the cwd at import
+    try:
+        yield state_dir
+    finally:
+        os.chdir(cwd)
+
+
+def proc_cpuinfo_brand(path: str = "/proc/cpuinfo") -> str | None:
+    """The CPU's "model name" from /proc/cpuinfo: where py-cpuinfo looks first on Linux."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def quick_cpuinfo() -> Iterator[None]:
+    """While the block runs, ``cpuinfo.get_cpu_info()`` reads /proc/cpuinfo in-process.
+
+    ``import runpod`` calls py-cpuinfo's ``get_cpu_info()`` at module level
+    (``rp_debugger.PROCESSOR``, shown only in runpod's debugger output). py-cpuinfo
+    runs itself in a new interpreter for that, which forks once more to query CPUID:
+    about 1.1 s of every cold start, and of every spawned alignment process. The
+    brand it returns on Linux comes from /proc/cpuinfo's "model name", which is what
+    the stand-in returns; where that line is missing (non-x86) the real function runs.
+    Wrap ``import runpod`` in it; a no-op when F5_WORKER_LEAN_IMPORTS=0.
+    """
+    if not lean_imports_enabled():
+        yield
+        return
+    try:
+        import cpuinfo
+    except ImportError:
+        yield
+        return
+    real = cpuinfo.get_cpu_info
+
+    def get_cpu_info() -> dict:
+        brand = proc_cpuinfo_brand()
+        return {"brand_raw": brand} if brand else real()
+
+    cpuinfo.get_cpu_info = get_cpu_info
+    try:
+        yield
+    finally:
+        if cpuinfo.get_cpu_info is get_cpu_info:
+            cpuinfo.get_cpu_info = real
+
+
+def import_runpod() -> ModuleType:
+    """runpod, imported with its log level defaulted, its job record private and its CPU query quick."""
+    runpod_log_level()  # runpod reads RUNPOD_LOG_LEVEL itself when imported
+    with quick_cpuinfo(), private_job_state():
+        import runpod
+    return runpod

@@ -1,0 +1,191 @@
+"""Storage in an S3-compatible bucket through boto3: voices shared by every worker, and result links."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from f5_worker.config import BucketSettings
+from f5_worker.storage.base import NotFound, ObjectInfo, Storage, StorageError, check_key
+
+
+class BucketStorage(Storage):
+    """An S3-compatible bucket via boto3 (AWS, Backblaze B2, Cloudflare R2, MinIO, SeaweedFS...).
+
+    ``put_if_absent`` is a conditional PUT (``If-None-Match: *``), which S3 and
+    most compatible services honour atomically.
+    """
+
+    kind = "bucket"
+
+    def __init__(self, settings: BucketSettings):
+        self.settings = settings
+        self.bucket = settings.name
+        self._client = self._make_client(settings.max_attempts, settings.connect_timeout_s, settings.read_timeout_s)
+        # Health checks answer fast: one attempt, short timeouts.
+        self._probe = self._make_client(1, min(settings.connect_timeout_s, 3.0), min(settings.read_timeout_s, 10.0))
+        self._conditional_put = True
+
+    def _make_client(self, attempts: int, connect_timeout_s: float, read_timeout_s: float):
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        return boto3.client(
+            "s3",
+            endpoint_url=s.endpoint_url,
+            aws_access_key_id=s.access_key_id,
+            aws_secret_access_key=s.secret_access_key,
+            region_name=s.region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": s.addressing_style},
+                connect_timeout=connect_timeout_s,
+                read_timeout=read_timeout_s,
+                retries={"max_attempts": attempts, "mode": "standard"},
+                max_pool_connections=16,
+            ),
+        )
+
+    @property
+    def location(self) -> str:
+        return f"bucket {self.bucket!r} at {self.settings.endpoint_url}"
+
+    def _fail(self, exc: Exception, action: str) -> StorageError:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            detail = f"{code}: {err.get('Message') or 'no message'}"
+        else:
+            detail = str(exc).split("\n")[0] or type(exc).__name__
+        return StorageError(f"{action} failed on {self.location} ({detail})")
+
+    @staticmethod
+    def _status(exc: Exception) -> int | None:
+        response = getattr(exc, "response", None) or {}
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, "upload") from None
+
+    def put_if_absent(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        check_key(key)
+        if not self._conditional_put:
+            return self._put_if_absent_unconditional(key, data, content_type)
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as exc:
+            status = self._status(exc)
+            if status in (412, 409):  # 409: a concurrent conditional write is in progress
+                return False
+            if status == 501:  # the service ignores conditions: best effort from now on
+                self._conditional_put = False
+                return self._put_if_absent_unconditional(key, data, content_type)
+            raise self._fail(exc, "upload") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "upload") from None
+
+    def _put_if_absent_unconditional(self, key: str, data: bytes, content_type: str) -> bool:
+        if self.exists(key):
+            return False
+        self.put(key, data, content_type)
+        return True
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=check_key(key))
+            return True
+        except ClientError as exc:
+            if self._status(exc) == 404:
+                return False
+            raise self._fail(exc, "lookup") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "lookup") from None
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+        except ClientError as exc:
+            if self._status(exc) == 404 or exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                raise NotFound(key) from None
+            raise self._fail(exc, "download") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "download") from None
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        except (BotoCoreError, ClientError) as exc:
+            if self._status(exc) == 404:
+                return
+            raise self._fail(exc, "delete") from None
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    out.append(ObjectInfo(obj["Key"], int(obj["Size"]), obj["LastModified"]))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, "listing") from None
+        return sorted(out, key=lambda o: o.key)
+
+    def url(self, key: str, expires_s: int) -> str:
+        # Signing is local: no request is made, so it cannot fail for an unreachable bucket.
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=int(expires_s)
+        )
+
+    def check(self) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        status = {
+            "backend": self.kind,
+            "endpoint": self.settings.endpoint_url,
+            "bucket": self.bucket,
+            "reachable": False,
+            "writable": False,
+            "error": None,
+        }
+        try:
+            self._probe.head_bucket(Bucket=self.bucket)
+            status["reachable"] = True
+        except (BotoCoreError, ClientError) as exc:
+            if self._status(exc) == 404:
+                status["reachable"] = True
+                status["error"] = f"bucket {self.bucket!r} does not exist at {self.settings.endpoint_url}"
+            elif self._status(exc) in (401, 403):
+                status["reachable"] = True
+                status["error"] = f"access to bucket {self.bucket!r} denied (check BUCKET_ACCESS_KEY_ID/SECRET)"
+            else:
+                status["error"] = str(self._fail(exc, "bucket check"))
+            return status
+        try:
+            probe = f"_health/probe-{uuid.uuid4().hex}"
+            self._probe.put_object(Bucket=self.bucket, Key=probe, Body=b"ok", ContentType="text/plain")
+            self._probe.delete_object(Bucket=self.bucket, Key=probe)
+            status["writable"] = True
+        except (BotoCoreError, ClientError) as exc:
+            status["error"] = str(self._fail(exc, "test write"))
+        return status

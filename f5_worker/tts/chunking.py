@@ -1,0 +1,91 @@
+"""Text cut into the pieces F5-TTS samples, and their lengths in frames, as upstream sizes them."""
+
+from __future__ import annotations
+
+import re
+
+from f5_worker.tts.reference import PreparedReference
+
+# upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
+_SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
+
+
+
+def chunk_text(text: str, max_chars: int) -> list[str]:
+    """Split text at sentence marks into chunks of at most ``max_chars`` UTF-8 bytes (upstream's rule).
+
+    Upstream stops there, so a text without punctuation became one chunk of any length (5000
+    characters: 8 minutes of audio in one sampling run). A sentence over ``max_chars`` is split
+    further at spaces, and a word longer than that between characters.
+    """
+    chunks, current = [], ""
+    for sentence in _SENTENCE_SPLIT.split(text):
+        if not sentence:
+            continue
+        if len(sentence.encode("utf-8")) > max_chars:
+            if current.strip():
+                chunks.append(current.strip())
+            current = ""
+            chunks.extend(_split_long_sentence(sentence, max_chars))
+            continue
+        piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
+        if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
+            current += piece
+        else:
+            if current:
+                chunks.append(current.strip())
+            current = piece
+    if current.strip():
+        chunks.append(current.strip())
+    return chunks
+
+
+def _split_long_sentence(sentence: str, max_chars: int) -> list[str]:
+    """Pieces of at most ``max_chars`` bytes, cut at spaces; inside a word only when it alone is longer."""
+    def fits(piece: str) -> bool:
+        return len(piece.encode("utf-8")) <= max_chars
+
+    words = []
+    for word in sentence.split():
+        part = ""
+        for ch in word:
+            if part and not fits(part + ch):
+                words.append(part)
+                part = ""
+            part += ch
+        words.append(part)
+    pieces, current = [], ""
+    for word in words:
+        joined = f"{current} {word}" if current else word
+        if current and not fits(joined):
+            pieces.append(current)
+            current = word
+        else:
+            current = joined
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def max_chunk_chars(ref: PreparedReference, speed: float) -> int:
+    """Upstream sizes chunks so reference + chunk stays under about 22 s."""
+    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
+    return max(1, int(per_second * (22 - ref.duration) * speed))
+
+
+def chunk_frames(ref: PreparedReference, chunk: str, speed: float, hop_length: int) -> int:
+    """Total mel frames (reference + generated) for one chunk, as upstream estimates them."""
+    ref_frames = len(ref.wave) // hop_length
+    local_speed = 0.3 if len(chunk.encode("utf-8")) < 10 else speed
+    ref_bytes = len(ref.text.encode("utf-8"))
+    return ref_frames + int(ref_frames / ref_bytes * len(chunk.encode("utf-8")) / local_speed)
+
+
+def plan_chunks(ref: PreparedReference, text: str, speed: float) -> list[str]:
+    return chunk_text(text, max_chunk_chars(ref, speed)) or [text.strip()]
+
+
+def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, hop_length: int = 256) -> int:
+    """Output length before synthesis (cross-fades ignored: an upper bound)."""
+    ref_frames = len(ref.wave) // hop_length
+    return sum(chunk_frames(ref, c, speed, hop_length) - ref_frames for c in chunks) * hop_length

@@ -1,0 +1,141 @@
+"""A reference voice made ready for sampling, and the cache that keeps it across jobs.
+
+F5-TTS clones the voice of a short reference clip with its transcript. Preparing
+one (decode, resample to 24 kHz, trim to ``REF_AUDIO_KEEP_SECONDS``, normalise
+loudness, later its mel spectrogram) costs milliseconds to seconds, so prepared
+references are cached by content: a client that sends the same clip again, or
+names a stored voice, pays once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+import numpy as np
+
+from f5_worker import audio
+from f5_worker.errors import JobError
+
+REFERENCE_CACHE_SIZE = 32  # prepared references kept, most recently used first
+MIN_REFERENCE_SECONDS = 0.5  # shorter (after trimming), or silent, is refused
+SILENT_RMS = 1e-4
+# The voice used when a job names none: f5-tts's own example clip and its transcript.
+DEFAULT_VOICE_FILE = "infer/examples/basic/basic_ref_en.wav"
+DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
+
+
+@dataclass
+class PreparedReference:
+    """A reference voice ready for sampling: cached per voice and reused across jobs."""
+
+    wave: np.ndarray  # 24 kHz mono, RMS-normalised to target_rms when quieter
+    text: str  # ends with ". " (or "。") as upstream expects
+    rms: float  # RMS before normalisation; generated audio is scaled back to it
+    target_rms: float
+    duration: float
+    warnings: list[str] = field(default_factory=list)
+    mel: object = field(default=None, repr=False)  # filled by the sampler on first use
+
+
+# F5-TTS sizes the generated audio from the reference's speaking rate (bytes of text per second of
+# audio). Fast speech is about 20-30 UTF-8 bytes a second in English, Chinese, Japanese or Korean;
+# a transcript far denser than this is not the audio's, and leaves (next to) no frames to generate.
+MAX_REF_TEXT_BYTES_PER_SECOND = 60.0
+
+
+def check_reference_rate(text: str, seconds: float, field: str = "ref_text") -> None:
+    """Refuse a transcript that cannot be what the reference audio says (it is far too long for it)."""
+    size = len(text.strip().encode("utf-8"))
+    if seconds <= 0 or size / seconds > MAX_REF_TEXT_BYTES_PER_SECOND:
+        raise JobError(field, f"is {size} bytes of text for {seconds:.1f} s of reference audio, over "
+                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript")
+
+
+def normalise_ref_text(text: str) -> str:
+    """Upstream ends the reference text with sentence punctuation and a space."""
+    text = text.strip()
+    if text.endswith("。"):
+        return text
+    if not text.endswith("."):
+        text += "."
+    return text + " "
+
+
+def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_rms: float = 0.1,
+                      keep_seconds: float = 12.0) -> PreparedReference:
+    wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
+    trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
+    wave = trimmed.wave
+    rms = float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
+    if 0 < rms < target_rms:
+        wave = wave * (target_rms / rms)
+    return PreparedReference(
+        wave=wave.astype(np.float32),
+        text=normalise_ref_text(text),
+        rms=rms,
+        target_rms=target_rms,
+        duration=len(wave) / audio.TARGET_SAMPLE_RATE,
+        warnings=[trimmed.warning] if trimmed.warning else [],
+    )
+
+
+class ReferenceCache:
+    """Prepared references by content hash, so a reference sent again costs nothing."""
+
+    def __init__(self, size: int = REFERENCE_CACHE_SIZE):
+        self._items: OrderedDict[str, PreparedReference] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_or_prepare(self, key: str, prepare: Callable[[], PreparedReference]) -> PreparedReference:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        ref = prepare()
+        with self._lock:
+            self._items[key] = ref
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return ref
+
+
+class ReferencePreparer:
+    """Turns a job's reference (uploaded bytes, or none: the default voice) into a cached PreparedReference."""
+
+    def __init__(self, *, max_input_seconds: float, keep_seconds: float, cache: ReferenceCache | None = None):
+        self.max_input_seconds = max_input_seconds
+        self.keep_seconds = keep_seconds
+        self.cache = cache or ReferenceCache()
+
+    def from_bytes(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
+        """A client's clip and transcript; ``field`` names where it came from, for errors."""
+        key = "audio:" + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
+        return self.cache.get_or_prepare(key, lambda: self._prepare(data, text, field, target_rms, trusted=False))
+
+    def default_voice(self, target_rms: float) -> PreparedReference:
+        data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
+        return self.cache.get_or_prepare(f"default:{target_rms}", lambda: self._prepare(
+            data, DEFAULT_VOICE_TEXT, "default voice", target_rms, trusted=True))
+
+    def _prepare(self, data: bytes, text: str, field: str, target_rms: float, *, trusted: bool) -> PreparedReference:
+        """``trusted``: the default voice, whose clip and transcript are known to match (not re-checked)."""
+        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
+        first, last = audio.speech_region(wave, sample_rate)
+        if not trusted and last - first > self.keep_seconds:
+            # Clipping would keep only the first part of the speech, and ref_text would no longer
+            # match it (F5-TTS then sizes and says the text wrongly). upload_voice refuses the same.
+            raise JobError(field, f"holds {last - first:.1f} s of speech; a reference keeps at most "
+                                  f"{self.keep_seconds:g} s, and ref_text would not match the "
+                                  "clipped audio: send a shorter clip with its own transcript")
+        ref = prepare_reference(wave, sample_rate, text, target_rms=target_rms, keep_seconds=self.keep_seconds)
+        if ref.duration < MIN_REFERENCE_SECONDS or ref.rms < SILENT_RMS:
+            raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
+        if not trusted:
+            check_reference_rate(text, ref.duration)
+        return ref

@@ -1,0 +1,162 @@
+"""The worker: models loaded once, then each job is parse -> dispatch -> error policy.
+
+Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}``;
+unexpected ones are logged with their traceback and the worker keeps serving.
+A CUDA error other than running out of memory leaves this process's GPU
+unusable: the job answers with ``refresh_worker`` and the worker takes no more
+jobs, so RunPod replaces it (docs/architecture.md, "When the GPU fails").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from f5_worker import schema, stopping
+from f5_worker.actions.align import AlignAction
+from f5_worker.actions.health import HealthAction
+from f5_worker.actions.synthesize import SynthesizeAction
+from f5_worker.actions.voices import VoiceActions
+from f5_worker.alignment.selection import auto_processes, load_aligner
+from f5_worker.config import Settings, get_settings
+from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory, summary
+from f5_worker.storage.stores import Stores
+from f5_worker.transcribe import WhisperTranscriber
+from f5_worker.tts.loading import LoadedModels, load_models
+from f5_worker.tts.sampler import SynthesisEngine
+from f5_worker.voices import VoiceStore
+
+log = logging.getLogger(__name__)
+
+Action = Callable[[Any, "str | None"], dict]
+
+
+class Worker:
+    """Owns the loaded models and every component built on them, for the life of the process."""
+
+    def __init__(self, settings: Settings, models: LoadedModels, stores: Stores | None = None):
+        self.settings = settings
+        self.models = models
+        self.gpu_failure: str | None = None  # set by a CUDA error: this process can no longer use the GPU
+        self.engine = SynthesisEngine(models, max_batch_jobs=settings.max_batch_jobs,
+                                      max_wait_s=settings.batch_wait_ms / 1000)
+        processes = settings.align_processes
+        if processes < 0:
+            processes = auto_processes(models.device)
+        self.align_processes = processes
+        try:  # once, next to F5-TTS (docs/timings.md)
+            self.aligner = load_aligner(settings.aligner, device=models.device, processes=processes)
+        except FileNotFoundError as exc:  # ALIGNER=ctc without cached weights: serve with the fallback
+            log.error("%s; using ALIGNER=auto", exc)
+            self.aligner = load_aligner("auto", device=models.device, processes=processes)
+        self.stores = stores or Stores.from_env(network_volume_path=settings.network_volume_path)
+        self.voices = VoiceStore(
+            self.stores.voices,
+            transcriber=WhisperTranscriber(settings.asr_model, device=settings.device, language=settings.asr_language),
+            keep_seconds=settings.ref_audio_keep_seconds,
+            max_input_seconds=settings.max_ref_audio_seconds,
+        )
+        self.synthesize = SynthesizeAction(settings, self.engine, self.aligner, self.voices, self.stores)
+        voice_actions = VoiceActions(self.voices, max_download_bytes=settings.max_download_bytes,
+                                     download_timeout_s=settings.download_timeout_s)
+        self.actions: dict[str, Action] = {
+            "synthesize": self.synthesize,
+            "align": AlignAction(self.aligner, max_download_bytes=settings.max_download_bytes,
+                                 download_timeout_s=settings.download_timeout_s),
+            "upload_voice": voice_actions.upload,
+            "list_voices": voice_actions.list,
+            "get_voice": voice_actions.get,
+            "delete_voice": voice_actions.delete,
+            "health": HealthAction(models, self.aligner, processes, self.stores),
+        }
+        assert self.actions.keys() == schema.ACTIONS.keys(), "every request model has its action"
+        self._check_storage()
+
+    @classmethod
+    def from_env(cls) -> Worker:
+        settings = get_settings()
+        return cls(settings, load_models(settings))
+
+    def _check_storage(self) -> None:
+        """The bucket is checked once at start-up (docs/storage.md); a bad one is reported, not fatal."""
+        bucket = self.stores.check_bucket()
+        if bucket is not None and not bucket["writable"]:
+            log.warning("bucket not usable at start-up: %s", bucket["error"])
+        elif self.stores.settings.bucket_error:
+            log.warning("%s", self.stores.settings.bucket_error)
+        log.info("voices stored in %s", self.stores.voices.location)
+
+    def concurrency(self) -> int:
+        """Jobs to take at once (runpod's ``concurrency_modifier``); none after a GPU failure, so the
+        endpoint's queue keeps them for healthy workers while RunPod replaces this one."""
+        return 0 if self.gpu_failure is not None else self.settings.max_concurrency
+
+    async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict:
+        """For RunPod's async handler: jobs run in threads and meet in the sampler's batches.
+
+        When RunPod stops the job (cancel, timeout), the thread cannot be interrupted;
+        its stop flag is raised instead, and the work ends at its next check (stopping.py).
+        """
+        with stopping.stop_flag() as flag:
+            try:
+                return await asyncio.to_thread(self.handle, job_input, job_id)
+            except asyncio.CancelledError:
+                flag.set()
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+                raise
+
+    def handle(self, job_input: Any, job_id: str | None = None) -> dict:
+        started = time.perf_counter()
+        if self.gpu_failure is not None:
+            return self._gpu_failed_result()
+        try:
+            stopping.check("start")  # stopped while it waited for a thread
+            request = schema.parse_job(job_input)
+            log.info("job %s: %s", job_id, _describe_request(request))
+            result = self.actions[request.action](request, job_id)
+        except JobError as exc:
+            log.info("job %s refused: %s", job_id, exc)
+            return {"error": str(exc)}
+        except stopping.JobStopped as exc:
+            log.info("job %s: %s", job_id, exc)
+            return {"error": str(exc)}
+        except MemoryError:
+            log.exception("job %s ran out of memory", job_id)
+            return {"error": "internal: out of memory; try a shorter text"}
+        except Exception as exc:  # never let a job kill the worker
+            if is_gpu_out_of_memory(exc):
+                free_gpu_memory()
+                return {"error": "internal: out of GPU memory; try a shorter text"}
+            if is_gpu_failure(exc):
+                log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
+                             "so this worker asks RunPod to replace it", job_id, exc_info=True)
+                self.gpu_failure = summary(exc, limit=200)
+                return self._gpu_failed_result()
+            log.exception("job %s failed", job_id)
+            return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
+        log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
+        return result
+
+    def _gpu_failed_result(self) -> dict:
+        """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""
+        return {"error": f"internal: the GPU failed ({self.gpu_failure}); this worker is being replaced, "
+                         "send the job again", "refresh_worker": True}
+
+
+def _describe_request(request) -> str:
+    """A log line for a job: sizes and choices, never payloads."""
+    parts = [request.action]
+    text = getattr(request, "text", None)
+    if text is not None:
+        parts.append(f"text={len(text)} chars")
+    for name in ("voice", "ref_audio_url"):
+        value = getattr(request, name, None)
+        if value:
+            parts.append(f"{name}={value[:80]}")
+    b64 = getattr(request, "ref_audio_base64", None)
+    if b64:
+        parts.append(f"ref_audio_base64=<{len(b64)} chars>")
+    return " ".join(parts)
