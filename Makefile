@@ -16,7 +16,7 @@ run: deps
 	@mkdir -p data/results
 	@echo "WORKER_MODEL=$${WORKER_MODEL:-tiny}"
 	WORKER_MODEL=$${WORKER_MODEL:-tiny} RESULT_DUMP_DIR=data/results $(UV) run --frozen python runpod_handler.py
-	$(UV) run --frozen python scripts/show_result.py data/results/local_test.json
+	$(UV) run --frozen python scripts/dev/show_result.py data/results/local_test.json
 
 test: deps
 	$(UV) run --frozen pytest

@@ -18,7 +18,7 @@ so the image stays small. This script makes sure that:
 * every failure is a clear message and a non-zero exit.
 
 Output: ``export NAME=value`` lines on stdout (``eval`` them, as
-``scripts/start.sh`` does); the log goes to stderr. ``--check`` reports the
+``scripts/boot/start.sh`` does); the log goes to stderr. ``--check`` reports the
 state without changing anything. See the README's "Boot path" section for the settings.
 """
 
@@ -103,7 +103,7 @@ class Config:
     uv: str
 
     @classmethod
-    def from_env(cls) -> "Config":
+    def from_env(cls) -> Config:
         raw_volume = os.environ.get("NETWORK_VOLUME_PATH", "/runpod-volume").strip()
         imports = tuple(m.strip() for m in _env("F5_VENV_VERIFY_IMPORTS", DEFAULT_VERIFY_IMPORTS).split(",") if m.strip())
         require_cuda = _env("F5_VENV_REQUIRE_CUDA", "auto").lower()

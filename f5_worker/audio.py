@@ -90,7 +90,7 @@ def decode_audio(data: bytes, field: str, max_seconds: float | None = None) -> t
                     raise JobError(field, f"audio is longer than {max_seconds:g} s, the limit")
     except JobError:
         raise
-    except Exception as exc:  # libsndfile raises several types for junk input
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for junk input
         raise JobError(field, f"could not decode audio ({_first_line(exc)})") from None
     if total == 0:
         raise JobError(field, "audio has no samples")

@@ -190,7 +190,7 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
         return _fetch(url, field, max_bytes, timeout_s, watchdog)
     except JobError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a socket shut down by the watchdog fails wherever it was
+    except Exception:  # noqa: BLE001 - a socket shut down by the watchdog fails wherever it was
         if watchdog.expired.is_set():
             raise JobError(field, f"download took longer than {timeout_s:g} s") from None
         raise

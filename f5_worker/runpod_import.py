@@ -23,9 +23,9 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator
 
 from f5_worker.config import lean_imports_enabled, runpod_log_level
 

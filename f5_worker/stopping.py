@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -53,7 +53,7 @@ class WhisperTranscriber:
                     device = "cuda" if torch.cuda.is_available() else "cpu"
                 dtype = torch.float16 if device.startswith("cuda") else torch.float32
                 self._pipe = pipeline("automatic-speech-recognition", model=self.model, dtype=dtype, device=device)
-            except Exception as exc:  # OSError (offline/missing), ValueError (not an ASR model), ImportError...
+            except Exception as exc:  # noqa: BLE001 - OSError (offline/missing), ValueError (not an ASR model), ImportError...
                 reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 self._failure = (time.monotonic(), reason)
                 raise self._unavailable(reason) from None

@@ -34,9 +34,9 @@ import soundfile as sf
 from pydantic import TypeAdapter
 
 from f5_worker import audio
-from f5_worker.tts.reference import check_reference_rate
 from f5_worker.errors import JobError
 from f5_worker.storage.base import NotFound, Storage, StorageError
+from f5_worker.tts.reference import check_reference_rate
 
 MAX_NAME_LENGTH = 64
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -42,8 +42,8 @@ def tiny_settings(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def worker(tiny_settings):
-    from f5_worker.worker import Worker
     from f5_worker.tts.loading import load_models
+    from f5_worker.worker import Worker
 
     return Worker(tiny_settings, load_models(tiny_settings))
 

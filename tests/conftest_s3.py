@@ -147,7 +147,7 @@ class SeaweedServer:
                     client.create_bucket(Bucket=probe_bucket)
                 client.put_object(Bucket=probe_bucket, Key="probe", Body=b"ok")
                 return None
-            except Exception as exc:  # not up yet
+            except Exception as exc:  # noqa: BLE001 - not up yet
                 last = exc
                 time.sleep(0.25)
         return f"not ready after {START_TIMEOUT_S:.0f} s ({last})"

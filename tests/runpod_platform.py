@@ -11,7 +11,7 @@ channel); only the platform on the other end of the HTTP calls is ours:
 - ``GET  /ping/<worker>?job_id=a,b``: the heartbeat, with the jobs in progress.
 
 Each GET holds the request up to ``LONG_POLL_S`` while it has nothing to give, as RunPod's do.
-Standard library only, so that scripts/image_smoke_test.sh can run it with any python3:
+Standard library only, so that scripts/ci/image_smoke_test.sh can run it with any python3:
 
     python3 tests/runpod_platform.py --port P --job test_input.json --result out.json --timeout 600
 """

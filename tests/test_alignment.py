@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from f5_worker.alignment import espeak, g2p
-from f5_worker.alignment.textnorm import tokenize
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.alignment.quality import align_audio, alignment_mismatch
 from f5_worker.alignment.selection import AutoAligner, load_aligner
+from f5_worker.alignment.textnorm import tokenize
 from f5_worker.alignment.types import Alignment
 from f5_worker.audio import speech_region
 

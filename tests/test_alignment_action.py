@@ -11,13 +11,12 @@ import pytest
 import soundfile as sf
 import webvtt
 
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.timings import quality_field, timing_fields
 from f5_worker.alignment.selection import load_aligner
 from f5_worker.errors import JobError
 from f5_worker.schema import parse_job
-
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
 
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 
@@ -141,8 +140,8 @@ def test_chinese_text_without_a_language_is_estimated_not_misaligned(tmp_path, m
 
 
 def test_quality_gate_resamples_until_the_audio_matches():
-    from f5_worker.alignment.quality import synthesize_until_aligned
     from f5_worker.alignment import espeak
+    from f5_worker.alignment.quality import synthesize_until_aligned
 
     text = "Please call Stella and ask her to bring these things with her from the store."
     wrong = "Fourteen ducks swam slowly across the pond near the old mill."
@@ -164,8 +163,8 @@ def test_quality_gate_resamples_until_the_audio_matches():
 
 
 def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
-    from f5_worker.alignment.quality import synthesize_until_aligned
     from f5_worker.alignment import espeak
+    from f5_worker.alignment.quality import synthesize_until_aligned
 
     text = "Please call Stella and ask her to bring these things with her from the store."
     calls = []

@@ -8,8 +8,8 @@ import torch
 from torchaudio.models import wav2vec2_model
 
 from f5_worker.alignment.ctc import CtcAligner, ctc_word_frames, find_weights, words_to_timings
-from f5_worker.alignment.textnorm import tokenize
 from f5_worker.alignment.quality import alignment_mismatch
+from f5_worker.alignment.textnorm import tokenize
 
 LABELS = ("-", "|", "A", "B", "C")  # blank, word separator, letters
 
@@ -123,7 +123,7 @@ def test_long_audio_emission_is_windowed_with_the_same_frame_grid():
 
 
 def test_random_checkpoint_in_the_real_format_loads_through_the_production_path(tmp_path, monkeypatch):
-    """scripts/bench.py --random-weights: the worker's auto aligner finds it and aligns with ctc, as in the image."""
+    """scripts/bench/bench.py --random-weights: the worker's auto aligner finds it and aligns with ctc, as in the image."""
     from f5_worker.alignment.selection import load_aligner
     from f5_worker.tts.tiny_models import ensure_random_ctc
 

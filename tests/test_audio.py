@@ -6,7 +6,8 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from f5_worker import audio
 from f5_worker.errors import JobError

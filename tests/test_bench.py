@@ -1,4 +1,4 @@
-"""scripts/bench.py: a short real run on the tiny model, side by side with upstream, and its helpers."""
+"""scripts/bench/bench.py: a short real run on the tiny model, side by side with upstream, and its helpers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import REPO_ROOT
 
 BENCH = REPO_ROOT / "scripts" / "bench.py"
 
@@ -79,7 +80,7 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
 
 
 def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_model_dir):
-    """scripts/gpu_profile.py is for a GPU session; its smoke run keeps it from rotting meanwhile."""
+    """scripts/bench/gpu_profile.py is for a GPU session; its smoke run keeps it from rotting meanwhile."""
     spec = importlib.util.spec_from_file_location("gpu_profile", REPO_ROOT / "scripts" / "gpu_profile.py")
     gpu_profile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_profile)

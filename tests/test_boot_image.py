@@ -1,4 +1,4 @@
-"""The image smoke test (scripts/image_smoke_test.sh) as part of the suite.
+"""The image smoke test (scripts/ci/image_smoke_test.sh) as part of the suite.
 
 Builds Dockerfile.runpod with podman on a debootstrapped Debian base, boots it
 three times against a temporary volume (the first boot builds the venv and answers

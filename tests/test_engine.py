@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.tts.chunking import chunk_text
 from f5_worker.tts.reference import prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams
-from hypothesis import given, strategies as st
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 
+from conftest import REPO_ROOT
 from f5_worker.runpod_import import proc_cpuinfo_brand
 from f5_worker.tts.f5_imports import lazy_import, stand_ins
 

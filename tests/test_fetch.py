@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
-from conftest import DEFAULT_VOICE_WAV
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import DEFAULT_VOICE_WAV
 from f5_worker import audio, fetch
 from f5_worker.errors import JobError
 from f5_worker.fetch import fetch_url, is_public_address

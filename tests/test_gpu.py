@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.fixture(scope="module")
 def gpu_worker(tiny_settings):
-    from f5_worker.worker import Worker
     from f5_worker.tts.loading import load_models
+    from f5_worker.worker import Worker
 
     settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto", max_batch_jobs=4)  # batching on
     return Worker(settings, load_models(settings))
@@ -90,8 +90,8 @@ def test_by_default_a_seed_reproduces_under_load(tiny_settings):
     """MAX_BATCH_JOBS defaults to 1: concurrent jobs are sampled one by one, each from its own seed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from f5_worker.worker import Worker
     from f5_worker.tts.loading import load_models
+    from f5_worker.worker import Worker
 
     settings = dataclasses.replace(tiny_settings, device="auto", dtype="auto")
     worker = Worker(settings, load_models(settings))

@@ -22,8 +22,8 @@ JOB = {"text": "The GPU is about to fail.", "seed": 1, "nfe_step": 4, "max_retri
 
 @pytest.fixture
 def own_worker(tiny_settings):
-    from f5_worker.worker import Worker
     from f5_worker.tts.loading import load_models
+    from f5_worker.worker import Worker
 
     return Worker(tiny_settings, load_models(tiny_settings))
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from f5_worker.tts.loading import load_checkpoint_state, load_models
-from f5_worker.tts.weights import ModelUnavailableError, resolve_model_files
 from f5_worker.config import Settings
+from f5_worker.tts.loading import load_checkpoint_state, load_models
 from f5_worker.tts.tiny_models import tiny_model_files
+from f5_worker.tts.weights import ModelUnavailableError, resolve_model_files
 
 
 def test_tiny_checkpoint_has_real_layout(tiny_model_dir):

@@ -113,8 +113,9 @@ def test_runsync_over_http(api_server):
 
 def test_align_action_over_http(api_server):
     """align over /runsync: the f5-tts example speech against its transcript."""
-    from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
     import base64
+
+    from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 
     job = {"action": "align", "text": DEFAULT_VOICE_TEXT, "caption_formats": ["vtt"],
            "audio_base64": base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()}

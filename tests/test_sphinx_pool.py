@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from f5_worker.alignment.selection import AutoAligner, load_aligner
 from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.alignment.sphinx_pool import SphinxProcessPool, auto_processes
-from f5_worker.alignment.selection import AutoAligner, load_aligner
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ def compile_backend(monkeypatch):
 
 
 def compiled_worker(tiny_settings):
-    from f5_worker.worker import Worker
     from f5_worker.tts.loading import load_models
+    from f5_worker.worker import Worker
 
     settings = dataclasses.replace(tiny_settings, device="cpu", torch_compile=True, max_batch_jobs=4,
                                    batch_wait_ms=300)

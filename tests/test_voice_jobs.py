@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server fixture)
 
-from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
-from f5_worker.worker import Worker
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.config import StorageSettings
+from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
 from f5_worker.storage.stores import Stores
+from f5_worker.worker import Worker
 
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.errors import JobError
 from f5_worker.storage.base import check_key
 from f5_worker.storage.local import LocalStorage

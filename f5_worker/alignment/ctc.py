@@ -40,7 +40,7 @@ def find_weights(model_dir: str | None = None, language: str = "en") -> Path | N
     Looks in ``model_dir``, ``model_dir/hub/checkpoints`` and torch hub's own
     cache (``$TORCH_HOME/hub/checkpoints``), where torchaudio would have put it.
     """
-    name = Path(str(_bundle("en" if language == "en" else "mul")._path)).name
+    name = Path(str(_bundle("en" if language == "en" else "mul")._path)).name  # noqa: SLF001
     dirs = []
     if model_dir:
         dirs += [Path(model_dir), Path(model_dir) / "hub" / "checkpoints", Path(model_dir) / "checkpoints"]

@@ -142,14 +142,14 @@ def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175) -> tuple[np
     with es.lock:
         es.set_voice(voice)
         es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
-        es._chunks, es._events = [], []
+        es._chunks, es._events = [], []  # noqa: SLF001
         raw = text.encode("utf-8")
         buf = ctypes.create_string_buffer(raw)
         status = es.lib.espeak_Synth(buf, len(raw) + 1, 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
         if status != 0:
             raise RuntimeError(f"espeak_Synth failed ({status})")
-        chunks, events = es._chunks, es._events
-        es._chunks, es._events = [], []
+        chunks, events = es._chunks, es._events  # noqa: SLF001
+        es._chunks, es._events = [], []  # noqa: SLF001
     audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
     words = [WordEvent(pos - 1, length, sample) for kind, pos, length, sample in events if kind == EVENT_WORD]
     return audio, es.sample_rate, words

@@ -124,7 +124,7 @@ def _number_words(digits: str, language: str, to: str = "cardinal") -> str:
         said = num2words(int(digits), lang=language, to=to)
         if said.strip():  # some converters answer "" (Arabic's ordinal of 0)
             return said
-    except Exception:  # num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
+    except Exception:  # noqa: BLE001 - num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
         pass
     if to != "cardinal":
         return _number_words(digits, language)

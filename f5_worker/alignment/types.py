@@ -11,7 +11,6 @@ imports no backend (``selection`` is the only one that does).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 

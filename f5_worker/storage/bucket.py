@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from f5_worker.config import BucketSettings
 from f5_worker.storage.base import NotFound, ObjectInfo, Storage, StorageError, check_key

@@ -12,7 +12,7 @@ def build_cfm(config_path: Path, vocab_path: Path):
     """An F5-TTS CFM with the architecture a config file describes (weights not loaded)."""
     from omegaconf import OmegaConf
 
-    CFM, backbones = f5_model_classes()  # first: it keeps f5_tts.model's heavy __init__ from running
+    CFM, backbones = f5_model_classes()  # noqa: N806 - first: it keeps f5_tts.model's heavy __init__ from running
     from f5_tts.model.utils import get_tokenizer
 
     cfg = OmegaConf.load(str(config_path)).model

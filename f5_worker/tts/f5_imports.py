@@ -65,7 +65,7 @@ def lazy_import(name: str) -> types.ModuleType | None:
     lock = threading.RLock()
     started = False
 
-    def __getattr__(attr: str):
+    def __getattr__(attr: str):  # noqa: N807
         nonlocal started
         with lock:
             if not started:
@@ -128,7 +128,7 @@ def stand_ins(deferred: dict[str, tuple[str, ...]]) -> Iterator[None]:
         if module_name in sys.modules:
             continue
         stand_in = types.ModuleType(module_name, f"Stand-in for {module_name} while f5_tts imports.")
-        stand_in._f5_worker_stand_in = True
+        stand_in._f5_worker_stand_in = True  # noqa: SLF001
         for attr in names:
             setattr(stand_in, attr, Deferred(module_name, attr))
         sys.modules[module_name] = added[module_name] = stand_in

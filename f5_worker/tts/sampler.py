@@ -142,7 +142,7 @@ class SynthesisEngine:
     def _run(self) -> None:
         try:
             self._warm_up_or_fall_back()
-        except BaseException as exc:  # start-up fails with it (see __init__)
+        except BaseException as exc:  # noqa: BLE001 - start-up fails with it (see __init__)
             self._warmed.set_exception(exc)
             return
         self._warmed.set_result(None)
@@ -150,7 +150,7 @@ class SynthesisEngine:
             batch = self._next_batch()
             try:
                 results = self._sample(batch)
-            except BaseException as exc:  # hand the failure to every waiting job; keep the thread alive
+            except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiting job; keep the thread alive
                 for request in batch:
                     request.future.set_exception(exc)
                 continue

@@ -38,37 +38,28 @@ class ModelFiles:
     vocoder_dir: Path
 
 
-@dataclass(frozen=True)
-class ModelFiles:
-    name: str
-    config_path: Path
-    ckpt_path: Path
-    vocab_path: Path
-    vocoder_dir: Path
-
-
 def _hub_file(repo: str, filename: str, settings: Settings, what: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     cache = settings.model_cache_dir / "hub"
     try:
         return Path(hf_hub_download(repo, filename, cache_dir=cache, local_files_only=True))
-    except Exception:
+    except Exception:  # noqa: BLE001 - not cached (or a broken cache entry): fall through to the download
         pass
     if settings.hf_offline:
         raise ModelUnavailableError(
             f"{what} ({repo}/{filename}) is not in the model cache {cache} and HF_HUB_OFFLINE is set. "
-            "Run scripts/prefetch_models.py with network access, set the explicit path "
+            "Run scripts/ops/prefetch_models.py with network access, set the explicit path "
             "(MODEL_CKPT_PATH / VOCODER_PATH), or use WORKER_MODEL=tiny for a random test model."
         )
     try:
         log.info("downloading %s from %s/%s into %s", what, repo, filename, cache)
         return Path(hf_hub_download(repo, filename, cache_dir=cache))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - offline, refused, not found...: all say what to do instead
         raise ModelUnavailableError(
             f"{what} ({repo}/{filename}) is not cached in {cache} and could not be downloaded "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Run scripts/prefetch_models.py with network access, set the explicit path "
+            "Run scripts/ops/prefetch_models.py with network access, set the explicit path "
             "(MODEL_CKPT_PATH / VOCODER_PATH), or use WORKER_MODEL=tiny for a random test model."
         ) from None
 

@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
 """Write randomly initialised F5-TTS + Vocos checkpoints in the real on-disk format.
 
-Usage: python scripts/make_tiny_models.py [OUT_DIR]   (default: TINY_MODEL_DIR or data/models/tiny)
+Usage: python scripts/dev/make_tiny_models.py [OUT_DIR]   (default: TINY_MODEL_DIR or data/models/tiny)
 """
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from f5_worker.config import get_settings  # noqa: E402
-from f5_worker.tts.tiny_models import ensure_tiny_models  # noqa: E402
+from f5_worker.config import get_settings
+from f5_worker.tts.tiny_models import ensure_tiny_models
 
 
 def main() -> None:

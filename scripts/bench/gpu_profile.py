@@ -17,8 +17,8 @@ table for one masked step:
 * the position embedding's grouped convolutions, and one linear layer of the blocks;
 * the step's arithmetic (``FlopCounterMode``) and the rate the eager and graphed steps reach.
 
-    python3 scripts/gpu_profile.py --random-weights --json $OUT/profile.json   # on the GPU machine
-    uv run python scripts/gpu_profile.py --device cpu --frames 96 --reps 1      # smoke run, tiny model
+    python3 scripts/bench/gpu_profile.py --random-weights --json $OUT/profile.json   # on the GPU machine
+    uv run python scripts/bench/gpu_profile.py --device cpu --frames 96 --reps 1      # smoke run, tiny model
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def timed(fn, device: str, reps: int) -> float:
@@ -58,8 +56,8 @@ def timed(fn, device: str, reps: int) -> float:
 
 
 def load(args):
-    from f5_worker.tts.loading import load_models
     from f5_worker.config import Settings
+    from f5_worker.tts.loading import load_models
 
     if args.random_weights:
         from f5_worker.tts.tiny_models import ensure_random_models

@@ -7,7 +7,7 @@ can skip words, so they are matched to our tokens by text position, and
 tokens without an event are left out of the figures. The aligner runs through
 ``f5_worker.alignment.quality.align_audio``, the same call the ``align`` action makes.
 
-    uv run python scripts/eval_alignment.py [--aligner sphinx] [--limit N] [--json FILE]
+    uv run python scripts/bench/eval_alignment.py [--aligner sphinx] [--limit N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -15,19 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from f5_worker.alignment import espeak  # noqa: E402
-from f5_worker.alignment.textnorm import tokenize  # noqa: E402
+from f5_worker.alignment import espeak
 from f5_worker.alignment.quality import align_audio
-from f5_worker.alignment.selection import load_aligner  # noqa: E402
+from f5_worker.alignment.selection import load_aligner
+from f5_worker.alignment.textnorm import tokenize
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise a job result JSON (as written with RESULT_DUMP_DIR) and save its audio next to it.
 
-Usage: python scripts/show_result.py data/results/local_test.json
+Usage: python scripts/dev/show_result.py data/results/local_test.json
 """
 
 import base64

@@ -6,7 +6,7 @@
 # The tarball is cached outside the repo (F5_WORKER_CACHE, default
 # ~/.cache/f5-worker) so reruns only `podman import` it.
 #
-# Usage: scripts/build_base_image.sh IMAGE_TAG
+# Usage: scripts/ci/build_base_image.sh IMAGE_TAG
 set -euo pipefail
 
 tag="${1:?usage: build_base_image.sh IMAGE_TAG}"

@@ -6,7 +6,7 @@ Workers then load from the volume instead of each downloading ~1.4 GB at first
 use (and may run with HF_HUB_OFFLINE=1). Run it once per volume, e.g. from a
 pod with the volume mounted:
 
-    NETWORK_VOLUME_PATH=/workspace python3 scripts/prefetch_models.py
+    NETWORK_VOLUME_PATH=/workspace python3 scripts/ops/prefetch_models.py
 
 Started with a python lacking the dependencies, it first sets up the venv with
 setup_network_venv.py (the same one the workers use) and re-runs itself there.
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-APP_DIR = Path(__file__).resolve().parents[1]
+APP_DIR = Path(__file__).resolve().parents[2]
 MARK = "F5_PREFETCH_REEXEC"
 
 
@@ -55,9 +55,8 @@ def volume_cache_defaults() -> None:
 
 def plan(model: str, multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
     """(what, source, destination) for every file to fetch."""
-    sys.path.insert(0, str(APP_DIR))
-    from f5_worker.tts.weights import RELEASED_CHECKPOINTS, VOCOS_REPO
     from f5_worker.config import get_settings
+    from f5_worker.tts.weights import RELEASED_CHECKPOINTS, VOCOS_REPO
 
     settings = get_settings()
     hub_cache = str(settings.model_cache_dir / "hub")

@@ -7,7 +7,7 @@
 # Arguments are passed on to runpod_handler.py (e.g. --rp_serve_api).
 set -Eeuo pipefail
 
-APP_DIR="${F5_APP_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+APP_DIR="${F5_APP_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 export F5_APP_DIR="$APP_DIR"
 BOOT_START=$(date +%s.%N)
 PHASE="init"

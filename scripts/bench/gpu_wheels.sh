@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Write .whl/: the wheels scripts/gpu_session.sh installs on a lent GPU machine that has no package index.
+# Write .whl/: the wheels scripts/bench/gpu_checks.sh installs on a lent GPU machine that has no package index.
 #
 # That machine has Python 3.12 with torch, torchaudio, numpy, transformers, ... already (its own
 # versions); these are the packages our worker and upstream's F5TTS import beyond those, at the
@@ -8,9 +8,9 @@
 # pocketsphinx without its language model (alignment uses none), wandb without its service binaries
 # (upstream only imports it), botocore with only the s3 and sts service models.
 #
-#   bash scripts/gpu_wheels.sh          # needs PyPI; then: device run with carry [".whl"]
+#   bash scripts/bench/gpu_wheels.sh          # needs PyPI; then: device run with carry [".whl"]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 rm -rf .whl && mkdir .whl
 

@@ -13,18 +13,18 @@
 #
 # Prints both boot times and the image size. Cleans up its containers, images
 # and the venv it made. No container registry is reachable from CI, so the
-# base image is debootstrapped (scripts/build_base_image.sh, cached in
+# base image is debootstrapped (scripts/ci/build_base_image.sh, cached in
 # ~/.cache/f5-worker). Host workarounds live here, not in the Dockerfile:
 #   --runtime runc       crun fails on this host's hybrid cgroups
 #   --ulimit ...         the host lacks CAP_SYS_RESOURCE to raise limits
 #   host CA bundle       TLS to PyPI goes through a proxy with its own CA
 #
-# Usage: scripts/image_smoke_test.sh   (needs root or rootful podman; ~3 min warm, <30 min cold)
+# Usage: scripts/ci/image_smoke_test.sh   (needs root or rootful podman; ~3 min warm, <30 min cold)
 # Settings: F5_SMOKE_KEEP=1 keeps the work dir and image for debugging;
 #           F5_SMOKE_CONTEXT=dir builds from another checkout.
 set -Eeuo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CONTEXT="${F5_SMOKE_CONTEXT:-$REPO}"
 RUN_ID="f5smoke-$$-$(date +%s)"
 BASE_TAG="localhost/f5-worker-smoke-base:$RUN_ID"
@@ -59,7 +59,7 @@ for f in runpod_handler.py test_input.json Dockerfile.runpod uv.lock; do
     [ -f "$CONTEXT/$f" ] || fail "$CONTEXT/$f is missing"
 done
 
-"$REPO/scripts/install_container_tools.sh" >&2
+"$REPO/scripts/ci/install_container_tools.sh" >&2
 
 # ---------------------------------------------------------------- host flags
 PODMAN=(podman --runtime runc)
@@ -88,7 +88,7 @@ RUN_FLAGS=(
 
 # ---------------------------------------------------------------- images
 t0=$(now)
-"$REPO/scripts/build_base_image.sh" "$BASE_TAG" >&2
+"$REPO/scripts/ci/build_base_image.sh" "$BASE_TAG" >&2
 say "base image ready in $(secs "$t0" "$(now)")s"
 
 t0=$(now)
@@ -133,7 +133,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 say "boot 2: same volume (reuses the venv), API on 127.0.0.1:$port"
 t0=$(now)
 "${PODMAN[@]}" run -d --name "$RUN_ID-boot2" "${RUN_FLAGS[@]}" "$IMAGE_TAG" \
-    /app/scripts/start.sh --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port "$port" >/dev/null
+    /app/scripts/boot/start.sh --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port "$port" >/dev/null
 answered=""
 for _ in $(seq 1 600); do
     if ! podman ps --filter "name=$RUN_ID-boot2" --filter status=running -q | grep -q .; then

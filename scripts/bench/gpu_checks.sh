@@ -3,10 +3,10 @@
 # (ours vs upstream) and its variants.
 #
 # Made for a lent GPU machine that has torch but no package index: the project's other
-# dependencies travel as wheels in .whl/ (scripts/gpu_wheels.sh writes them). Everything it
+# dependencies travel as wheels in .whl/ (scripts/bench/gpu_wheels.sh writes them). Everything it
 # measures goes under $OUT (default /tmp/gpu-session), and a summary is printed last.
 #
-#   bash scripts/gpu_session.sh   # on the GPU machine, from the repository root: about 7-9 minutes on an H200
+#   bash scripts/bench/gpu_checks.sh   # on the GPU machine, from the repository root: about 7-9 minutes on an H200
 #
 # Device time is scarce: give the call a timeout_s near 590 and carry [".whl"].
 set -u
@@ -34,13 +34,13 @@ echo "pytest rc=$?" | tee -a "$LOG"
 
 MODELS=/tmp/bench-models
 echo "== profile of one step" | tee -a "$LOG"
-timeout 90 $PY scripts/gpu_profile.py --random-weights --models-dir "$MODELS" --json "$OUT/profile.json" >>"$LOG" 2>&1
+timeout 90 $PY scripts/bench/gpu_profile.py --random-weights --models-dir "$MODELS" --json "$OUT/profile.json" >>"$LOG" 2>&1
 echo "profile rc=$?" | tee -a "$LOG"
 COMMON=(--random-weights --models-dir "$MODELS" --nfe 32 --text-seconds 10 --jobs 16 --cold-starts 1)
 bench() {  # name, timeout, extra args...; environment variables go before the call
     local name=$1 limit=$2; shift 2
     echo "== bench $name" | tee -a "$LOG"
-    timeout "$limit" $PY scripts/bench.py "${COMMON[@]}" "$@" --log-dir "/tmp/logs-$name" \
+    timeout "$limit" $PY scripts/bench/bench.py "${COMMON[@]}" "$@" --log-dir "/tmp/logs-$name" \
         --json "$OUT/bench-$name.json" >>"$LOG" 2>&1
     echo "bench $name rc=$?" | tee -a "$LOG"
 }

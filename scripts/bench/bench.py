@@ -17,9 +17,9 @@ figures are taken (ours, then upstream's ``F5TTS.infer``, and again), so that
 load from other processes on a shared machine hits both sides alike.
 
 Usage:
-    uv run python scripts/bench.py                      # tiny random model (CPU default)
-    uv run python scripts/bench.py --random-weights     # full-size F5TTS_v1_Base, random weights
-    uv run python scripts/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
+    uv run python scripts/bench/bench.py                      # tiny random model (CPU default)
+    uv run python scripts/bench/bench.py --random-weights     # full-size F5TTS_v1_Base, random weights
+    uv run python scripts/bench/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
 
 See the README, "Performance", for the method and the figures measured so far.
 """
@@ -40,7 +40,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REF_WAV = "infer/examples/basic/basic_ref_en.wav"
 REF_TEXT = "Some call me nature, others call me mother nature."
 PASSAGE = (
@@ -185,7 +185,6 @@ def run_level(worker, cfg: dict, concurrency: int, first_seed: int) -> tuple[lis
 
 
 def child_ours(cfg: dict) -> dict:
-    sys.path.insert(0, str(REPO_ROOT))
     import runpod_handler  # the production entry point loads the worker at import
 
     ready = time.time()
@@ -318,7 +317,6 @@ def model_setup(args) -> tuple[dict, dict]:
     """The model files for both sides, and the environment our worker reads them from."""
     from importlib.resources import files
 
-    sys.path.insert(0, str(REPO_ROOT))
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.setdefault("NETWORK_VOLUME_PATH", str(Path(tempfile.gettempdir()) / "f5-bench-no-volume"))
     if args.device != "auto":
