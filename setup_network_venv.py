@@ -19,7 +19,7 @@ so the image stays small. This script makes sure that:
 
 Output: ``export NAME=value`` lines on stdout (``eval`` them, as
 ``scripts/boot/start.sh`` does); the log goes to stderr. ``--check`` reports the
-state without changing anything. See the README's "Boot path" section for the settings.
+state without changing anything. docs/configuration.md lists the settings.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob, from the environment (documented in README, "Boot path")."""
+    """Every knob, from the environment (docs/configuration.md)."""
 
     volume: Path | None          # None: NETWORK_VOLUME_PATH set to "" (volume disabled)
     app_dir: Path
@@ -781,6 +781,9 @@ def env_exports(venv: Path, layout: Layout, cfg: Config, key: str, volume_layout
         "F5_VENV_USE_LOCK": str(layout.use_lock(key)),
         "VIRTUAL_ENV": str(venv),
         "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        # The venv holds the dependencies only (it is shared by every image with this uv.lock); the
+        # worker's own code is the image's, so its python finds f5_worker there, from any script.
+        "PYTHONPATH": os.pathsep.join(p for p in (str(cfg.app_dir), os.environ.get("PYTHONPATH", "")) if p),
     }
     # Model caches on the volume when there is one, unless the deployer chose otherwise. TORCH_COMPILE's
     # compiled kernels too: a later boot reuses them instead of compiling again (inductor writes atomically).

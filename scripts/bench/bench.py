@@ -21,7 +21,7 @@ Usage:
     uv run python scripts/bench/bench.py --random-weights     # full-size F5TTS_v1_Base, random weights
     uv run python scripts/bench/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
 
-See the README, "Performance", for the method and the figures measured so far.
+docs/performance.md gives the method and the latest figures.
 """
 
 from __future__ import annotations

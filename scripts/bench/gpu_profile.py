@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where one sampling step's GPU time goes: the measurement the README's "GPU" section asks for next.
+"""Where one sampling step's GPU time goes: for choosing what to speed up next.
 
 On an H200 a CUDA-graphed step of F5TTS_v1_Base took about 10 ms for about 1.4 TFLOP
 (two sequences of ~1450 frames), far under the chip's rate, and batching did not

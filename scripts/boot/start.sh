@@ -2,7 +2,7 @@
 # Container entrypoint: set up the venv (on the network volume when mounted),
 # then exec the venv's python on runpod_handler.py. Every phase is logged with
 # its duration, and a failure says which phase failed, so a dead worker's log
-# always ends with the reason (see README, "Boot path", "Reading a failed boot").
+# always ends with the reason (see docs/deployment.md, "Reading a failed boot").
 #
 # Arguments are passed on to runpod_handler.py (e.g. --rp_serve_api).
 set -Eeuo pipefail

@@ -1,0 +1,145 @@
+"""The package's shape: no import cycles (function-local imports included), every module importable on
+its own, one reader of the environment, one importer of the alignment backends."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "f5_worker"
+BACKENDS = {"f5_worker.alignment.sphinx", "f5_worker.alignment.sphinx_pool", "f5_worker.alignment.ctc"}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every f5_worker module ``path`` imports, at any depth of its code (function-local imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from f5_worker.alignment import espeak` imports the submodule espeak
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name.startswith("f5_worker"):
+                found.add(name)
+    if path.is_relative_to(PACKAGE):
+        found.discard(module_name(path))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {name: imported_modules(path) for name, path in MODULES.items()}
+    for name in list(graph):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parts = name.split(".")
+        graph[name] |= {".".join(parts[:i]) for i in range(1, len(parts))} - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_local_import(tmp_path):
+    """The check below can fail: a function-local import that closes a loop is seen."""
+    graph = import_graph()
+    assert cycles(graph) == []
+    module = tmp_path / "probe.py"
+    module.write_text("def late():\n    from f5_worker.worker import Worker\n")
+    graph["f5_worker.config"] = graph["f5_worker.config"] | imported_modules(module)
+    assert any("f5_worker.config" in c and "f5_worker.worker" in c for c in cycles(graph))
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_every_module_imports_on_its_own():
+    """Each module imported first, in a process where no other f5_worker module has run yet (third-party
+    modules stay loaded between them, so the whole check takes one interpreter)."""
+    script = """
+import importlib, json, sys, traceback
+failures = {}
+for name in json.loads(sys.argv[1]):
+    for loaded in [m for m in sys.modules if m == "f5_worker" or m.startswith("f5_worker.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failures[name] = traceback.format_exc(limit=3)
+print(json.dumps(failures))
+"""
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(MODULES))], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {}
+
+
+def environment_reads(path: Path) -> list[int]:
+    """Lines that read os.environ / os.getenv (writes to os.environ for a child process count too)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                isinstance(node.value, ast.Name) and node.value.id == "os":
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                any(alias.name in ("environ", "getenv") for alias in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_config_is_the_only_reader_of_the_environment():
+    readers = {name: environment_reads(path) for name, path in MODULES.items()}
+    assert readers.pop("f5_worker.config"), "config.py reads the environment"
+    assert {name: lines for name, lines in readers.items() if lines} == {}
+    assert environment_reads(REPO_ROOT / "runpod_handler.py") == []
+
+
+def test_only_the_selection_imports_the_alignment_backends():
+    graph = import_graph()
+    importers = {name for name, deps in graph.items() if deps & BACKENDS} - BACKENDS
+    assert importers == {"f5_worker.alignment.selection"}
+    assert not graph["f5_worker.alignment.types"] & {n for n in MODULES if n.startswith("f5_worker.alignment.")
+                                                       and n not in ("f5_worker.alignment", "f5_worker.alignment.textnorm")}

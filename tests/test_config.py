@@ -1,0 +1,89 @@
+"""config.py, the worker's one reader of the environment, and setup_network_venv.py, the boot's: they
+must read the same names the same way, and docs/configuration.md must list every name either reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+from f5_worker import config
+
+NAME = re.compile(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""")  # quoted names like NETWORK_VOLUME_PATH
+
+
+def variables_read(path: Path) -> set[str]:
+    return set(NAME.findall(path.read_text()))
+
+
+@pytest.fixture
+def boot(monkeypatch):
+    name = "setup_venv_for_config_test"
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "setup_network_venv.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in variables_read(REPO_ROOT / "f5_worker" / "config.py") | variables_read(REPO_ROOT / "setup_network_venv.py"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_unset_variables_give_the_written_defaults(clean_env):
+    """Each default is written once: reading an empty environment gives exactly Settings()'s field defaults."""
+    assert config.get_settings() == config.Settings()
+    storage = config.StorageSettings.from_env()
+    assert storage.bucket is None and storage.bucket_error is None
+    assert storage.url_expiry_s == config.DEFAULT_URL_EXPIRY_S
+
+
+@pytest.mark.parametrize("field, variable, value, expected", [
+    ("max_concurrency", "MAX_CONCURRENCY", "7", 7),
+    ("download_timeout_s", "DOWNLOAD_TIMEOUT_S", "2.5", 2.5),
+    ("cuda_graphs", "CUDA_GRAPHS", "0", False),
+    ("asr_model", "ASR_MODEL", "openai/whisper-tiny", "openai/whisper-tiny"),
+    ("result_dump_dir", "RESULT_DUMP_DIR", "out/results", Path("out/results")),
+])
+def test_a_set_variable_changes_its_setting_only(clean_env, field, variable, value, expected):
+    clean_env.setenv(variable, value)
+    settings = config.get_settings()
+    assert getattr(settings, field) == expected
+    assert dataclasses.replace(settings, **{field: getattr(config.Settings(), field)}) == config.Settings()
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_boot_and_worker_keep_their_files_in_the_same_places(value, clean_env, boot, tmp_path):
+    """The boot exports HF_HOME into the volume's f5-worker/ directory; the worker must look there on its own
+    too (a worker started without start.sh), and keep voices and results beside it."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    clean_env.setenv("NETWORK_VOLUME_PATH", str(volume))
+    cfg = boot.Config.from_env()
+    settings = config.get_settings()
+    assert cfg.volume == settings.network_volume_path == volume
+    layout = boot.Layout(cfg.volume / "f5-worker", on_volume=True)
+    assert settings.data_dir == layout.root == config.StorageSettings.from_env().local_root
+    exports = boot.env_exports(layout.venv("k"), layout, cfg, "k", layout)
+    assert Path(exports["HF_HOME"]) == settings.model_cache_dir
+    assert str(cfg.app_dir) in exports["PYTHONPATH"].split(":")  # the venv's python finds f5_worker in the image
+
+    if value is not None:  # no volume: neither looks at /runpod-volume
+        clean_env.setenv("NETWORK_VOLUME_PATH", value)
+        assert boot.Config.from_env().volume is None is config.get_settings().network_volume_path
+
+
+def test_the_configuration_docs_list_every_variable():
+    docs = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    read = variables_read(REPO_ROOT / "f5_worker" / "config.py") | variables_read(REPO_ROOT / "setup_network_venv.py")
+    read -= {"CUDA_VERSION"}  # set by nvidia/cuda base images, not by a deployer
+    missing = sorted(name for name in read if f"`{name}`" not in docs)
+    assert missing == []
