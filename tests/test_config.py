@@ -84,6 +84,6 @@ def test_boot_and_worker_keep_their_files_in_the_same_places(value, clean_env, b
 def test_the_configuration_docs_list_every_variable():
     docs = (REPO_ROOT / "docs" / "configuration.md").read_text()
     read = variables_read(REPO_ROOT / "f5_worker" / "config.py") | variables_read(REPO_ROOT / "setup_network_venv.py")
-    read -= {"CUDA_VERSION"}  # set by nvidia/cuda base images, not by a deployer
+    read -= {"CUDA_VERSION", "UV_NO_PROGRESS", "UV_PYTHON_DOWNLOADS"}  # set by the base image, or by the boot for uv
     missing = sorted(name for name in read if f"`{name}`" not in docs)
     assert missing == []
