@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make run   - run test_input.json through the real handler in RunPod's local mode
-#   make test  - the whole test suite (what CI runs)
+#   make test  - ruff, then the whole test suite (what CI runs)
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 
@@ -19,4 +19,5 @@ run: deps
 	$(UV) run --frozen python scripts/dev/show_result.py data/results/local_test.json
 
 test: deps
+	$(UV) run --frozen ruff check .
 	$(UV) run --frozen pytest
