@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# One GPU session in one call: the CUDA tests, a profile of one sampling step, then the benchmark
-# (ours vs upstream) and its variants.
+# Every GPU check in one run: the CUDA tests, a profile of one sampling step, then the benchmark
+# (ours vs upstream) and its variants. About 7-9 minutes on an H200, kept under 10.
 #
-# Made for a lent GPU machine that has torch but no package index: the project's other
-# dependencies travel as wheels in .whl/ (scripts/bench/gpu_wheels.sh writes them). Everything it
-# measures goes under $OUT (default /tmp/gpu-session), and a summary is printed last.
+# Runs on a GPU machine that has torch but may have no package index: the project's other
+# dependencies can come as wheels in .whl/ (scripts/bench/gpu_wheels.sh writes them). Everything it
+# measures goes under $OUT (default /tmp/gpu-checks), and a summary is printed last.
 #
-#   bash scripts/bench/gpu_checks.sh   # on the GPU machine, from the repository root: about 7-9 minutes on an H200
-#
-# Device time is scarce: give the call a timeout_s near 590 and carry [".whl"].
+#   bash scripts/bench/gpu_checks.sh   # on the GPU machine, from the repository root
 set -u
-OUT=${OUT:-/tmp/gpu-session}
+OUT=${OUT:-/tmp/gpu-checks}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -20,7 +18,7 @@ if [ -d .whl ]; then
         || { echo "wheel install failed"; exit 1; }
     export PYTHONPATH=/tmp/site:$PWD
 fi
-LOG="$OUT/session.log"
+LOG="$OUT/checks.log"
 {
     date -u
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
@@ -44,7 +42,7 @@ bench() {  # name, timeout, extra args...; environment variables go before the c
         --json "$OUT/bench-$name.json" >>"$LOG" 2>&1
     echo "bench $name rc=$?" | tee -a "$LOG"
 }
-# In order of importance, within about 560 s in all (a device call may run 600 s):
+# In order of importance, within about 560 s in all:
 bench default 200               # the defaults (fp16, CUDA graphs, ctc alignment on the GPU as in the image) vs upstream
 # CUDA graphs over compiled blocks; the second cold start compiles from inductor's cache (as a later boot does)
 TORCH_COMPILE=1 bench compile 140 --concurrency 1,16 --skip-upstream --cold-starts 2

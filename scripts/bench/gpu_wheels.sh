@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Write .whl/: the wheels scripts/bench/gpu_checks.sh installs on a lent GPU machine that has no package index.
+# Write .whl/: the wheels scripts/bench/gpu_checks.sh installs on a GPU machine without a package index.
 #
-# That machine has Python 3.12 with torch, torchaudio, numpy, transformers, ... already (its own
-# versions); these are the packages our worker and upstream's F5TTS import beyond those, at the
+# Such a machine has Python 3.12 with torch, torchaudio, numpy, transformers, ... already (its own
+# versions); these are the packages the worker and upstream's F5TTS import beyond those, at the
 # versions of uv.lock. Three have no wheel on PyPI and are built here (pure Python). Three big
-# ones are slimmed to fit the 64 MiB a device call may carry, without touching what is imported:
-# pocketsphinx without its language model (alignment uses none), wandb without its service binaries
-# (upstream only imports it), botocore with only the s3 and sts service models.
+# ones are slimmed so that the whole set stays under 64 MiB to copy along with the source, without
+# touching what is imported: pocketsphinx without its language model (alignment uses none), wandb
+# without its service binaries (upstream only imports it), botocore with only the s3 and sts models.
 #
-#   bash scripts/bench/gpu_wheels.sh          # needs PyPI; then: device run with carry [".whl"]
+#   bash scripts/bench/gpu_wheels.sh          # needs PyPI; then copy .whl/ with the source
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
