@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Summarise a job result JSON (as written with RESULT_DUMP_DIR) and save its audio next to it.
+"""Summarise a job result JSON (as written with RESULT_DUMP_DIR) and save its audio next to it."""
 
-Usage: python scripts/dev/show_result.py data/results/local_test.json
-"""
-
+import argparse
 import base64
 import json
 import sys
 from pathlib import Path
 
 
-def main(path: str) -> int:
-    result = json.loads(Path(path).read_text())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("result", type=Path, help="a result file, e.g. data/results/local_test.json")
+    path = parser.parse_args(argv).result
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read {path}: {exc}")
     if "error" in result:
         print(f"job failed: {result['error']}")
         return 1
@@ -30,4 +34,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())
