@@ -162,22 +162,44 @@ def test_quality_gate_resamples_until_the_audio_matches():
     assert quality_field(result.alignment, result.retries)["retries"] == 2
 
 
+class _Recording:
+    """The real aligner, keeping each result it gives, so a test can see every attempt's score."""
+
+    name = "sphinx"
+
+    def __init__(self, inner):
+        self.inner, self.results = inner, []
+
+    def align(self, audio, sample_rate, text, *, language="en"):
+        self.results.append(self.inner.align(audio, sample_rate, text, language=language))
+        return self.results[-1]
+
+
 def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
     from f5_worker.alignment import espeak
-    from f5_worker.alignment.quality import synthesize_until_aligned
+    from f5_worker.alignment.quality import alignment_mismatch, synthesize_until_aligned
 
-    text = "Please call Stella and ask her to bring these things with her from the store."
-    calls = []
+    text = "Please call Stella."
+    # Speech the text does not explain lowers the score, so every attempt misses the gate by a different
+    # amount: the text and three more words (about 0.35), the text and two (about 0.48), two other words
+    # only (about 0.21). The best attempt is neither the first nor the last.
+    said = {1: f"{text} Fourteen ducks swam slowly.", 2: f"{text} Fourteen ducks.", 3: "Fourteen ducks."}
+    calls, waves = [], {}
 
     def attempt(seed):
         calls.append(seed)
-        audio, sr, _ = espeak.synthesize("Fourteen ducks swam slowly across the pond near the old mill.")
+        audio, sr, _ = espeak.synthesize(said[seed])
+        waves[seed] = audio
         return audio, sr
 
-    result = synthesize_until_aligned(attempt, load_aligner("sphinx"), text, seed=1, max_retries=1,
-                                      new_seed=lambda: 2)
-    assert calls == [1, 2] and result.retries == 1
-    assert result.alignment.score < 0.6
+    aligner = _Recording(load_aligner("sphinx"))
+    result = synthesize_until_aligned(attempt, aligner, text, seed=1, max_retries=2,
+                                      new_seed=lambda: len(calls) + 1)
+    assert calls == [1, 2, 3] and result.retries == 2
+    assert all(alignment_mismatch(a) for a in aligner.results)
+    first, middle, last = (a.score for a in aligner.results)
+    assert middle > first > last
+    assert result.seed == 2 and result.alignment is aligner.results[1] and result.wave is waves[2]
 
 
 def test_quality_gate_accepts_a_good_first_attempt():

@@ -47,6 +47,7 @@ def test_decode_mixes_stereo_to_mono_and_keeps_rate():
     sf.write(buf, stereo, 16000, format="WAV")
     mono, sr = audio.decode_audio(buf.getvalue(), "ref_audio_base64")
     assert sr == 16000 and mono.ndim == 1
+    np.testing.assert_allclose(mono, stereo.mean(axis=1), atol=2 / 32768)  # 16-bit WAV: within a step of each
 
 
 @pytest.mark.parametrize("junk", [b"", b"not audio at all", b"RIFF\x00\x00\x00\x00WAVEfmt "])
@@ -130,20 +131,63 @@ def test_short_reference_only_loses_edge_silence():
     assert abs(len(trimmed.wave) / SR - 2.05) < 0.03
 
 
+FADE_SR = 8000  # a 0.01 s fade is 80 samples at this rate
+
+
+@pytest.mark.parametrize(("lengths", "fade", "expected"), [
+    ([500], 0.01, 500),
+    ([1000, 1000], 0.01, 1920),  # 80 samples shared
+    ([1000, 1000], 0.0, 2000),  # no fade: end to end
+    ([1000, 1000], 0.0001, 2000),  # under one sample: nothing to share
+    ([100, 100, 100], 0.01, 140),  # 100 + 20 + 20
+    ([1000, 50], 0.01, 1000),  # a short chunk fades in whole, inside the longer one
+    ([30, 1000], 0.01, 1000),
+    ([0, 500, 0], 0.01, 500),  # empty chunks add nothing
+    ([], 0.01, 0),
+])
+def test_cross_fade_join_length(lengths, fade, expected):
+    joined = audio.cross_fade_join([np.ones(n, dtype=np.float32) for n in lengths], FADE_SR, fade)
+    assert len(joined) == expected and joined.dtype == np.float32
+
+
+def test_cross_fade_hands_over_linearly_from_the_old_chunk_to_the_new():
+    ones, zeros = np.ones(400, dtype=np.float32), np.zeros(400, dtype=np.float32)
+    down = audio.cross_fade_join([ones, zeros], FADE_SR, 0.01)
+    up = audio.cross_fade_join([zeros, ones], FADE_SR, 0.01)
+    assert len(down) == len(up) == 720
+    # outside the 80 shared samples each chunk is untouched
+    assert (down[:320] == 1).all() and (down[400:] == 0).all()
+    assert (up[:320] == 0).all() and (up[400:] == 1).all()
+    fall, rise = down[320:400], up[320:400]
+    assert fall[0] == pytest.approx(1.0, abs=1 / 80) and fall[-1] == pytest.approx(0.0, abs=1 / 80)
+    assert (np.diff(fall) < 0).all() and (np.diff(rise) > 0).all()
+    # linear: equal steps, and the two gains add up to one at every sample
+    np.testing.assert_allclose(np.diff(fall), np.diff(fall).mean(), atol=1e-6)
+    np.testing.assert_allclose(fall + rise, 1.0, atol=1e-6)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     lengths=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=6),
     fade=st.floats(min_value=0.0, max_value=0.2),
 )
-def test_cross_fade_join_length(lengths, fade):
-    waves = [np.ones(n, dtype=np.float32) for n in lengths]
-    joined = audio.cross_fade_join(waves, 8000, fade)
-    # each join overlaps min(fade samples, left so far, next) samples
-    expected = lengths[0]
-    for n in lengths[1:]:
-        expected += n - min(int(fade * 8000), expected, n)
-    assert len(joined) == expected
-    assert np.allclose(joined, 1.0, atol=1e-6)  # fading ones into ones keeps ones
+def test_cross_fade_join_keeps_the_ends_and_mixes_only_neighbours(lengths, fade):
+    # chunk i is the constant i + 1, so a sample tells which chunks it came from
+    waves = [np.full(n, i + 1, dtype=np.float32) for i, n in enumerate(lengths)]
+    joined = audio.cross_fade_join(waves, FADE_SR, fade)
+    total = sum(lengths)
+    assert max(lengths) <= len(joined) <= total
+    assert len(joined) >= total - int(fade * FADE_SR) * (len(lengths) - 1)
+    if int(fade * FADE_SR) == 0:
+        np.testing.assert_array_equal(joined, np.concatenate(waves))
+    kept = [w for w in waves if len(w)]
+    if kept:
+        assert joined[0] == kept[0][0]
+        if len(kept[-1]) > 1:  # a one-sample overlap keeps the earlier chunk's sample, as upstream's fade does
+            assert joined[-1] == kept[-1][-1]
+        # a mix of chunks, never louder or quieter than them, and in order: the chunk numbers never go back
+        assert (joined >= kept[0][0] - 1e-6).all() and (joined <= kept[-1][0] + 1e-6).all()
+        assert (np.diff(joined) >= -1e-6).all()
 
 
 def test_remove_long_silences_shortens_only_long_pauses():
@@ -164,16 +208,25 @@ def _flac_of_silence(seconds: float, sr: int = 48000, channels: int = 1) -> byte
 
 
 def test_a_long_recording_is_refused_without_decoding_all_of_it():
-    """An hour of silence is ~0.5 MB of FLAC and gigabytes decoded: refused from its header, cheaply."""
-    import resource
+    """An hour of silence is ~0.5 MB of FLAC and gigabytes decoded: refused from its header, before any decoding."""
+    import tracemalloc
 
     data = _flac_of_silence(3600)
     assert len(data) < 2_000_000
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(JobError, match=r"^audio_base64: audio is 3600\.0 s long; the limit is 120 s"):
-        audio.decode_audio(data, "audio_base64", max_seconds=120)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 100, grown_mb
+    # numpy reports its buffers to tracemalloc: the peak is this call's own, whatever ran before in the process
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        with pytest.raises(JobError, match=r"^audio_base64: audio is 3600\.0 s long; the limit is 120 s"):
+            audio.decode_audio(data, "audio_base64", max_seconds=120)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if started_here:
+            tracemalloc.stop()
+    one_block = audio.DECODE_BLOCK_FRAMES * 4  # float32 samples of this mono file
+    assert peak < one_block, peak
 
 
 def test_a_header_that_undercounts_still_stops_at_the_limit():

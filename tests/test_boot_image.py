@@ -27,10 +27,11 @@ def test_image_builds_boots_three_ways_and_answers_the_test_job():
     print(log[-4000:])
     assert run.returncode == 0, log[-6000:]
     assert "[smoke" in log and "PASS" in log
-    boot1 = re.search(r"boot 1 \(cold, builds the venv\): ([\d.]+)s to the handler, ([\d.]+)s", log)
-    boot2 = re.search(r"boot 2 \(warm, reuses the venv\): ([\d.]+)s to the handler, ([\d.]+)s", log)
-    assert boot1 and boot2
-    assert float(boot2.group(1)) < float(boot1.group(1)), "the second boot reuses the venv"
+    # That boot 1 built the venv and boot 2 reused it without building is checked by the script, in each boot's
+    # own log (phase=publish; "is ready; reusing it" and no phase=create-venv): it fails otherwise. Boot times
+    # are reported, not compared: how fast a boot is depends on the machine.
+    assert re.search(r"boot 1 \(cold, builds the venv\): [\d.]+s to the handler, [\d.]+s", log)
+    assert re.search(r"boot 2 \(warm, reuses the venv\): [\d.]+s to the handler, [\d.]+s", log)
     assert re.search(r"boot 3 posted: [\d.]+s of audio; [1-9]\d* heartbeats", log)
     assert "boot 3 (as deployed, runpod's worker loop)" in log
     assert re.search(r"image size:  \d+ MB", log)

@@ -13,13 +13,10 @@ import fcntl
 import importlib.util
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -207,69 +204,47 @@ def test_eight_concurrent_boots_build_once(area):
     assert [p.name for p in venvs_dir(volume).iterdir() if not p.name.startswith(".")] == [venv.name]
 
 
-PHASES = ["start", "phase=create-venv", "phase=export", "phase=install", "phase=verify", "phase=publish"]
+# Each line is logged before the work it names, so a kill on reading it lands inside that part of the build.
+KILL_POINTS = ["phase=create-venv", "phase=export", "phase=install", "phase=verify"]
 
 
-def boot_and_kill(env: dict, phase: str, rng: random.Random) -> bool:
-    """Start a boot, SIGKILL its whole process group at a random moment after ``phase``.
+def boot_killed_at(env: dict, phase: str) -> tuple[int, str]:
+    """Start a boot and SIGKILL its whole process group as soon as its log shows ``phase``.
 
-    Returns whether it was still running when killed (a finished boot proves nothing).
+    The builder's own log says when, not a clock. Returns the exit status and everything it logged.
     """
     proc = subprocess.Popen([BASE_PYTHON, str(SCRIPT)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    seen = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if phase in line:
-                seen.set()
-        seen.set()  # stream ended: the process is done
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    if phase != "start":
-        seen.wait(timeout=120)
-    time.sleep(rng.uniform(0, 0.4))
-    alive = proc.poll() is None
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the container dies: uv children with it
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-    watcher.join(timeout=10)
-    return alive
+    log = []
+    for line in proc.stderr:
+        log.append(line)
+        if phase in line:
+            os.killpg(proc.pid, signal.SIGKILL)  # the container dies: uv children with it
+            break
+    log.extend(proc.stderr)  # to the end of the stream: all it wrote before it died
+    return proc.wait(timeout=30), "".join(log)
 
 
 @pytest.mark.slow
 def test_kill_minus_nine_during_build_never_poisons_the_volume(tmp_path):
-    rng = random.Random(1234)
-    killed_mid_build = 0
-    trials = 12
-    outcomes = []
     try:
-        for trial in range(trials):
-            volume = tmp_path / f"volume{trial}"
+        for phase in KILL_POINTS:
+            volume = tmp_path / f"volume-{phase.removeprefix('phase=')}"
             volume.mkdir()
             env = boot_env(volume, tmp_path / "local")
-            phase = PHASES[trial % len(PHASES)]
-            alive = boot_and_kill(env, phase, rng)
-            killed_mid_build += alive
-            outcomes.append(f"{phase}:{'killed' if alive else 'finished'}")
-
-            # Whatever is published after the kill is complete: marker present, python runs.
-            for venv in venvs_dir(volume).glob("py*"):
-                assert (venv / ".f5-worker-venv.json").is_file(), f"trial {trial} ({phase}): unmarked venv"
-                assert imports_ok(str(venv / "bin" / "python"), "numpy, packaging")
+            status, log = boot_killed_at(env, phase)
+            # it died of the kill, before it got to the rename into place
+            assert status == -signal.SIGKILL and phase in log and "phase=publish" not in log, log
+            assert not any(venvs_dir(volume).glob("py*")), f"killed at {phase}: an unfinished venv is in place"
 
             after = run_boot(env)
-            assert after.returncode == 0, f"trial {trial} ({phase}):\n{after.stderr}"
+            assert after.returncode == 0, f"after a kill at {phase}:\n{after.stderr}"
+            assert "waiting for" not in after.stderr, "the killed builder's lock outlived it"
             assert imports_ok(exports(after)["F5_VENV_PYTHON"], "numpy, packaging")
-            assert leftovers(volume) == [], f"trial {trial} ({phase}): temp dirs left behind"
+            assert leftovers(volume) == [], f"killed at {phase}: temp dirs left behind"
             shutil.rmtree(volume)
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)
-    assert killed_mid_build >= trials // 2, f"only {killed_mid_build}/{trials} kills hit a running build: {outcomes}"
-    print("kill trials:", outcomes)
 
 
 def hold_build_lock(volume, local, hostname: str, pid: int) -> subprocess.Popen:
@@ -293,11 +268,9 @@ def test_lock_of_a_dead_worker_does_not_block(area):
     holder = hold_build_lock(volume, local, "dead-worker", 1)
     holder.kill()  # dies holding the lock; the lock file with its holder info stays
     holder.wait()
-    started = time.monotonic()
     result = run_boot(boot_env(volume, local))
     assert result.returncode == 0, result.stderr
-    assert "waiting for" not in result.stderr
-    assert time.monotonic() - started < 60
+    assert "waiting for" not in result.stderr  # logged by the first try that finds the lock held
 
 
 def test_lock_held_by_a_hung_worker_times_out_and_still_builds(area):
@@ -353,7 +326,6 @@ def test_prune_keeps_newest_and_never_one_in_use(area, tmp_path):
     finally:
         os.close(fd)
     second = exports(second_run)
-    time.sleep(0.05)
     third_run = run_boot(boot_env(volume, local, app=variant_app(tmp_path, 3), **prune))
     assert third_run.returncode == 0, third_run.stderr
     third = exports(third_run)

@@ -1,4 +1,4 @@
-"""scripts/start.sh (phases, hand-off to the venv's python) and scripts/prefetch_models.py."""
+"""scripts/boot/start.sh (phases, hand-off to the venv's python) and scripts/ops/prefetch_models.py."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def uv_cache_dir() -> str:
 def app(tmp_path):
     """An app dir laid out like the image's /app, with the small stand-in lock."""
     app = tmp_path / "app"
-    (app / "scripts").mkdir(parents=True)
+    (app / "scripts" / "boot").mkdir(parents=True)
     for name in ("pyproject.toml", "uv.lock"):
         shutil.copy(FIXTURE / name, app / name)
     shutil.copy(REPO / "setup_network_venv.py", app)
-    shutil.copy(REPO / "scripts" / "start.sh", app / "scripts")
+    shutil.copy(REPO / "scripts" / "boot" / "start.sh", app / "scripts" / "boot")
     (app / "runpod_handler.py").write_text(REPORTING_HANDLER)
     yield app
     shutil.rmtree(tmp_path, ignore_errors=True)
@@ -63,7 +63,7 @@ def start_env(app: Path, volume: Path, **extra: str) -> dict:
 def test_start_sh_logs_phases_and_execs_the_venv_python(app, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
-    run = subprocess.run(["bash", str(app / "scripts" / "start.sh"), "--rp_serve_api", "x y"],
+    run = subprocess.run(["bash", str(app / "scripts" / "boot" / "start.sh"), "--rp_serve_api", "x y"],
                          env=start_env(app, volume), capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -81,7 +81,7 @@ def test_start_sh_logs_phases_and_execs_the_venv_python(app, tmp_path):
 def test_start_sh_failure_names_the_phase_and_exits_non_zero(app, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
-    run = subprocess.run(["bash", str(app / "scripts" / "start.sh")],
+    run = subprocess.run(["bash", str(app / "scripts" / "boot" / "start.sh")],
                          env=start_env(app, volume, F5_UV="/nonexistent/uv"), capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1
@@ -93,7 +93,7 @@ def test_start_sh_failure_names_the_phase_and_exits_non_zero(app, tmp_path):
 def prefetch(volume: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "TORCH_HOME")}
     base.update({"NETWORK_VOLUME_PATH": str(volume), "HF_HUB_OFFLINE": "1", **env})
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "prefetch_models.py"), *args], env=base,
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "ops" / "prefetch_models.py"), *args], env=base,
                           capture_output=True, text=True, timeout=300)
 
 

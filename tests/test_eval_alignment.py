@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eval_alignment.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "eval_alignment.py"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_truth_comes_from_word_events_matched_by_text_position(evalmod):
 
 
 @pytest.mark.slow
-def test_sphinx_meets_the_accuracy_bound_on_a_subset(evalmod, tmp_path):
+def test_sphinx_meets_the_accuracy_bound_on_a_subset(evalmod):
     from f5_worker.alignment.selection import load_aligner
 
     cases = [evalmod.make_case(t) for t in evalmod.SENTENCES[:20]]
@@ -46,12 +47,40 @@ def test_sphinx_meets_the_accuracy_bound_on_a_subset(evalmod, tmp_path):
     assert figures["words"] >= 150
     assert figures["mean_abs_ms"] <= 20.0
     assert figures["within_50ms"] >= 90.0
-    # Speed guard only: the 0.05 target is measured by the script (0.036 here); inside a busy test run
-    # even the aligning thread's CPU time swells by a third when other processes share the cores.
-    assert figures["align_cpu_rtf"] <= 0.08
+    # Every word with a true start is counted once, over all the audio (speed is scripts/bench/eval_alignment.py's own
+    # measurement, not a test's).
+    assert figures["words"] == sum(len(case.truth) for case in cases)
+    assert figures["audio_seconds"] == pytest.approx(sum(len(c.audio) / c.sample_rate for c in cases), abs=0.005)
 
 
-def test_json_output(evalmod, tmp_path):
+def test_figures_on_timings_off_by_known_amounts(evalmod):
+    """True starts are set at chosen distances from what the aligner reports, so every figure is known
+    without the formulas: errors of 0, +10, -30, -5 and +60 ms over five counted words."""
+    from f5_worker.alignment.estimate import EstimateAligner
+    from f5_worker.alignment.quality import align_audio
+
+    aligner = EstimateAligner()
+    rng = np.random.default_rng(0)
+    cases = []
+    # token index -> (reported start - true start) in ms; "charlie" has no true start and is not counted.
+    for text, seconds, off_ms in [("Alpha bravo charlie delta.", 2.0, {0: 0, 1: 10, 3: -30}),
+                                  ("Echo foxtrot.", 1.5, {0: -5, 1: 60})]:
+        audio = rng.normal(0, 0.1, int(16000 * seconds)).astype(np.float32)
+        reported = align_audio(aligner, audio, 16000, text).words
+        truth = {i: reported[i].start - ms / 1000 for i, ms in off_ms.items()}
+        cases.append(evalmod.Case(text, audio, 16000, truth))
+    figures = evalmod.evaluate(aligner, cases)
+    assert figures["words"] == 5 and figures["sentences"] == 2 and figures["backend"] == "estimate"
+    assert figures["audio_seconds"] == 3.5
+    assert figures["mean_abs_ms"] == pytest.approx(21.0, abs=0.01)  # (0 + 10 + 30 + 5 + 60) / 5
+    assert figures["median_abs_ms"] == pytest.approx(10.0, abs=0.01)
+    assert figures["mean_signed_ms"] == pytest.approx(7.0, abs=0.01)  # (0 + 10 - 30 - 5 + 60) / 5
+    assert figures["within_20ms"] == 60.0 and figures["within_50ms"] == 80.0
+    worst = [(w["word"], w["error_ms"]) for w in figures["worst"]]
+    assert worst == [("foxtrot.", 60.0), ("delta.", 30.0), ("bravo", 10.0), ("Echo", 5.0), ("Alpha", 0.0)]
+
+
+def test_json_output(evalmod, tmp_path, capsys):
     import torch
 
     out = tmp_path / "figures.json"
@@ -61,5 +90,12 @@ def test_json_output(evalmod, tmp_path):
     finally:
         torch.set_num_threads(threads)
     figures = json.loads(out.read_text())
-    for key in ("mean_abs_ms", "within_20ms", "within_50ms", "align_rtf"):
-        assert isinstance(figures[key], float | int)
+    # The first three sentences only, aligned by sphinx, and the file holds the figures the script printed.
+    assert figures["sentences"] == 3 and figures["backend"] == "sphinx"
+    assert {w["sentence"] for w in figures["worst"]} <= {s[:40] for s in evalmod.SENTENCES[:3]}
+    assert 20 <= figures["words"] <= sum(len(s.split()) for s in evalmod.SENTENCES[:3])
+    printed = capsys.readouterr().out
+    assert f"{figures['words']} words in 3 utterances" in printed
+    assert f"mean abs start error {figures['mean_abs_ms']} ms" in printed
+    assert f"within 20 ms: {figures['within_20ms']} %   within 50 ms: {figures['within_50ms']} %" in printed
+    assert 0.0 < figures["mean_abs_ms"] <= 40.0 and figures["within_20ms"] <= figures["within_50ms"]

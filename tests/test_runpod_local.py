@@ -1,11 +1,13 @@
 """runpod_handler.py in RunPod's own local modes: test_input.json, and the local API server over HTTP."""
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -63,38 +65,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def api_server(worker_env, tmp_path_factory):
-    """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("api") / "server.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
-         "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)],
-        cwd=tmp_path_factory.mktemp("api-cwd"), env={**worker_env, "ALIGN_PROCESSES": "2"}, stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"API server exited: {log.read()[-3000:]}")
-        try:
-            requests.get(f"{url}/docs", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
+class ApiServer:
+    """runpod_handler.py --rp_serve_api on a free port, with its log in a file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.log_path = workdir / "server.log"
+        self._log = open(self.log_path, "w+")
+        self._proc = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
+             "--rp_api_host", "127.0.0.1", "--rp_api_port", self.url.rsplit(":", 1)[1]],
+            cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def ready(self) -> str:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if self._proc.poll() is not None:
+                pytest.fail(f"API server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                requests.get(f"{self.url}/docs", timeout=1)
+                return self.url
+            except requests.ConnectionError:
+                time.sleep(0.5)
         pytest.fail("API server did not start")
-    yield url
-    proc.terminate()
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def api_server(worker_env, tmp_path_factory) -> str:
+    """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
+    server = ApiServer({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api"))
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield server.ready()
+    finally:
+        server.stop()
+
+
+BATCH_OF = 3
+
+
+@pytest.fixture(scope="module")
+def batching_api_server(worker_env, tmp_path_factory) -> ApiServer:
+    """A server whose sampler waits for full batches of BATCH_OF jobs. A batch closes the moment its last job
+    joins; the long window only turns a server that takes one job at a time into a failure instead of a hang."""
+    env = {**worker_env, "MAX_BATCH_JOBS": str(BATCH_OF), "BATCH_WAIT_MS": "60000", "ALIGN_PROCESSES": "0"}
+    server = ApiServer(env, tmp_path_factory.mktemp("api-batching"))
+    try:
+        server.ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def test_runsync_over_http(api_server):
@@ -144,18 +172,26 @@ def test_runsync_errors_then_next_job_works(api_server):
     assert body["status"] == "COMPLETED" and body["output"]["duration"] > 0
 
 
-def test_concurrent_runsync_jobs_all_complete(api_server):
-    """The async handler takes several jobs at once (concurrency_modifier); each gets its own audio."""
+def test_concurrent_runsync_jobs_are_in_the_worker_together(batching_api_server):
+    """The async handler takes several jobs at once: three requests sent together meet in one sampling call,
+    which they can only do if all three are inside the worker at the same time; each still gets its own audio."""
     from concurrent.futures import ThreadPoolExecutor
+
+    url, log_path = batching_api_server.url, batching_api_server.log_path
 
     def post(i):
         job = {"input": {"text": f"Concurrent job number {i}.", "seed": i, "nfe_step": 4, "max_retries": 0}}
-        return requests.post(f"{api_server}/runsync", json=job, timeout=180).json()
+        return requests.post(f"{url}/runsync", json=job, timeout=180).json()
 
-    with ThreadPoolExecutor(3) as pool:
-        bodies = list(pool.map(post, range(3)))
+    with ThreadPoolExecutor(BATCH_OF) as pool:
+        bodies = list(pool.map(post, range(BATCH_OF)))
     assert all(b["status"] == "COMPLETED" for b in bodies), bodies
-    assert [b["output"]["seed"] for b in bodies] == [0, 1, 2]
+    assert [b["output"]["seed"] for b in bodies] == list(range(BATCH_OF))
+    assert len({b["output"]["audio_base64"] for b in bodies}) == BATCH_OF
+    assert all([w["word"] for w in b["output"]["words"]] == f"Concurrent job number {i}.".split()
+               for i, b in enumerate(bodies))
+    # the sampler's own log line for each call it made
+    assert re.findall(r"sampling (\d+) job\(s\)", log_path.read_text()) == [str(BATCH_OF)]
 
 
 @pytest.mark.parametrize("name, value, message", [

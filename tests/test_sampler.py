@@ -1,7 +1,7 @@
 """The sampler: chunks of a job in one CFM.sample call, concurrent compatible jobs in one batch."""
 
 import re
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +24,13 @@ def reference():
 
 @pytest.fixture(scope="module")
 def batching_engine(worker):
-    return SynthesisEngine(worker.models, max_batch_jobs=4, max_wait_s=0.5)
+    """For jobs sampled one at a time: each waits out the (short) window alone."""
+    return SynthesisEngine(worker.models, max_batch_jobs=4, max_wait_s=0.05)
+
+
+# The batching tests give a batch exactly as many places as the jobs meant to share it, so it closes when it is
+# full, never when its window ends. A window or join this long only ends a test that would otherwise hang.
+HANG_GUARD_S = 120
 
 
 def synthesize_together(engine, reference, jobs):
@@ -33,10 +39,26 @@ def synthesize_together(engine, reference, jobs):
         return [f.result() for f in futures]
 
 
-def test_compatible_jobs_share_one_sampling_call(batching_engine, reference):
+def synthesize_in_queue_order(engine, reference, jobs):
+    """Each job waits in the sampler's queue before the next is submitted, so the sampler meets them in this order."""
+    queued = threading.Semaphore(0)
+    engine.on_queued = lambda request: queued.release()
+    try:
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            futures = []
+            for text, params in jobs:
+                futures.append(pool.submit(engine.synthesize, reference, text, params))
+                assert queued.acquire(timeout=60), "a job never reached the sampler's queue"
+            return [f.result() for f in futures]
+    finally:
+        engine.on_queued = None
+
+
+def test_compatible_jobs_share_one_sampling_call(worker, reference):
+    engine = SynthesisEngine(worker.models, max_batch_jobs=3, max_wait_s=HANG_GUARD_S)
     params = [SynthesisParams(nfe_step=4, seed=s) for s in (1, 2, 3)]
     texts = ["First job here.", "A second, somewhat longer job follows.", "Third."]
-    results = synthesize_together(batching_engine, reference, list(zip(texts, params)))
+    results = synthesize_together(engine, reference, list(zip(texts, params)))
     assert [r.batch_jobs for r in results] == [3, 3, 3]
     # each job gets audio sized from its own text, not the batch's longest
     lengths = [len(r.wave) for r in results]
@@ -44,10 +66,15 @@ def test_compatible_jobs_share_one_sampling_call(batching_engine, reference):
     assert all(np.isfinite(r.wave).all() and np.abs(r.wave).max() > 0 for r in results)
 
 
-def test_incompatible_jobs_are_sampled_separately(batching_engine, reference):
-    jobs = [("Four steps.", SynthesisParams(nfe_step=4, seed=1)), ("Six steps.", SynthesisParams(nfe_step=6, seed=1))]
-    results = synthesize_together(batching_engine, reference, jobs)
-    assert [r.batch_jobs for r in results] == [1, 1]
+def test_incompatible_jobs_are_sampled_separately(worker, reference, caplog):
+    """Queued with 4, 6, 4, 6 steps: the first batch passes over the 6-step job and takes the second 4-step one."""
+    engine = SynthesisEngine(worker.models, max_batch_jobs=2, max_wait_s=HANG_GUARD_S)
+    jobs = [(text, SynthesisParams(nfe_step=steps, seed=1))
+            for text, steps in [("Four steps.", 4), ("Six steps.", 6), ("Four again.", 4), ("Six again.", 6)]]
+    with caplog.at_level("INFO", logger="f5_worker.tts.sampler"):
+        results = synthesize_in_queue_order(engine, reference, jobs)
+    assert [r.batch_jobs for r in results] == [2, 2, 2, 2]
+    assert re.findall(r"sampling (\d+) job\(s\): .*, (\d+) steps", caplog.text) == [("2", "4"), ("2", "6")]
 
 
 def test_a_job_sampled_alone_is_reproducible(batching_engine, reference):
@@ -119,21 +146,35 @@ def test_a_failed_sampling_run_leaves_no_stale_text_cache(worker, reference, mon
 
 
 def test_compatible_jobs_too_big_to_share_a_batch_are_sampled_one_after_another(worker, reference):
-    """A job over the batch's frame limit waits for the next batch (it used to be handed back forever)."""
-    import threading
+    """A job over the batch's frame limit waits for the next batch (it used to be handed back forever).
 
+    The first job's run is held until the other two are queued, so the next batch's window meets a job too big
+    to join it.
+    """
     params = SynthesisParams(nfe_step=4, seed=1)
     text = "A job long enough that two of them do not fit in one batch."
     frames = sum(_planned_frames(worker, reference, text, params))
-    engine = SynthesisEngine(worker.models, max_batch_jobs=4, max_wait_s=0.5, max_batch_frames=frames + 1)
+    engine = SynthesisEngine(worker.models, max_batch_jobs=4, max_wait_s=0.05, max_batch_frames=frames + 1)
+    all_queued = threading.Barrier(4)  # three jobs' threads, once queued, and the held sampling run
+
+    def hold_the_first_run(module, args):
+        handle.remove()
+        all_queued.wait(60)
+
+    handle = worker.models.cfm.transformer.register_forward_pre_hook(hold_the_first_run)
+    engine.on_queued = lambda request: all_queued.wait(60)
     results = []
+    # daemon threads, joined with a timeout: the old failure spun the sampler forever, and must fail, not hang
     threads = [threading.Thread(target=lambda: results.append(engine.synthesize(reference, text, params)),
                                 daemon=True) for _ in range(3)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD_S)
+    finally:
+        handle.remove()
+        all_queued.abort()
     assert [r.batch_jobs for r in results] == [1, 1, 1]
     assert not engine._held
 

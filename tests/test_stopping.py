@@ -54,45 +54,63 @@ def wait_for_log(caplog, pattern: str, timeout: float = 60) -> re.Match:
 
 
 def test_a_stopped_job_ends_at_the_next_sampling_step_and_the_next_job_works(worker, caplog):
+    queued = []  # the job's request, for its stop flag
+
     async def scenario():
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(worker.handle_async(dict(LONG_JOB), job_id="long-1"))
-        watch = StepWatch(worker, 3, lambda: loop.call_soon_threadsafe(task.cancel))  # as JobScaler.stop_job
+
+        def cancel_during_step_3():  # as JobScaler.stop_job; the step goes on once the cancel has raised the flag
+            loop.call_soon_threadsafe(task.cancel)
+            queued[0].stop.wait(60)
+
+        watch = StepWatch(worker, 3, cancel_during_step_3)
+        worker.engine.on_queued = queued.append
         try:
             with pytest.raises(asyncio.CancelledError):
                 await task
             return await asyncio.to_thread(wait_for_log, caplog, r"job long-1: stopped: .*at step (\d+) of 64"), watch
         finally:
+            worker.engine.on_queued = None
             watch.remove()
 
     with caplog.at_level("INFO"):
         match, watch = asyncio.run(scenario())
-    step = int(match.group(1))
-    assert 3 < step < 64  # the cancel reaches the loop, then the flag the next step; never the whole run
-    assert watch.calls == step - 1  # the step that saw the flag did not run
+    assert int(match.group(1)) == 4  # the flag went up during step 3: the next step ends the run
+    assert watch.calls == 3  # the step that saw the flag did not run
     assert "job long-1: stopped by RunPod" in caplog.text
     result = worker.handle(dict(SHORT_JOB))
     assert "error" not in result and result["duration"] > 0
 
 
+AHEAD_JOB = {**LONG_JOB, "text": "The job ahead.", "nfe_step": 8}
+
+
 def test_a_job_stopped_while_queued_is_never_sampled_and_the_job_ahead_finishes(worker, caplog):
+    release = threading.Event()
+
     async def scenario():
-        first = asyncio.create_task(worker.handle_async(dict(LONG_JOB), job_id="first"))
-        sampling = StepWatch(worker, 2, lambda: None)
+        first = asyncio.create_task(worker.handle_async(dict(AHEAD_JOB), job_id="first"))
+        sampling = StepWatch(worker, 2, lambda: release.wait(60))  # the first job's run waits at step 2
+        waiting = threading.Event()
         try:
-            await asyncio.to_thread(sampling.reached.wait, 60)
+            assert await asyncio.to_thread(sampling.reached.wait, 60), "the first job was never sampled"
+            worker.engine.on_queued = lambda request: waiting.set()
             queued = asyncio.create_task(worker.handle_async(dict(SHORT_JOB), job_id="queued"))
-            await asyncio.sleep(0.5)  # it is parsed and waits behind the first job's sampling run
+            assert await asyncio.to_thread(waiting.wait, 60), "the second job never reached the sampler's queue"
             queued.cancel()
             await asyncio.to_thread(wait_for_log, caplog, r"job queued: stopped: .*\(before sampling\)")
             steps_when_queued_ended = sampling.calls
+            release.set()
             return await first, steps_when_queued_ended
         finally:
+            worker.engine.on_queued = None
+            release.set()
             sampling.remove()
 
     with caplog.at_level("INFO"):
         result, steps_when_queued_ended = asyncio.run(scenario())
-    assert steps_when_queued_ended < 64  # the queued job ended while the first was still sampling
+    assert steps_when_queued_ended == 2  # it ended while the first job's run was held at step 2
     assert "error" not in result and result["duration"] > 0
     batches = re.findall(r"sampling (\d+) job\(s\)", caplog.text)
     assert batches == ["1"]  # only the first job was ever sampled
@@ -122,7 +140,8 @@ def test_jobs_that_are_not_stopped_are_not_affected(worker):
 
 @pytest.fixture(scope="module")
 def batching_engine(worker):
-    return SynthesisEngine(worker.models, max_batch_jobs=2, max_wait_s=2.0)
+    """A batch closes once both jobs are in it; the long window only keeps a lost job from hanging the test."""
+    return SynthesisEngine(worker.models, max_batch_jobs=2, max_wait_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +177,7 @@ def test_a_batch_goes_on_while_any_of_its_jobs_is_wanted(worker, batching_engine
             t.join(120)
     finally:
         watch.remove()
+    assert sorted(outcomes) == [0, 1]
     if stop_both:
         assert all(isinstance(o, stopping.JobStopped) for o in outcomes.values())
         assert all("during sampling, at step 3 of 16" in str(o) for o in outcomes.values())

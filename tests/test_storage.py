@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from f5_worker.config import StorageSettings
 from f5_worker.storage.base import NotFound, StorageError, check_key
-from f5_worker.storage.bucket import BucketStorage
 from f5_worker.storage.local import LocalStorage
 from f5_worker.storage.stores import Stores
 
@@ -85,26 +84,72 @@ def test_check_key_never_lets_a_key_escape(key):
     assert not key.startswith("/") and "\\" not in key and "\x00" not in key
 
 
-def test_local_write_is_atomic_under_concurrent_readers(tmp_path):
-    """Readers never see a half-written object while it is replaced."""
+def test_local_write_is_atomic_under_concurrent_readers(tmp_path, monkeypatch):
+    """A reader that comes while a replacement is half written sees the whole old object, never a mix.
+
+    The write is held half-way (at the file layer, under the store) until the reader is done, so the
+    two really overlap on every run instead of when the scheduler happens to interleave them.
+    """
+    import builtins
+
+    import f5_worker.storage.local as storage_module
+
     store = LocalStorage(tmp_path)
-    a, b = b"a" * 2_000_000, b"b" * 2_000_000
-    store.put("x/blob", a)
-    stop = threading.Event()
-    seen = set()
+    old, new = b"a" * 200_000, b"b" * 200_000
+    store.put("x/blob", old)
+    half_written, read_done = threading.Event(), threading.Event()
+    paused_writes: list[str] = []
+
+    class HalfThenWait:
+        """A file being written that stops after half of the data until the reader has read."""
+
+        def __init__(self, fh):
+            self._fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._fh.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def write(self, data):
+            half = len(data) // 2
+            self._fh.write(data[:half])
+            self._fh.flush()
+            paused_writes.append(self._fh.name)
+            half_written.set()
+            assert read_done.wait(timeout=60), "the reader never read"  # a guard against hanging only
+            return half + self._fh.write(data[half:])
+
+    def pausing_open(file, mode="r", *args, **kwargs):
+        fh = builtins.open(file, mode, *args, **kwargs)
+        return HalfThenWait(fh) if "w" in mode else fh
+
+    seen: list[bytes] = []
 
     def read() -> None:
-        while not stop.is_set():
-            data = store.get("x/blob")
-            seen.add((len(data), data[:1] + data[-1:], data.count(data[:1]) == len(data)))
+        assert half_written.wait(timeout=60)
+        try:
+            seen.append(store.get("x/blob"))
+        finally:
+            read_done.set()
 
     reader = threading.Thread(target=read)
     reader.start()
-    for i in range(20):
-        store.put("x/blob", a if i % 2 else b)
-    stop.set()
-    reader.join()
-    assert seen <= {(2_000_000, b"aa", True), (2_000_000, b"bb", True)}
+    monkeypatch.setattr(storage_module, "open", pausing_open, raising=False)
+    try:
+        store.put("x/blob", new)
+    finally:
+        half_written.set()  # neither side waits on the other if something failed
+        read_done.set()
+        monkeypatch.undo()
+        reader.join(timeout=60)
+    assert len(paused_writes) == 1  # the read happened while the replacement was half on disk
+    assert seen == [old]
+    assert store.get("x/blob") == new
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["blob"]  # no temp files left
 
 
@@ -113,16 +158,25 @@ def test_local_url_is_refused(tmp_path):
         LocalStorage(tmp_path).url("results/x/speech.wav", 60)
 
 
-def test_presigned_url_serves_content_and_type(bucket_env):
+def test_presigned_url_serves_content_and_type_until_it_expires(bucket_env, monkeypatch):
     bucket = Stores.from_env().bucket
     bucket.put("results/job-1/speech.wav", b"RIFFdata", "audio/wav")
     response = requests.get(bucket.url("results/job-1/speech.wav", 120), timeout=10)
     assert response.status_code == 200
     assert response.content == b"RIFFdata"
     assert response.headers["Content-Type"] == "audio/wav"
-    expired = bucket.url("results/job-1/speech.wav", 1)
-    time.sleep(2.1)
-    assert requests.get(expired, timeout=10).status_code == 403
+    # Links signed two hours ago (the signer's clock set back): the one valid for an hour has expired, the one
+    # valid for three has not, so it is expires_s that decides.
+    import botocore.auth
+
+    signed_at = botocore.auth.get_current_datetime() - timedelta(hours=2)
+    with monkeypatch.context() as clock:
+        clock.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: signed_at)
+        expired = bucket.url("results/job-1/speech.wav", 3600)
+        alive = bucket.url("results/job-1/speech.wav", 3 * 3600)
+    response = requests.get(expired, timeout=10)
+    assert response.status_code == 403 and b"expired" in response.content.lower()
+    assert requests.get(alive, timeout=10).content == b"RIFFdata"
 
 
 def test_settings_select_backend(tmp_path, monkeypatch, no_bucket_env):
@@ -168,10 +222,10 @@ def test_bucket_check_reports_problems(bucket_env, seaweed, monkeypatch):
 
     monkeypatch.setenv("BUCKET_SECRET_ACCESS_KEY", bucket_env["BUCKET_SECRET_ACCESS_KEY"])
     stores = Stores.from_env()
+    probes = count_requests(stores.bucket._probe)
     with seaweed.stopped():
-        started = time.monotonic()
         down = stores.health()["bucket"]
-        assert time.monotonic() - started < 15
+        assert probes == [1]  # health answers after one try, without the retries a job's request gets
         assert not down["reachable"] and not down["writable"]
         assert seaweed.endpoint in down["error"]
         with pytest.raises(StorageError, match="upload failed on bucket"):
@@ -179,17 +233,34 @@ def test_bucket_check_reports_problems(bucket_env, seaweed, monkeypatch):
     assert stores.health()["bucket"]["writable"]  # back after the restart
 
 
-def test_unreachable_bucket_fails_fast_and_clearly():
-    from f5_worker.config import BucketSettings
+def count_requests(client) -> list[int]:
+    """The number of HTTP requests ``client`` sends, one entry per API call (retries add to the last)."""
+    calls: list[int] = []
+    client.meta.events.register("before-call.s3", lambda **kwargs: calls.append(0))
+    client.meta.events.register("before-send.s3", lambda **kwargs: calls.__setitem__(-1, calls[-1] + 1))
+    return calls
 
+
+def test_the_bucket_named_by_the_environment_holds_the_voices_and_fails_clearly(tmp_path, monkeypatch, no_bucket_env):
+    """With a volume there too, BUCKET_* still win; an unreachable bucket is then an error naming it,
+    after exactly BUCKET_MAX_ATTEMPTS tries, not a silent fall back to the volume."""
     port = __import__("conftest_s3")._free_ports(1)[0]
-    settings = BucketSettings(f"http://127.0.0.1:{port}", "k", "s", "b-x", max_attempts=1, connect_timeout_s=1)
-    bucket = BucketStorage(settings)
-    started = time.monotonic()
-    with pytest.raises(StorageError, match=f"127.0.0.1:{port}"):
-        bucket.get("a/b")
-    assert time.monotonic() - started < 5
-    assert isinstance(bucket, BucketStorage)
+    monkeypatch.setenv("NETWORK_VOLUME_PATH", str(tmp_path))
+    for name, value in (("BUCKET_ENDPOINT_URL", f"http://127.0.0.1:{port}"), ("BUCKET_ACCESS_KEY_ID", "k"),
+                        ("BUCKET_SECRET_ACCESS_KEY", "s"), ("BUCKET_NAME", "b-x"), ("BUCKET_MAX_ATTEMPTS", "2"),
+                        ("BUCKET_CONNECT_TIMEOUT_S", "1")):
+        monkeypatch.setenv(name, value)
+    stores = Stores.from_env()
+    assert stores.settings.volume_mounted
+    assert stores.voices is stores.bucket and stores.voices.kind == "bucket"
+    assert stores.voices.location == f"bucket 'b-x' at http://127.0.0.1:{port}"
+    requests_sent = count_requests(stores.bucket._client)
+    with pytest.raises(StorageError, match=f"^download failed on bucket 'b-x' at http://127.0.0.1:{port} "):
+        stores.voices.get("a/b")
+    assert requests_sent == [2]
+    health = stores.health()
+    assert health["voices"] == "bucket" and not health["bucket"]["reachable"]
+    assert not (tmp_path / "f5-worker").exists()  # nothing went to the volume instead
 
 
 @pytest.mark.parametrize("value, expected", [(None, "/runpod-volume"), ("", None), ("  ", None), ("/mnt/vol", "/mnt/vol")])

@@ -5,6 +5,7 @@ recompilation as production's inductor, without needing a C compiler on CPU.
 """
 
 import dataclasses
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -25,12 +26,18 @@ def compiled_worker(tiny_settings):
     from f5_worker.tts.loading import load_models
     from f5_worker.worker import Worker
 
-    settings = dataclasses.replace(tiny_settings, device="cpu", torch_compile=True, max_batch_jobs=4,
-                                   batch_wait_ms=300)
+    settings = dataclasses.replace(tiny_settings, device="cpu", torch_compile=True, max_batch_jobs=3,
+                                   batch_wait_ms=0)  # a job alone is sampled at once
     return Worker(settings, load_models(settings))
 
 
-def test_compiles_at_start_and_never_again(tiny_settings, compile_backend):
+def sampled_batch_sizes(caplog) -> list[int]:
+    """Jobs per sampling call, from the sampler's own log line."""
+    return [int(re.match(r"sampling (\d+) job", r.getMessage()).group(1)) for r in caplog.records
+            if r.name == "f5_worker.tts.sampler" and r.getMessage().startswith("sampling ")]
+
+
+def test_compiles_at_start_and_never_again(tiny_settings, compile_backend, caplog):
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -44,10 +51,15 @@ def test_compiles_at_start_and_never_again(tiny_settings, compile_backend):
     jobs = [{"text": t, "seed": i, "nfe_step": 4, "max_retries": 0}
             for i, t in enumerate(["Short one.", "A somewhat longer sentence than the first.",
                                    "Third job, another length again, longer still than those."])]
-    outs = [worker.handle(j) for j in jobs]  # one at a time: batch 1, three lengths
-    with ThreadPoolExecutor(3) as pool:
-        outs += list(pool.map(worker.handle, jobs))  # together: one batch of 3
+    with caplog.at_level("INFO", logger="f5_worker.tts.sampler"):
+        outs = [worker.handle(j) for j in jobs]  # one at a time: batch 1, three lengths
+        # together: one batch of 3. The sampler now waits for a full batch; the batch closes when the third
+        # job joins, and the long window only keeps a broken batcher from hanging the test.
+        worker.engine.max_wait_s = 120.0
+        with ThreadPoolExecutor(3) as pool:
+            outs += list(pool.map(worker.handle, jobs))
     assert all("error" not in o for o in outs), outs
+    assert sampled_batch_sizes(caplog) == [1, 1, 1, 3]
     assert (sum(counters["stats"].values()), dict(counters["recompiles"])) == after_warm_up, counters
 
 

@@ -205,16 +205,31 @@ def test_overwrite_replaces_and_invalidates_cache(store):
 
 
 def test_change_by_another_worker_is_noticed(store):
-    """Two stores on one backend stand for two workers: a cached voice is reloaded when replaced."""
+    """Two stores on one backend stand for two workers: what one has in memory is never served once the
+    other has replaced or deleted the voice, not even when a new voice of the same name and text follows."""
     other = VoiceStore(store.storage)
-    store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    first = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+
+    def build(voice):
+        return ("prepared", voice.info.version, len(voice.wave))
+
     assert store.load("anna").info.ref_text == DEFAULT_VOICE_TEXT
-    other.save("anna", wav_bytes(speechlike(2.0), 24000), ref_text="Replaced elsewhere.", overwrite=True)
+    assert store.prepared("anna", 0.1, build)[1] == first.version
+    replaced = other.save("anna", wav_bytes(speechlike(2.0), 24000), ref_text="Replaced elsewhere.", overwrite=True)
     assert store.load("anna").info.ref_text == "Replaced elsewhere."
+    assert store.prepared("anna", 0.1, build)[1] == replaced.version
+
     other.delete("anna")
-    with pytest.raises(JobError, match="no voice named 'anna'"):
+    with pytest.raises(JobError, match="^voice: no voice named 'anna'"):
         store.load("anna")
-    assert store.cached_versions().get("anna") is not None  # stale entry is never served
+    with pytest.raises(JobError, match="^voice: no voice named 'anna'"):
+        store.prepared("anna", 0.1, build)
+
+    again = other.save("anna", wav_bytes(speechlike(3.0, seed=2), 24000), ref_text="Replaced elsewhere.")
+    voice = store.load("anna")
+    assert voice.info.version == again.version and voice.info.audio_key == again.audio_key
+    assert len(voice.wave) == len(VoiceStore(store.storage).load("anna").wave)  # the new audio, read afresh
+    assert store.prepared("anna", 0.1, build) == ("prepared", again.version, len(voice.wave))
 
 
 def _race(store, name, payloads, overwrite):

@@ -41,7 +41,7 @@ class BucketStorage(Storage):
                 s3={"addressing_style": s.addressing_style},
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
-                retries={"max_attempts": attempts, "mode": "standard"},
+                retries={"total_max_attempts": attempts, "mode": "standard"},  # "max_attempts" counts retries
                 max_pool_connections=16,
             ),
         )

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -104,6 +105,9 @@ class SynthesisEngine:
         self._held: list[SampleRequest] = []
         self._running: list[SampleRequest] = []  # the batch being sampled, for the per-step stop check
         self._step = self._steps = 0
+        # Called in the job's thread once its request waits in the sampler's queue. Tests use it to act on a job
+        # known to be waiting (stop it, queue the next one behind it) instead of sleeping and hoping it got there.
+        self.on_queued: Callable[[SampleRequest], None] | None = None
         models.cfm.transformer.register_forward_pre_hook(self._before_step)  # once per sampling step
         self._warmed: Future = Future()
         self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
@@ -124,6 +128,8 @@ class SynthesisEngine:
             stop=stopping.current_flag(),
         )
         self._queue.put(request)
+        if self.on_queued is not None:
+            self.on_queued(request)
         sampled: SampledWaves = stopping.result_unless_stopped(request.future, "sampling")
 
         started = time.perf_counter()

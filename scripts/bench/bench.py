@@ -66,7 +66,11 @@ def ref_wav_path() -> Path:
 
 
 def bench_text(seconds: float) -> str:
-    """About ``seconds`` of speech: F5-TTS sizes output from the reference's bytes per second."""
+    """About ``seconds`` of speech: F5-TTS sizes output from the reference's bytes per second.
+
+    Whole words of the passage, cut before the word that would pass the target, then closed with a full stop:
+    short of ``seconds`` by less than the passage's longest word and its space, long by at most that stop.
+    """
     import soundfile as sf
 
     ref_seconds = sf.info(str(ref_wav_path())).duration
