@@ -29,7 +29,7 @@ def action():
 def run(action, **fields) -> dict:
     """Validate like the handler does, then align; JobErrors become the handler's error dict."""
     try:
-        return action.align(parse_job({"action": "align", **fields}))
+        return action(parse_job({"action": "align", **fields}))
     except JobError as exc:
         return {"error": str(exc)}
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.container
 def test_image_builds_boots_three_ways_and_answers_the_test_job():
-    run = subprocess.run([str(REPO / "scripts" / "image_smoke_test.sh")], capture_output=True, text=True,
+    run = subprocess.run([str(REPO / "scripts" / "ci" / "image_smoke_test.sh")], capture_output=True, text=True,
                          timeout=1800)
     log = run.stdout + run.stderr
     print(log[-4000:])
