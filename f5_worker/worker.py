@@ -4,7 +4,7 @@ Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}``;
 unexpected ones are logged with their traceback and the worker keeps serving.
 A CUDA error other than running out of memory leaves this process's GPU
 unusable: the job answers with ``refresh_worker`` and the worker takes no more
-jobs, so RunPod replaces it (docs/architecture.md, "When the GPU fails").
+jobs, so RunPod replaces it (docs/architecture.md, "Failure policy").
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def test_substituted_word_is_flagged(sphinx):
     result = align_audio(sphinx, audio, sr, text.replace("hospital", "station"))
     assert 5 in result.flagged_words
     # A word sharing more sounds scores lower too, but need not fall under the flag threshold
-    # (0.35 for "elephant": about 1 in 4 substitutions goes unflagged, see README, "Word and character timings").
+    # (0.35 for "elephant": about 1 in 4 substitutions goes unflagged, see docs/timings.md).
     assert align_audio(sphinx, audio, sr, text.replace("hospital", "elephant")).words[5].confidence < right
     assert result.words[5].confidence < right
 

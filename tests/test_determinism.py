@@ -1,4 +1,4 @@
-"""A seed gives the same audio under any load (README, "Concurrency and seeds"), with the default MAX_BATCH_JOBS=1.
+"""A seed gives the same audio under any load (docs/architecture.md, "Concurrency, batching and seeds"), with the default MAX_BATCH_JOBS=1.
 
 The jobs below are all waiting for the sampler at once before any of them is sampled, so whatever a job
 does before sampling (planning, seeding, reading the reference) happens while the others are doing it too.

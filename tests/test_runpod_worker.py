@@ -90,7 +90,7 @@ def test_jobs_a_killed_worker_left_in_progress_do_not_block_this_one(platform):
     """The fixture's cwd holds runpod's record of CONCURRENCY jobs in progress from an earlier process.
 
     Read by runpod-python, it would fill every slot: the worker would never take a job
-    (measured before f5_worker/runpod_state.py: none taken in 40 s) and its heartbeats
+    (measured before f5_worker/runpod_import.py: none taken in 40 s) and its heartbeats
     would claim those jobs forever.
     """
     api, _, _ = platform

@@ -14,7 +14,7 @@ graph of the blocks alone ("tail"), after an eager input embedding.
 Sequence lengths are padded up to a multiple of ``bucket_frames`` under an
 attention mask, so that jobs of similar length share a graph. The mask keeps the
 padding out of attention only because the worker's attention processor always
-applies it (f5_worker/attention.py; f5-tts's released configs would ignore it).
+applies it (tts/attention.py; f5-tts's released configs would ignore it).
 Graphs are captured on first use of a (batch, padded length) shape (about three
 eager passes), kept in an LRU of ``max_graphs``, and share one memory pool, which
 is safe because every replay copies its inputs in and its output out, and only

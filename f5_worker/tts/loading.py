@@ -9,9 +9,7 @@ from pathlib import Path
 
 from f5_worker.config import Settings
 from f5_worker.tts.architecture import build_cfm
-from f5_worker.tts.attention import use_broadcast_mask
 from f5_worker.tts.compile import compile_transformer_blocks, is_dit
-from f5_worker.tts.cuda_graphs import GraphedDiT
 from f5_worker.tts.tiny_models import ensure_tiny_models
 from f5_worker.tts.weight_init import skipped_weight_init
 from f5_worker.tts.weights import ModelFiles, ModelUnavailableError, resolve_model_files
@@ -102,6 +100,8 @@ def load_models(settings: Settings) -> LoadedModels:
         vocoder = load_vocos(model_files.vocoder_dir, device)
     dit = is_dit(cfm.transformer)  # the speed-ups know the DiT's structure; E2-TTS's UNetT runs as upstream
     if dit:
+        from f5_worker.tts.attention import use_broadcast_mask  # here: the load's time includes these imports
+
         use_broadcast_mask(cfm.transformer.transformer_blocks)
     compiled = settings.torch_compile and dit
     if settings.torch_compile and not dit:
@@ -110,6 +110,8 @@ def load_models(settings: Settings) -> LoadedModels:
         compile_transformer_blocks(cfm.transformer)
     graphed = settings.cuda_graphs and device.startswith("cuda") and dit
     if graphed:
+        from f5_worker.tts.cuda_graphs import GraphedDiT
+
         cfm.transformer = GraphedDiT(cfm.transformer)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

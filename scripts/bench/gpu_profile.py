@@ -9,7 +9,7 @@ table for one masked step:
 
 * the whole DiT step (cfg packed, text cache full): eager without a mask (upstream's
   batch-1 path: flash attention), eager with an all-true mask (what the graphs run: the
-  padding mask always applies, f5_worker/attention.py), and graphed;
+  padding mask always applies, f5_worker/tts/attention.py), and graphed;
 * attention alone (``scaled_dot_product_attention``) without a mask, with f5-tts's
   expanded boolean mask, with the broadcast mask the worker passes, and in a mask-free
   form that keeps padding out through one more head dimension (a candidate: flash stays

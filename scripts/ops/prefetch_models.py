@@ -31,7 +31,7 @@ MARK = "F5_PREFETCH_REEXEC"
 def reexec_in_venv() -> None:
     """Set up (or reuse) the worker venv, then run this script again with its python."""
     if os.environ.get(MARK):
-        sys.exit("prefetch: the worker venv still lacks huggingface_hub/torch; see the setup log above")
+        sys.exit("prefetch: the worker venv still lacks huggingface_hub/torch or f5_worker; see the setup log above")
     setup = subprocess.run([sys.executable, str(APP_DIR / "setup_network_venv.py")], stdout=subprocess.PIPE,
                            text=True)
     if setup.returncode != 0:
@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "tiny":
         args.model = "F5TTS_v1_Base"  # tiny models are generated locally, nothing to fetch
 
-    try:
+    try:  # the worker's venv holds the dependencies; setup_network_venv.py exports PYTHONPATH for the code
         import huggingface_hub  # noqa: F401
+
+        import f5_worker  # noqa: F401
     except ImportError:
         reexec_in_venv()
     volume_cache_defaults()
