@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 
 SCRIPTS = sorted(
     [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "scripts").glob("*/*") if p.suffix in (".sh", ".py")]
-    + ["runpod_handler.py", "setup_network_venv.py"]
+    + ["runpod_handler.py", "setup_network_venv.py", ".runpod/handler.py"]
 )
 FOR_DEVELOPERS_OR_CI = ("scripts/bench/", "scripts/ci/", "scripts/dev/")
 
