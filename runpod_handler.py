@@ -31,6 +31,7 @@ from pathlib import Path
 
 from f5_worker.config import SettingsError, runpod_log_level
 from f5_worker.runpod_import import import_runpod
+from f5_worker.transcribe import hub_logs_once
 from f5_worker.tts.weights import ModelUnavailableError
 
 if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
@@ -44,6 +45,7 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     stream=sys.stderr,
 )
+hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 log = logging.getLogger("f5_worker")
 
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
