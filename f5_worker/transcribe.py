@@ -16,6 +16,7 @@ transformers' log lines to the worker's own handler, so each is printed once.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -39,15 +40,22 @@ def hub_logs_once() -> None:
 
     Both libraries give their loggers a stderr handler of their own; huggingface_hub's also propagates, so
     with the worker's handler on the root logger each of its lines was printed twice (once without time or
-    level). Call after configuring the root logger.
+    level). Call after configuring the root logger. transformers (1.5 s to import) is arranged now if it is
+    loaded already, else when Whisper loads it.
     """
     import huggingface_hub.utils.logging  # noqa: F401 - configures its logger (adds its handler) on import
-    from transformers.utils import logging as transformers_logging
 
     hub = logging.getLogger("huggingface_hub")
     for handler in list(hub.handlers):
         hub.removeHandler(handler)
     hub.propagate = True
+    if "transformers" in sys.modules:
+        _transformers_logs_to_root()
+
+
+def _transformers_logs_to_root() -> None:
+    from transformers.utils import logging as transformers_logging
+
     transformers_logging.disable_default_handler()
     transformers_logging.enable_propagation()
 
@@ -138,6 +146,8 @@ class WhisperTranscriber:
         import torch
         from transformers import pipeline
 
+        if logging.getLogger().handlers:  # the worker's handler: transformers' lines go there, once
+            _transformers_logs_to_root()
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -75,9 +75,11 @@ def test_a_cached_model_loads_offline_from_the_cache(tmp_path):
     make_tiny_whisper(snapshot)
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
-    result, _ = transcribe_in_a_process("someone/tiny-whisper", "offline", tmp_path / "hf",
-                                        HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+    result, stderr = transcribe_in_a_process("someone/tiny-whisper", "offline", tmp_path / "hf",
+                                             HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
     assert result == {"error": None, "loaded": True}
+    # transformers, loaded with the pipeline, logs through the worker's handler too, once
+    assert stderr.count("transformers line") == 1 and "WARNING transformers.pipelines: transformers line" in stderr
 
 
 def test_offline_without_the_model_in_the_cache_is_one_clear_error():
