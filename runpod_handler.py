@@ -1,7 +1,27 @@
-"""RunPod entry point: load the models once, then serve jobs.
+"""RunPod entry point of the F5-TTS worker: load the models once, then serve jobs.
 
-Runs as a serverless worker on RunPod, or locally with ``test_input.json`` /
-``--test_input '{...}'`` / ``--rp_serve_api`` (runpod's own local modes).
+usage: python runpod_handler.py [--test_input JSON] [--rp_serve_api [--rp_api_host HOST] [--rp_api_port PORT]
+                                [--rp_api_concurrency N]] [--rp_log_level LEVEL] [--rp_debugger] [-h]
+
+On a RunPod endpoint (the image's start command runs it) it takes jobs from the endpoint's queue. Run by
+hand, it uses runpod-python's local modes:
+
+  (no option)              run the job in ./test_input.json once, print the outcome and exit
+                           (exit status 0 when the job succeeded, 1 when it failed)
+  --test_input JSON        the same with the job given here, e.g. '{"input": {"text": "Hello."}}'
+  --rp_serve_api           serve RunPod's API locally (POST /runsync, /run; GET /status/ID) until stopped
+  --rp_api_host HOST       the address it listens on (default localhost)
+  --rp_api_port PORT       its port (default 8000)
+  --rp_api_concurrency N   its number of server processes (default 1)
+  --rp_log_level LEVEL     runpod's log level: ERROR, WARN, INFO or DEBUG (default $RUNPOD_LOG_LEVEL)
+  --rp_debugger            add runpod's timing and system report to each result
+  -h, --help               print this and exit, without loading anything
+
+The settings come from environment variables (docs/configuration.md), e.g. WORKER_MODEL=tiny for the small
+random test model. What it changes: model weights missing from the Hugging Face cache (HF_HOME) are
+downloaded into it; with a network volume mounted (NETWORK_VOLUME_PATH) stored voices and results go
+there; with RESULT_DUMP_DIR set, each job's whole result is written there as <job id>.json (read it with
+scripts/dev/show_result.py). Exit status 2: a setting it cannot use, or model weights it cannot find.
 """
 
 import json
@@ -11,7 +31,12 @@ from pathlib import Path
 
 from f5_worker.config import SettingsError, runpod_log_level
 from f5_worker.runpod_import import import_runpod
+from f5_worker.transcribe import hub_logs_once
 from f5_worker.tts.weights import ModelUnavailableError
+
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+    print(__doc__.strip())
+    sys.exit(0)
 
 runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
 
@@ -20,6 +45,7 @@ logging.basicConfig(
     format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     stream=sys.stderr,
 )
+hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 log = logging.getLogger("f5_worker")
 
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned

@@ -20,6 +20,11 @@ so the image stays small. This script makes sure that:
 Output: ``export NAME=value`` lines on stdout (``eval`` them, as
 ``scripts/boot/start.sh`` does); the log goes to stderr. ``--check`` reports the
 state without changing anything. docs/configuration.md lists the settings.
+
+Changes: builds the venv under <NETWORK_VOLUME_PATH>/f5-worker/venvs (F5_LOCAL_ROOT without a volume)
+when none is ready for this uv.lock, deletes dead builders' leftovers and prunes old unused venvs there;
+nothing with --check. Exit status: 0 ready, 1 build or tool failure, 2 volume unusable, 3 (--check) not
+built yet.
 """
 
 from __future__ import annotations
@@ -881,7 +886,7 @@ def check(cfg: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report the state; change nothing")
     args = parser.parse_args(argv)
     try:

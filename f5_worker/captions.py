@@ -1,7 +1,9 @@
 """Caption files from word timings: SRT, WebVTT (karaoke timestamps), ASS (``\\k`` tags), CSV, JSON.
 
 Words are grouped into cues that respect the layout (characters per line,
-lines per cue, seconds per cue) and break after sentence ends and at pauses.
+lines per cue, seconds per cue) and break after sentence ends and at pauses. A
+period that closes an abbreviation (Dr., St., e.g.), an initial, or comes before a
+lowercase word or a number ends no sentence.
 SRT and ASS are written by pysubs2; WebVTT is written here because pysubs2
 drops inline timestamps, and CSV/JSON are plain data.
 """
@@ -21,6 +23,15 @@ from f5_worker.alignment.types import TimedSpan, floor_ms
 CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 PAUSE_BREAK_S = 0.6  # a silence this long between words starts a new cue
+CLOSING_PUNCTUATION = "\"'”’)]»"
+OPENING_PUNCTUATION = "\"'“‘([«"
+# Abbreviations that stand before what they qualify, so their period ends no sentence (lowercase, without
+# the final period). Those that often end a sentence (etc., Jr., Inc., a.m.) are left out: before a
+# lowercase word or a number, their period is passed over anyway.
+ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "mx", "dr", "prof", "st", "mt", "ft", "gen", "col", "capt", "lt", "sgt", "rev", "hon",
+    "gov", "sen", "rep", "pres", "messrs", "mme", "mlle", "e.g", "i.e", "cf", "vs", "viz", "approx",
+})
 
 
 @dataclass
@@ -74,6 +85,22 @@ def _layout(words: list[TimedSpan], width: int) -> list[list[TimedSpan]]:
     return lines or [[]]
 
 
+def ends_sentence(word: str, next_word: str) -> bool:
+    """Whether ``word``, followed by ``next_word``, ends a sentence: it ends with . ! ? or the like (before
+    closing quotes and brackets), and a final period is not an abbreviation's (``Dr.``, ``e.g.``), an
+    initial's (``J.``), or followed by a lowercase word or a number (``approx. 5``, ``Jr. was``)."""
+    core = word.rstrip(CLOSING_PUNCTUATION)
+    if not core.endswith(SENTENCE_END):
+        return False
+    if not core.endswith(".") or core.endswith(".."):
+        return True
+    stem = core.lstrip(OPENING_PUNCTUATION)[:-1]
+    if stem.lower() in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha() and stem.isupper()):
+        return False
+    following = next_word.lstrip(OPENING_PUNCTUATION)[:1]
+    return not (following.islower() or following.isdigit())
+
+
 def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
     """Split words, in order, into cues that fit ``layout``; every word lands in exactly one cue."""
     cues: list[Cue] = []
@@ -83,7 +110,7 @@ def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
             prev = current[-1]
             too_long = len(_layout(current + [word], layout.max_chars_per_line)) > layout.max_lines
             too_slow = word.end - current[0].start > layout.max_caption_seconds
-            sentence_end = prev.text.rstrip("\"'”’)]»").endswith(SENTENCE_END)
+            sentence_end = ends_sentence(prev.text, word.text)
             pause = word.start - prev.end >= PAUSE_BREAK_S
             sounding = word.end > word.start or any(c.isalnum() for c in word.text)
             if sounding and (too_long or too_slow or sentence_end or pause):

@@ -15,12 +15,18 @@ Two things about importing runpod-python (1.10) need handling:
   ``private_job_state()`` gives runpod's tracker a new directory of this
   process's own, which its heartbeat process (forked) shares.
 * **Its CPU query.** See ``quick_cpuinfo``.
+* **Its log of results.** In its local test mode runpod logs every job's whole
+  result ("Job result: {...}", and at DEBUG the handler's output), audio included:
+  thousands of characters of base64 on a person's terminal. ``quiet_base64_logs``
+  shortens every run of base64 in its log lines to a note of its length; nothing
+  else in them changes, errors included.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -90,9 +96,34 @@ def quick_cpuinfo() -> Iterator[None]:
             cpuinfo.get_cpu_info = real
 
 
+BASE64_RUN_CHARS = 120  # a run of base64 this long or longer in a log line is shortened
+_BASE64_RUN = re.compile(rf"[A-Za-z0-9+/]{{{BASE64_RUN_CHARS},}}={{0,2}}")
+
+
+def elide_base64(message: str) -> str:
+    """``message`` with every run of base64 (audio, files) replaced by ``<N characters of base64>``."""
+    return _BASE64_RUN.sub(lambda m: f"<{len(m.group())} characters of base64>", message)
+
+
+def quiet_base64_logs(runpod_module: ModuleType) -> None:
+    """Make runpod's logger shorten base64 in every message it prints (see the module's docstring)."""
+    logger_class = runpod_module.serverless.modules.rp_logger.RunPodLogger
+    real_log = logger_class.log
+    if getattr(real_log, "elides_base64", False):
+        return
+
+    def log(self, message, message_level="INFO", job_id=None):
+        return real_log(self, elide_base64(str(message)), message_level, job_id)
+
+    log.elides_base64 = True
+    logger_class.log = log
+
+
 def import_runpod() -> ModuleType:
-    """runpod, imported with its log level defaulted, its job record private and its CPU query quick."""
+    """runpod, imported with its log level defaulted, its job record private, its CPU query quick and its
+    log free of base64."""
     runpod_log_level()  # runpod reads RUNPOD_LOG_LEVEL itself when imported
     with quick_cpuinfo(), private_job_state():
         import runpod
+    quiet_base64_logs(runpod)
     return runpod

@@ -55,7 +55,8 @@ class Worker:
         self.stores = stores or Stores.from_env(network_volume_path=settings.network_volume_path)
         self.voices = VoiceStore(
             self.stores.voices,
-            transcriber=WhisperTranscriber(settings.asr_model, device=settings.device, language=settings.asr_language),
+            transcriber=WhisperTranscriber(settings.asr_model, device=settings.device, language=settings.asr_language,
+                                           offline=settings.hf_offline),
             keep_seconds=settings.ref_audio_keep_seconds,
             max_input_seconds=settings.max_ref_audio_seconds,
         )

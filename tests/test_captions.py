@@ -185,3 +185,43 @@ def test_caption_times_are_the_words_times_rounded_down_like_the_words():
     assert cue["end"] == 4.211 <= 4.2119676
     rows = list(csv.DictReader(io.StringIO(out["csv"])))
     assert [float(r["start"]) for r in rows] == [w["start"] for w in cue["words"]]
+
+
+WIDE = CaptionLayout(max_chars_per_line=200, max_lines=4, max_caption_seconds=1000)
+
+
+def cue_texts(text: str, layout: CaptionLayout = WIDE) -> list[str]:
+    return [" ".join(w.text for w in cue.words) for cue in group_cues(timed(text), layout)]
+
+
+def test_abbreviations_and_initials_do_not_end_a_cue():
+    assert cue_texts("Dr. Smith paid Mr. Jones at St. Mary's, e.g. on Monday. Then J. R. Tolkien left.") == \
+        ["Dr. Smith paid Mr. Jones at St. Mary's, e.g. on Monday.", "Then J. R. Tolkien left."]
+    assert cue_texts("(Dr. Who) met Prof. Xavier. It cost approx. 5 dollars, i.e. nothing. Sure.") == \
+        ["(Dr. Who) met Prof. Xavier.", "It cost approx. 5 dollars, i.e. nothing.", "Sure."]
+    # a period before a lowercase word ends nothing; one before a capital, outside an abbreviation, does
+    assert cue_texts("Martin Luther King Jr. was born in 1929. He spoke.") == \
+        ["Martin Luther King Jr. was born in 1929.", "He spoke."]
+    assert cue_texts("Wait... What? \"Go.\" Now!") == ["Wait...", "What?", "\"Go.\"", "Now!"]
+
+
+ABBREVIATED = ["Dr.", "Mr.", "Mrs.", "St.", "Prof.", "e.g.", "i.e.", "vs.", "J."]
+PLAIN = ["Smith", "paid", "the", "bill", "Jones", "42", "(Mary's"]
+ENDS = ["today.", "now!", "why?", "gone.\"", "(fine.)"]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from(ABBREVIATED + PLAIN + ENDS), min_size=1, max_size=30))
+def test_cues_end_only_at_sentence_ends(tokens):
+    """With room to spare and no pauses, a cue ends exactly where a sentence does: after ! or ?, or after a
+    period outside an abbreviation that is followed by neither a lowercase word nor a number."""
+    def boundary(i: int) -> bool:
+        word, following = tokens[i], tokens[i + 1].lstrip("(\"")
+        if word not in ENDS:
+            return False
+        return not word.rstrip(")\"").endswith(".") or not (following[0].islower() or following[0].isdigit())
+
+    expected = sum(boundary(i) for i in range(len(tokens) - 1)) + 1
+    cues = group_cues(timed(" ".join(tokens)), WIDE)
+    assert len(cues) == expected
+    assert all(cue.words[-1].text not in ABBREVIATED for cue in cues[:-1])

@@ -1,5 +1,6 @@
 """runpod_handler.py in RunPod's own local modes: test_input.json, and the local API server over HTTP."""
 
+import base64
 import json
 import re
 import shutil
@@ -34,8 +35,31 @@ def test_test_input_json_runs_through_local_mode(worker_env, tmp_path):
     # the tiny model speaks noise, so the quality gate may re-sample with seeds derived from the job's
     assert result["seed"] == job["seed"] or result["quality"]["retries"] > 0
     assert len(result["words"]) == len(job["text"].split())
-    # runpod's local mode echoes the result, cut to 4 KB by its logger; the payload itself never is
-    assert result["audio_base64"] not in logs
+    # runpod's local mode echoes the result, with every run of base64 shortened to a note of its length
+    assert "Job result: {" in logs and "characters of base64>" in logs
+    assert not re.search(r"[A-Za-z0-9+/]{120,}", logs), "base64 on the terminal"
+    # what `make run` prints after it: where the files are, and why the tiny model's figures look bad
+    shown = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/dev/show_result.py"),
+                            str(tmp_path / "results" / "local_test.json")], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    for suffix in ("wav", "srt", "vtt"):
+        assert f"{tmp_path / 'results' / 'local_test'}.{suffix}" in shown.stdout
+        assert (tmp_path / "results" / f"local_test.{suffix}").stat().st_size > 0
+    assert "speaks noise" in shown.stdout and "alignment score" in shown.stdout
+    assert not re.search(r"[A-Za-z0-9+/]{120,}", shown.stdout)
+
+
+def test_runpods_log_lines_lose_their_base64_and_nothing_else():
+    from f5_worker.runpod_import import BASE64_RUN_CHARS, elide_base64
+
+    payload = base64.b64encode(bytes(range(256)) * 40).decode()
+    line = f"Job result: {{'audio_base64': '{payload}', 'error_hint': 'speed: must be <= 3', 'path': '/a/b.wav'}}"
+    assert elide_base64(line) == (f"Job result: {{'audio_base64': '<{len(payload)} characters of base64>', "
+                                  "'error_hint': 'speed: must be <= 3', 'path': '/a/b.wav'}")
+    short = "x" * (BASE64_RUN_CHARS - 1)
+    assert elide_base64(short) == short
+    assert elide_base64("Job local_test failed with error: text: is empty") == \
+        "Job local_test failed with error: text: is empty"
 
 
 def test_local_mode_exits_nonzero_on_bad_job(worker_env, tmp_path):

@@ -234,7 +234,7 @@ def test_health(worker):
     assert out["status"] == "ok" and out["model"] == "tiny" and out["device"] == "cpu"
     assert out["versions"]["torch"] and out["versions"]["f5-tts"] and out["versions"]["runpod"]
     assert out["load_seconds"] > 0
-    assert out["aligner"] in ("sphinx", "ctc", "estimate", "auto")
+    assert out["aligner"] in ("sphinx", "ctc", "estimate")
 
 
 def assert_word_invariants(words, text, duration):

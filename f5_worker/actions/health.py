@@ -18,6 +18,12 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def english_backend(aligner: Aligner) -> str:
+    """The backend that times English text: what ``ALIGNER=auto`` resolved to, in the values a job reports."""
+    backend_for = getattr(aligner, "backend_for", None)
+    return backend_for("en").name if backend_for else aligner.name
+
+
 class HealthAction:
     def __init__(self, models: LoadedModels, aligner: Aligner, align_processes: int, stores: Stores):
         self.models = models
@@ -45,7 +51,7 @@ class HealthAction:
                 "f5-worker": package_version("f5-worker") or f5_worker.__version__,
             },
             "gpu": torch.cuda.get_device_name(0) if m.device.startswith("cuda") else None,
-            "aligner": self.aligner.name,
+            "aligner": english_backend(self.aligner),
             "align_processes": self.align_processes,
             "storage": self.stores.health(),
         }

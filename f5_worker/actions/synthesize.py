@@ -127,9 +127,8 @@ class SynthesizeAction:
         )
         result = attempts[gated.seed]
         result.timing_ms["alignment"] = gated.alignment.align_seconds * 1000
-        if gated.retries:
-            spent = [a.timing_ms for s, a in attempts.items() if s != gated.seed]
-            result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
+        spent = [a.timing_ms for s, a in attempts.items() if s != gated.seed]  # none without retries
+        result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
         return result, gated
 
     def reference_for(self, request: ReferenceAudio) -> PreparedReference:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the worker against upstream F5-TTS on the same work, side by side.
+"""For developers: benchmark the worker against upstream F5-TTS on the same work, side by side.
 
 Each side runs in its own fresh process, started by this script, so that cold
 start (process start -> ready), first-job latency and peak memory are measured
@@ -22,6 +22,9 @@ Usage:
     uv run python scripts/bench/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
 
 docs/performance.md gives the method and the latest figures.
+
+Changes: writes the --json report and the processes' logs (--log-dir, else a temporary directory);
+the model files are written on first use into --models-dir, else data/models/ (tiny: TINY_MODEL_DIR).
 """
 
 from __future__ import annotations
@@ -482,7 +485,7 @@ def print_report(r: dict) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", choices=["tiny"], help="the tiny random model (default)")
     p.add_argument("--random-weights", action="store_true",
                    help="full-size architecture (--config) with random weights instead of the tiny model")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Measure the aligner's word-start accuracy on speech whose true timings are known.
+"""For developers: measure the aligner's word-start accuracy on speech whose true timings are known.
 
 espeak-ng (libespeak-ng bundled by espeakng-loader) speaks each sentence and
 reports a word event with the exact sample where each word starts. Events
@@ -8,6 +8,8 @@ tokens without an event are left out of the figures. The aligner runs through
 ``f5_worker.alignment.quality.align_audio``, the same call the ``align`` action makes.
 
     uv run python scripts/bench/eval_alignment.py [--aligner sphinx] [--limit N] [--json FILE]
+
+Changes: nothing but the --json report, where told.
 """
 
 from __future__ import annotations

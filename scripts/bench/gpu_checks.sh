@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Every GPU check in one run: the CUDA tests, a profile of one sampling step, then the benchmark
-# (ours vs upstream) and its variants. About 7-9 minutes on an H200, kept under 10.
+# For developers: every GPU check in one run: the CUDA tests, a profile of one sampling step, then the
+# benchmark (ours vs upstream) and its variants. About 7-9 minutes on an H200, kept under 10.
 #
-# Runs on a GPU machine that has torch but may have no package index: the project's other
-# dependencies can come as wheels in .whl/ (scripts/bench/gpu_wheels.sh writes them). Everything it
-# measures goes under $OUT (default /tmp/gpu-checks), and a summary is printed last.
+# Usage: bash scripts/bench/gpu_checks.sh   (on the GPU machine, from the repository root)
 #
-#   bash scripts/bench/gpu_checks.sh   # on the GPU machine, from the repository root
+# Runs on a GPU machine that has torch but may have no package index: the project's other dependencies
+# can come as wheels in .whl/ (scripts/bench/gpu_wheels.sh writes them).
+# Changes: installs those wheels into /tmp/site; writes everything it measures under $OUT (default
+# /tmp/gpu-checks) and logs under /tmp/logs-*; prints a summary last. Settings: OUT, PYTHON.
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -u
 OUT=${OUT:-/tmp/gpu-checks}
 mkdir -p "$OUT"

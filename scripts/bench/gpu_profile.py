@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where one sampling step's GPU time goes: for choosing what to speed up next.
+"""For developers: where one sampling step's GPU time goes: for choosing what to speed up next.
 
 On an H200 a CUDA-graphed step of F5TTS_v1_Base took about 10 ms for about 1.4 TFLOP
 (two sequences of ~1450 frames), far under the chip's rate, and batching did not
@@ -19,6 +19,8 @@ table for one masked step:
 
     python3 scripts/bench/gpu_profile.py --random-weights --json $OUT/profile.json   # on the GPU machine
     uv run python scripts/bench/gpu_profile.py --device cpu --frames 96 --reps 1      # smoke run, tiny model
+
+Changes: nothing but the --json report, where told.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def load(args):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--random-weights", action="store_true", help="full-size --config with random weights")
     p.add_argument("--config", default="F5TTS_v1_Base")
     p.add_argument("--models-dir", default="/tmp/profile-models")

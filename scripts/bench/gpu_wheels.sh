@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Write .whl/: the wheels scripts/bench/gpu_checks.sh installs on a GPU machine without a package index.
+# For developers: write .whl/, the wheels scripts/bench/gpu_checks.sh installs on a GPU machine without a
+# package index.
+#
+# Usage: bash scripts/bench/gpu_wheels.sh   (needs PyPI; then copy .whl/ with the source)
 #
 # Such a machine has Python 3.12 with torch, torchaudio, numpy, transformers, ... already (its own
-# versions); these are the packages the worker and upstream's F5TTS import beyond those, at the
-# versions of uv.lock. Three have no wheel on PyPI and are built here (pure Python). Three big
-# ones are slimmed so that the whole set stays under 64 MiB to copy along with the source, without
-# touching what is imported: pocketsphinx without its language model (alignment uses none), wandb
-# without its service binaries (upstream only imports it), botocore with only the s3 and sts models.
-#
-#   bash scripts/bench/gpu_wheels.sh          # needs PyPI; then copy .whl/ with the source
+# versions); these are the packages the worker and upstream's F5TTS import beyond those, at the versions
+# of uv.lock. Three have no wheel on PyPI and are built here (pure Python). Three big ones are slimmed so
+# that the whole set stays under 64 MiB, without touching what is imported: pocketsphinx without its
+# language model, wandb without its service binaries, botocore with only the s3 and sts models.
+# Changes: replaces .whl/ in the repository root and adds it to .git/info/exclude.
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude

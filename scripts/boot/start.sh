@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Container entrypoint: set up the venv (on the network volume when mounted),
-# then exec the venv's python on runpod_handler.py. Every phase is logged with
-# its duration, and a failure says which phase failed, so a dead worker's log
-# always ends with the reason (see docs/deployment.md, "Reading a failed boot").
+# The image's start command: find or build the worker's Python environment, then run the worker.
 #
-# Arguments are passed on to runpod_handler.py (e.g. --rp_serve_api).
+# Usage: scripts/boot/start.sh [runpod_handler.py's options]   (the container runs it; no command needed)
+#
+# Phases, each logged with its duration: preflight (host, Python, uv, the volume, the GPU); venv
+# (setup_network_venv.py finds the environment for this uv.lock, or builds it once); handoff (holds the
+# environment's use lock and execs its python on runpod_handler.py, passing the arguments on, e.g.
+# --rp_serve_api). A failure ends with "BOOT FAILED in phase ..." and the reason above it
+# (docs/deployment.md, "Reading a failed boot's log").
+#
+# Changes: builds the environment under <NETWORK_VOLUME_PATH>/f5-worker/venvs (or F5_LOCAL_ROOT without a
+# volume) when none is ready, prunes old unused ones there, and sets HF_HOME/TORCH_HOME to the volume's
+# caches. Settings: docs/configuration.md.
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -Eeuo pipefail
 
 APP_DIR="${F5_APP_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"

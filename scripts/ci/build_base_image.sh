@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds a minimal Debian bookworm root filesystem with python3 (debootstrap)
-# and imports it into podman, standing in for the CUDA base image that cannot
-# be pulled here (no container registry is reachable from CI).
+# For CI: build a stand-in for the CUDA base image, for the image smoke test.
 #
-# The tarball is cached outside the repo (F5_WORKER_CACHE, default
-# ~/.cache/f5-worker) so reruns only `podman import` it.
+# Usage: scripts/ci/build_base_image.sh IMAGE_TAG   (needs root, debootstrap and podman)
 #
-# Usage: scripts/ci/build_base_image.sh IMAGE_TAG
+# Builds a minimal Debian root filesystem with python3 (debootstrap) and imports it into podman as
+# IMAGE_TAG: no container registry is reachable from CI, so the nvidia/cuda base cannot be pulled.
+#
+# Changes: caches the root filesystem tarball in F5_WORKER_CACHE (default ~/.cache/f5-worker), so later
+# runs only import it; adds IMAGE_TAG to podman's local images.
+# Settings: BASE_SUITE (default bookworm), DEBIAN_MIRROR (default: this host's apt mirror).
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -euo pipefail
 
 tag="${1:?usage: build_base_image.sh IMAGE_TAG}"

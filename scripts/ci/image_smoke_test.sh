@@ -1,27 +1,23 @@
 #!/usr/bin/env bash
-# Image smoke test: build Dockerfile.runpod on a local Debian base and boot it
-# twice against a temporary directory standing in for the network volume.
-#
-#   boot 1: default CMD; builds the venv on the "volume", answers test_input.json
-#           in runpod's local mode;
-#   boot 2: reuses the venv (no build), serves the API, answers the same job
-#           over HTTP; the audio in the JSON answer is decoded and checked;
-#   boot 3: as deployed on an endpoint: runpod's worker loop takes the same job
-#           from a stand-in for RunPod's job API (tests/runpod_platform.py),
-#           posts the result back and sends heartbeats; then SIGTERM, as RunPod
-#           scales a worker down, must end it with exit code 0.
-#
-# Prints both boot times and the image size. Cleans up its containers, images
-# and the venv it made. No container registry is reachable from CI, so the
-# base image is debootstrapped (scripts/ci/build_base_image.sh, cached in
-# ~/.cache/f5-worker). Host workarounds live here, not in the Dockerfile:
-#   --runtime runc       crun fails on this host's hybrid cgroups
-#   --ulimit ...         the host lacks CAP_SYS_RESOURCE to raise limits
-#   host CA bundle       TLS to PyPI goes through a proxy with its own CA
+# For CI: build Dockerfile.runpod on a local Debian base and boot it three times against a temporary
+# directory standing in for the network volume.
 #
 # Usage: scripts/ci/image_smoke_test.sh   (needs root or rootful podman; ~3 min warm, <30 min cold)
-# Settings: F5_SMOKE_KEEP=1 keeps the work dir and image for debugging;
-#           F5_SMOKE_CONTEXT=dir builds from another checkout.
+#
+#   boot 1: default CMD; builds the venv on the "volume", answers test_input.json in runpod's local mode;
+#   boot 2: reuses the venv (no build), serves the API, answers the same job over HTTP; the audio in the
+#           JSON answer is decoded and checked;
+#   boot 3: as deployed on an endpoint: runpod's worker loop takes the same job from a stand-in for
+#           RunPod's job API (tests/runpod_platform.py), posts the result back and sends heartbeats;
+#           then SIGTERM, as RunPod scales a worker down, must end it with exit code 0.
+#
+# Prints the boot times and the image size. Changes: builds the base image (scripts/ci/build_base_image.sh,
+# cached in ~/.cache/f5-worker) and a test image; removes its containers, the test image and its work
+# directory at the end. Host workarounds live here, not in the Dockerfile: --runtime runc (crun fails on
+# hybrid cgroups), --ulimit (no CAP_SYS_RESOURCE), the host's CA bundle (TLS to PyPI through a proxy).
+# Settings: F5_SMOKE_KEEP=1 keeps the work dir and image for debugging; F5_SMOKE_CONTEXT=dir builds from
+# another checkout; F5_SMOKE_CA_BUNDLE the CA bundle to use.
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -Eeuo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

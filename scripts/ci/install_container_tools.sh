@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Installs the host tools the image smoke test needs (podman, runc, debootstrap)
-# with apt-get when any is missing, so a fresh CI machine needs no manual setup.
+# For CI: install the host tools the image smoke test needs.
+#
+# Usage: scripts/ci/install_container_tools.sh   (as root)
+#
+# Changes: installs podman, runc, debootstrap, fuse-overlayfs and uidmap with apt-get when any is missing
+# (runs apt-get update first); does nothing when all are present.
+case "${1:-}" in -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 set -euo pipefail
 
 needed=()

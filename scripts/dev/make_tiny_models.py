@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Write randomly initialised F5-TTS + Vocos checkpoints in the real on-disk format (for tests and offline demos)."""
+"""For developers: write randomly initialised F5-TTS + Vocos checkpoints in the real on-disk format, for
+tests and offline demos (WORKER_MODEL=tiny loads them). The tiny model speaks noise.
+
+Changes: writes the five model files into the directory given (created if missing) and prints their paths;
+an existing set of the current version is left as it is.
+"""
 
 import argparse
 from pathlib import Path
@@ -9,7 +14,7 @@ from f5_worker.tts.tiny_models import ensure_tiny_models
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", nargs="?", type=Path,
                         help="where to write them (default: TINY_MODEL_DIR, or data/models/tiny)")
     args = parser.parse_args(argv)

@@ -13,6 +13,9 @@ setup_network_venv.py (the same one the workers use) and re-runs itself there.
 The caches are those the worker reads: ``HF_HOME`` (default
 ``<volume>/f5-worker/cache/huggingface``) and ``TORCH_HOME`` (default
 ``<volume>/f5-worker/cache/torch``).
+
+Changes: downloads into those caches (nothing with --dry-run); without the dependencies, may build the
+worker venv first, as the workers do.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ def fetch(source: str, destination: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.environ.get("WORKER_MODEL") or "F5TTS_v1_Base",
                         help="F5-TTS model config (default: $WORKER_MODEL or F5TTS_v1_Base)")
     parser.add_argument("--multilingual", action="store_true",

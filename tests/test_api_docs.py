@@ -1,0 +1,133 @@
+"""docs/api.md and the worker's responses name the same fields: every action's documented result table is
+compared with what the action returns on the tiny worker, nested fields (`timing.total_ms`) included."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+
+import pytest
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, REPO_ROOT
+from f5_worker.worker import Worker
+
+API_DOC = REPO_ROOT / "docs" / "api.md"
+ACTIONS = ("synthesize", "align", "upload_voice", "list_voices", "get_voice", "delete_voice", "health")
+BUCKET_ONLY = "bucket delivery only"
+REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+
+
+def section(markdown: str, title: str) -> str:
+    """The text under the heading ``title`` (any level), up to the next heading of the same or a higher level."""
+    match = re.search(rf"^(#+) {re.escape(title)}\s*$", markdown, re.MULTILINE)
+    assert match, f"no section '{title}' in {API_DOC.name}"
+    level = len(match.group(1))
+    end = re.compile(rf"^#{{1,{level}}} ", re.MULTILINE).search(markdown, match.end())
+    return markdown[match.end():end.start() if end else len(markdown)]
+
+
+@dataclasses.dataclass
+class Documented:
+    top: set[str]
+    nested: dict[str, set[str]]
+    bucket_only: set[str]
+
+
+def result_table(title: str) -> Documented:
+    """The action's result table (header `| field | meaning |`): the field names in its first column."""
+    text = section(API_DOC.read_text(), title)
+    tables = re.findall(r"^\| field \| meaning \|\n\|---\|---\|\n((?:\|.*\n)+)", text, re.MULTILINE)
+    assert len(tables) == 1, f"'{title}' should have one result table, has {len(tables)}"
+    doc = Documented(set(), {}, set())
+    for row in tables[0].splitlines():
+        first, meaning = row.strip("|").split("|", 1)
+        names = re.findall(r"`([^`]+)`", first)
+        assert names, f"a row of '{title}' names no field: {row}"
+        for name in names:
+            if meaning.strip().startswith(BUCKET_ONLY):
+                doc.bucket_only.add(name)
+            elif "." in name:
+                parent, child = name.split(".", 1)
+                doc.nested.setdefault(parent, set()).add(child)
+            else:
+                doc.top.add(name)
+    return doc
+
+
+def assert_matches(out: dict, doc: Documented) -> None:
+    assert "error" not in out, out
+    assert set(out) == doc.top, f"returned but undocumented: {set(out) - doc.top}; " \
+                                f"documented but not returned: {doc.top - set(out)}"
+    for parent, children in doc.nested.items():
+        value = out[parent]
+        value = value[0] if isinstance(value, list) else value
+        assert set(value) == children, f"{parent}: returned {sorted(value)}, documented {sorted(children)}"
+
+
+def test_every_action_has_a_result_table():
+    tables = {action: result_table(action if action != "synthesize" else "Result") for action in ACTIONS}
+    assert {"audio_base64", "words", "timing", "delivery"} <= tables["synthesize"].top
+    assert tables["synthesize"].bucket_only == {"audio_url", "caption_urls", "files", "expires_in"}
+    assert {"cuda_graphs", "torch_compile", "align_processes", "aligner"} <= tables["health"].top
+    assert {"language", "timing"} <= tables["align"].top
+
+
+def test_synthesize(worker):
+    out = worker.handle({"text": "Hello there. Dr. Smith paid.", "seed": 3, "nfe_step": 4, "char_timings": True,
+                         "caption_formats": ["srt", "vtt"], "max_retries": 1})
+    assert out["delivery"] == "inline"
+    assert_matches(out, result_table("Result"))
+
+
+def test_synthesize_without_retries_still_reports_their_time(worker):
+    out = worker.handle({"text": "Hello there.", "seed": 3, "nfe_step": 4, "max_retries": 0})
+    assert out["quality"]["retries"] == 0 and out["timing"]["retries_ms"] == 0
+
+
+def test_align(worker):
+    out = worker.handle({"action": "align", "text": DEFAULT_VOICE_TEXT, "audio_base64": REF_B64,
+                         "char_timings": True, "caption_formats": ["vtt"]})
+    assert_matches(out, result_table("align"))
+
+
+def test_voice_actions(worker, tiny_settings, tmp_path, no_bucket_env):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    w = Worker(dataclasses.replace(tiny_settings, network_volume_path=volume), worker.models)
+    upload = w.handle({"action": "upload_voice", "name": "anna", "audio_base64": REF_B64,
+                       "ref_text": DEFAULT_VOICE_TEXT})
+    assert_matches(upload, result_table("upload_voice"))
+    voice_fields = result_table("upload_voice").nested["voice"]
+    listed = w.handle({"action": "list_voices"})
+    assert_matches(listed, result_table("list_voices"))
+    assert [set(v) for v in listed["voices"]] == [voice_fields]
+    got = w.handle({"action": "get_voice", "name": "anna", "include_audio": True})
+    assert_matches(got, result_table("get_voice"))
+    assert set(got["voice"]) == voice_fields
+    deleted = w.handle({"action": "delete_voice", "name": "anna"})
+    assert_matches(deleted, result_table("delete_voice"))
+    assert set(deleted["voice"]) == voice_fields
+
+
+def test_health(worker):
+    out = worker.handle({"action": "health"})
+    assert_matches(out, result_table("health"))
+    assert out["align_processes"] == 0 and out["cuda_graphs"] is False and out["torch_compile"] is False
+
+
+def test_healths_aligner_is_the_backend_an_english_job_gets(worker):
+    aligned = worker.handle({"action": "align", "text": DEFAULT_VOICE_TEXT, "audio_base64": REF_B64})
+    assert not aligned["timings_estimated"]
+    assert worker.handle({"action": "health"})["aligner"] == aligned["aligner"] in ("ctc", "sphinx")
+
+
+@pytest.mark.parametrize("title", ["Result", "align", "health"])
+def test_the_comparison_sees_a_missing_row(title):
+    """The check can fail: a table without one of its rows no longer matches."""
+    doc = result_table(title)
+    out = {name: {} for name in doc.top} | {p: dict.fromkeys(c) for p, c in doc.nested.items()}
+    assert_matches(out, doc)
+    dropped = sorted(doc.top)[0]
+    with pytest.raises(AssertionError, match="returned but undocumented"):
+        assert_matches(out, Documented(doc.top - {dropped}, doc.nested, doc.bucket_only))
