@@ -22,6 +22,7 @@ import numpy as np
 from f5_worker.alignment import g2p
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
+from f5_worker.audio import mean_squares, to_pcm16
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # pocketsphinx default: 100 frames a second
@@ -110,7 +111,7 @@ class SphinxAligner:
         if not spoken or len(audio) < SAMPLE_RATE * 0.05 or not english:
             # Nothing to align, or a language the English model cannot judge: flagged estimates.
             return EstimateAligner().align(audio, SAMPLE_RATE, text, language=language)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        pcm = to_pcm16(audio)
         spoken_tokens = [tok for tok in tokens if tok.spoken]
         units = [[tok.spoken, *tok.alternatives] for tok in spoken_tokens]
         with self._lock:
@@ -276,7 +277,7 @@ def _speech_explained(audio16k: np.ndarray, words) -> float:
     if n == 0:
         return 1.0
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio16k, (0, win)), win)[::hop][:n]
-    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+    db = 10 * np.log10(mean_squares(frames) + 1e-10)
     loud = db > db.max() + LOUD_DB
     silence = np.zeros(n, dtype=bool)
     for name, start, dur, _ in words:
