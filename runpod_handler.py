@@ -9,17 +9,14 @@ import logging
 import sys
 from pathlib import Path
 
+from f5_worker import logs
 from f5_worker.config import SettingsError, runpod_log_level
 from f5_worker.runpod_import import import_runpod
 from f5_worker.tts.weights import ModelUnavailableError
 
 runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
 
-logging.basicConfig(
-    level=runpod_log_level(),
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    stream=sys.stderr,
-)
+logs.configure(runpod_log_level(), sys.stderr)  # every line escaped: no job's input can forge one (logs.py)
 log = logging.getLogger("f5_worker")
 
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
