@@ -123,9 +123,7 @@ def decode(data: bytes, field: str, max_seconds: float | None = None, *,
                 if limit is not None and total >= limit:  # the header undercounted, or could not count
                     raise JobError(field, f"audio is longer than {max_seconds:g} s, the limit")
             wave = out.finish()
-    except JobError:
-        raise
-    except MemoryError:
+    except (JobError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for junk input
         raise JobError(field, f"could not decode audio ({decode_problem(exc)})") from None

@@ -40,6 +40,9 @@ LOUD_DB = -30.0  # frames this close to the loudest count as speech for ``_speec
 VOICELESS_STOPS = {"P", "T", "K", "CH"}
 CLOSURE_S = 0.045
 LONG_AUDIO_S = 30.0  # longer audio is aligned in pieces (see ``_align_long``)
+# After a word pass over more than this, its decoder is rebuilt: pocketsphinx keeps buffers sized for the
+# longest utterance it has decoded (0.23 GB after 30 minutes), and a new decoder costs about 0.2 s.
+REBUILD_AFTER_S = 300.0
 PIECE_S = 15.0
 MIN_CUT_FRAMES = 8  # pauses of at least 80 ms are places to cut
 MAX_ADDED_WORDS = 20000  # out-of-dictionary words a decoder learns before it is rebuilt
@@ -70,13 +73,17 @@ class SphinxAligner:
 
         return Decoder(lm=None, bestpath=False, loglevel="FATAL", beam=beam, pbeam=beam, wbeam=beam, **self._options)
 
+    def _rebuild(self, i: int) -> None:
+        """Decoder ``i`` afresh from the shipped dictionary (the words it learnt are learnt again as needed)."""
+        self._decoders[i] = self._new_decoder(self._beams[i])
+        self._known[i], self._added[i] = set(), 0
+
     def _ensure_words(self, i: int, words: list[str]) -> None:
         missing = [w for w in dict.fromkeys(words) if w not in self._known[i]]
         if missing and self._added[i] + len(missing) > self.max_added_words:
             # Words added to a decoder stay for its life (about 1 kB each): a long-lived worker
             # would grow without end. Start afresh from the shipped dictionary instead.
-            self._decoders[i] = self._new_decoder(self._beams[i])
-            self._known[i], self._added[i] = set(), 0
+            self._rebuild(i)
             missing = list(dict.fromkeys(words))
         d = self._decoders[i]
         for n, word in enumerate(missing):
@@ -119,6 +126,8 @@ class SphinxAligner:
                 found = self._align_piece(pcm, units, refine=True)
             else:
                 found = self._align_long(pcm, units)
+                if len(audio) > REBUILD_AFTER_S * SAMPLE_RATE:
+                    self._rebuild(self._coarse)
         timings = None
         if found is not None:
             words, phones, first_phone, chosen = found
