@@ -231,3 +231,31 @@ def test_a_good_job_is_served_after_the_harness(hostile_worker):
     assert "error" not in out and out["duration"] > 0
     out = hostile_worker.handle({"action": "align", "text": DEFAULT_VOICE_TEXT, "audio_base64": REF_B64})
     assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
+
+
+def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
+    """Issue 19, 7: the worker's log format (runpod_handler.py) as configured, with a job's text in a message
+    and in an exception's message, the way ``log.exception`` writes an internal error."""
+    import logging
+
+    from f5_worker import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.SafeFormatter(logs.LOG_FORMAT))
+    log = logging.getLogger("f5_worker.test_hostile")
+    log.addHandler(handler)
+    try:
+        forged = "\n2026-01-01 00:00:00,000 INFO f5_worker.worker: FORGED\x00\r\u2028"
+        log.warning("job %s: voice=%s", "j1", forged)
+        try:
+            raise ValueError(f"bad{forged}")
+        except ValueError:
+            log.exception("job j2 failed")
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    starts = [line for line in lines if not line.startswith(logs.CONTINUATION)]
+    assert len(starts) == 2 and all(" f5_worker.test_hostile: job j" in line for line in starts), lines
+    assert "\x00" not in stream.getvalue() and "\u2028" not in stream.getvalue()
+    assert any("FORGED\\x00\\r\\u2028" in line for line in lines)
