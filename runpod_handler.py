@@ -29,6 +29,7 @@ import logging
 import sys
 from pathlib import Path
 
+from f5_worker import logs
 from f5_worker.config import SettingsError, runpod_log_level
 from f5_worker.runpod_import import import_runpod
 from f5_worker.transcribe import hub_logs_once
@@ -40,11 +41,7 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
 
 runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
 
-logging.basicConfig(
-    level=runpod_log_level(),
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    stream=sys.stderr,
-)
+logs.configure(runpod_log_level(), sys.stderr)  # every line escaped: no job's input can forge one (logs.py)
 hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 log = logging.getLogger("f5_worker")
 

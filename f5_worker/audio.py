@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,11 @@ DECODE_BLOCK_FRAMES = 1 << 16
 # rates (44100 -> 24000 is 80 x 147) but 44101 Hz would take ~18 GB and a minute. Beyond this
 # product the resampling goes to soxr, whose cost does not depend on the ratio.
 SINC_KERNEL_LIMIT = 1_000_000
+RESAMPLE_BLOCK_SECONDS = 5.0  # longer audio is resampled block by block (``resample``)
+MAX_DECODE_RATE = 48000  # decoded audio above this rate is resampled to it while it is decoded
+# Samples beyond full scale (±1.0) by more than this are a broken file, not loud audio: refused.
+# Float files written with integer-range values (±32768) are within it, and are scaled to ±1.0.
+MAX_SAMPLE_PEAK = 1e6
 OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
 
 # (soundfile format, subtype, MIME type) per output format; pcm is raw s16le.
@@ -62,12 +69,35 @@ def decode_base64(data: str, field: str) -> bytes:
     return raw
 
 
-def decode_audio(data: bytes, field: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+@dataclass(frozen=True)
+class DecodedAudio:
+    wave: np.ndarray  # mono float32 within ±1.0, at ``sample_rate``
+    sample_rate: int  # the wave's: the source's, or ``max_rate`` when the source's was higher
+    source_rate: int  # what the file declares
+
+
+def decode_audio(data: bytes, field: str, max_seconds: float | None = None, *,
+                 max_rate: int = MAX_DECODE_RATE) -> tuple[np.ndarray, int]:
+    """``decode`` as (wave, its sample rate)."""
+    decoded = decode(data, field, max_seconds, max_rate=max_rate)
+    return decoded.wave, decoded.sample_rate
+
+
+def decode(data: bytes, field: str, max_seconds: float | None = None, *,
+           max_rate: int = MAX_DECODE_RATE) -> DecodedAudio:
     """Decode any format libsndfile knows (wav, flac, mp3, ogg/vorbis/opus...) to mono float32.
 
-    With ``max_seconds``, longer audio is refused after decoding at most that much: a few hundred
-    kB of FLAC can hold an hour of silence (gigabytes once decoded). Channels are mixed to mono
-    block by block, so memory stays that of the mono result.
+    Memory is bounded by what the job may use, not by what the file declares: a few hundred kB
+    of FLAC can declare half an hour at 384 kHz (gigabytes once decoded). So, block by block,
+    channels are mixed to mono, a rate above ``max_rate`` is resampled down to it (soxr's
+    streaming resampler), and with ``max_seconds`` longer audio is refused after decoding at most
+    that much. The result is at most ``max_seconds * min(rate, max_rate)`` samples (4 bytes each),
+    and nothing larger is ever held: about 23 MB for a 120 s reference at 48 kHz, 115 MB for 30
+    minutes to align at 16 kHz.
+
+    Samples beyond full scale by orders of magnitude (``MAX_SAMPLE_PEAK``) are refused, and
+    float audio a little or moderately beyond it is scaled to ±1.0: either would otherwise turn
+    into inf in the loudness and mel computations and come out as noise reported as success.
     """
     if not data:
         raise JobError(field, "audio is empty")
@@ -82,44 +112,161 @@ def decode_audio(data: bytes, field: str, max_seconds: float | None = None) -> t
             limit = None if max_seconds is None else int(max_seconds * sample_rate) + 1
             if limit is not None and 0 < limit < declared < 2**62:
                 raise JobError(field, f"audio is {declared / sample_rate:.1f} s long; the limit is {max_seconds:g} s")
-            parts, total = [], 0
+            out_rate = min(sample_rate, int(max_rate))
+            out = _Collector(sample_rate, out_rate, declared if 0 < declared < 2**62 else None, limit)
+            total, peak = 0, 0.0
             for block in f.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True):
-                parts.append(block.mean(axis=1, dtype=np.float32))
+                mono = block[:, 0] if channels == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
+                peak = max(peak, _peak(mono, field))
+                out.add(mono)
                 total += len(block)
                 if limit is not None and total >= limit:  # the header undercounted, or could not count
                     raise JobError(field, f"audio is longer than {max_seconds:g} s, the limit")
-    except JobError:
+            wave = out.finish()
+    except (JobError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for junk input
-        raise JobError(field, f"could not decode audio ({_first_line(exc)})") from None
-    if total == 0:
+        raise JobError(field, f"could not decode audio ({decode_problem(exc)})") from None
+    if total == 0 or len(wave) == 0:
         raise JobError(field, "audio has no samples")
-    wave = np.concatenate(parts).astype(np.float32, copy=False)
-    if not np.isfinite(wave).all():
-        raise JobError(field, "audio contains invalid samples")
-    return wave, sample_rate
+    if peak > 1.0:
+        wave *= np.float32(1.0 / peak)  # in place (the source's peak; resampling may overshoot it a little)
+        np.clip(wave, -1.0, 1.0, out=wave)
+    return DecodedAudio(wave, out_rate, sample_rate)
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+def _peak(block: np.ndarray, field: str) -> float:
+    """The block's largest magnitude; refuses NaN, infinities and absurd values."""
+    if not len(block):
+        return 0.0
+    peak = float(max(block.max(), -block.min()))
+    if not math.isfinite(peak):
+        raise JobError(field, "audio contains invalid samples (NaN or infinite)")
+    if peak > MAX_SAMPLE_PEAK:
+        raise JobError(field, f"audio has samples of {peak:.3g}, beyond full scale (±1.0) by far more than "
+                              f"{MAX_SAMPLE_PEAK:g} times: the file is damaged")
+    return peak
+
+
+class _Collector:
+    """Decoded blocks gathered into one array, resampled on the way when the source's rate is above the
+    output's, so neither the source-rate audio nor a second copy of the result is ever held."""
+
+    def __init__(self, rate: int, out_rate: int, declared: int | None, limit: int | None):
+        self.stream = None
+        if out_rate != rate:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate, out_rate, 1, dtype="float32", quality="HQ")
+        ratio = out_rate / rate
+        self.max_capacity = None if limit is None else int(limit * ratio) + 1024
+        # the declared size, a little over for the resampler's tail; grown by doubling if the header lied
+        capacity = int((declared or DECODE_BLOCK_FRAMES) * ratio) + 1024
+        if self.max_capacity is not None:
+            capacity = min(capacity, self.max_capacity)
+        self.buffer = np.empty(capacity, dtype=np.float32)
+        self.size = 0
+
+    def add(self, mono: np.ndarray, last: bool = False) -> None:
+        if self.stream is not None:
+            mono = self.stream.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+        end = self.size + len(mono)
+        if end > len(self.buffer):
+            grown = max(end, 2 * len(self.buffer))
+            if self.max_capacity is not None:
+                grown = max(end, min(grown, self.max_capacity))
+            bigger = np.empty(grown, dtype=np.float32)
+            bigger[: self.size] = self.buffer[: self.size]
+            self.buffer = bigger
+        self.buffer[self.size : end] = mono
+        self.size = end
+
+    def finish(self) -> np.ndarray:
+        if self.stream is not None:
+            self.add(np.zeros(0, dtype=np.float32), last=True)
+        if self.size * 2 < len(self.buffer):
+            return self.buffer[: self.size].copy()  # a short result does not keep a long buffer alive
+        return self.buffer[: self.size]
+
+
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>:?")
+
+
+def decode_problem(exc: Exception) -> str:
+    """libsndfile's reason, without what it says about our in-memory file: ``Error opening
+    <_io.BytesIO object at 0x7f...>: ...`` names an object of ours, and "File does not exist or is
+    not a regular file (possibly a pipe?)" is what it says of data it cannot find a format in."""
+    text = getattr(exc, "error_string", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = _OBJECT_REPR.sub("", text).strip(" :") or type(exc).__name__
+    if "does not exist" in text or "possibly a pipe" in text:
+        return "not an audio file libsndfile can read, or truncated"
+    return text[:200]
 
 
 def resample(wave: np.ndarray, sample_rate: int, target: int = TARGET_SAMPLE_RATE) -> np.ndarray:
-    """torchaudio's sinc resampler, as upstream prepares references; soxr where that kernel would be huge."""
+    """torchaudio's sinc resampler, as upstream prepares references; soxr where that kernel would be huge.
+
+    Long audio is resampled in blocks of ``RESAMPLE_BLOCK_SECONDS``, each with enough real neighbours
+    on both sides for the sinc kernel, so the result is the one-piece result (to float rounding) while
+    the memory is a block's: torchaudio's convolution unfolds its input about 10-30 times over, 0.3 GB
+    for two minutes at 48 kHz in one piece.
+    """
     sample_rate, target = int(sample_rate), int(target)
     if sample_rate == target:
         return wave
     g = math.gcd(sample_rate, target)
-    if (sample_rate // g) * (target // g) > SINC_KERNEL_LIMIT:
+    orig, new = sample_rate // g, target // g
+    if orig * new > SINC_KERNEL_LIMIT:
         import soxr
 
         return soxr.resample(np.ascontiguousarray(wave, dtype=np.float32), sample_rate, target, quality="HQ")
-    import torch
-    import torchaudio.functional as AF
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    block = max(1, int(RESAMPLE_BLOCK_SECONDS * sample_rate) // orig) * orig  # whole kernel steps
+    if len(wave) <= 2 * block:
+        return _sinc_resample(wave, sample_rate, target)
+    # torchaudio's kernel reaches ceil(6 zero crossings * orig / (0.99 * min(orig, new))) input samples
+    # either side of a step: a few steps more of context, in whole steps, cover it.
+    context = orig * (math.ceil(7 * orig / min(orig, new)) + 2)
+    out = np.empty(math.ceil(new * len(wave) / orig), dtype=np.float32)
+    for start in range(0, len(wave), block):
+        end = min(start + block, len(wave))
+        lo, hi = max(0, start - context), min(len(wave), end + context)
+        piece = _sinc_resample(wave[lo:hi], sample_rate, target)
+        first, last = start // orig * new, math.ceil(new * end / orig)  # this block's outputs
+        skip = (start - lo) // orig * new
+        out[first:last] = piece[skip : skip + last - first]
+    return out
 
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), sample_rate, target)
-    return out.numpy().astype(np.float32)
+
+def _sinc_resample(wave: np.ndarray, sample_rate: int, target: int) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return _sinc_resampler(sample_rate, target)(torch.from_numpy(wave)).numpy().astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _sinc_resampler(sample_rate: int, target: int):
+    """torchaudio's resampler with its kernel computed once (``functional.resample`` computes it per call,
+    and per block that would cost more than the resampling)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(sample_rate, target)
+
+
+def mean_squares(frames: np.ndarray) -> np.ndarray:
+    """Each row's mean square, accumulated in float64 without a float64 copy of the frames (which for
+    30 minutes of audio would be gigabytes; einsum converts in small buffers)."""
+    return np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / max(frames.shape[1], 1)
+
+
+def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> bytes:
+    """16-bit PCM bytes of a float wave (clipped to ±1.0), converted block by block: no full-length
+    float temporaries."""
+    out = np.empty(len(wave), dtype="<i2")
+    for i in range(0, len(wave), block):
+        out[i : i + block] = np.clip(wave[i : i + block], -1.0, 1.0) * 32767
+    return out.tobytes()
 
 
 def frame_db(wave: np.ndarray, sample_rate: int, frame_ms: float = 10.0) -> np.ndarray:
@@ -128,8 +275,7 @@ def frame_db(wave: np.ndarray, sample_rate: int, frame_ms: float = 10.0) -> np.n
     n = len(wave) // hop
     if n == 0:
         return np.full(1, -120.0)
-    frames = wave[: n * hop].reshape(n, hop).astype(np.float64)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
+    rms = np.sqrt(mean_squares(wave[: n * hop].reshape(n, hop)))
     # pydub's dBFS is relative to full-scale square wave (max amplitude 1.0)
     return 20 * np.log10(np.maximum(rms, 1e-6))
 
@@ -245,8 +391,7 @@ def speech_region(
     n = len(audio) // hop
     if n == 0:
         return 0.0, len(audio) / sample_rate if sample_rate else 0.0
-    frames = audio[: n * hop].reshape(n, hop).astype(np.float64)
-    energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    energy = 10 * np.log10(mean_squares(audio[: n * hop].reshape(n, hop)) + 1e-12)
     loud = np.flatnonzero(energy > energy.max() + floor_db)
     if len(loud) == 0:
         return 0.0, len(audio) / sample_rate

@@ -62,8 +62,9 @@ class BucketSettings:
     region: str = "us-east-1"
     addressing_style: str = "path"
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 60.0
+    read_timeout_s: float = 20.0
     max_attempts: int = 3
+    call_timeout_s: float = 30.0  # every call, its attempts and waits together (storage/bucket.py)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class StorageSettings:
                     connect_timeout_s=number("BUCKET_CONNECT_TIMEOUT_S", defaults.connect_timeout_s),
                     read_timeout_s=number("BUCKET_READ_TIMEOUT_S", defaults.read_timeout_s),
                     max_attempts=number("BUCKET_MAX_ATTEMPTS", defaults.max_attempts, int),
+                    call_timeout_s=number("BUCKET_TIMEOUT_S", defaults.call_timeout_s),
                 )
                 if problems:
                     bucket, bucket_error = None, "bucket disabled: " + "; ".join(problems)

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from f5_worker.audio import OUTPUT_FORMATS
 from f5_worker.captions import CAPTION_FORMATS
 from f5_worker.errors import JobError
+from f5_worker.logs import echo, shorten
+from f5_worker.tts.reference import MAX_REF_TEXT_CHARS
 from f5_worker.voices import check_voice_name
 
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
-MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript
 MAX_URL_CHARS = 4096
 MAX_SEED = 2**63 - 1
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
@@ -162,20 +163,21 @@ ACTIONS: dict[str, type[_Request]] = {
 }
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in error["loc"]) or "input"
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """(field, problem) of pydantic's error; the field cut and escaped: an unknown field's name is the job's."""
+    loc = shorten(".".join(str(p) for p in error["loc"])) or "input"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{loc}: unknown field"
+        return loc, "unknown field"
     if kind == "missing":
-        return f"{loc}: is required"
+        return loc, "is required"
     msg = error["msg"]
     for prefix, replacement in (("Input should be ", "must be "), ("String should have ", "must have "),
                                 ("List should have ", "must have "), ("Value error, ", "")):
         if msg.startswith(prefix):
             msg = replacement + msg.removeprefix(prefix)
             break
-    return f"{loc}: {msg}"
+    return loc, shorten(msg, 300)
 
 
 def parse_job(raw: Any) -> _Request:
@@ -184,9 +186,9 @@ def parse_job(raw: Any) -> _Request:
         raise JobError("input", "must be a JSON object")
     action = raw.get("action", "synthesize")
     if not isinstance(action, str) or action not in ACTIONS:
-        raise JobError("action", f"unknown action {action!r}; use one of {', '.join(sorted(ACTIONS))}")
+        raise JobError("action", f"unknown action {echo(action)}; use one of {', '.join(sorted(ACTIONS))}")
     model = ACTIONS[action]
     try:
         return model.model_validate(raw)  # JobErrors from validators pass through unchanged
     except ValidationError as exc:
-        raise JobError(*_describe(exc.errors(include_url=False)[0]).split(": ", 1)) from None
+        raise JobError(*_describe(exc.errors(include_url=False)[0])) from None

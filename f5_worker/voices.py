@@ -27,16 +27,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import soundfile as sf
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.errors import JobError
-from f5_worker.storage.base import NotFound, Storage, StorageError
-from f5_worker.tts.reference import check_reference_rate
+from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
+from f5_worker.tts.reference import MAX_REF_TEXT_CHARS, check_reference_rate
 
 MAX_NAME_LENGTH = 64
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -64,19 +64,31 @@ def check_voice_name(name: Any, field: str = "name") -> str:
     return name
 
 
+class DamagedVoice(ValueError):
+    """A voice's stored metadata is not what ``VoiceInfo.to_json`` writes; the message names the field."""
+
+
+_Text = Annotated[str, Field(max_length=200)]
+
+
 @dataclass(frozen=True)
 class VoiceInfo:
-    """The metadata JSON of a voice."""
+    """The metadata JSON of a voice.
 
-    name: str
-    ref_text: str
-    ref_text_source: str  # "given" or "asr"
-    duration_s: float
-    sample_rate: int
-    size_bytes: int
-    created: str  # ISO 8601, UTC
-    version: str
-    audio_key: str
+    It is read back from a volume or a bucket that a crash, another tool or an operator may have
+    changed, so it is validated like a request (``from_json``): every value the worker acts on is
+    bounded, and the audio it names must be this voice's own.
+    """
+
+    name: _Text
+    ref_text: Annotated[str, Field(min_length=1, max_length=MAX_REF_TEXT_CHARS)]
+    ref_text_source: _Text  # "given" or "asr"
+    duration_s: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    sample_rate: Annotated[int, Field(ge=audio.MIN_SAMPLE_RATE, le=audio.MAX_SAMPLE_RATE)]
+    size_bytes: Annotated[int, Field(ge=0)]
+    created: _Text  # ISO 8601, UTC
+    version: _Text
+    audio_key: Annotated[str, Field(min_length=1, max_length=300)]
     format: int = 1
 
     def public(self) -> dict:
@@ -95,15 +107,41 @@ class VoiceInfo:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> VoiceInfo:
-        """Raises ValueError for metadata that is not what ``to_json`` writes (types checked by pydantic)."""
-        info = _VOICE_INFO.validate_json(data, strict=True)
-        if not info.ref_text.strip() or not info.audio_key:
-            raise ValueError("voice metadata lacks its transcript or audio key")
+    def from_json(cls, data: bytes, name: str) -> VoiceInfo:
+        """The metadata of voice ``name``; raises ``DamagedVoice`` naming the first field that is not what
+        ``to_json`` writes for it (types checked strictly by pydantic)."""
+        try:
+            info = _VOICE_INFO.validate_json(data, strict=True)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            problem = "not valid JSON" if first["type"] == "json_invalid" else first["msg"]
+            problem = problem.replace("Input should be ", "must be ").replace("String should have ", "must have ")
+            raise DamagedVoice(f"{where}: {problem}" if where else problem) from None
+        if not info.ref_text.strip():
+            raise DamagedVoice("ref_text: is empty")
+        if info.name != name:
+            raise DamagedVoice("name: is not the voice's own")
+        if not is_own_audio_key(info.audio_key, name):
+            raise DamagedVoice(f"audio_key: must name a file in {VOICES_PREFIX}{name}/")
         return info
 
 
 _VOICE_INFO = TypeAdapter(VoiceInfo)
+
+
+def is_own_audio_key(key: Any, name: str) -> bool:
+    """True when ``key`` is a safe key of a file in voice ``name``'s own folder (not its metadata):
+    the only audio a voice may load, and the only file its deletion may remove besides the metadata."""
+    prefix = f"{VOICES_PREFIX}{name}/"
+    if not isinstance(key, str) or not key.startswith(prefix):
+        return False
+    rest = key[len(prefix):]
+    try:
+        check_key(key)
+    except ValueError:
+        return False
+    return "/" not in rest and rest != META_FILE
 
 
 @dataclass(frozen=True)
@@ -113,7 +151,8 @@ class StoredVoice:
 
     @property
     def sample_rate(self) -> int:
-        return self.info.sample_rate
+        """The wave's rate, which ``load`` made 24 kHz (not what the metadata says: it may be damaged)."""
+        return audio.TARGET_SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -132,6 +171,19 @@ def normalise_reference(
     trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
     clipped = seconds if trimmed.warning else None
     return NormalisedReference(trimmed.wave, clipped)
+
+
+def _damaged(field: str, name: str, what: str) -> JobError:
+    return JobError(field, f"voice {name!r} is damaged: its {what}; upload it again with overwrite: true")
+
+
+def _audio_key_of_damaged(data: bytes, name: str) -> str | None:
+    """The audio a damaged voice's metadata names, if it can be read and is the voice's own."""
+    try:
+        key = json.loads(data).get("audio_key")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return key if is_own_audio_key(key, name) else None
 
 
 def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -205,8 +257,7 @@ class VoiceStore:
                 "ref_text to have the kept part transcribed",
             )
         duration = len(ref.wave) / audio.TARGET_SAMPLE_RATE
-        if ref_text is not None:
-            check_reference_rate(ref_text, duration)
+        # The audio's own problems first: a transcript cannot fit audio that is not there.
         if float(np.max(audio.frame_db(ref.wave, audio.TARGET_SAMPLE_RATE))) < SILENCE_DB:
             raise JobError(audio_field, "audio is silent")
         if duration < MIN_VOICE_SECONDS:
@@ -215,6 +266,8 @@ class VoiceStore:
                 f"only {duration:.2f} s of sound after trimming silence; "
                 f"a voice needs at least {MIN_VOICE_SECONDS:g} s",
             )
+        if ref_text is not None:
+            check_reference_rate(ref_text, duration)
         if ref_text is None:
             text, source = self._transcribe(ref.wave), "asr"
         else:
@@ -281,15 +334,29 @@ class VoiceStore:
             if now - obj.modified > ORPHAN_GRACE:
                 self.storage.delete(obj.key)
 
-    def delete(self, name: str) -> VoiceInfo:
-        """Remove a voice (metadata first, so it disappears atomically) and its audio."""
+    def delete(self, name: str) -> VoiceInfo | None:
+        """Remove a voice (metadata first, so it disappears atomically) and its audio.
+
+        A voice with damaged metadata is deleted too (returns None): it is the way to be rid of
+        one. Only files in the voice's own folder are touched, whatever its metadata names, so a
+        damaged or forged ``audio_key`` cannot delete another voice's audio.
+        """
         name = check_voice_name(name)
-        info = self._read_info(name, field="name")
-        if info is None:
-            raise JobError("name", f"no voice named {name!r}")
+        try:
+            data = self.storage.get(self._meta_key(name))
+        except NotFound:
+            raise JobError("name", f"no voice named {name!r}") from None
+        except StorageError as exc:
+            raise self._storage_error(exc, f"could not read voice {name!r}") from None
+        try:
+            info = VoiceInfo.from_json(data, name)
+            audio_key = info.audio_key
+        except DamagedVoice:
+            info, audio_key = None, _audio_key_of_damaged(data, name)
         try:
             self.storage.delete(self._meta_key(name))
-            self.storage.delete(info.audio_key)
+            if audio_key is not None:
+                self.storage.delete(audio_key)
             self._collect_garbage(name, keep=None)
         except StorageError as exc:
             raise self._storage_error(exc, f"could not delete voice {name!r}") from None
@@ -300,16 +367,17 @@ class VoiceStore:
     def _read_info(self, name: str, damaged_ok: bool = False, field: str = "voice") -> VoiceInfo | None:
         """The voice's metadata, None if there is no such voice (or, with ``damaged_ok``, if it is unreadable)."""
         try:
-            return VoiceInfo.from_json(self.storage.get(self._meta_key(name)))
+            data = self.storage.get(self._meta_key(name))
         except NotFound:
             return None
         except StorageError as exc:
             raise self._storage_error(exc, f"could not read voice {name!r}") from None
-        except (ValueError, TypeError, KeyError):
+        try:
+            return VoiceInfo.from_json(data, name)
+        except DamagedVoice as exc:
             if damaged_ok:
                 return None
-            problem = f"voice {name!r} has damaged metadata; upload it again with overwrite: true"
-            raise JobError(field, problem) from None
+            raise _damaged(field, name, f"metadata ({exc})") from None
 
     def info(self, name: str, field: str = "name") -> VoiceInfo:
         info = self._read_info(check_voice_name(name, field), field=field)
@@ -346,8 +414,13 @@ class VoiceStore:
                 continue  # replaced between reading metadata and audio: read the new metadata
             except StorageError as exc:
                 raise self._storage_error(exc, f"could not load voice {name!r}") from None
-            wave, sample_rate = audio.decode_audio(data, field)
-            voice = StoredVoice(info, audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE))
+            try:  # the stored audio is checked like any input: another tool may have replaced it
+                wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
+                wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
+                check_reference_rate(info.ref_text, len(wave) / audio.TARGET_SAMPLE_RATE)
+            except JobError as exc:
+                raise _damaged(field, name, f"audio ({exc.problem})") from None
+            voice = StoredVoice(info, wave)
             with self._lock:
                 self._drop_prepared(name)
                 self._voices[name] = voice
@@ -356,7 +429,7 @@ class VoiceStore:
                     evicted, _ = self._voices.popitem(last=False)
                     self._drop_prepared(evicted)
             return voice
-        raise JobError(field, f"voice {name!r} is damaged (its audio is missing); upload it again with overwrite: true")
+        raise _damaged(field, name, "audio (missing)")
 
     def prepared(self, name: str, variant: Hashable, build: Callable[[StoredVoice], Any], field: str = "voice") -> Any:
         """``build(voice)`` computed once per voice version and ``variant`` (e.g. the job's target RMS).

@@ -22,7 +22,8 @@ from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
 from f5_worker.config import Settings, get_settings
-from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory, summary
+from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu_failure, is_gpu_out_of_memory, summary
+from f5_worker.logs import echo
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.tts.loading import LoadedModels, load_models
@@ -110,6 +111,12 @@ class Worker:
                 raise
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict:
+        try:
+            return self._handle(job_input, job_id)
+        finally:
+            free_host_memory()  # what the job freed goes back to the system
+
+    def _handle(self, job_input: Any, job_id: str | None) -> dict:
         started = time.perf_counter()
         if self.gpu_failure is not None:
             return self._gpu_failed_result()
@@ -153,10 +160,10 @@ def _describe_request(request) -> str:
     text = getattr(request, "text", None)
     if text is not None:
         parts.append(f"text={len(text)} chars")
-    for name in ("voice", "ref_audio_url"):
+    for name in ("voice", "ref_audio_url", "audio_url", "name"):
         value = getattr(request, name, None)
         if value:
-            parts.append(f"{name}={value[:80]}")
+            parts.append(f"{name}={echo(value)}")  # the job's own text: cut and escaped (logs.py)
     b64 = getattr(request, "ref_audio_base64", None)
     if b64:
         parts.append(f"ref_audio_base64=<{len(b64)} chars>")

@@ -247,3 +247,42 @@ def test_channels_are_mixed_to_mono_and_short_audio_is_whole():
     wave, sr = audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
     assert sr == SR and len(wave) == SR
     np.testing.assert_allclose(wave, stereo.mean(axis=1), atol=1e-7)
+
+
+@pytest.mark.parametrize("rate, target", [(44100, 24000), (48000, 24000), (24000, 16000), (8000, 24000)])
+def test_long_audio_is_resampled_in_blocks_as_torchaudio_does_it_in_one_piece(rate, target):
+    """Blocks keep the memory a block's (one piece unfolds 10-30 times over); the result is the same."""
+    import torch
+    import torchaudio.functional as AF
+
+    wave = np.random.default_rng(rate).standard_normal(int(rate * 2.5 * audio.RESAMPLE_BLOCK_SECONDS) + 7)
+    wave = (0.1 * wave).astype(np.float32)
+    whole = AF.resample(torch.from_numpy(wave), rate, target).numpy()
+    blocks = audio.resample(wave, rate, target)
+    assert blocks.shape == whole.shape
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+
+
+def test_float_audio_beyond_full_scale_is_scaled_and_absurd_values_refused():
+    """Issue 19, 3: ±1e38 came out as constant -1.0 reported as success; integer-range floats are just unscaled."""
+    loud = tone(1.0, amp=3000.0)
+    buf = io.BytesIO()
+    sf.write(buf, loud, SR, format="WAV", subtype="FLOAT")
+    wave, _ = audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+    assert abs(float(np.max(np.abs(wave))) - 1.0) < 1e-6
+    np.testing.assert_allclose(wave, loud / np.max(np.abs(loud)), atol=1e-6)
+    buf = io.BytesIO()
+    sf.write(buf, np.full(2400, -1e38, dtype=np.float32), SR, format="WAV", subtype="FLOAT")
+    with pytest.raises(JobError, match=r"^f: audio has samples of 1e\+38, beyond full scale"):
+        audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+
+
+def test_decode_errors_say_what_is_wrong_without_naming_our_objects():
+    """Issue 19, 8: ``<_io.BytesIO object at 0x...>`` and "File does not exist ... (possibly a pipe?)"."""
+    mp3 = audio.encode_audio(tone(1.0), SR, "mp3")
+    for junk in (b"not audio at all", mp3[:300], b"RIFF\x00\x00\x00\x00WAVEfmt "):
+        with pytest.raises(JobError) as caught:
+            audio.decode_audio(junk, "audio_base64")
+        message = str(caught.value)
+        assert message.startswith("audio_base64: ") and "object at 0x" not in message, message
+        assert "does not exist" not in message and "pipe" not in message, message

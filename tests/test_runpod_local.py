@@ -124,13 +124,19 @@ class ApiServer:
 
 
 @pytest.fixture(scope="module")
-def api_server(worker_env, tmp_path_factory) -> str:
+def api_server_process(worker_env, tmp_path_factory) -> ApiServer:
     """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
     server = ApiServer({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api"))
     try:
-        yield server.ready()
+        server.ready()
+        yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_server(api_server_process) -> str:
+    return api_server_process.url
 
 
 BATCH_OF = 3
@@ -231,3 +237,64 @@ def test_a_bad_setting_fails_boot_with_a_message_naming_it(worker_env, tmp_path,
     assert proc.returncode == 2
     assert f"cannot start: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+FORGED = "2026-01-01 00:00:00,000 INFO f5_worker.worker: FORGED by a job"
+
+
+def test_hostile_jobs_over_http_answer_by_field_log_cleanly_and_stay_within_memory(api_server_process):
+    """Issue 19 over the HTTP API: forged log lines (7), huge echoes (5), damaged metadata (2), an audio
+    bomb (1); each answered ``<field>: <problem>``, the log has no line a job wrote, a good job follows."""
+    import base64
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+
+    server, url = api_server_process, api_server_process.url
+
+    def run(job: dict, timeout: float = 120) -> dict:
+        return requests.post(f"{url}/runsync", json={"input": job}, timeout=timeout).json()
+
+    for job, field in (({"text": "hi", f"x\n{FORGED}": 1}, "x\\n2026"),
+                       ({"voice": f"a\n{FORGED}", "text": "hi"}, "voice"),
+                       ({"ref_audio_url": f"http://example.com/a.wav\n{FORGED}", "ref_text": "x", "text": "hi"},
+                        "ref_audio_url"),
+                       ({"action": "get_voice", "name": "a\x00b"}, "name"),
+                       ({"action": "health", "voice\x00": 1}, "voice\\x00"),
+                       ({"action": "x" * 1_000_000}, "action")):
+        body = run(job)
+        assert body["status"] == "FAILED" and body["error"].startswith(f"{field}"), (job.keys(), body)
+        assert len(body["error"]) < 400, body["error"][:500]
+
+    ref = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+    assert run({"action": "upload_voice", "name": "anna", "audio_base64": ref, "ref_text": DEFAULT_VOICE_TEXT,
+                "overwrite": True})["status"] == "COMPLETED"
+    meta_path = server.log_path.parent / "data" / "voices" / "anna" / "voice.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, audio_key="../../../etc/passwd")))
+    body = run({"text": "Hello.", "voice": "anna", "nfe_step": 4})
+    assert body["error"].startswith("voice: voice 'anna' is damaged: its metadata (audio_key: "), body
+    assert run({"action": "delete_voice", "name": "anna"})["status"] == "COMPLETED"
+
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", 384000, 1, format="FLAC", subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write(np.zeros(384000, dtype=np.int16))
+    status_path = f"/proc/{server._proc.pid}/status"
+    baseline = int(re.search(r"VmRSS:\s+(\d+) kB", open(status_path).read()).group(1)) * 1024
+    with open(f"/proc/{server._proc.pid}/clear_refs", "w") as clear:
+        clear.write("5")  # the server's peak from here on
+    body = run({"action": "align", "text": "Hello there.", "audio_base64": base64.b64encode(buf.getvalue()).decode()})
+    peak = int(re.search(r"VmHWM:\s+(\d+) kB", open(status_path).read()).group(1)) * 1024 - baseline
+    assert body["status"] == "COMPLETED" and body["output"]["sample_rate"] == 384000, body
+    assert peak < 64 << 20, peak  # it was 4 x 60 s x 384 kHz x 4 bytes and more: 0.37 GB
+
+    body = run({"text": "Still up.", "nfe_step": 4})
+    assert body["status"] == "COMPLETED" and body["output"]["duration"] > 0
+    log = server.log_path.read_text(errors="replace")
+    assert "FORGED" in log  # the jobs were logged...
+    assert not [line for line in log.splitlines() if "FORGED" in line and line.startswith("2026-01-01")]
+    assert "\x00" not in log  # ...escaped

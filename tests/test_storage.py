@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -306,3 +308,31 @@ def test_bucket_settings_it_cannot_use_disable_the_bucket_with_the_reason(monkey
     for name in ("BUCKET_READ_TIMEOUT_S", "BUCKET_MAX_ATTEMPTS", "URL_EXPIRY_S"):
         monkeypatch.delenv(name)
     assert StorageSettings.from_env().bucket.addressing_style == "virtual"
+
+
+@contextlib.contextmanager
+def frozen_server():
+    """A bucket endpoint like a stopped (SIGSTOP) server: the kernel completes every connection, nothing
+    ever answers. Closing it at the end resets those connections, so no client thread is left waiting."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.timeout(60)  # a hang guard: before the deadline, each call took attempts x read timeout
+def test_a_frozen_bucket_fails_each_call_at_its_deadline_and_health_answers_fast(monkeypatch, no_bucket_env, tmp_path):
+    with frozen_server() as endpoint:
+        for name, value in {"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "k",
+                            "BUCKET_SECRET_ACCESS_KEY": "s", "BUCKET_NAME": "voices", "BUCKET_MAX_ATTEMPTS": "2",
+                            "BUCKET_CONNECT_TIMEOUT_S": "5", "BUCKET_READ_TIMEOUT_S": "20",
+                            "BUCKET_TIMEOUT_S": "0.5"}.items():
+            monkeypatch.setenv(name, value)
+        stores = Stores.from_env(network_volume_path=tmp_path / "absent")
+        for call, action in ((lambda b: b.get("voices/a/voice.json"), "download"),
+                             (lambda b: b.put("voices/a/x.wav", b"x" * 100_000), "upload"),
+                             (lambda b: b.list("voices/"), "listing")):
+            with pytest.raises(StorageError, match=rf"^{action} failed on bucket 'voices' .*\(no answer within 0.5 s\)"):
+                call(stores.bucket)
+        bucket = stores.health()["bucket"]
+        assert not bucket["reachable"] and "no answer within 2 s" in bucket["error"], bucket

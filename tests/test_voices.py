@@ -283,18 +283,18 @@ def test_damaged_voice_reports_clearly(tmp_path):
     store = VoiceStore(LocalStorage(tmp_path))
     info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
     store.storage.delete(info.audio_key)
-    with pytest.raises(JobError, match="damaged .*upload it again with overwrite: true"):
+    with pytest.raises(JobError, match=r"damaged: its audio \(missing\); upload it again with overwrite: true"):
         VoiceStore(store.storage).load("anna")
     store.storage.put("voices/bad/voice.json", b"{not json")
     assert [v.name for v in store.list()] == ["anna"]  # a broken voice does not hide the others
     meta = json.loads(info.to_json())
     for field, value in (("ref_text", None), ("ref_text", " "), ("sample_rate", "24000"), ("audio_key", 7)):
         store.storage.put("voices/typo/voice.json", json.dumps(dict(meta, name="typo", **{field: value})).encode())
-        with pytest.raises(JobError, match="voice: voice 'typo' has damaged metadata"):
+        with pytest.raises(JobError, match=f"voice: voice 'typo' is damaged: its metadata \\({field}: "):
             store.load("typo")  # well-formed JSON of the wrong shape is damage too, not an internal error
-    with pytest.raises(JobError, match="damaged metadata; upload it again with overwrite: true"):
+    with pytest.raises(JobError, match=r"damaged: its metadata \(not valid JSON\); upload it again with overwrite: true"):
         store.load("bad")
-    with pytest.raises(JobError, match="damaged metadata"):
+    with pytest.raises(JobError, match="damaged: its metadata"):
         store.save("bad", REF_WAV, ref_text="Repaired.")
     assert store.save("bad", REF_WAV, ref_text="Repaired.", overwrite=True).ref_text == "Repaired."
     assert store.load("bad").info.ref_text == "Repaired."
@@ -373,3 +373,58 @@ def test_listing_fails_on_a_storage_error_instead_of_leaving_voices_out(store, m
         store.list()
     monkeypatch.undo()
     assert [v.name for v in store.list()] == ["anna", "bob"]
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("sample_rate", 1, r"sample_rate: must be greater than or equal to 4000"),  # was resampled "from 1 Hz": 24 GB
+    ("ref_text", "word " * 200_000, r"ref_text: must have at most 1000 characters"),  # was a tensor size error
+    ("audio_key", "../../etc/passwd", r"audio_key: must name a file in voices/anna/"),  # was "unsafe storage key"
+    ("audio_key", "/etc/passwd", r"audio_key: must name a file in voices/anna/"),
+    ("audio_key", "voices/anna/voice.json", r"audio_key: must name a file in voices/anna/"),
+    ("name", "bob", r"name: is not the voice's own"),
+])
+def test_damaged_metadata_names_its_field_and_the_voice_can_still_be_deleted(tmp_path, field, value, problem):
+    """voice.json is read back from storage another tool may have changed: validated like a request."""
+    store = VoiceStore(LocalStorage(tmp_path))
+    info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    meta = json.loads(info.to_json())
+    store.storage.put("voices/anna/voice.json", json.dumps(dict(meta, **{field: value})).encode())
+    fresh = VoiceStore(store.storage)
+    with pytest.raises(JobError, match=rf"^voice: voice 'anna' is damaged: its metadata \({problem}.*\); upload it "
+                                       r"again with overwrite: true$"):
+        fresh.load("anna")
+    assert fresh.delete("anna") is None  # deleted, though its metadata cannot be read
+    with pytest.raises(JobError, match="^name: no voice named 'anna'"):
+        fresh.info("anna")
+    left = [o.key for o in store.storage.list("voices/")]
+    if field == "audio_key":  # its audio is no longer named: an orphan, collected like a lost upload's
+        assert left == [info.audio_key]
+    else:
+        assert left == []  # its own audio went with it
+
+
+def test_deleting_a_voice_touches_only_its_own_files(tmp_path):
+    """A voice whose audio_key names another voice's audio must not delete that audio."""
+    store = VoiceStore(LocalStorage(tmp_path))
+    anna = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    bob = store.save("bob", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    meta = json.loads(anna.to_json())
+    store.storage.put("voices/anna/voice.json", json.dumps(dict(meta, audio_key=bob.audio_key)).encode())
+    with pytest.raises(JobError, match=r"^voice: voice 'anna' is damaged: its metadata \(audio_key: "):
+        VoiceStore(store.storage).load("anna")
+    store.delete("anna")
+    assert store.storage.get(bob.audio_key)  # bob's audio is still there
+    assert len(VoiceStore(store.storage).load("bob").wave) > 0
+    # anna's own audio, no longer named by her metadata, is left for the orphan collection
+    assert [o.key for o in store.storage.list("voices/")] == [anna.audio_key, bob.audio_key, "voices/bob/voice.json"]
+
+
+def test_stored_audio_is_checked_like_any_input(tmp_path):
+    """Audio replaced behind the worker's back (a huge declared rate, absurd values) is damage, not a crash."""
+    store = VoiceStore(LocalStorage(tmp_path), max_input_seconds=20)
+    info = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    buf = io.BytesIO()
+    sf.write(buf, np.full(24000 * 3, 1e38, dtype=np.float32), 24000, format="WAV", subtype="FLOAT")
+    store.storage.put(info.audio_key, buf.getvalue())
+    with pytest.raises(JobError, match=r"^voice: voice 'anna' is damaged: its audio \(audio has samples of 1e\+38"):
+        VoiceStore(store.storage).load("anna")

@@ -10,12 +10,14 @@ from f5_worker import audio, stopping
 from f5_worker.actions.timings import quality_field, timing_fields
 from f5_worker.alignment.quality import align_audio
 from f5_worker.alignment.textnorm import guess_language
-from f5_worker.alignment.types import Aligner
+from f5_worker.alignment.types import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.errors import JobError
 from f5_worker.fetch import audio_bytes
 from f5_worker.schema import AlignRequest
 
 MAX_ALIGN_AUDIO_SECONDS = 1800.0  # 30 minutes: longer recordings are refused before decoding
+# Memory: the recording is decoded, block by block, straight to the aligners' 16 kHz (audio.decode),
+# so whatever rate it declares it takes at most 1800 s x 16000 x 4 bytes = 115 MB (docs/api.md).
 MIN_ALIGN_AUDIO_SECONDS = 0.1
 
 
@@ -31,14 +33,15 @@ class AlignAction:
         data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
                                   b64_field="audio_base64", max_bytes=self.max_download_bytes,
                                   timeout_s=self.download_timeout_s)
-        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_audio_seconds)
+        decoded = audio.decode(data, field, max_seconds=self.max_audio_seconds, max_rate=ALIGN_SAMPLE_RATE)
+        wave, sample_rate = decoded.wave, decoded.sample_rate
         duration = len(wave) / sample_rate
         if duration < MIN_ALIGN_AUDIO_SECONDS:
             raise JobError(field, f"audio is only {duration * 1000:.0f} ms long; nothing to align")
         language = request.language or guess_language(request.text)
         stopping.check("alignment")
         result = align_audio(self.aligner, wave, sample_rate, request.text, language=language)
-        out = {"duration": round(duration, 4), "sample_rate": sample_rate, "language": language}
+        out = {"duration": round(duration, 4), "sample_rate": decoded.source_rate, "language": language}
         out.update(timing_fields(result, request, duration))
         out["quality"] = quality_field(result)
         out["timing"] = {"align_ms": round(result.align_seconds * 1000, 2)}

@@ -22,6 +22,7 @@ import numpy as np
 from f5_worker.alignment import g2p
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
+from f5_worker.audio import mean_squares, to_pcm16
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # pocketsphinx default: 100 frames a second
@@ -39,6 +40,9 @@ LOUD_DB = -30.0  # frames this close to the loudest count as speech for ``_speec
 VOICELESS_STOPS = {"P", "T", "K", "CH"}
 CLOSURE_S = 0.045
 LONG_AUDIO_S = 30.0  # longer audio is aligned in pieces (see ``_align_long``)
+# After a word pass over more than this, its decoder is rebuilt: pocketsphinx keeps buffers sized for the
+# longest utterance it has decoded (0.23 GB after 30 minutes), and a new decoder costs about 0.2 s.
+REBUILD_AFTER_S = 300.0
 PIECE_S = 15.0
 MIN_CUT_FRAMES = 8  # pauses of at least 80 ms are places to cut
 MAX_ADDED_WORDS = 20000  # out-of-dictionary words a decoder learns before it is rebuilt
@@ -69,13 +73,17 @@ class SphinxAligner:
 
         return Decoder(lm=None, bestpath=False, loglevel="FATAL", beam=beam, pbeam=beam, wbeam=beam, **self._options)
 
+    def _rebuild(self, i: int) -> None:
+        """Decoder ``i`` afresh from the shipped dictionary (the words it learnt are learnt again as needed)."""
+        self._decoders[i] = self._new_decoder(self._beams[i])
+        self._known[i], self._added[i] = set(), 0
+
     def _ensure_words(self, i: int, words: list[str]) -> None:
         missing = [w for w in dict.fromkeys(words) if w not in self._known[i]]
         if missing and self._added[i] + len(missing) > self.max_added_words:
             # Words added to a decoder stay for its life (about 1 kB each): a long-lived worker
             # would grow without end. Start afresh from the shipped dictionary instead.
-            self._decoders[i] = self._new_decoder(self._beams[i])
-            self._known[i], self._added[i] = set(), 0
+            self._rebuild(i)
             missing = list(dict.fromkeys(words))
         d = self._decoders[i]
         for n, word in enumerate(missing):
@@ -110,7 +118,7 @@ class SphinxAligner:
         if not spoken or len(audio) < SAMPLE_RATE * 0.05 or not english:
             # Nothing to align, or a language the English model cannot judge: flagged estimates.
             return EstimateAligner().align(audio, SAMPLE_RATE, text, language=language)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        pcm = to_pcm16(audio)
         spoken_tokens = [tok for tok in tokens if tok.spoken]
         units = [[tok.spoken, *tok.alternatives] for tok in spoken_tokens]
         with self._lock:
@@ -118,6 +126,8 @@ class SphinxAligner:
                 found = self._align_piece(pcm, units, refine=True)
             else:
                 found = self._align_long(pcm, units)
+                if len(audio) > REBUILD_AFTER_S * SAMPLE_RATE:
+                    self._rebuild(self._coarse)
         timings = None
         if found is not None:
             words, phones, first_phone, chosen = found
@@ -276,7 +286,7 @@ def _speech_explained(audio16k: np.ndarray, words) -> float:
     if n == 0:
         return 1.0
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio16k, (0, win)), win)[::hop][:n]
-    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+    db = 10 * np.log10(mean_squares(frames) + 1e-10)
     loud = db > db.max() + LOUD_DB
     silence = np.zeros(n, dtype=bool)
     for name, start, dur, _ in words:

@@ -21,6 +21,8 @@ from f5_worker.audio import resample
 
 # Words whose confidence falls below this are listed in ``flagged_words``.
 FLAG_CONFIDENCE = 0.35
+# The rate the acoustic backends (sphinx, ctc) work at: the align action decodes straight to it.
+ALIGN_SAMPLE_RATE = 16000
 
 
 def floor_ms(seconds: float) -> float:

@@ -1,11 +1,29 @@
-"""Storage in an S3-compatible bucket through boto3: voices shared by every worker, and result links."""
+"""Storage in an S3-compatible bucket through boto3: voices shared by every worker, and result links.
+
+Every call has a total deadline (``BUCKET_TIMEOUT_S``, 30 s): connecting, sending, waiting for the
+answer and botocore's retries together. botocore's own timeouts apply per attempt and per socket
+read, so a server that is stopped but still accepts connections (its kernel completes the handshake)
+would hold a job for attempts x read timeout; the call runs in a thread of its own instead, and the
+job stops waiting for it at the deadline. The thread ends by itself at botocore's timeouts, which are
+capped at the deadline too. ``health``'s check has a deadline of ``CHECK_TIMEOUT_S``.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 from f5_worker.config import BucketSettings
 from f5_worker.storage.base import NotFound, ObjectInfo, Storage, StorageError, check_key
+
+CHECK_TIMEOUT_S = 2.0  # health's bucket check (a head request, a probe written and deleted), in all
+# Bucket calls in flight at once, across jobs; more wait their turn within their own deadline.
+MAX_CALLS = 32
+_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CALLS, thread_name_prefix="bucket")
+T = TypeVar("T")
 
 
 class BucketStorage(Storage):
@@ -20,9 +38,12 @@ class BucketStorage(Storage):
     def __init__(self, settings: BucketSettings):
         self.settings = settings
         self.bucket = settings.name
-        self._client = self._make_client(settings.max_attempts, settings.connect_timeout_s, settings.read_timeout_s)
+        deadline = settings.call_timeout_s
+        self._client = self._make_client(settings.max_attempts, min(settings.connect_timeout_s, deadline),
+                                         min(settings.read_timeout_s, deadline))
         # Health checks answer fast: one attempt, short timeouts.
-        self._probe = self._make_client(1, min(settings.connect_timeout_s, 3.0), min(settings.read_timeout_s, 10.0))
+        self._probe = self._make_client(1, min(settings.connect_timeout_s, CHECK_TIMEOUT_S),
+                                        min(settings.read_timeout_s, CHECK_TIMEOUT_S))
         self._conditional_put = True
 
     def _make_client(self, attempts: int, connect_timeout_s: float, read_timeout_s: float):
@@ -50,6 +71,18 @@ class BucketStorage(Storage):
     def location(self) -> str:
         return f"bucket {self.bucket!r} at {self.settings.endpoint_url}"
 
+    def _call(self, action: str, fn: Callable[[], T], deadline_s: float | None = None) -> T:
+        """``fn()`` (one bucket call with its retries) in a bucket thread, waited for at most ``deadline_s``
+        (``BUCKET_TIMEOUT_S``): past it the call fails with a StorageError, while its thread runs on to
+        botocore's own timeouts. botocore's exceptions pass through as they are."""
+        deadline_s = self.settings.call_timeout_s if deadline_s is None else deadline_s
+        future = _CALLS.submit(fn)
+        try:
+            return future.result(timeout=max(deadline_s, 0.001))
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # not started yet (every bucket thread busy): it never will be
+            raise StorageError(f"{action} failed on {self.location} (no answer within {deadline_s:g} s)") from None
+
     def _fail(self, exc: Exception, action: str) -> StorageError:
         from botocore.exceptions import ClientError
 
@@ -70,7 +103,9 @@ class BucketStorage(Storage):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data, ContentType=content_type)
+            check_key(key)
+            self._call("upload", lambda: self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type))
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, "upload") from None
 
@@ -81,9 +116,8 @@ class BucketStorage(Storage):
         if not self._conditional_put:
             return self._put_if_absent_unconditional(key, data, content_type)
         try:
-            self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
-            )
+            self._call("upload", lambda: self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"))
             return True
         except ClientError as exc:
             status = self._status(exc)
@@ -106,7 +140,8 @@ class BucketStorage(Storage):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._client.head_object(Bucket=self.bucket, Key=check_key(key))
+            check_key(key)
+            self._call("lookup", lambda: self._client.head_object(Bucket=self.bucket, Key=key))
             return True
         except ClientError as exc:
             if self._status(exc) == 404:
@@ -119,7 +154,8 @@ class BucketStorage(Storage):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self._client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+            check_key(key)
+            return self._call("download", lambda: self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except ClientError as exc:
             if self._status(exc) == 404 or exc.response.get("Error", {}).get("Code") == "NoSuchKey":
                 raise NotFound(key) from None
@@ -131,7 +167,8 @@ class BucketStorage(Storage):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=check_key(key))
+            check_key(key)
+            self._call("delete", lambda: self._client.delete_object(Bucket=self.bucket, Key=key))
         except (BotoCoreError, ClientError) as exc:
             if self._status(exc) == 404:
                 return
@@ -140,12 +177,13 @@ class BucketStorage(Storage):
     def list(self, prefix: str) -> list[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        out = []
-        try:
+        def listing() -> list[ObjectInfo]:  # every page, within one deadline
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    out.append(ObjectInfo(obj["Key"], int(obj["Size"]), obj["LastModified"]))
+            return [ObjectInfo(obj["Key"], int(obj["Size"]), obj["LastModified"])
+                    for page in pages for obj in page.get("Contents", [])]
+
+        try:
+            out = self._call("listing", listing)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, "listing") from None
         return sorted(out, key=lambda o: o.key)
@@ -167,9 +205,13 @@ class BucketStorage(Storage):
             "writable": False,
             "error": None,
         }
+        ends = time.monotonic() + CHECK_TIMEOUT_S
         try:
-            self._probe.head_bucket(Bucket=self.bucket)
+            self._call("bucket check", lambda: self._probe.head_bucket(Bucket=self.bucket), CHECK_TIMEOUT_S)
             status["reachable"] = True
+        except StorageError as exc:  # no answer in time
+            status["error"] = str(exc)
+            return status
         except (BotoCoreError, ClientError) as exc:
             if self._status(exc) == 404:
                 status["reachable"] = True
@@ -180,11 +222,16 @@ class BucketStorage(Storage):
             else:
                 status["error"] = str(self._fail(exc, "bucket check"))
             return status
-        try:
+        def write_probe() -> None:
             probe = f"_health/probe-{uuid.uuid4().hex}"
             self._probe.put_object(Bucket=self.bucket, Key=probe, Body=b"ok", ContentType="text/plain")
             self._probe.delete_object(Bucket=self.bucket, Key=probe)
+
+        try:
+            self._call("test write", write_probe, ends - time.monotonic())
             status["writable"] = True
+        except StorageError as exc:
+            status["error"] = str(exc)
         except (BotoCoreError, ClientError) as exc:
             status["error"] = str(self._fail(exc, "test write"))
         return status

@@ -21,6 +21,7 @@ import numpy as np
 from f5_worker import audio
 from f5_worker.errors import JobError
 
+MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript (a request's, or a stored voice's)
 REFERENCE_CACHE_SIZE = 32  # prepared references kept, most recently used first
 MIN_REFERENCE_SECONDS = 0.5  # shorter (after trimming), or silent, is refused
 SILENT_RMS = 1e-4

@@ -1,0 +1,83 @@
+"""How values a job controls appear in error messages and log lines: cut, and escaped.
+
+A job's input is echoed back in errors (an unknown field's name, an unknown action) and written to the
+worker's log (a voice name, a URL). Without a bound, ``{"action": "x" * 1000000}`` makes a 1 MB error and
+a 1 MB log line; without escaping, a newline in a field name writes a line of the attacker's choosing
+into the log, one that looks like the worker's own, and a NUL byte reaches the log raw.
+
+- ``echo`` and ``shorten`` cut a value to ``MAX_ECHO_CHARS`` (saying how long it was) for messages;
+- ``escape`` turns control characters into visible escapes (``\\n``, ``\\x00``);
+- ``SafeFormatter``, the worker's log format (``configure``), escapes every message, and indents
+  every continuation line of a traceback, so no input can start a line of its own in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import IO, Any
+
+MAX_ECHO_CHARS = 80  # of a job's value, in an error or a log line
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONTINUATION = "  | "  # starts every further line of a record (a traceback): never a record's own start
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: what could end a line or
+# hide text in a terminal or a log viewer.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, its control characters written as escapes."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` escaped, and cut to ``limit`` characters (saying how long it was)."""
+    if len(text) > limit:
+        return f"{escape(text[:limit])}... ({len(text)} characters)"
+    return escape(text)
+
+
+def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """A job's value as a message quotes it: its ``repr``, escaped and cut (``shorten``)."""
+    return shorten(repr(value), limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters (a message's last line of defence against a huge echo)."""
+    return text if len(text) <= limit else f"{text[: max(limit - 30, 0)]}... ({len(text)} characters)"
+
+
+class SafeFormatter(logging.Formatter):
+    """The log format, with each record on lines that no logged value can forge (see the module)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's names
+        message = record.message
+        record.message = escape(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's names
+        return _continued(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's names
+        return _continued(super().formatStack(stack_info))
+
+
+def _continued(text: str) -> str:
+    return "\n".join(CONTINUATION + escape(line) for line in text.split("\n"))
+
+
+def configure(level: str, stream: IO[str]) -> None:
+    """The worker's logging: every record through ``SafeFormatter`` to ``stream`` (runpod_handler.py)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])

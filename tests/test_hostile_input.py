@@ -1,0 +1,261 @@
+"""Hostile input through the real handler: audio bombs, absurd samples, huge and forged echoes, anything.
+
+Each reproducer of issue 19 that runs in-process is here; the same attacks over the local HTTP API, and
+the log they leave, are in test_runpod_local.py, and damaged voice metadata in test_voices.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import inspect
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from f5_worker import schema
+from f5_worker.worker import Worker
+
+REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+FIELDS = sorted({name for model in schema.ACTIONS.values() for name in model.model_fields})
+NON_FIELDS = {"input", "action", "storage", "output", "internal"}
+
+
+def names_a_field(error: str) -> bool:
+    """``<field>: <problem>``: a request field (an item of a list one as ``field.N``), or one of the
+    error kinds that are not fields, or the job's own unknown field (its name escaped and cut)."""
+    field, sep, problem = error.partition(": ")
+    if not sep or not problem:
+        return False
+    return error.endswith(": unknown field") or field.split(".")[0] in {*FIELDS, *NON_FIELDS}
+
+
+@pytest.fixture(scope="module")
+def hostile_worker(worker, tiny_settings, tmp_path_factory):
+    """A Worker on the session's tiny models with its own volume and no bucket (voices stay in a temp dir)."""
+    volume = tmp_path_factory.mktemp("hostile-volume")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME"):
+            mp.delenv(key, raising=False)
+        return Worker(dataclasses.replace(tiny_settings, network_volume_path=volume, aligner="estimate"),
+                      worker.models)
+
+
+def wav_b64(wave: np.ndarray, rate: int = 24000, subtype: str = "PCM_16") -> str:
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format="WAV", subtype=subtype)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def silence_flac(seconds: int, rate: int = 384000) -> bytes:
+    """The memory bomb: seconds of silence at 384 kHz, a few kB a minute of FLAC, 1.5 MB a second decoded."""
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", rate, 1, format="FLAC", subtype="PCM_16") as f:
+        second = np.zeros(rate, dtype=np.int16)
+        for _ in range(seconds):
+            f.write(second)
+    return buf.getvalue()
+
+
+# --- memory: bounded by what a job may produce, not by what its input declares -----------------------
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import base64, io, json, re, sys
+    import numpy as np
+    import soundfile as sf
+    from f5_worker.actions.align import AlignAction
+    from f5_worker.alignment.selection import load_aligner
+    from f5_worker.errors import JobError
+    from f5_worker.schema import parse_job
+    from f5_worker.tts.reference import ReferencePreparer
+    from f5_worker.voices import VoiceStore
+    from f5_worker.storage.local import LocalStorage
+    from f5_worker.errors import free_host_memory as return_freed_memory
+    exec(sys.argv[1])  # silence_flac, wav_b64: this file's own, without importing its heavy imports
+
+    def status(key):
+        return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+    align = AlignAction(load_aligner("auto", device="cpu", processes=0), max_download_bytes=50 << 20,
+                        download_timeout_s=30)
+    refs = ReferencePreparer(max_input_seconds=120, keep_seconds=12)
+    voices = VoiceStore(LocalStorage(sys.argv[2]), max_input_seconds=120)
+    jobs = {
+        "align": lambda data: align(parse_job({"action": "align", "text": "Hello there.",
+                                               "audio_base64": base64.b64encode(data).decode()})),
+        "reference": lambda data: refs.from_bytes(data, "Hello there.", "ref_audio_base64", 0.1),
+        "upload_voice": lambda data: voices.save("bomb", data, ref_text="Hello there.", overwrite=True),
+    }
+    bombs = {"align": silence_flac(60), "reference": silence_flac(60), "upload_voice": silence_flac(60)}
+    speech = base64.b64decode(wav_b64(np.random.default_rng(0).normal(0, 0.1, 48000 * 2).astype("float32"), 48000))
+    for job in jobs.values():  # warm: the baseline is a worker that has served each kind of job
+        try:
+            job(speech)
+        except JobError:
+            pass
+    out = {}
+    for name, job in jobs.items():
+        return_freed_memory()
+        baseline = status("VmRSS")
+        open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS: the peak from here on
+        try:
+            job(bombs[name])
+        except JobError as exc:  # silence makes no reference or voice: refused after decoding
+            pass
+        peak = status("VmHWM") - baseline
+        return_freed_memory()
+        out[name] = {"peak": peak, "after": status("VmRSS") - baseline}
+    print(json.dumps(out))
+""")
+
+
+def test_audio_bombs_stay_within_their_memory_bound(tmp_path):
+    """Issue 19, 1: a small FLAC declaring minutes at 384 kHz took gigabytes (8.8 GB peak for 1,790 s).
+
+    The bombs here are scaled down to stay fast (120 s and 110 s at 384 kHz, 170 kB of FLAC): before,
+    they took 0.48 GB (align) and about as much for a reference; now decoding holds at most
+    seconds x min(rate, 48 kHz; 16 kHz for align) x 4 bytes (docs/api.md, "Memory"), and the job's
+    whole peak above the warm baseline stays within 64 MB. The baseline is this process's own (measured
+    with /proc's resettable peak), so other tests do not count.
+    """
+    helpers = "\n\n".join(inspect.getsource(f) for f in (wav_b64, silence_flac))
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, helpers, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    print(measured)
+    for name, mem in measured.items():
+        assert mem["peak"] < 64 << 20, (name, measured)
+        assert mem["after"] < 32 << 20, (name, measured)  # given back after the job
+
+
+# --- absurd values, and errors that name the right field ------------------------------------------
+
+
+def test_a_reference_with_absurd_samples_is_refused_not_turned_into_noise(hostile_worker):
+    """Issue 19, 3: a float WAV of ±1e38 was accepted and gave 3.7 s of constant -1.0, reported as success."""
+    rng = np.random.default_rng(0)
+    wave = np.sign(rng.standard_normal(24000 * 3)).astype(np.float32) * np.float32(1e38)
+    out = hostile_worker.handle({"text": "Hello there.", "nfe_step": 4, "ref_text": "Hello there.",
+                                 "ref_audio_base64": wav_b64(wave, subtype="FLOAT")})
+    assert out.get("error", "").startswith("ref_audio_base64: audio has samples of 1e+38, beyond full scale"), out
+
+
+def test_a_one_sample_upload_blames_the_audio(hostile_worker):
+    """Issue 19, 4: it said ``ref_text: is 13 bytes of text for 0.1 s of reference audio``."""
+    out = hostile_worker.handle({"action": "upload_voice", "name": "one", "ref_text": "Hello there.",
+                                 "audio_base64": wav_b64(np.array([0.5], dtype=np.float32))})
+    assert out.get("error", "").startswith("audio_base64: "), out
+
+
+@pytest.mark.parametrize("job", [
+    {"action": "x" * 1_000_000},
+    {"text": "hi", "y" * 10_000: 1},
+    {"action": "health", "a\nb" * 5000: 1},
+    {"text": "hi", "speed": "9" * 100_000},
+])
+def test_echoed_values_are_cut(hostile_worker, job):
+    """Issue 19, 5: ``{"action": "x" * 1000000}`` gave a 1,000,115-character error."""
+    out = hostile_worker.handle(job)
+    assert names_a_field(out["error"]) and len(out["error"]) < 400, out["error"][:500]
+    assert "\n" not in out["error"]
+
+
+# --- the hostile-input harness: anything a job can say ----------------------------------------------
+
+HOSTILE_TEXT = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ["", " ", "\n", "\x00", "a\nINFO forged", "..", "../../etc/passwd", "/abs", "x" * 5000, "é" * 70,
+     "data:audio/wav;base64,UklGRg==", "http://127.0.0.1:1/a.wav", "ftp://example.com/a", "nan", "1e309"])
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | HOSTILE_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(HOSTILE_TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+BAD_AUDIO = [
+    base64.b64encode(b"not audio").decode(),
+    wav_b64(np.array([0.5], dtype=np.float32)),  # one sample
+    wav_b64(np.full(2400, 1e38, dtype=np.float32), subtype="FLOAT"),  # absurd values
+    wav_b64(np.zeros(24000, dtype=np.float32)),  # silence
+    wav_b64(np.ones(2400, dtype=np.float32) * 3000, subtype="FLOAT"),  # integer-range floats
+    base64.b64encode(silence_flac(3, rate=384000)).decode(),
+    base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()[:2000]).decode(),  # truncated
+]
+AUDIO = st.sampled_from(BAD_AUDIO)
+AUDIO_FIELDS = {"audio_base64", "ref_audio_base64"}
+CHEAP = {"nfe_step": 4, "max_retries": 0}  # a synthesis the draw happens to make valid stays quick
+
+
+@st.composite
+def jobs(draw):
+    action = draw(st.sampled_from(sorted(schema.ACTIONS)) | HOSTILE_TEXT)
+    job = {"action": action} if draw(st.booleans()) or action != "synthesize" else {}
+    names = draw(st.lists(st.sampled_from(FIELDS) | HOSTILE_TEXT, max_size=5, unique=True))
+    for name in names:
+        job[name] = draw(AUDIO if name in AUDIO_FIELDS and draw(st.booleans()) else VALUES)
+    if job.get("action", "synthesize") == "synthesize":
+        job.update(CHEAP)
+    return job
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(job=jobs())
+@example(job={"action": "upload_voice", "name": "a", "audio_base64": BAD_AUDIO[1]})
+@example(job={"text": "Hello.", "ref_text": "Hello.", "ref_audio_base64": BAD_AUDIO[2], **CHEAP})
+@example(job={"action": "align", "text": "Hello.", "audio_base64": BAD_AUDIO[5]})
+@example(job={"action": "align", "text": "Hello.", "audio_base64": BAD_AUDIO[6]})
+@example(job={"action": "get_voice", "name": "a\nb"})
+@example(job={"voice": "a\x00b", "text": "Hi.", **CHEAP})
+def test_any_job_gets_a_result_or_an_error_naming_its_field(hostile_worker, job):
+    """Issue 19, 8: through the real handler, whatever a job says, the answer is a result or
+    ``<field>: <problem>``: never an internal error, never a traceback, never a huge echo."""
+    out = hostile_worker.handle(job, job_id="hostile")
+    assert isinstance(out, dict)
+    if "error" in out:
+        error = out["error"]
+        assert names_a_field(error) and not error.startswith("internal:"), (job, error)
+        assert "Traceback" not in error and "object at 0x" not in error and len(error) < 1000, (job, error)
+
+
+def test_a_good_job_is_served_after_the_harness(hostile_worker):
+    out = hostile_worker.handle({"text": "Still here.", "nfe_step": 4, "seed": 1, "max_retries": 0})
+    assert "error" not in out and out["duration"] > 0
+    out = hostile_worker.handle({"action": "align", "text": DEFAULT_VOICE_TEXT, "audio_base64": REF_B64})
+    assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
+
+
+def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
+    """Issue 19, 7: the worker's log format (runpod_handler.py) as configured, with a job's text in a message
+    and in an exception's message, the way ``log.exception`` writes an internal error."""
+    import logging
+
+    from f5_worker import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.SafeFormatter(logs.LOG_FORMAT))
+    log = logging.getLogger("f5_worker.test_hostile")
+    log.addHandler(handler)
+    try:
+        forged = "\n2026-01-01 00:00:00,000 INFO f5_worker.worker: FORGED\x00\r\u2028"
+        log.warning("job %s: voice=%s", "j1", forged)
+        try:
+            raise ValueError(f"bad{forged}")
+        except ValueError:
+            log.exception("job j2 failed")
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    starts = [line for line in lines if not line.startswith(logs.CONTINUATION)]
+    assert len(starts) == 2 and all(" f5_worker.test_hostile: job j" in line for line in starts), lines
+    assert "\x00" not in stream.getvalue() and "\u2028" not in stream.getvalue()
+    assert any("FORGED\\x00\\r\\u2028" in line for line in lines)
