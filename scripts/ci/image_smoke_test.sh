@@ -103,7 +103,8 @@ say "image built in ${build_s}s"
 # ---------------------------------------------------------------- boot 1
 say "boot 1: default CMD, empty volume (builds the venv, then runs test_input.json)"
 t0=$(now)
-"${PODMAN[@]}" run --name "$RUN_ID-boot1" "${RUN_FLAGS[@]}" "$IMAGE_TAG" >"$WORK/boot1.log" 2>&1 || {
+"${PODMAN[@]}" run --name "$RUN_ID-boot1" "${RUN_FLAGS[@]}" -e RESULT_DUMP_DIR=/runpod-volume/smoke-results \
+    "$IMAGE_TAG" >"$WORK/boot1.log" 2>&1 || {
     tail -n 60 "$WORK/boot1.log" | cut -c1-400 >&2
     fail "boot 1 exited non-zero"
 }
@@ -114,8 +115,10 @@ if grep -qE "could not take the use lock|flock \(util-linux\) missing" "$WORK/bo
     fail "boot 1 could not hold the venv's use lock"
 fi
 grep -q "completed successfully" "$WORK/boot1.log" || fail "boot 1 did not complete the job"
-# runpod logs the result (truncated in the middle): the output must start with a base64 WAV.
-grep "Job result:" "$WORK/boot1.log" | grep -q "'audio_base64': 'UklGR" ||
+# runpod's log shows the result with its base64 shortened; the whole result (RESULT_DUMP_DIR) holds a WAV.
+grep "Job result:" "$WORK/boot1.log" | grep -qE "'audio_base64': '<[0-9]+ characters of base64>'" ||
+    fail "boot 1's logged job result does not show its audio shortened"
+grep -q '"audio_base64": "UklGR' "$VOLUME"/smoke-results/*.json 2>/dev/null ||
     fail "boot 1's job result has no base64 WAV audio"
 boot1_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot1.log" | tail -n1)
 [ -n "$boot1_setup" ] || fail "boot 1 log lacks start.sh's 'boot took' line"
