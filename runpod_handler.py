@@ -2,6 +2,11 @@
 
 Runs as a serverless worker on RunPod, or locally with ``test_input.json`` /
 ``--test_input '{...}'`` / ``--rp_serve_api`` (runpod's own local modes).
+
+runpod-python decides once, from the handler function, whether a worker streams: a generator
+handler's every result is posted as stream items, and ``/runsync`` answers with their list. So
+``STREAMING`` chooses the handler at start (docs/api.md, "Streaming"). runpod's test_input.json
+mode calls the handler once and never iterates a generator, so it always gets the plain one.
 """
 
 import json
@@ -9,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from f5_worker.config import SettingsError, runpod_log_level
+from f5_worker.config import SettingsError, runpod_local_test_mode, runpod_log_level
 from f5_worker.runpod_import import import_runpod
 from f5_worker.tts.weights import ModelUnavailableError
 
@@ -41,17 +46,36 @@ async def handler(job):
     return result
 
 
+async def stream_handler(job):
+    """The streaming handler (STREAMING=1): a streamed job's items, or any other job's one result."""
+    items = []
+    async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id")):
+        if item.pop("refresh_worker", False):
+            # runpod drops a yielded item's refresh_worker; its config flag has the worker replaced instead
+            CONFIG["refresh_worker"] = True
+        if RESULT_DUMP_DIR:
+            items.append(item)
+        yield item
+    if RESULT_DUMP_DIR:
+        dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), items)
+
+
 def concurrency(current: int) -> int:
     """How many jobs this worker takes at once: MAX_CONCURRENCY, or none once its GPU has failed."""
     return WORKER.concurrency()
 
 
-def dump_result(directory: Path, job_id: str, result: dict) -> None:
+def dump_result(directory: Path, job_id: str, result: dict | list) -> None:
     """Local debugging (RESULT_DUMP_DIR): the whole result as a file, since runpod cuts long log lines."""
     directory.mkdir(parents=True, exist_ok=True)
     safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)
     (directory / f"{safe_id}.json").write_text(json.dumps(result))
 
 
+CONFIG = {"handler": handler, "concurrency_modifier": concurrency}
+
 if __name__ == "__main__":
-    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency})
+    if WORKER.settings.streaming and not runpod_local_test_mode(sys.argv):
+        # return_aggregate_stream: /runsync and /status answer with the list of items, not an empty list
+        CONFIG.update(handler=stream_handler, return_aggregate_stream=True)
+    runpod.serverless.start(CONFIG)
