@@ -10,7 +10,6 @@ jobs, so RunPod replaces it (docs/architecture.md, "Failure policy").
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -113,23 +112,48 @@ class Worker:
         """For RunPod's streaming (generator) handler: a streamed job's items as each is made, any other
         job's one result.
 
-        Each item is made in a thread, under the job's stop flag. RunPod stops a job by cancelling the
-        task that iterates this generator: the flag is raised, and the thread making the next item stops
-        at its next check (at the latest at the next sampling step), so no later piece is made.
+        The items are made in a thread, under the job's stop flag, without waiting for RunPod to post the
+        one before, so sampling the next piece overlaps sending this one. RunPod stops a job by cancelling
+        the task that iterates this generator, possibly while it posts an item, outside this generator; so
+        the flag is raised when that task ends, and the thread stops at its next check (at the latest at
+        the next sampling step): no later piece is made.
         """
         context, flag = stopping.flagged_context()
-        items = self.items(job_input, job_id)
         loop = asyncio.get_running_loop()
-        try:
-            while True:
-                item = await loop.run_in_executor(None, functools.partial(context.run, next, items, None))
-                if item is None:
-                    return
-                yield item
-        except (asyncio.CancelledError, GeneratorExit):
+        made: asyncio.Queue[dict | None] = asyncio.Queue()
+
+        def hand_over(item: dict | None) -> None:
+            try:
+                loop.call_soon_threadsafe(made.put_nowait, item)
+            except RuntimeError:  # the loop has closed: nobody is left to read it
+                pass
+
+        def produce() -> None:
+            try:
+                for item in self.items(job_input, job_id):
+                    hand_over(item)
+            finally:
+                hand_over(None)
+
+        def task_ended(task: asyncio.Task) -> None:
+            if not flag.is_set() and task.cancelled():
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
             flag.set()
-            log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
-            raise
+
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(task_ended)
+        producer = loop.run_in_executor(None, context.run, produce)
+        try:
+            while (item := await made.get()) is not None:
+                yield item
+            await producer
+        finally:
+            if task is not None:
+                task.remove_done_callback(task_ended)
+            if not producer.done() and not flag.is_set():  # cancelled or closed while in this generator
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+                flag.set()
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict | list:
         """The whole result: a job's one result, or, for a streamed job run where nothing reads a stream
