@@ -9,9 +9,11 @@ handler's every result is posted as stream items, and ``/runsync`` answers with 
 mode calls the handler once and never iterates a generator, so it always gets the plain one.
 """
 
+import asyncio
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from f5_worker.config import SettingsError, runpod_local_test_mode, runpod_log_level
@@ -27,6 +29,8 @@ logging.basicConfig(
 )
 log = logging.getLogger("f5_worker")
 
+PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progress posts to finish
+
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
     try:
         from f5_worker.worker import Worker
@@ -38,9 +42,43 @@ if __name__ != "__mp_main__":  # not in the alignment processes, which import th
         sys.exit(2)
 
 
+class ProgressPoster:
+    """runpod's progress_update for one job, with every post finished before the job's result is sent.
+
+    progress_update posts from a thread of its own that nobody can wait for, so a last report could reach
+    RunPod after the result and show the job in progress again. This runs the same post
+    (``rp_progress._thread_target``, what progress_update starts) in threads the handler joins first.
+    """
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, progress: dict) -> None:
+        from runpod.serverless.modules import rp_progress
+
+        post = rp_progress._thread_target  # noqa: SLF001 - the post progress_update runs, pinned runpod 1.10
+        thread = threading.Thread(target=post, args=(self.job, progress), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    async def sent(self) -> None:
+        """Wait (a few seconds at most) until every report has been posted."""
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join, PROGRESS_POST_TIMEOUT_S)
+
+
+def reporter_for(job) -> ProgressPoster | None:
+    """Where a job's progress goes: RunPod's job API; nowhere in runpod's local modes."""
+    return ProgressPoster(job) if ON_RUNPOD else None
+
+
 async def handler(job):
     """RunPod calls this once per job, several at a time; the Worker never raises."""
-    result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"))
+    reporter = reporter_for(job)
+    result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"), reporter=reporter)
+    if reporter is not None:
+        await reporter.sent()
     if RESULT_DUMP_DIR:
         dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), result)
     return result
@@ -49,7 +87,10 @@ async def handler(job):
 async def stream_handler(job):
     """The streaming handler (STREAMING=1): a streamed job's items, or any other job's one result."""
     items = []
-    async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id")):
+    reporter = reporter_for(job)
+    async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id"), reporter=reporter):
+        if reporter is not None:
+            await reporter.sent()
         if item.pop("refresh_worker", False):
             # runpod drops a yielded item's refresh_worker; its config flag has the worker replaced instead
             CONFIG["refresh_worker"] = True
@@ -73,6 +114,8 @@ def dump_result(directory: Path, job_id: str, result: dict | list) -> None:
 
 
 CONFIG = {"handler": handler, "concurrency_modifier": concurrency}
+# taking jobs from RunPod's queue (or the tests' stand-in), not one of runpod's local modes
+ON_RUNPOD = not runpod_local_test_mode(sys.argv) and "--rp_serve_api" not in sys.argv
 
 if __name__ == "__main__":
     if WORKER.settings.streaming and not runpod_local_test_mode(sys.argv):

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from f5_worker import schema, stopping
+from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.synthesize import SynthesizeAction
@@ -94,13 +94,15 @@ class Worker:
         endpoint's queue keeps them for healthy workers while RunPod replaces this one."""
         return 0 if self.gpu_failure is not None else self.settings.max_concurrency
 
-    async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict | list:
+    async def handle_async(self, job_input: Any, job_id: str | None = None,
+                           reporter: progress.Reporter | None = None) -> dict | list:
         """For RunPod's async handler: jobs run in threads and meet in the sampler's batches.
 
         When RunPod stops the job (cancel, timeout), the thread cannot be interrupted;
         its stop flag is raised instead, and the work ends at its next check (stopping.py).
+        A long job's progress goes to ``reporter`` (progress.py).
         """
-        with stopping.stop_flag() as flag:
+        with stopping.stop_flag() as flag, progress.reporting(reporter):
             try:
                 return await asyncio.to_thread(self.handle, job_input, job_id)
             except asyncio.CancelledError:
@@ -108,7 +110,8 @@ class Worker:
                 log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
                 raise
 
-    async def stream_async(self, job_input: Any, job_id: str | None = None) -> AsyncIterator[dict]:
+    async def stream_async(self, job_input: Any, job_id: str | None = None,
+                           reporter: progress.Reporter | None = None) -> AsyncIterator[dict]:
         """For RunPod's streaming (generator) handler: a streamed job's items as each is made, any other
         job's one result.
 
@@ -118,7 +121,8 @@ class Worker:
         the flag is raised when that task ends, and the thread stops at its next check (at the latest at
         the next sampling step): no later piece is made.
         """
-        context, flag = stopping.flagged_context()
+        with progress.reporting(reporter):  # the job's context, copied for its thread, holds the reporter
+            context, flag = stopping.flagged_context()
         loop = asyncio.get_running_loop()
         made: asyncio.Queue[dict | None] = asyncio.Queue()
 

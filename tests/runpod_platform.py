@@ -8,6 +8,7 @@ channel); only the platform on the other end of the HTTP calls is ours:
 - ``GET  .../job-take-batch/<worker>?...&batch_size=N``: up to N jobs as a list, or 204;
 - ``POST .../job-done/<worker>/<job id>?...&isStream=false``: the result, JSON in the body (``isStream=true``
   from a streaming handler, whose output is then the list of items, or ``[]``);
+  ``{"status": "IN_PROGRESS", "output": ...}`` posted there is a progress update (``/status`` shows it);
 - ``POST .../job-stream/<worker>/<job id>?...``: one streamed item, ``{"output": item}``, as it is yielded;
 - ``GET  .../job-stop/<worker>?...``: ``{"jobsToStop": [...]}`` (cancel, timeout), or 204;
 - ``GET  /ping/<worker>?job_id=a,b``: the heartbeat, with the jobs in progress.
@@ -48,6 +49,7 @@ class RunPodJobApi:
         self._ids = itertools.count(1)
         self.results: dict[str, dict] = {}
         self.streamed: dict[str, list] = {}  # job id -> the items posted to job-stream, in order
+        self.progress: dict[str, list] = {}  # job id -> what progress_update posted (status IN_PROGRESS)
         self.taken: dict[str, float] = {}  # job id -> when the worker took it
         self.batch_sizes: list[int] = []  # what each job-take asked for
         self.pings: list[list[str]] = []  # the job ids each heartbeat reported in progress
@@ -111,7 +113,10 @@ class RunPodJobApi:
 
     def done(self, job_id: str, body: dict) -> None:
         with self._changed:
-            self.results[job_id] = body
+            if body.get("status") == "IN_PROGRESS":  # runpod's progress_update posts here too
+                self.progress.setdefault(job_id, []).append(body.get("output"))
+            else:
+                self.results[job_id] = body
             self._changed.notify_all()
 
     def stream(self, job_id: str, body: dict) -> None:

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from f5_worker import audio, delivery, stopping
+from f5_worker import audio, delivery, progress, stopping
 from f5_worker.actions.timings import quality_field, stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
 from f5_worker.alignment.textnorm import guess_language, tokenize
@@ -73,7 +73,9 @@ class SynthesizeAction:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        result, gated = self._synthesize_gated(request, ref, params)
+        planned_seconds = estimated_samples(ref, chunks, request.speed, self.models.hop_length) / self.models.sample_rate
+        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS
+        result, gated = self._synthesize_gated(request, ref, params, len(chunks) if reports else 0)
         for stage, ms in result.timing_ms.items():
             timing[f"{stage}_ms"] = ms
         duration = len(result.wave) / result.sample_rate
@@ -229,23 +231,34 @@ class SynthesizeAction:
         out["warnings"] = warnings
         return out
 
-    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams
-                          ) -> tuple[SynthesisResult, GatedResult | None]:
+    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams,
+                          report_chunks: int = 0) -> tuple[SynthesisResult, GatedResult | None]:
         """Synthesise, align the final audio, and re-sample while it does not match the text.
 
         Retry seeds come from a generator seeded with the job's seed, so a request with a
         seed is reproducible as a whole. Without timings, captions or retries wanted, the
-        aligner is not run at all.
+        aligner is not run at all. A long job (``report_chunks``: its chunks) reports each
+        attempt's sampling and alignment as it starts (progress.py).
         """
         wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
+        total = 1 + (request.max_retries if wants_alignment else 0)
+
+        def note(stage: str, attempt: int, **extra) -> None:
+            if report_chunks:
+                progress.report({"stage": stage, "attempt": attempt, "of": total, "chunks": report_chunks, **extra})
+
         if not wants_alignment:
+            note("sampling", 1)
             return self.engine.synthesize(ref, request.text, params), None
         attempts: dict[int, SynthesisResult] = {}
 
         def attempt(seed: int):
+            note("sampling", len(attempts) + 1)
             attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
             stopping.check("alignment")
-            return attempts[seed].wave, attempts[seed].sample_rate
+            result = attempts[seed]
+            note("aligning", len(attempts), audio_seconds=round(len(result.wave) / result.sample_rate, 3))
+            return result.wave, result.sample_rate
 
         retry_seeds = random.Random(params.seed)
         gated = synthesize_until_aligned(
