@@ -146,7 +146,9 @@ def test_a_streamed_job_over_run_then_stream(streaming_api_server):
     assert body["status"] == "COMPLETED", body
     items = [entry["output"] for entry in body["stream"]]
     check_stream(items, STREAM_TEXT)
-    assert items[-1]["captions"]["srt"].startswith("1\n") and "quality" in items[-1]
+    assert items[-1]["captions"]["srt"].startswith("1\n")
+    # the tiny model speaks noise, which never matches the text: the gate re-sampled every piece before sending it
+    assert items[-1]["quality"]["retries"] == items[-1]["pieces"]
 
 
 def test_a_job_not_streamed_keeps_its_result_inside_a_list_on_a_streaming_server(api_server, streaming_api_server):

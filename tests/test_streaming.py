@@ -186,3 +186,23 @@ def test_a_cancel_mid_stream_stops_the_work(streaming_platform, default_ref):
     sent = api.streamed[job]
     assert not any(i.get("done") for i in sent) and len(sent) < planned  # the later pieces were never made
     assert job not in api.results  # a stopped job posts no result
+
+
+def test_with_a_bucket_the_last_item_links_the_whole_speech(worker, tiny_settings, tmp_path, bucket_env):
+    import io
+
+    import requests
+    import soundfile as sf
+
+    from f5_worker.worker import Worker
+
+    settings = dataclasses.replace(tiny_settings, network_volume_path=tmp_path / "volume", streaming=True)
+    items = Worker(settings, worker.models).handle(
+        {"text": "Hello there, my friend. And a few more words.", "stream": True, "nfe_step": 4, "seed": 2,
+         "max_retries": 0}, job_id="stream-bucket")
+    check_stream(items, "Hello there, my friend. And a few more words.")
+    done = items[-1]
+    assert done["audio_url"] == done["files"]["speech.wav"]["url"] and done["expires_in"] > 0
+    whole, sr = sf.read(io.BytesIO(requests.get(done["audio_url"], timeout=30).content), dtype="float32")
+    pieces = np.concatenate([decode_b64_audio(p["audio_base64"])[0] for p in items[:-1]])
+    assert sr == 24000 and np.array_equal(whole, pieces)  # the pieces, played end to end, are the whole file
