@@ -70,7 +70,10 @@ def default_ref(worker):
     (STREAM_TEXT, "Hello there,"),
     ("One two three four five six seven eight nine ten eleven.", "One two three four"),
     ("Short.", "Short."),
-    ("你好，世界。今天天气很好。", "你好，"),
+    ("Yes, I will do that for you today. And then more.", "Yes, I will do that for you today."),
+    ("Oh, no. It is not what we wanted, not at all.", "Oh, no. It is not what we wanted,"),
+    ("Oh no it is not what we wanted at all today.", "Oh no it is"),
+    ("你好，世界。今天天气很好。", "你好，世界。"),
 ])
 def test_the_first_piece_is_a_clause_or_a_few_words_and_pieces_cut_between_words(default_ref, text, first):
     from f5_worker.alignment.textnorm import tokenize
