@@ -22,15 +22,22 @@ random test model. What it changes: model weights missing from the Hugging Face 
 downloaded into it; with a network volume mounted (NETWORK_VOLUME_PATH) stored voices and results go
 there; with RESULT_DUMP_DIR set, each job's whole result is written there as <job id>.json (read it with
 scripts/dev/show_result.py). Exit status 2: a setting it cannot use, or model weights it cannot find.
+
+runpod-python decides once, from the handler function, whether a worker streams: a generator
+handler's every result is posted as stream items, and ``/runsync`` answers with their list. So
+``STREAMING`` chooses the handler at start (docs/api.md, "Streaming"). runpod's test_input.json
+mode calls the handler once and never iterates a generator, so it always gets the plain one.
 """
 
+import asyncio
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from f5_worker import logs
-from f5_worker.config import SettingsError, runpod_log_level
+from f5_worker.config import SettingsError, runpod_local_test_mode, runpod_log_level
 from f5_worker.runpod_import import import_runpod
 from f5_worker.transcribe import hub_logs_once
 from f5_worker.tts.weights import ModelUnavailableError
@@ -45,6 +52,8 @@ logs.configure(runpod_log_level(), sys.stderr)  # every line escaped: no job's i
 hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 log = logging.getLogger("f5_worker")
 
+PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progress posts to finish
+
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
     try:
         from f5_worker.worker import Worker
@@ -56,12 +65,63 @@ if __name__ != "__mp_main__":  # not in the alignment processes, which import th
         sys.exit(2)
 
 
+class ProgressPoster:
+    """runpod's progress_update for one job, with every post finished before the job's result is sent.
+
+    progress_update posts from a thread of its own that nobody can wait for, so a last report could reach
+    RunPod after the result and show the job in progress again. This runs the same post
+    (``rp_progress._thread_target``, what progress_update starts) in threads the handler joins first.
+    """
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, progress: dict) -> None:
+        from runpod.serverless.modules import rp_progress
+
+        post = rp_progress._thread_target  # noqa: SLF001 - the post progress_update runs, pinned runpod 1.10
+        thread = threading.Thread(target=post, args=(self.job, progress), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    async def sent(self) -> None:
+        """Wait (a few seconds at most) until every report has been posted."""
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join, PROGRESS_POST_TIMEOUT_S)
+
+
+def reporter_for(job) -> ProgressPoster | None:
+    """Where a job's progress goes: RunPod's job API; nowhere in runpod's local modes."""
+    return ProgressPoster(job) if ON_RUNPOD else None
+
+
 async def handler(job):
     """RunPod calls this once per job, several at a time; the Worker never raises."""
-    result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"))
+    reporter = reporter_for(job)
+    result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"), reporter=reporter)
+    if reporter is not None:
+        await reporter.sent()
     if RESULT_DUMP_DIR:
         dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), result)
     return result
+
+
+async def stream_handler(job):
+    """The streaming handler (STREAMING=1): a streamed job's items, or any other job's one result."""
+    items = []
+    reporter = reporter_for(job)
+    async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id"), reporter=reporter):
+        if reporter is not None:
+            await reporter.sent()
+        if item.pop("refresh_worker", False):
+            # runpod drops a yielded item's refresh_worker; its config flag has the worker replaced instead
+            CONFIG["refresh_worker"] = True
+        if RESULT_DUMP_DIR:
+            items.append(item)
+        yield item
+    if RESULT_DUMP_DIR:
+        dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), items)
 
 
 def concurrency(current: int) -> int:
@@ -69,12 +129,19 @@ def concurrency(current: int) -> int:
     return WORKER.concurrency()
 
 
-def dump_result(directory: Path, job_id: str, result: dict) -> None:
+def dump_result(directory: Path, job_id: str, result: dict | list) -> None:
     """Local debugging (RESULT_DUMP_DIR): the whole result as a file, since runpod cuts long log lines."""
     directory.mkdir(parents=True, exist_ok=True)
     safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in job_id)
     (directory / f"{safe_id}.json").write_text(json.dumps(result))
 
 
+CONFIG = {"handler": handler, "concurrency_modifier": concurrency}
+# taking jobs from RunPod's queue (or the tests' stand-in), not one of runpod's local modes
+ON_RUNPOD = not runpod_local_test_mode(sys.argv) and "--rp_serve_api" not in sys.argv
+
 if __name__ == "__main__":
-    runpod.serverless.start({"handler": handler, "concurrency_modifier": concurrency})
+    if WORKER.settings.streaming and not runpod_local_test_mode(sys.argv):
+        # return_aggregate_stream: /runsync and /status answer with the list of items, not an empty list
+        CONFIG.update(handler=stream_handler, return_aggregate_stream=True)
+    runpod.serverless.start(CONFIG)

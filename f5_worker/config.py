@@ -177,6 +177,7 @@ class Settings:
     hf_offline: bool = False
     asr_model: str = DEFAULT_ASR_MODEL
     asr_language: str | None = None  # None: Whisper detects each upload's language
+    streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
 
     @property
@@ -283,6 +284,7 @@ def get_settings() -> Settings:
         hf_offline=_env_bool("HF_HUB_OFFLINE", d["hf_offline"]),
         asr_model=_env("ASR_MODEL", d["asr_model"]),
         asr_language=_env("ASR_LANGUAGE"),
+        streaming=_env_bool("STREAMING", d["streaming"]),
         result_dump_dir=_env_path("RESULT_DUMP_DIR"),
     )
 
@@ -300,6 +302,17 @@ def private_downloads_allowed() -> bool:
 def lean_imports_enabled() -> bool:
     """``F5_WORKER_LEAN_IMPORTS=0`` turns off the import shims of tts/f5_imports.py (to rule them out)."""
     return (_env("F5_WORKER_LEAN_IMPORTS") or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def runpod_local_test_mode(argv: list[str]) -> bool:
+    """Whether runpod-python will run one test job and exit (``--test_input``, or no ``--rp_serve_api`` and
+    no job queue: ``RUNPOD_WEBHOOK_GET_JOB``, set by RunPod, is absent). That mode calls the handler once
+    and cannot iterate a streaming (generator) handler."""
+    if any(a == "--test_input" or a.startswith("--test_input=") for a in argv):
+        return True
+    if any(a == "--rp_serve_api" for a in argv):
+        return False
+    return not os.environ.get("RUNPOD_WEBHOOK_GET_JOB")
 
 
 def runpod_log_level() -> str:

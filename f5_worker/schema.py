@@ -81,6 +81,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     output_format: OutputFormat = "wav"
     output: OutputMode = "auto"
     max_retries: int = Field(2, ge=0, le=5)
+    stream: bool = False  # pieces as they are made, through RunPod's /stream (docs/api.md, "Streaming")
 
     @model_validator(mode="after")
     def _text_has_words(self):

@@ -13,6 +13,7 @@ every sampling step.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,15 @@ def stop_flag() -> Iterator[threading.Event]:
         yield flag
     finally:
         _flag.reset(token)
+
+
+def flagged_context() -> tuple[contextvars.Context, threading.Event]:
+    """A context holding a new flag, for a job whose steps run one by one in threads (a streamed job):
+    each step is run with ``context.run``, so its thread sees the flag the job's task raises."""
+    flag = threading.Event()
+    context = contextvars.copy_context()
+    context.run(_flag.set, flag)
+    return context, flag
 
 
 def current_flag() -> threading.Event | None:

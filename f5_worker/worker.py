@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from f5_worker import schema, stopping
+from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.synthesize import SynthesizeAction
@@ -96,13 +96,15 @@ class Worker:
         endpoint's queue keeps them for healthy workers while RunPod replaces this one."""
         return 0 if self.gpu_failure is not None else self.settings.max_concurrency
 
-    async def handle_async(self, job_input: Any, job_id: str | None = None) -> dict:
+    async def handle_async(self, job_input: Any, job_id: str | None = None,
+                           reporter: progress.Reporter | None = None) -> dict | list:
         """For RunPod's async handler: jobs run in threads and meet in the sampler's batches.
 
         When RunPod stops the job (cancel, timeout), the thread cannot be interrupted;
         its stop flag is raised instead, and the work ends at its next check (stopping.py).
+        A long job's progress goes to ``reporter`` (progress.py).
         """
-        with stopping.stop_flag() as flag:
+        with stopping.stop_flag() as flag, progress.reporting(reporter):
             try:
                 return await asyncio.to_thread(self.handle, job_input, job_id)
             except asyncio.CancelledError:
@@ -110,43 +112,114 @@ class Worker:
                 log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
                 raise
 
-    def handle(self, job_input: Any, job_id: str | None = None) -> dict:
+    async def stream_async(self, job_input: Any, job_id: str | None = None,
+                           reporter: progress.Reporter | None = None) -> AsyncIterator[dict]:
+        """For RunPod's streaming (generator) handler: a streamed job's items as each is made, any other
+        job's one result.
+
+        The items are made in a thread, under the job's stop flag, without waiting for RunPod to post the
+        one before, so sampling the next piece overlaps sending this one. RunPod stops a job by cancelling
+        the task that iterates this generator, possibly while it posts an item, outside this generator; so
+        the flag is raised when that task ends, and the thread stops at its next check (at the latest at
+        the next sampling step): no later piece is made.
+        """
+        with progress.reporting(reporter):  # the job's context, copied for its thread, holds the reporter
+            context, flag = stopping.flagged_context()
+        loop = asyncio.get_running_loop()
+        made: asyncio.Queue[dict | None] = asyncio.Queue()
+
+        def hand_over(item: dict | None) -> None:
+            try:
+                loop.call_soon_threadsafe(made.put_nowait, item)
+            except RuntimeError:  # the loop has closed: nobody is left to read it
+                pass
+
+        def produce() -> None:
+            try:
+                for item in self.items(job_input, job_id):
+                    hand_over(item)
+            finally:
+                free_host_memory()  # what the job freed goes back to the system
+                hand_over(None)
+
+        def task_ended(task: asyncio.Task) -> None:
+            if not flag.is_set() and task.cancelled():
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+            flag.set()
+
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(task_ended)
+        producer = loop.run_in_executor(None, context.run, produce)
         try:
-            return self._handle(job_input, job_id)
+            while (item := await made.get()) is not None:
+                yield item
+            await producer
+        finally:
+            if task is not None:
+                task.remove_done_callback(task_ended)
+            if not producer.done() and not flag.is_set():  # cancelled or closed while in this generator
+                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+                flag.set()
+
+    def handle(self, job_input: Any, job_id: str | None = None) -> dict | list:
+        """The whole result: a job's one result, or, for a streamed job run where nothing reads a stream
+        (runpod's test_input.json mode), its items as a list, as RunPod's ``/runsync`` aggregates them."""
+        try:
+            results = list(self.items(job_input, job_id))
         finally:
             free_host_memory()  # what the job freed goes back to the system
+        if len(results) == 1 or "error" in results[-1]:
+            return results[-1]
+        return results
 
-    def _handle(self, job_input: Any, job_id: str | None) -> dict:
+    def items(self, job_input: Any, job_id: str | None = None) -> Iterator[dict]:
+        """parse -> dispatch -> error policy, as a generator: one result, or a streamed job's items. A failure
+        is always the last item, ``{"error": ...}``, also after items already sent."""
         started = time.perf_counter()
         if self.gpu_failure is not None:
-            return self._gpu_failed_result()
+            yield self._gpu_failed_result()
+            return
         try:
             stopping.check("start")  # stopped while it waited for a thread
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
-            result = self.actions[request.action](request, job_id)
+            if getattr(request, "stream", False):
+                if not self.settings.streaming:
+                    raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
+                                             "(every result is then a list), or leave stream out")
+                yield from self.synthesize.stream(request, job_id)
+            else:
+                yield self.actions[request.action](request, job_id)
         except JobError as exc:
             log.info("job %s refused: %s", job_id, exc)
-            return {"error": str(exc)}
+            yield {"error": str(exc)}
+            return
         except stopping.JobStopped as exc:
             log.info("job %s: %s", job_id, exc)
-            return {"error": str(exc)}
+            yield {"error": str(exc)}
+            return
         except MemoryError:
             log.exception("job %s ran out of memory", job_id)
-            return {"error": "internal: out of memory; try a shorter text"}
-        except Exception as exc:  # never let a job kill the worker
-            if is_gpu_out_of_memory(exc):
-                free_gpu_memory()
-                return {"error": "internal: out of GPU memory; try a shorter text"}
-            if is_gpu_failure(exc):
-                log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
-                             "so this worker asks RunPod to replace it", job_id, exc_info=True)
-                self.gpu_failure = summary(exc, limit=200)
-                return self._gpu_failed_result()
-            log.exception("job %s failed", job_id)
-            return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
+            yield {"error": "internal: out of memory; try a shorter text"}
+            return
+        except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; _failure logs it
+            yield self._failure(exc, job_id)
+            return
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
-        return result
+
+    def _failure(self, exc: Exception, job_id: str | None) -> dict:
+        """The error for an unexpected exception; a CUDA failure also marks the worker for replacement."""
+        if is_gpu_out_of_memory(exc):
+            free_gpu_memory()
+            return {"error": "internal: out of GPU memory; try a shorter text"}
+        if is_gpu_failure(exc):
+            log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
+                         "so this worker asks RunPod to replace it", job_id, exc_info=True)
+            self.gpu_failure = summary(exc, limit=200)
+            return self._gpu_failed_result()
+        log.exception("job %s failed", job_id)
+        return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
 
     def _gpu_failed_result(self) -> dict:
         """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""

@@ -6,7 +6,10 @@ channel); only the platform on the other end of the HTTP calls is ours:
 
 - ``GET  .../job-take/<worker>?...``: one job as ``{"id", "input"}``, or 204;
 - ``GET  .../job-take-batch/<worker>?...&batch_size=N``: up to N jobs as a list, or 204;
-- ``POST .../job-done/<worker>/<job id>?...&isStream=false``: the result, JSON in the body;
+- ``POST .../job-done/<worker>/<job id>?...&isStream=false``: the result, JSON in the body (``isStream=true``
+  from a streaming handler, whose output is then the list of items, or ``[]``);
+  ``{"status": "IN_PROGRESS", "output": ...}`` posted there is a progress update (``/status`` shows it);
+- ``POST .../job-stream/<worker>/<job id>?...``: one streamed item, ``{"output": item}``, as it is yielded;
 - ``GET  .../job-stop/<worker>?...``: ``{"jobsToStop": [...]}`` (cancel, timeout), or 204;
 - ``GET  /ping/<worker>?job_id=a,b``: the heartbeat, with the jobs in progress.
 
@@ -33,6 +36,7 @@ LONG_POLL_S = 1.0
 _ROUTES = {
     "take": re.compile(r"^/v2/endpoint/(job-take|job-take-batch)/[^/]+$"),
     "done": re.compile(r"^/v2/endpoint/job-done/[^/]+/(?P<job_id>[^/]+)$"),
+    "stream": re.compile(r"^/v2/endpoint/job-stream/[^/]+/(?P<job_id>[^/]+)$"),
     "stop": re.compile(r"^/v2/endpoint/job-stop/[^/]+$"),
     "ping": re.compile(r"^/ping/[^/]+$"),
 }
@@ -44,6 +48,8 @@ class RunPodJobApi:
         self._stops: list[str] = []
         self._ids = itertools.count(1)
         self.results: dict[str, dict] = {}
+        self.streamed: dict[str, list] = {}  # job id -> the items posted to job-stream, in order
+        self.progress: dict[str, list] = {}  # job id -> what progress_update posted (status IN_PROGRESS)
         self.taken: dict[str, float] = {}  # job id -> when the worker took it
         self.batch_sizes: list[int] = []  # what each job-take asked for
         self.pings: list[list[str]] = []  # the job ids each heartbeat reported in progress
@@ -85,6 +91,7 @@ class RunPodJobApi:
         return {
             "RUNPOD_WEBHOOK_GET_JOB": f"{base}/v2/endpoint/job-take/$ID?gpu=test",
             "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base}/v2/endpoint/job-done/$RUNPOD_POD_ID/$ID?gpu=test",
+            "RUNPOD_WEBHOOK_POST_STREAM": f"{base}/v2/endpoint/job-stream/$RUNPOD_POD_ID/$ID?gpu=test",
             "RUNPOD_WEBHOOK_PING": f"{base}/ping/$RUNPOD_POD_ID",
             "RUNPOD_PING_INTERVAL": "1000",
             "RUNPOD_POD_ID": worker_id,
@@ -106,7 +113,15 @@ class RunPodJobApi:
 
     def done(self, job_id: str, body: dict) -> None:
         with self._changed:
-            self.results[job_id] = body
+            if body.get("status") == "IN_PROGRESS":  # runpod's progress_update posts here too
+                self.progress.setdefault(job_id, []).append(body.get("output"))
+            else:
+                self.results[job_id] = body
+            self._changed.notify_all()
+
+    def stream(self, job_id: str, body: dict) -> None:
+        with self._changed:
+            self.streamed.setdefault(job_id, []).append(body["output"])
             self._changed.notify_all()
 
     def stops(self) -> list[str]:
@@ -157,6 +172,9 @@ def _handler_for(api: RunPodJobApi):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if match := _ROUTES["done"].match(url.path):
                 api.done(match.group("job_id"), json.loads(body))  # JSON, sent with a form content type
+                return self._empty(200)
+            if match := _ROUTES["stream"].match(url.path):
+                api.stream(match.group("job_id"), json.loads(body))
                 return self._empty(200)
             return self._empty(404)
 

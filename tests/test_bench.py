@@ -113,7 +113,7 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--models-dir", str(tiny_model_dir), "--jobs", "1", "--upstream-jobs", "1", "--concurrency", "1,2",
-         "--nfe", "4", "--text-seconds", "3", "--cold-starts", "1", "--json", str(out),
+         "--nfe", "4", "--text-seconds", "3", "--cold-starts", "1", "--stream", "--json", str(out),
          "--log-dir", str(tmp_path / "logs")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -141,6 +141,12 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
     assert r["model"] == "tiny" and r["nfe"] == 4 and r["device"] == "cpu"
     assert r["machine"]["cpu"] and r["machine"]["usable_cores"] >= 1
     assert "cold start" in proc.stdout and "RTF" in proc.stdout
+    # --stream: streamed jobs beside unstreamed ones at each level; the first audio comes before the stream ends
+    assert set(r["stream"]) == {"1", "2"}
+    for level in r["stream"].values():
+        assert 0 < level["first_audio_s"] <= level["streamed_total_s"] and level["unstreamed_s"] > 0
+        assert level["first_audio_ratio"] == pytest.approx(level["first_audio_s"] / level["unstreamed_s"])
+    assert "first audio" in proc.stdout
 
 
 def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_model_dir):

@@ -155,6 +155,48 @@ def batching_api_server(worker_env, tmp_path_factory) -> ApiServer:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def streaming_api_server(worker_env, tmp_path_factory) -> str:
+    """The local API server with STREAMING=1: runpod serves /stream for its generator handler."""
+    server = ApiServer({**worker_env, "STREAMING": "1", "ALIGN_PROCESSES": "0"}, tmp_path_factory.mktemp("api-stream"))
+    try:
+        yield server.ready()
+    finally:
+        server.stop()
+
+
+def test_a_streamed_job_over_run_then_stream(streaming_api_server):
+    """/run, then /stream: runpod's local server gives every item once the job ends (a deployed endpoint gives
+    them as they come; tests/test_streaming.py runs that loop)."""
+    from test_streaming import STREAM_TEXT, check_stream
+
+    job = {"text": STREAM_TEXT, "stream": True, "seed": 5, "nfe_step": 4, "max_retries": 1, "char_timings": True}
+    job_id = requests.post(f"{streaming_api_server}/run", json={"input": job}, timeout=30).json()["id"]
+    body = requests.post(f"{streaming_api_server}/stream/{job_id}", timeout=180).json()
+    assert body["status"] == "COMPLETED", body
+    items = [entry["output"] for entry in body["stream"]]
+    check_stream(items, STREAM_TEXT)
+    assert items[-1]["captions"]["srt"].startswith("1\n")
+    # the tiny model speaks noise, which never matches the text: the gate re-sampled every piece before sending it
+    assert items[-1]["quality"]["retries"] == items[-1]["pieces"]
+
+
+def test_a_job_not_streamed_keeps_its_result_inside_a_list_on_a_streaming_server(api_server, streaming_api_server):
+    """RunPod decides per worker that a generator handler's /runsync output is the list of its items: a job
+    without stream gets its usual result as the only item. A worker without STREAMING refuses stream."""
+    job = {"input": {"text": "Same shape.", "seed": 9, "nfe_step": 4, "max_retries": 0}}
+    plain = requests.post(f"{api_server}/runsync", json=job, timeout=120).json()
+    listed = requests.post(f"{streaming_api_server}/runsync", json=job, timeout=120).json()
+    assert plain["status"] == listed["status"] == "COMPLETED"
+    [out] = listed["output"]
+    assert out.keys() == plain["output"].keys()
+    assert out["audio_base64"] == plain["output"]["audio_base64"]
+    timed = [{k: w[k] for k in ("word", "start", "end", "char_start", "char_end")} for w in out["words"]]
+    assert timed == [{k: w[k] for k in timed[0]} for w in plain["output"]["words"]]  # aligned in or out of process
+    refused = requests.post(f"{api_server}/runsync", json={"input": {"text": "x y", "stream": True}}, timeout=60).json()
+    assert refused["status"] == "FAILED" and refused["error"].startswith("stream: this endpoint does not stream")
+
+
 def test_runsync_over_http(api_server):
     resp = requests.post(f"{api_server}/runsync", json={"input": {"text": "Over HTTP.", "seed": 9, "nfe_step": 4,
                                                                   "output_format": "flac", "max_retries": 0}}, timeout=120)

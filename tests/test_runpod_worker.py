@@ -117,6 +117,21 @@ def test_a_stopped_job_ends_mid_sampling_and_the_worker_takes_the_next(platform)
     assert long_job not in api.results  # a stopped job posts nothing: RunPod reports it cancelled or timed out
 
 
+def test_a_long_job_reports_its_progress_before_its_result(platform):
+    """runpod's progress_update, posted as RunPod's /status shows it: each attempt's sampling and alignment."""
+    api, _, _ = platform
+    job = api.submit({"text": "This sentence runs on for a good while, and then some more. " * 4, "nfe_step": 4,
+                      "seed": 4, "max_retries": 0})
+    result = api.result(job)["output"]
+    # every report has been posted before the result (a late one would show the job in progress again)
+    sampling, aligning = sorted(api.progress[job], key=lambda p: p["stage"] != "sampling")
+    chunks = result["chunks"]
+    assert sampling == {"stage": "sampling", "attempt": 1, "of": 1, "chunks": chunks}
+    assert aligning["stage"] == "aligning" and aligning["audio_seconds"] == pytest.approx(result["duration"], abs=1e-3)
+    short = api.submit({"text": "A short one.", "nfe_step": 4, "max_retries": 0})
+    assert "audio_base64" in api.result(short)["output"] and short not in api.progress  # too short to report
+
+
 def test_on_sigterm_jobs_in_progress_finish_and_are_delivered(platform):
     """RunPod sends SIGTERM when it scales a worker down; work already paid for must still arrive. Runs last."""
     api, read_log, proc = platform

@@ -5,6 +5,11 @@ default voice) -> the delivery plan, refused before any GPU time if the
 result could not be delivered -> sampling (tts/sampler.py), aligned and
 re-sampled while the audio does not say the text (alignment/quality.py) ->
 timings and captions -> encoding -> inline or bucket delivery (delivery.py).
+
+A streamed job (``stream: true``) takes the same path piece by piece
+(``SynthesizeAction.stream``): each piece of the text is sampled, gated and
+aligned on its own and sent as soon as it is ready, and a last item carries
+what only the whole can give (captions, quality, timing).
 """
 
 from __future__ import annotations
@@ -12,23 +17,27 @@ from __future__ import annotations
 import base64
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
-from f5_worker import audio, delivery, stopping
-from f5_worker.actions.timings import quality_field, timing_bytes_bound, timing_fields
+import numpy as np
+
+from f5_worker import audio, delivery, progress, stopping
+from f5_worker.actions.timings import quality_field, stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
-from f5_worker.alignment.textnorm import guess_language
-from f5_worker.alignment.types import Aligner
+from f5_worker.alignment.textnorm import guess_language, tokenize
+from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
 from f5_worker.fetch import audio_bytes
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
-from f5_worker.tts.chunking import estimated_samples, plan_chunks
+from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
 from f5_worker.voices import VoiceStore
 
 MAX_RANDOM_SEED = 2**31 - 1  # seeds drawn for jobs that give none
+EDGE_FADE_S = 0.01  # each streamed piece fades in and out over this long, so pieces joined end to end meet at zero
 
 
 class SynthesizeAction:
@@ -64,7 +73,9 @@ class SynthesizeAction:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        result, gated = self._synthesize_gated(request, ref, params)
+        planned_seconds = estimated_samples(ref, chunks, request.speed, self.models.hop_length) / self.models.sample_rate
+        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS
+        result, gated = self._synthesize_gated(request, ref, params, len(chunks) if reports else 0)
         for stage, ms in result.timing_ms.items():
             timing[f"{stage}_ms"] = ms
         duration = len(result.wave) / result.sample_rate
@@ -102,23 +113,152 @@ class SynthesizeAction:
             audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
         )
 
-    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams
-                          ) -> tuple[SynthesisResult, GatedResult | None]:
+    def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
+        """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
+
+        Pieces are cut between words (tts/chunking.plan_pieces), so every word is timed in exactly
+        one item. Each piece is sampled, re-sampled by the quality gate while its audio does not say
+        it, and aligned before it is sent. Pieces cannot be cross-faded as the unstreamed job's chunks
+        are (that would hold back the end of each piece until the next exists), so each one fades in
+        and out over ``EDGE_FADE_S`` instead and is padded to a whole millisecond: played end to end
+        the pieces meet at silence, without a click, and offsets and word times are exact milliseconds.
+        """
+        started = time.perf_counter()
+        timing: dict[str, float] = {}
+        if request.output == "bucket":  # refused before any work when there is no bucket
+            delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
+                                 max_inline_bytes=self.settings.max_inline_bytes)
+        t0 = time.perf_counter()
+        ref = self.reference_for(request)
+        timing["reference_ms"] = (time.perf_counter() - t0) * 1000
+        language = guess_language(request.text)
+        tokens = [(t.char_start, t.char_end) for t in tokenize(request.text, language)]
+        pieces = plan_pieces(ref, request.text, request.speed, tokens)
+        seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
+        params = SynthesisParams(
+            nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
+            sway_sampling_coef=request.sway_sampling_coef, speed=request.speed,
+            cross_fade_duration=request.cross_fade_duration, remove_silence=request.remove_silence, seed=seed,
+        )
+        wants_alignment = bool(request.word_timings or request.char_timings or request.caption_formats
+                               or request.max_retries)
+        retry_seeds = random.Random(seed)
+        sample_rate = self.models.sample_rate
+        waves: list[np.ndarray] = []
+        words: list[TimedSpan] = []
+        alignments: list[tuple[Alignment, float, int]] = []  # per piece: alignment, duration, retries
+        offset_samples = 0
+        for seq, (start, end) in enumerate(pieces):
+            stopping.check("sampling")
+            piece_text = request.text[start:end]
+            wave, alignment, piece_seed, retries = self._piece(request, ref, piece_text, params, language,
+                                                               wants_alignment, retry_seeds, timing)
+            stopping.check("encoding")
+            offset = offset_samples / sample_rate
+            duration = len(wave) / sample_rate
+            item = {"offset": round(offset, 3), "duration": round(duration, 3),
+                    "text_start": start, "text_end": end, "seed": piece_seed}
+            if alignment is not None:
+                piece_words = [_shifted(w, offset, start) for w in alignment.words]
+                words.extend(piece_words)
+                alignments.append((alignment, duration, retries))
+                if request.word_timings:
+                    item["words"] = [w.to_dict() for w in piece_words]
+                if request.char_timings:
+                    item["chars"] = [_shifted(c, offset, start).to_dict() for c in alignment.chars]
+            t0 = time.perf_counter()
+            encoded = audio.encode_audio(wave, sample_rate, request.output_format)
+            timing["encoding_ms"] = timing.get("encoding_ms", 0.0) + (time.perf_counter() - t0) * 1000
+            if seq == 0:
+                timing["first_audio_ms"] = (time.perf_counter() - started) * 1000
+            waves.append(wave)
+            offset_samples += len(wave)
+            yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
+                   "format": request.output_format, "content_type": audio.content_type(request.output_format),
+                   "sample_rate": sample_rate, **item}
+        yield self._stream_done(request, job_id, seq=len(pieces), waves=waves, words=words, alignments=alignments,
+                                seed=seed, timing=timing, started=started, warnings=list(ref.warnings))
+
+    def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
+               language: str, wants_alignment: bool, retry_seeds: random.Random, timing: dict[str, float]
+               ) -> tuple[np.ndarray, Alignment | None, int, int]:
+        """One streamed piece: sampled, faded at its ends, and, when timings or retries are wanted, aligned
+        and re-sampled by the quality gate until it says its text. Returns wave, alignment, seed, retries."""
+        def attempt(seed: int):
+            result = self.engine.synthesize(ref, text, replace(params, seed=seed))
+            for stage, ms in result.timing_ms.items():
+                timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
+            stopping.check("alignment")
+            return _faded(result.wave, result.sample_rate), result.sample_rate
+
+        if not wants_alignment:
+            return attempt(params.seed)[0], None, params.seed, 0
+        gated = synthesize_until_aligned(
+            attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries, language=language,
+            new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+        )
+        timing["alignment_ms"] = timing.get("alignment_ms", 0.0) + gated.alignment.align_seconds * 1000
+        return gated.wave, gated.alignment, gated.seed, gated.retries
+
+    def _stream_done(self, request: SynthesizeRequest, job_id: str | None, *, seq: int, waves: list[np.ndarray],
+                     words: list[TimedSpan], alignments: list, seed: int, timing: dict[str, float], started: float,
+                     warnings: list[str]) -> dict:
+        """The last item of a streamed job: what only the whole gives (captions, quality, timing, a link)."""
+        sample_rate = self.models.sample_rate
+        duration = sum(len(w) for w in waves) / sample_rate
+        out: dict = {"seq": seq, "done": True, "pieces": len(waves), "duration": round(duration, 3),
+                     "sample_rate": sample_rate, "format": request.output_format, "seed": seed,
+                     "model": self.models.name}
+        if alignments:
+            t0 = time.perf_counter()
+            whole = Alignment(words=words, chars=[], score=0.0, backend=alignments[0][0].backend,
+                              estimated=any(a.estimated for a, _, _ in alignments))
+            options = request.model_copy(update={"word_timings": False, "char_timings": False})
+            fields = timing_fields(whole, options, duration)
+            out.update(fields)
+            out["quality"] = stream_quality(alignments)
+            timing["captions_ms"] = (time.perf_counter() - t0) * 1000
+        if request.output != "inline" and self.stores.bucket is not None:
+            stopping.check("upload")
+            whole_audio = audio.encode_audio(np.concatenate(waves), sample_rate, request.output_format)
+            name = f"speech.{request.output_format}"
+            links = delivery.upload_result(self.stores, job_id, [delivery.ResultFile(
+                name, whole_audio, audio.content_type(request.output_format))])
+            out.update(audio_url=links[name]["url"], files=links, expires_in=self.stores.settings.url_expiry_s)
+        timing["total_ms"] = (time.perf_counter() - started) * 1000
+        out["timing"] = {k: round(v, 2) for k, v in timing.items()}
+        out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
+        out["warnings"] = warnings
+        return out
+
+    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams,
+                          report_chunks: int = 0) -> tuple[SynthesisResult, GatedResult | None]:
         """Synthesise, align the final audio, and re-sample while it does not match the text.
 
         Retry seeds come from a generator seeded with the job's seed, so a request with a
         seed is reproducible as a whole. Without timings, captions or retries wanted, the
-        aligner is not run at all.
+        aligner is not run at all. A long job (``report_chunks``: its chunks) reports each
+        attempt's sampling and alignment as it starts (progress.py).
         """
         wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
+        total = 1 + (request.max_retries if wants_alignment else 0)
+
+        def note(stage: str, attempt: int, **extra) -> None:
+            if report_chunks:
+                progress.report({"stage": stage, "attempt": attempt, "of": total, "chunks": report_chunks, **extra})
+
         if not wants_alignment:
+            note("sampling", 1)
             return self.engine.synthesize(ref, request.text, params), None
         attempts: dict[int, SynthesisResult] = {}
 
         def attempt(seed: int):
+            note("sampling", len(attempts) + 1)
             attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
             stopping.check("alignment")
-            return attempts[seed].wave, attempts[seed].sample_rate
+            result = attempts[seed]
+            note("aligning", len(attempts), audio_seconds=round(len(result.wave) / result.sample_rate, 3))
+            return result.wave, result.sample_rate
 
         retry_seeds = random.Random(params.seed)
         gated = synthesize_until_aligned(
@@ -157,3 +297,24 @@ class SynthesizeAction:
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
         )
+
+
+def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A streamed piece as sent: raised-cosine fades of ``EDGE_FADE_S`` at both ends, padded with silence to
+    a whole millisecond, so pieces played one after another meet at zero and offsets stay exact."""
+    wave = np.asarray(wave, dtype=np.float32).copy()
+    n = min(int(EDGE_FADE_S * sample_rate), len(wave) // 2)
+    if n > 0:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))).astype(np.float32)
+        wave[:n] *= ramp
+        wave[-n:] *= ramp[::-1]
+    per_ms = sample_rate // 1000
+    pad = -len(wave) % per_ms
+    return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
+
+
+def _shifted(span: TimedSpan, offset: float, char_offset: int) -> TimedSpan:
+    """A piece's word or character placed in the whole stream: times after ``offset``, characters in the
+    whole text. Both are whole milliseconds, so the sum is rounded, never floored below the piece."""
+    return replace(span, start=round(offset + span.start, 3), end=round(offset + span.end, 3),
+                   char_start=span.char_start + char_offset, char_end=span.char_end + char_offset)

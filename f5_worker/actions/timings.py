@@ -55,3 +55,18 @@ def quality_field(alignment: Alignment, retries: int = 0) -> dict:
         "retries": retries,
         "flagged_words": list(alignment.flagged_words),
     }
+
+
+def stream_quality(pieces: list[tuple[Alignment, float, int]]) -> dict:
+    """``quality`` of a streamed job from its pieces' (alignment, seconds, retries): the score weighted by
+    each piece's duration, flagged words counted in the whole text, and every piece's re-samplings."""
+    total = sum(seconds for _, seconds, _ in pieces) or 1.0
+    flagged, before = [], 0
+    for alignment, _, _ in pieces:
+        flagged.extend(before + i for i in alignment.flagged_words)
+        before += len(alignment.words)
+    return {
+        "alignment_score": round(sum(a.score * seconds for a, seconds, _ in pieces) / total, 3),
+        "retries": sum(retries for _, _, retries in pieces),
+        "flagged_words": flagged,
+    }

@@ -89,3 +89,50 @@ def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, h
     """Output length before synthesis (cross-fades ignored: an upper bound)."""
     ref_frames = len(ref.wave) // hop_length
     return sum(chunk_frames(ref, c, speed, hop_length) - ref_frames for c in chunks) * hop_length
+
+
+# -- streamed jobs: pieces sampled one after another (docs/api.md, "Streaming") ---------------------
+
+FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark within this many words ...
+FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
+SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chunk_frames): no such first piece
+PIECE_SECONDS = 12.0  # later pieces hold at most about this much speech: one item stays under RunPod's 1 MB as wav
+_CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
+
+
+def plan_pieces(ref: PreparedReference, text: str, speed: float, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(start, end)`` spans of ``text`` for a streamed job, cut between ``tokens`` (the reported words),
+    so no word straddles two pieces.
+
+    The first piece is a clause or a few words (at least ``SHORT_TEXT_BYTES``: upstream, followed here,
+    samples a shorter text at a third of the speed), so the first audio comes early; the later ones are sized
+    for throughput (each is sampled with the reference as its prompt, so small pieces cost more in
+    total), up to ``PIECE_SECONDS`` of speech and upstream's chunk size, preferring to end at a clause mark.
+    """
+    if not tokens:
+        return [(0, len(text))] if text.strip() else []
+    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
+    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * PIECE_SECONDS * speed)))
+    def long_enough(n: int) -> bool:
+        return len(text[tokens[0][0]:tokens[n - 1][1]].encode("utf-8")) >= SHORT_TEXT_BYTES
+
+    first = min(FIRST_PIECE_WORDS, len(tokens))
+    for i, (s, e) in enumerate(tokens[:FIRST_PIECE_MAX_WORDS]):
+        if _CLAUSE_END.search(text[s:e]) and long_enough(i + 1):
+            first = i + 1
+            break
+    while first < len(tokens) and not long_enough(first):
+        first += 1
+    pieces = [(0, first)]
+    i = first
+    while i < len(tokens):
+        j, last_clause = i + 1, None
+        while j < len(tokens) and len(text[tokens[i][0]:tokens[j][1]].encode("utf-8")) <= limit:
+            if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]]):
+                last_clause = j
+            j += 1
+        if j < len(tokens) and last_clause is not None and last_clause - i >= (j - i) // 2:
+            j = last_clause
+        pieces.append((i, j))
+        i = j
+    return [(tokens[a][0], tokens[b - 1][1]) for a, b in pieces]

@@ -20,6 +20,8 @@ Usage:
     uv run python scripts/bench/bench.py                      # tiny random model (CPU default)
     uv run python scripts/bench/bench.py --random-weights     # full-size F5TTS_v1_Base, random weights
     uv run python scripts/bench/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
+    uv run python scripts/bench/bench.py --stream --text-seconds 30 --concurrency 1,4 --skip-upstream
+                                                              # time to first audio, streamed vs not
 
 docs/performance.md gives the method and the latest figures.
 
@@ -213,9 +215,43 @@ def child_ours(cfg: dict) -> dict:
     out["async"] = hasattr(worker, "handle_async")
     out["machine"] = machine()
     out.update(peak_memory())  # before upstream shares the process
+    if cfg["stream"]:
+        out["stream"] = stream_runs(worker, cfg)
     if cfg["paired"]:
         out["paired"] = paired_runs(worker, cfg)
     return out
+
+
+async def stream_job(worker, job: dict) -> dict:
+    """One streamed job read as RunPod's streaming handler reads it: time to its first audio, and to its end."""
+    started = time.perf_counter()
+    first = duration = None
+    async for item in worker.stream_async({**job, "stream": True}, job_id=f"bench-stream-{job['seed']}"):
+        if "error" in item:
+            raise RuntimeError(f"benchmark job failed: {item['error']}")
+        if first is None and "audio_base64" in item:
+            first = time.perf_counter() - started
+        if item.get("done"):
+            duration = float(item["duration"])
+    return {"first_audio_s": first, "total_s": time.perf_counter() - started, "duration": duration}
+
+
+def stream_runs(worker, cfg: dict) -> dict:
+    """At each concurrency, rounds of that many streamed jobs and that many unstreamed ones, alternately (so
+    load from other processes hits both alike): the streamed jobs' first audio and end, the others' latency."""
+    async def together(coroutines):
+        return await asyncio.gather(*coroutines)
+
+    levels, seed = {}, 3000
+    for concurrency in cfg["concurrency"]:
+        streamed, plain = [], []
+        for _ in range(max(1, cfg["jobs"] // concurrency)):
+            jobs = [synth_job(cfg, seed + i) for i in range(concurrency)]
+            seed += concurrency
+            streamed += asyncio.run(together(stream_job(worker, j) for j in jobs))
+            plain += asyncio.run(together(run_job_async(worker, j) for j in jobs))
+        levels[str(concurrency)] = {"streamed": streamed, "unstreamed": plain}
+    return levels
 
 
 def paired_runs(worker, cfg: dict) -> dict:
@@ -441,6 +477,21 @@ def build_report(args, cfg: dict, ours: dict, upstream: dict | None, extra_cold:
         report["cold_start_ratio"] = report["cold_start_s"] / report["upstream_cold_start_s"]
     else:
         report.update(upstream_rtf=None, upstream_cold_start_s=None)
+    if "stream" in ours:
+        report["stream"] = {}
+        for c, level in ours["stream"].items():
+            first = percentile([r["first_audio_s"] for r in level["streamed"]], 50)
+            total = percentile([r["total_s"] for r in level["streamed"]], 50)
+            unstreamed = percentile([r["wall_ms"] / 1000 for r in level["unstreamed"]], 50)
+            report["stream"][c] = {
+                "jobs": len(level["streamed"]),
+                "first_audio_s": first,
+                "first_audio_p95_s": percentile([r["first_audio_s"] for r in level["streamed"]], 95),
+                "streamed_total_s": total,
+                "unstreamed_s": unstreamed,
+                "first_audio_ratio": first / unstreamed,
+                "total_ratio": total / unstreamed,
+            }
     return report
 
 
@@ -480,6 +531,10 @@ def print_report(r: dict) -> None:
           + ", ".join(f"{c}: {v:.2f}" for c, v in r["throughput"].items()))
     print(f"overhead outside model compute: {f(r['overhead_fraction'] * 100, '{:.1f}')} % of job time, "
           f"{f(r['overhead_per_audio_second'], '{:.4f}')} x audio duration (target <= 0.05)")
+    for c, st in (r.get("stream") or {}).items():
+        print(f"streamed, concurrency {c} ({st['jobs']} jobs, p50): first audio {st['first_audio_s']:.3f} s = "
+              f"{st['first_audio_ratio']:.2f} x the unstreamed job's {st['unstreamed_s']:.3f} s; whole stream "
+              f"{st['streamed_total_s']:.3f} s = {st['total_ratio']:.2f} x")
     print(f"cold start samples: ours {[round(x, 2) for x in r['cold_start_samples_s']]}, "
           f"upstream {[round(x, 2) for x in r.get('upstream_cold_start_samples_s') or []]}")
 
@@ -511,6 +566,9 @@ def parse_args(argv=None):
                    help="with --random-weights: no CTC aligner weights, so English aligns with pocketsphinx on the "
                         "CPU (default: random CTC weights where the image keeps the real ones, aligning on the GPU)")
     p.add_argument("--skip-upstream", action="store_true", help="measure only our worker")
+    p.add_argument("--stream", action="store_true",
+                   help="also run each concurrency level's jobs streamed, alternating with unstreamed ones: "
+                        "first_audio_s, and both as ratios to the unstreamed job's latency")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark process")
     p.add_argument("--log-dir", help="where the benchmark processes' logs go (default: a temporary dir)")
     p.add_argument("--json", dest="json_path", help="write the figures to this file")
@@ -520,10 +578,12 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     files_cfg, env = model_setup(args)
+    if args.stream:
+        env = dict(env, STREAMING="1")  # the worker streams only where the endpoint lets it
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     cfg = dict(files_cfg, nfe=args.nfe, sway=args.sway, jobs=args.jobs, concurrency=concurrency,
                upstream_jobs=args.upstream_jobs or args.jobs, text=bench_text(args.text_seconds),
-               paired=not args.skip_upstream, retries=args.retries, timings=not args.no_timings,
+               paired=not args.skip_upstream, stream=args.stream, retries=args.retries, timings=not args.no_timings,
                ref_b64=base64.b64encode(ref_wav_path().read_bytes()).decode(),
                device=None if args.device == "auto" else args.device)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="f5-bench-"))

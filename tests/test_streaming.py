@@ -1,0 +1,211 @@
+"""Streamed synthesis (``stream: true``): how the text is cut into pieces, the items a job yields, and a
+streaming worker under runpod-python's own worker loop against the stand-in platform: items posted to
+``/stream`` as they are made, other jobs' results as RunPod aggregates them, and a cancel mid-stream.
+
+The item properties over runpod's local ``/run`` + ``/stream`` are in tests/test_runpod_local.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_runpod_worker import wait_for_log
+
+from conftest import REPO_ROOT, decode_b64_audio
+from runpod_platform import RunPodJobApi
+
+STREAM_TEXT = ("Hello there, my friend. This text goes on for a while, so that it needs more than one piece "
+               "to be spoken; and then a few more words.")
+
+
+def check_stream(items: list[dict], text: str, fmt: str = "wav") -> list[np.ndarray]:
+    """What every streamed job's items must satisfy; returns each piece's decoded audio."""
+    *pieces, done = items
+    assert [i["seq"] for i in items] == list(range(len(items)))
+    assert done["done"] is True and "audio_base64" not in done and len(pieces) == done["pieces"] >= 2
+    waves, offset, words, chars = [], 0.0, [], []
+    for piece in pieces:
+        assert "done" not in piece and piece["format"] == fmt
+        wave, sr = decode_b64_audio(piece["audio_base64"])  # each item decodes on its own
+        assert sr == piece["sample_rate"] == 24000
+        assert len(wave) / sr == pytest.approx(piece["duration"], abs=1e-6)
+        assert piece["offset"] == pytest.approx(offset, abs=1e-6)  # contiguous
+        offset += piece["duration"]
+        start, end = piece["offset"], piece["offset"] + piece["duration"]
+        for spans in (piece["words"], piece.get("chars", [])):
+            starts = [s["start"] for s in spans]
+            assert starts == sorted(starts)  # rise
+            assert all(start - 1e-9 <= s["start"] <= s["end"] <= end + 1e-9 for s in spans)  # inside the piece
+        assert all(piece["text_start"] <= w["char_start"] < w["char_end"] <= piece["text_end"] for w in piece["words"])
+        waves.append(wave)
+        words += piece["words"]
+        chars += piece.get("chars", [])
+    # no word straddles two items: each word of the text once, in order, with its place in the whole text
+    assert [(w["word"], w["char_start"], w["char_end"]) for w in words] == \
+           [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    assert all(text[w["char_start"]:w["char_end"]] == w["word"] for w in words)
+    if chars:
+        assert [c["char_start"] for c in chars] == [i for i, ch in enumerate(text) if not ch.isspace()]
+    joined = np.concatenate(waves)
+    assert len(joined) / 24000 == pytest.approx(sum(p["duration"] for p in pieces), abs=1e-6) \
+           == pytest.approx(done["duration"], abs=1e-3)
+    assert done["timing"]["first_audio_ms"] <= done["timing"]["total_ms"]
+    return waves
+
+
+# -- the pieces ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_ref(worker):
+    return worker.synthesize.references.default_voice(0.1)
+
+
+@pytest.mark.parametrize("text, first", [
+    (STREAM_TEXT, "Hello there,"),
+    ("One two three four five six seven eight nine ten eleven.", "One two three four"),
+    ("Short.", "Short."),
+    ("Yes, I will do that for you today. And then more.", "Yes, I will do that for you today."),
+    ("Oh, no. It is not what we wanted, not at all.", "Oh, no. It is not what we wanted,"),
+    ("Oh no it is not what we wanted at all today.", "Oh no it is"),
+    ("你好，世界。今天天气很好。", "你好，世界。"),
+])
+def test_the_first_piece_is_a_clause_or_a_few_words_and_pieces_cut_between_words(default_ref, text, first):
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import plan_pieces
+
+    tokens = [(t.char_start, t.char_end) for t in tokenize(text)]
+    pieces = plan_pieces(default_ref, text, 1.0, tokens)
+    assert text[slice(*pieces[0])] == first
+    starts, ends = {s for s, _ in tokens}, {e for _, e in tokens}
+    assert all(s in starts and e in ends for s, e in pieces)
+    # every word in exactly one piece, in order
+    assert [sum(s <= a and b <= e for s, e in pieces) for a, b in tokens] == [1] * len(tokens)
+    assert pieces[0][0] == tokens[0][0] and pieces[-1][1] == tokens[-1][1]
+    assert all(a[1] <= b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+def test_later_pieces_stay_under_the_piece_length(default_ref):
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import PIECE_SECONDS, plan_pieces
+
+    text = " ".join(["word"] * 400)
+    pieces = plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)])
+    per_second = len(default_ref.text) / default_ref.duration
+    assert len(pieces) > 3
+    assert all(e - s <= per_second * PIECE_SECONDS for s, e in pieces[1:])
+
+
+# -- the items, in the worker's own process -----------------------------------------------------------
+
+
+@pytest.fixture
+def streaming_worker(worker, monkeypatch):
+    monkeypatch.setattr(worker, "settings", dataclasses.replace(worker.settings, streaming=True))
+    return worker
+
+
+def test_a_streamed_job_where_nothing_reads_a_stream_returns_its_items_as_a_list(streaming_worker):
+    """runpod's test_input.json mode calls the plain handler: it gets the items as /runsync aggregates them."""
+    items = streaming_worker.handle({"text": STREAM_TEXT, "stream": True, "nfe_step": 4, "seed": 4,
+                                     "max_retries": 0, "char_timings": True, "output_format": "flac"})
+    check_stream(items, STREAM_TEXT, "flac")
+    assert items[-1]["captions"]["srt"].startswith("1\n") and set(items[-1]["quality"]) == \
+           {"alignment_score", "retries", "flagged_words"}
+
+
+def test_stream_is_refused_where_the_worker_does_not_stream(worker):
+    out = worker.handle({"text": "Hi there.", "stream": True})
+    assert out["error"].startswith("stream: this endpoint does not stream")
+
+
+def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(monkeypatch):
+    from f5_worker.config import runpod_local_test_mode
+
+    monkeypatch.delenv("RUNPOD_WEBHOOK_GET_JOB", raising=False)
+    assert runpod_local_test_mode(["h.py"]) and not runpod_local_test_mode(["h.py", "--rp_serve_api"])
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", "http://x/job-take/$ID")
+    assert not runpod_local_test_mode(["h.py"]) and runpod_local_test_mode(["h.py", "--test_input", "{}"])
+
+
+# -- runpod-python's worker loop, streaming ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def streaming_platform(worker_env, tmp_path_factory):
+    """A worker with STREAMING=1 under runpod-python's JobScaler, against the stand-in platform."""
+    log_path = tmp_path_factory.mktemp("stream-worker") / "worker.log"
+    with RunPodJobApi() as api, open(log_path, "w") as log:
+        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0"}
+        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("stream-worker-cwd"))
+        try:
+            yield api, log_path.read_text
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.slow
+def test_the_worker_loop_posts_each_item_to_stream_and_the_list_as_the_result(streaming_platform):
+    api, _ = streaming_platform
+    job = api.submit({"text": STREAM_TEXT, "stream": True, "nfe_step": 4, "seed": 1, "max_retries": 0})
+    result = api.result(job)
+    check_stream(api.streamed[job], STREAM_TEXT)
+    assert result["output"] == api.streamed[job]  # return_aggregate_stream: /runsync and /status get the list
+
+    plain = api.submit({"text": "Not streamed.", "nfe_step": 4, "seed": 1, "max_retries": 0})
+    [out] = api.result(plain)["output"]  # every result of a streaming worker is a list: here of one
+    assert {"audio_base64", "duration", "words", "captions", "quality", "timing", "delivery"} <= out.keys()
+
+    bad = api.submit({"text": "hi", "speed": 50})
+    assert api.result(bad)["error"] == "speed: must be less than or equal to 3"  # still RunPod's FAILED form
+
+
+@pytest.mark.slow
+def test_a_cancel_mid_stream_stops_the_work(streaming_platform, default_ref):
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import plan_pieces
+
+    api, read_log = streaming_platform
+    text = " ".join(["This sentence runs on for a good while, and then it stops."] * 8)
+    planned = len(plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)]))
+    assert planned >= 4
+    job = api.submit({"text": text, "stream": True, "nfe_step": 64, "seed": 2, "max_retries": 0})
+    api.wait(lambda: api.streamed.get(job), 120, "the first streamed item")
+    api.stop(job)  # what RunPod sends on /cancel
+    wait_for_log(read_log, rf"job {job}: stopped: ", timeout=120)
+    assert f"job {job}: stopped by RunPod" in read_log()
+    after = api.submit({"text": "And the next one.", "nfe_step": 4, "max_retries": 0})
+    assert "audio_base64" in api.result(after)["output"][0]
+    sent = api.streamed[job]
+    assert not any(i.get("done") for i in sent) and len(sent) < planned  # the later pieces were never made
+    assert job not in api.results  # a stopped job posts no result
+
+
+def test_with_a_bucket_the_last_item_links_the_whole_speech(worker, tiny_settings, tmp_path, bucket_env):
+    import io
+
+    import requests
+    import soundfile as sf
+
+    from f5_worker.worker import Worker
+
+    settings = dataclasses.replace(tiny_settings, network_volume_path=tmp_path / "volume", streaming=True)
+    items = Worker(settings, worker.models).handle(
+        {"text": "Hello there, my friend. And a few more words.", "stream": True, "nfe_step": 4, "seed": 2,
+         "max_retries": 0}, job_id="stream-bucket")
+    check_stream(items, "Hello there, my friend. And a few more words.")
+    done = items[-1]
+    assert done["audio_url"] == done["files"]["speech.wav"]["url"] and done["expires_in"] > 0
+    whole, sr = sf.read(io.BytesIO(requests.get(done["audio_url"], timeout=30).content), dtype="float32")
+    pieces = np.concatenate([decode_b64_audio(p["audio_base64"])[0] for p in items[:-1]])
+    assert sr == 24000 and np.array_equal(whole, pieces)  # the pieces, played end to end, are the whole file
