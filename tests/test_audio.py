@@ -264,7 +264,7 @@ def test_long_audio_is_resampled_in_blocks_as_torchaudio_does_it_in_one_piece(ra
 
 
 def test_float_audio_beyond_full_scale_is_scaled_and_absurd_values_refused():
-    """Issue 19, 3: ±1e38 came out as constant -1.0 reported as success; integer-range floats are just unscaled."""
+    """±1e38 came out as constant -1.0 reported as success; integer-range floats are just unscaled."""
     loud = tone(1.0, amp=3000.0)
     buf = io.BytesIO()
     sf.write(buf, loud, SR, format="WAV", subtype="FLOAT")
@@ -278,7 +278,7 @@ def test_float_audio_beyond_full_scale_is_scaled_and_absurd_values_refused():
 
 
 def test_decode_errors_say_what_is_wrong_without_naming_our_objects():
-    """Issue 19, 8: ``<_io.BytesIO object at 0x...>`` and "File does not exist ... (possibly a pipe?)"."""
+    """Decode errors once said ``<_io.BytesIO object at 0x...>`` and "File does not exist ... (possibly a pipe?)"."""
     mp3 = audio.encode_audio(tone(1.0), SR, "mp3")
     for junk in (b"not audio at all", mp3[:300], b"RIFF\x00\x00\x00\x00WAVEfmt "):
         with pytest.raises(JobError) as caught:

@@ -150,7 +150,7 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
 
 
 def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_model_dir):
-    """scripts/bench/gpu_profile.py is for a GPU session; its smoke run keeps it from rotting meanwhile."""
+    """scripts/bench/gpu_profile.py is for a GPU machine; its smoke run keeps it from rotting meanwhile."""
     spec = importlib.util.spec_from_file_location("gpu_profile", REPO_ROOT / "scripts" / "bench" / "gpu_profile.py")
     gpu_profile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_profile)

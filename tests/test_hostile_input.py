@@ -1,6 +1,6 @@
 """Hostile input through the real handler: audio bombs, absurd samples, huge and forged echoes, anything.
 
-Each reproducer of issue 19 that runs in-process is here; the same attacks over the local HTTP API, and
+Each known attack that runs in-process is here; the same attacks over the local HTTP API, and
 the log they leave, are in test_runpod_local.py, and damaged voice metadata in test_voices.py.
 """
 
@@ -119,7 +119,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def test_audio_bombs_stay_within_their_memory_bound(tmp_path):
-    """Issue 19, 1: a small FLAC declaring minutes at 384 kHz took gigabytes (8.8 GB peak for 1,790 s).
+    """A small FLAC declaring minutes at 384 kHz took gigabytes (8.8 GB peak for 1,790 s).
 
     The bombs here are scaled down to stay fast (120 s and 110 s at 384 kHz, 170 kB of FLAC): before,
     they took 0.48 GB (align) and about as much for a reference; now decoding holds at most
@@ -142,7 +142,7 @@ def test_audio_bombs_stay_within_their_memory_bound(tmp_path):
 
 
 def test_a_reference_with_absurd_samples_is_refused_not_turned_into_noise(hostile_worker):
-    """Issue 19, 3: a float WAV of ±1e38 was accepted and gave 3.7 s of constant -1.0, reported as success."""
+    """A float WAV of ±1e38 was accepted and gave 3.7 s of constant -1.0, reported as success."""
     rng = np.random.default_rng(0)
     wave = np.sign(rng.standard_normal(24000 * 3)).astype(np.float32) * np.float32(1e38)
     out = hostile_worker.handle({"text": "Hello there.", "nfe_step": 4, "ref_text": "Hello there.",
@@ -151,7 +151,7 @@ def test_a_reference_with_absurd_samples_is_refused_not_turned_into_noise(hostil
 
 
 def test_a_one_sample_upload_blames_the_audio(hostile_worker):
-    """Issue 19, 4: it said ``ref_text: is 13 bytes of text for 0.1 s of reference audio``."""
+    """A one-sample upload once said ``ref_text: is 13 bytes of text for 0.1 s of reference audio``."""
     out = hostile_worker.handle({"action": "upload_voice", "name": "one", "ref_text": "Hello there.",
                                  "audio_base64": wav_b64(np.array([0.5], dtype=np.float32))})
     assert out.get("error", "").startswith("audio_base64: "), out
@@ -164,7 +164,7 @@ def test_a_one_sample_upload_blames_the_audio(hostile_worker):
     {"text": "hi", "speed": "9" * 100_000},
 ])
 def test_echoed_values_are_cut(hostile_worker, job):
-    """Issue 19, 5: ``{"action": "x" * 1000000}`` gave a 1,000,115-character error."""
+    """``{"action": "x" * 1000000}`` gave a 1,000,115-character error."""
     out = hostile_worker.handle(job)
     assert names_a_field(out["error"]) and len(out["error"]) < 400, out["error"][:500]
     assert "\n" not in out["error"]
@@ -216,7 +216,7 @@ def jobs(draw):
 @example(job={"action": "get_voice", "name": "a\nb"})
 @example(job={"voice": "a\x00b", "text": "Hi.", **CHEAP})
 def test_any_job_gets_a_result_or_an_error_naming_its_field(hostile_worker, job):
-    """Issue 19, 8: through the real handler, whatever a job says, the answer is a result or
+    """Through the real handler, whatever a job says, the answer is a result or
     ``<field>: <problem>``: never an internal error, never a traceback, never a huge echo."""
     out = hostile_worker.handle(job, job_id="hostile")
     assert isinstance(out, dict)
@@ -234,7 +234,7 @@ def test_a_good_job_is_served_after_the_harness(hostile_worker):
 
 
 def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
-    """Issue 19, 7: the worker's log format (runpod_handler.py) as configured, with a job's text in a message
+    """The worker's log format (runpod_handler.py) as configured, with a job's text in a message
     and in an exception's message, the way ``log.exception`` writes an internal error."""
     import logging
 

@@ -285,7 +285,7 @@ FORGED = "2026-01-01 00:00:00,000 INFO f5_worker.worker: FORGED by a job"
 
 
 def test_hostile_jobs_over_http_answer_by_field_log_cleanly_and_stay_within_memory(api_server_process):
-    """Issue 19 over the HTTP API: forged log lines (7), huge echoes (5), damaged metadata (2), an audio
+    """Hostile jobs over the HTTP API: forged log lines, huge echoes, damaged metadata, an audio
     bomb (1); each answered ``<field>: <problem>``, the log has no line a job wrote, a good job follows."""
     import base64
     import io
