@@ -19,6 +19,7 @@ import ipaddress
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -236,6 +237,19 @@ def _fetch(url: str, field: str, max_bytes: int, timeout_s: float, watchdog: _De
             response.release_conn()
             pool.close()
     raise JobError(field, f"more than {MAX_REDIRECTS} redirects")
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """What every job's audio, sent by URL or as base64, is held to (``MAX_DOWNLOAD_BYTES``, ``DOWNLOAD_TIMEOUT_S``)."""
+
+    max_bytes: int
+    timeout_s: float
+
+    def audio(self, url: str | None, b64: str | None, *, url_field: str = "audio_url",
+              b64_field: str = "audio_base64") -> tuple[bytes, str]:
+        return audio_bytes(url, b64, url_field=url_field, b64_field=b64_field, max_bytes=self.max_bytes,
+                           timeout_s=self.timeout_s)
 
 
 def audio_bytes(

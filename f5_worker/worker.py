@@ -23,6 +23,7 @@ from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
 from f5_worker.config import Settings, get_settings
 from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu_failure, is_gpu_out_of_memory, summary
+from f5_worker.fetch import DownloadLimits
 from f5_worker.logs import echo
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
@@ -61,13 +62,12 @@ class Worker:
             keep_seconds=settings.ref_audio_keep_seconds,
             max_input_seconds=settings.max_ref_audio_seconds,
         )
-        self.synthesize = SynthesizeAction(settings, self.engine, self.aligner, self.voices, self.stores)
-        voice_actions = VoiceActions(self.voices, max_download_bytes=settings.max_download_bytes,
-                                     download_timeout_s=settings.download_timeout_s)
+        downloads = DownloadLimits(settings.max_download_bytes, settings.download_timeout_s)
+        self.synthesize = SynthesizeAction(settings, self.engine, self.aligner, self.voices, self.stores, downloads)
+        voice_actions = VoiceActions(self.voices, downloads)
         self.actions: dict[str, Action] = {
             "synthesize": self.synthesize,
-            "align": AlignAction(self.aligner, max_download_bytes=settings.max_download_bytes,
-                                 download_timeout_s=settings.download_timeout_s),
+            "align": AlignAction(self.aligner, downloads),
             "upload_voice": voice_actions.upload,
             "list_voices": voice_actions.list,
             "get_voice": voice_actions.get,

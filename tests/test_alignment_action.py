@@ -16,6 +16,7 @@ from f5_worker.actions.align import AlignAction
 from f5_worker.actions.timings import quality_field, timing_fields
 from f5_worker.alignment.selection import load_aligner
 from f5_worker.errors import JobError
+from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import parse_job
 
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
@@ -23,7 +24,7 @@ REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 
 @pytest.fixture(scope="module")
 def action():
-    return AlignAction(load_aligner("sphinx"), max_download_bytes=10_000_000, download_timeout_s=5)
+    return AlignAction(load_aligner("sphinx"), DownloadLimits(10_000_000, 5))
 
 
 def run(action, **fields) -> dict:
@@ -129,7 +130,7 @@ def test_worker_refuses_bad_align_jobs_clearly(worker, fields, message):
 
 def test_chinese_text_without_a_language_is_estimated_not_misaligned(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ctc weights
-    auto = AlignAction(load_aligner("auto"), max_download_bytes=10_000_000, download_timeout_s=5)
+    auto = AlignAction(load_aligner("auto"), DownloadLimits(10_000_000, 5))
     out = run(auto, audio_base64=REF_B64, text="你好，世界。")
     assert out["language"] == "zh"
     assert [w["word"] for w in out["words"]] == ["你", "好，", "世", "界。"]

@@ -75,6 +75,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     from f5_worker.actions.align import AlignAction
     from f5_worker.alignment.selection import load_aligner
     from f5_worker.errors import JobError
+    from f5_worker.fetch import DownloadLimits
     from f5_worker.schema import parse_job
     from f5_worker.tts.reference import ReferencePreparer
     from f5_worker.voices import VoiceStore
@@ -85,8 +86,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     def status(key):
         return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 
-    align = AlignAction(load_aligner("auto", device="cpu", processes=0), max_download_bytes=50 << 20,
-                        download_timeout_s=30)
+    align = AlignAction(load_aligner("auto", device="cpu", processes=0), DownloadLimits(50 << 20, 30))
     refs = ReferencePreparer(max_input_seconds=120, keep_seconds=12)
     voices = VoiceStore(LocalStorage(sys.argv[2]), max_input_seconds=120)
     jobs = {

@@ -12,7 +12,7 @@ from f5_worker.alignment.quality import align_audio
 from f5_worker.alignment.textnorm import guess_language
 from f5_worker.alignment.types import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.errors import JobError
-from f5_worker.fetch import audio_bytes
+from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import AlignRequest
 
 MAX_ALIGN_AUDIO_SECONDS = 1800.0  # 30 minutes: longer recordings are refused before decoding
@@ -22,17 +22,14 @@ MIN_ALIGN_AUDIO_SECONDS = 0.1
 
 
 class AlignAction:
-    def __init__(self, aligner: Aligner, *, max_download_bytes: int, download_timeout_s: float,
+    def __init__(self, aligner: Aligner, downloads: DownloadLimits, *,
                  max_audio_seconds: float = MAX_ALIGN_AUDIO_SECONDS):
         self.aligner = aligner
-        self.max_download_bytes = max_download_bytes
-        self.download_timeout_s = download_timeout_s
+        self.downloads = downloads
         self.max_audio_seconds = max_audio_seconds
 
     def __call__(self, request: AlignRequest, job_id: str | None = None) -> dict:
-        data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
-                                  b64_field="audio_base64", max_bytes=self.max_download_bytes,
-                                  timeout_s=self.download_timeout_s)
+        data, field = self.downloads.audio(request.audio_url, request.audio_base64)
         decoded = audio.decode(data, field, max_seconds=self.max_audio_seconds, max_rate=ALIGN_SAMPLE_RATE)
         wave, sample_rate = decoded.wave, decoded.sample_rate
         duration = len(wave) / sample_rate

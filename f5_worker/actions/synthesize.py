@@ -28,7 +28,7 @@ from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
-from f5_worker.fetch import audio_bytes
+from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
@@ -42,8 +42,9 @@ EDGE_FADE_S = 0.01  # each streamed piece fades in and out over this long, so pi
 
 class SynthesizeAction:
     def __init__(self, settings: Settings, engine: SynthesisEngine, aligner: Aligner, voices: VoiceStore,
-                 stores: Stores, references: ReferencePreparer | None = None):
+                 stores: Stores, downloads: DownloadLimits, references: ReferencePreparer | None = None):
         self.settings = settings
+        self.downloads = downloads
         self.engine = engine
         self.models = engine.models
         self.aligner = aligner
@@ -281,11 +282,8 @@ class SynthesizeAction:
                                             keep_seconds=self.settings.ref_audio_keep_seconds),
             )
         if request.ref_audio_url is not None or request.ref_audio_base64 is not None:
-            data, field = audio_bytes(
-                request.ref_audio_url, request.ref_audio_base64, url_field="ref_audio_url",
-                b64_field="ref_audio_base64", max_bytes=self.settings.max_download_bytes,
-                timeout_s=self.settings.download_timeout_s,
-            )
+            data, field = self.downloads.audio(request.ref_audio_url, request.ref_audio_base64,
+                                               url_field="ref_audio_url", b64_field="ref_audio_base64")
             return self.references.from_bytes(data, request.ref_text, field, target_rms)
         return self.references.default_voice(target_rms)
 

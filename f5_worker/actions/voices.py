@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 
 from f5_worker import audio
-from f5_worker.fetch import audio_bytes
+from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import DeleteVoiceRequest, GetVoiceRequest, ListVoicesRequest, UploadVoiceRequest
 from f5_worker.voices import VoiceStore
 
@@ -17,15 +17,12 @@ from f5_worker.voices import VoiceStore
 class VoiceActions:
     """Handlers for the voice actions; each returns the job output."""
 
-    def __init__(self, store: VoiceStore, *, max_download_bytes: int, download_timeout_s: float):
+    def __init__(self, store: VoiceStore, downloads: DownloadLimits):
         self.store = store
-        self.max_download_bytes = max_download_bytes
-        self.download_timeout_s = download_timeout_s
+        self.downloads = downloads
 
     def upload(self, request: UploadVoiceRequest, job_id: str | None = None) -> dict:
-        data, field = audio_bytes(request.audio_url, request.audio_base64, url_field="audio_url",
-                                  b64_field="audio_base64", max_bytes=self.max_download_bytes,
-                                  timeout_s=self.download_timeout_s)
+        data, field = self.downloads.audio(request.audio_url, request.audio_base64)
         info = self.store.save(request.name, data, ref_text=request.ref_text, overwrite=request.overwrite,
                                audio_field=field)
         return {"voice": info.public(), "storage": self.store.storage.kind}
