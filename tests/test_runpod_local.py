@@ -114,6 +114,17 @@ class ApiServer:
                 time.sleep(0.5)
         pytest.fail("API server did not start")
 
+    def __enter__(self) -> "ApiServer":
+        try:
+            self.ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self._proc.terminate()
         try:
@@ -126,12 +137,8 @@ class ApiServer:
 @pytest.fixture(scope="module")
 def api_server_process(worker_env, tmp_path_factory) -> ApiServer:
     """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
-    server = ApiServer({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api"))
-    try:
-        server.ready()
+    with ApiServer({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -147,22 +154,15 @@ def batching_api_server(worker_env, tmp_path_factory) -> ApiServer:
     """A server whose sampler waits for full batches of BATCH_OF jobs. A batch closes the moment its last job
     joins; the long window only turns a server that takes one job at a time into a failure instead of a hang."""
     env = {**worker_env, "MAX_BATCH_JOBS": str(BATCH_OF), "BATCH_WAIT_MS": "60000", "ALIGN_PROCESSES": "0"}
-    server = ApiServer(env, tmp_path_factory.mktemp("api-batching"))
-    try:
-        server.ready()
+    with ApiServer(env, tmp_path_factory.mktemp("api-batching")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def streaming_api_server(worker_env, tmp_path_factory) -> str:
     """The local API server with STREAMING=1: runpod serves /stream for its generator handler."""
-    server = ApiServer({**worker_env, "STREAMING": "1", "ALIGN_PROCESSES": "0"}, tmp_path_factory.mktemp("api-stream"))
-    try:
-        yield server.ready()
-    finally:
-        server.stop()
+    with ApiServer({**worker_env, "STREAMING": "1", "ALIGN_PROCESSES": "0"}, tmp_path_factory.mktemp("api-stream")) as server:
+        yield server.url
 
 
 def test_a_streamed_job_over_run_then_stream(streaming_api_server):
