@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "F5TTS_v1_Base"
+REGISTRY_FILE_NAME = "models.json"  # the model registry file's default name, in the worker's folder on the volume
 DEFAULT_NETWORK_VOLUME = Path("/runpod-volume")  # where RunPod mounts an endpoint's network volume
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voices sent without ref_text
 DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
@@ -153,7 +154,7 @@ def _region_from_host(host: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    worker_model: str = DEFAULT_MODEL
+    worker_model: str = DEFAULT_MODEL  # the default model's name: DEFAULT_MODEL, or its older name WORKER_MODEL
     model_ckpt_path: str | None = None
     model_vocab_path: str | None = None
     vocoder_path: str | None = None
@@ -179,6 +180,10 @@ class Settings:
     asr_language: str | None = None  # None: Whisper detects each upload's language
     streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
+    models_json: str | None = None  # MODELS: model entries as JSON text, parsed by tts/registry.py
+    model_registry_file: Path | None = None  # None: <volume>/f5-worker/models.json when a volume is mounted
+    max_loaded_models: int = 2  # models kept loaded at once, the default model included
+    max_model_memory_gb: float = 0.0  # GB of weights kept loaded; 0: half the GPU's memory (no bound on CPU)
 
     @property
     def volume_mounted(self) -> bool:
@@ -199,12 +204,16 @@ class Settings:
         return Path.home() / ".cache" / "huggingface"
 
     @property
-    def tiny_models_path(self) -> Path:
-        return self.tiny_model_dir or self.data_dir / "models" / "tiny"
+    def registry_file(self) -> Path | None:
+        """The model registry file: ``MODEL_REGISTRY_FILE``, else ``models.json`` in the worker's folder on the
+        volume (read only if it exists)."""
+        if self.model_registry_file is not None:
+            return self.model_registry_file
+        return self.data_dir / REGISTRY_FILE_NAME if self.volume_mounted else None
 
     @property
-    def is_tiny(self) -> bool:
-        return self.worker_model == TINY_MODEL
+    def tiny_models_path(self) -> Path:
+        return self.tiny_model_dir or self.data_dir / "models" / "tiny"
 
 
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
@@ -257,11 +266,26 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _env_default_model(default: str) -> str:
+    """``DEFAULT_MODEL``, or ``WORKER_MODEL`` (its older name); both set to different models is refused."""
+    new, old = _env("DEFAULT_MODEL"), _env("WORKER_MODEL")
+    if new and old and new.strip() != old.strip():
+        raise SettingsError(f"DEFAULT_MODEL={new!r} and WORKER_MODEL={old!r} disagree; WORKER_MODEL is the older "
+                            "name of DEFAULT_MODEL: set one of them")
+    return (new or old or default).strip()
+
+
 def get_settings() -> Settings:
     """Read the settings from the environment (call once per process, or per test)."""
     d = _DEFAULTS
+    max_loaded = _env_int("MAX_LOADED_MODELS", d["max_loaded_models"])
+    if max_loaded < 1:
+        raise SettingsError(f"MAX_LOADED_MODELS must be at least 1 (got {max_loaded})")
+    memory_gb = _env_float("MAX_MODEL_MEMORY_GB", d["max_model_memory_gb"])
+    if not 0 <= memory_gb < float("inf"):
+        raise SettingsError(f"MAX_MODEL_MEMORY_GB must be 0 (automatic) or a positive number (got {memory_gb})")
     return Settings(
-        worker_model=_env("WORKER_MODEL", d["worker_model"]),
+        worker_model=_env_default_model(d["worker_model"]),
         model_ckpt_path=_env("MODEL_CKPT_PATH"),
         model_vocab_path=_env("MODEL_VOCAB_PATH"),
         vocoder_path=_env("VOCODER_PATH"),
@@ -286,6 +310,10 @@ def get_settings() -> Settings:
         asr_language=_env("ASR_LANGUAGE"),
         streaming=_env_bool("STREAMING", d["streaming"]),
         result_dump_dir=_env_path("RESULT_DUMP_DIR"),
+        models_json=_env("MODELS"),
+        model_registry_file=_env_path("MODEL_REGISTRY_FILE"),
+        max_loaded_models=max_loaded,
+        max_model_memory_gb=memory_gb,
     )
 
 

@@ -19,12 +19,13 @@ from f5_worker.captions import CAPTION_FORMATS
 from f5_worker.errors import JobError
 from f5_worker.logs import echo, shorten
 from f5_worker.tts.reference import MAX_REF_TEXT_CHARS
+from f5_worker.tts.registry import LANGUAGE_TAG
 from f5_worker.voices import check_voice_name
 
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
 MAX_URL_CHARS = 4096
 MAX_SEED = 2**63 - 1
-_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+_LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
 
 OutputFormat = Literal[OUTPUT_FORMATS]  # the encoders' formats (audio.py)
 CaptionFormat = Literal[CAPTION_FORMATS]  # the caption renderers' formats (captions.py)
@@ -82,6 +83,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     output: OutputMode = "auto"
     max_retries: int = Field(2, ge=0, le=5)
     stream: bool = False  # pieces as they are made, through RunPod's /stream (docs/api.md, "Streaming")
+    model: str | None = Field(None, min_length=1, max_length=64)  # None: the voice's model, else the default
 
     @model_validator(mode="after")
     def _text_has_words(self):
@@ -121,11 +123,15 @@ class UploadVoiceRequest(_NamedVoice):
     audio_base64: str | None = Field(None, min_length=1)
     ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
     overwrite: bool = False
+    model: str | None = Field(None, min_length=1, max_length=64)  # the model jobs with this voice use by default
+    language: str | None = Field(None, min_length=2, max_length=16)  # the voice's language, e.g. fr
 
     @model_validator(mode="after")
     def _one_audio(self):
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
+        if self.language is not None and not _LANGUAGE_TAG.fullmatch(self.language):
+            raise JobError("language", "must be a language tag such as en, fr or zh-CN")
         return self
 
 
@@ -140,6 +146,10 @@ class GetVoiceRequest(_NamedVoice):
 
 class DeleteVoiceRequest(_NamedVoice):
     action: Literal["delete_voice"]
+
+
+class ListModelsRequest(_Request):
+    action: Literal["list_models"]
 
 
 class HealthRequest(_Request):
@@ -160,6 +170,7 @@ ACTIONS: dict[str, type[_Request]] = {
     "list_voices": ListVoicesRequest,
     "get_voice": GetVoiceRequest,
     "delete_voice": DeleteVoiceRequest,
+    "list_models": ListModelsRequest,
     "health": HealthRequest,
 }
 

@@ -90,6 +90,8 @@ class VoiceInfo:
     version: _Text
     audio_key: Annotated[str, Field(min_length=1, max_length=300)]
     format: int = 1
+    model: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # jobs with the voice use it by default
+    language: Annotated[str, Field(min_length=2, max_length=16)] | None = None  # the language the voice speaks
 
     def public(self) -> dict:
         """What ``list_voices``/``get_voice`` show (storage keys stay internal)."""
@@ -101,6 +103,8 @@ class VoiceInfo:
             "size": self.size_bytes,
             "created": self.created,
             "version": self.version,
+            "model": self.model,
+            "language": self.language,
         }
 
     def to_json(self) -> bytes:
@@ -234,6 +238,8 @@ class VoiceStore:
         ref_text: str | None = None,
         overwrite: bool = False,
         audio_field: str = "audio",
+        model: str | None = None,
+        language: str | None = None,
     ) -> VoiceInfo:
         """Normalise, transcribe if needed, store; returns the committed metadata.
 
@@ -285,6 +291,8 @@ class VoiceStore:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             version=version,
             audio_key=self._audio_key(name, version),
+            model=model,
+            language=language,
         )
         try:
             self.storage.put(info.audio_key, wav, "audio/wav")

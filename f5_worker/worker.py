@@ -1,4 +1,5 @@
-"""The worker: models loaded once, then each job is parse -> dispatch -> error policy.
+"""The worker: models loaded once (the default at start, others when a job first names them), then each
+job is parse -> dispatch -> error policy.
 
 Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}``;
 unexpected ones are logged with their traceback and the worker keeps serving.
@@ -18,6 +19,7 @@ from typing import Any
 from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
+from f5_worker.actions.models import ListModelsAction
 from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
@@ -27,7 +29,10 @@ from f5_worker.fetch import DownloadLimits
 from f5_worker.logs import echo
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
-from f5_worker.tts.loading import LoadedModels, load_models
+from f5_worker.tts.loading import LoadedModels, load_model
+from f5_worker.tts.model_pool import ModelPool
+from f5_worker.tts.reference import ReferencePreparer
+from f5_worker.tts.registry import ModelRegistry
 from f5_worker.tts.sampler import SynthesisEngine
 from f5_worker.voices import VoiceStore
 
@@ -39,12 +44,15 @@ Action = Callable[[Any, "str | None"], dict]
 class Worker:
     """Owns the loaded models and every component built on them, for the life of the process."""
 
-    def __init__(self, settings: Settings, models: LoadedModels, stores: Stores | None = None):
+    def __init__(self, settings: Settings, models: LoadedModels, stores: Stores | None = None,
+                 registry: ModelRegistry | None = None):
+        """``models``: the default model, loaded; the others are loaded when a job first names one."""
         self.settings = settings
         self.models = models
         self.gpu_failure: str | None = None  # set by a CUDA error: this process can no longer use the GPU
-        self.engine = SynthesisEngine(models, max_batch_jobs=settings.max_batch_jobs,
-                                      max_wait_s=settings.batch_wait_ms / 1000)
+        self.registry = registry or ModelRegistry.from_settings(settings)
+        self.pool = ModelPool(settings, self.registry, models, self._make_engine)
+        self.engine = self.pool.default_engine
         processes = settings.align_processes
         if processes < 0:
             processes = auto_processes(models.device)
@@ -62,17 +70,20 @@ class Worker:
             keep_seconds=settings.ref_audio_keep_seconds,
             max_input_seconds=settings.max_ref_audio_seconds,
         )
-        downloads = DownloadLimits(settings.max_download_bytes, settings.download_timeout_s)
-        self.synthesize = SynthesizeAction(settings, self.engine, self.aligner, self.voices, self.stores, downloads)
-        voice_actions = VoiceActions(self.voices, downloads)
+        self.downloads = DownloadLimits(settings.max_download_bytes, settings.download_timeout_s)
+        self.references = ReferencePreparer(max_input_seconds=settings.max_ref_audio_seconds,
+                                            keep_seconds=settings.ref_audio_keep_seconds)
+        self.synthesize = self._synthesize_action(self.engine)  # the default model's
+        voice_actions = VoiceActions(self.voices, self.downloads, self.registry.entry)
         self.actions: dict[str, Action] = {
-            "synthesize": self.synthesize,
-            "align": AlignAction(self.aligner, downloads),
+            "synthesize": lambda request, job_id=None: self._synthesis_for(request)(request, job_id),
+            "align": AlignAction(self.aligner, self.downloads),
             "upload_voice": voice_actions.upload,
             "list_voices": voice_actions.list,
             "get_voice": voice_actions.get,
             "delete_voice": voice_actions.delete,
-            "health": HealthAction(models, self.aligner, processes, self.stores),
+            "list_models": ListModelsAction(self.pool),
+            "health": HealthAction(models, self.aligner, processes, self.stores, self.pool.describe),
         }
         assert self.actions.keys() == schema.ACTIONS.keys(), "every request model has its action"
         self._check_storage()
@@ -80,7 +91,30 @@ class Worker:
     @classmethod
     def from_env(cls) -> Worker:
         settings = get_settings()
-        return cls(settings, load_models(settings))
+        registry = ModelRegistry.from_settings(settings)
+        return cls(settings, load_model(registry.model_files(registry.default, settings), settings),
+                   registry=registry)
+
+    def _make_engine(self, models: LoadedModels) -> SynthesisEngine:
+        return SynthesisEngine(models, max_batch_jobs=self.settings.max_batch_jobs,
+                               max_wait_s=self.settings.batch_wait_ms / 1000)
+
+    def _synthesize_action(self, engine: SynthesisEngine) -> SynthesizeAction:
+        """The synthesize action on one model's engine; references prepared once serve every model."""
+        return SynthesizeAction(self.settings, engine, self.aligner, self.voices, self.stores, self.downloads,
+                                references=self.references)
+
+    def _synthesis_for(self, request: schema.SynthesizeRequest) -> SynthesizeAction:
+        """The synthesize action on the model the job asks for: its ``model``, else its voice's, else the
+        default (loaded here when it is not yet)."""
+        name = request.model
+        if name is None and request.voice is not None:
+            name = self.voices.info(request.voice, "voice").model
+            if name is not None and name not in self.registry.entries:
+                raise JobError("voice", f"voice {request.voice!r} was made for model {name!r}, which this worker "
+                                        f"does not have; give model (one of {', '.join(self.registry.names())})")
+        engine = self.pool.engine(name)
+        return self.synthesize if engine is self.engine else self._synthesize_action(engine)
 
     def _check_storage(self) -> None:
         """The bucket is checked once at start-up (docs/storage.md); a bad one is reported, not fatal."""
@@ -188,7 +222,7 @@ class Worker:
                 if not self.settings.streaming:
                     raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
                                              "(every result is then a list), or leave stream out")
-                yield from self.synthesize.stream(request, job_id)
+                yield from self._synthesis_for(request).stream(request, job_id)
             else:
                 yield self.actions[request.action](request, job_id)
         except JobError as exc:
@@ -233,7 +267,7 @@ def _describe_request(request) -> str:
     text = getattr(request, "text", None)
     if text is not None:
         parts.append(f"text={len(text)} chars")
-    for name in ("voice", "ref_audio_url", "audio_url", "name"):
+    for name in ("model", "voice", "ref_audio_url", "audio_url", "name"):
         value = getattr(request, name, None)
         if value:
             parts.append(f"{name}={echo(value)}")  # the job's own text: cut and escaped (logs.py)

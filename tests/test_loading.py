@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from f5_worker.config import Settings
+from f5_worker.config import Settings, SettingsError
 from f5_worker.tts.loading import load_checkpoint_state, load_models
+from f5_worker.tts.registry import resolve_model_files
 from f5_worker.tts.tiny_models import tiny_model_files
-from f5_worker.tts.weights import ModelUnavailableError, resolve_model_files
+from f5_worker.tts.weights import ModelUnavailableError
 
 
 def test_tiny_checkpoint_has_real_layout(tiny_model_dir):
@@ -40,7 +41,7 @@ def test_both_tiny_models_load_through_production_loader(tiny_settings):
 
 def test_unknown_model_name_is_a_clear_error(tmp_path):
     settings = Settings(worker_model="NoSuchModel", network_volume_path=tmp_path / "none", hf_offline=True)
-    with pytest.raises(ModelUnavailableError, match="NoSuchModel.*tiny"):
+    with pytest.raises(SettingsError, match="NoSuchModel.*tiny"):
         resolve_model_files(settings)
 
 
@@ -51,7 +52,7 @@ def test_offline_without_weights_names_what_is_missing(tmp_path):
         resolve_model_files(settings)
     message = str(err.value)
     assert "SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors" in message
-    assert "prefetch_models.py" in message and "MODEL_CKPT_PATH" in message
+    assert "prefetch_models.py" in message and "docs/models.md" in message
 
 
 def test_explicit_paths_take_precedence(tiny_model_dir, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import f5_worker
@@ -25,8 +26,11 @@ def english_backend(aligner: Aligner) -> str:
 
 
 class HealthAction:
-    def __init__(self, models: LoadedModels, aligner: Aligner, align_processes: int, stores: Stores):
+    def __init__(self, models: LoadedModels, aligner: Aligner, align_processes: int, stores: Stores,
+                 catalogue: Callable[[], list[dict]] = list):
+        """``models``: the default model; ``catalogue``: every registered model, as ``list_models`` shows it."""
         self.models = models
+        self.catalogue = catalogue
         self.aligner = aligner
         self.align_processes = align_processes
         self.stores = stores
@@ -54,4 +58,5 @@ class HealthAction:
             "aligner": english_backend(self.aligner),
             "align_processes": self.align_processes,
             "storage": self.stores.health(),
+            "models": self.catalogue(),
         }

@@ -7,6 +7,7 @@ a ``VoiceStore``, which owns the stored voices (voices.py).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from f5_worker import audio
 from f5_worker.fetch import DownloadLimits
@@ -17,14 +18,18 @@ from f5_worker.voices import VoiceStore
 class VoiceActions:
     """Handlers for the voice actions; each returns the job output."""
 
-    def __init__(self, store: VoiceStore, downloads: DownloadLimits):
+    def __init__(self, store: VoiceStore, downloads: DownloadLimits, check_model: Callable[[str], object] = str):
+        """``check_model(name)`` raises JobError("model", ...) for a model this worker does not have."""
         self.store = store
         self.downloads = downloads
+        self.check_model = check_model
 
     def upload(self, request: UploadVoiceRequest, job_id: str | None = None) -> dict:
+        if request.model is not None:
+            self.check_model(request.model)  # before the download: a voice for a model nobody serves is a typo
         data, field = self.downloads.audio(request.audio_url, request.audio_base64)
         info = self.store.save(request.name, data, ref_text=request.ref_text, overwrite=request.overwrite,
-                               audio_field=field)
+                               audio_field=field, model=request.model, language=request.language)
         return {"voice": info.public(), "storage": self.store.storage.kind}
 
     def list(self, request: ListVoicesRequest, job_id: str | None = None) -> dict:

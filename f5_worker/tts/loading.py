@@ -1,8 +1,16 @@
-"""Load F5-TTS (DiT inside CFM) and the Vocos vocoder onto the device, once per process."""
+"""Load an F5-TTS model (DiT or UNetT inside CFM) and its Vocos vocoder onto the device.
+
+A checkpoint is compared with the network its entry describes before its weights are assigned, so a
+vocabulary or architecture that does not fit it is named plainly (``vocab has 2546 symbols, the
+checkpoint's text embedding 2545``) instead of torch's list of size mismatches, the error users of
+community checkpoints meet most.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +18,13 @@ from pathlib import Path
 from f5_worker.config import Settings
 from f5_worker.tts.architecture import build_cfm
 from f5_worker.tts.compile import compile_transformer_blocks, is_dit
-from f5_worker.tts.tiny_models import ensure_tiny_models
+from f5_worker.tts.registry import ModelRegistry
 from f5_worker.tts.weight_init import skipped_weight_init
-from f5_worker.tts.weights import ModelFiles, ModelUnavailableError, resolve_model_files
+from f5_worker.tts.weights import ModelFiles, ModelUnavailableError
 
 log = logging.getLogger(__name__)
+
+TEXT_EMBEDDING_KEY = "transformer.text_embed.text_embed.weight"  # rows: vocabulary size + 1 (0 pads), DiT and UNetT
 
 
 @dataclass
@@ -31,6 +41,38 @@ class LoadedModels:
     sample_rate: int
     hop_length: int
     load_seconds: float
+
+    @property
+    def weight_bytes(self) -> int:
+        """The model's parameters and buffers, in bytes: what keeping it loaded costs (the vocoder is shared)."""
+        return sum(t.numel() * t.element_size() for t in (*self.cfm.parameters(), *self.cfm.buffers()))
+
+
+class VocoderCache:
+    """Vocoders by folder and device: models that use the same Vocos share one copy."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._vocoders: dict[tuple[str, str], object] = {}
+
+    @staticmethod
+    def _key(vocoder_dir: Path, device: str) -> tuple[str, str]:
+        return str(Path(vocoder_dir).resolve()), device
+
+    def add(self, vocoder_dir: Path, device: str, vocoder) -> None:
+        """A vocoder loaded elsewhere (the default model's, at start-up), for later models to share."""
+        with self._lock:
+            self._vocoders.setdefault(self._key(vocoder_dir, device), vocoder)
+
+    def get(self, vocoder_dir: Path, device: str):
+        key = self._key(vocoder_dir, device)
+        with self._lock:  # loads are rare and Vocos is small: one at a time keeps two copies from being made
+            if key not in self._vocoders:
+                self._vocoders[key] = load_vocos(Path(vocoder_dir), device)
+            return self._vocoders[key]
+
+    def __len__(self) -> int:
+        return len(self._vocoders)
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -76,6 +118,33 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
     return state
 
 
+def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architecture: str) -> None:
+    """Refuse a checkpoint that does not fit the network, naming what differs, before torch would."""
+    expected = cfm.state_dict()
+    rows = state.get(TEXT_EMBEDDING_KEY)
+    if rows is not None and TEXT_EMBEDDING_KEY in expected and rows.shape[0] != vocab_size + 1:
+        raise ModelUnavailableError(
+            f"{json.dumps(name)}: vocab has {vocab_size} symbols, the checkpoint's text embedding {rows.shape[0] - 1}; "
+            "use the vocab.txt published with the checkpoint")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or wrong):
+        return
+    if wrong:
+        key, theirs, ours = wrong[0]
+        detail = f"{key} is {theirs} in the checkpoint, {ours} in {architecture}"
+    else:
+        detail = (f"the checkpoint lacks {missing[0]}" if missing else f"the checkpoint has {unexpected[0]}, "
+                  f"which {architecture} does not")
+    count = len(missing) + len(unexpected) + len(wrong)
+    raise ModelUnavailableError(
+        f"{json.dumps(name)}: the checkpoint does not fit architecture {architecture} ({detail}"
+        f"{f'; {count - 1} more differences' if count > 1 else ''}); give the entry the architecture it was "
+        "trained with")
+
+
 def load_vocos(vocoder_dir: Path, device: str):
     import torch
     from vocos import Vocos
@@ -87,17 +156,27 @@ def load_vocos(vocoder_dir: Path, device: str):
 
 
 def load_models(settings: Settings) -> LoadedModels:
+    """The default model, as the settings register it (tts/registry.py)."""
+    registry = ModelRegistry.from_settings(settings)
+    return load_model(registry.model_files(registry.default, settings), settings)
+
+
+def load_model(model_files: ModelFiles, settings: Settings, vocoders: VocoderCache | None = None) -> LoadedModels:
+    """One model onto the device, its checkpoint checked against its architecture first; its vocoder from
+    ``vocoders`` when another model already uses it."""
     started = time.perf_counter()
     import torch
 
-    model_files = ensure_tiny_models(settings.tiny_models_path) if settings.is_tiny else resolve_model_files(settings)
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     with skipped_weight_init():  # every weight is loaded next, strictly: random init would be wasted
         cfm, vocab_char_map, sample_rate, hop_length = build_cfm(model_files.config_path, model_files.vocab_path)
-        cfm.load_state_dict(load_checkpoint_state(model_files.ckpt_path), assign=True)  # adopt, don't copy
+        state = load_checkpoint_state(model_files.ckpt_path)
+        check_checkpoint_fits(model_files.name, cfm, state, len(vocab_char_map), model_files.config_path.stem)
+        cfm.load_state_dict(state, assign=True)  # adopt, don't copy
+        del state
         cfm = cfm.to(device=device, dtype=dtype).eval()
-        vocoder = load_vocos(model_files.vocoder_dir, device)
+        vocoder = (vocoders or VocoderCache()).get(model_files.vocoder_dir, device)
     dit = is_dit(cfm.transformer)  # the speed-ups know the DiT's structure; E2-TTS's UNetT runs as upstream
     if dit:
         from f5_worker.tts.attention import use_broadcast_mask  # here: the load's time includes these imports

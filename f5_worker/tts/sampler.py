@@ -87,12 +87,19 @@ class SampledWaves:
     batch_jobs: int
 
 
+_CLOSE = object()  # put in the queue by close(): the sampler thread ends once the jobs before it are served
+
+
 class SynthesisEngine:
     """Owns the models and one sampler thread that batches compatible jobs (dynamic batching).
 
     Each job's chunks go to ``CFM.sample`` in one batched call; jobs that arrive
     within ``max_wait_s`` of each other with the same NFE, CFG and sway join
     the same call, up to ``max_batch_jobs`` jobs and ``max_batch_frames`` frames.
+
+    ``close`` (a model evicted from the pool) ends the thread after the jobs already queued. A job that
+    took the engine just before and queues after that still gets its audio: a thread is started again
+    for it, and ends when the queue is empty.
     """
 
     def __init__(self, models: LoadedModels, *, max_batch_jobs: int = 1, max_wait_s: float = 0.01,
@@ -109,10 +116,33 @@ class SynthesisEngine:
         # known to be waiting (stop it, queue the next one behind it) instead of sleeping and hoping it got there.
         self.on_queued: Callable[[SampleRequest], None] | None = None
         models.cfm.transformer.register_forward_pre_hook(self._before_step)  # once per sampling step
+        self._closed = False
+        self._alive = True  # a sampler thread is running (or about to); changed under _thread_lock
+        self._thread_lock = threading.Lock()
         self._warmed: Future = Future()
-        self._thread = threading.Thread(target=self._run, name="f5-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"f5-sampler-{models.name}", daemon=True)
         self._thread.start()
         self._warmed.result()  # a warm-up failure fails start-up, not the first job (failed compiles fall back)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, timeout: float | None = None) -> bool:
+        """End the sampler thread once the jobs queued so far are sampled; True when it has ended in ``timeout``."""
+        with self._thread_lock:
+            self._closed = True
+            self._queue.put(_CLOSE)  # wakes a thread waiting for work
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _submit(self, request: SampleRequest) -> None:
+        with self._thread_lock:
+            self._queue.put(request)
+            if not self._alive:  # closed and drained: this job took the engine just before it was closed
+                self._alive = True
+                self._thread = threading.Thread(target=self._serve, name=self._thread.name, daemon=True)
+                self._thread.start()
 
     def synthesize(self, ref: PreparedReference, text: str, params: SynthesisParams) -> SynthesisResult:
         from f5_tts.model.utils import convert_char_to_pinyin
@@ -127,7 +157,7 @@ class SynthesisEngine:
             params=params,
             stop=stopping.current_flag(),
         )
-        self._queue.put(request)
+        self._submit(request)
         if self.on_queued is not None:
             self.on_queued(request)
         sampled: SampledWaves = stopping.result_unless_stopped(request.future, "sampling")
@@ -152,8 +182,13 @@ class SynthesisEngine:
             self._warmed.set_exception(exc)
             return
         self._warmed.set_result(None)
+        self._serve()
+
+    def _serve(self) -> None:
         while True:
             batch = self._next_batch()
+            if batch is None:
+                return
             try:
                 results = self._sample(batch)
             except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiting job; keep the thread alive
@@ -163,9 +198,26 @@ class SynthesisEngine:
             for request, result in zip(batch, results):
                 request.future.set_result(result)
 
-    def _next_batch(self) -> list[SampleRequest]:
+    def _take(self) -> SampleRequest | None:
+        """The next request; None once the engine is closed and nothing is left (the thread then ends)."""
         while True:
-            first = self._held.pop(0) if self._held else self._queue.get()
+            if self._closed:
+                with self._thread_lock:  # with _submit's: a request is either seen here or starts a new thread
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        self._alive = False
+                        return None
+            else:
+                item = self._queue.get()
+            if item is not _CLOSE:
+                return item
+
+    def _next_batch(self) -> list[SampleRequest] | None:
+        while True:
+            first = self._held.pop(0) if self._held else self._take()
+            if first is None:
+                return None
             if first.claim():
                 break
         batch, frames = [first], first.frames
@@ -180,6 +232,8 @@ class SynthesisEngine:
                 try:
                     candidate = self._queue.get(timeout=remaining)
                 except queue.Empty:
+                    break
+                if candidate is _CLOSE:  # closing: sample this batch, then serve what is left
                     break
             if candidate.key != first.key:
                 self._held.append(candidate)  # waits for a later batch, in arrival order

@@ -6,7 +6,9 @@ mirrors the hub repositories:
     <dir>/F5TTS_v1_Tiny.yaml                              model config (f5_tts configs format)
     <dir>/F5-TTS/F5TTS_v1_Tiny/model_1.safetensors        EMA weights, ``ema_model.`` keys
     <dir>/F5-TTS/F5TTS_v1_Tiny/vocab.txt
-    <dir>/vocos-mel-24khz/config.yaml + pytorch_model.bin
+    <dir>/F5-TTS/F5TTS_v1_Tiny_fr/model_1.safetensors     a second model: same network, its own vocabulary
+    <dir>/F5-TTS/F5TTS_v1_Tiny_fr/vocab.txt               (French letters, as a community checkpoint has)
+    <dir>/vocos-mel-24khz/config.yaml + pytorch_model.bin  shared by both, as the released models share Vocos
 
 ``ensure_random_models`` writes the same layout for a full-size f5_tts config
 (e.g. F5TTS_v1_Base) with a full-size Vocos, and ``ensure_random_ctc`` the CTC
@@ -25,6 +27,11 @@ from f5_worker.tts.architecture import build_cfm
 from f5_worker.tts.weights import ModelFiles
 
 TINY_NAME = "F5TTS_v1_Tiny"
+TINY_FR_DIR = "F5TTS_v1_Tiny_fr"
+# The second tiny model's vocabulary: space first (f5-tts reads index 0 as "unknown"), then what French text
+# needs. Its size differs from f5-tts's default vocabulary, so mixing the two up is caught at load.
+TINY_FR_VOCAB = (" ", *"!'(),-.:;?", *"0123456789", *"abcdefghijklmnopqrstuvwxyz", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                 *"àâäçéèêëîïôöùûüÿœæÀÂÇÉÈÊËÎÏÔÙÛÜŒÆ«»")
 
 TINY_MODEL_YAML = """\
 model:
@@ -95,18 +102,24 @@ def tiny_model_files(root: Path):
     )
 
 
-def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
-    """Write a random F5-TTS checkpoint and Vocos for the given configs, in the hub repositories' format."""
+def tiny_fr_model_files(root: Path):
+    """The second tiny model: the tiny network with a French vocabulary (a registry entry names these paths)."""
+    model_dir = root / "F5-TTS" / TINY_FR_DIR
+    return ModelFiles(
+        name="tiny-fr",
+        config_path=root / f"{TINY_NAME}.yaml",
+        ckpt_path=model_dir / "model_1.safetensors",
+        vocab_path=model_dir / "vocab.txt",
+        vocoder_dir=root / "vocos-mel-24khz",
+    )
+
+
+def _write_checkpoint(paths, seed: int) -> None:
+    """A random F5-TTS checkpoint for ``paths.config_path`` and ``paths.vocab_path``, with ``ema_model.`` keys."""
     import torch
     from safetensors.torch import save_file
-    from vocos import Vocos
 
     torch.manual_seed(seed)
-    paths.ckpt_path.parent.mkdir(parents=True)
-    paths.vocoder_dir.mkdir(parents=True)
-    paths.config_path.write_text(model_yaml)
-    shutil.copyfile(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), paths.vocab_path)
-
     cfm, *_ = build_cfm(paths.config_path, paths.vocab_path)
     with torch.no_grad():  # upstream zero-initialises adaLN and output layers; trained weights are never all zero
         for param in cfm.parameters():
@@ -114,6 +127,18 @@ def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
                 param.normal_(0.0, 0.02)
     state = {f"ema_model.{k}": v.contiguous() for k, v in cfm.state_dict().items()}
     save_file(state, str(paths.ckpt_path))
+
+
+def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
+    """Write a random F5-TTS checkpoint and Vocos for the given configs, in the hub repositories' format."""
+    import torch
+    from vocos import Vocos
+
+    paths.ckpt_path.parent.mkdir(parents=True)
+    paths.vocoder_dir.mkdir(parents=True)
+    paths.config_path.write_text(model_yaml)
+    shutil.copyfile(str(files("f5_tts").joinpath("infer/examples/vocab.txt")), paths.vocab_path)
+    _write_checkpoint(paths, seed)  # Vocos draws next from the same generator, as it always has
 
     (paths.vocoder_dir / "config.yaml").write_text(vocos_yaml)
     vocos = Vocos.from_hparams(str(paths.vocoder_dir / "config.yaml"))
@@ -123,12 +148,17 @@ def _write_models(paths, model_yaml: str, vocos_yaml: str, seed: int) -> None:
 # Bumped whenever the tiny models' values change, so that a cached older set is rebuilt.
 # 2: the layers f5-tts zero-initialises are random too: with a zero output projection the DiT
 #    predicted nothing and every comparison of its outputs held trivially.
-TINY_VERSION = "2"
+# 3: a second model with a French vocabulary (tiny_fr_model_files).
+TINY_VERSION = "3"
 
 
 def write_tiny_models(root: Path, seed: int = 0) -> None:
     """Write the tiny checkpoints into ``root`` (which must not exist yet)."""
     _write_models(tiny_model_files(root), TINY_MODEL_YAML, TINY_VOCOS_YAML, seed)
+    fr = tiny_fr_model_files(root)
+    fr.ckpt_path.parent.mkdir(parents=True)
+    fr.vocab_path.write_text("".join(f"{symbol}\n" for symbol in TINY_FR_VOCAB), encoding="utf-8")
+    _write_checkpoint(fr, seed + 1)
     (Path(root) / ".version").write_text(TINY_VERSION)
 
 

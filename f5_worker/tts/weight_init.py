@@ -8,11 +8,14 @@ are (the same trick as transformers' ``no_init_weights``). It is only safe when 
 buffer the checkpoint lacks; buffers computed in ``__init__`` (rotary
 frequencies, mel filter banks) don't go through ``torch.nn.init`` and are kept.
 The patch is process-wide while active, so use it only where no other thread
-builds models (model loading at start-up).
+builds models from scratch (model loading). Two loads (two models asked for by
+jobs at once) take turns: each would otherwise save the other's patch as the
+"original" and leave initialisation switched off for good.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +23,8 @@ INIT_FUNCTIONS = (
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
 )
+
+_PATCHING = threading.Lock()  # one patch at a time, process-wide like the patch itself
 
 
 def _keep(tensor, *args, **kwargs):
@@ -30,11 +35,12 @@ def _keep(tensor, *args, **kwargs):
 def skipped_weight_init() -> Iterator[None]:
     from torch.nn import init
 
-    saved = {name: getattr(init, name) for name in INIT_FUNCTIONS if hasattr(init, name)}
-    for name in saved:
-        setattr(init, name, _keep)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(init, name, fn)
+    with _PATCHING:
+        saved = {name: getattr(init, name) for name in INIT_FUNCTIONS if hasattr(init, name)}
+        for name in saved:
+            setattr(init, name, _keep)
+        try:
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(init, name, fn)

@@ -1,28 +1,28 @@
-"""Where a model's files are: explicit paths, the Hugging Face cache, or a hub download.
+"""Where a model's files are: a path, the Hugging Face cache, or a hub download.
 
-Weights are looked up in this order: explicit paths from settings; the
-Hugging Face cache (on the network volume when mounted); a hub download into
-that cache. Offline with nothing cached is an error that says what to provide.
+A location is a path (on the volume, in the image) or ``hf://<owner>/<repo>/<file>``,
+the notation of f5-tts's own inference code and of its community model cards
+(SHARED.md). A hub file is looked up in the Hugging Face cache (on the network
+volume when mounted) and downloaded into it when allowed; offline with nothing
+cached is an error that says what to provide.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 from f5_worker.config import Settings
 
 log = logging.getLogger(__name__)
 
+HF_SCHEME = "hf://"
 VOCOS_REPO = "charactr/vocos-mel-24khz"
-# model config name -> (hub repo, file inside it), as upstream's F5TTS API resolves them
-RELEASED_CHECKPOINTS = {
-    "F5TTS_v1_Base": ("SWivid/F5-TTS", "F5TTS_v1_Base/model_1250000.safetensors"),
-    "F5TTS_Base": ("SWivid/F5-TTS", "F5TTS_Base/model_1200000.safetensors"),
-    "E2TTS_Base": ("SWivid/E2-TTS", "E2TTS_Base/model_1200000.safetensors"),
-}
+DEFAULT_VOCODER = f"{HF_SCHEME}{VOCOS_REPO}"  # a folder: config.yaml + pytorch_model.bin
+VOCOS_FILES = ("config.yaml", "pytorch_model.bin")
+WHAT_TO_DO = ("Run scripts/ops/prefetch_models.py with network access, give the entry a path on the volume "
+              "(docs/models.md), or use DEFAULT_MODEL=tiny for a random test model.")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -38,7 +38,16 @@ class ModelFiles:
     vocoder_dir: Path
 
 
-def _hub_file(repo: str, filename: str, settings: Settings, what: str) -> Path:
+def split_hub_location(location: str) -> tuple[str, str]:
+    """``hf://owner/repo/dir/file`` -> (``owner/repo``, ``dir/file``); the file part may be empty (a folder)."""
+    parts = location.removeprefix(HF_SCHEME).strip("/").split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ModelUnavailableError(f"{location!r} is not a hub location; write hf://<owner>/<repo>/<file>")
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def hub_file(repo: str, filename: str, settings: Settings, what: str) -> Path:
+    """A file of a hub repository, from the model cache or downloaded into it (unless offline)."""
     from huggingface_hub import hf_hub_download
 
     cache = settings.model_cache_dir / "hub"
@@ -48,53 +57,39 @@ def _hub_file(repo: str, filename: str, settings: Settings, what: str) -> Path:
         pass
     if settings.hf_offline:
         raise ModelUnavailableError(
-            f"{what} ({repo}/{filename}) is not in the model cache {cache} and HF_HUB_OFFLINE is set. "
-            "Run scripts/ops/prefetch_models.py with network access, set the explicit path "
-            "(MODEL_CKPT_PATH / VOCODER_PATH), or use WORKER_MODEL=tiny for a random test model."
-        )
+            f"{what} ({repo}/{filename}) is not in the model cache {cache} and HF_HUB_OFFLINE is set. {WHAT_TO_DO}")
     try:
         log.info("downloading %s from %s/%s into %s", what, repo, filename, cache)
         return Path(hf_hub_download(repo, filename, cache_dir=cache))
     except Exception as exc:  # noqa: BLE001 - offline, refused, not found...: all say what to do instead
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelUnavailableError(
             f"{what} ({repo}/{filename}) is not cached in {cache} and could not be downloaded "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Run scripts/ops/prefetch_models.py with network access, set the explicit path "
-            "(MODEL_CKPT_PATH / VOCODER_PATH), or use WORKER_MODEL=tiny for a random test model."
-        ) from None
+            f"({type(exc).__name__}: {first}). {WHAT_TO_DO}") from None
 
 
-def resolve_model_files(settings: Settings) -> ModelFiles:
-    """The files of a released model, or of one named by explicit paths; downloaded only when allowed."""
-    name = settings.worker_model
-    config_path = Path(str(files("f5_tts").joinpath(f"configs/{name}.yaml")))
-    if not config_path.is_file():
-        known = sorted(p.stem for p in Path(str(files("f5_tts").joinpath("configs"))).glob("*.yaml"))
-        raise ModelUnavailableError(f"WORKER_MODEL={name!r} is not an F5-TTS model config; known: {known} or 'tiny'")
+def resolve_file(location: str, settings: Settings, what: str) -> Path:
+    """A file named by a path or an ``hf://`` location, present on this machine."""
+    if location.startswith(HF_SCHEME):
+        repo, filename = split_hub_location(location)
+        if not filename:
+            raise ModelUnavailableError(f"{what}: {location!r} names a repository, not a file in it")
+        return hub_file(repo, filename, settings, what)
+    path = Path(location)
+    if not path.is_file():
+        raise ModelUnavailableError(f"{what}: {path} does not exist")
+    return path
 
-    if settings.model_ckpt_path:
-        ckpt = Path(settings.model_ckpt_path)
-        if not ckpt.is_file():
-            raise ModelUnavailableError(f"MODEL_CKPT_PATH={ckpt} does not exist")
-    elif name in RELEASED_CHECKPOINTS:
-        repo, filename = RELEASED_CHECKPOINTS[name]
-        ckpt = _hub_file(repo, filename, settings, f"{name} checkpoint")
-    else:
-        raise ModelUnavailableError(f"{name} has no released checkpoint; set MODEL_CKPT_PATH to its weights")
 
-    vocab = Path(settings.model_vocab_path) if settings.model_vocab_path else Path(
-        str(files("f5_tts").joinpath("infer/examples/vocab.txt"))
-    )
-    if not vocab.is_file():
-        raise ModelUnavailableError(f"MODEL_VOCAB_PATH={vocab} does not exist")
-
-    if settings.vocoder_path:
-        vocoder_dir = Path(settings.vocoder_path)
-        missing = [f for f in ("config.yaml", "pytorch_model.bin") if not (vocoder_dir / f).is_file()]
-        if missing:
-            raise ModelUnavailableError(f"VOCODER_PATH={vocoder_dir} lacks {', '.join(missing)}")
-    else:
-        config = _hub_file(VOCOS_REPO, "config.yaml", settings, "Vocos vocoder config")
-        _hub_file(VOCOS_REPO, "pytorch_model.bin", settings, "Vocos vocoder weights")
-        vocoder_dir = config.parent
-    return ModelFiles(name=name, config_path=config_path, ckpt_path=ckpt, vocab_path=vocab, vocoder_dir=vocoder_dir)
+def resolve_vocoder(location: str, settings: Settings) -> Path:
+    """The folder of a Vocos vocoder (config.yaml + pytorch_model.bin): a path, or a hub repository."""
+    if location.startswith(HF_SCHEME):
+        repo, sub = split_hub_location(location)
+        prefix = f"{sub}/" if sub else ""
+        found = [hub_file(repo, prefix + name, settings, f"Vocos vocoder {name}") for name in VOCOS_FILES]
+        return found[0].parent
+    folder = Path(location)
+    missing = [name for name in VOCOS_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelUnavailableError(f"vocoder {folder} lacks {', '.join(missing)}")
+    return folder

@@ -1,0 +1,292 @@
+"""Several models in one worker: the registry, a model per request, the pool of loaded models (LRU, single
+flight, a shared vocoder), the errors for models that do not fit or cannot be found, and voices that
+remember their model and language. Two tiny models with different vocabularies, in the real on-disk
+format, load through the production loader."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import shutil
+import threading
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio
+from f5_worker.config import SettingsError, get_settings
+from f5_worker.errors import JobError
+from f5_worker.tts.model_pool import ModelPool
+from f5_worker.tts.registry import BUILTIN_NAMES, ModelRegistry, parse_entries
+from f5_worker.tts.sampler import SynthesisEngine
+from f5_worker.tts.tiny_models import TINY_FR_VOCAB, tiny_fr_model_files, tiny_model_files
+from f5_worker.tts.weight_init import skipped_weight_init
+from f5_worker.worker import Worker
+
+REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
+FAST = {"nfe_step": 4, "seed": 1, "max_retries": 0, "word_timings": False, "caption_formats": []}
+
+
+def fr_entry(tiny_model_dir, name: str = "tiny-fr", **changes) -> dict:
+    fr = tiny_fr_model_files(tiny_model_dir)
+    entry = {"name": name, "architecture": str(fr.config_path), "checkpoint": str(fr.ckpt_path),
+             "vocab": str(fr.vocab_path), "vocoder": str(fr.vocoder_dir), "languages": ["fr"], "license": "none"}
+    return entry | changes
+
+
+@pytest.fixture(scope="module")
+def entries(tiny_model_dir, tmp_path_factory) -> list[dict]:
+    tiny = tiny_model_files(tiny_model_dir)
+    wider = tmp_path_factory.mktemp("arch") / "F5TTS_v1_Tiny_wide.yaml"
+    wider.write_text(tiny.config_path.read_text().replace("dim: 64", "dim: 96"))
+    absent = tmp_path_factory.mktemp("later") / "model.safetensors"
+    return [
+        fr_entry(tiny_model_dir),
+        fr_entry(tiny_model_dir, "tiny-fr-copy"),
+        fr_entry(tiny_model_dir, "vocab-too-long", vocab=str(tiny.vocab_path)),
+        fr_entry(tiny_model_dir, "vocab-too-short", checkpoint=str(tiny.ckpt_path)),
+        fr_entry(tiny_model_dir, "wrong-architecture", architecture=str(wider)),
+        fr_entry(tiny_model_dir, "arrives-later", checkpoint=str(absent)),
+        fr_entry(tiny_model_dir, "not-on-this-machine", checkpoint="hf://nobody/no-such-repo/model.safetensors"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def models_settings(tiny_settings, entries, tmp_path_factory):
+    return dataclasses.replace(tiny_settings, models_json=json.dumps(entries), max_loaded_models=2,
+                               hf_home=tmp_path_factory.mktemp("hf"))
+
+
+@pytest.fixture(scope="module")
+def multi_worker(models_settings, worker):
+    """A worker serving the tiny model by default and the entries above on request (the default model is the
+    session worker's, already loaded)."""
+    return Worker(models_settings, worker.models)
+
+
+def fresh_pool(settings, default_models) -> ModelPool:
+    registry = ModelRegistry.from_settings(settings)
+    return ModelPool(settings, registry, default_models, lambda m: SynthesisEngine(m))
+
+
+# --- a model per request ---------------------------------------------------------------------------------
+
+def test_two_models_with_different_vocabularies_serve_jobs_in_one_worker(multi_worker):
+    english = multi_worker.handle({"text": "Hello there.", **FAST})
+    french = multi_worker.handle({"text": "Ça va très bien, merci.", "model": "tiny-fr", **FAST})
+    assert english["model"] == "tiny" and french["model"] == "tiny-fr", (english, french)
+    for out in (english, french):
+        wave, rate = decode_b64_audio(out["audio_base64"])
+        assert rate == 24000 and len(wave) > 0 and float(abs(wave).max()) > 0
+    fr_models = multi_worker.pool.engine("tiny-fr").models
+    assert len(fr_models.vocab_char_map) == len(TINY_FR_VOCAB) != len(multi_worker.models.vocab_char_map)
+    assert fr_models.vocoder is multi_worker.models.vocoder  # one Vocos for both
+    streamed = list(multi_worker.items({"text": "Bonjour.", "model": "tiny-fr", "stream": True, **FAST}))
+    assert "error" in streamed[-1]  # this endpoint does not stream: refused before any model is chosen
+
+
+def test_list_models_and_health_show_the_registry(multi_worker):
+    multi_worker.pool.engine("tiny-fr")
+    listed = multi_worker.handle({"action": "list_models"})
+    by_name = {m["name"]: m for m in listed["models"]}
+    assert list(by_name)[:len(BUILTIN_NAMES)] == list(BUILTIN_NAMES) and "tiny-fr" in by_name
+    assert by_name["tiny"] == {"name": "tiny", "languages": [], "license": "none", "architecture": "F5TTS_v1_Tiny",
+                               "loaded": True, "default": True}
+    assert by_name["tiny-fr"]["loaded"] and not by_name["tiny-fr"]["default"]
+    assert by_name["tiny-fr"]["languages"] == ["fr"]
+    assert by_name["F5TTS_v1_Base"]["loaded"] is False and by_name["F5TTS_v1_Base"]["license"] == "cc-by-nc-4.0"
+    assert listed["default"] == "tiny" and listed["max_loaded"] == 2
+    assert multi_worker.handle({"action": "health"})["models"] == listed["models"]
+
+
+# --- clear errors; the worker serves on ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("model, expected", [
+    ("nope", 'model: unknown model "nope"; use one of F5TTS_v1_Base, F5TTS_Base, E2TTS_Base, tiny, tiny-fr,'),
+    ("vocab-too-long", f'model: "vocab-too-long": vocab has 2545 symbols, the checkpoint\'s text embedding '
+                       f"{len(TINY_FR_VOCAB)}; use the vocab.txt published with the checkpoint"),
+    ("vocab-too-short", f'model: "vocab-too-short": vocab has {len(TINY_FR_VOCAB)} symbols, the checkpoint\'s '
+                        "text embedding 2545"),
+    ("wrong-architecture", 'model: "wrong-architecture": the checkpoint does not fit architecture '
+                           "F5TTS_v1_Tiny_wide (transformer.time_embed.time_mlp.0.weight is (64, 256) in the "
+                           "checkpoint, (96, 256) in F5TTS_v1_Tiny_wide;"),
+    ("not-on-this-machine", 'model: "not-on-this-machine": not-on-this-machine checkpoint '
+                            "(nobody/no-such-repo/model.safetensors) is not in the model cache"),
+])
+def test_a_model_that_cannot_serve_fails_the_job_not_the_worker(multi_worker, model, expected):
+    out = multi_worker.handle({"text": "Bonjour.", "model": model, **FAST})
+    assert out["error"].startswith(expected), out
+    assert model not in multi_worker.pool.loaded()
+    assert multi_worker.handle({"text": "Still here.", **FAST})["model"] == "tiny"
+
+
+def test_weights_that_arrive_later_are_loaded_by_a_later_job(multi_worker, entries, tiny_model_dir):
+    later = next(e for e in entries if e["name"] == "arrives-later")
+    first = multi_worker.handle({"text": "Bonjour.", "model": "arrives-later", **FAST})
+    assert first["error"].startswith('model: "arrives-later": arrives-later checkpoint: ') and \
+        first["error"].endswith("does not exist"), first
+    shutil.copyfile(tiny_fr_model_files(tiny_model_dir).ckpt_path, later["checkpoint"])
+    assert multi_worker.handle({"text": "Bonjour.", "model": "arrives-later", **FAST})["model"] == "arrives-later"
+
+
+# --- the pool: LRU with a pinned default, single flight ------------------------------------------------------
+
+def test_least_recently_used_model_is_evicted_and_the_default_stays(models_settings, worker):
+    pool = fresh_pool(dataclasses.replace(models_settings, max_loaded_models=1), worker.models)
+    fr = pool.engine("tiny-fr")
+    assert pool.loaded() == ["tiny", "tiny-fr"]  # the default is pinned; the one just loaded stays too
+    copy = pool.engine("tiny-fr-copy")
+    assert pool.loaded() == ["tiny", "tiny-fr-copy"] and pool.evictions == 1
+    assert fr.closed and copy is pool.engine("tiny-fr-copy")
+    deadline = time.monotonic() + 10
+    while fr._thread.is_alive() and time.monotonic() < deadline:  # its thread ends once its queue is empty
+        time.sleep(0.01)
+    assert not fr._thread.is_alive()
+    pool.engine("tiny-fr")  # asked for again: loaded again, the other one goes
+    assert pool.loads == 3 and pool.loaded() == ["tiny", "tiny-fr"]
+    pool.engine(None)  # the default, used: no load
+    assert pool.loads == 3
+
+
+def test_an_evicted_engine_still_serves_a_job_that_took_it(models_settings, worker):
+    from f5_worker.tts.reference import ReferencePreparer
+    from f5_worker.tts.sampler import SynthesisParams
+
+    pool = fresh_pool(models_settings, worker.models)
+    engine = pool.engine("tiny-fr")
+    assert engine.close(timeout=10)  # as an eviction does, before the job queues its request
+    ref = ReferencePreparer(max_input_seconds=60, keep_seconds=12).default_voice(0.1)
+    result = engine.synthesize(ref, "Bonjour.", SynthesisParams(nfe_step=4))
+    assert len(result.wave) > 0
+    assert engine.close(timeout=10)
+
+
+def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, worker, caplog):
+    pool = fresh_pool(models_settings, worker.models)
+    got: list = []
+    caplog.set_level(logging.INFO, logger="f5_worker.tts.model_pool")
+    with skipped_weight_init():  # holds any load at its first step until both jobs are waiting
+        threads = [threading.Thread(target=lambda: got.append(pool.engine("tiny-fr"))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while not any("another job is loading" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the second job never waited for the first one's load"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    assert len(got) == 2 and got[0] is got[1]
+    assert pool.loads == 1
+    assert sum("loading model tiny-fr" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_memory_bound_evicts_too(models_settings, worker):
+    tiny_bytes = worker.models.weight_bytes
+    pool = fresh_pool(dataclasses.replace(models_settings, max_loaded_models=8,
+                                          max_model_memory_gb=tiny_bytes * 2.5 / 1e9), worker.models)
+    pool.engine("tiny-fr")
+    pool.engine("tiny-fr-copy")
+    assert pool.loaded() == ["tiny", "tiny-fr-copy"] and pool.evictions == 1
+
+
+# --- voices remember a model and a language -----------------------------------------------------------------
+
+def test_a_voice_keeps_its_model_and_language(models_settings, worker, tmp_path, no_bucket_env):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    w = Worker(dataclasses.replace(models_settings, network_volume_path=volume), worker.models)
+    upload = {"action": "upload_voice", "name": "amelie", "audio_base64": REF_B64, "ref_text": DEFAULT_VOICE_TEXT}
+    assert w.handle({**upload, "model": "nope"})["error"].startswith('model: unknown model "nope"')
+    assert w.handle({**upload, "language": "not a tag"})["error"].startswith("language: must be a language tag")
+    saved = w.handle({**upload, "model": "tiny-fr", "language": "fr"})
+    assert saved["voice"]["model"] == "tiny-fr" and saved["voice"]["language"] == "fr"
+    assert w.handle({"action": "get_voice", "name": "amelie"})["voice"]["language"] == "fr"
+    assert w.voices.info("amelie").language == "fr"
+    assert w.handle({"text": "Bonjour.", "voice": "amelie", **FAST})["model"] == "tiny-fr"
+    assert w.handle({"text": "Hello.", "voice": "amelie", "model": "tiny", **FAST})["model"] == "tiny"
+    plain = w.handle({**upload, "name": "bob"})
+    assert plain["voice"]["model"] is None and plain["voice"]["language"] is None
+    assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["model"] == "tiny"
+
+
+# --- the registry's settings ---------------------------------------------------------------------------------
+
+def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, tiny_model_dir, tmp_path):
+    volume = tmp_path / "volume"
+    (volume / "f5-worker").mkdir(parents=True)
+    (volume / "f5-worker" / "models.json").write_text(json.dumps({"fr": fr_entry(tiny_model_dir, "fr")}))
+    settings = dataclasses.replace(tiny_settings, network_volume_path=volume,
+                                   models_json=json.dumps([fr_entry(tiny_model_dir, "fr2")]))
+    registry = ModelRegistry.from_settings(settings)
+    assert registry.names() == [*BUILTIN_NAMES, "fr2", "fr"] and registry.default == "tiny"
+    assert registry.model_files("fr", settings).vocab_path == tiny_fr_model_files(tiny_model_dir).vocab_path
+
+
+@pytest.mark.parametrize("models_json, message", [
+    ("[{", "MODELS: not valid JSON"),
+    ('{"a": 1}', "MODELS: entry 1 ('a'): must be a JSON object"),
+    ('[{"name": "fr", "architecture": "F5TTS_v1_Base"}]', "MODELS: entry 1 ('fr'): checkpoint: Field required"),
+    ('[{"name": "fr", "architecture": "F5TTS_v9", "checkpoint": "x.pt"}]',
+     "MODELS: entry 1 ('fr'): architecture: 'F5TTS_v9' is neither one of f5-tts's configs"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "languages": ["french!"]}]',
+     "MODELS: entry 1 ('fr'): languages.0: String should match pattern"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "ckpt": "y"}]',
+     "MODELS: entry 1 ('fr'): ckpt: unknown field"),
+    ('[{"name": "tiny", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}]',
+     "model 'tiny' is registered twice (it is a built-in model)"),
+])
+def test_a_bad_entry_is_a_start_up_error_naming_the_setting_and_the_entry(tiny_settings, models_json, message):
+    with pytest.raises(SettingsError) as err:
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, models_json=models_json))
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_default_model_must_be_registered_and_named_once(tiny_settings, monkeypatch):
+    with pytest.raises(SettingsError, match="DEFAULT_MODEL='NoSuchModel' is not a registered model; use one of "
+                                            "F5TTS_v1_Base, F5TTS_Base, E2TTS_Base, tiny"):
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, worker_model="NoSuchModel"))
+    monkeypatch.setenv("WORKER_MODEL", "tiny")
+    monkeypatch.setenv("DEFAULT_MODEL", "tiny")
+    assert get_settings().worker_model == "tiny"
+    monkeypatch.setenv("DEFAULT_MODEL", "F5TTS_Base")
+    with pytest.raises(SettingsError, match="DEFAULT_MODEL='F5TTS_Base' and WORKER_MODEL='tiny' disagree"):
+        get_settings()
+    monkeypatch.delenv("WORKER_MODEL")
+    assert get_settings().worker_model == "F5TTS_Base"
+    monkeypatch.setenv("MAX_LOADED_MODELS", "0")
+    with pytest.raises(SettingsError, match="MAX_LOADED_MODELS must be at least 1"):
+        get_settings()
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=12)
+ENTRY_FIELDS = st.fixed_dictionaries({}, optional={
+    "name": st.sampled_from(["fr", "", "../x", "a" * 70]) | st.text(max_size=6),
+    "architecture": st.sampled_from(["F5TTS_Base", "x.yaml", "nope"]) | JSON,
+    "checkpoint": st.sampled_from(["hf://a/b/c.pt", "/m.pt", ""]) | JSON,
+    "languages": st.lists(st.sampled_from(["fr", "zh-CN", "french", ""]), max_size=3) | JSON,
+    "license": JSON, "vocab": JSON, "extra": JSON})
+
+
+@given(st.one_of(JSON, st.lists(ENTRY_FIELDS, max_size=3), st.dictionaries(st.text(max_size=4), ENTRY_FIELDS,
+                                                                           max_size=3)))
+def test_any_json_is_entries_or_a_settings_error(value):
+    """The parser never fails any other way: every bad value is a message naming MODELS."""
+    try:
+        entries = parse_entries(json.dumps(value), "MODELS")
+    except SettingsError as exc:
+        assert str(exc).startswith("MODELS: ")
+        return
+    assert isinstance(value, list | dict)
+    for entry in entries:
+        assert entry.name and entry.checkpoint and entry.architecture
+
+
+def test_an_unknown_model_is_refused_before_any_work(multi_worker):
+    with pytest.raises(JobError, match='^model: unknown model "x"'):
+        multi_worker.pool.engine("x")
