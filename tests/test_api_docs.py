@@ -13,7 +13,7 @@ from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, REPO_ROOT
 from f5_worker.worker import Worker
 
 API_DOC = REPO_ROOT / "docs" / "api.md"
-ACTIONS = ("synthesize", "align", "upload_voice", "list_voices", "get_voice", "delete_voice", "health")
+ACTIONS = ("synthesize", "align", "upload_voice", "list_voices", "get_voice", "delete_voice", "list_models", "health")
 BUCKET_ONLY = "bucket delivery only"
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 
@@ -114,6 +114,12 @@ def test_health(worker):
     out = worker.handle({"action": "health"})
     assert_matches(out, result_table("health"))
     assert out["align_processes"] == 0 and out["cuda_graphs"] is False and out["torch_compile"] is False
+
+
+def test_list_models(worker):
+    out = worker.handle({"action": "list_models"})
+    assert_matches(out, result_table("list_models"))
+    assert [m["name"] for m in out["models"] if m["default"]] == [out["default"]]
 
 
 def test_healths_aligner_is_the_backend_an_english_job_gets(worker):

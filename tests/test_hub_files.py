@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from f5_worker.config import ALIGNER_KINDS
 from f5_worker.schema import parse_job
-from f5_worker.tts.weights import RELEASED_CHECKPOINTS
+from f5_worker.tts.registry import BUILTIN_NAMES
 
 HUB_DIR = REPO_ROOT / ".runpod"
 CATEGORIES = {"audio", "embedding", "language", "video", "image"}
@@ -231,15 +231,15 @@ def test_the_env_offered_is_what_the_worker_reads():
     env = {item["key"]: item for item in load("hub.json")["config"]["env"]}
     assert {key for key in env if f'"{key}"' not in config_source} == set()
     options = {key: [o["value"] for o in item["input"].get("options", [])] for key, item in env.items()}
-    assert set(options["WORKER_MODEL"]) == set(RELEASED_CHECKPOINTS) | {"tiny"}
+    assert options["DEFAULT_MODEL"] == list(BUILTIN_NAMES), "the registry's built-in models, in its order"
     assert options["ALIGNER"] == list(ALIGNER_KINDS)
-    assert env["WORKER_MODEL"]["input"]["default"] == "F5TTS_v1_Base"
+    assert env["DEFAULT_MODEL"]["input"]["default"] == "F5TTS_v1_Base"
 
 
 def test_the_hub_tests_are_valid_jobs_on_the_default_model_without_a_volume():
     tests = load("tests.json")
     env = {item["key"]: item["value"] for item in tests["config"]["env"]}
-    assert env.get("WORKER_MODEL", "F5TTS_v1_Base") == "F5TTS_v1_Base", "the Hub tests the real model"
+    assert env.get("DEFAULT_MODEL", "F5TTS_v1_Base") == "F5TTS_v1_Base", "the Hub tests the real model"
     assert "NETWORK_VOLUME_PATH" not in env
     for case in tests["tests"]:
         parse_job(case["input"])  # raises on a job the worker would refuse

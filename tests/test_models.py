@@ -290,3 +290,29 @@ def test_any_json_is_entries_or_a_settings_error(value):
 def test_an_unknown_model_is_refused_before_any_work(multi_worker):
     with pytest.raises(JobError, match='^model: unknown model "x"'):
         multi_worker.pool.engine("x")
+
+
+def test_prefetch_takes_registered_model_names(tmp_path, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    fr = {"name": "fr", "architecture": "F5TTS_Base", "license": "cc-by-nc-4.0",
+          "checkpoint": "hf://RASPIAUDIO/F5-French-MixedSpeakers-reduced/model_last_reduced.pt",
+          "vocab": "hf://RASPIAUDIO/F5-French-MixedSpeakers-reduced/vocab.txt"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "TORCH_HOME", "WORKER_MODEL")}
+    env.update(NETWORK_VOLUME_PATH=str(tmp_path), HF_HUB_OFFLINE="1", MODELS=json.dumps([fr]))
+    run = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "ops" / "prefetch_models.py"), "--dry-run",
+                          "--no-aligner", "fr", "F5TTS_v1_Base", "tiny"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    sources = [line.split(": ", 1)[1].split(" -> ")[0] for line in run.stdout.splitlines()]
+    assert sources == [fr["checkpoint"], fr["vocab"], "hf://charactr/vocos-mel-24khz/config.yaml",
+                       "hf://charactr/vocos-mel-24khz/pytorch_model.bin",
+                       "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"]  # the shared Vocos once
+    assert "tiny is written locally" in run.stderr
+    unknown = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "ops" / "prefetch_models.py"),
+                              "--dry-run", "xx"], env=env, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode != 0 and "'xx' is not a registered model" in unknown.stderr

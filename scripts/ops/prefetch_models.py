@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Download the F5-TTS checkpoint, the Vocos vocoder and the CTC aligner weights
-into the model cache on the network volume, ahead of the first job.
+"""Download the files of registered F5-TTS models (checkpoint, vocabulary, Vocos vocoder) and the CTC
+aligner weights into the model cache on the network volume, ahead of the first job.
 
 Workers then load from the volume instead of each downloading ~1.4 GB at first
 use (and may run with HF_HUB_OFFLINE=1). Run it once per volume, e.g. from a
 pod with the volume mounted:
 
-    NETWORK_VOLUME_PATH=/workspace python3 scripts/ops/prefetch_models.py
+    NETWORK_VOLUME_PATH=/workspace python3 scripts/ops/prefetch_models.py [MODEL ...]
+
+MODEL is a registered model's name (docs/models.md: the built-in ones, MODELS, the volume's
+models.json); the default is the default model (DEFAULT_MODEL). The tiny test model is written
+locally and has nothing to fetch; files an entry names by a path are checked, not fetched.
 
 Started with a python lacking the dependencies, it first sets up the venv with
 setup_network_venv.py (the same one the workers use) and re-runs itself there.
@@ -56,22 +60,41 @@ def volume_cache_defaults() -> None:
         os.environ.setdefault("TORCH_HOME", str(root / "torch"))
 
 
-def plan(model: str, multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
+def model_items(models: list[str], hub_cache: str) -> list[tuple[str, str, str]]:
+    """(what, source, destination) for the files of the registered models named, each file once."""
+    from f5_worker.config import SettingsError, get_settings
+    from f5_worker.tts.registry import ModelRegistry
+    from f5_worker.tts.weights import HF_SCHEME, VOCOS_FILES
+
+    try:
+        registry = ModelRegistry.from_settings(get_settings())
+    except SettingsError as exc:
+        raise SystemExit(f"prefetch: {exc}") from None
+    items: list[tuple[str, str, str]] = []
+    for name in models or [registry.default]:
+        if name not in registry.entries:
+            raise SystemExit(f"prefetch: {name!r} is not a registered model; known: {', '.join(registry.names())}")
+        entry = registry.entries[name]
+        if entry.is_tiny:
+            print(f"prefetch: {name} is written locally (random weights); nothing to fetch", file=sys.stderr)
+            continue
+        files = [(f"{name} checkpoint", entry.checkpoint)]
+        if entry.vocab is not None:
+            files.append((f"{name} vocabulary", entry.vocab))
+        vocoder = entry.vocoder.rstrip("/")
+        files += [(f"Vocos {file}", f"{vocoder}/{file}") for file in VOCOS_FILES]
+        for what, source in files:
+            if all(source != known for _, known, _ in items):
+                items.append((what, source, hub_cache if source.startswith(HF_SCHEME) else "(a path: checked)"))
+    return items
+
+
+def plan(models: list[str], multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
     """(what, source, destination) for every file to fetch."""
     from f5_worker.config import get_settings
-    from f5_worker.tts.weights import RELEASED_CHECKPOINTS, VOCOS_REPO
 
     settings = get_settings()
-    hub_cache = str(settings.model_cache_dir / "hub")
-    if model not in RELEASED_CHECKPOINTS:
-        raise SystemExit(f"prefetch: --model {model!r} has no released checkpoint; "
-                         f"known: {', '.join(sorted(RELEASED_CHECKPOINTS))}")
-    repo, filename = RELEASED_CHECKPOINTS[model]
-    items = [
-        (f"{model} checkpoint", f"hf://{repo}/{filename}", hub_cache),
-        ("Vocos config", f"hf://{VOCOS_REPO}/config.yaml", hub_cache),
-        ("Vocos weights", f"hf://{VOCOS_REPO}/pytorch_model.bin", hub_cache),
-    ]
+    items = model_items(models, str(settings.model_cache_dir / "hub"))
     if not aligner:
         return items
     import torch
@@ -84,6 +107,10 @@ def plan(model: str, multilingual: bool, aligner: bool = True) -> list[tuple[str
 
 
 def fetch(source: str, destination: str) -> Path:
+    if not source.startswith(("hf://", "torchaudio://")):  # a path an entry names: present or not
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source} does not exist")
+        return Path(source)
     if source.startswith("hf://"):
         from huggingface_hub import hf_hub_download
 
@@ -102,16 +129,15 @@ def fetch(source: str, destination: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("WORKER_MODEL") or "F5TTS_v1_Base",
-                        help="F5-TTS model config (default: $WORKER_MODEL or F5TTS_v1_Base)")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="registered models to fetch (default: the default model, DEFAULT_MODEL)")
+    parser.add_argument("--model", action="append", default=[], help="the same as a MODEL argument")
     parser.add_argument("--multilingual", action="store_true",
                         help="also fetch the MMS_FA aligner for non-English text (CC-BY-NC weights)")
     parser.add_argument("--no-aligner", action="store_true",
                         help="skip the CTC aligner weights (for ALIGNER=sphinx or estimate)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched and where")
     args = parser.parse_args(argv)
-    if args.model == "tiny":
-        args.model = "F5TTS_v1_Base"  # tiny models are generated locally, nothing to fetch
 
     try:  # the worker's venv holds the dependencies; setup_network_venv.py exports PYTHONPATH for the code
         import huggingface_hub  # noqa: F401
@@ -122,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     volume_cache_defaults()
 
     failures = 0
-    for what, source, destination in plan(args.model, args.multilingual, aligner=not args.no_aligner):
+    for what, source, destination in plan(args.models + args.model, args.multilingual, aligner=not args.no_aligner):
         if args.dry_run:
             print(f"would fetch {what}: {source} -> {destination}")
             continue
