@@ -12,6 +12,7 @@ import logging
 import shutil
 import threading
 import time
+import weakref
 
 import pytest
 from hypothesis import given
@@ -58,7 +59,7 @@ def entries(tiny_model_dir, tmp_path_factory) -> list[dict]:
 @pytest.fixture(scope="module")
 def models_settings(tiny_settings, entries, tmp_path_factory):
     return dataclasses.replace(tiny_settings, models_json=json.dumps(entries), max_loaded_models=2,
-                               hf_home=tmp_path_factory.mktemp("hf"))
+                               hf_home=tmp_path_factory.mktemp("hf"), streaming=True)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,8 @@ def test_two_models_with_different_vocabularies_serve_jobs_in_one_worker(multi_w
     fr_models = multi_worker.pool.engine("tiny-fr").models
     assert len(fr_models.vocab_char_map) == len(TINY_FR_VOCAB) != len(multi_worker.models.vocab_char_map)
     assert fr_models.vocoder is multi_worker.models.vocoder  # one Vocos for both
-    streamed = list(multi_worker.items({"text": "Bonjour.", "model": "tiny-fr", "stream": True, **FAST}))
-    assert "error" in streamed[-1]  # this endpoint does not stream: refused before any model is chosen
+    streamed = list(multi_worker.items({"text": "Bonjour, ça va?", "model": "tiny-fr", "stream": True, **FAST}))
+    assert streamed[-1]["done"] and streamed[-1]["model"] == "tiny-fr" and streamed[0]["audio_base64"]
 
 
 def test_list_models_and_health_show_the_registry(multi_worker):
@@ -139,13 +140,13 @@ def test_least_recently_used_model_is_evicted_and_the_default_stays(models_setti
     pool = fresh_pool(dataclasses.replace(models_settings, max_loaded_models=1), worker.models)
     fr = pool.engine("tiny-fr")
     assert pool.loaded() == ["tiny", "tiny-fr"]  # the default is pinned; the one just loaded stays too
+    fr_thread, fr_models = fr._thread, weakref.ref(fr.models)
+    del fr
     copy = pool.engine("tiny-fr-copy")
     assert pool.loaded() == ["tiny", "tiny-fr-copy"] and pool.evictions == 1
-    assert fr.closed and copy is pool.engine("tiny-fr-copy")
-    deadline = time.monotonic() + 10
-    while fr._thread.is_alive() and time.monotonic() < deadline:  # its thread ends once its queue is empty
-        time.sleep(0.01)
-    assert not fr._thread.is_alive()
+    assert copy is pool.engine("tiny-fr-copy")
+    assert not fr_thread.is_alive()  # it was idle: its thread ended at once
+    assert fr_models() is None, "the evicted model's memory is freed"
     pool.engine("tiny-fr")  # asked for again: loaded again, the other one goes
     assert pool.loads == 3 and pool.loaded() == ["tiny", "tiny-fr"]
     pool.engine(None)  # the default, used: no load

@@ -13,6 +13,7 @@ freed once the last job using them is done.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from f5_worker.config import Settings
-from f5_worker.errors import JobError, is_gpu_failure, is_gpu_out_of_memory
+from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 from f5_worker.tts.loading import LoadedModels, VocoderCache, load_model
 from f5_worker.tts.registry import ModelRegistry
 from f5_worker.tts.sampler import SynthesisEngine
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 GPU_MEMORY_SHARE = 0.5  # MAX_MODEL_MEMORY_GB=0 on a GPU: weights may use this share of its memory
 BYTES_PER_GB = 1e9
-CLOSE_WAIT_S = 0.0  # an evicted engine's thread is not waited for: it ends on its own after its queued jobs
+EVICT_WAIT_S = 1.0  # how long a load waits for an evicted model's thread to end (after its queued jobs)
 
 EngineFactory = Callable[[LoadedModels], SynthesisEngine]
 
@@ -101,11 +102,22 @@ class ModelPool:
             del self._loading[name]
             evicted = self._evict(keep=name)
         pending.set_result(engine)
-        for old_name, old in evicted:
-            log.info("evicted model %s (more than MAX_LOADED_MODELS=%d or the weights' memory budget)",
-                     old_name, self.max_models)
-            old.close(CLOSE_WAIT_S)
+        if evicted:
+            self._retire(evicted)
         return engine
+
+    def _retire(self, evicted: list[tuple[str, SynthesisEngine]]) -> None:
+        """End the evicted engines' threads and give their memory back: at once when they are idle, else
+        when their last job is done (a job that still holds one keeps its model until then)."""
+        for name, old in evicted:
+            ended = old.close(EVICT_WAIT_S)
+            log.info("unloaded model %s (MAX_LOADED_MODELS=%d, weights budget %s)%s", name, self.max_models,
+                     "none" if self.max_bytes is None else f"{self.max_bytes / BYTES_PER_GB:.1f} GB",
+                     "" if ended else "; its queued jobs finish first")
+        del old  # with the list emptied, nothing here holds them any more
+        evicted.clear()
+        gc.collect()  # the model's modules refer to each other: only the collector frees them
+        free_gpu_memory()
 
     def _load(self, name: str) -> SynthesisEngine:
         started = time.perf_counter()

@@ -115,7 +115,7 @@ class SynthesisEngine:
         # Called in the job's thread once its request waits in the sampler's queue. Tests use it to act on a job
         # known to be waiting (stop it, queue the next one behind it) instead of sleeping and hoping it got there.
         self.on_queued: Callable[[SampleRequest], None] | None = None
-        models.cfm.transformer.register_forward_pre_hook(self._before_step)  # once per sampling step
+        self._step_hook = models.cfm.transformer.register_forward_pre_hook(self._before_step)  # once per step
         self._closed = False
         self._alive = True  # a sampler thread is running (or about to); changed under _thread_lock
         self._thread_lock = threading.Lock()
@@ -141,6 +141,7 @@ class SynthesisEngine:
             self._queue.put(request)
             if not self._alive:  # closed and drained: this job took the engine just before it was closed
                 self._alive = True
+                self._step_hook = self.models.cfm.transformer.register_forward_pre_hook(self._before_step)
                 self._thread = threading.Thread(target=self._serve, name=self._thread.name, daemon=True)
                 self._thread.start()
 
@@ -207,6 +208,9 @@ class SynthesisEngine:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         self._alive = False
+                        # the model's hook held this engine: without it nothing but its users keeps the
+                        # model alive, and its memory is freed as soon as they are done with it
+                        self._step_hook.remove()
                         return None
             else:
                 item = self._queue.get()
