@@ -76,7 +76,7 @@ class Worker:
         self.synthesize = self._synthesize_action(self.engine)  # the default model's
         voice_actions = VoiceActions(self.voices, self.downloads, self.registry.entry)
         self.actions: dict[str, Action] = {
-            "synthesize": lambda request, job_id=None: self._synthesis_for(request)(request, job_id),
+            "synthesize": self._synthesize_job,
             "align": AlignAction(self.aligner, self.downloads),
             "upload_voice": voice_actions.upload,
             "list_voices": voice_actions.list,
@@ -115,6 +115,9 @@ class Worker:
                                         f"does not have; give model (one of {', '.join(self.registry.names())})")
         engine = self.pool.engine(name)
         return self.synthesize if engine is self.engine else self._synthesize_action(engine)
+
+    def _synthesize_job(self, request: schema.SynthesizeRequest, job_id: str | None = None) -> dict:
+        return self._synthesis_for(request)(request, job_id)
 
     def _check_storage(self) -> None:
         """The bucket is checked once at start-up (docs/storage.md); a bad one is reported, not fatal."""
