@@ -317,3 +317,14 @@ def test_prefetch_takes_registered_model_names(tmp_path, tiny_model_dir):
     unknown = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "ops" / "prefetch_models.py"),
                               "--dry-run", "xx"], env=env, capture_output=True, text=True, timeout=120)
     assert unknown.returncode != 0 and "'xx' is not a registered model" in unknown.stderr
+
+
+
+def test_a_bad_entry_stops_the_worker_before_any_model_loads(worker_env, monkeypatch):
+    """``Worker.from_env`` raises SettingsError, which runpod_handler.py turns into exit status 2 with the line."""
+    for key, value in worker_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODELS", '[{"name": "fr", "architecture": "F5TTS_Base"}]')
+    monkeypatch.setenv("TINY_MODEL_DIR", "/nonexistent/never-written")  # a load would try to write here
+    with pytest.raises(SettingsError, match=r"^MODELS: entry 1 \('fr'\): checkpoint: Field required$"):
+        Worker.from_env()
