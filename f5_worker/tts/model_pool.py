@@ -125,7 +125,8 @@ class ModelPool:
         files = self.registry.model_files(name, self.settings)
         models = load_model(files, self.settings, self.vocoders)
         engine = self.make_engine(models)
-        self.loads += 1
+        with self._lock:
+            self.loads += 1
         log.info("model %s ready in %.2f s (%.0f MB of weights)", name, time.perf_counter() - started,
                  models.weight_bytes / 1e6)
         return engine
