@@ -27,7 +27,7 @@ def english_backend(aligner: Aligner) -> str:
 
 class HealthAction:
     def __init__(self, models: LoadedModels, aligner: Aligner, align_processes: int, stores: Stores,
-                 catalogue: Callable[[], list[dict]] = list):
+                 catalogue: Callable[[], list[dict]]):
         """``models``: the default model; ``catalogue``: every registered model, as ``list_models`` shows it."""
         self.models = models
         self.catalogue = catalogue

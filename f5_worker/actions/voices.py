@@ -18,7 +18,7 @@ from f5_worker.voices import VoiceStore
 class VoiceActions:
     """Handlers for the voice actions; each returns the job output."""
 
-    def __init__(self, store: VoiceStore, downloads: DownloadLimits, check_model: Callable[[str], object] = str):
+    def __init__(self, store: VoiceStore, downloads: DownloadLimits, check_model: Callable[[str], object]):
         """``check_model(name)`` raises JobError("model", ...) for a model this worker does not have."""
         self.store = store
         self.downloads = downloads
