@@ -24,6 +24,9 @@ EVENT_END = 5
 EVENT_MSG_TERMINATED = 6
 POS_CHARACTER = 1
 PARAM_RATE = 1
+PARAM_PITCH = 3
+DEFAULT_RATE_WPM = 175  # espeak-ng's own default speaking rate (words per minute)
+DEFAULT_PITCH = 50  # espeak-ng's own default base pitch (0-100)
 
 
 class _EventId(ctypes.Union):
@@ -136,12 +139,18 @@ def phonemize_ipa(text: str, voice: str = "en-us") -> str:
         return " ".join(parts)
 
 
-def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175) -> tuple[np.ndarray, int, list[WordEvent]]:
-    """Speak ``text``; return float32 mono audio, its sample rate and the word start events."""
+def synthesize(text: str, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM,
+               pitch: int = DEFAULT_PITCH) -> tuple[np.ndarray, int, list[WordEvent]]:
+    """Speak ``text``; return float32 mono audio, its sample rate and the word start events.
+
+    ``voice`` may name a variant (``fr+f3``). Rate and pitch are set on every call: the library
+    keeps them between calls.
+    """
     es = _espeak()
     with es.lock:
         es.set_voice(voice)
         es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
+        es.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
         es._chunks, es._events = [], []  # noqa: SLF001
         raw = text.encode("utf-8")
         buf = ctypes.create_string_buffer(raw)
