@@ -189,6 +189,7 @@ class DtwAligner:
         result = build_alignment(text, tokens, timings, duration=duration, backend=self.name, estimated=False,
                                  align_seconds=time.perf_counter() - t0)
         result.score_is_evidence = False
+        result.flagged_words = []  # confidences are likeness to espeak-ng's voice: no word stands out by them
         return result
 
 
