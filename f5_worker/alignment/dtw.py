@@ -40,7 +40,8 @@ EDGE_S = 0.1  # s: kept around the speech region of either side when leading and
 LOUD_DB = -40.0  # dB below the loudest frame: quieter frames are silence...
 NOISE_MARGIN_DB = 15.0  # dB: ...and so are frames less than this above the noise floor...
 NOISE_PERCENTILE = 10  # ...taken as this percentile of the frames' energies...
-MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame louder than this
+MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame louder than this...
+SILENCE_DBFS = -60.0  # dB full scale: ...and always a frame quieter than this
 LONG_PAUSE_S = 0.15  # s: silence longer than a stop consonant's closure is a pause, not part of a word
 CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before its first sound
 RATE_RANGE_WPM = (80, 450)  # espeak-ng's usable speaking rates (words per minute)
@@ -118,7 +119,10 @@ def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarra
         total = prefix + np.minimum.accumulate(entering - prefix)
         total[~valid] = np.inf
         step = np.where(from_up, _STEP_UP, _STEP_DIAGONAL).astype(np.int8)
-        step[total < entering] = _STEP_LEFT
+        # Left where coming from the left costs less than entering; the prefix-sum form of ``total``
+        # is off by rounding, so the comparison is made on the step's own terms.
+        from_left = np.concatenate([[np.inf], total[:-1]]) + cost
+        step[from_left < entering] = _STEP_LEFT
         steps[i] = step
         prev = np.concatenate([[np.inf], total, [np.inf]])
     if not np.isfinite(prev[1 + (m - 1 - lows[-1])]):
@@ -265,7 +269,7 @@ def sounding_frames(audio: np.ndarray) -> np.ndarray:
     energy = 10 * np.log10(np.mean(padded.reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
     peak = energy.max()
     floor = np.percentile(energy, NOISE_PERCENTILE) + NOISE_MARGIN_DB
-    return energy > min(max(peak + LOUD_DB, floor), peak + MAX_SILENCE_DB)
+    return (energy > min(max(peak + LOUD_DB, floor), peak + MAX_SILENCE_DB)) & (energy > SILENCE_DBFS)
 
 
 def trim_silence(start_f: int, end_f: int, sounding: np.ndarray, offset: int) -> tuple[int, int]:
