@@ -188,3 +188,15 @@ def test_the_table_ranks_measurements_before_published_figures():
     # Every figure says where it comes from; measured ones name the command that reproduces them.
     assert all(a.mean_error_ms > 0 and a.source for a in ACCURACY)
     assert all("eval_alignment.py" in a.source for a in ACCURACY if a.basis.startswith(MEASURED))
+
+
+def test_a_regional_tag_falls_back_to_its_language_and_an_unknown_one_to_estimates():
+    from f5_worker.alignment import espeak
+
+    text = "Le chat dort sur le canapé."
+    audio, sr, _ = espeak.synthesize(text, voice="fr+f3", rate_wpm=140, pitch=30)
+    regional = align_audio(DtwAligner(), audio, sr, text, language="fr-CA")  # espeak-ng has no fr-ca voice
+    assert regional.backend == "dtw" and not regional.estimated
+    unknown = align_audio(DtwAligner(), audio, sr, text, language="xx")
+    assert unknown.backend == "estimate" and unknown.estimated and not alignment_mismatch(unknown)
+    check_invariants(unknown, text, len(audio) / sr)

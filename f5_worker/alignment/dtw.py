@@ -47,7 +47,7 @@ CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before it
 RATE_RANGE_WPM = (80, 450)  # espeak-ng's usable speaking rates (words per minute)
 RATE_MATCH_TOLERANCE = 0.1  # the rendering is spoken again at a matched rate when its speech is this much off
 # Voices for language tags whose espeak-ng voice has another name ("en" is British English there).
-_VOICE_FOR_TAG = {"en": "en-us"}
+_VOICE_FOR_TAG = {"en": "en-us", "zh": "cmn"}
 
 _STEP_DIAGONAL, _STEP_UP, _STEP_LEFT = 0, 1, 2  # up: the audio advances alone; left: the rendering does
 
@@ -56,6 +56,12 @@ def espeak_voice(language: str) -> str:
     """The espeak-ng voice for a language tag (``fr``, ``pt-BR``, ``en``)."""
     tag = language.lower().replace("_", "-")
     return _VOICE_FOR_TAG.get(tag, tag)
+
+
+def espeak_voices(language: str) -> list[str]:
+    """Voices to try for a language tag: its own, then its base language's (``fr-CA``: none, then ``fr``)."""
+    base = language.lower().replace("_", "-").split("-")[0]
+    return list(dict.fromkeys([espeak_voice(language), espeak_voice(base)]))
 
 
 def mfcc_features(audio: np.ndarray) -> np.ndarray:
@@ -170,9 +176,14 @@ class DtwAligner:
         loud = np.flatnonzero(sounding)
         lo = max(0.0, loud[0] * FRAME_S - EDGE_S)
         hi = min(len(audio16) / SAMPLE_RATE, (loud[-1] + 1) * FRAME_S + EDGE_S)
-        voice = espeak_voice(language)
-        rendering = render_matched(text, voice, hi - lo)
-        if rendering is None:  # espeak-ng says nothing for this text: nothing to warp onto
+        rendering = None
+        for voice in espeak_voices(language):
+            try:
+                rendering = render_matched(text, voice, hi - lo)
+                break
+            except espeak.NoSuchVoice:
+                continue
+        if rendering is None:  # espeak-ng cannot say this text: nothing to warp onto
             return EstimateAligner().align(audio, sample_rate, text, language=language)
         ref_audio, anchors = rendering
         test = audio16[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)]

@@ -53,6 +53,10 @@ class EspeakUnavailable(RuntimeError):
     """libespeak-ng (espeakng-loader) could not be loaded."""
 
 
+class NoSuchVoice(ValueError):
+    """espeak-ng has no voice of that name."""
+
+
 @dataclass(frozen=True)
 class WordEvent:
     """One ``espeakEVENT_WORD``: where a word starts in the text and in the audio."""
@@ -100,7 +104,7 @@ class _Espeak:
     def set_voice(self, voice: str) -> None:
         if voice != self.voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice {voice!r}")
+                raise NoSuchVoice(f"espeak-ng has no voice {voice!r}")
             self.voice = voice
 
 
