@@ -200,3 +200,9 @@ def test_a_regional_tag_falls_back_to_its_language_and_an_unknown_one_to_estimat
     unknown = align_audio(DtwAligner(), audio, sr, text, language="xx")
     assert unknown.backend == "estimate" and unknown.estimated and not alignment_mismatch(unknown)
     check_invariants(unknown, text, len(audio) / sr)
+
+
+@pytest.mark.parametrize("frames", [100, 6_000, 39_000, 180_000])  # 1 s, 1 min, 6.5 min, 30 min (the align maximum)
+def test_the_search_stays_within_its_memory_bound(frames):
+    band = dtw.band_frames(frames, frames)
+    assert band >= 1 and frames * (2 * band + 1) <= dtw.MAX_SEARCH_BYTES + frames

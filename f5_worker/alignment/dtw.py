@@ -35,7 +35,8 @@ N_MFCC = 13  # cepstral coefficients computed; the first (loudness) is dropped, 
 N_MELS = 40  # mel bands the coefficients come from
 BAND_SHARE = 0.2  # the path may stray this share of the audio's length from the diagonal...
 MIN_BAND_S = 2.0  # s: ...but at least this far...
-MAX_BAND_S = 10.0  # s: ...and at most this far, which bounds time and memory for long audio
+MAX_BAND_S = 10.0  # s: ...and at most this far, which bounds time and memory for long audio...
+MAX_SEARCH_BYTES = 128 * 2**20  # bytes: ...and narrower still where the search would hold more (one per cell)
 EDGE_S = 0.1  # s: kept around the speech region of either side when leading and trailing silence is cut
 LOUD_DB = -40.0  # dB below the loudest frame: quieter frames are silence...
 NOISE_MARGIN_DB = 15.0  # dB: ...and so are frames less than this above the noise floor...
@@ -155,8 +156,8 @@ def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarra
 
 def band_frames(n_rows: int, n_cols: int) -> int:
     """Half-width of the search band, in frames, for audio of ``n_rows`` frames."""
-    frames = max(n_rows, n_cols) * BAND_SHARE
-    return int(min(max(frames, MIN_BAND_S / FRAME_S), MAX_BAND_S / FRAME_S))
+    frames = min(max(max(n_rows, n_cols) * BAND_SHARE, MIN_BAND_S / FRAME_S), MAX_BAND_S / FRAME_S)
+    return max(1, int(min(frames, MAX_SEARCH_BYTES // (2 * max(n_rows, 1)))))
 
 
 class DtwAligner:
