@@ -378,8 +378,8 @@ class Case:
     language: str = "en"
 
 
-def make_case(text: str, language: str = "en", *, variant: str | None = None, rate_wpm: int = 175,
-              pitch: int = 50) -> Case:
+def make_case(text: str, language: str = "en", *, variant: str | None = None,
+              rate_wpm: int = espeak.DEFAULT_RATE_WPM, pitch: int = espeak.DEFAULT_PITCH) -> Case:
     """Speak ``text`` and take each token's true start from the word event at its first letter."""
     voice = espeak_voice(language) + (f"+{variant}" if variant else "")
     audio, sr, events = espeak.synthesize(text, voice=voice, rate_wpm=rate_wpm, pitch=pitch)
