@@ -24,7 +24,7 @@ DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voic
 DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
 DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job's input
 
-ALIGNER_KINDS = ("auto", "ctc", "sphinx", "estimate")
+ALIGNER_KINDS = ("auto", "ctc", "sphinx", "dtw", "estimate")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _TRUE = ("1", "true", "yes", "on")
 

@@ -311,16 +311,17 @@ def test_load_aligner_kinds(tmp_path, monkeypatch):
     auto = load_aligner("auto", model_dir=str(tmp_path))
     assert isinstance(auto, AutoAligner)
     assert auto.backend_for("en").name == "sphinx"
-    assert auto.backend_for("fr").name == "estimate"
+    assert auto.backend_for("fr").name == "dtw"
+    assert auto.backend_for("fi").name == "estimate"
 
 
 def test_estimate_is_flagged_and_never_a_mismatch(ref_speech, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ctc weights: French falls back to estimates
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ctc weights: Finnish (not measured) gets estimates
     audio, sr = ref_speech
-    result = align_audio(load_aligner("auto"), audio, sr, "Bonjour tout le monde.", language="fr")
+    result = align_audio(load_aligner("auto"), audio, sr, "Hyvää huomenta kaikille.", language="fi")
     assert result.backend == "estimate" and result.estimated and not alignment_mismatch(result)
     assert all(w.confidence == 0.0 for w in result.words) and result.flagged_words == []
-    check_invariants(result, "Bonjour tout le monde.", len(audio) / sr)
+    check_invariants(result, "Hyvää huomenta kaikille.", len(audio) / sr)
     lo, hi = speech_region(audio, sr)
     assert lo <= result.words[0].start and result.words[-1].end <= hi + 1e-6
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "f5_worker"
-BACKENDS = {"f5_worker.alignment.sphinx", "f5_worker.alignment.sphinx_pool", "f5_worker.alignment.ctc"}
+BACKENDS = {"f5_worker.alignment.sphinx", "f5_worker.alignment.sphinx_pool", "f5_worker.alignment.ctc",
+            "f5_worker.alignment.dtw"}
 
 
 def module_name(path: Path) -> str:

@@ -89,13 +89,40 @@ def test_json_output(evalmod, tmp_path, capsys):
         assert evalmod.main(["--limit", "3", "--json", str(out), "--threads", "2"]) == 0
     finally:
         torch.set_num_threads(threads)
-    figures = json.loads(out.read_text())
+    (figures,) = json.loads(out.read_text())["results"]
     # The first three sentences only, aligned by sphinx, and the file holds the figures the script printed.
     assert figures["sentences"] == 3 and figures["backend"] == "sphinx"
     assert {w["sentence"] for w in figures["worst"]} <= {s[:40] for s in evalmod.SENTENCES[:3]}
     assert 20 <= figures["words"] <= sum(len(s.split()) for s in evalmod.SENTENCES[:3])
     printed = capsys.readouterr().out
     assert f"{figures['words']} words in 3 utterances" in printed
-    assert f"mean abs start error {figures['mean_abs_ms']} ms" in printed
+    assert f"mean abs start error {figures['mean_abs_ms']} ms (median {figures['median_abs_ms']} ms, " \
+           f"p90 {figures['p90_abs_ms']} ms)" in printed
     assert f"within 20 ms: {figures['within_20ms']} %   within 50 ms: {figures['within_50ms']} %" in printed
     assert 0.0 < figures["mean_abs_ms"] <= 40.0 and figures["within_20ms"] <= figures["within_50ms"]
+
+
+def test_other_languages_and_methods(evalmod, tmp_path):
+    """French by dtw and estimate on two sentences: one result per method, sphinx (English only) left out,
+    and dtw far closer to the truth than an estimate."""
+    import torch
+
+    out = tmp_path / "figures.json"
+    threads = torch.get_num_threads()
+    try:
+        assert evalmod.main(["--language", "fr", "--method", "all", "--limit", "2", "--json", str(out),
+                             "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    results = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == {"dtw", "estimate"}  # no ctc weights cached here
+    assert all(r["language"] == "fr" and r["sentences"] == 2 and r["words"] >= 15 for r in results.values())
+    assert results["dtw"]["mean_abs_ms"] <= results["dtw"]["p90_abs_ms"] * 2
+    assert results["dtw"]["mean_abs_ms"] * 3 < results["estimate"]["mean_abs_ms"]
+
+
+def test_held_out_sentences_are_not_the_development_ones(evalmod):
+    for language in evalmod.LANGUAGES:
+        held_out = set(evalmod.corpus(language, held_out=True))
+        assert len(held_out) >= 12 and not held_out & set(evalmod.corpus(language))
+        assert len(evalmod.corpus(language)) >= 30

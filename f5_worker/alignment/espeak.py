@@ -24,6 +24,9 @@ EVENT_END = 5
 EVENT_MSG_TERMINATED = 6
 POS_CHARACTER = 1
 PARAM_RATE = 1
+PARAM_PITCH = 3
+DEFAULT_RATE_WPM = 175  # espeak-ng's own default speaking rate (words per minute)
+DEFAULT_PITCH = 50  # espeak-ng's own default base pitch (0-100)
 
 
 class _EventId(ctypes.Union):
@@ -48,6 +51,10 @@ _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), 
 
 class EspeakUnavailable(RuntimeError):
     """libespeak-ng (espeakng-loader) could not be loaded."""
+
+
+class NoSuchVoice(ValueError):
+    """espeak-ng has no voice of that name."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class _Espeak:
     def set_voice(self, voice: str) -> None:
         if voice != self.voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice {voice!r}")
+                raise NoSuchVoice(f"espeak-ng has no voice {voice!r}")
             self.voice = voice
 
 
@@ -136,12 +143,18 @@ def phonemize_ipa(text: str, voice: str = "en-us") -> str:
         return " ".join(parts)
 
 
-def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175) -> tuple[np.ndarray, int, list[WordEvent]]:
-    """Speak ``text``; return float32 mono audio, its sample rate and the word start events."""
+def synthesize(text: str, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM,
+               pitch: int = DEFAULT_PITCH) -> tuple[np.ndarray, int, list[WordEvent]]:
+    """Speak ``text``; return float32 mono audio, its sample rate and the word start events.
+
+    ``voice`` may name a variant (``fr+f3``). Rate and pitch are set on every call: the library
+    keeps them between calls.
+    """
     es = _espeak()
     with es.lock:
         es.set_voice(voice)
         es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
+        es.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
         es._chunks, es._events = [], []  # noqa: SLF001
         raw = text.encode("utf-8")
         buf = ctypes.create_string_buffer(raw)

@@ -51,11 +51,12 @@ def alignment_mismatch(alignment: Alignment, threshold: float = MISMATCH_SCORE) 
 
     Timings estimated because no aligner fits the language carry no evidence
     either way and never count; a real backend that found no path through the
-    text (``estimated`` with a backend other than "estimate") always does.
+    text (``estimated`` with a backend other than "estimate") always does. A score that is no
+    evidence (``score_is_evidence`` false: dtw's likeness to espeak-ng's voice) never does.
     """
     if alignment.estimated:
         return alignment.backend != "estimate"
-    return alignment.score < threshold
+    return alignment.score_is_evidence and alignment.score < threshold
 
 
 @dataclass

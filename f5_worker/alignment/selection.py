@@ -1,45 +1,100 @@
 """Which aligner serves a request: the ``ALIGNER`` setting, and per language under ``auto``.
 
-The only module that imports the backends (sphinx, its process pool, CTC), so
-the rest of the worker depends on ``types`` alone.
+``auto`` chooses by accuracy, from one table (``ACCURACY``) of what backs each backend in each
+language, which docs/timings.md quotes. The only module that imports the backends (sphinx, its
+process pool, CTC, dtw), so the rest of the worker depends on ``types`` alone.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from f5_worker.alignment.ctc import CtcAligner, find_weights
+from f5_worker.alignment.dtw import DtwAligner
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.alignment.sphinx_pool import SphinxProcessPool, auto_processes
 from f5_worker.alignment.types import Aligner, Alignment
 from f5_worker.config import ALIGNER_KINDS
 
-__all__ = ["AutoAligner", "auto_processes", "load_aligner", "sphinx_aligner"]
+__all__ = ["ACCURACY", "AutoAligner", "Accuracy", "auto_processes", "best_backend", "load_aligner",
+           "sphinx_aligner"]
+
+# What backs a figure, most trusted first. Figures are compared within a basis, never across one:
+# MEASURED: measured here, an acoustic model on espeak-ng speech it was not built from;
+# MEASURED_OWN_SYNTHESIZER: measured here, but the aligner's reference is espeak-ng itself, so the test
+# speech is the reference's own kind and the figure is a best case (dtw; see docs/timings.md);
+# PUBLISHED: others' measurement on human speech, not repeated here.
+MEASURED = "measured on espeak-ng speech"
+MEASURED_OWN_SYNTHESIZER = "measured on espeak-ng speech, against espeak-ng's own rendering"
+PUBLISHED = "published, on human speech"
+_BASIS_RANK = {MEASURED: 0, MEASURED_OWN_SYNTHESIZER: 1, PUBLISHED: 2}
+ANY_LANGUAGE = "*"
+_EVAL = "scripts/bench/eval_alignment.py"
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How accurate a backend is in a language: mean absolute word-start error and what backs it."""
+
+    backend: str  # "sphinx" | "dtw" | "ctc-multilingual" | "ctc"
+    language: str  # base language tag, or ANY_LANGUAGE
+    mean_error_ms: float  # milliseconds, mean absolute word-start error
+    basis: str  # MEASURED | MEASURED_OWN_SYNTHESIZER | PUBLISHED
+    source: str
+
+
+ACCURACY: tuple[Accuracy, ...] = (
+    Accuracy("sphinx", "en", 15.3, MEASURED, f"{_EVAL} --language en --method sphinx"),
+    Accuracy("dtw", "en", 6.5, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language en --method dtw"),
+    Accuracy("dtw", "fr", 11.7, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language fr --method dtw"),
+    Accuracy("dtw", "de", 6.0, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language de --method dtw"),
+    Accuracy("dtw", "es", 5.5, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language es --method dtw"),
+    Accuracy("dtw", "it", 8.3, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language it --method dtw"),
+    Accuracy("dtw", "pt", 7.7, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language pt --method dtw"),
+    # MMS_FA's weights are not cached where the figures above were measured; upper end of the
+    # published range (MontrealCorpusTools/mfa-models' English benchmarks).
+    Accuracy("ctc-multilingual", ANY_LANGUAGE, 48.0, PUBLISHED, "MFA benchmarks, MMS_FA: 37-48 ms"),
+)
+
+
+def base_language(language: str) -> str:
+    return (language or "en").lower().replace("_", "-").split("-")[0]
+
+
+def best_backend(language: str, available: set[str]) -> Accuracy | None:
+    """The most trusted, then most accurate, figure for ``language`` among ``available`` backends;
+    None when nothing backs any of them (the text's length is all there is)."""
+    lang = base_language(language)
+    known = [a for a in ACCURACY if a.backend in available and a.language in (lang, ANY_LANGUAGE)]
+    return min(known, key=lambda a: (_BASIS_RANK[a.basis], a.mean_error_ms), default=None)
 
 
 class AutoAligner:
-    """``auto``: the best backend available for each request's language."""
+    """``auto``: for each request's language, the backend ``best_backend`` picks among those loaded.
+
+    English CTC (wav2vec2) is never picked: nothing here has measured it, and sphinx has been. It
+    serves only when ``ALIGNER=ctc`` asks for it.
+    """
 
     name = "auto"
 
     def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0):
-        self.ctc = CtcAligner(device=device, model_dir=model_dir) if find_weights(model_dir, "en") else None
         self.ctc_multilingual = None
         if find_weights(model_dir, "mul"):
             self.ctc_multilingual = CtcAligner(device=device, model_dir=model_dir, multilingual=True)
-        self.sphinx = sphinx_aligner(processes if self.ctc is None else 0)  # with ctc, English never uses it
+        self.sphinx = sphinx_aligner(processes)
+        self.dtw = DtwAligner()
         self.estimate = EstimateAligner()
+        self.backends: dict[str, Aligner] = {"sphinx": self.sphinx, "dtw": self.dtw}
+        if self.ctc_multilingual is not None:
+            self.backends["ctc-multilingual"] = self.ctc_multilingual
 
     def backend_for(self, language: str) -> Aligner:
-        english = language.lower().split("-")[0] == "en"
-        if english and self.ctc is not None:
-            return self.ctc
-        if not english and self.ctc_multilingual is not None:
-            return self.ctc_multilingual
-        if english:
-            return self.sphinx
-        return self.estimate
+        best = best_backend(language, set(self.backends))
+        return self.backends[best.backend] if best else self.estimate
 
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         return self.backend_for(language).align(audio, sample_rate, text, language=language)
@@ -57,7 +112,7 @@ def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | No
     """Build the aligner named by the ``ALIGNER`` setting once, at worker start.
 
     ``ctc`` fails loudly when its weights are not in the cache (nothing is
-    downloaded here); ``auto`` quietly falls back to sphinx, then to estimates.
+    downloaded here); ``auto`` quietly uses what is there.
     ``processes`` > 0 runs sphinx in that many worker processes.
     """
     kind = (kind or "auto").lower()
@@ -67,6 +122,8 @@ def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | No
         return CtcAligner(device=device, model_dir=model_dir)
     if kind == "sphinx":
         return sphinx_aligner(processes)
+    if kind == "dtw":
+        return DtwAligner()
     if kind == "estimate":
         return EstimateAligner()
     raise ValueError(f"unknown aligner {kind!r}; expected one of {', '.join(ALIGNER_KINDS)}")

@@ -64,6 +64,9 @@ class Alignment:
     estimated: bool  # True when timings are estimated from text length, not aligned
     flagged_words: list[int] = field(default_factory=list)  # indices of low-confidence words
     align_seconds: float = 0.0  # wall time the backend took
+    # False where a low score is no sign that the audio says something else (dtw: its score measures
+    # likeness to espeak-ng's voice as much as to the text); the quality gate then ignores it.
+    score_is_evidence: bool = True
 
     def quality(self) -> dict:
         return {

@@ -1,0 +1,322 @@
+"""Word timings for the languages espeak-ng speaks: the audio warped onto espeak-ng's own rendering.
+
+pocketsphinx has an English model only, and the multilingual CTC model (MMS_FA) is rarely cached and
+licensed for non-commercial use. espeak-ng speaks about a hundred languages offline and reports the
+sample where each word of its rendering starts. Dynamic time warping (DTW) of the audio's MFCCs
+against the rendering's carries those starts onto the audio (the method aeneas uses). It needs no
+acoustic model of the language, only that the audio says the text the way espeak-ng would, phone for
+phone; what it cannot know is how a human-sounding voice differs from espeak-ng's, which is why its
+score is not used as evidence of a mismatch (``Alignment.score_is_evidence``).
+
+The warping path is searched in a band around the diagonal, so time grows with frames × band and
+memory is one byte per cell of the band: 13 MB and 1.4 CPU seconds for 65 s of speech, 78 MB and
+6.5 CPU seconds for 6.5 minutes. No maintained DTW package bounds memory that way:
+``librosa.sequence.dtw``, ``dtw-python`` and ``tslearn`` fill the whole frames × frames matrix (1.2 GB
+for 6 min at 10 ms, in float64), and ``fastdtw`` is approximate and unmaintained.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torchaudio
+
+from f5_worker.alignment import espeak
+from f5_worker.alignment.estimate import EstimateAligner, unalignable
+from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
+from f5_worker.audio import resample, speech_region
+
+SAMPLE_RATE = 16000  # Hz: features are computed at this rate
+FRAME_S = 0.010  # s: hop between feature frames, the resolution of the timings
+WINDOW_SAMPLES = 400  # samples (25 ms at 16 kHz): the analysis window of one frame
+N_MFCC = 13  # cepstral coefficients computed; the first (loudness) is dropped, voices differ in it
+N_MELS = 40  # mel bands the coefficients come from
+BAND_SHARE = 0.2  # the path may stray this share of the audio's length from the diagonal...
+MIN_BAND_S = 2.0  # s: ...but at least this far...
+MAX_BAND_S = 10.0  # s: ...and at most this far, which bounds time and memory for long audio...
+MAX_SEARCH_BYTES = 128 * 2**20  # bytes: ...and narrower still where the search would hold more (one per cell)
+EDGE_S = 0.1  # s: kept around the speech region of either side when leading and trailing silence is cut
+LOUD_DB = -40.0  # dB below the loudest frame: quieter frames are silence...
+NOISE_MARGIN_DB = 15.0  # dB: ...and so are frames less than this above the noise floor...
+NOISE_PERCENTILE = 10  # ...taken as this percentile of the frames' energies...
+MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame louder than this...
+SILENCE_DBFS = -60.0  # dB full scale: ...and always a frame quieter than this
+LONG_PAUSE_S = 0.15  # s: silence longer than a stop consonant's closure is a pause, not part of a word
+CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before its first sound
+RATE_RANGE_WPM = (80, 450)  # espeak-ng's usable speaking rates (words per minute)
+RATE_MATCH_TOLERANCE = 0.1  # the rendering is spoken again at a matched rate when its speech is this much off
+# Voices for language tags whose espeak-ng voice has another name ("en" is British English there).
+_VOICE_FOR_TAG = {"en": "en-us", "zh": "cmn"}
+
+_STEP_DIAGONAL, _STEP_UP, _STEP_LEFT = 0, 1, 2  # up: the audio advances alone; left: the rendering does
+
+
+def espeak_voice(language: str) -> str:
+    """The espeak-ng voice for a language tag (``fr``, ``pt-BR``, ``en``)."""
+    tag = language.lower().replace("_", "-")
+    return _VOICE_FOR_TAG.get(tag, tag)
+
+
+def espeak_voices(language: str) -> list[str]:
+    """Voices to try for a language tag: its own, then its base language's (``fr-CA``: none, then ``fr``)."""
+    base = language.lower().replace("_", "-").split("-")[0]
+    return list(dict.fromkeys([espeak_voice(language), espeak_voice(base)]))
+
+
+def mfcc_features(audio: np.ndarray) -> np.ndarray:
+    """Unit-length MFCC vectors (frames x coefficients) of 16 kHz audio, one per ``FRAME_S``.
+
+    Each coefficient is normalised over the utterance (mean 0, variance 1), which removes most of
+    what a voice and a channel add; cosine similarity then compares what is said.
+    """
+    transform = torchaudio.transforms.MFCC(
+        sample_rate=SAMPLE_RATE, n_mfcc=N_MFCC,
+        melkwargs={"n_fft": WINDOW_SAMPLES, "hop_length": round(SAMPLE_RATE * FRAME_S), "n_mels": N_MELS},
+    )
+    with torch.no_grad():
+        feats = transform(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).T.numpy()
+    feats = feats[:, 1:].astype(np.float64)
+    feats = (feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-8)
+    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-8)
+
+
+def band_centres(n_rows: int, n_cols: int) -> np.ndarray:
+    """Column at the diagonal for each row."""
+    return np.round(np.arange(n_rows) * ((n_cols - 1) / max(n_rows - 1, 1))).astype(np.int64)
+
+
+def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cheapest monotonic path from (0, 0) to the last frame of both, within ``band`` columns of
+    the diagonal, under cost 1 - cosine similarity of unit vectors.
+
+    Steps: one frame of both (diagonal), of ``rows`` alone, or of ``cols`` alone, each paying the cost
+    of the cell it enters. Returns the path's row and column indices and the similarity of each of its
+    cells. A row's horizontal moves depend on each other; they are solved at once as a running
+    minimum over prefix sums: D[j] = S[j] + min_{k<=j}(T[k] - S[k]), with T the cost of entering from
+    the previous row and S the row's cumulative cost.
+    """
+    n, m = len(rows), len(cols)
+    width = 2 * band + 1
+    centres = band_centres(n, m)
+    lows = centres - band  # column of band index 0 in each row
+    steps = np.empty((n, width), dtype=np.int8)
+    padded_cols = np.concatenate([np.zeros((band, cols.shape[1])), cols, np.zeros((band + 1, cols.shape[1]))])
+    prev = np.full(width + 2, np.inf)  # previous row's totals, one inf either side
+    for i in range(n):
+        lo = lows[i]
+        j = lo + np.arange(width)
+        valid = (j >= 0) & (j < m)
+        cost = 1.0 - padded_cols[lo + band : lo + band + width] @ rows[i]
+        cost[~valid] = np.inf
+        if i == 0:
+            entering = np.full(width, np.inf)
+            entering[j == 0] = cost[j == 0]
+            from_up = np.zeros(width, dtype=bool)
+        else:
+            shift = lo - lows[i - 1]  # this row's band index k is the previous row's k + shift
+            idx = np.arange(width) + shift + 1  # into ``prev`` (offset by its leading inf)
+            up = prev[np.clip(idx, 0, width + 1)]
+            diagonal = prev[np.clip(idx - 1, 0, width + 1)]
+            from_up = up < diagonal
+            entering = cost + np.minimum(up, diagonal)
+        finite_cost = np.where(valid, cost, 0.0)
+        prefix = np.cumsum(finite_cost)
+        total = prefix + np.minimum.accumulate(entering - prefix)
+        total[~valid] = np.inf
+        step = np.where(from_up, _STEP_UP, _STEP_DIAGONAL).astype(np.int8)
+        # Left where coming from the left costs less than entering; the prefix-sum form of ``total``
+        # is off by rounding, so the comparison is made on the step's own terms.
+        from_left = np.concatenate([[np.inf], total[:-1]]) + cost
+        step[from_left < entering] = _STEP_LEFT
+        steps[i] = step
+        prev = np.concatenate([[np.inf], total, [np.inf]])
+    if not np.isfinite(prev[1 + (m - 1 - lows[-1])]):
+        raise ValueError("no path within the band")
+    path_i, path_j = [], []
+    i, j = n - 1, m - 1
+    while True:
+        path_i.append(i)
+        path_j.append(j)
+        if i == 0 and j == 0:
+            break
+        step = steps[i, j - lows[i]]
+        if step == _STEP_LEFT:
+            j -= 1
+        elif step == _STEP_UP:
+            i -= 1
+        else:
+            i, j = i - 1, j - 1
+    path_i = np.array(path_i[::-1])
+    path_j = np.array(path_j[::-1])
+    similarity = np.einsum("ij,ij->i", rows[path_i], cols[path_j])
+    return path_i, path_j, similarity
+
+
+def band_frames(n_rows: int, n_cols: int) -> int:
+    """Half-width of the search band, in frames, for audio of ``n_rows`` frames."""
+    frames = min(max(max(n_rows, n_cols) * BAND_SHARE, MIN_BAND_S / FRAME_S), MAX_BAND_S / FRAME_S)
+    return max(1, int(min(frames, MAX_SEARCH_BYTES // (2 * max(n_rows, 1)))))
+
+
+class DtwAligner:
+    """Times words by warping the audio onto espeak-ng's rendering of the text."""
+
+    name = "dtw"
+
+    def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
+        t0 = time.perf_counter()
+        audio16, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
+        if not spoken:
+            return build_alignment(text, tokens, [], duration=duration, backend=self.name, estimated=False,
+                                   align_seconds=time.perf_counter() - t0)
+        sounding = sounding_frames(audio16)
+        if not sounding.any():
+            return unalignable(audio, sample_rate, text, language, duration, t0, self.name)
+        loud = np.flatnonzero(sounding)
+        lo = max(0.0, loud[0] * FRAME_S - EDGE_S)
+        hi = min(len(audio16) / SAMPLE_RATE, (loud[-1] + 1) * FRAME_S + EDGE_S)
+        rendering = None
+        for voice in espeak_voices(language):
+            try:
+                rendering = render_matched(text, voice, hi - lo)
+                break
+            except espeak.NoSuchVoice:
+                continue
+        if rendering is None:  # espeak-ng cannot say this text: nothing to warp onto
+            return EstimateAligner().align(audio, sample_rate, text, language=language)
+        ref_audio, anchors = rendering
+        test = audio16[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)]
+        if len(test) < 2 * WINDOW_SAMPLES:
+            return unalignable(audio, sample_rate, text, language, duration, t0, self.name)
+        rows, cols = mfcc_features(test), mfcc_features(ref_audio)
+        path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)))
+        ref_spans = token_spans(tokens, anchors, ref_audio)
+        timings = []
+        for tok, span in zip(tokens, ref_spans, strict=True):
+            if not tok.spoken:
+                continue
+            start_f, end_f = map_span(span, path_i, path_j)
+            start_f, end_f = trim_silence(start_f, end_f, sounding, int(round(lo / FRAME_S)))
+            on_word = (path_i >= start_f) & (path_i < end_f)
+            confidence = float(np.clip(similarity[on_word].mean(), 0.0, 1.0)) if on_word.any() else 0.0
+            timings.extend(split_token(tok.spoken, lo + start_f * FRAME_S, lo + end_f * FRAME_S, confidence))
+        result = build_alignment(text, tokens, timings, duration=duration, backend=self.name, estimated=False,
+                                 align_seconds=time.perf_counter() - t0)
+        result.score_is_evidence = False
+        result.flagged_words = []  # confidences are likeness to espeak-ng's voice: no word stands out by them
+        return result
+
+
+def render_matched(text: str, voice: str, speech_s: float):
+    """espeak-ng's rendering of ``text`` at 16 kHz, spoken at a rate that makes its speech about as
+    long as ``speech_s`` (the closer the two, the nearer the path stays to the diagonal), and the
+    word events; None when espeak-ng says nothing."""
+    rate = espeak.DEFAULT_RATE_WPM
+    for _ in range(2):
+        audio, sr, events = espeak.synthesize(text, voice=voice, rate_wpm=rate)
+        if not events or not len(audio):
+            return None
+        lo, hi = speech_region(audio, sr)
+        ratio = (hi - lo) / speech_s if speech_s > 0 else 1.0
+        if abs(ratio - 1.0) <= RATE_MATCH_TOLERANCE:
+            break
+        rate = int(np.clip(rate * ratio, *RATE_RANGE_WPM))
+    lo_sample = int(max(0.0, lo - EDGE_S) * sr)
+    hi_sample = int(min(len(audio) / sr, hi + EDGE_S) * sr)
+    anchors = {e.text_position: (e.sample - lo_sample) / sr for e in events}
+    return resample(audio[lo_sample:hi_sample], sr, SAMPLE_RATE), anchors
+
+
+def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> list[tuple[float, float]]:
+    """Each token's (start, end) in the rendering, in seconds.
+
+    A token starts at the word event inside it; a token without one (espeak-ng joined it to a
+    neighbour, or said nothing) shares the time between its neighbours. It ends where the rendering
+    falls silent before the next token's start.
+    """
+    duration = len(ref_audio) / SAMPLE_RATE
+    starts: list[float | None] = []
+    for tok in tokens:
+        inside = [t for pos, t in anchors.items() if tok.char_start <= pos < tok.char_end]
+        starts.append(max(0.0, min(inside)) if inside and tok.spoken else None)
+    known = [i for i, s in enumerate(starts) if s is not None]
+    if not known:
+        return [(0.0, duration)] * len(tokens)
+    # Tokens before the first anchor, between anchors, after the last: spread evenly.
+    filled = list(starts)
+    bounds = [(-1, 0.0)] + [(i, starts[i]) for i in known] + [(len(tokens), duration)]
+    for (a, ta), (b, tb) in zip(bounds, bounds[1:], strict=False):
+        gap = [k for k in range(a + 1, b) if tokens[k].spoken]
+        first = ta if a >= 0 else 0.0
+        for n, k in enumerate(gap, start=1):
+            filled[k] = first + (tb - first) * n / (len(gap) + 1)
+    loud = sounding_frames(ref_audio)
+    spans = []
+    nexts = [s for s in filled if s is not None] + [duration]
+    order = iter(nexts[1:])
+    for s in filled:
+        if s is None:
+            spans.append((0.0, 0.0))
+            continue
+        nxt = max(next(order), s)
+        lo_f, hi_f = int(s / FRAME_S), int(np.ceil(nxt / FRAME_S))
+        sounding = np.flatnonzero(loud[lo_f:hi_f])
+        end = (lo_f + sounding[-1] + 1) * FRAME_S if len(sounding) else nxt
+        spans.append((s, min(max(end, s + FRAME_S), max(nxt, s + FRAME_S))))
+    return spans
+
+
+def sounding_frames(audio: np.ndarray) -> np.ndarray:
+    """Which ``FRAME_S`` frames of 16 kHz audio hold sound rather than silence or a noise floor.
+
+    A recording's noise floor is not silence to the eye but is to the words: a word neither starts
+    nor ends in it.
+    """
+    hop = round(SAMPLE_RATE * FRAME_S)
+    n = max(1, int(np.ceil(len(audio) / hop)))
+    padded = np.zeros(n * hop, np.float32)
+    padded[: len(audio)] = audio
+    energy = 10 * np.log10(np.mean(padded.reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
+    peak = energy.max()
+    floor = np.percentile(energy, NOISE_PERCENTILE) + NOISE_MARGIN_DB
+    return (energy > min(max(peak + LOUD_DB, floor), peak + MAX_SILENCE_DB)) & (energy > SILENCE_DBFS)
+
+
+def trim_silence(start_f: int, end_f: int, sounding: np.ndarray, offset: int) -> tuple[int, int]:
+    """A word's frames [start, end) of the cut audio, kept out of the pauses around it.
+
+    The end moves back to where the audio last sounds. The start moves only out of a pause longer
+    than a stop's closure, and keeps a closure's length before the sound: a word that opens with
+    p, t or k starts silent.
+    """
+    inside = np.flatnonzero(sounding[offset + start_f : offset + end_f])
+    if not len(inside):
+        return start_f, end_f
+    first, last = start_f + int(inside[0]), start_f + int(inside[-1]) + 1
+    if first > start_f:
+        before = np.flatnonzero(sounding[: offset + start_f])
+        pause_start = int(before[-1]) + 1 - offset if len(before) else -offset
+        if (first - pause_start) * FRAME_S > LONG_PAUSE_S:
+            start_f = max(start_f, first - round(CLOSURE_S / FRAME_S))
+    return start_f, last
+
+
+def map_span(span: tuple[float, float], path_i: np.ndarray, path_j: np.ndarray) -> tuple[int, int]:
+    """Frames [start, end) of the audio that the path matches to the rendering's span (seconds)."""
+    last_col = int(path_j[-1])
+    start_col = min(int(round(span[0] / FRAME_S)), last_col)
+    end_col = min(max(int(round(span[1] / FRAME_S)), start_col + 1), last_col + 1)
+    first = np.searchsorted(path_j, start_col, side="left")
+    last = np.searchsorted(path_j, end_col - 1, side="right") - 1
+    start_f = int(path_i[min(first, len(path_i) - 1)])
+    end_f = int(path_i[max(last, 0)]) + 1
+    return start_f, max(end_f, start_f)
+
+
+def split_token(words: list[str], start: float, end: float, confidence: float) -> list[WordTiming]:
+    """A token's span shared among the words it is spoken as, by their letters."""
+    weights = np.array([max(len(w), 1) for w in words], dtype=float)
+    edges = start + (end - start) * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    return [WordTiming(float(a), float(b), confidence) for a, b in zip(edges[:-1], edges[1:], strict=True)]
