@@ -371,11 +371,11 @@ def model_setup(args) -> tuple[dict, dict]:
         paths = ensure_random_models(root, args.config)
         env.update(WORKER_MODEL=args.config, MODEL_CKPT_PATH=str(paths.ckpt_path),
                    MODEL_VOCAB_PATH=str(paths.vocab_path), VOCODER_PATH=str(paths.vocoder_dir))
-        if not args.no_ctc:  # the image caches the CTC aligner's weights (prefetch_models.py): random ones here
+        if args.ctc:  # ALIGNER=ctc with random weights where prefetch_models.py --english-ctc puts the real ones
             from f5_worker.tts.tiny_models import ensure_random_ctc
 
             ensure_random_ctc(root / "torch")
-            env["TORCH_HOME"] = str(root / "torch")
+            env.update(TORCH_HOME=str(root / "torch"), ALIGNER="ctc")
         upstream_model = args.config
     else:
         from f5_worker.config import get_settings
@@ -562,9 +562,9 @@ def parse_args(argv=None):
                         "re-sampled by the alignment quality gate; upstream has no such gate)")
     p.add_argument("--no-timings", action="store_true",
                    help="jobs without word timings and captions (no alignment), i.e. exactly upstream's work")
-    p.add_argument("--no-ctc", action="store_true",
-                   help="with --random-weights: no CTC aligner weights, so English aligns with pocketsphinx on the "
-                        "CPU (default: random CTC weights where the image keeps the real ones, aligning on the GPU)")
+    p.add_argument("--ctc", action="store_true",
+                   help="with --random-weights: align English with the CTC aligner on the worker's device "
+                        "(ALIGNER=ctc, random weights) instead of the default, sphinx in CPU processes")
     p.add_argument("--skip-upstream", action="store_true", help="measure only our worker")
     p.add_argument("--stream", action="store_true",
                    help="also run each concurrency level's jobs streamed, alternating with unstreamed ones: "

@@ -46,7 +46,7 @@ bench() {  # name, timeout, extra args...; environment variables go before the c
     echo "bench $name rc=$?" | tee -a "$LOG"
 }
 # In order of importance, within about 560 s in all:
-bench default 200               # the defaults (fp16, CUDA graphs, ctc alignment on the GPU as in the image) vs upstream
+bench default 200               # the defaults (fp16, CUDA graphs, English aligned by sphinx in CPU processes) vs upstream
 # CUDA graphs over compiled blocks; the second cold start compiles from inductor's cache (as a later boot does)
 TORCH_COMPILE=1 bench compile 140 --concurrency 1,16 --skip-upstream --cold-starts 2
 # does batching pay once the blocks are compiled? (MAX_BATCH_JOBS defaults to 1: it did not without)

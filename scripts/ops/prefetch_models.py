@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Download the files of registered F5-TTS models (checkpoint, vocabulary, Vocos vocoder) and the CTC
-aligner weights into the model cache on the network volume, ahead of the first job.
+"""Download the files of registered F5-TTS models (checkpoint, vocabulary, Vocos vocoder), and on request
+the CTC aligners' weights, into the model cache on the network volume, ahead of the first job.
 
 Workers then load from the volume instead of each downloading ~1.4 GB at first
 use (and may run with HF_HUB_OFFLINE=1). Run it once per volume, e.g. from a
@@ -89,18 +89,24 @@ def model_items(models: list[str], hub_cache: str) -> list[tuple[str, str, str]]
     return items
 
 
-def plan(models: list[str], multilingual: bool, aligner: bool = True) -> list[tuple[str, str, str]]:
-    """(what, source, destination) for every file to fetch."""
+def plan(models: list[str], multilingual: bool, aligner: bool = True, english_ctc: bool = False
+         ) -> list[tuple[str, str, str]]:
+    """(what, source, destination) for every file to fetch.
+
+    English CTC weights only when asked (``--english-ctc``): ``ALIGNER=auto`` aligns English with sphinx,
+    the backend whose accuracy is measured (docs/timings.md), so they would only serve ``ALIGNER=ctc``.
+    """
     from f5_worker.config import get_settings
 
     settings = get_settings()
     items = model_items(models, str(settings.model_cache_dir / "hub"))
-    if not aligner:
+    if not aligner or not (english_ctc or multilingual):
         return items
     import torch
 
     torch_cache = str(Path(torch.hub.get_dir()) / "checkpoints")
-    items.append(("CTC aligner (English, WAV2VEC2_ASR_BASE_960H)", "torchaudio://en", torch_cache))
+    if english_ctc:
+        items.append(("CTC aligner (English, WAV2VEC2_ASR_BASE_960H)", "torchaudio://en", torch_cache))
     if multilingual:
         items.append(("CTC aligner (multilingual, MMS_FA, CC-BY-NC weights)", "torchaudio://mul", torch_cache))
     return items
@@ -134,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="the same as a MODEL argument")
     parser.add_argument("--multilingual", action="store_true",
                         help="also fetch the MMS_FA aligner for non-English text (CC-BY-NC weights)")
+    parser.add_argument("--english-ctc", action="store_true",
+                        help="also fetch the English CTC aligner (only ALIGNER=ctc uses it; auto aligns English "
+                             "with sphinx)")
     parser.add_argument("--no-aligner", action="store_true",
-                        help="skip the CTC aligner weights (for ALIGNER=sphinx or estimate)")
+                        help="no aligner weights at all, whatever else is asked")
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched and where")
     args = parser.parse_args(argv)
 
@@ -148,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     volume_cache_defaults()
 
     failures = 0
-    for what, source, destination in plan(args.models + args.model, args.multilingual, aligner=not args.no_aligner):
+    for what, source, destination in plan(args.models + args.model, args.multilingual, aligner=not args.no_aligner,
+                                               english_ctc=args.english_ctc):
         if args.dry_run:
             print(f"would fetch {what}: {source} -> {destination}")
             continue
