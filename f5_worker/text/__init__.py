@@ -1,0 +1,1 @@
+"""Text as people write it, turned into what is spoken: markup, normalisation."""

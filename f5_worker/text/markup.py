@@ -1,0 +1,238 @@
+"""Script markup in a job's text: pauses, SSML breaks, voice switches and paragraph breaks.
+
+People write ``[pause:1.5s]``, paste SSML ``<break time="500ms"/>`` or switch
+speakers with ``[voice:anna]``; none of that may reach the model (it would
+read it aloud) or the reported words. ``parse_script`` turns the text into an
+ordered script of speech parts and pauses. A speech part keeps its place in
+the text exactly as written (``char_start``/``char_end``), so words timed in
+it map back to the user's own characters. docs/api.md, "Pauses and voices",
+is the user's reference for every form.
+
+Bracketed text is a tag when it is one word, optionally followed by ``:`` and
+a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
+unknown name is refused rather than read aloud, since it was evidently meant
+as an instruction. Brackets around anything else (``[see page 4]``) are text.
+Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
+other is refused; a ``<`` not followed by a name ("3 < 4") is text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from f5_worker.errors import JobError
+from f5_worker.logs import echo
+
+DEFAULT_PAUSE_S = 0.5  # seconds of ``[pause]`` without a length
+PARAGRAPH_PAUSE_S = 0.6  # seconds between paragraphs (a blank line) when no pause is written there
+MAX_PAUSE_S = 10.0  # seconds, the longest single pause
+MAX_TOTAL_PAUSE_S = 60.0  # seconds of pauses in one job, all together
+# SSML's <break strength>, in seconds (the values of the major cloud voices; SSML leaves them to the engine)
+BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "strong": 1.0, "x-strong": 1.25}
+DEFAULT_VOICE = "default"  # ``[voice:default]``: the voice shipped with f5-tts
+
+_BRACKET_TAG = re.compile(r"\[([A-Za-z][\w-]*)(?::([^\[\]\n]*))?\]")
+_BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that starts but never closes
+_ANGLE_TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w-]*)([^<>]*)>")
+_ANGLE_OPEN = re.compile(r"<\s*/?\s*([A-Za-z][\w-]*)")
+_BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)
+_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+
+
+@dataclass(frozen=True)
+class SpeechPart:
+    """Text to speak, as ``text[char_start:char_end]`` of the text as written (never empty, no outer spaces).
+
+    ``voice``: the stored voice a ``[voice:...]`` tag chose (``"default"``: f5-tts's voice), None for text
+    before any tag (the request's own voice). ``segment``: which voice run it belongs to, counted from 0.
+    ``voice_at``: the character where its voice tag stands, for errors about the voice.
+    """
+
+    char_start: int
+    char_end: int
+    voice: str | None = None
+    segment: int = 0
+    voice_at: int = 0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Silence of ``seconds``, written at ``char_start`` (a paragraph break's pause: where the break is)."""
+
+    seconds: float
+    char_start: int
+
+
+ScriptItem = SpeechPart | Pause
+
+
+@dataclass(frozen=True)
+class _Tag:
+    start: int
+    end: int
+    pause: float | None = None  # seconds of silence (a pause or a break)
+    voice: str | None = None  # a voice switch
+
+
+def parse_script(text: str, field: str = "text") -> list[ScriptItem]:
+    """The script ``text`` spells: speech parts and pauses in order, tags removed.
+
+    Pauses next to each other (and the paragraph breaks around them) make one pause: the written ones
+    add up; a paragraph break between two speech parts counts only where no pause is written. Pauses
+    written before the first or after the last words are kept (silence at the start or the end).
+    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds.
+    """
+    items: list[ScriptItem] = []
+    voice, voice_at, segment, cursor = None, 0, 0, 0
+    written: list[_Tag] = []  # pauses written since the last speech
+    paragraph_at: int | None = None  # a blank line since the last speech
+
+    def flush_pause() -> None:
+        nonlocal paragraph_at
+        if written:
+            items.append(Pause(round(sum(t.pause for t in written), 6), written[0].start))
+        elif paragraph_at is not None and items:
+            items.append(Pause(PARAGRAPH_PAUSE_S, paragraph_at))
+        written.clear()
+        paragraph_at = None
+
+    def speech(start: int, end: int) -> None:
+        nonlocal paragraph_at
+        pos = start
+        for m in [*_PARAGRAPH.finditer(text, start, end), None]:
+            part = _trimmed(text, pos, m.start() if m else end)
+            if part is not None:
+                flush_pause()
+                items.append(SpeechPart(part[0], part[1], voice, segment, voice_at))
+            if m is not None:
+                paragraph_at = m.start() if paragraph_at is None else paragraph_at
+                pos = m.end()
+
+    for tag in _find_tags(text, field):
+        speech(cursor, tag.start)
+        if tag.pause is not None:
+            written.append(tag)
+        elif tag.voice is not None:
+            voice, voice_at, segment = tag.voice, tag.start, segment + 1
+        cursor = tag.end
+    speech(cursor, len(text))
+    paragraph_at = None  # a blank line at the end is no pause
+    flush_pause()
+    _renumber_segments(items)
+    if not speech_parts(items):
+        raise JobError(field, "has no words to speak outside its tags")
+    total = pause_seconds(items)
+    if total > MAX_TOTAL_PAUSE_S:
+        raise JobError(field, f"pauses add up to {total:g} s, more than {MAX_TOTAL_PAUSE_S:g} s")
+    return items
+
+
+def speech_parts(script: list[ScriptItem]) -> list[SpeechPart]:
+    return [i for i in script if isinstance(i, SpeechPart)]
+
+
+def pause_seconds(script: list[ScriptItem]) -> float:
+    return sum(i.seconds for i in script if isinstance(i, Pause))
+
+
+def is_plain(script: list[ScriptItem]) -> bool:
+    """One speech part in the request's own voice and no pause: synthesised exactly as a text without markup."""
+    return len(script) == 1 and isinstance(script[0], SpeechPart) and script[0].voice is None
+
+
+def _renumber_segments(items: list[ScriptItem]) -> None:
+    """Segments count voice runs that hold speech: a switch followed by no text makes no segment."""
+    seen: dict[int, int] = {}
+    for n, item in enumerate(items):
+        if isinstance(item, SpeechPart):
+            seen.setdefault(item.segment, len(seen))
+            items[n] = SpeechPart(item.char_start, item.char_end, item.voice, seen[item.segment], item.voice_at)
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit)."""
+    chunk = text[start:end]
+    if not any(ch.isalnum() for ch in chunk):
+        return None
+    lead = len(chunk) - len(chunk.lstrip())
+    return start + lead, start + len(chunk.rstrip())
+
+
+def _find_tags(text: str, field: str) -> list[_Tag]:
+    tags: list[_Tag] = []
+    pos = 0
+    while True:
+        candidates = [i for i in (text.find("[", pos), text.find("<", pos)) if i >= 0]
+        if not candidates:
+            return tags
+        at = min(candidates)
+        tag = _bracket_tag(text, at, field) if text[at] == "[" else _angle_tag(text, at, field)
+        if tag is None:
+            pos = at + 1
+            continue
+        tags.append(tag)
+        pos = tag.end
+
+
+def _bracket_tag(text: str, at: int, field: str) -> _Tag | None:
+    m = _BRACKET_TAG.match(text, at)
+    if m is None:
+        opened = _BRACKET_OPEN.match(text, at)
+        if opened and opened.group(1).lower() in ("pause", "voice"):
+            raise JobError(field, f"unclosed tag at character {at}")
+        return None  # brackets around text that is not a tag: read as written
+    name, value = m.group(1).lower(), m.group(2)
+    if name == "pause":
+        seconds = DEFAULT_PAUSE_S if value is None else _length(value, m.group(0), at, field)
+        return _Tag(at, m.end(), pause=_bounded(seconds, at, field))
+    if name == "voice":
+        voice = (value or "").strip()
+        if not voice:
+            raise JobError(field, f"tag {echo(m.group(0))} at character {at} names no voice")
+        return _Tag(at, m.end(), voice=voice)
+    raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
+                          "use [pause], [pause:1.5s], [voice:name] or <break time=\"500ms\"/>")
+
+
+def _angle_tag(text: str, at: int, field: str) -> _Tag | None:
+    opened = _ANGLE_OPEN.match(text, at)
+    if opened is None:
+        return None  # "3 < 4": text
+    m = _ANGLE_TAG.match(text, at)
+    if m is None:
+        raise JobError(field, f"unclosed tag at character {at}")
+    closing, name, attrs = m.group(1), m.group(2).lower(), m.group(3)
+    if name == "speak":  # an SSML document's wrapper: nothing to say or wait for
+        return _Tag(at, m.end())
+    if name != "break" or closing:
+        raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
+                              "of SSML only <break time=\"...\"/> and <break strength=\"...\"/> are read")
+    values = {k.lower(): (a if a is not None else b) for k, a, b in _BREAK_ATTR.findall(attrs)}
+    if set(values) - {"time", "strength"}:
+        unknown = sorted(set(values) - {"time", "strength"})[0]
+        raise JobError(field, f"<break> at character {at} has an unknown attribute {echo(unknown)}")
+    if "time" in values:
+        seconds = _length(values["time"], m.group(0), at, field)
+    else:
+        strength = values.get("strength", "medium").strip().lower()
+        if strength not in BREAK_STRENGTH_S:
+            raise JobError(field, f"<break> at character {at}: strength must be one of "
+                                  f"{', '.join(BREAK_STRENGTH_S)} (got {echo(strength)})")
+        seconds = BREAK_STRENGTH_S[strength]
+    return _Tag(at, m.end(), pause=_bounded(seconds, at, field))
+
+
+def _length(value: str, tag: str, at: int, field: str) -> float:
+    m = _LENGTH.fullmatch(value)
+    if m is None:
+        raise JobError(field, f"tag {echo(tag)} at character {at}: the length must be like 1.5s or 500ms")
+    number = float(m.group(1))
+    return number / 1000 if m.group(2).lower() == "ms" else number
+
+
+def _bounded(seconds: float, at: int, field: str) -> float:
+    if seconds > MAX_PAUSE_S:
+        raise JobError(field, f"pause of {seconds:g} s at character {at} is longer than {MAX_PAUSE_S:g} s")
+    return seconds
