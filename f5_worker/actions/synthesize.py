@@ -15,22 +15,36 @@ what only the whole can give (captions, quality, timing).
 from __future__ import annotations
 
 import base64
+import contextvars
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
 from f5_worker import audio, delivery, progress, stopping
-from f5_worker.actions.timings import quality_field, stream_quality, timing_bytes_bound, timing_fields
+from f5_worker.actions.script import (
+    MAX_PARALLEL_PARTS,
+    NormalizedText,
+    ScriptPart,
+    VoiceSource,
+    fit_duration,
+    join_script,
+    script_of,
+    tag_voice_error,
+)
+from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
+from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
+from f5_worker.text.markup import Pause
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
@@ -56,13 +70,22 @@ class SynthesizeAction:
     def __call__(self, request: SynthesizeRequest, job_id: str | None = None) -> dict:
         started = time.perf_counter()
         timing: dict[str, float] = {}
+        language = request.language or guess_language(request.script_text)
+        script = script_of(request)
+        parts = [item for item in script if isinstance(item, ScriptPart)]
 
         t0 = time.perf_counter()
-        ref = self.reference_for(request)
+        self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-
-        chunks = plan_chunks(ref, request.text, request.speed)
-        planned = self.check_result_fits(request, ref, chunks)
+        spoken = [self.spoken(part.written, language, request.normalize) for part in parts]
+        sample_rate = self.models.sample_rate
+        pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
+        if request.duration is not None:
+            fit_duration(parts, [s.spoken for s in spoken], sum(pauses.values()), request.duration,
+                         sample_rate=sample_rate, hop_length=self.models.hop_length,
+                         cross_fade_s=request.cross_fade_duration)
+        chunks = [plan_chunks(part.ref, s.spoken, part.speed) for part, s in zip(parts, spoken)]
+        planned = self.check_result_fits(request, parts, chunks, sum(pauses.values()))
 
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -74,23 +97,35 @@ class SynthesizeAction:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        planned_seconds = estimated_samples(ref, chunks, request.speed, self.models.hop_length) / self.models.sample_rate
-        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS
-        result, gated = self._synthesize_gated(request, ref, params, len(chunks) if reports else 0)
-        for stage, ms in result.timing_ms.items():
-            timing[f"{stage}_ms"] = ms
-        duration = len(result.wave) / result.sample_rate
+        part_seeds = random.Random(seed)  # the first part has the job's seed: a plain text samples as before
+        part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames,
+                               seed=seed if n == 0 else part_seeds.randint(0, MAX_RANDOM_SEED))
+                       for n, part in enumerate(parts)]
+        planned_seconds = (sum(estimated_samples(p.ref, c, p.speed, self.models.hop_length)
+                               for p, c in zip(parts, chunks)) / sample_rate)
+        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS and len(parts) == 1
+        outcomes = self._synthesize_parts(request, parts, spoken, part_params, language,
+                                          sum(len(c) for c in chunks) if reports else 0)
+        for result, _ in outcomes:
+            for stage, ms in result.timing_ms.items():
+                timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
+        joined = join_script(script, parts, spoken, outcomes, pauses, sample_rate)
+        duration = len(joined.wave) / sample_rate
 
-        extra: dict = {}
-        if gated is not None:
+        extra: dict = {"normalized_text": joined.normalized_text}
+        if joined.alignment is not None:
             t0 = time.perf_counter()
-            extra.update(timing_fields(gated.alignment, request, duration))
-            extra["quality"] = quality_field(gated.alignment, gated.retries)
+            extra.update(timing_fields(joined.alignment, request, duration))
+            if request.word_timings:
+                extra["normalized_words"] = [w.to_dict() for w in joined.normalized.words]
+            if request.char_timings:
+                extra["normalized_chars"] = [c.to_dict() for c in joined.normalized.chars]
+            extra["quality"] = joined.quality
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
 
         stopping.check("encoding")
         t0 = time.perf_counter()
-        encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
+        encoded = audio.encode_audio(joined.wave, sample_rate, request.output_format)
         audio_b64 = base64.b64encode(encoded).decode("ascii")
         timing["encoding_ms"] = (time.perf_counter() - t0) * 1000
 
@@ -99,20 +134,52 @@ class SynthesizeAction:
             "audio_base64": audio_b64,
             "format": request.output_format,
             "content_type": audio.content_type(request.output_format),
-            "sample_rate": result.sample_rate,
+            "sample_rate": sample_rate,
             "duration": round(duration, 4),
-            "seed": result.seed,
-            "chunks": len(result.chunks),
+            "seed": outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one part: the seed of the audio kept
+            "chunks": sum(len(result.chunks) for result, _ in outcomes),
             "model": self.models.name,
             **extra,
             "timing": {k: round(v, 2) for k, v in timing.items()},
-            "warnings": list(ref.warnings),
+            "warnings": list(dict.fromkeys(w for part in parts for w in part.ref.warnings)),
         }
         out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
         return delivery.finish_output(
             out, planned=planned, job_id=job_id, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
         )
+
+    def load_voices(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> None:
+        """Each part's prepared reference, each voice loaded once."""
+        loaded: dict[VoiceSource, PreparedReference] = {}
+        for part in parts:
+            if part.source not in loaded:
+                try:
+                    loaded[part.source] = self.reference_for(part.source, request.target_rms, part.source.prefix)
+                except JobError as exc:
+                    if part.source.tag_at is None:
+                        raise
+                    raise tag_voice_error(exc, part.source) from None
+            part.ref = loaded[part.source]
+
+    def spoken(self, written: str, language: str, normalize: bool) -> NormalizedText:
+        """What is said for ``written``: numbers and symbols as words (``normalize``), else the text itself."""
+        return NormalizedText(written, written, ())
+
+    def _synthesize_parts(self, request: SynthesizeRequest, parts: list[ScriptPart], spoken: list[NormalizedText],
+                          params: list[SynthesisParams], language: str, report_chunks: int
+                          ) -> list[tuple[SynthesisResult, GatedResult | None]]:
+        """Every part sampled and gated. Several parts go to the engine at once, from threads that carry the
+        job's context (its stop flag): the sampler batches those that fit together, and one part is aligned
+        while the next is sampled."""
+        if len(parts) == 1:
+            return [self._synthesize_gated(request, parts[0].ref, spoken[0].spoken, params[0], language,
+                                           report_chunks)]
+        with ThreadPoolExecutor(max_workers=min(len(parts), MAX_PARALLEL_PARTS), thread_name_prefix="part") as pool:
+            futures = [pool.submit(contextvars.copy_context().run, self._synthesize_gated, request, part.ref,
+                                   said.spoken, p, language)
+                       for part, said, p in zip(parts, spoken, params)]
+            return [f.result() for f in futures]
 
     def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
         """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
@@ -232,8 +299,9 @@ class SynthesizeAction:
         out["warnings"] = warnings
         return out
 
-    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams,
-                          report_chunks: int = 0) -> tuple[SynthesisResult, GatedResult | None]:
+    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, text: str,
+                          params: SynthesisParams, language: str, report_chunks: int = 0
+                          ) -> tuple[SynthesisResult, GatedResult | None]:
         """Synthesise, align the final audio, and re-sample while it does not match the text.
 
         Retry seeds come from a generator seeded with the job's seed, so a request with a
@@ -250,12 +318,12 @@ class SynthesizeAction:
 
         if not wants_alignment:
             note("sampling", 1)
-            return self.engine.synthesize(ref, request.text, params), None
+            return self.engine.synthesize(ref, text, params), None
         attempts: dict[int, SynthesisResult] = {}
 
         def attempt(seed: int):
             note("sampling", len(attempts) + 1)
-            attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
+            attempts[seed] = self.engine.synthesize(ref, text, replace(params, seed=seed))
             stopping.check("alignment")
             result = attempts[seed]
             note("aligning", len(attempts), audio_seconds=round(len(result.wave) / result.sample_rate, 3))
@@ -263,8 +331,8 @@ class SynthesizeAction:
 
         retry_seeds = random.Random(params.seed)
         gated = synthesize_until_aligned(
-            attempt, self.aligner, request.text, seed=params.seed, max_retries=request.max_retries,
-            language=guess_language(request.text), new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+            attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries,
+            language=language, new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
         )
         result = attempts[gated.seed]
         result.timing_ms["alignment"] = gated.alignment.align_seconds * 1000
@@ -272,25 +340,33 @@ class SynthesizeAction:
         result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
         return result, gated
 
-    def reference_for(self, request: ReferenceAudio) -> PreparedReference:
-        """The prepared reference for a job: a stored voice, its own audio, or the default voice."""
-        target_rms = getattr(request, "target_rms", 0.1)
-        if request.voice is not None:
+    def reference_for(self, source: ReferenceAudio | VoiceSource, target_rms: float | None = None,
+                      prefix: str = "") -> PreparedReference:
+        """The prepared reference for a voice: a stored voice, audio sent with the job, or the default voice.
+        ``prefix`` places the source's fields in the request, for errors (``segments.1.``)."""
+        target_rms = getattr(source, "target_rms", 0.1) if target_rms is None else target_rms
+        if source.voice is not None:
             return self.voices.prepared(
-                request.voice, target_rms,
+                source.voice, target_rms,
                 lambda v: prepare_reference(v.wave, v.sample_rate, v.info.ref_text, target_rms=target_rms,
                                             keep_seconds=self.settings.ref_audio_keep_seconds),
+                field=prefix + "voice",
             )
-        if request.ref_audio_url is not None or request.ref_audio_base64 is not None:
-            data, field = self.downloads.audio(request.ref_audio_url, request.ref_audio_base64,
-                                               url_field="ref_audio_url", b64_field="ref_audio_base64")
-            return self.references.from_bytes(data, request.ref_text, field, target_rms)
+        if source.ref_audio_url is not None or source.ref_audio_base64 is not None:
+            data, field = self.downloads.audio(source.ref_audio_url, source.ref_audio_base64,
+                                               url_field=prefix + "ref_audio_url", b64_field=prefix + "ref_audio_base64")
+            return self.references.from_bytes(data, source.ref_text, field, target_rms)
         return self.references.default_voice(target_rms)
 
-    def check_result_fits(self, request: SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:
+    def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
+                          pause_samples: int) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
-        samples = estimated_samples(ref, chunks, request.speed, self.models.hop_length)
-        size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(request.text, request)
+        samples = pause_samples + sum(
+            sum(p.chunk_frames) * self.models.hop_length if p.chunk_frames is not None
+            else estimated_samples(p.ref, c, p.speed, self.models.hop_length) for p, c in zip(parts, chunks))
+        # the written words and the spoken ones (normalized_words) are both reported
+        size = (audio.estimated_encoded_bytes(samples, request.output_format)
+                + 2 * timing_bytes_bound(request.script_text, request))
         return delivery.plan_output(
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
@@ -300,12 +376,7 @@ class SynthesizeAction:
 def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """A streamed piece as sent: raised-cosine fades of ``EDGE_FADE_S`` at both ends, padded with silence to
     a whole millisecond, so pieces played one after another meet at zero and offsets stay exact."""
-    wave = np.asarray(wave, dtype=np.float32).copy()
-    n = min(int(EDGE_FADE_S * sample_rate), len(wave) // 2)
-    if n > 0:
-        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))).astype(np.float32)
-        wave[:n] *= ramp
-        wave[-n:] *= ramp[::-1]
+    wave = audio.fade_edges(wave, sample_rate, EDGE_FADE_S)
     per_ms = sample_rate // 1000
     pad = -len(wave) % per_ms
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave

@@ -36,6 +36,8 @@ class SynthesisParams:
     cross_fade_duration: float = 0.15
     remove_silence: bool = False
     seed: int = 0
+    # Generated frames per chunk, in place of the lengths ``speed`` gives (a target duration, actions/script.py).
+    chunk_frames: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -120,10 +122,17 @@ class SynthesisEngine:
         m = self.models
         chunks = plan_chunks(ref, text, params.speed)
         ref_text = ref.text if len(ref.text[-1].encode("utf-8")) != 1 else ref.text.rstrip() + " "
+        if params.chunk_frames is not None:
+            if len(params.chunk_frames) != len(chunks):
+                raise ValueError(f"{len(params.chunk_frames)} chunk lengths for {len(chunks)} chunks")
+            ref_mel_frames = len(ref.wave) // m.hop_length + 1  # f5-tts's mel centres its frames: one more
+            durations = [ref_mel_frames + n for n in params.chunk_frames]
+        else:
+            durations = [chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks]
         request = SampleRequest(
             ref=ref,
             texts=convert_char_to_pinyin([ref_text + c for c in chunks]),
-            durations=[chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks],
+            durations=durations,
             params=params,
             stop=stopping.current_flag(),
         )
