@@ -177,7 +177,8 @@ def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, 
     joins = sum(max(len(c) - 1, 0) for c in chunked) * overlap
     total_frames = max(round((speech_samples + joins) / hop_length), sum(len(c) for c in chunked))
     weights = [natural_frames(p.ref, c, hop_length) for p, cs in zip(parts, chunked) for c in cs]
-    frames = _largest_remainder(weights, total_frames)
+    # Vocos gives (frames - 1) × hop samples for a chunk's frames (its ISTFT is centred): one more frame each
+    frames = [n + 1 for n in _largest_remainder(weights, total_frames)]
     at = 0
     for part, chunks in zip(parts, chunked):
         part.speed = speed

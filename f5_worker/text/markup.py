@@ -209,7 +209,7 @@ def _angle_tag(text: str, at: int, field: str) -> _Tag | None:
     if name != "break" or closing:
         raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
                               "of SSML only <break time=\"...\"/> and <break strength=\"...\"/> are read")
-    values = {k.lower(): (a if a is not None else b) for k, a, b in _BREAK_ATTR.findall(attrs)}
+    values = {k.lower(): a or b for k, a, b in _BREAK_ATTR.findall(attrs)}
     if set(values) - {"time", "strength"}:
         unknown = sorted(set(values) - {"time", "strength"})[0]
         raise JobError(field, f"<break> at character {at} has an unknown attribute {echo(unknown)}")

@@ -1,0 +1,250 @@
+"""Scripts in the synthesize action: markup (pauses, SSML breaks, voice tags), segments, a target duration."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
+from f5_worker.text.markup import (
+    BREAK_STRENGTH_S,
+    DEFAULT_PAUSE_S,
+    PARAGRAPH_PAUSE_S,
+    Pause,
+    SpeechPart,
+    parse_script,
+)
+
+FAST = {"nfe_step": 4, "max_retries": 0}
+
+
+def run(worker, **fields):
+    return worker.handle({**FAST, **fields}, job_id="test")
+
+
+# -- the markup --------------------------------------------------------------------------------------
+
+
+def test_every_pause_form_and_its_length():
+    text = ('One [pause] two [pause:1.5s] three [pause:250ms] four <break time="1s"/> five '
+            "<break time='500ms'/> six <break strength=\"x-strong\"/> seven <break/> eight.\n\nNine.")
+    script = parse_script(text)
+    pauses = [i.seconds for i in script if isinstance(i, Pause)]
+    assert pauses == [DEFAULT_PAUSE_S, 1.5, 0.25, 1.0, 0.5, BREAK_STRENGTH_S["x-strong"],
+                      BREAK_STRENGTH_S["medium"], PARAGRAPH_PAUSE_S]
+    said = [text[i.char_start:i.char_end] for i in script if isinstance(i, SpeechPart)]
+    assert said == ["One", "two", "three", "four", "five", "six", "seven", "eight.", "Nine."]
+
+
+def test_pauses_in_one_gap_add_up_and_a_written_pause_replaces_the_paragraph_pause():
+    script = parse_script("A.\n\n[pause:1s] [pause:2s]\n\nB. [pause:300ms]")
+    assert [type(i).__name__ for i in script] == ["SpeechPart", "Pause", "SpeechPart", "Pause"]
+    assert script[1].seconds == 3.0 and script[3].seconds == 0.3  # a pause at the end is kept
+
+
+def test_voice_tags_make_segments_and_other_brackets_are_text():
+    text = "Intro [see page 4]. [voice:anna] Hi, 3 < 4. [voice:default] Bye. [voice:anna] Again."
+    parts = [i for i in parse_script(text) if isinstance(i, SpeechPart)]
+    assert [(text[p.char_start:p.char_end], p.voice, p.segment) for p in parts] == [
+        ("Intro [see page 4].", None, 0), ("Hi, 3 < 4.", "anna", 1), ("Bye.", "default", 2), ("Again.", "anna", 3)]
+    assert parts[1].voice_at == text.index("[voice:anna]")
+
+
+@pytest.mark.parametrize("text, error", [
+    ("Hello [pause:1.5s and more", "text: unclosed tag at character 6"),
+    ("Well <break time=\"1s\" and on", "text: unclosed tag at character 5"),
+    ("Hey! [paws] then", "text: unknown tag '[paws]' at character 5"),
+    ("Ha [laughs] ha", "text: unknown tag '[laughs]' at character 3"),
+    ("So <emphasis>this</emphasis>", "text: unknown tag '<emphasis>' at character 3"),
+    ("Some words here and then [pause:30s] more", "text: pause of 30 s at character 25 is longer than 10 s"),
+    ("A <break time=\"12000ms\"/> b", "text: pause of 12 s at character 2 is longer than 10 s"),
+    ("A [pause:fast] b", "text: tag '[pause:fast]' at character 2: the length must be like 1.5s or 500ms"),
+    ("A <break strength=\"huge\"/> b", "text: <break> at character 2: strength must be one of"),
+    ("A [voice:] b", "text: tag '[voice:]' at character 2 names no voice"),
+    ("[pause:1s] <break/>", "text: has no words to speak outside its tags"),
+    ("A" + " [pause:10s] a" * 7, "text: pauses add up to 70 s, more than 60 s"),
+])
+def test_markup_errors_name_the_character(text, error):
+    from f5_worker.errors import JobError
+
+    with pytest.raises(JobError) as caught:
+        parse_script(text)
+    assert str(caught.value).startswith(error), str(caught.value)
+
+
+_WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])
+_TAGS = st.sampled_from(["[pause]", "[pause:1s]", "[pause:250ms]", '<break time="300ms"/>', "<break/>",
+                         "[voice:default]", "\n\n", " [see 2] "])
+
+
+@given(st.lists(st.one_of(_WORDS, _TAGS), min_size=1, max_size=14))
+@example(["[voice:default]", "Hello", "\n\n", "$42.50"])
+def test_parts_are_the_text_as_written_without_its_tags(tokens):
+    text = " ".join(tokens)
+    if not any(ch.isalnum() for tok in tokens if tok in _WORDS.elements for ch in tok) and "[see 2]" not in text:
+        with pytest.raises(Exception, match="no words to speak"):
+            parse_script(text)
+        return
+    script = parse_script(text)
+    parts = [i for i in script if isinstance(i, SpeechPart)]
+    spoken = " ".join(text[p.char_start:p.char_end] for p in parts)
+    assert not re.search(r"\[(pause|voice)|<break", spoken)
+    # every character outside the parts is a tag or whitespace: nothing written is lost
+    covered = np.zeros(len(text), dtype=bool)
+    for p in parts:
+        covered[p.char_start:p.char_end] = True
+    rest = "".join(ch if not c else " " for ch, c in zip(text, covered))
+    leftover = re.sub(r"\[pause(:[^\]]*)?\]|\[voice:[^\]]*\]|<break[^>]*>|\s", "", rest)
+    assert not any(ch.isalnum() for ch in leftover), leftover
+    starts = [p.char_start for p in parts]
+    assert starts == sorted(starts)
+
+
+# -- timings mapped to the text as written (estimate aligner: pure mapping, no model) ------------------
+
+
+@given(st.lists(st.one_of(_WORDS, _TAGS), min_size=1, max_size=12), st.booleans())
+@example(["Hello", "[pause:1s]", "$42.50", "[voice:default]", "3rd"], True)
+def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
+    from f5_worker.actions.script import join_script, script_of
+    from f5_worker.alignment.estimate import EstimateAligner
+    from f5_worker.alignment.quality import GatedResult
+    from f5_worker.schema import parse_job
+    from f5_worker.tts.sampler import SynthesisResult
+
+    text = " ".join(tokens)
+    if not any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", text)):
+        return
+    if as_segments:  # the same text as two segments: offsets index each segment's own text
+        cut = len(tokens) // 2
+        texts = [" ".join(tokens[:cut]), " ".join(tokens[cut:])]
+        texts = [t.replace("[voice:default]", "") for t in texts]
+        texts = [t for t in texts if any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", t))]
+        if not texts:
+            return
+        request = parse_job({"segments": [{"text": t} for t in texts]})
+    else:
+        texts = [text]
+        request = parse_job({"text": text})
+    script = script_of(request)
+    parts = [i for i in script if not isinstance(i, Pause)]
+    from f5_worker.actions.script import NormalizedText
+
+    spoken = [NormalizedText(p.written, p.written, ()) for p in parts]
+    rate, rng = 24000, np.random.default_rng(0)
+    outcomes = []
+    for p in parts:
+        wave = (rng.standard_normal(rate // 2) * 0.1).astype(np.float32)
+        alignment = EstimateAligner().align(wave, rate, p.written)
+        outcomes.append((SynthesisResult(wave, rate, [p.written], {}), GatedResult(wave, rate, alignment, 0, 0)))
+    pauses = {id(i): round(i.seconds * rate) for i in script if isinstance(i, Pause)}
+    joined = join_script(script, parts, spoken, outcomes, pauses, rate)
+    assert len(joined.wave) == sum(len(o[0].wave) for o in outcomes) + sum(pauses.values())
+    source = {id(p): texts[p.segment] if as_segments else text for p in parts}
+    words = iter(joined.alignment.words)
+    for part in parts:
+        for _ in outcomes[parts.index(part)][1].alignment.words:
+            w = next(words)
+            assert w.text == source[id(part)][w.char_start:w.char_end]
+    for w in joined.normalized.words:
+        assert w.text == joined.normalized_text[w.char_start:w.char_end]
+    times = [w.start for w in joined.alignment.words]
+    assert times == sorted(times) and all(w.end <= len(joined.wave) / rate + 1e-3 for w in joined.alignment.words)
+
+
+# -- through the worker, on the tiny model --------------------------------------------------------------
+
+
+def _silent_runs(wave: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of runs of exact zeros longer than 0.1 s."""
+    zero = np.concatenate([[False], wave == 0, [False]])
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    return [(a / rate, b / rate) for a, b in zip(edges[::2], edges[1::2]) if b - a > rate // 10]
+
+
+def test_a_pause_is_silence_of_its_length_between_the_words_and_shifts_the_words_after_it(worker):
+    out = run(worker, text="Before the pause. [pause:1.5s] After it.", seed=3, caption_formats=["vtt"])
+    assert "error" not in out, out
+    wave, rate = decode_b64_audio(out["audio_base64"])
+    words = out["words"]
+    assert [w["word"] for w in words] == ["Before", "the", "pause.", "After", "it."]
+    runs = _silent_runs(wave, rate)
+    gap = [(a, b) for a, b in runs if b - a >= 1.5]
+    assert len(gap) == 1, runs
+    start, end = gap[0]
+    assert words[2]["end"] <= start + 0.001 and words[3]["start"] >= end - 0.001
+    assert words[3]["start"] - words[2]["end"] >= 1.5
+    text = "Before the pause. [pause:1.5s] After it."
+    assert all(w["word"] == text[w["char_start"]:w["char_end"]] for w in words)
+    assert out["normalized_text"] == "Before the pause. After it."
+    assert [w["word"] for w in out["normalized_words"]] == ["Before", "the", "pause.", "After", "it."]
+    assert "After" in out["captions"]["vtt"]
+
+
+def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path):
+    clip = wav_base64(*__import__("soundfile").read(DEFAULT_VOICE_WAV, dtype="float32"))
+    segments = [{"text": "Hello from the first voice."},
+                {"ref_audio_base64": clip, "ref_text": DEFAULT_VOICE_TEXT, "text": "And [pause:0.5s] the second."}]
+    out = run(worker, segments=segments, seed=2, char_timings=True)
+    assert "error" not in out, out
+    words = out["words"]
+    assert [(w["word"], w.get("segment", n // 5)) for n, w in enumerate(words)][:1] == [("Hello", 0)]
+    for w in words:
+        seg = 0 if w["word"] in ("Hello", "from", "the", "first", "voice.") and w["start"] < words[5]["start"] else 1
+        assert w["word"] == segments[seg]["text"][w["char_start"]:w["char_end"]]
+    assert words[5]["start"] >= words[4]["end"]
+    assert out["chars"] and out["normalized_chars"]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts)
+
+    unknown = run(worker, text="Hi there. [voice:nobody] Bye.")
+    assert unknown["error"] == "text: unknown voice 'nobody' at character 10"
+    assert run(worker, text="x", segments=[{"text": "y"}])["error"].startswith("segments: give either text")
+    bad = run(worker, segments=[{"text": "ok"}, {"ref_audio_base64": clip, "text": "no transcript"}])
+    assert bad["error"].startswith("segments.1.ref_text: is required")
+    assert run(worker, segments=[{"text": "a [voice:default] b"}])["error"].startswith("segments.0.text: [voice:]")
+    assert run(worker, text="Still serving.")["duration"] > 0
+
+
+def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_proportion_to_the_text(worker):
+    from f5_worker.actions.script import ScriptPart, VoiceSource, fit_duration
+
+    ref = worker.synthesize.reference_for(__import__("f5_worker.schema", fromlist=["x"]).parse_job({"text": "x"}))
+    texts = ["A short line.", "A much longer line of text, which should get a larger share of the time."]
+    parts = [ScriptPart(t, 0, VoiceSource(), 0, 1.0, ref=ref) for t in texts]
+    natural = fit_duration(parts, texts, 24000, 6.0, sample_rate=24000, hop_length=256, cross_fade_s=0.15)
+    shares = [sum(p.chunk_frames) for p in parts]
+    assert shares[1] / shares[0] == pytest.approx(len(texts[1]) / len(texts[0]), rel=0.05)
+    assert parts[0].speed == parts[1].speed == natural
+
+    hop = worker.models.hop_length
+    for target in (5.0, 8.5):
+        out = run(worker, text="Dubbing needs a target length. [pause:0.5s] This one has two parts.",
+                  duration=target, seed=1)
+        assert "error" not in out, out
+        wave, rate = decode_b64_audio(out["audio_base64"])
+        assert abs(len(wave) - target * rate) <= hop, (len(wave), target * rate)
+    out = run(worker, text="Far too many words for so little time, surely.", duration=0.2)
+    assert re.fullmatch(r"duration: 0\.2 s would need speed [\d.]+; the text needs between [\d.]+ and [\d.]+ s",
+                        out["error"]), out
+    assert run(worker, text="Hi there.", duration=3, speed=1.2)["error"].startswith("duration: sets the speed")
+
+
+def test_streamed_script_sends_pauses_as_silent_items(worker):
+    items = list(worker.items({**FAST, "text": "First piece here. [pause:1s] Second piece.", "stream": True,
+                                "seed": 4}, job_id="s"))
+    done = items[-1]
+    assert done.get("done"), done
+    pauses = [i for i in items if i.get("pause")]
+    assert len(pauses) == 1 and pauses[0]["duration"] == 1.0
+    wave, rate = decode_b64_audio(pauses[0]["audio_base64"])
+    assert len(wave) == rate and not wave.any()
+    text = "First piece here. [pause:1s] Second piece."
+    words = [w for i in items[:-1] for w in i.get("words", [])]
+    assert [w["word"] for w in words] == ["First", "piece", "here.", "Second", "piece."]
+    assert all(w["word"] == text[w["char_start"]:w["char_end"]] for w in words)
+    assert words[3]["start"] >= pauses[0]["offset"] + 1.0
+    refused = list(worker.items({**FAST, "segments": [{"text": "a"}], "stream": True}, job_id="s"))
+    assert refused[0]["error"].startswith("segments: are not available with stream")
