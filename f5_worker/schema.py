@@ -127,8 +127,6 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
             if self.stream:
                 raise JobError("duration", "is not available with stream: the length of the whole is not known "
                                            "while its first pieces are sent")
-        if self.stream and self.segments is not None:
-            raise JobError("segments", "are not available with stream; use text with [voice:name] tags")
         return self
 
     @property

@@ -232,7 +232,10 @@ def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_propor
     assert run(worker, text="Hi there.", duration=3, speed=1.2)["error"].startswith("duration: sets the speed")
 
 
-def test_streamed_script_sends_pauses_as_silent_items(worker):
+def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr(worker, "settings", dataclasses.replace(worker.settings, streaming=True))
     items = list(worker.items({**FAST, "text": "First piece here. [pause:1s] Second piece.", "stream": True,
                                 "seed": 4}, job_id="s"))
     done = items[-1]
@@ -246,5 +249,10 @@ def test_streamed_script_sends_pauses_as_silent_items(worker):
     assert [w["word"] for w in words] == ["First", "piece", "here.", "Second", "piece."]
     assert all(w["word"] == text[w["char_start"]:w["char_end"]] for w in words)
     assert words[3]["start"] >= pauses[0]["offset"] + 1.0
-    refused = list(worker.items({**FAST, "segments": [{"text": "a"}], "stream": True}, job_id="s"))
-    assert refused[0]["error"].startswith("segments: are not available with stream")
+    assert done["normalized_text"] == "First piece here. Second piece."
+    voices = list(worker.items({**FAST, "segments": [{"text": "One two three four five."}, {"text": "Six seven."}],
+                                "stream": True, "seed": 4, "word_timings": False, "caption_formats": []}, job_id="s"))
+    assert [(i["segment"], i["text_start"]) for i in voices[:-1]] == [(0, 0), (1, 0)]
+    assert voices[0]["voice"] == "default" and voices[-1]["done"]
+    refused = list(worker.items({**FAST, "text": "Hi there.", "duration": 3, "stream": True}, job_id="s"))
+    assert refused[0]["error"].startswith("duration: is not available with stream")

@@ -33,7 +33,10 @@ from f5_worker.actions.script import (
     fit_duration,
     join_script,
     script_of,
+    shifted,
     tag_voice_error,
+    written_flagged,
+    written_spans,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
@@ -196,12 +199,20 @@ class SynthesizeAction:
         if request.output == "bucket":  # refused before any work when there is no bucket
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
+        language = request.language or guess_language(request.script_text)
+        script = script_of(request)
+        parts = [item for item in script if isinstance(item, ScriptPart)]
         t0 = time.perf_counter()
-        ref = self.reference_for(request)
+        self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-        language = guess_language(request.text)
-        tokens = [(t.char_start, t.char_end) for t in tokenize(request.text, language)]
-        pieces = plan_pieces(ref, request.text, request.speed, tokens)
+        labelled = request.segments is not None or any(p.source.tag_at is not None or p.segment for p in parts)
+        plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
+        for item in script:
+            if isinstance(item, Pause):
+                plan.append(item)
+                continue
+            tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
+            plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
@@ -214,26 +225,41 @@ class SynthesizeAction:
         sample_rate = self.models.sample_rate
         waves: list[np.ndarray] = []
         words: list[TimedSpan] = []
+        spoken_texts: list[str] = []
         alignments: list[tuple[Alignment, float, int]] = []  # per piece: alignment, duration, retries
         offset_samples = 0
-        for seq, (start, end) in enumerate(pieces):
+        for seq, step in enumerate(plan):
             stopping.check("sampling")
-            piece_text = request.text[start:end]
-            wave, alignment, piece_seed, retries = self._piece(request, ref, piece_text, params, language,
-                                                               wants_alignment, retry_seeds, timing)
-            stopping.check("encoding")
             offset = offset_samples / sample_rate
-            duration = len(wave) / sample_rate
-            item = {"offset": round(offset, 3), "duration": round(duration, 3),
-                    "text_start": start, "text_end": end, "seed": piece_seed}
-            if alignment is not None:
-                piece_words = [_shifted(w, offset, start) for w in alignment.words]
-                words.extend(piece_words)
-                alignments.append((alignment, duration, retries))
-                if request.word_timings:
-                    item["words"] = [w.to_dict() for w in piece_words]
-                if request.char_timings:
-                    item["chars"] = [_shifted(c, offset, start).to_dict() for c in alignment.chars]
+            if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
+                wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
+                item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
+                        "pause": round(len(wave) / sample_rate, 3)}
+            else:
+                part, start, end = step
+                said = self.spoken(part.written[start:end], language, request.normalize)
+                spoken_texts.append(said.spoken)
+                wave, alignment, piece_seed, retries = self._piece(
+                    request, part.ref, said.spoken, replace(params, speed=part.speed), language, wants_alignment,
+                    retry_seeds, timing)
+                duration = len(wave) / sample_rate
+                at = part.char_offset + start
+                item = {"offset": round(offset, 3), "duration": round(duration, 3),
+                        "text_start": at, "text_end": part.char_offset + end, "seed": piece_seed}
+                if labelled:
+                    item.update(voice=part.source.label, segment=part.segment)
+                if alignment is not None:
+                    piece_words, piece_chars = written_spans(said, alignment.words, alignment.chars)
+                    placed = [shifted(w, offset, at) for w in piece_words]
+                    words.extend(placed)
+                    flagged = written_flagged(said, alignment, piece_words)
+                    alignments.append((replace(alignment, words=piece_words, chars=piece_chars,
+                                               flagged_words=flagged), duration, retries))
+                    if request.word_timings:
+                        item["words"] = [w.to_dict() for w in placed]
+                    if request.char_timings:
+                        item["chars"] = [shifted(c, offset, at).to_dict() for c in piece_chars]
+            stopping.check("encoding")
             t0 = time.perf_counter()
             encoded = audio.encode_audio(wave, sample_rate, request.output_format)
             timing["encoding_ms"] = timing.get("encoding_ms", 0.0) + (time.perf_counter() - t0) * 1000
@@ -244,8 +270,10 @@ class SynthesizeAction:
             yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
                    "format": request.output_format, "content_type": audio.content_type(request.output_format),
                    "sample_rate": sample_rate, **item}
-        yield self._stream_done(request, job_id, seq=len(pieces), waves=waves, words=words, alignments=alignments,
-                                seed=seed, timing=timing, started=started, warnings=list(ref.warnings))
+        warnings = list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
+        done = self._stream_done(request, job_id, seq=len(plan), waves=waves, words=words, alignments=alignments,
+                                 seed=seed, timing=timing, started=started, warnings=warnings)
+        yield {**done, "normalized_text": " ".join(spoken_texts)}
 
     def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
                language: str, wants_alignment: bool, retry_seeds: random.Random, timing: dict[str, float]
@@ -380,10 +408,3 @@ def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     per_ms = sample_rate // 1000
     pad = -len(wave) % per_ms
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
-
-
-def _shifted(span: TimedSpan, offset: float, char_offset: int) -> TimedSpan:
-    """A piece's word or character placed in the whole stream: times after ``offset``, characters in the
-    whole text. Both are whole milliseconds, so the sum is rounded, never floored below the piece."""
-    return replace(span, start=round(offset + span.start, 3), end=round(offset + span.end, 3),
-                   char_start=span.char_start + char_offset, char_end=span.char_end + char_offset)

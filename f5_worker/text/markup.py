@@ -137,11 +137,6 @@ def pause_seconds(script: list[ScriptItem]) -> float:
     return sum(i.seconds for i in script if isinstance(i, Pause))
 
 
-def is_plain(script: list[ScriptItem]) -> bool:
-    """One speech part in the request's own voice and no pause: synthesised exactly as a text without markup."""
-    return len(script) == 1 and isinstance(script[0], SpeechPart) and script[0].voice is None
-
-
 def _renumber_segments(items: list[ScriptItem]) -> None:
     """Segments count voice runs that hold speech: a switch followed by no text makes no segment."""
     seen: dict[int, int] = {}
