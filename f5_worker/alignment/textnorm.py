@@ -30,6 +30,7 @@ _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", 
                   "jr": "junior", "sr": "senior", "vs": "versus", "etc": "et cetera", "st": "saint"}
 _OTHER_READINGS = {"dr": "drive", "st": "street"}
 _NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_CURRENCY_RE = "(" + "|".join(map(re.escape, sorted(CURRENCY_NAMES["en"], key=len, reverse=True))) + ")"
 _ORDINAL_RE = re.compile(r"^(\d+)(st|nd|rd|th)$", re.IGNORECASE)
 
 
@@ -127,7 +128,7 @@ def spoken_words(token: str, language: str = "en", *, year_style: bool | None = 
     if ordinal:
         text = say_ordinal(ordinal.group(1), lang)
     text = re.sub(
-        r"([" + "".join(CURRENCY_NAMES["en"]) + r"])(" + _NUMBER_RE.pattern + ")",
+        _CURRENCY_RE + r"(" + _NUMBER_RE.pattern + ")",
         lambda m: " " + say_currency(m.group(1), m.group(2).replace(",", ""), lang) + " ",
         text,
     )

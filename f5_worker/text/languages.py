@@ -7,7 +7,7 @@ numbers read (where num2words knows the language) and nothing else changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,13 @@ class LanguageRules:
     clock: str = "{h} {m}"  # hours and minutes
     clock_full_hour: str = "{h}"
     feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")
-    one_before_unit: str = ""  # "eins" -> "ein Euro": the form of one before a noun, where it differs
-    extra_units: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Abbreviations that often close a sentence: before a capital or the end, their period stays, as
+    # the sentence's ("etc. Then" -> "et cetera. Then"); every other abbreviation's period goes.
+    sentence_final: frozenset[str] = frozenset()
+    # "one" before a noun, masculine and feminine, where it is not the number's own "one" ("eins" ->
+    # "ein Euro", "uno" -> "una libra"), and the nouns here that are feminine.
+    one_before: tuple[str, str] = ("", "")
+    feminine_nouns: frozenset[str] = frozenset()
 
 
 _METRIC_EN = {
@@ -73,6 +78,7 @@ EN = LanguageRules(
             "October", "November", "December"),
     day_first=False, ordinal_suffixes=r"st|nd|rd|th", date_format="{month} {day}, {year}", ordinal_day=True,
     clock="{h} {m}", clock_full_hour="{h} o'clock",
+    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd.", "a.m.", "p.m."}),
 )
 
 FR = LanguageRules(
@@ -94,6 +100,8 @@ FR = LanguageRules(
             "novembre", "décembre"),
     day_first=True, ordinal_suffixes=r"er|re|ère|ème|eme|e", date_format="{day} {month} {year}",
     clock="{h} heures {m}", clock_full_hour="{h} heures",
+    sentence_final=frozenset({"etc."}),
+    one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "livre"}),
 )
 
 DE = LanguageRules(
@@ -113,7 +121,9 @@ DE = LanguageRules(
     months=("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
             "November", "Dezember"),
     day_first=True, ordinal_suffixes=r"\.", date_format="{day} {month} {year}", ordinal_day=True,
-    clock="{h} Uhr {m}", clock_full_hour="{h} Uhr", one_before_unit="ein",
+    clock="{h} Uhr {m}", clock_full_hour="{h} Uhr",
+    sentence_final=frozenset({"usw.", "u.a.", "Str."}),
+    one_before=("ein", "eine"), feminine_nouns=frozenset({"Stunde"}),
 )
 
 ES = LanguageRules(
@@ -133,6 +143,8 @@ ES = LanguageRules(
             "noviembre", "diciembre"),
     day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
     clock="{h} y {m}", clock_full_hour="{h} en punto", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"etc."}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"libra"}),
 )
 
 IT = LanguageRules(
@@ -152,6 +164,8 @@ IT = LanguageRules(
             "ottobre", "novembre", "dicembre"),
     day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}",
     clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"ecc."}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina"}),
 )
 
 PT = LanguageRules(
@@ -170,6 +184,8 @@ PT = LanguageRules(
             "outubro", "novembro", "dezembro"),
     day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
     clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"etc."}),
+    one_before=("um", "uma"), feminine_nouns=frozenset({"libra"}),
 )
 
 RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}

@@ -28,6 +28,7 @@ from f5_worker.text.numbers import (
     currency_names,
     digit_by_digit,
     num2words_knows,
+    say_decimal,
     say_number,
     say_ordinal,
 )
@@ -37,14 +38,16 @@ PHONE_DIGITS = (7, 15)
 # Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
 # are left to be read as words ("NASA"); those without a vowel are spelled whatever their length.
 SPELL_ACRONYM_MAX_LETTERS = 3
-# A text whose words of two letters or more are mostly in capitals is shouted, not made of acronyms.
-SHOUTED_SHARE = 0.5
 _VOWELS = set("AEIOUY")
 _ROMAN = set("IVXLC")
-_CURRENCY_SYMBOLS = "$€£¥"
+_CURRENCY = "(R\\$|[$€£¥])"
 _TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
                       "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
 _URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# Scripts written without spaces: a number next to their characters still stands alone.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_ALONE_BEFORE = rf"(?<![^\W{_CJK}])"  # not after a letter or digit (CJK characters aside)
+_ALONE_AFTER = rf"(?![^\W{_CJK}])"
 _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 
@@ -103,6 +106,11 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     at = 0
     length = 0
     for start, end, said in edits:
+        while start < end and text[end - 1].isspace():  # whitespace stays outside rewrites
+            end -= 1
+            said = said.rstrip()
+        if start >= end:
+            continue
         said = _spaced(text, start, end, said)
         if said == text[start:end]:
             continue
@@ -131,18 +139,23 @@ def _spaced(text: str, start: int, end: int, said: str) -> str:
 def _patterns(lang: str) -> dict[str, re.Pattern]:
     """The language's regular expressions, compiled once."""
     rules = RULES.get(lang)
-    if rules is None or lang == "en":
+    if rules is None:
+        number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
+    elif lang == "en":
         number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
     else:
         sep = re.escape(rules.thousands)
         dec = re.escape(rules.decimal)
         number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
     num = rf"(?:{number})"
+    scale = r"(?:\s(million|billion|trillion)\b)?" if lang == "en" else "()"
     out = {
-        "number": re.compile(rf"(?<!\w)({num})(?!\w)"),
-        "currency_before": re.compile(rf"([{_CURRENCY_SYMBOLS}])(\s?)({num})(?!\w)"),
-        "currency_after": re.compile(rf"(?<!\w)({num})(\s?)([{_CURRENCY_SYMBOLS}])"),
-        "percent": re.compile(rf"(?<!\w)({num})(\s?)%"),
+        "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
+        "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)({num})"
+                                      rf"{scale}{_ALONE_AFTER}"),
+        "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
         "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
         "domain": re.compile(rf"(?<![\w@.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
                              rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
@@ -152,9 +165,9 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
                             r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
         "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[ap]\.?m\b))(?!:\d)"
-                           r"(\s?)(?:([AaPp])\.?[Mm]\.?(?!\w))?" if lang == "en" or rules is None else
+                           r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?::|h)([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
-                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)"),
+                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         "sign": re.compile(r"#(?=\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
         "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?![^\W\d_])"),
@@ -197,12 +210,14 @@ class _Scanner:
         edits: list[_Edit] = []
         pos = 0
         while pos < len(text):
-            if text[pos].isspace() or (pos > 0 and text[pos - 1].isalnum() and text[pos].isalnum()):
+            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])):
                 pos += 1
                 continue
             for step in self.steps:
                 found = step(pos)
                 if found:
+                    if self.shouted:
+                        found = [(s, e, said.upper()) for s, e, said in found]
                     edits.extend(e for e in found if e[0] < e[1])
                     pos = max(pos + 1, found[-1][1])
                     break
@@ -242,9 +257,12 @@ class _Scanner:
         whole = self._plain(written).partition(".")[0].lstrip("0")
         return whole in ("", "1") if self.lang == "fr" else self._plain(written).lstrip("0") == "1"
 
-    def _one(self, said: str) -> str:
+    def _one(self, said: str, noun: str) -> str:
+        """The number said before ``noun``: "one" agrees with it where the language wants ("une heure")."""
         rules = self.rules
-        return rules.one_before_unit if rules and rules.one_before_unit and said == "eins" else said
+        if rules is None or not rules.one_before[0] or said != say_number("1", self.lang):
+            return said
+        return rules.one_before[noun in rules.feminine_nouns]
 
     def _before(self, pos: int, size: int = 40) -> str:
         return self.text[max(0, pos - size):pos]
@@ -355,6 +373,9 @@ class _Scanner:
         m = self.p["currency_before"].match(self.text, pos)
         if m:
             symbol, amount = m.group(1), m.group(3)
+            if m.group(4):  # "$5 million": five million dollars
+                many = currency_names(symbol, "en")[1]
+                return [(m.start(), m.end(), f"{self._say(amount)} {m.group(4)} {many}")]
         else:
             m = self.p["currency_after"].match(self.text, pos)
             if not m:
@@ -367,10 +388,12 @@ class _Scanner:
         one, many, sub_one, sub_many = currency_names(symbol, self.lang)
         whole, _, frac = plain.partition(".")
         whole = whole or "0"
-        said = f"{self._one(say_number(whole, self.lang, year_style=False))} {one if whole.lstrip('0') == '1' else many}"
+        unit = one if whole.lstrip("0") == "1" else many
+        said = f"{self._one(say_number(whole, self.lang, year_style=False), unit)} {unit}"
         if frac.strip("0"):
             cents = int((frac + "0")[:2])
-            said += f" {self._one(say_number(str(cents), self.lang))} {sub_one if cents == 1 else sub_many}"
+            unit = sub_one if cents == 1 else sub_many
+            said += f" {self._one(say_number(str(cents), self.lang), unit)} {unit}"
         return said
 
     def _percent(self, pos: int) -> list[_Edit] | None:
@@ -389,7 +412,7 @@ class _Scanner:
             return None
         singular, plural = self.rules.units[m.group(3)]
         name = singular if self._singular(m.group(1)) else plural
-        said = self._one(self._say(m.group(1)))
+        said = self._one(self._say(m.group(1)), name)
         if m.group(2):
             return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
         return [(m.start(), m.end(), f"{said} {name}")]
@@ -406,6 +429,9 @@ class _Scanner:
             if not (month or self.p["article"].search(self._before(pos))):
                 return None
         said = say_ordinal(m.group(1), self.lang)
+        if rules.code == "de" and self.p["article"].search(self._before(pos)) and said.endswith("e") \
+                and not re.search(r"\b(?:der|die|das)\s+\Z", self._before(pos), re.IGNORECASE):
+            said += "n"  # am fünfzehnten März: the dative after a preposition or den/dem
         if rules.code == "fr" and suffix in ("re", "ère") and m.group(1) == "1":
             said = "première"
         if rules.feminine_ordinal[0] and "ª" in suffix:
@@ -423,10 +449,19 @@ class _Scanner:
         if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "([") :
             sign = (self.rules or EN).minus + " "
             pos += 1
+        m = self.p["version"].match(text, pos)
+        if m and not (self.rules and self.rules.thousands.startswith(".") and
+                      re.fullmatch(r"\d{1,3}(?:\.\d{3})+", m.group())):
+            dot = (self.rules or EN).dot
+            return [(start, m.end(), sign + f" {dot} ".join(say_number(part, self.lang, False)
+                                                               for part in m.group().split(".")))]
         m = self.p["number"].match(text, pos)
         if not m:
             return None
         written = m.group(1)
+        if self.rules is None and re.search(r"[.,]\d", written) and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", written):
+            said = say_decimal(written.replace(",", "."), self.lang)
+            return [(start, m.end(), sign + said)] if said else None
         year_style: bool | None = None
         if self.rules is not None and re.fullmatch(r"\d{4}", written):
             before = self._before(start)
@@ -456,7 +491,7 @@ class _Scanner:
         if written == "No." and not re.match(r"\s?\d", self.text[m.end():m.end() + 2]):
             return None
         end = m.end()
-        if written.endswith(".") and self._sentence_ends_after(end):
+        if written in rules.sentence_final and self._sentence_ends_after(end):
             end -= 1  # the abbreviation's period also ends the sentence: it stays
         return [(m.start(), end, said)]
 
@@ -487,10 +522,19 @@ class _Scanner:
         return None
 
 
+def _joined(before: str, char: str) -> bool:
+    """Whether ``char`` continues the word ``before`` ends (no rule starts inside a word)."""
+    return before.isalnum() and char.isalnum() and not _CJK_CHAR.match(before) and not _CJK_CHAR.match(char)
+
+
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+
+
 def _shouted(text: str) -> bool:
-    words = re.findall(r"[^\W\d_]{2,}", text)
-    capitals = sum(w.isupper() for w in words)
-    return capitals >= 3 and capitals > SHOUTED_SHARE * len(words)
+    """A text in capitals throughout (two words or more, no lowercase letter) is shouted: its short
+    words are words, not acronyms to spell, and what is rewritten in it is written in capitals too, so
+    its spoken text is shouted as well (normalising it again changes nothing)."""
+    return not any(ch.islower() for ch in text) and len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
 def _read_address(address: str, rules: LanguageRules) -> str:
@@ -588,6 +632,7 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
     rewrites = norm.rewrites
     wstarts = [r.written_start for r in rewrites]
     out: list[TimedSpan] = []
+    cursor = 0.0  # character starts never go backwards, even where words overlap
     for word in words:
         positions = range(word.char_start, word.char_end)
         rewritten = []
@@ -598,7 +643,7 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
         n_spread = sum(rewritten)
         step = (word.end - word.start) / n_spread if n_spread else 0.0
         k = 0
-        cursor = word.start
+        cursor = max(cursor, word.start)
         for p, inside in zip(positions, rewritten, strict=True):
             ch = norm.written[p]
             if inside:
@@ -610,8 +655,8 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
                 aligned = by_spoken.get(_to_spoken(norm, p))
                 s, e, conf = (aligned.start, aligned.end, aligned.confidence) if aligned else (cursor, cursor,
                                                                                                 word.confidence)
-            s = min(max(s, cursor, word.start), word.end)
-            e = min(max(e, s), word.end)
+            s = max(min(max(s, word.start), word.end), cursor)
+            e = max(min(e, word.end), s)
             out.append(replace(word, text=ch, start=s, end=e, confidence=conf, char_start=p, char_end=p + 1,
                                kind="char"))
             cursor = s

@@ -9,6 +9,8 @@ cannot be said.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from num2words import CONVERTER_CLASSES, num2words
 
 # Longer numbers are read digit by digit: nobody says a 16-digit number as one, and Python refuses
@@ -19,10 +21,11 @@ MAX_NUMBER_WORDS_DIGITS = 15
 _NUM2WORDS_HANGS = frozenset({"am"})
 
 # Money: (one, many, one hundredth, many hundredths) per currency symbol and language; English names
-# where a language has no entry of its own.
+# where a language has no entry of its own. "R$" is the Brazilian real.
 CURRENCY_NAMES: dict[str, dict[str, tuple[str, str, str, str]]] = {
     "en": {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-           "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen")},
+           "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen"),
+           "R$": ("real", "reais", "centavo", "centavos")},
     "fr": {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "centime", "centimes"),
            "£": ("livre", "livres", "penny", "pence"), "¥": ("yen", "yens", "sen", "sen")},
     "de": {"$": ("Dollar", "Dollar", "Cent", "Cent"), "€": ("Euro", "Euro", "Cent", "Cent"),
@@ -32,7 +35,8 @@ CURRENCY_NAMES: dict[str, dict[str, tuple[str, str, str, str]]] = {
     "it": {"$": ("dollaro", "dollari", "centesimo", "centesimi"), "€": ("euro", "euro", "centesimo", "centesimi"),
            "£": ("sterlina", "sterline", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen")},
     "pt": {"$": ("dólar", "dólares", "centavo", "centavos"), "€": ("euro", "euros", "cêntimo", "cêntimos"),
-           "£": ("libra", "libras", "pêni", "pence"), "¥": ("iene", "ienes", "sen", "sen")},
+           "£": ("libra", "libras", "pêni", "pence"), "¥": ("iene", "ienes", "sen", "sen"),
+           "R$": ("real", "reais", "centavo", "centavos")},
 }
 
 
@@ -94,6 +98,19 @@ def say_number(plain: str, language: str, year_style: bool | None = None, point:
     else:
         said = number_words(whole, language)
     return _plain(said, language)
+
+
+def say_decimal(plain: str, language: str) -> str | None:
+    """A decimal ("3.5") as num2words says it in ``language`` ("три целых пять десятых"), for languages
+    without a table of their own in ``text.languages``; None where num2words cannot."""
+    whole, _, frac = plain.partition(".")
+    if len(whole) + len(frac) > MAX_NUMBER_WORDS_DIGITS or base_language(language) in _NUM2WORDS_HANGS:
+        return None
+    try:
+        said = num2words(Decimal(plain), lang=base_language(language))
+    except Exception:  # noqa: BLE001 - as in number_words
+        return None
+    return said.strip(" ,") or None
 
 
 def say_ordinal(digits: str, language: str) -> str:
