@@ -1,1 +1,3 @@
-"""Text as people write it, turned into what is spoken: markup, normalisation."""
+"""Text as it is said: numbers read in words (``numbers``) and whole texts normalised for synthesis
+(``normalize``). Imports nothing here, so ``alignment.textnorm`` can use ``numbers`` without pulling in
+``normalize``, which imports the alignment's types."""
