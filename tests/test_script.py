@@ -108,7 +108,7 @@ def test_parts_are_the_text_as_written_without_its_tags(tokens):
 @given(st.lists(st.one_of(_WORDS, _TAGS), min_size=1, max_size=12), st.booleans())
 @example(["Hello", "[pause:1s]", "$42.50", "[voice:default]", "3rd"], True)
 def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
-    from f5_worker.actions.script import join_script, script_of
+    from f5_worker.actions.script import has_voices, join_script, script_of
     from f5_worker.alignment.estimate import EstimateAligner
     from f5_worker.alignment.quality import GatedResult
     from f5_worker.schema import parse_job
@@ -130,24 +130,23 @@ def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
         request = parse_job({"text": text})
     script = script_of(request)
     parts = [i for i in script if not isinstance(i, Pause)]
-    from f5_worker.actions.script import NormalizedText
+    from f5_worker.actions.script import spoken_text
 
-    spoken = [NormalizedText(p.written, p.written, ()) for p in parts]
+    spoken = [spoken_text(p.written, "en", True) for p in parts]
     rate, rng = 24000, np.random.default_rng(0)
     outcomes = []
     for p in parts:
         wave = (rng.standard_normal(rate // 2) * 0.1).astype(np.float32)
-        alignment = EstimateAligner().align(wave, rate, p.written)
+        alignment = EstimateAligner().align(wave, rate, spoken[len(outcomes)].spoken)
         outcomes.append((SynthesisResult(wave, rate, [p.written], {}), GatedResult(wave, rate, alignment, 0, 0)))
+    assert any(s.spoken != s.written for s in spoken) or not any("$42.50" in p.written for p in parts)
     pauses = {id(i): round(i.seconds * rate) for i in script if isinstance(i, Pause)}
-    joined = join_script(script, parts, spoken, outcomes, pauses, rate)
+    joined = join_script(script, parts, spoken, outcomes, pauses, rate, has_voices(request, parts))
     assert len(joined.wave) == sum(len(o[0].wave) for o in outcomes) + sum(pauses.values())
-    source = {id(p): texts[p.segment] if as_segments else text for p in parts}
-    words = iter(joined.alignment.words)
-    for part in parts:
-        for _ in outcomes[parts.index(part)][1].alignment.words:
-            w = next(words)
-            assert w.text == source[id(part)][w.char_start:w.char_end]
+    assert len(joined.alignment.words) == sum(len(p.written.split()) for p in parts)
+    for w in joined.alignment.words:
+        assert w.text == (texts[w.segment] if as_segments else text)[w.char_start:w.char_end]
+        assert w.voice == ("default" if as_segments else w.voice)  # segments without a voice: the request's
     for w in joined.normalized.words:
         assert w.text == joined.normalized_text[w.char_start:w.char_end]
     times = [w.start for w in joined.alignment.words]
@@ -190,14 +189,19 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path
     out = run(worker, segments=segments, seed=2, char_timings=True)
     assert "error" not in out, out
     words = out["words"]
-    assert [(w["word"], w.get("segment", n // 5)) for n, w in enumerate(words)][:1] == [("Hello", 0)]
-    for w in words:
-        seg = 0 if w["word"] in ("Hello", "from", "the", "first", "voice.") and w["start"] < words[5]["start"] else 1
-        assert w["word"] == segments[seg]["text"][w["char_start"]:w["char_end"]]
-    assert words[5]["start"] >= words[4]["end"]
-    assert out["chars"] and out["normalized_chars"]
+    assert [(w["word"], w["segment"], w["voice"]) for w in words] == [
+        ("Hello", 0, "default"), ("from", 0, "default"), ("the", 0, "default"), ("first", 0, "default"),
+        ("voice.", 0, "default"), ("And", 1, "ref"), ("the", 1, "ref"), ("second.", 1, "ref")]
+    for w in words + out["chars"]:
+        key = "word" if "word" in w else "char"
+        assert w[key] == segments[w["segment"]]["text"][w["char_start"]:w["char_end"]]
+    assert words[6]["start"] - words[5]["end"] >= 0.5  # the pause inside the second segment
+    assert out["normalized_text"] == "Hello from the first voice. And the second."
+    assert out["normalized_chars"] and "voice" in out["normalized_words"][0]
     starts = [w["start"] for w in words]
     assert starts == sorted(starts)
+    tagged = run(worker, text="Hello from the first voice. [voice:default] And [pause:0.5s] the second.", seed=2)
+    assert [(w["word"], w["segment"]) for w in tagged["words"]] == [(w["word"], w["segment"]) for w in words]
 
     unknown = run(worker, text="Hi there. [voice:nobody] Bye.")
     assert unknown["error"] == "text: unknown voice 'nobody' at character 10"
@@ -230,6 +234,23 @@ def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_propor
     assert re.fullmatch(r"duration: 0\.2 s would need speed [\d.]+; the text needs between [\d.]+ and [\d.]+ s",
                         out["error"]), out
     assert run(worker, text="Hi there.", duration=3, speed=1.2)["error"].startswith("duration: sets the speed")
+
+
+def test_numbers_are_said_in_words_and_timed_as_written(worker):
+    text = "It costs $42.50 on May 3rd."
+    out = run(worker, text=text, seed=5)
+    assert "forty" in out["normalized_text"] and "$" not in out["normalized_text"]
+    assert [w["word"] for w in out["words"]] == text.split()
+    assert all(w["word"] == text[w["char_start"]:w["char_end"]] for w in out["words"])
+    said = out["normalized_text"]
+    assert all(w["word"] == said[w["char_start"]:w["char_end"]] for w in out["normalized_words"])
+    assert len(out["normalized_words"]) > len(out["words"])
+    price = out["words"][2]
+    spoken = [w for w in out["normalized_words"] if price["start"] <= w["start"] and w["end"] <= price["end"]]
+    assert len(spoken) >= 3  # "$42.50" lasts from "forty" to "cents"
+    plain = run(worker, text=text, seed=5, normalize=False, language="en")
+    assert plain["normalized_text"] == text and plain["words"][2]["word"] == "$42.50"
+    assert run(worker, text=text, language="english!")["error"].startswith("language: must be a language tag")
 
 
 def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):

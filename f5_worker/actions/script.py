@@ -24,6 +24,7 @@ from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
 from f5_worker.text.markup import DEFAULT_VOICE, Pause, SpeechPart, parse_script
+from f5_worker.text.normalize import NormalizedText, normalize, written_timings
 from f5_worker.tts.chunking import plan_chunks
 from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
@@ -34,26 +35,15 @@ PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this 
 MAX_PARALLEL_PARTS = 4  # parts of one job submitted to the engine at once
 
 
-@dataclass(frozen=True)
-class Rewrite:
-    written_start: int
-    written_end: int
-    spoken_start: int
-    spoken_end: int
+def spoken_text(written: str, language: str, normalized: bool) -> NormalizedText:
+    """What is said for ``written``: numbers, symbols and abbreviations in words where ``normalized``
+    (the request's ``normalize``), else the text itself."""
+    return normalize(written, language) if normalized else NormalizedText(written, written, ())
 
 
-@dataclass(frozen=True)
-class NormalizedText:
-    written: str
-    spoken: str
-    rewrites: tuple[Rewrite, ...]
-
-    def to_written(self, spoken_start: int, spoken_end: int) -> tuple[int, int]:
-        return spoken_start, spoken_end
-
-
-def written_spans(said: NormalizedText, words: list[TimedSpan], chars: list[TimedSpan]):
-    return words, chars
+def has_voices(request: SynthesizeRequest, parts: list[ScriptPart]) -> bool:
+    """Whether the words say who speaks them: segments, or a text with voice tags."""
+    return request.segments is not None or any(p.source.tag_at is not None or p.segment for p in parts)
 
 
 def written_flagged(said: NormalizedText, found: Alignment, written_words: list[TimedSpan]) -> list[int]:
@@ -215,12 +205,13 @@ class JoinedScript:
 
 def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoken: list[NormalizedText],
                 outcomes: list[tuple[SynthesisResult, GatedResult | None]], pause_samples: dict[int, int],
-                sample_rate: int) -> JoinedScript:
+                sample_rate: int, labelled: bool = False) -> JoinedScript:
     """The parts end to end with their pauses' silence (exactly ``pause_samples[id(pause)]`` samples each).
 
     A text without markup is one part: its audio is the part's, untouched. Otherwise each part fades in and
     out over ``PART_FADE_S`` (its length kept), so a part meets silence or the next voice without a click.
-    Parts' spoken texts are joined with a space into ``normalized_text``.
+    Parts' spoken texts are joined with a space into ``normalized_text``. ``labelled``: every word and
+    character carries its part's voice and segment.
     """
     plain = len(script) == 1
     waves: list[np.ndarray] = []
@@ -241,8 +232,8 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
         start = at_sample / sample_rate
         if gated is not None:
             found = gated.alignment
-            words, chars = written_spans(said, found.words, found.chars)
-            label: dict = {}
+            words, chars = written_timings(said, found.words, found.chars)
+            label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
             written_words += [shifted(w, start, part.char_offset, **label) for w in words]
             written_chars += [shifted(c, start, part.char_offset, **label) for c in chars]
             spoken_words += [shifted(w, start, at_char, **label) for w in found.words]

@@ -27,16 +27,16 @@ import numpy as np
 from f5_worker import audio, delivery, progress, stopping
 from f5_worker.actions.script import (
     MAX_PARALLEL_PARTS,
-    NormalizedText,
     ScriptPart,
     VoiceSource,
     fit_duration,
+    has_voices,
     join_script,
     script_of,
     shifted,
+    spoken_text,
     tag_voice_error,
     written_flagged,
-    written_spans,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
@@ -48,6 +48,7 @@ from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import Pause
+from f5_worker.text.normalize import NormalizedText, written_timings
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
@@ -80,7 +81,7 @@ class SynthesizeAction:
         t0 = time.perf_counter()
         self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-        spoken = [self.spoken(part.written, language, request.normalize) for part in parts]
+        spoken = [spoken_text(part.written, language, request.normalize) for part in parts]
         sample_rate = self.models.sample_rate
         pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
         if request.duration is not None:
@@ -112,7 +113,7 @@ class SynthesizeAction:
         for result, _ in outcomes:
             for stage, ms in result.timing_ms.items():
                 timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
-        joined = join_script(script, parts, spoken, outcomes, pauses, sample_rate)
+        joined = join_script(script, parts, spoken, outcomes, pauses, sample_rate, has_voices(request, parts))
         duration = len(joined.wave) / sample_rate
 
         extra: dict = {"normalized_text": joined.normalized_text}
@@ -165,10 +166,6 @@ class SynthesizeAction:
                     raise tag_voice_error(exc, part.source) from None
             part.ref = loaded[part.source]
 
-    def spoken(self, written: str, language: str, normalize: bool) -> NormalizedText:
-        """What is said for ``written``: numbers and symbols as words (``normalize``), else the text itself."""
-        return NormalizedText(written, written, ())
-
     def _synthesize_parts(self, request: SynthesizeRequest, parts: list[ScriptPart], spoken: list[NormalizedText],
                           params: list[SynthesisParams], language: str, report_chunks: int
                           ) -> list[tuple[SynthesisResult, GatedResult | None]]:
@@ -205,7 +202,7 @@ class SynthesizeAction:
         t0 = time.perf_counter()
         self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-        labelled = request.segments is not None or any(p.source.tag_at is not None or p.segment for p in parts)
+        labelled = has_voices(request, parts)
         plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
         for item in script:
             if isinstance(item, Pause):
@@ -237,7 +234,7 @@ class SynthesizeAction:
                         "pause": round(len(wave) / sample_rate, 3)}
             else:
                 part, start, end = step
-                said = self.spoken(part.written[start:end], language, request.normalize)
+                said = spoken_text(part.written[start:end], language, request.normalize)
                 spoken_texts.append(said.spoken)
                 wave, alignment, piece_seed, retries = self._piece(
                     request, part.ref, said.spoken, replace(params, speed=part.speed), language, wants_alignment,
@@ -246,11 +243,11 @@ class SynthesizeAction:
                 at = part.char_offset + start
                 item = {"offset": round(offset, 3), "duration": round(duration, 3),
                         "text_start": at, "text_end": part.char_offset + end, "seed": piece_seed}
-                if labelled:
-                    item.update(voice=part.source.label, segment=part.segment)
+                label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
+                item.update(label)
                 if alignment is not None:
-                    piece_words, piece_chars = written_spans(said, alignment.words, alignment.chars)
-                    placed = [shifted(w, offset, at) for w in piece_words]
+                    piece_words, piece_chars = written_timings(said, alignment.words, alignment.chars)
+                    placed = [shifted(w, offset, at, **label) for w in piece_words]
                     words.extend(placed)
                     flagged = written_flagged(said, alignment, piece_words)
                     alignments.append((replace(alignment, words=piece_words, chars=piece_chars,
@@ -258,7 +255,7 @@ class SynthesizeAction:
                     if request.word_timings:
                         item["words"] = [w.to_dict() for w in placed]
                     if request.char_timings:
-                        item["chars"] = [shifted(c, offset, at).to_dict() for c in piece_chars]
+                        item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in piece_chars]
             stopping.check("encoding")
             t0 = time.perf_counter()
             encoded = audio.encode_audio(wave, sample_rate, request.output_format)
