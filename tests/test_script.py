@@ -209,6 +209,11 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path
     bad = run(worker, segments=[{"text": "ok"}, {"ref_audio_base64": clip, "text": "no transcript"}])
     assert bad["error"].startswith("segments.1.ref_text: is required")
     assert run(worker, segments=[{"text": "a [voice:default] b"}])["error"].startswith("segments.0.text: [voice:]")
+    gap = run(worker, segments=[{"text": "Hi there."}, {"text": "[pause:1s]"}, {"text": "Bye now."}], seed=1)
+    assert gap["words"][2]["start"] - gap["words"][1]["end"] >= 1.0
+    assert run(worker, segments=[{"text": "[pause]"}])["error"] == "segments: have no words to speak outside their tags"
+    assert run(worker, segments=[{"text": "[pause:8s]"}] * 8 + [{"text": "x"}])["error"].startswith(
+        "segments: pauses add up to 64 s")
     assert run(worker, text="Still serving.")["duration"] > 0
 
 

@@ -23,7 +23,7 @@ from f5_worker.alignment.types import Alignment, TimedSpan
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
-from f5_worker.text.markup import DEFAULT_VOICE, Pause, SpeechPart, parse_script
+from f5_worker.text.markup import DEFAULT_VOICE, MAX_TOTAL_PAUSE_S, Pause, SpeechPart, parse_script, pause_seconds
 from f5_worker.text.normalize import NormalizedText, normalize, written_timings
 from f5_worker.tts.chunking import plan_chunks
 from f5_worker.tts.reference import PreparedReference
@@ -93,7 +93,7 @@ def script_of(request: SynthesizeRequest) -> list[ScriptPart | Pause]:
             given = seg.voice is not None or seg.ref_audio_url is not None or seg.ref_audio_base64 is not None
             source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
                                  label=seg.voice or REF_VOICE, prefix=f"segments.{n}.") if given else own
-            for item in parse_script(seg.text, field):
+            for item in parse_script(seg.text, field, needs_speech=False):
                 if isinstance(item, Pause):
                     items.append(item)
                 elif item.voice is not None:
@@ -101,6 +101,10 @@ def script_of(request: SynthesizeRequest) -> list[ScriptPart | Pause]:
                                           "give each voice its own segment")
                 else:
                     items.append(_part(seg.text, item, source, n, seg.speed or request.speed))
+        if not any(isinstance(i, ScriptPart) for i in items):
+            raise JobError("segments", "have no words to speak outside their tags")
+        if pause_seconds(items) > MAX_TOTAL_PAUSE_S:
+            raise JobError("segments", f"pauses add up to {pause_seconds(items):g} s, more than {MAX_TOTAL_PAUSE_S:g} s")
         return items
     items = []
     for item in parse_script(request.text):
@@ -157,11 +161,12 @@ def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, 
     speech_samples = target_s * sample_rate - pause_samples
     natural_s = sum(natural) * hop_length / sample_rate
     pause_s = pause_samples / sample_rate
-    speed = natural_s / (speech_samples / sample_rate) if speech_samples > 0 else float("inf")
+    needs = f"the text needs between {natural_s / MAX_SPEED + pause_s:.1f} and {natural_s / MIN_SPEED + pause_s:.1f} s"
+    if speech_samples <= 0:
+        raise JobError("duration", f"{target_s:g} s leaves no time to speak after {pause_s:g} s of pauses; {needs}")
+    speed = natural_s / (speech_samples / sample_rate)
     if not MIN_SPEED <= speed <= MAX_SPEED:
-        need = f"{speed:.1f}" if speed != float("inf") else "more than any"
-        raise JobError("duration", f"{target_s:g} s would need speed {need}; the text needs between "
-                                   f"{natural_s / MAX_SPEED + pause_s:.1f} and {natural_s / MIN_SPEED + pause_s:.1f} s")
+        raise JobError("duration", f"{target_s:g} s would need speed {speed:.1f}; {needs}")
     chunked = [[c for c in plan_chunks(p.ref, t, speed)] for p, t in zip(parts, texts)]
     overlap = int(cross_fade_s * sample_rate)
     joins = sum(max(len(c) - 1, 0) for c in chunked) * overlap

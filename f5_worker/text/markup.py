@@ -76,13 +76,14 @@ class _Tag:
     voice: str | None = None  # a voice switch
 
 
-def parse_script(text: str, field: str = "text") -> list[ScriptItem]:
+def parse_script(text: str, field: str = "text", *, needs_speech: bool = True) -> list[ScriptItem]:
     """The script ``text`` spells: speech parts and pauses in order, tags removed.
 
     Pauses next to each other (and the paragraph breaks around them) make one pause: the written ones
     add up; a paragraph break between two speech parts counts only where no pause is written. Pauses
     written before the first or after the last words are kept (silence at the start or the end).
-    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds.
+    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds, and, where
+    ``needs_speech``, for a text that is nothing but tags (a segment of a script may be a pause alone).
     """
     items: list[ScriptItem] = []
     voice, voice_at, segment, cursor = None, 0, 0, 0
@@ -121,7 +122,7 @@ def parse_script(text: str, field: str = "text") -> list[ScriptItem]:
     paragraph_at = None  # a blank line at the end is no pause
     flush_pause()
     _renumber_segments(items)
-    if not speech_parts(items):
+    if needs_speech and not speech_parts(items):
         raise JobError(field, "has no words to speak outside its tags")
     total = pause_seconds(items)
     if total > MAX_TOTAL_PAUSE_S:
@@ -133,7 +134,7 @@ def speech_parts(script: list[ScriptItem]) -> list[SpeechPart]:
     return [i for i in script if isinstance(i, SpeechPart)]
 
 
-def pause_seconds(script: list[ScriptItem]) -> float:
+def pause_seconds(script: list) -> float:
     return sum(i.seconds for i in script if isinstance(i, Pause))
 
 
