@@ -241,6 +241,21 @@ def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_propor
     assert run(worker, text="Hi there.", duration=3, speed=1.2)["error"].startswith("duration: sets the speed")
 
 
+def test_a_scripts_parts_are_sampled_in_one_call_per_round_of_the_quality_gate(worker, monkeypatch):
+    """Three parts, two voices: one engine call holds them all; the gate re-samples the parts that fail
+    (the tiny model speaks noise: all of them) in one more call."""
+    queued = []
+    monkeypatch.setattr(worker.synthesize.engine, "on_queued", queued.append)
+    text = "One part here. [pause:0.3s] [voice:default] Another part. [voice:default] A third one."
+    out = worker.handle({"text": text, "nfe_step": 4, "max_retries": 1, "seed": 8})
+    assert "error" not in out, out
+    assert [len(r.texts) for r in queued] == [3, 3]
+    assert len({id(r) for q in queued for r in q.chunk_refs}) == 1  # the same voice: one prepared reference
+    assert out["quality"]["retries"] == 3 and out["timing"]["retries_ms"] > 0
+    again = worker.handle({"text": text, "nfe_step": 4, "max_retries": 1, "seed": 8})
+    assert again["audio_base64"] == out["audio_base64"]  # a script with a seed is reproducible as a whole
+
+
 def test_numbers_are_said_in_words_and_timed_as_written(worker):
     text = "It costs $42.50 on May 3rd."
     out = run(worker, text=text, seed=5)

@@ -39,7 +39,7 @@ from f5_worker.actions.script import (
     written_flagged,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
-from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
+from f5_worker.alignment.quality import GatedResult, align_audio, alignment_mismatch, synthesize_until_aligned
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
@@ -169,17 +169,58 @@ class SynthesizeAction:
     def _synthesize_parts(self, request: SynthesizeRequest, parts: list[ScriptPart], spoken: list[NormalizedText],
                           params: list[SynthesisParams], language: str, report_chunks: int
                           ) -> list[tuple[SynthesisResult, GatedResult | None]]:
-        """Every part sampled and gated. Several parts go to the engine at once, from threads that carry the
-        job's context (its stop flag): the sampler batches those that fit together, and one part is aligned
-        while the next is sampled."""
+        """Every part sampled and gated. A script's parts are sampled in rounds, each ONE engine call for all
+        the parts it holds (tts/sampler.synthesize_parts): the first round holds every part; each later one
+        only the parts whose audio did not say their text, with a new seed, as the quality gate re-samples a
+        single text. The parts of a round are aligned concurrently, each part keeping its best attempt."""
         if len(parts) == 1:
             return [self._synthesize_gated(request, parts[0].ref, spoken[0].spoken, params[0], language,
                                            report_chunks)]
+
+        def sample(indices: list[int], seed: int) -> dict[int, SynthesisResult]:
+            stopping.check("sampling")
+            results = self.engine.synthesize_parts(
+                [(parts[i].ref, spoken[i].spoken, replace(params[i], seed=seed)) for i in indices])
+            return dict(zip(indices, results))
+
+        current = sample(list(range(len(parts))), params[0].seed)
+        first_round = dict(current[0].timing_ms)
+        wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
+        if not wants_alignment:
+            return [(current[i], None) for i in range(len(parts))]
+        retry_seeds = random.Random(params[0].seed)
+        kept: dict[int, tuple[SynthesisResult, GatedResult]] = {}
+        pending, seed, retries_ms, align_ms = list(current), params[0].seed, 0.0, 0.0
         with ThreadPoolExecutor(max_workers=min(len(parts), MAX_PARALLEL_PARTS), thread_name_prefix="part") as pool:
-            futures = [pool.submit(contextvars.copy_context().run, self._synthesize_gated, request, part.ref,
-                                   said.spoken, p, language)
-                       for part, said, p in zip(parts, spoken, params)]
-            return [f.result() for f in futures]
+            for attempt in range(request.max_retries + 1):
+                stopping.check("alignment")
+                found = {i: pool.submit(contextvars.copy_context().run, align_audio, self.aligner, current[i].wave,
+                                        current[i].sample_rate, spoken[i].spoken, language=language)
+                         for i in pending}
+                failed = []
+                for i in pending:
+                    alignment = found[i].result()
+                    align_ms += alignment.align_seconds * 1000
+                    gated = GatedResult(current[i].wave, current[i].sample_rate, alignment, seed, attempt)
+                    mismatch = alignment_mismatch(alignment)
+                    if i not in kept or not mismatch or alignment.score > kept[i][1].alignment.score:
+                        kept[i] = (current[i], gated)
+                    kept[i][1].retries = attempt
+                    if mismatch:
+                        failed.append(i)
+                pending = failed
+                if not pending or attempt == request.max_retries:
+                    break
+                seed = retry_seeds.randint(0, MAX_RANDOM_SEED)
+                current = sample(pending, seed)
+                retries_ms += sum(current[pending[0]].timing_ms.get(k, 0.0) for k in ("synthesis", "vocoding"))
+        outcomes = [kept[i] for i in range(len(parts))]
+        for result, _ in outcomes:  # the calls' times once, as a single text's job reports them
+            result.timing_ms = {"postprocess": result.timing_ms.get("postprocess", 0.0)}
+        outcomes[0][0].timing_ms.update(synthesis=first_round.get("synthesis", 0.0),
+                                        vocoding=first_round.get("vocoding", 0.0),
+                                        alignment=align_ms, retries=retries_ms)
+        return outcomes
 
     def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
         """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
