@@ -177,9 +177,8 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
         out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
                                     re.IGNORECASE if lang == "en" else 0)
-        words = {**rules.titles, **rules.abbreviations}
-        out["abbreviation"] = re.compile(
-            "(?<!\\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")(?![\\w])")
+        out["title"] = re.compile(_alternatives(rules.titles))
+        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
         out["month"] = re.compile(r"(?:" + "|".join(rules.months) + r")\.?,?\s+\Z", re.IGNORECASE)
         out["date_context"] = re.compile(
             r"(?:(?:" + "|".join(rules.months) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+"
@@ -187,6 +186,11 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
             + (r"|\b(?:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z", re.IGNORECASE)
         out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
     return out
+
+
+def _alternatives(words) -> str:
+    """A regular expression for any of ``words`` standing alone, the longest first."""
+    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
 
 
 class _Scanner:
@@ -198,12 +202,10 @@ class _Scanner:
         self.lang = lang
         self.p = _patterns(lang)
         self.shouted = _shouted(text)
-        self.steps = [self._address, self._date, self._time, self._phone, self._money, self._percent,
-                      self._unit, self._ordinal, self._number] if rules is None else [
+        # In order: a rule earlier in the list wins where two could start at the same place.
+        self.steps = [self._money, self._percent, self._number] if rules is None else [
             self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._number, self._abbreviation, self._acronym, self._symbol]
-        if rules is None:
-            self.steps = [self._money, self._percent, self._number]
 
     def run(self) -> list[_Edit]:
         text = self.text
@@ -228,19 +230,10 @@ class _Scanner:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _say(self, written: str, year_style: bool | None = False) -> str:
-        """A number as written in this language, in words."""
-        rules = self.rules or EN
-        plain = written
-        if rules is not EN and rules.decimal in plain:
-            whole, _, frac = plain.rpartition(rules.decimal)
-            plain = re.sub(r"\D", "", whole) + "." + frac
-        elif rules is not EN and re.fullmatch(r"\d+\.\d+", plain) and not re.fullmatch(r"\d{1,3}(\.\d{3})+", plain):
-            pass  # an English-style decimal in another language's text
-        else:
-            whole, dot, frac = plain.partition(".") if rules is EN else (plain, "", "")
-            plain = re.sub(r"\D", "", whole) + (("." + frac) if dot else "")
-        grouped = plain != written and "." not in plain
-        return say_number(plain, self.lang, False if grouped else year_style, rules.point)
+        """A number as written in this language, in words; one written with thousands separators is
+        never a year."""
+        grouped = not re.fullmatch(r"\d+(?:[.,]\d+)?", written)
+        return say_number(self._plain(written), self.lang, False if grouped else year_style, (self.rules or EN).point)
 
     def _plain(self, written: str) -> str:
         """A number as written, as digits with ``.`` before decimals."""
@@ -466,32 +459,33 @@ class _Scanner:
         if self.rules is not None and re.fullmatch(r"\d{4}", written):
             before = self._before(start)
             if self.p["date_context"].search(before) and 1100 <= int(written) <= 2099:
-                year_style = True
-            if self.rules.code == "en" and self.p["month"].search(before) is None and 2000 <= int(written) <= 2099 \
-                    and year_style:
-                year_style = True
+                year_style = True  # "March 15, 2024", "in 2024": twenty twenty-four
         if self.rules is not None and self.rules.code == "en" and re.fullmatch(r"\d{1,2}", written) \
                 and self.p["month"].search(self._before(start)) and 1 <= int(written) <= 31:
             return [(start, m.end(), say_ordinal(written, "en"))]  # "March 15" -> March fifteenth
         return [(start, m.end(), sign + self._say(written, year_style))]
 
     def _abbreviation(self, pos: int) -> list[_Edit] | None:
+        rules = self.rules
+        m = self.p["title"].match(self.text, pos)
+        if m:
+            written = m.group(1)
+            if re.match(r"\s+[A-ZÀ-ÖØ-Þ]", self.text[m.end():m.end() + 3]):  # before a name
+                return [(m.start(), m.end(), rules.titles[written])]
+            other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
+            return [(m.start(), m.end(), other)] if other else None
         m = self.p["abbreviation"].match(self.text, pos)
         if not m:
             return None
-        rules = self.rules
         written = m.group(1)
-        if written in rules.titles:
-            follows_name = re.match(r"\s+[A-ZÀ-ÖØ-Þ]", self.text[m.end():m.end() + 3])
-            if not follows_name:
-                other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
-                return [(m.start(), m.end(), other)] if other else None
-            return [(m.start(), m.end(), rules.titles[written])]
-        said = rules.abbreviations[written]
-        if written == "No." and not re.match(r"\s?\d", self.text[m.end():m.end() + 2]):
-            return None
+        key = next(k for k in rules.abbreviations if k.lower() == written.lower())
+        said = rules.abbreviations[key]
+        if key == "No." and not (written == key and re.match(r"\s?\d", self.text[m.end():m.end() + 2])):
+            return None  # "No. 5" is number five; "no." is a word
+        if written[0].isupper() and key[0].islower() and said[0].islower():
+            said = said[0].upper() + said[1:]  # "E.g." at a sentence's start
         end = m.end()
-        if written in rules.sentence_final and self._sentence_ends_after(end):
+        if key in rules.sentence_final and self._sentence_ends_after(end):
             end -= 1  # the abbreviation's period also ends the sentence: it stays
         return [(m.start(), end, said)]
 
