@@ -124,14 +124,24 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     return NormalizedText(text, "".join(spoken), tuple(rewrites))
 
 
+_OPENING = "([{\"'“‘«¿¡"
+_CLOSING = ")]}\"'”’».,;:!?"
+
+
 def _spaced(text: str, start: int, end: int, said: str) -> str:
-    """A reading that would run into a neighbouring letter ("a+b", "AT&T") gets a space on that side."""
+    """A reading that would run into its neighbour ("a+b", "AT&T", "0.@") gets a space on that side:
+    a symbol read as a word becomes a word of its own."""
     if not said:
         return said
-    if start > 0 and text[start - 1].isalnum() and said[0].isalnum() and not text[start].isalnum():
+    before = text[start - 1] if start > 0 else " "
+    if said[0].isalnum() and not before.isspace() and before not in _OPENING \
+            and (before.isalnum() or not text[start].isalnum()):
         said = " " + said
-    if end < len(text) and text[end].isalnum() and said[-1].isalnum() and not text[end - 1].isalnum():
-        said += " "
+    after = text[end] if end < len(text) else " "
+    closing = _CLOSING.replace(".", "") if end - start == 1 and not text[start].isalnum() else _CLOSING
+    if said[-1].isalnum() and not after.isspace() and after not in closing \
+            and (after.isalnum() or not text[end - 1].isalnum()):
+        said += " "  # a symbol's word before a period: "@.com" is "at .com", not the address "at.com"
     return said
 
 
@@ -170,7 +180,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         "sign": re.compile(r"#(?=\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
-        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?![^\W\d_])"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w)"),
     }
     if rules is not None:
         units = sorted(rules.units, key=len, reverse=True)
@@ -540,7 +550,7 @@ def _read_address(address: str, rules: LanguageRules) -> str:
         if piece.isdigit():
             parts.append(digit_by_digit(piece, rules.code))
         elif piece[0].isalpha():
-            parts.append(piece.lower() if piece.lower() == "www" else piece)
+            parts.append(piece.lower())  # names in addresses are in no particular case: read as words
         else:
             parts.append(names.get(piece, ""))
     said = " ".join(p for p in parts if p)
