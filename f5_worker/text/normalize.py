@@ -135,12 +135,12 @@ def _spaced(text: str, start: int, end: int, said: str) -> str:
         return said
     before = text[start - 1] if start > 0 else " "
     if said[0].isalnum() and not before.isspace() and before not in _OPENING \
-            and (before.isalnum() or not text[start].isalnum()):
+            and not text[start].isalnum():
         said = " " + said
     after = text[end] if end < len(text) else " "
     closing = _CLOSING.replace(".", "") if end - start == 1 and not text[start].isalnum() else _CLOSING
     if said[-1].isalnum() and not after.isspace() and after not in closing \
-            and (after.isalnum() or not text[end - 1].isalnum()):
+            and not text[end - 1].isalnum():
         said += " "  # a symbol's word before a period: "@.com" is "at .com", not the address "at.com"
     return said
 
