@@ -242,8 +242,9 @@ class _Scanner:
     def _say(self, written: str, year_style: bool | None = False) -> str:
         """A number as written in this language, in words; one written with thousands separators is
         never a year."""
-        grouped = not re.fullmatch(r"\d+(?:[.,]\d+)?", written)
-        return say_number(self._plain(written), self.lang, False if grouped else year_style, (self.rules or EN).point)
+        plain = self._plain(written)
+        grouped = plain != written and "." not in plain
+        return say_number(plain, self.lang, False if grouped else year_style, (self.rules or EN).point)
 
     def _plain(self, written: str) -> str:
         """A number as written, as digits with ``.`` before decimals."""
@@ -266,6 +267,14 @@ class _Scanner:
         if rules is None or not rules.one_before[0] or said != say_number("1", self.lang):
             return said
         return rules.one_before[noun in rules.feminine_nouns]
+
+    def _german_case(self, ordinal: str, pos: int) -> str:
+        """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
+        before = self._before(pos)
+        if self.lang == "de" and ordinal.endswith("e") and self.p["article"].search(before) \
+                and not re.search(r"\b(?:der|die|das)\s+\Z", before, re.IGNORECASE):
+            return ordinal + "n"
+        return ordinal
 
     def _before(self, pos: int, size: int = 40) -> str:
         return self.text[max(0, pos - size):pos]
@@ -306,7 +315,7 @@ class _Scanner:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return None
         if rules.ordinal_day or (rules.code == "fr" and day == 1):
-            said_day = say_ordinal(str(day), self.lang)
+            said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
         else:
             said_day = say_number(str(day), self.lang)
         said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
@@ -431,10 +440,7 @@ class _Scanner:
             month = re.match(r"\s+(?:" + "|".join(rules.months) + r")\b", after)
             if not (month or self.p["article"].search(self._before(pos))):
                 return None
-        said = say_ordinal(m.group(1), self.lang)
-        if rules.code == "de" and self.p["article"].search(self._before(pos)) and said.endswith("e") \
-                and not re.search(r"\b(?:der|die|das)\s+\Z", self._before(pos), re.IGNORECASE):
-            said += "n"  # am fünfzehnten März: the dative after a preposition or den/dem
+        said = self._german_case(say_ordinal(m.group(1), self.lang), pos)
         if rules.code == "fr" and suffix in ("re", "ère") and m.group(1) == "1":
             said = "première"
         if rules.feminine_ordinal[0] and "ª" in suffix:
