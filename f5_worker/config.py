@@ -177,6 +177,7 @@ class Settings:
     hf_offline: bool = False
     asr_model: str = DEFAULT_ASR_MODEL
     asr_language: str | None = None  # None: Whisper detects each upload's language
+    caption_speaker_prefix: bool = True  # SRT captions name the speaker at each change of voice (docs/timings.md)
     streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
 
@@ -285,6 +286,7 @@ def get_settings() -> Settings:
         asr_model=_env("ASR_MODEL", d["asr_model"]),
         asr_language=_env("ASR_LANGUAGE"),
         streaming=_env_bool("STREAMING", d["streaming"]),
+        caption_speaker_prefix=_env_bool("CAPTION_SPEAKER_PREFIX", d["caption_speaker_prefix"]),
         result_dump_dir=_env_path("RESULT_DUMP_DIR"),
     )
 

@@ -52,6 +52,7 @@ def test_unset_variables_give_the_written_defaults(clean_env):
     ("cuda_graphs", "CUDA_GRAPHS", "0", False),
     ("asr_model", "ASR_MODEL", "openai/whisper-tiny", "openai/whisper-tiny"),
     ("result_dump_dir", "RESULT_DUMP_DIR", "out/results", Path("out/results")),
+    ("caption_speaker_prefix", "CAPTION_SPEAKER_PREFIX", "0", False),
 ])
 def test_a_set_variable_changes_its_setting_only(clean_env, field, variable, value, expected):
     clean_env.setenv(variable, value)

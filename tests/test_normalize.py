@@ -35,6 +35,7 @@ CASES = {
         ("15/03/2024 and 03/04/2024", "March fifteenth, twenty twenty-four and March fourth, twenty twenty-four"),
         ("a+b=c, #1, -5 and 007", "a plus b equals c, number one, minus five and zero zero seven"),
         ("version 1.2.3", "version one dot two dot three"),
+        ("1,205 is no year, 1205 is", "one thousand two hundred five is no year, twelve oh-five is"),
         ("Henry VIII met the U.S. Army", "Henry VIII met the U S Army"),
         ("ALL OF THIS IS SHOUTED", "ALL OF THIS IS SHOUTED"),
         ("Nothing to change here, really!", "Nothing to change here, really!"),
@@ -57,6 +58,7 @@ CASES = {
         ("Obst, z.B. Äpfel, usw.", "Obst, zum Beispiel Äpfel, und so weiter."),
         ("1 €, 50 % und 1.200.000", "ein Euro, fünfzig Prozent und eine Million zweihunderttausend"),
         ("der 3. Oktober", "der dritte Oktober"),
+        ("am 15.03.2024", "am fünfzehnten März zweitausendvierundzwanzig"),
     ],
     "es": [
         ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),

@@ -124,14 +124,24 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     return NormalizedText(text, "".join(spoken), tuple(rewrites))
 
 
+_OPENING = "([{\"'“‘«¿¡"
+_CLOSING = ")]}\"'”’».,;:!?"
+
+
 def _spaced(text: str, start: int, end: int, said: str) -> str:
-    """A reading that would run into a neighbouring letter ("a+b", "AT&T") gets a space on that side."""
+    """A reading that would run into its neighbour ("a+b", "AT&T", "0.@") gets a space on that side:
+    a symbol read as a word becomes a word of its own."""
     if not said:
         return said
-    if start > 0 and text[start - 1].isalnum() and said[0].isalnum() and not text[start].isalnum():
+    before = text[start - 1] if start > 0 else " "
+    if said[0].isalnum() and not before.isspace() and before not in _OPENING \
+            and not text[start].isalnum():
         said = " " + said
-    if end < len(text) and text[end].isalnum() and said[-1].isalnum() and not text[end - 1].isalnum():
-        said += " "
+    after = text[end] if end < len(text) else " "
+    closing = _CLOSING.replace(".", "") if end - start == 1 and not text[start].isalnum() else _CLOSING
+    if said[-1].isalnum() and not after.isspace() and after not in closing \
+            and not text[end - 1].isalnum():
+        said += " "  # a symbol's word before a period: "@.com" is "at .com", not the address "at.com"
     return said
 
 
@@ -170,16 +180,15 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         "sign": re.compile(r"#(?=\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
-        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?![^\W\d_])"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w)"),
     }
     if rules is not None:
         units = sorted(rules.units, key=len, reverse=True)
         out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
         out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
                                     re.IGNORECASE if lang == "en" else 0)
-        words = {**rules.titles, **rules.abbreviations}
-        out["abbreviation"] = re.compile(
-            "(?<!\\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")(?![\\w])")
+        out["title"] = re.compile(_alternatives(rules.titles))
+        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
         out["month"] = re.compile(r"(?:" + "|".join(rules.months) + r")\.?,?\s+\Z", re.IGNORECASE)
         out["date_context"] = re.compile(
             r"(?:(?:" + "|".join(rules.months) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+"
@@ -187,6 +196,11 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
             + (r"|\b(?:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z", re.IGNORECASE)
         out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
     return out
+
+
+def _alternatives(words) -> str:
+    """A regular expression for any of ``words`` standing alone, the longest first."""
+    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
 
 
 class _Scanner:
@@ -198,12 +212,10 @@ class _Scanner:
         self.lang = lang
         self.p = _patterns(lang)
         self.shouted = _shouted(text)
-        self.steps = [self._address, self._date, self._time, self._phone, self._money, self._percent,
-                      self._unit, self._ordinal, self._number] if rules is None else [
+        # In order: a rule earlier in the list wins where two could start at the same place.
+        self.steps = [self._money, self._percent, self._number] if rules is None else [
             self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._number, self._abbreviation, self._acronym, self._symbol]
-        if rules is None:
-            self.steps = [self._money, self._percent, self._number]
 
     def run(self) -> list[_Edit]:
         text = self.text
@@ -228,19 +240,11 @@ class _Scanner:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _say(self, written: str, year_style: bool | None = False) -> str:
-        """A number as written in this language, in words."""
-        rules = self.rules or EN
-        plain = written
-        if rules is not EN and rules.decimal in plain:
-            whole, _, frac = plain.rpartition(rules.decimal)
-            plain = re.sub(r"\D", "", whole) + "." + frac
-        elif rules is not EN and re.fullmatch(r"\d+\.\d+", plain) and not re.fullmatch(r"\d{1,3}(\.\d{3})+", plain):
-            pass  # an English-style decimal in another language's text
-        else:
-            whole, dot, frac = plain.partition(".") if rules is EN else (plain, "", "")
-            plain = re.sub(r"\D", "", whole) + (("." + frac) if dot else "")
+        """A number as written in this language, in words; one written with thousands separators is
+        never a year."""
+        plain = self._plain(written)
         grouped = plain != written and "." not in plain
-        return say_number(plain, self.lang, False if grouped else year_style, rules.point)
+        return say_number(plain, self.lang, False if grouped else year_style, (self.rules or EN).point)
 
     def _plain(self, written: str) -> str:
         """A number as written, as digits with ``.`` before decimals."""
@@ -263,6 +267,14 @@ class _Scanner:
         if rules is None or not rules.one_before[0] or said != say_number("1", self.lang):
             return said
         return rules.one_before[noun in rules.feminine_nouns]
+
+    def _german_case(self, ordinal: str, pos: int) -> str:
+        """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
+        before = self._before(pos)
+        if self.lang == "de" and ordinal.endswith("e") and self.p["article"].search(before) \
+                and not re.search(r"\b(?:der|die|das)\s+\Z", before, re.IGNORECASE):
+            return ordinal + "n"
+        return ordinal
 
     def _before(self, pos: int, size: int = 40) -> str:
         return self.text[max(0, pos - size):pos]
@@ -303,7 +315,7 @@ class _Scanner:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return None
         if rules.ordinal_day or (rules.code == "fr" and day == 1):
-            said_day = say_ordinal(str(day), self.lang)
+            said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
         else:
             said_day = say_number(str(day), self.lang)
         said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
@@ -428,10 +440,7 @@ class _Scanner:
             month = re.match(r"\s+(?:" + "|".join(rules.months) + r")\b", after)
             if not (month or self.p["article"].search(self._before(pos))):
                 return None
-        said = say_ordinal(m.group(1), self.lang)
-        if rules.code == "de" and self.p["article"].search(self._before(pos)) and said.endswith("e") \
-                and not re.search(r"\b(?:der|die|das)\s+\Z", self._before(pos), re.IGNORECASE):
-            said += "n"  # am fünfzehnten März: the dative after a preposition or den/dem
+        said = self._german_case(say_ordinal(m.group(1), self.lang), pos)
         if rules.code == "fr" and suffix in ("re", "ère") and m.group(1) == "1":
             said = "première"
         if rules.feminine_ordinal[0] and "ª" in suffix:
@@ -466,32 +475,33 @@ class _Scanner:
         if self.rules is not None and re.fullmatch(r"\d{4}", written):
             before = self._before(start)
             if self.p["date_context"].search(before) and 1100 <= int(written) <= 2099:
-                year_style = True
-            if self.rules.code == "en" and self.p["month"].search(before) is None and 2000 <= int(written) <= 2099 \
-                    and year_style:
-                year_style = True
+                year_style = True  # "March 15, 2024", "in 2024": twenty twenty-four
         if self.rules is not None and self.rules.code == "en" and re.fullmatch(r"\d{1,2}", written) \
                 and self.p["month"].search(self._before(start)) and 1 <= int(written) <= 31:
             return [(start, m.end(), say_ordinal(written, "en"))]  # "March 15" -> March fifteenth
         return [(start, m.end(), sign + self._say(written, year_style))]
 
     def _abbreviation(self, pos: int) -> list[_Edit] | None:
+        rules = self.rules
+        m = self.p["title"].match(self.text, pos)
+        if m:
+            written = m.group(1)
+            if re.match(r"\s+[A-ZÀ-ÖØ-Þ]", self.text[m.end():m.end() + 3]):  # before a name
+                return [(m.start(), m.end(), rules.titles[written])]
+            other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
+            return [(m.start(), m.end(), other)] if other else None
         m = self.p["abbreviation"].match(self.text, pos)
         if not m:
             return None
-        rules = self.rules
         written = m.group(1)
-        if written in rules.titles:
-            follows_name = re.match(r"\s+[A-ZÀ-ÖØ-Þ]", self.text[m.end():m.end() + 3])
-            if not follows_name:
-                other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
-                return [(m.start(), m.end(), other)] if other else None
-            return [(m.start(), m.end(), rules.titles[written])]
-        said = rules.abbreviations[written]
-        if written == "No." and not re.match(r"\s?\d", self.text[m.end():m.end() + 2]):
-            return None
+        key = next(k for k in rules.abbreviations if k.lower() == written.lower())
+        said = rules.abbreviations[key]
+        if key == "No." and not (written == key and re.match(r"\s?\d", self.text[m.end():m.end() + 2])):
+            return None  # "No. 5" is number five; "no." is a word
+        if written[0].isupper() and key[0].islower() and said[0].islower():
+            said = said[0].upper() + said[1:]  # "E.g." at a sentence's start
         end = m.end()
-        if written in rules.sentence_final and self._sentence_ends_after(end):
+        if key in rules.sentence_final and self._sentence_ends_after(end):
             end -= 1  # the abbreviation's period also ends the sentence: it stays
         return [(m.start(), end, said)]
 
@@ -546,7 +556,7 @@ def _read_address(address: str, rules: LanguageRules) -> str:
         if piece.isdigit():
             parts.append(digit_by_digit(piece, rules.code))
         elif piece[0].isalpha():
-            parts.append(piece.lower() if piece.lower() == "www" else piece)
+            parts.append(piece.lower())  # names in addresses are in no particular case: read as words
         else:
             parts.append(names.get(piece, ""))
     said = " ".join(p for p in parts if p)
