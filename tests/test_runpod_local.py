@@ -234,7 +234,7 @@ def test_a_two_voice_script_with_a_pause_over_http(api_server):
     between = wave[round(words[4]["end"] * rate) + 1:round(words[5]["start"] * rate) - 1]
     assert len(between) >= rate and np.count_nonzero(between == 0) >= rate  # the pause: 1 s of silence
     assert "three" in out["normalized_text"] and "3" not in out["normalized_text"]
-    assert "Welcome" in out["captions"]["vtt"] and "Thanks." in out["captions"]["vtt"]
+    assert "<v default>Welcome" in out["captions"]["vtt"] and "<v ref>Thanks." in out["captions"]["vtt"]
 
 
 def test_align_action_over_http(api_server):
