@@ -32,7 +32,7 @@ from f5_worker.tts.sampler import SynthesisResult
 MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio in the request
 PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
-MAX_PARALLEL_PARTS = 4  # parts of one job submitted to the engine at once
+MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)
 
 
 def spoken_text(written: str, language: str, normalized: bool) -> NormalizedText:

@@ -1,10 +1,14 @@
 """The ``synthesize`` action: text in the reference's voice, with its timings, captions and quality.
 
-The path of a job: the reference (a stored voice, the client's clip, or the
-default voice) -> the delivery plan, refused before any GPU time if the
-result could not be delivered -> sampling (tts/sampler.py), aligned and
-re-sampled while the audio does not say the text (alignment/quality.py) ->
-timings and captions -> encoding -> inline or bucket delivery (delivery.py).
+The path of a job: the script (actions/script.py: the text's parts, each with
+its voice, and its pauses) -> each voice's reference (a stored voice, the
+client's clip, or the default voice) -> each part as it is said
+(text/normalize.py) -> the delivery plan, refused before any GPU time if the
+result could not be delivered -> sampling (tts/sampler.py; a script's parts in
+one call), aligned on what was said and re-sampled while the audio does not
+say it (alignment/quality.py) -> the parts joined with their pauses, timings
+mapped back to the text as written -> captions -> encoding -> inline or bucket
+delivery (delivery.py). A text without markup is one part, as before.
 
 A streamed job (``stream: true``) takes the same path piece by piece
 (``SynthesizeAction.stream``): each piece of the text is sampled, gated and
@@ -101,10 +105,8 @@ class SynthesizeAction:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        part_seeds = random.Random(seed)  # the first part has the job's seed: a plain text samples as before
-        part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames,
-                               seed=seed if n == 0 else part_seeds.randint(0, MAX_RANDOM_SEED))
-                       for n, part in enumerate(parts)]
+        # every part in the job's seed: a script's parts are sampled in one call, seeded once
+        part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames) for part in parts]
         planned_seconds = (sum(estimated_samples(p.ref, c, p.speed, self.models.hop_length)
                                for p, c in zip(parts, chunks)) / sample_rate)
         reports = planned_seconds >= progress.MIN_AUDIO_SECONDS and len(parts) == 1
