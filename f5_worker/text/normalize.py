@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from f5_worker.alignment.textnorm import token_spans
 from f5_worker.alignment.types import TimedSpan
@@ -76,9 +76,30 @@ class NormalizedText:
         end = self._map(spoken_end, end=True) if spoken_end > spoken_start else start
         return start, max(start, end)
 
+    @cached_property
+    def _spoken_starts(self) -> list[int]:
+        return [r.spoken_start for r in self.rewrites]
+
+    @cached_property
+    def _written_ends(self) -> list[int]:
+        return [r.written_end for r in self.rewrites]
+
+    def rewrites_over(self, written_start: int, written_end: int) -> list[Rewrite]:
+        """The rewrites that overlap a span of the written text, in order."""
+        out = []
+        for r in self.rewrites[bisect.bisect_right(self._written_ends, written_start):]:
+            if r.written_start >= written_end:
+                break
+            out.append(r)
+        return out
+
+    def to_spoken(self, written_pos: int) -> int:
+        """Where a position of the written text outside every rewrite sits in the spoken text."""
+        i = bisect.bisect_right(self._written_ends, written_pos) - 1
+        return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
+
     def _map(self, pos: int, *, end: bool) -> int:
-        starts = [r.spoken_start for r in self.rewrites]
-        i = bisect.bisect_right(starts, pos - 1 if end else pos) - 1
+        i = bisect.bisect_right(self._spoken_starts, pos - 1 if end else pos) - 1
         if i >= 0:
             r = self.rewrites[i]
             inside = r.spoken_start < pos <= r.spoken_end if end else r.spoken_start <= pos < r.spoken_end
@@ -609,15 +630,11 @@ def written_timings(norm: NormalizedText, words: list[TimedSpan], chars: list[Ti
     return out_words, _written_chars(norm, out_words, chars)
 
 
-def _rewrites_over(norm: NormalizedText, start: int, end: int) -> list[Rewrite]:
-    return [r for r in norm.rewrites if r.written_start < end and r.written_end > start]
-
-
 def _share(norm: NormalizedText, ts: int, te: int, parts: list[TimedSpan]) -> tuple[float, float]:
     """The time of written word [ts, te) from the spoken words it maps to; where a rewrite reaches past
     the word, the word gets the share of the rewrite's time that its characters are of the rewrite."""
     start, end = parts[0].start, max(p.end for p in parts)
-    for r in _rewrites_over(norm, ts, te):
+    for r in norm.rewrites_over(ts, te):
         if r.written_start < ts or r.written_end > te:
             inner = [p for p in parts if r.spoken_start <= p.char_start < r.spoken_end or
                      r.spoken_start < p.char_end <= r.spoken_end]
@@ -662,7 +679,7 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
                 k += 1
                 conf = word.confidence
             else:
-                aligned = by_spoken.get(_to_spoken(norm, p))
+                aligned = by_spoken.get(norm.to_spoken(p))
                 s, e, conf = (aligned.start, aligned.end, aligned.confidence) if aligned else (cursor, cursor,
                                                                                                 word.confidence)
             s = max(min(max(s, word.start), word.end), cursor)
@@ -671,13 +688,3 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
                                kind="char"))
             cursor = s
     return out
-
-
-def _to_spoken(norm: NormalizedText, pos: int) -> int:
-    """Where written position ``pos``, outside every rewrite, sits in the spoken text."""
-    shift = 0
-    for r in norm.rewrites:
-        if r.written_end > pos:
-            break
-        shift = r.spoken_end - r.written_end
-    return pos + shift
