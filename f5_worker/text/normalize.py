@@ -25,9 +25,11 @@ from f5_worker.alignment.types import TimedSpan
 from f5_worker.text.languages import EN, RULES, LanguageRules
 from f5_worker.text.numbers import (
     base_language,
+    before_noun,
     currency_names,
     digit_by_digit,
     num2words_knows,
+    say_currency,
     say_decimal,
     say_number,
     say_ordinal,
@@ -234,7 +236,7 @@ class _Scanner:
         self.p = _patterns(lang)
         self.shouted = _shouted(text)
         # In order: a rule earlier in the list wins where two could start at the same place.
-        self.steps = [self._money, self._percent, self._number] if rules is None else [
+        self.steps = [self._number] if rules is None else [
             self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._number, self._abbreviation, self._acronym, self._symbol]
 
@@ -281,13 +283,6 @@ class _Scanner:
     def _singular(self, written: str) -> bool:
         whole = self._plain(written).partition(".")[0].lstrip("0")
         return whole in ("", "1") if self.lang == "fr" else self._plain(written).lstrip("0") == "1"
-
-    def _one(self, said: str, noun: str) -> str:
-        """The number said before ``noun``: "one" agrees with it where the language wants ("une heure")."""
-        rules = self.rules
-        if rules is None or not rules.one_before[0] or said != say_number("1", self.lang):
-            return said
-        return rules.one_before[noun in rules.feminine_nouns]
 
     def _german_case(self, ordinal: str, pos: int) -> str:
         """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
@@ -414,20 +409,8 @@ class _Scanner:
             if not m:
                 return None
             amount, symbol = m.group(1), m.group(3)
-        said = self._say_money(symbol, self._plain(amount))
+        said = say_currency(symbol, self._plain(amount), self.lang)
         return [(m.start(), m.end(), said)]
-
-    def _say_money(self, symbol: str, plain: str) -> str:
-        one, many, sub_one, sub_many = currency_names(symbol, self.lang)
-        whole, _, frac = plain.partition(".")
-        whole = whole or "0"
-        unit = one if whole.lstrip("0") == "1" else many
-        said = f"{self._one(say_number(whole, self.lang, year_style=False), unit)} {unit}"
-        if frac.strip("0"):
-            cents = int((frac + "0")[:2])
-            unit = sub_one if cents == 1 else sub_many
-            said += f" {self._one(say_number(str(cents), self.lang), unit)} {unit}"
-        return said
 
     def _percent(self, pos: int) -> list[_Edit] | None:
         m = self.p["percent"].match(self.text, pos)
@@ -445,7 +428,7 @@ class _Scanner:
             return None
         singular, plural = self.rules.units[m.group(3)]
         name = singular if self._singular(m.group(1)) else plural
-        said = self._one(self._say(m.group(1)), name)
+        said = before_noun(self._say(m.group(1)), name, self.lang)
         if m.group(2):
             return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
         return [(m.start(), m.end(), f"{said} {name}")]
