@@ -18,16 +18,18 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from f5_worker.alignment.textnorm import token_spans
 from f5_worker.alignment.types import TimedSpan
 from f5_worker.text.languages import EN, RULES, LanguageRules
 from f5_worker.text.numbers import (
     base_language,
+    before_noun,
     currency_names,
     digit_by_digit,
     num2words_knows,
+    say_currency,
     say_decimal,
     say_number,
     say_ordinal,
@@ -76,9 +78,30 @@ class NormalizedText:
         end = self._map(spoken_end, end=True) if spoken_end > spoken_start else start
         return start, max(start, end)
 
+    @cached_property
+    def _spoken_starts(self) -> list[int]:
+        return [r.spoken_start for r in self.rewrites]
+
+    @cached_property
+    def _written_ends(self) -> list[int]:
+        return [r.written_end for r in self.rewrites]
+
+    def rewrites_over(self, written_start: int, written_end: int) -> list[Rewrite]:
+        """The rewrites that overlap a span of the written text, in order."""
+        out = []
+        for r in self.rewrites[bisect.bisect_right(self._written_ends, written_start):]:
+            if r.written_start >= written_end:
+                break
+            out.append(r)
+        return out
+
+    def to_spoken(self, written_pos: int) -> int:
+        """Where a position of the written text outside every rewrite sits in the spoken text."""
+        i = bisect.bisect_right(self._written_ends, written_pos) - 1
+        return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
+
     def _map(self, pos: int, *, end: bool) -> int:
-        starts = [r.spoken_start for r in self.rewrites]
-        i = bisect.bisect_right(starts, pos - 1 if end else pos) - 1
+        i = bisect.bisect_right(self._spoken_starts, pos - 1 if end else pos) - 1
         if i >= 0:
             r = self.rewrites[i]
             inside = r.spoken_start < pos <= r.spoken_end if end else r.spoken_start <= pos < r.spoken_end
@@ -213,7 +236,7 @@ class _Scanner:
         self.p = _patterns(lang)
         self.shouted = _shouted(text)
         # In order: a rule earlier in the list wins where two could start at the same place.
-        self.steps = [self._money, self._percent, self._number] if rules is None else [
+        self.steps = [self._number] if rules is None else [
             self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._number, self._abbreviation, self._acronym, self._symbol]
 
@@ -260,13 +283,6 @@ class _Scanner:
     def _singular(self, written: str) -> bool:
         whole = self._plain(written).partition(".")[0].lstrip("0")
         return whole in ("", "1") if self.lang == "fr" else self._plain(written).lstrip("0") == "1"
-
-    def _one(self, said: str, noun: str) -> str:
-        """The number said before ``noun``: "one" agrees with it where the language wants ("une heure")."""
-        rules = self.rules
-        if rules is None or not rules.one_before[0] or said != say_number("1", self.lang):
-            return said
-        return rules.one_before[noun in rules.feminine_nouns]
 
     def _german_case(self, ordinal: str, pos: int) -> str:
         """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
@@ -393,20 +409,8 @@ class _Scanner:
             if not m:
                 return None
             amount, symbol = m.group(1), m.group(3)
-        said = self._say_money(symbol, self._plain(amount))
+        said = say_currency(symbol, self._plain(amount), self.lang)
         return [(m.start(), m.end(), said)]
-
-    def _say_money(self, symbol: str, plain: str) -> str:
-        one, many, sub_one, sub_many = currency_names(symbol, self.lang)
-        whole, _, frac = plain.partition(".")
-        whole = whole or "0"
-        unit = one if whole.lstrip("0") == "1" else many
-        said = f"{self._one(say_number(whole, self.lang, year_style=False), unit)} {unit}"
-        if frac.strip("0"):
-            cents = int((frac + "0")[:2])
-            unit = sub_one if cents == 1 else sub_many
-            said += f" {self._one(say_number(str(cents), self.lang), unit)} {unit}"
-        return said
 
     def _percent(self, pos: int) -> list[_Edit] | None:
         m = self.p["percent"].match(self.text, pos)
@@ -424,7 +428,7 @@ class _Scanner:
             return None
         singular, plural = self.rules.units[m.group(3)]
         name = singular if self._singular(m.group(1)) else plural
-        said = self._one(self._say(m.group(1)), name)
+        said = before_noun(self._say(m.group(1)), name, self.lang)
         if m.group(2):
             return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
         return [(m.start(), m.end(), f"{said} {name}")]
@@ -609,15 +613,11 @@ def written_timings(norm: NormalizedText, words: list[TimedSpan], chars: list[Ti
     return out_words, _written_chars(norm, out_words, chars)
 
 
-def _rewrites_over(norm: NormalizedText, start: int, end: int) -> list[Rewrite]:
-    return [r for r in norm.rewrites if r.written_start < end and r.written_end > start]
-
-
 def _share(norm: NormalizedText, ts: int, te: int, parts: list[TimedSpan]) -> tuple[float, float]:
     """The time of written word [ts, te) from the spoken words it maps to; where a rewrite reaches past
     the word, the word gets the share of the rewrite's time that its characters are of the rewrite."""
     start, end = parts[0].start, max(p.end for p in parts)
-    for r in _rewrites_over(norm, ts, te):
+    for r in norm.rewrites_over(ts, te):
         if r.written_start < ts or r.written_end > te:
             inner = [p for p in parts if r.spoken_start <= p.char_start < r.spoken_end or
                      r.spoken_start < p.char_end <= r.spoken_end]
@@ -662,7 +662,7 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
                 k += 1
                 conf = word.confidence
             else:
-                aligned = by_spoken.get(_to_spoken(norm, p))
+                aligned = by_spoken.get(norm.to_spoken(p))
                 s, e, conf = (aligned.start, aligned.end, aligned.confidence) if aligned else (cursor, cursor,
                                                                                                 word.confidence)
             s = max(min(max(s, word.start), word.end), cursor)
@@ -671,13 +671,3 @@ def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[Tim
                                kind="char"))
             cursor = s
     return out
-
-
-def _to_spoken(norm: NormalizedText, pos: int) -> int:
-    """Where written position ``pos``, outside every rewrite, sits in the spoken text."""
-    shift = 0
-    for r in norm.rewrites:
-        if r.written_end > pos:
-            break
-        shift = r.spoken_end - r.written_end
-    return pos + shift

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 from num2words import CONVERTER_CLASSES, num2words
 
+from f5_worker.text.languages import RULES
+
 # Longer numbers are read digit by digit: nobody says a 16-digit number as one, and Python refuses
 # int() of over 4300 digits.
 MAX_NUMBER_WORDS_DIGITS = 15
@@ -117,6 +119,15 @@ def say_ordinal(digits: str, language: str) -> str:
     return _plain(number_words(digits.lstrip("0") or "0", language, to="ordinal"), base_language(language))
 
 
+def before_noun(said: str, noun: str, language: str) -> str:
+    """A number said before ``noun``: "one" agrees with it where the language wants ("ein Euro", not
+    "eins Euro"; "una libra", "une heure")."""
+    rules = RULES.get(base_language(language))
+    if rules is None or not rules.one_before[0] or said != say_number("1", language):
+        return said
+    return rules.one_before[noun in rules.feminine_nouns]
+
+
 def currency_names(symbol: str, language: str) -> tuple[str, str, str, str]:
     return CURRENCY_NAMES.get(base_language(language), CURRENCY_NAMES["en"]).get(symbol) or CURRENCY_NAMES["en"][symbol]
 
@@ -127,8 +138,10 @@ def say_currency(symbol: str, plain: str, language: str) -> str:
     one, many, sub_one, sub_many = currency_names(symbol, language)
     whole, _, frac = plain.partition(".")
     whole = whole or "0"
-    said = f"{say_number(whole, language, year_style=False)} {one if whole.lstrip('0') == '1' else many}"
+    unit = one if whole.lstrip("0") == "1" else many
+    said = f"{before_noun(say_number(whole, language, year_style=False), unit, language)} {unit}"
     if frac.strip("0"):
         cents = int((frac + "0")[:2])
-        said += f" {say_number(str(cents), language)} {sub_one if cents == 1 else sub_many}"
+        unit = sub_one if cents == 1 else sub_many
+        said += f" {before_noun(say_number(str(cents), language), unit, language)} {unit}"
     return said
