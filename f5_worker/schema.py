@@ -24,7 +24,6 @@ from f5_worker.voices import check_voice_name
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
 MAX_URL_CHARS = 4096
 MAX_SEED = 2**63 - 1
-MAX_SEGMENTS = 50  # parts of a script given as ``segments``, each with its own voice
 MAX_DURATION_S = 1200.0  # seconds, the longest ``duration`` a job may ask for
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
@@ -88,7 +87,8 @@ class TimingOptions(_Request):
 class SynthesizeRequest(ReferenceAudio, TimingOptions):
     action: Literal["synthesize"] = "synthesize"
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)  # or segments (docs/api.md, "Scripts")
-    segments: list[ScriptSegment] | None = Field(None, min_length=1, max_length=MAX_SEGMENTS)
+    # at most MAX_SEGMENTS (a setting, checked by the action); here only what the text bound allows
+    segments: list[ScriptSegment] | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
     language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
     normalize: bool = True  # numbers, symbols and abbreviations spoken as words before synthesis
     duration: float | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed

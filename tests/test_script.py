@@ -8,14 +8,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
-from f5_worker.text.markup import (
-    BREAK_STRENGTH_S,
-    DEFAULT_PAUSE_S,
-    PARAGRAPH_PAUSE_S,
-    Pause,
-    SpeechPart,
-    parse_script,
-)
+from f5_worker.config import Settings
+from f5_worker.text.markup import BREAK_STRENGTH_S, Pause, PauseRules, SpeechPart, parse_script
 
 FAST = {"nfe_step": 4, "max_retries": 0}
 
@@ -32,10 +26,19 @@ def test_every_pause_form_and_its_length():
             "<break time='500ms'/> six <break strength=\"x-strong\"/> seven <break/> eight.\n\nNine.")
     script = parse_script(text)
     pauses = [i.seconds for i in script if isinstance(i, Pause)]
-    assert pauses == [DEFAULT_PAUSE_S, 1.5, 0.25, 1.0, 0.5, BREAK_STRENGTH_S["x-strong"],
-                      BREAK_STRENGTH_S["medium"], PARAGRAPH_PAUSE_S]
+    assert pauses == [0.5, 1.5, 0.25, 1.0, 0.5, BREAK_STRENGTH_S["x-strong"], BREAK_STRENGTH_S["medium"], 0.6]
     said = [text[i.char_start:i.char_end] for i in script if isinstance(i, SpeechPart)]
     assert said == ["One", "two", "three", "four", "five", "six", "seven", "eight.", "Nine."]
+
+
+def test_the_pause_settings_set_the_lengths_and_bounds():
+    rules = PauseRules.of(Settings(pause_s=0.2, paragraph_pause_s=1.0, max_pause_s=2.0, max_total_pause_s=3.5))
+    script = parse_script("A [pause] b.\n\nC [pause:2s] d", rules=rules)
+    assert [i.seconds for i in script if isinstance(i, Pause)] == [0.2, 1.0, 2.0]
+    with pytest.raises(Exception, match="pause of 2.5 s at character 2 is longer than 2 s"):
+        parse_script("A [pause:2.5s] b", rules=rules)
+    with pytest.raises(Exception, match="pauses add up to 4 s, more than 3.5 s"):
+        parse_script("A [pause:2s] b [pause:2s] c", rules=rules)
 
 
 def test_pauses_in_one_gap_add_up_and_a_written_pause_replaces_the_paragraph_pause():
@@ -128,7 +131,7 @@ def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
     else:
         texts = [text]
         request = parse_job({"text": text})
-    script = script_of(request)
+    script = script_of(request, PauseRules.of(Settings()), 50)
     parts = [i for i in script if not isinstance(i, Pause)]
     from f5_worker.actions.script import spoken_text
 
@@ -214,6 +217,7 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path
     assert run(worker, segments=[{"text": "[pause]"}])["error"] == "segments: have no words to speak outside their tags"
     assert run(worker, segments=[{"text": "[pause:8s]"}] * 8 + [{"text": "x"}])["error"].startswith(
         "segments: pauses add up to 64 s")
+    assert run(worker, segments=[{"text": "x"}] * 51)["error"] == "segments: are 51; at most 50 are taken (MAX_SEGMENTS)"
     assert run(worker, text="Still serving.")["duration"] > 0
 
 

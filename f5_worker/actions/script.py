@@ -23,7 +23,7 @@ from f5_worker.alignment.types import Alignment, TimedSpan
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
-from f5_worker.text.markup import DEFAULT_VOICE, MAX_TOTAL_PAUSE_S, Pause, SpeechPart, parse_script, pause_seconds
+from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
 from f5_worker.text.normalize import NormalizedText, normalize, written_timings
 from f5_worker.tts.chunking import plan_chunks
 from f5_worker.tts.reference import PreparedReference
@@ -83,17 +83,19 @@ class ScriptPart:
     chunk_frames: tuple[int, ...] | None = None  # generated frames per chunk, when a duration is set
 
 
-def script_of(request: SynthesizeRequest) -> list[ScriptPart | Pause]:
+def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) -> list[ScriptPart | Pause]:
     """The request as parts and pauses, voices named but not yet loaded (``ScriptPart.ref`` is None)."""
     own = own_source(request)
     if request.segments is not None:
+        if len(request.segments) > max_segments:
+            raise JobError("segments", f"are {len(request.segments)}; at most {max_segments} are taken (MAX_SEGMENTS)")
         items: list[ScriptPart | Pause] = []
         for n, seg in enumerate(request.segments):
             field = f"segments.{n}.text"
             given = seg.voice is not None or seg.ref_audio_url is not None or seg.ref_audio_base64 is not None
             source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
                                  label=seg.voice or REF_VOICE, prefix=f"segments.{n}.") if given else own
-            for item in parse_script(seg.text, field, needs_speech=False):
+            for item in parse_script(seg.text, field, rules=rules, needs_speech=False):
                 if isinstance(item, Pause):
                     items.append(item)
                 elif item.voice is not None:
@@ -103,11 +105,10 @@ def script_of(request: SynthesizeRequest) -> list[ScriptPart | Pause]:
                     items.append(_part(seg.text, item, source, n, seg.speed or request.speed))
         if not any(isinstance(i, ScriptPart) for i in items):
             raise JobError("segments", "have no words to speak outside their tags")
-        if pause_seconds(items) > MAX_TOTAL_PAUSE_S:
-            raise JobError("segments", f"pauses add up to {pause_seconds(items):g} s, more than {MAX_TOTAL_PAUSE_S:g} s")
+        check_total_pause(items, rules, "segments")
         return items
     items = []
-    for item in parse_script(request.text):
+    for item in parse_script(request.text, rules=rules):
         if isinstance(item, Pause):
             items.append(item)
         else:

@@ -51,7 +51,7 @@ from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
-from f5_worker.text.markup import Pause
+from f5_worker.text.markup import Pause, PauseRules
 from f5_worker.text.normalize import NormalizedText, written_timings
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
@@ -66,6 +66,7 @@ class SynthesizeAction:
     def __init__(self, settings: Settings, engine: SynthesisEngine, aligner: Aligner, voices: VoiceStore,
                  stores: Stores, downloads: DownloadLimits, references: ReferencePreparer | None = None):
         self.settings = settings
+        self.pause_rules = PauseRules.of(settings)
         self.downloads = downloads
         self.engine = engine
         self.models = engine.models
@@ -79,7 +80,7 @@ class SynthesizeAction:
         started = time.perf_counter()
         timing: dict[str, float] = {}
         language = request.language or guess_language(request.script_text)
-        script = script_of(request)
+        script = script_of(request, self.pause_rules, self.settings.max_segments)
         parts = [item for item in script if isinstance(item, ScriptPart)]
 
         t0 = time.perf_counter()
@@ -240,7 +241,7 @@ class SynthesizeAction:
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
         language = request.language or guess_language(request.script_text)
-        script = script_of(request)
+        script = script_of(request, self.pause_rules, self.settings.max_segments)
         parts = [item for item in script if isinstance(item, ScriptPart)]
         t0 = time.perf_counter()
         self.load_voices(request, parts)

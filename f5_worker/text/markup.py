@@ -21,13 +21,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 
-DEFAULT_PAUSE_S = 0.5  # seconds of ``[pause]`` without a length
-PARAGRAPH_PAUSE_S = 0.6  # seconds between paragraphs (a blank line) when no pause is written there
-MAX_PAUSE_S = 10.0  # seconds, the longest single pause
-MAX_TOTAL_PAUSE_S = 60.0  # seconds of pauses in one job, all together
 # SSML's <break strength>, in seconds (the values of the major cloud voices; SSML leaves them to the engine)
 BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "strong": 1.0, "x-strong": 1.25}
 DEFAULT_VOICE = "default"  # ``[voice:default]``: the voice shipped with f5-tts
@@ -39,6 +36,23 @@ _ANGLE_OPEN = re.compile(r"<\s*/?\s*([A-Za-z][\w-]*)")
 _BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+
+
+@dataclass(frozen=True)
+class PauseRules:
+    """The lengths and bounds of pauses, in seconds: settings (config.py, docs/configuration.md)."""
+
+    pause_s: float  # ``[pause]``
+    paragraph_pause_s: float  # a blank line
+    max_pause_s: float  # one pause
+    max_total_pause_s: float  # a job's pauses together
+
+    @classmethod
+    def of(cls, settings: Settings) -> PauseRules:
+        return cls(settings.pause_s, settings.paragraph_pause_s, settings.max_pause_s, settings.max_total_pause_s)
+
+
+DEFAULT_RULES = PauseRules.of(Settings())  # the settings' defaults
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,8 @@ class _Tag:
     voice: str | None = None  # a voice switch
 
 
-def parse_script(text: str, field: str = "text", *, needs_speech: bool = True) -> list[ScriptItem]:
+def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_RULES,
+                 needs_speech: bool = True) -> list[ScriptItem]:
     """The script ``text`` spells: speech parts and pauses in order, tags removed.
 
     Pauses next to each other (and the paragraph breaks around them) make one pause: the written ones
@@ -95,7 +110,7 @@ def parse_script(text: str, field: str = "text", *, needs_speech: bool = True) -
         if written:
             items.append(Pause(round(sum(t.pause for t in written), 6), written[0].start))
         elif paragraph_at is not None and items:
-            items.append(Pause(PARAGRAPH_PAUSE_S, paragraph_at))
+            items.append(Pause(rules.paragraph_pause_s, paragraph_at))
         written.clear()
         paragraph_at = None
 
@@ -111,7 +126,7 @@ def parse_script(text: str, field: str = "text", *, needs_speech: bool = True) -
                 paragraph_at = m.start() if paragraph_at is None else paragraph_at
                 pos = m.end()
 
-    for tag in _find_tags(text, field):
+    for tag in _find_tags(text, field, rules):
         speech(cursor, tag.start)
         if tag.pause is not None:
             written.append(tag)
@@ -124,10 +139,14 @@ def parse_script(text: str, field: str = "text", *, needs_speech: bool = True) -
     _renumber_segments(items)
     if needs_speech and not speech_parts(items):
         raise JobError(field, "has no words to speak outside its tags")
-    total = pause_seconds(items)
-    if total > MAX_TOTAL_PAUSE_S:
-        raise JobError(field, f"pauses add up to {total:g} s, more than {MAX_TOTAL_PAUSE_S:g} s")
+    check_total_pause(items, rules, field)
     return items
+
+
+def check_total_pause(items: list, rules: PauseRules, field: str) -> None:
+    total = pause_seconds(items)
+    if total > rules.max_total_pause_s:
+        raise JobError(field, f"pauses add up to {total:g} s, more than {rules.max_total_pause_s:g} s")
 
 
 def speech_parts(script: list[ScriptItem]) -> list[SpeechPart]:
@@ -156,7 +175,7 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start + lead, start + len(chunk.rstrip())
 
 
-def _find_tags(text: str, field: str) -> list[_Tag]:
+def _find_tags(text: str, field: str, rules: PauseRules) -> list[_Tag]:
     tags: list[_Tag] = []
     pos = 0
     while True:
@@ -164,7 +183,7 @@ def _find_tags(text: str, field: str) -> list[_Tag]:
         if not candidates:
             return tags
         at = min(candidates)
-        tag = _bracket_tag(text, at, field) if text[at] == "[" else _angle_tag(text, at, field)
+        tag = _bracket_tag(text, at, field, rules) if text[at] == "[" else _angle_tag(text, at, field, rules)
         if tag is None:
             pos = at + 1
             continue
@@ -172,7 +191,7 @@ def _find_tags(text: str, field: str) -> list[_Tag]:
         pos = tag.end
 
 
-def _bracket_tag(text: str, at: int, field: str) -> _Tag | None:
+def _bracket_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None:
     m = _BRACKET_TAG.match(text, at)
     if m is None:
         opened = _BRACKET_OPEN.match(text, at)
@@ -181,8 +200,8 @@ def _bracket_tag(text: str, at: int, field: str) -> _Tag | None:
         return None  # brackets around text that is not a tag: read as written
     name, value = m.group(1).lower(), m.group(2)
     if name == "pause":
-        seconds = DEFAULT_PAUSE_S if value is None else _length(value, m.group(0), at, field)
-        return _Tag(at, m.end(), pause=_bounded(seconds, at, field))
+        seconds = rules.pause_s if value is None else _length(value, m.group(0), at, field)
+        return _Tag(at, m.end(), pause=_bounded(seconds, at, field, rules))
     if name == "voice":
         voice = (value or "").strip()
         if not voice:
@@ -192,7 +211,7 @@ def _bracket_tag(text: str, at: int, field: str) -> _Tag | None:
                           "use [pause], [pause:1.5s], [voice:name] or <break time=\"500ms\"/>")
 
 
-def _angle_tag(text: str, at: int, field: str) -> _Tag | None:
+def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None:
     opened = _ANGLE_OPEN.match(text, at)
     if opened is None:
         return None  # "3 < 4": text
@@ -217,7 +236,7 @@ def _angle_tag(text: str, at: int, field: str) -> _Tag | None:
             raise JobError(field, f"<break> at character {at}: strength must be one of "
                                   f"{', '.join(BREAK_STRENGTH_S)} (got {echo(strength)})")
         seconds = BREAK_STRENGTH_S[strength]
-    return _Tag(at, m.end(), pause=_bounded(seconds, at, field))
+    return _Tag(at, m.end(), pause=_bounded(seconds, at, field, rules))
 
 
 def _length(value: str, tag: str, at: int, field: str) -> float:
@@ -228,7 +247,7 @@ def _length(value: str, tag: str, at: int, field: str) -> float:
     return number / 1000 if m.group(2).lower() == "ms" else number
 
 
-def _bounded(seconds: float, at: int, field: str) -> float:
-    if seconds > MAX_PAUSE_S:
-        raise JobError(field, f"pause of {seconds:g} s at character {at} is longer than {MAX_PAUSE_S:g} s")
+def _bounded(seconds: float, at: int, field: str, rules: PauseRules) -> float:
+    if seconds > rules.max_pause_s:
+        raise JobError(field, f"pause of {seconds:g} s at character {at} is longer than {rules.max_pause_s:g} s")
     return seconds
