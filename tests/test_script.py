@@ -239,6 +239,11 @@ def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_propor
         assert "error" not in out, out
         wave, rate = decode_b64_audio(out["audio_base64"])
         assert abs(len(wave) - target * rate) <= hop, (len(wave), target * rate)
+    long_text = ("This sentence is here to make a long text, so that it is cut into several chunks. " * 8).strip()
+    out = run(worker, text=long_text + " [pause:1s] And a short part.", duration=40, seed=2, word_timings=False,
+              caption_formats=[])
+    wave, rate = decode_b64_audio(out["audio_base64"])
+    assert out["chunks"] >= 3 and abs(len(wave) - 40 * rate) <= hop  # cross-fades between chunks counted
     out = run(worker, text="Far too many words for so little time, surely.", duration=0.2)
     assert re.fullmatch(r"duration: 0\.2 s would need speed [\d.]+; the text needs between [\d.]+ and [\d.]+ s",
                         out["error"]), out
