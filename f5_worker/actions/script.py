@@ -124,7 +124,7 @@ def own_source(request: SynthesizeRequest) -> VoiceSource:
 
 def _tag_source(part: SpeechPart) -> VoiceSource:
     if part.voice.lower() == DEFAULT_VOICE:
-        return VoiceSource(label=DEFAULT_VOICE)
+        return VoiceSource(label=DEFAULT_VOICE, tag_at=part.voice_at)
     return VoiceSource(voice=part.voice, label=part.voice, tag_at=part.voice_at)
 
 
