@@ -5,8 +5,8 @@ speakers with ``[voice:anna]``; none of that may reach the model (it would
 read it aloud) or the reported words. ``parse_script`` turns the text into an
 ordered script of speech parts and pauses. A speech part keeps its place in
 the text exactly as written (``char_start``/``char_end``), so words timed in
-it map back to the user's own characters. docs/api.md, "Pauses and voices",
-is the user's reference for every form.
+it map back to the user's own characters. docs/api.md ("Scripts: pauses,
+voices and segments") is the user's reference for every form.
 
 Bracketed text is a tag when it is one word, optionally followed by ``:`` and
 a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
