@@ -185,7 +185,7 @@ def test_a_pause_is_silence_of_its_length_between_the_words_and_shifts_the_words
     assert "After" in out["captions"]["vtt"]
 
 
-def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path):
+def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, monkeypatch):
     clip = wav_base64(*__import__("soundfile").read(DEFAULT_VOICE_WAV, dtype="float32"))
     segments = [{"text": "Hello from the first voice."},
                 {"ref_audio_base64": clip, "ref_text": DEFAULT_VOICE_TEXT, "text": "And [pause:0.5s] the second."}]
@@ -205,6 +205,13 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, tmp_path
     assert starts == sorted(starts)
     tagged = run(worker, text="Hello from the first voice. [voice:default] And [pause:0.5s] the second.", seed=2)
     assert [(w["word"], w["segment"]) for w in tagged["words"]] == [(w["word"], w["segment"]) for w in words]
+    assert "default: Hello" in out["captions"]["srt"] and "ref: And" in out["captions"]["srt"]
+    import dataclasses
+
+    action = worker.synthesize
+    monkeypatch.setattr(action, "settings", dataclasses.replace(action.settings, caption_speaker_prefix=False))
+    bare = run(worker, segments=segments, seed=2)
+    assert "default:" not in bare["captions"]["srt"] and "\nAnd" in bare["captions"]["srt"]
 
     unknown = run(worker, text="Hi there. [voice:nobody] Bye.")
     assert unknown["error"] == "text: unknown voice 'nobody' at character 10"

@@ -122,7 +122,8 @@ class SynthesizeAction:
         extra: dict = {"normalized_text": joined.normalized_text}
         if joined.alignment is not None:
             t0 = time.perf_counter()
-            extra.update(timing_fields(joined.alignment, request, duration))
+            extra.update(timing_fields(joined.alignment, request, duration,
+                                       speaker_prefix=self.settings.caption_speaker_prefix))
             if request.word_timings:
                 extra["normalized_words"] = [w.to_dict() for w in joined.normalized.words]
             if request.char_timings:
@@ -351,7 +352,7 @@ class SynthesizeAction:
             whole = Alignment(words=words, chars=[], score=0.0, backend=alignments[0][0].backend,
                               estimated=any(a.estimated for a, _, _ in alignments))
             options = request.model_copy(update={"word_timings": False, "char_timings": False})
-            fields = timing_fields(whole, options, duration)
+            fields = timing_fields(whole, options, duration, speaker_prefix=self.settings.caption_speaker_prefix)
             out.update(fields)
             out["quality"] = stream_quality(alignments)
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
