@@ -38,6 +38,8 @@ CASES = {
         ("1,205 is no year, 1205 is", "one thousand two hundred five is no year, twelve oh-five is"),
         ("Henry VIII met the U.S. Army", "Henry VIII met the U S Army"),
         ("ALL OF THIS IS SHOUTED", "ALL OF THIS IS SHOUTED"),
+        ("the 1990s and '80s, 3/4 cup", "the nineteen nineties and eighties, three quarters cup"),
+        ("It was -5°C, open 24/7", "It was minus five degrees Celsius, open twenty-four/seven"),
         ("Nothing to change here, really!", "Nothing to change here, really!"),
     ],
     "fr": [
@@ -59,6 +61,7 @@ CASES = {
         ("1 €, 50 % und 1.200.000", "ein Euro, fünfzig Prozent und eine Million zweihunderttausend"),
         ("der 3. Oktober", "der dritte Oktober"),
         ("am 15.03.2024", "am fünfzehnten März zweitausendvierundzwanzig"),
+        ("-5 °C", "minus fünf Grad Celsius"),
     ],
     "es": [
         ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),
@@ -175,7 +178,7 @@ TRICKY = st.sampled_from([
     "$4.99", "3:30", "pm", "Dr.", "Smith", "2nd", "1,200", "km", "e.g.", "50%", "+1", "555-123-4567", "AT&T",
     "NASA", "FBI", "https://example.com/x", "john@example.com", "2024-03-15", "March", "15,", "1999", "etc.",
     "4,99", "€", "1.200", "15h45", "1er", "M.", "Mme", "z.B.", "2º", "Sr.", "#", "&", "@", "=", "-5", "3.14.15",
-    "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣",
+    "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣", "1990s", "'80s", "3/4", "-5°C",
 ])
 LANGUAGES = st.sampled_from(["en", "fr", "de", "es", "it", "pt", "en-GB", "pt-BR", "ru", "zh", "xx"])
 TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=60),

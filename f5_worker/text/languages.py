@@ -72,13 +72,12 @@ EN = LanguageRules(
             "St.": "Saint", "Mt.": "Mount", "Capt.": "Captain", "Gen.": "General", "Rev.": "Reverend"},
     abbreviations={"e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus",
                    "approx.": "approximately", "Jr.": "Junior", "Sr.": "Senior", "No.": "number",
-                   "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road",
-                   "a.m.": "A M", "p.m.": "P M"},
+                   "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road"},
     months=("January", "February", "March", "April", "May", "June", "July", "August", "September",
             "October", "November", "December"),
     day_first=False, ordinal_suffixes=r"st|nd|rd|th", date_format="{month} {day}, {year}", ordinal_day=True,
     clock="{h} {m}", clock_full_hour="{h} o'clock",
-    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd.", "a.m.", "p.m."}),
+    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd."}),
 )
 
 FR = LanguageRules(
