@@ -32,6 +32,7 @@ CASES = {
         ("Mail john.doe@example.com now", "Mail john dot doe at example dot com now"),
         ("In 1999 and on 2024-03-15", "In nineteen ninety-nine and on March fifteenth, twenty twenty-four"),
         ("March 15, 2024", "March fifteenth, twenty twenty-four"),
+        ("you may 3 times, since 2010", "you may three times, since twenty ten"),
         ("15/03/2024 and 03/04/2024", "March fifteenth, twenty twenty-four and March fourth, twenty twenty-four"),
         ("a+b=c, #1, -5 and 007", "a plus b equals c, number one, minus five and zero zero seven"),
         ("version 1.2.3", "version one dot two dot three"),

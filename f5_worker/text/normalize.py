@@ -214,11 +214,12 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                                     re.IGNORECASE if lang == "en" else 0)
         out["title"] = re.compile(_alternatives(rules.titles))
         out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
-        out["month"] = re.compile(r"(?:" + "|".join(rules.months) + r")\.?,?\s+\Z", re.IGNORECASE)
+        # Month names as the language writes them ("may" is no month in English, "May" is).
+        months = "|".join(rules.months)
+        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
         out["date_context"] = re.compile(
-            r"(?:(?:" + "|".join(rules.months) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+"
-            r"|(?:" + "|".join(rules.months) + r"),?\s+"
-            + (r"|\b(?:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z", re.IGNORECASE)
+            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
+            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
         out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
     return out
 
