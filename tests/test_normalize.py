@@ -75,7 +75,7 @@ CASES = {
     "it": [
         ("Ha pagato 4,99 €.", "Ha pagato quattro euro novantanove centesimi."),
         ("Il Sig. Rossi e il Dott. Bianchi", "Il signor Rossi e il dottor Bianchi"),
-        ("il 2º posto", "il secondo posto"),
+        ("il 2º posto, il 01/05/2024", "il secondo posto, il primo maggio duemilaventiquattro"),
         ("alle 15:45, 1.200 km", "alle quindici e quarantacinque, milleduecento chilometri"),
         ("il 50% e 1 km", "il cinquanta per cento e un chilometro"),
         ("frutta, ecc.", "frutta, eccetera."),

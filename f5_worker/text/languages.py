@@ -37,6 +37,7 @@ class LanguageRules:
     ordinal_suffixes: str  # regex of what follows the digits of an ordinal ("2nd", "1er", "2º")
     date_format: str  # {day} {month} {year}; {day} is an ordinal where ``ordinal_day``
     ordinal_day: bool = False
+    first_day_ordinal: bool = False  # only the first of the month is an ordinal: le premier mai, il primo maggio
     clock: str = "{h} {m}"  # hours and minutes
     clock_full_hour: str = "{h}"
     feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")
@@ -98,6 +99,7 @@ FR = LanguageRules(
     months=("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
             "novembre", "décembre"),
     day_first=True, ordinal_suffixes=r"er|re|ère|ème|eme|e", date_format="{day} {month} {year}",
+    first_day_ordinal=True,
     clock="{h} heures {m}", clock_full_hour="{h} heures",
     sentence_final=frozenset({"etc."}),
     one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "livre"}),
@@ -161,7 +163,7 @@ IT = LanguageRules(
                    "n°": "numero", "nº": "numero"},
     months=("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
             "ottobre", "novembre", "dicembre"),
-    day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}",
+    day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}", first_day_ordinal=True,
     clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
     sentence_final=frozenset({"ecc."}),
     one_before=("un", "una"), feminine_nouns=frozenset({"sterlina"}),
@@ -182,7 +184,7 @@ PT = LanguageRules(
     months=("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro",
             "outubro", "novembro", "dezembro"),
     day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
-    clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
+    first_day_ordinal=True, clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
     sentence_final=frozenset({"etc."}),
     one_before=("um", "uma"), feminine_nouns=frozenset({"libra"}),
 )

@@ -333,7 +333,7 @@ class _Scanner:
             day, month = (first, second) if day_first else (second, first)
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return None
-        if rules.ordinal_day or (rules.code == "fr" and day == 1):
+        if rules.ordinal_day or (rules.first_day_ordinal and day == 1):
             said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
         else:
             said_day = say_number(str(day), self.lang)
