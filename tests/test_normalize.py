@@ -50,7 +50,7 @@ CASES = {
         ("1\u00a0200 km à 15h45", "mille deux cents kilomètres à quinze heures quarante-cinq"),
         ("50 % et 3,5 kg", "cinquante pour cent et trois virgule cinq kilos"),
         ("le 14/07/1789", "le quatorze juillet mille sept cent quatre-vingt-neuf"),
-        ("1 h et 1 £", "une heure et une livre"),
+        ("1 h et 1 £, note 15: 15h", "une heure et une livre, note quinze: quinze heures"),
         ("des fruits, p. ex. des pommes", "des fruits, par exemple des pommes"),
     ],
     "de": [
