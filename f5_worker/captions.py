@@ -35,22 +35,19 @@ ABBREVIATIONS = frozenset({
     "gov", "sen", "rep", "pres", "messrs", "mme", "mlle", "e.g", "i.e", "cf", "vs", "viz", "approx",
 })
 
+# An ASS style or actor name ends at a comma (the file is comma-separated) and at a line end; a
+# fullwidth comma looks the same to a reader.
+_ASS_NAME_SUBSTITUTES = str.maketrans({",": "\uff0c", "\n": " ", "\r": " "})
+# SRT has no escapes, and players read <...> as HTML and {...} as ASS tags: a speaker's name, which is
+# no word of the text, gets look-alikes instead so that it is shown whole.
+_SRT_NAME_SUBSTITUTES = str.maketrans({"<": "\u2039", ">": "\u203a", "{": "(", "}": ")", "\n": " ", "\r": " "})
+
 
 @dataclass
 class CaptionLayout:
     max_chars_per_line: int = 42
     max_lines: int = 2
     max_caption_seconds: float = 6.0
-
-
-# An ASS style or actor name ends at a comma (the file is comma-separated) and at a line end; a
-# fullwidth comma looks the same to a reader.
-_ASS_NAME_SUBSTITUTES = str.maketrans({",": "\uff0c", "\n": " ", "\r": " "})
-
-
-# SRT has no escapes, and players read <...> as HTML and {...} as ASS tags: a speaker's name, which is
-# no word of the text, gets look-alikes instead so that it is shown whole.
-_SRT_NAME_SUBSTITUTES = str.maketrans({"<": "\u2039", ">": "\u203a", "{": "(", "}": ")", "\n": " ", "\r": " "})
 
 
 @dataclass

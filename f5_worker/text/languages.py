@@ -37,6 +37,7 @@ class LanguageRules:
     ordinal_suffixes: str  # regex of what follows the digits of an ordinal ("2nd", "1er", "2º")
     date_format: str  # {day} {month} {year}; {day} is an ordinal where ``ordinal_day``
     ordinal_day: bool = False
+    first_day_ordinal: bool = False  # only the first of the month is an ordinal: le premier mai, il primo maggio
     clock: str = "{h} {m}"  # hours and minutes
     clock_full_hour: str = "{h}"
     feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")
@@ -72,13 +73,12 @@ EN = LanguageRules(
             "St.": "Saint", "Mt.": "Mount", "Capt.": "Captain", "Gen.": "General", "Rev.": "Reverend"},
     abbreviations={"e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus",
                    "approx.": "approximately", "Jr.": "Junior", "Sr.": "Senior", "No.": "number",
-                   "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road",
-                   "a.m.": "A M", "p.m.": "P M"},
+                   "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road"},
     months=("January", "February", "March", "April", "May", "June", "July", "August", "September",
             "October", "November", "December"),
     day_first=False, ordinal_suffixes=r"st|nd|rd|th", date_format="{month} {day}, {year}", ordinal_day=True,
     clock="{h} {m}", clock_full_hour="{h} o'clock",
-    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd.", "a.m.", "p.m."}),
+    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd."}),
 )
 
 FR = LanguageRules(
@@ -99,6 +99,7 @@ FR = LanguageRules(
     months=("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
             "novembre", "décembre"),
     day_first=True, ordinal_suffixes=r"er|re|ère|ème|eme|e", date_format="{day} {month} {year}",
+    first_day_ordinal=True,
     clock="{h} heures {m}", clock_full_hour="{h} heures",
     sentence_final=frozenset({"etc."}),
     one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "livre"}),
@@ -162,7 +163,7 @@ IT = LanguageRules(
                    "n°": "numero", "nº": "numero"},
     months=("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
             "ottobre", "novembre", "dicembre"),
-    day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}",
+    day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}", first_day_ordinal=True,
     clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
     sentence_final=frozenset({"ecc."}),
     one_before=("un", "una"), feminine_nouns=frozenset({"sterlina"}),
@@ -183,7 +184,7 @@ PT = LanguageRules(
     months=("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro",
             "outubro", "novembro", "dezembro"),
     day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
-    clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
+    first_day_ordinal=True, clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
     sentence_final=frozenset({"etc."}),
     one_before=("um", "uma"), feminine_nouns=frozenset({"libra"}),
 )

@@ -190,7 +190,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
         "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
-        "domain": re.compile(rf"(?<![\w@.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
+        "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
                              rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
         "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
         "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
@@ -199,9 +199,11 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                             r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
         "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[ap]\.?m\b))(?!:\d)"
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
-                           r"(?<!\w)([01]?\d|2[0-4])(?::|h)([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
+                           r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         "sign": re.compile(r"#(?=\d)"),
+        "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
+        "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
         "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w)"),
     }
@@ -212,11 +214,12 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                                     re.IGNORECASE if lang == "en" else 0)
         out["title"] = re.compile(_alternatives(rules.titles))
         out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
-        out["month"] = re.compile(r"(?:" + "|".join(rules.months) + r")\.?,?\s+\Z", re.IGNORECASE)
+        # Month names as the language writes them ("may" is no month in English, "May" is).
+        months = "|".join(rules.months)
+        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
         out["date_context"] = re.compile(
-            r"(?:(?:" + "|".join(rules.months) + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+"
-            r"|(?:" + "|".join(rules.months) + r"),?\s+"
-            + (r"|\b(?:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z", re.IGNORECASE)
+            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
+            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
         out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
     return out
 
@@ -238,7 +241,7 @@ class _Scanner:
         # In order: a rule earlier in the list wins where two could start at the same place.
         self.steps = [self._number] if rules is None else [
             self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
-            self._ordinal, self._number, self._abbreviation, self._acronym, self._symbol]
+            self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
 
     def run(self) -> list[_Edit]:
         text = self.text
@@ -330,7 +333,7 @@ class _Scanner:
             day, month = (first, second) if day_first else (second, first)
         if not (1 <= month <= 12 and 1 <= day <= 31):
             return None
-        if rules.ordinal_day or (rules.code == "fr" and day == 1):
+        if rules.ordinal_day or (rules.first_day_ordinal and day == 1):
             said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
         else:
             said_day = say_number(str(day), self.lang)
@@ -452,6 +455,28 @@ class _Scanner:
             said = " ".join(w[:-1] + fem if w.endswith(masc) else w for w in said.split())
         return [(m.start(), m.end(), said)]
 
+    def _english_forms(self, pos: int) -> list[_Edit] | None:
+        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
+        quarters; the numerator below the denominator, so "24/7" stays)."""
+        if self.lang != "en":
+            return None
+        m = self.p["decade"].match(self.text, pos)
+        if m:
+            digits = m.group(1) or m.group(2)
+            said = say_number(digits, "en", year_style=len(digits) == 4)
+            last = said.split(" ")[-1].split("-")[-1]
+            plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
+            return [(m.start(), m.end(), said[: len(said) - len(last)] + plural)]
+        m = self.p["fraction"].match(self.text, pos)
+        if m and 0 < int(m.group(1)) < int(m.group(2)) <= 16:
+            top, bottom = int(m.group(1)), int(m.group(2))
+            name = {2: ("half", "halves"), 4: ("quarter", "quarters")}.get(bottom)
+            if name is None:
+                ordinal = say_ordinal(str(bottom), "en")
+                name = (ordinal, ordinal + "s")
+            return [(m.start(), m.end(), f"{say_number(str(top), 'en')} {name[top != 1]}")]
+        return None
+
     def _number(self, pos: int) -> list[_Edit] | None:
         text = self.text
         m = self.p["sign"].match(text, pos)
@@ -459,9 +484,14 @@ class _Scanner:
             return [(m.start(), m.end(), (self.rules or EN).number_sign + " ")]
         sign = ""
         start = pos
-        if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "([") :
+        if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
             sign = (self.rules or EN).minus + " "
             pos += 1
+            if self.rules is not None and pos < len(text) and text[pos].isdigit():
+                found = self._unit(pos) or self._percent(pos)  # -5°C: minus five degrees Celsius
+                if found:
+                    (_, end, said), *rest = found
+                    return [(start, end, sign + said), *rest]
         m = self.p["version"].match(text, pos)
         if m and not (self.rules and self.rules.thousands.startswith(".") and
                       re.fullmatch(r"\d{1,3}(?:\.\d{3})+", m.group())):
@@ -490,7 +520,12 @@ class _Scanner:
         m = self.p["title"].match(self.text, pos)
         if m:
             written = m.group(1)
-            if re.match(r"\s+[A-ZÀ-ÖØ-Þ]", self.text[m.end():m.end() + 3]):  # before a name
+            if len(written.rstrip(".")) == 1 and re.search(r"(?:^|\s)[A-Z]\s+\Z", self._before(pos)):
+                return None  # "F M." is a spelled acronym ("FM."), not a title
+            following = self.text[m.end():m.end() + 40].lstrip()
+            # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
+            # with a lowercase letter and becomes something else, so the choice is the same on the spoken text.
+            if following and not following[0].islower():
                 return [(m.start(), m.end(), rules.titles[written])]
             other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
             return [(m.start(), m.end(), other)] if other else None
