@@ -349,6 +349,18 @@ def cross_fade_join(waves: list[np.ndarray], sample_rate: int, duration: float) 
     return out.astype(np.float32)
 
 
+def fade_edges(wave: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """Raised-cosine fades of ``seconds`` at both ends (a copy; the length is kept), so audio joined end to
+    end, or to silence, meets at zero without a click."""
+    wave = np.asarray(wave, dtype=np.float32).copy()
+    n = min(int(seconds * sample_rate), len(wave) // 2)
+    if n > 0:
+        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))).astype(np.float32)
+        wave[:n] *= ramp
+        wave[-n:] *= ramp[::-1]
+    return wave
+
+
 def remove_long_silences(
     wave: np.ndarray, sample_rate: int, thresh_db: float = -50.0, min_ms: int = 1000, keep_ms: int = 500
 ) -> np.ndarray:

@@ -3,7 +3,9 @@
 Words are grouped into cues that respect the layout (characters per line,
 lines per cue, seconds per cue) and break after sentence ends and at pauses. A
 period that closes an abbreviation (Dr., St., e.g.), an initial, or comes before a
-lowercase word or a number ends no sentence.
+lowercase word or a number ends no sentence. Where words carry a voice (a script
+read by several voices), a cue never holds two, and each format names the speaker
+its own way: WebVTT voice spans, an ASS style per voice, an SRT prefix.
 SRT and ASS are written by pysubs2; WebVTT is written here because pysubs2
 drops inline timestamps, and CSV/JSON are plain data.
 """
@@ -14,7 +16,7 @@ import csv
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pysubs2
 
@@ -33,6 +35,13 @@ ABBREVIATIONS = frozenset({
     "gov", "sen", "rep", "pres", "messrs", "mme", "mlle", "e.g", "i.e", "cf", "vs", "viz", "approx",
 })
 
+# An ASS style or actor name ends at a comma (the file is comma-separated) and at a line end; a
+# fullwidth comma looks the same to a reader.
+_ASS_NAME_SUBSTITUTES = str.maketrans({",": "\uff0c", "\n": " ", "\r": " "})
+# SRT has no escapes, and players read <...> as HTML and {...} as ASS tags: a speaker's name, which is
+# no word of the text, gets look-alikes instead so that it is shown whole.
+_SRT_NAME_SUBSTITUTES = str.maketrans({"<": "\u2039", ">": "\u203a", "{": "(", "}": ")", "\n": " ", "\r": " "})
+
 
 @dataclass
 class CaptionLayout:
@@ -45,6 +54,10 @@ class CaptionLayout:
 class Cue:
     words: list[TimedSpan]
     line_words: list[list[TimedSpan]]  # the words of each line, in order
+
+    @property
+    def voice(self) -> str | None:
+        return self.words[0].voice
 
     @property
     def start(self) -> float:
@@ -113,7 +126,7 @@ def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
             sentence_end = ends_sentence(prev.text, word.text)
             pause = word.start - prev.end >= PAUSE_BREAK_S
             sounding = word.end > word.start or any(c.isalnum() for c in word.text)
-            if sounding and (too_long or too_slow or sentence_end or pause):
+            if word.voice != prev.voice or (sounding and (too_long or too_slow or sentence_end or pause)):
                 cues.append(Cue(current, _layout(current, layout.max_chars_per_line)))
                 current = []
         current.append(word)
@@ -152,10 +165,16 @@ def _ass_cs(seconds: float) -> int:
     return (_ms(seconds) + 5) // 10
 
 
-def to_srt(cues: list[Cue]) -> str:
+def to_srt(cues: list[Cue], speaker_prefix: bool = True) -> str:
+    """SRT has no markup for speakers: with ``speaker_prefix``, a cue whose voice differs from the
+    previous cue's starts with ``NAME: ``."""
     subs = pysubs2.SSAFile()
+    previous = None
     for cue in cues:
         text = r"\N".join(_line_text(words, lambda w: _literal_ssa(w.text)) for words in cue.line_words)
+        if speaker_prefix and cue.voice is not None and cue.voice != previous:
+            text = f"{_literal_ssa(cue.voice.translate(_SRT_NAME_SUBSTITUTES))}: {text}"
+        previous = cue.voice
         subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=text))
     return subs.to_string("srt", keep_ssa_tags=True)  # the words' braces are text, not override tags
 
@@ -163,9 +182,14 @@ def to_srt(cues: list[Cue]) -> str:
 def to_ass(cues: list[Cue]) -> str:
     """ASS with ``{\\kNN}`` before each word: centiseconds until the next word starts (karaoke).
 
-    The tags are differences of the rounded times, so they add up to the cue's length as written.
+    The tags are differences of the rounded times, so they add up to the cue's length as written. Each
+    voice gets a style named after it (a copy of the default, for the viewer to restyle), and its cues
+    use that style and name it as their speaker.
     """
     subs = pysubs2.SSAFile()
+    styles = _ass_styles(cues)
+    for name in styles.values():
+        subs.styles[name] = subs.styles["Default"].copy()
     for cue in cues:
         bounds = [_ass_cs(cue.start)] + [_ass_cs(w.start) for w in cue.words[1:]] + [_ass_cs(cue.end)]
         tags = {id(w): max(0, bounds[i + 1] - bounds[i]) for i, w in enumerate(cue.words)}
@@ -175,13 +199,34 @@ def to_ass(cues: list[Cue]) -> str:
             return f"{{\\k{tags[id(w)]}}}{text}"
 
         text = r"\N".join(_line_text(words, render) for words in cue.line_words)
-        subs.append(pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=text))
+        event = pysubs2.SSAEvent(start=_ms(cue.start), end=_ms(cue.end), text=text)
+        if cue.voice is not None:
+            event.style = event.name = styles[cue.voice]
+        subs.append(event)
     return subs.to_string("ass")
+
+
+def _ass_styles(cues: list[Cue]) -> dict[str, str]:
+    """Each voice's ASS style name: the voice's name as ASS can hold it, made unique where two names
+    differ only in what ASS cannot hold."""
+    names: dict[str, str] = {}
+    taken = {"Default"}
+    for cue in cues:
+        if cue.voice is None or cue.voice in names:
+            continue
+        base = cue.voice.translate(_ASS_NAME_SUBSTITUTES).strip() or "voice"
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base} ({n})", n + 1
+        names[cue.voice] = name
+        taken.add(name)
+    return names
 
 
 def to_vtt(cues: list[Cue]) -> str:
     """WebVTT with an inline ``<hh:mm:ss.mmm>`` timestamp before every word that starts strictly inside
-    its cue (the spec wants inline times after the cue start and before its end)."""
+    its cue (the spec wants inline times after the cue start and before its end); a cue with a voice is
+    one voice span, ``<v name>...</v>``, over all its lines."""
     out = ["WEBVTT", ""]
     for n, cue in enumerate(cues, 1):
         out.append(str(n))
@@ -192,23 +237,31 @@ def to_vtt(cues: list[Cue]) -> str:
             text = _escape_vtt(w.text)
             return f"<{_vtt_time(w.start)}>{text}" if start < _ms(w.start) < end else text
 
-        out.extend(_line_text(words, render) for words in cue.line_words)
+        lines = [_line_text(words, render) for words in cue.line_words]
+        if cue.voice is not None:
+            lines[0] = f"<v {_escape_vtt(cue.voice).replace(chr(10), ' ').replace(chr(13), ' ')}>{lines[0]}"
+            lines[-1] += "</v>"
+        out.extend(lines)
         out.append("")
     return "\n".join(out) + "\n"
 
 
 def to_csv(words: list[TimedSpan]) -> str:
+    """One row per word; a ``voice`` column where words carry voices."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["word", "start", "end", "confidence"])
+    voiced = any(w.voice is not None for w in words)
+    writer.writerow(["word", "start", "end", "confidence"] + (["voice"] if voiced else []))
     for w in words:
-        writer.writerow([w.text, f"{w.start:.3f}", f"{w.end:.3f}", f"{w.confidence:.3f}"])
+        row = [w.text, f"{w.start:.3f}", f"{w.end:.3f}", f"{w.confidence:.3f}"]
+        writer.writerow(row + ([w.voice or ""] if voiced else []))
     return buf.getvalue()
 
 
 def to_json(cues: list[Cue]) -> str:
     return json.dumps(
         {"cues": [{"start": round(c.start, 3), "end": round(c.end, 3), "lines": c.lines,
+                   **({"voice": c.voice} if c.voice is not None else {}),
                    "words": [w.to_dict() for w in c.words]} for c in cues]},
         ensure_ascii=False,
     )
@@ -218,21 +271,23 @@ def as_reported(words: list[TimedSpan], duration: float) -> list[TimedSpan]:
     """The words with the times a result reports: clipped to ``[0, duration]``, rounded down to 1 ms
     (``TimedSpan.to_dict``), so captions, CSV and ``words`` agree to the millisecond."""
     return [
-        TimedSpan(w.text, floor_ms(min(max(w.start, 0.0), duration)),
-                  floor_ms(min(max(w.end, w.start, 0.0), duration)), w.confidence, w.char_start, w.char_end, w.kind)
+        replace(w, start=floor_ms(min(max(w.start, 0.0), duration)),
+                end=floor_ms(min(max(w.end, w.start, 0.0), duration)))
         for w in words
     ]
 
 
 def render_captions(
-    words: list[TimedSpan], formats: list[str], layout: CaptionLayout, *, duration: float
+    words: list[TimedSpan], formats: list[str], layout: CaptionLayout, *, duration: float,
+    speaker_prefix: bool = True,
 ) -> dict[str, str]:
-    """Caption text per requested format; times are clipped to ``[0, duration]``."""
+    """Caption text per requested format; times are clipped to ``[0, duration]``. ``speaker_prefix``
+    (``CAPTION_SPEAKER_PREFIX``) names the speaker at each change of voice in SRT."""
     unknown = [f for f in formats if f not in CAPTION_FORMATS]
     if unknown:
         raise ValueError(f"unknown caption format(s) {unknown}; choose from {', '.join(CAPTION_FORMATS)}")
     clipped = as_reported(words, duration)
     cues = group_cues(clipped, layout)
-    writers = {"srt": lambda: to_srt(cues), "ass": lambda: to_ass(cues), "vtt": lambda: to_vtt(cues),
+    writers = {"srt": lambda: to_srt(cues, speaker_prefix), "ass": lambda: to_ass(cues), "vtt": lambda: to_vtt(cues),
                "csv": lambda: to_csv(clipped), "json": lambda: to_json(cues)}
     return {fmt: writers[fmt]() for fmt in dict.fromkeys(formats)}

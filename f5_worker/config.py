@@ -178,6 +178,12 @@ class Settings:
     hf_offline: bool = False
     asr_model: str = DEFAULT_ASR_MODEL
     asr_language: str | None = None  # None: Whisper detects each upload's language
+    pause_s: float = 0.5  # ``[pause]`` without a length, seconds (docs/api.md, "Scripts")
+    paragraph_pause_s: float = 0.6  # between paragraphs (a blank line) where no pause is written, seconds
+    max_pause_s: float = 10.0  # the longest single pause, seconds
+    max_total_pause_s: float = 60.0  # all pauses of one job together, seconds
+    max_segments: int = 50  # turns in a synthesize job's ``segments``
+    caption_speaker_prefix: bool = True  # SRT captions name the speaker at each change of voice (docs/timings.md)
     streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
     models_json: str | None = None  # MODELS: model entries as JSON text, parsed by tts/registry.py
@@ -247,6 +253,13 @@ def _env_float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number (got {value!r})") from None
 
 
+def _env_seconds(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not 0 <= value < float("inf"):
+        raise SettingsError(f"{name} must be a number of seconds, 0 or more (got {_env(name)!r})")
+    return value
+
+
 def _env_choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = _env(name, default).strip().lower()
     if value not in allowed:
@@ -309,6 +322,12 @@ def get_settings() -> Settings:
         asr_model=_env("ASR_MODEL", d["asr_model"]),
         asr_language=_env("ASR_LANGUAGE"),
         streaming=_env_bool("STREAMING", d["streaming"]),
+        pause_s=_env_seconds("PAUSE_S", d["pause_s"]),
+        paragraph_pause_s=_env_seconds("PARAGRAPH_PAUSE_S", d["paragraph_pause_s"]),
+        max_pause_s=_env_seconds("MAX_PAUSE_S", d["max_pause_s"]),
+        max_total_pause_s=_env_seconds("MAX_TOTAL_PAUSE_S", d["max_total_pause_s"]),
+        max_segments=_env_int("MAX_SEGMENTS", d["max_segments"]),
+        caption_speaker_prefix=_env_bool("CAPTION_SPEAKER_PREFIX", d["caption_speaker_prefix"]),
         result_dump_dir=_env_path("RESULT_DUMP_DIR"),
         models_json=_env("MODELS"),
         model_registry_file=_env_path("MODEL_REGISTRY_FILE"),

@@ -25,6 +25,7 @@ from f5_worker.voices import check_voice_name
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
 MAX_URL_CHARS = 4096
 MAX_SEED = 2**63 - 1
+MAX_DURATION_S = 1200.0  # seconds, the longest ``duration`` a job may ask for
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
 
 OutputFormat = Literal[OUTPUT_FORMATS]  # the encoders' formats (audio.py)
@@ -37,26 +38,42 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, allow_inf_nan=False)
 
 
-class ReferenceAudio(_Request):
-    """Where a job's reference voice comes from (at most one source)."""
-
+class _ReferenceFields(_Request):
     voice: str | None = Field(None, min_length=1, max_length=64)
     ref_audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     ref_audio_base64: str | None = Field(None, min_length=1)
     ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
 
-    @model_validator(mode="after")
-    def _one_source(self):
+    def check_one_source(self, prefix: str = "") -> None:
+        """At most one source, and ``ref_text`` exactly where a clip needs it; ``prefix`` places the
+        fields in the request (``segments.1.``)."""
         given = [n for n in ("voice", "ref_audio_url", "ref_audio_base64") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise JobError(given[1], f"give only one of voice, ref_audio_url, ref_audio_base64 (got {', '.join(given)})")
+            raise JobError(prefix + given[1],
+                           f"give only one of voice, ref_audio_url, ref_audio_base64 (got {', '.join(given)})")
         if given and given[0] != "voice" and not (self.ref_text and self.ref_text.strip()):
-            raise JobError("ref_text", f"is required with {given[0]}: the transcript of the reference audio")
+            raise JobError(prefix + "ref_text", f"is required with {given[0]}: the transcript of the reference audio")
         if given == ["voice"] and self.ref_text is not None:
-            raise JobError("ref_text", "does not apply with voice: a stored voice keeps its own transcript")
+            raise JobError(prefix + "ref_text", "does not apply with voice: a stored voice keeps its own transcript")
         if not given and self.ref_text is not None:
-            raise JobError("ref_text", "only applies with ref_audio_url or ref_audio_base64")
+            raise JobError(prefix + "ref_text", "only applies with ref_audio_url or ref_audio_base64")
+
+
+class ReferenceAudio(_ReferenceFields):
+    """Where a job's reference voice comes from (at most one source)."""
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        self.check_one_source()
         return self
+
+
+class ScriptSegment(_ReferenceFields):
+    """One speaker's turn in ``segments``: its text, and its voice given as a request's is (none: the
+    request's own voice). Checked by the request, so errors name the segment."""
+
+    text: str = Field(..., max_length=MAX_TEXT_CHARS)
+    speed: float | None = Field(None, ge=0.3, le=3.0)  # None: the request's speed
 
 
 class TimingOptions(_Request):
@@ -70,7 +87,12 @@ class TimingOptions(_Request):
 
 class SynthesizeRequest(ReferenceAudio, TimingOptions):
     action: Literal["synthesize"] = "synthesize"
-    text: str = Field(..., max_length=MAX_TEXT_CHARS)
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)  # or segments (docs/api.md, "Scripts")
+    # at most MAX_SEGMENTS (a setting, checked by the action); here only what the text bound allows
+    segments: list[ScriptSegment] | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
+    normalize: bool = True  # numbers, symbols and abbreviations spoken as words before synthesis
+    duration: float | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
     speed: float = Field(1.0, ge=0.3, le=3.0)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     nfe_step: int = Field(32, ge=4, le=128)
@@ -86,9 +108,33 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     model: str | None = Field(None, min_length=1, max_length=64)  # None: the voice's model, else the default
 
     @model_validator(mode="after")
-    def _text_has_words(self):
-        _check_text(self.text, "speak")
+    def _valid(self):
+        if self.text is None and self.segments is None:
+            raise JobError("text", "is required (or segments)")
+        if self.text is not None and self.segments is not None:
+            raise JobError("segments", "give either text or segments, not both")
+        if self.text is not None:
+            _check_text(self.text, "speak")
+        for n, segment in enumerate(self.segments or []):
+            segment.check_one_source(f"segments.{n}.")
+            _check_text(segment.text, "speak", f"segments.{n}.text")
+        if self.segments and sum(len(s.text) for s in self.segments) > MAX_TEXT_CHARS:
+            raise JobError("segments", f"hold more than {MAX_TEXT_CHARS} characters of text together")
+        _check_language(self.language)
+        if self.duration is not None:
+            if "speed" in self.model_fields_set or any(s.speed is not None for s in self.segments or []):
+                raise JobError("duration", "sets the speed itself: give either duration or speed")
+            if self.remove_silence:
+                raise JobError("duration", "cannot be combined with remove_silence, which shortens the audio")
+            if self.stream:
+                raise JobError("duration", "is not available with stream: the length of the whole is not known "
+                                           "while its first pieces are sent")
         return self
+
+    @property
+    def script_text(self) -> str:
+        """All the text to speak, for bounds and estimates: ``text``, or the segments' texts together."""
+        return self.text if self.text is not None else "\n".join(s.text for s in self.segments)
 
 
 class AlignRequest(TimingOptions):
@@ -103,8 +149,7 @@ class AlignRequest(TimingOptions):
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise JobError("audio_base64", "give exactly one of audio_url or audio_base64")
         _check_text(self.text, "align")
-        if self.language is not None and not _LANGUAGE_TAG.fullmatch(self.language):
-            raise JobError("language", "must be a language tag such as en, fr or zh-CN")
+        _check_language(self.language)
         return self
 
 
@@ -156,11 +201,16 @@ class HealthRequest(_Request):
     action: Literal["health"]
 
 
-def _check_text(text: str, verb: str) -> None:
+def _check_text(text: str, verb: str, field: str = "text") -> None:
     if not text.strip():
-        raise JobError("text", "is empty")
+        raise JobError(field, "is empty")
     if not any(ch.isalnum() for ch in text):
-        raise JobError("text", f"has no letters or digits to {verb}")
+        raise JobError(field, f"has no letters or digits to {verb}")
+
+
+def _check_language(language: str | None) -> None:
+    if language is not None and not _LANGUAGE_TAG.fullmatch(language):
+        raise JobError("language", "must be a language tag such as en, fr or zh-CN")
 
 
 ACTIONS: dict[str, type[_Request]] = {

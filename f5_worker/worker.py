@@ -101,8 +101,10 @@ class Worker:
 
     def _synthesize_action(self, engine: SynthesisEngine) -> SynthesizeAction:
         """The synthesize action on one model's engine; references prepared once serve every model."""
+        entry = self.registry.entries.get(engine.models.name)
         return SynthesizeAction(self.settings, engine, self.aligner, self.voices, self.stores, self.downloads,
-                                references=self.references)
+                                references=self.references,
+                                model_languages=tuple(entry.languages) if entry is not None else ())
 
     def _synthesis_for(self, request: schema.SynthesizeRequest) -> SynthesizeAction:
         """The synthesize action on the model the job asks for: its ``model``, else its voice's, else the

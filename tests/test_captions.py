@@ -225,3 +225,91 @@ def test_cues_end_only_at_sentence_ends(tokens):
     cues = group_cues(timed(" ".join(tokens)), WIDE)
     assert len(cues) == expected
     assert all(cue.words[-1].text not in ABBREVIATED for cue in cues[:-1])
+
+
+# --- speakers: words that carry voices -----------------------------------------------------------------
+
+def voiced(parts: list[tuple[str, str]], step: float = 0.3) -> list[TimedSpan]:
+    """Words of several speakers, in order: (voice, text) per part."""
+    words, t, pos = [], 0.0, 0
+    for segment, (voice, text) in enumerate(parts):
+        for w in text.split():
+            words.append(TimedSpan(w, t, t + step - 0.05, 0.9, pos, pos + len(w), voice=voice, segment=segment))
+            t += step
+            pos += len(w) + 1
+    return words
+
+
+DIALOGUE = [("Ann", "Hello there"), ("Bob", "Hi Ann how are you"), ("Ann", "fine thanks")]
+
+
+def test_a_cue_never_holds_two_voices():
+    words = voiced(DIALOGUE)
+    cues = group_cues(words, WIDE)
+    assert [(c.voice, " ".join(w.text for w in c.words)) for c in cues] == \
+        [("Ann", "Hello there"), ("Bob", "Hi Ann how are you"), ("Ann", "fine thanks")]
+    cues = json.loads(render_captions(words, ["json"], WIDE, duration=5.0)["json"])["cues"]
+    assert [c["voice"] for c in cues] == ["Ann", "Bob", "Ann"]
+    assert cues[0]["words"][0]["voice"] == "Ann" and cues[0]["words"][0]["segment"] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y z", "w. v", "u v t s r"])),
+                min_size=1, max_size=10),
+       st.integers(5, 40))
+def test_no_cue_spans_two_voices_whatever_the_layout(parts, width):
+    words = voiced(parts)
+    cues = group_cues(words, CaptionLayout(max_chars_per_line=width, max_lines=1))
+    assert [w for c in cues for w in c.words] == words
+    assert all(len({w.voice for w in c.words}) == 1 for c in cues)
+
+
+def test_vtt_voice_spans_ass_styles_and_srt_prefix_name_the_speaker():
+    words = voiced(DIALOGUE)
+    out = render_captions(words, ["vtt", "ass", "srt", "csv"], WIDE, duration=5.0)
+    vtt = list(webvtt.from_buffer(io.StringIO(out["vtt"])))
+    assert [c.voice for c in vtt] == ["Ann", "Bob", "Ann"]
+    assert [c.text for c in vtt] == ["Hello there", "Hi Ann how are you", "fine thanks"]
+    ass = pysubs2.SSAFile.from_string(out["ass"])
+    assert {"Ann", "Bob"} <= set(ass.styles)
+    assert [(e.style, e.name) for e in ass] == [("Ann", "Ann"), ("Bob", "Bob"), ("Ann", "Ann")]
+    assert [e.plaintext for e in pysubs2.SSAFile.from_string(out["srt"], format_="srt")] == \
+        ["Ann: Hello there", "Bob: Hi Ann how are you", "Ann: fine thanks"]
+    rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert [r["voice"] for r in rows][:3] == ["Ann", "Ann", "Bob"]
+    bare = render_captions(words, ["srt"], WIDE, duration=5.0, speaker_prefix=False)["srt"]
+    assert [e.plaintext for e in pysubs2.SSAFile.from_string(bare, format_="srt")] == \
+        ["Hello there", "Hi Ann how are you", "fine thanks"]
+
+
+def test_srt_names_a_speaker_only_when_the_speaker_changes():
+    words = voiced([("Ann", "One. Two. Three."), ("Bob", "Four.")])
+    srt = render_captions(words, ["srt"], WIDE, duration=5.0)["srt"]
+    assert [e.plaintext for e in pysubs2.SSAFile.from_string(srt, format_="srt")] == \
+        ["Ann: One.", "Two.", "Three.", "Bob: Four."]
+
+
+def test_voice_names_are_escaped_in_each_format():
+    import html
+
+    odd = "<Dr. A & B>, {the} \\N one"
+    words = voiced([(odd, "Hello there"), ("Ann, Jr.", "Hi"), ("Ann， Jr.", "Bye")])
+    out = render_captions(words, ["vtt", "ass", "srt", "json"], WIDE, duration=5.0)
+    vtt = list(webvtt.from_buffer(io.StringIO(out["vtt"])))
+    assert html.unescape(vtt[0].voice) == odd
+    assert vtt[0].text == "Hello there"
+    ass = pysubs2.SSAFile.from_string(out["ass"])
+    names = [e.name for e in ass]
+    assert len(set(names)) == 3 and all("," not in n for n in names)  # a comma would end the field
+    assert [e.style for e in ass] == names and set(names) <= set(ass.styles)
+    assert [e.plaintext for e in ass] == ["Hello there", "Hi", "Bye"]
+    first_srt = pysubs2.SSAFile.from_string(out["srt"], format_="srt")[0]
+    assert first_srt.plaintext.replace("\u2060", "") == "‹Dr. A & B›, (the) \\N one: Hello there"
+    assert json.loads(out["json"])["cues"][0]["voice"] == odd
+
+
+def test_without_voices_the_output_is_unchanged():
+    words = timed(TEXT)
+    out = render_captions(words, list(CAPTION_FORMATS), CaptionLayout(), duration=words[-1].end + 0.5)
+    assert "<v" not in out["vtt"] and "voice" not in out["json"] and out["csv"].startswith("word,start,end,confidence\n")
+    assert set(pysubs2.SSAFile.from_string(out["ass"]).styles) == {"Default"}

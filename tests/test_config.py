@@ -38,6 +38,12 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
+def test_a_pause_setting_must_be_seconds(clean_env):
+    clean_env.setenv("MAX_PAUSE_S", "-1")
+    with pytest.raises(config.SettingsError, match="MAX_PAUSE_S must be a number of seconds, 0 or more"):
+        config.get_settings()
+
+
 def test_unset_variables_give_the_written_defaults(clean_env):
     """Each default is written once: reading an empty environment gives exactly Settings()'s field defaults."""
     assert config.get_settings() == config.Settings()
@@ -52,6 +58,10 @@ def test_unset_variables_give_the_written_defaults(clean_env):
     ("cuda_graphs", "CUDA_GRAPHS", "0", False),
     ("asr_model", "ASR_MODEL", "openai/whisper-tiny", "openai/whisper-tiny"),
     ("result_dump_dir", "RESULT_DUMP_DIR", "out/results", Path("out/results")),
+    ("caption_speaker_prefix", "CAPTION_SPEAKER_PREFIX", "0", False),
+    ("max_pause_s", "MAX_PAUSE_S", "30", 30.0),
+    ("paragraph_pause_s", "PARAGRAPH_PAUSE_S", "0", 0.0),
+    ("max_segments", "MAX_SEGMENTS", "8", 8),
 ])
 def test_a_set_variable_changes_its_setting_only(clean_env, field, variable, value, expected):
     clean_env.setenv(variable, value)

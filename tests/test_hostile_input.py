@@ -215,6 +215,12 @@ def jobs(draw):
 @example(job={"action": "align", "text": "Hello.", "audio_base64": BAD_AUDIO[6]})
 @example(job={"action": "get_voice", "name": "a\nb"})
 @example(job={"voice": "a\x00b", "text": "Hi.", **CHEAP})
+@example(job={"text": "[voice:../../x] Hi [pause:99999999999999999999s]", **CHEAP})
+@example(job={"text": "Hi [voice:" + "v" * 5000 + "] there", **CHEAP})
+@example(job={"text": "[pause:9s] [pause:0.0000001s] <break time='1ms'/> Hi.", "duration": 1e-9, **CHEAP})
+@example(job={"segments": [{"text": "[pause:1s]"}, {"voice": "\x00", "text": "x"}], **CHEAP})
+@example(job={"segments": [{"text": "a"}], "duration": 1200, **CHEAP})
+@example(job={"segments": [None, 3, "x"], **CHEAP})
 def test_any_job_gets_a_result_or_an_error_naming_its_field(hostile_worker, job):
     """Through the real handler, whatever a job says, the answer is a result or
     ``<field>: <problem>``: never an internal error, never a traceback, never a huge echo."""

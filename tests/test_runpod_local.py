@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -209,6 +210,31 @@ def test_runsync_over_http(api_server):
     assert [w["word"] for w in out["words"]] == ["Over", "HTTP."]
     assert all(0 <= w["start"] <= w["end"] <= out["duration"] for w in out["words"])
     assert out["captions"]["srt"].startswith("1\n")
+
+
+def test_a_two_voice_script_with_a_pause_over_http(api_server):
+    """Two segments, one in the default voice and one in a voice sent as audio, with a pause and a number."""
+    import soundfile as sf
+
+    from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
+
+    clip = wav_base64(*sf.read(DEFAULT_VOICE_WAV, dtype="float32"))
+    segments = [{"text": "Welcome to the show."},
+                {"ref_audio_base64": clip, "ref_text": DEFAULT_VOICE_TEXT, "text": "Thanks. [pause:1s] It is 3 pm."}]
+    job = {"segments": segments, "seed": 4, "nfe_step": 4, "max_retries": 0, "caption_formats": ["vtt"]}
+    body = requests.post(f"{api_server}/runsync", json={"input": job}, timeout=180).json()
+    assert body["status"] == "COMPLETED", body
+    out = body["output"]
+    wave, rate = decode_b64_audio(out["audio_base64"])
+    words = out["words"]
+    assert [(w["word"], w["voice"], w["segment"]) for w in words] == [
+        ("Welcome", "default", 0), ("to", "default", 0), ("the", "default", 0), ("show.", "default", 0),
+        ("Thanks.", "ref", 1), ("It", "ref", 1), ("is", "ref", 1), ("3", "ref", 1), ("pm.", "ref", 1)]
+    assert all(w["word"] == segments[w["segment"]]["text"][w["char_start"]:w["char_end"]] for w in words)
+    between = wave[round(words[4]["end"] * rate) + 1:round(words[5]["start"] * rate) - 1]
+    assert len(between) >= rate and np.count_nonzero(between == 0) >= rate  # the pause: 1 s of silence
+    assert "three" in out["normalized_text"] and "3" not in out["normalized_text"]
+    assert "<v default>Welcome" in out["captions"]["vtt"] and "<v ref>Thanks." in out["captions"]["vtt"]
 
 
 def test_align_action_over_http(api_server):

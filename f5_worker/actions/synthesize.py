@@ -1,10 +1,14 @@
 """The ``synthesize`` action: text in the reference's voice, with its timings, captions and quality.
 
-The path of a job: the reference (a stored voice, the client's clip, or the
-default voice) -> the delivery plan, refused before any GPU time if the
-result could not be delivered -> sampling (tts/sampler.py), aligned and
-re-sampled while the audio does not say the text (alignment/quality.py) ->
-timings and captions -> encoding -> inline or bucket delivery (delivery.py).
+The path of a job: the script (actions/script.py: the text's parts, each with
+its voice, and its pauses) -> each voice's reference (a stored voice, the
+client's clip, or the default voice) -> each part as it is said
+(text/normalize.py) -> the delivery plan, refused before any GPU time if the
+result could not be delivered -> sampling (tts/sampler.py; a script's parts in
+one call), aligned on what was said and re-sampled while the audio does not
+say it (alignment/quality.py) -> the parts joined with their pauses, timings
+mapped back to the text as written -> captions -> encoding -> inline or bucket
+delivery (delivery.py). A text without markup is one part, as before.
 
 A streamed job (``stream: true``) takes the same path piece by piece
 (``SynthesizeAction.stream``): each piece of the text is sampled, gated and
@@ -15,22 +19,40 @@ what only the whole can give (captions, quality, timing).
 from __future__ import annotations
 
 import base64
+import contextvars
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
 from f5_worker import audio, delivery, progress, stopping
-from f5_worker.actions.timings import quality_field, stream_quality, timing_bytes_bound, timing_fields
-from f5_worker.alignment.quality import GatedResult, synthesize_until_aligned
+from f5_worker.actions.script import (
+    MAX_PARALLEL_PARTS,
+    ScriptPart,
+    VoiceSource,
+    fit_duration,
+    has_voices,
+    join_script,
+    script_of,
+    shifted,
+    spoken_text,
+    tag_voice_error,
+    written_flagged,
+)
+from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
+from f5_worker.alignment.quality import GatedResult, align_audio, alignment_mismatch, synthesize_until_aligned
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
+from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
+from f5_worker.text.markup import Pause, PauseRules
+from f5_worker.text.normalize import NormalizedText, written_timings
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
@@ -42,8 +64,11 @@ EDGE_FADE_S = 0.01  # each streamed piece fades in and out over this long, so pi
 
 class SynthesizeAction:
     def __init__(self, settings: Settings, engine: SynthesisEngine, aligner: Aligner, voices: VoiceStore,
-                 stores: Stores, downloads: DownloadLimits, references: ReferencePreparer | None = None):
+                 stores: Stores, downloads: DownloadLimits, references: ReferencePreparer | None = None,
+                 model_languages: tuple[str, ...] = ()):
         self.settings = settings
+        self.model_languages = model_languages  # the model's registry entry: what it was trained to speak
+        self.pause_rules = PauseRules.of(settings)
         self.downloads = downloads
         self.engine = engine
         self.models = engine.models
@@ -56,13 +81,22 @@ class SynthesizeAction:
     def __call__(self, request: SynthesizeRequest, job_id: str | None = None) -> dict:
         started = time.perf_counter()
         timing: dict[str, float] = {}
+        language = self.language_for(request)
+        script = script_of(request, self.pause_rules, self.settings.max_segments)
+        parts = [item for item in script if isinstance(item, ScriptPart)]
 
         t0 = time.perf_counter()
-        ref = self.reference_for(request)
+        self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-
-        chunks = plan_chunks(ref, request.text, request.speed)
-        planned = self.check_result_fits(request, ref, chunks)
+        spoken = [spoken_text(part.written, language, request.normalize) for part in parts]
+        sample_rate = self.models.sample_rate
+        pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
+        if request.duration is not None:
+            fit_duration(parts, [s.spoken for s in spoken], sum(pauses.values()), request.duration,
+                         sample_rate=sample_rate, hop_length=self.models.hop_length,
+                         cross_fade_s=request.cross_fade_duration)
+        chunks = [plan_chunks(part.ref, s.spoken, part.speed) for part, s in zip(parts, spoken)]
+        planned = self.check_result_fits(request, parts, chunks, sum(pauses.values()))
 
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -74,23 +108,34 @@ class SynthesizeAction:
             remove_silence=request.remove_silence,
             seed=seed,
         )
-        planned_seconds = estimated_samples(ref, chunks, request.speed, self.models.hop_length) / self.models.sample_rate
-        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS
-        result, gated = self._synthesize_gated(request, ref, params, len(chunks) if reports else 0)
-        for stage, ms in result.timing_ms.items():
-            timing[f"{stage}_ms"] = ms
-        duration = len(result.wave) / result.sample_rate
+        # every part in the job's seed: a script's parts are sampled in one call, seeded once
+        part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames) for part in parts]
+        planned_seconds = (sum(estimated_samples(p.ref, c, p.speed, self.models.hop_length)
+                               for p, c in zip(parts, chunks)) / sample_rate)
+        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS and len(parts) == 1
+        outcomes = self._synthesize_parts(request, parts, spoken, part_params, language,
+                                          sum(len(c) for c in chunks) if reports else 0)
+        for result, _ in outcomes:
+            for stage, ms in result.timing_ms.items():
+                timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
+        joined = join_script(script, parts, spoken, outcomes, pauses, sample_rate, has_voices(request, parts))
+        duration = len(joined.wave) / sample_rate
 
-        extra: dict = {}
-        if gated is not None:
+        extra: dict = {"normalized_text": joined.normalized_text}
+        if joined.alignment is not None:
             t0 = time.perf_counter()
-            extra.update(timing_fields(gated.alignment, request, duration))
-            extra["quality"] = quality_field(gated.alignment, gated.retries)
+            extra.update(timing_fields(joined.alignment, request, duration,
+                                       speaker_prefix=self.settings.caption_speaker_prefix))
+            if request.word_timings:
+                extra["normalized_words"] = [w.to_dict() for w in joined.normalized.words]
+            if request.char_timings:
+                extra["normalized_chars"] = [c.to_dict() for c in joined.normalized.chars]
+            extra["quality"] = joined.quality
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
 
         stopping.check("encoding")
         t0 = time.perf_counter()
-        encoded = audio.encode_audio(result.wave, result.sample_rate, request.output_format)
+        encoded = audio.encode_audio(joined.wave, sample_rate, request.output_format)
         audio_b64 = base64.b64encode(encoded).decode("ascii")
         timing["encoding_ms"] = (time.perf_counter() - t0) * 1000
 
@@ -99,20 +144,89 @@ class SynthesizeAction:
             "audio_base64": audio_b64,
             "format": request.output_format,
             "content_type": audio.content_type(request.output_format),
-            "sample_rate": result.sample_rate,
+            "sample_rate": sample_rate,
             "duration": round(duration, 4),
-            "seed": result.seed,
-            "chunks": len(result.chunks),
+            "seed": outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one part: the seed of the audio kept
+            "chunks": sum(len(result.chunks) for result, _ in outcomes),
             "model": self.models.name,
             **extra,
             "timing": {k: round(v, 2) for k, v in timing.items()},
-            "warnings": list(ref.warnings),
+            "warnings": list(dict.fromkeys(w for part in parts for w in part.ref.warnings)),
         }
         out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
         return delivery.finish_output(
             out, planned=planned, job_id=job_id, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
         )
+
+    def load_voices(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> None:
+        """Each part's prepared reference, each voice loaded once."""
+        loaded: dict[VoiceSource, PreparedReference] = {}
+        for part in parts:
+            if part.source not in loaded:
+                try:
+                    loaded[part.source] = self.reference_for(part.source, request.target_rms, part.source.prefix)
+                except JobError as exc:
+                    if part.source.tag_at is None:
+                        raise
+                    raise tag_voice_error(exc, part.source) from None
+            part.ref = loaded[part.source]
+
+    def _synthesize_parts(self, request: SynthesizeRequest, parts: list[ScriptPart], spoken: list[NormalizedText],
+                          params: list[SynthesisParams], language: str, report_chunks: int
+                          ) -> list[tuple[SynthesisResult, GatedResult | None]]:
+        """Every part sampled and gated. A script's parts are sampled in rounds, each ONE engine call for all
+        the parts it holds (tts/sampler.synthesize_parts): the first round holds every part; each later one
+        only the parts whose audio did not say their text, with a new seed, as the quality gate re-samples a
+        single text. The parts of a round are aligned concurrently, each part keeping its best attempt."""
+        if len(parts) == 1:
+            return [self._synthesize_gated(request, parts[0].ref, spoken[0].spoken, params[0], language,
+                                           report_chunks)]
+
+        def sample(indices: list[int], seed: int) -> dict[int, SynthesisResult]:
+            stopping.check("sampling")
+            results = self.engine.synthesize_parts(
+                [(parts[i].ref, spoken[i].spoken, replace(params[i], seed=seed)) for i in indices])
+            return dict(zip(indices, results))
+
+        current = sample(list(range(len(parts))), params[0].seed)
+        first_round = dict(current[0].timing_ms)
+        wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
+        if not wants_alignment:
+            return [(current[i], None) for i in range(len(parts))]
+        retry_seeds = random.Random(params[0].seed)
+        kept: dict[int, tuple[SynthesisResult, GatedResult]] = {}
+        pending, seed, retries_ms, align_ms = list(current), params[0].seed, 0.0, 0.0
+        with ThreadPoolExecutor(max_workers=min(len(parts), MAX_PARALLEL_PARTS), thread_name_prefix="part") as pool:
+            for attempt in range(request.max_retries + 1):
+                stopping.check("alignment")
+                found = {i: pool.submit(contextvars.copy_context().run, align_audio, self.aligner, current[i].wave,
+                                        current[i].sample_rate, spoken[i].spoken, language=language)
+                         for i in pending}
+                failed = []
+                for i in pending:
+                    alignment = found[i].result()
+                    align_ms += alignment.align_seconds * 1000
+                    gated = GatedResult(current[i].wave, current[i].sample_rate, alignment, seed, attempt)
+                    mismatch = alignment_mismatch(alignment)
+                    if i not in kept or not mismatch or alignment.score > kept[i][1].alignment.score:
+                        kept[i] = (current[i], gated)
+                    kept[i][1].retries = attempt
+                    if mismatch:
+                        failed.append(i)
+                pending = failed
+                if not pending or attempt == request.max_retries:
+                    break
+                seed = retry_seeds.randint(0, MAX_RANDOM_SEED)
+                current = sample(pending, seed)
+                retries_ms += sum(current[pending[0]].timing_ms.get(k, 0.0) for k in ("synthesis", "vocoding"))
+        outcomes = [kept[i] for i in range(len(parts))]
+        for result, _ in outcomes:  # the calls' times once, as a single text's job reports them
+            result.timing_ms = {"postprocess": result.timing_ms.get("postprocess", 0.0)}
+        outcomes[0][0].timing_ms.update(synthesis=first_round.get("synthesis", 0.0),
+                                        vocoding=first_round.get("vocoding", 0.0),
+                                        alignment=align_ms, retries=retries_ms)
+        return outcomes
 
     def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
         """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
@@ -129,12 +243,20 @@ class SynthesizeAction:
         if request.output == "bucket":  # refused before any work when there is no bucket
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
+        language = self.language_for(request)
+        script = script_of(request, self.pause_rules, self.settings.max_segments)
+        parts = [item for item in script if isinstance(item, ScriptPart)]
         t0 = time.perf_counter()
-        ref = self.reference_for(request)
+        self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-        language = guess_language(request.text)
-        tokens = [(t.char_start, t.char_end) for t in tokenize(request.text, language)]
-        pieces = plan_pieces(ref, request.text, request.speed, tokens)
+        labelled = has_voices(request, parts)
+        plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
+        for item in script:
+            if isinstance(item, Pause):
+                plan.append(item)
+                continue
+            tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
+            plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
@@ -147,26 +269,41 @@ class SynthesizeAction:
         sample_rate = self.models.sample_rate
         waves: list[np.ndarray] = []
         words: list[TimedSpan] = []
+        spoken_texts: list[str] = []
         alignments: list[tuple[Alignment, float, int]] = []  # per piece: alignment, duration, retries
         offset_samples = 0
-        for seq, (start, end) in enumerate(pieces):
+        for seq, step in enumerate(plan):
             stopping.check("sampling")
-            piece_text = request.text[start:end]
-            wave, alignment, piece_seed, retries = self._piece(request, ref, piece_text, params, language,
-                                                               wants_alignment, retry_seeds, timing)
-            stopping.check("encoding")
             offset = offset_samples / sample_rate
-            duration = len(wave) / sample_rate
-            item = {"offset": round(offset, 3), "duration": round(duration, 3),
-                    "text_start": start, "text_end": end, "seed": piece_seed}
-            if alignment is not None:
-                piece_words = [_shifted(w, offset, start) for w in alignment.words]
-                words.extend(piece_words)
-                alignments.append((alignment, duration, retries))
-                if request.word_timings:
-                    item["words"] = [w.to_dict() for w in piece_words]
-                if request.char_timings:
-                    item["chars"] = [_shifted(c, offset, start).to_dict() for c in alignment.chars]
+            if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
+                wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
+                item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
+                        "pause": round(len(wave) / sample_rate, 3)}
+            else:
+                part, start, end = step
+                said = spoken_text(part.written[start:end], language, request.normalize)
+                spoken_texts.append(said.spoken)
+                wave, alignment, piece_seed, retries = self._piece(
+                    request, part.ref, said.spoken, replace(params, speed=part.speed), language, wants_alignment,
+                    retry_seeds, timing)
+                duration = len(wave) / sample_rate
+                at = part.char_offset + start
+                item = {"offset": round(offset, 3), "duration": round(duration, 3),
+                        "text_start": at, "text_end": part.char_offset + end, "seed": piece_seed}
+                label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
+                item.update(label)
+                if alignment is not None:
+                    piece_words, piece_chars = written_timings(said, alignment.words, alignment.chars)
+                    placed = [shifted(w, offset, at, **label) for w in piece_words]
+                    words.extend(placed)
+                    flagged = written_flagged(said, alignment, piece_words)
+                    alignments.append((replace(alignment, words=piece_words, chars=piece_chars,
+                                               flagged_words=flagged), duration, retries))
+                    if request.word_timings:
+                        item["words"] = [w.to_dict() for w in placed]
+                    if request.char_timings:
+                        item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in piece_chars]
+            stopping.check("encoding")
             t0 = time.perf_counter()
             encoded = audio.encode_audio(wave, sample_rate, request.output_format)
             timing["encoding_ms"] = timing.get("encoding_ms", 0.0) + (time.perf_counter() - t0) * 1000
@@ -177,8 +314,10 @@ class SynthesizeAction:
             yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
                    "format": request.output_format, "content_type": audio.content_type(request.output_format),
                    "sample_rate": sample_rate, **item}
-        yield self._stream_done(request, job_id, seq=len(pieces), waves=waves, words=words, alignments=alignments,
-                                seed=seed, timing=timing, started=started, warnings=list(ref.warnings))
+        warnings = list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
+        done = self._stream_done(request, job_id, seq=len(plan), waves=waves, words=words, alignments=alignments,
+                                 seed=seed, timing=timing, started=started, warnings=warnings)
+        yield {**done, "normalized_text": " ".join(spoken_texts)}
 
     def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
                language: str, wants_alignment: bool, retry_seeds: random.Random, timing: dict[str, float]
@@ -215,7 +354,7 @@ class SynthesizeAction:
             whole = Alignment(words=words, chars=[], score=0.0, backend=alignments[0][0].backend,
                               estimated=any(a.estimated for a, _, _ in alignments))
             options = request.model_copy(update={"word_timings": False, "char_timings": False})
-            fields = timing_fields(whole, options, duration)
+            fields = timing_fields(whole, options, duration, speaker_prefix=self.settings.caption_speaker_prefix)
             out.update(fields)
             out["quality"] = stream_quality(alignments)
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
@@ -232,8 +371,9 @@ class SynthesizeAction:
         out["warnings"] = warnings
         return out
 
-    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, params: SynthesisParams,
-                          report_chunks: int = 0) -> tuple[SynthesisResult, GatedResult | None]:
+    def _synthesize_gated(self, request: SynthesizeRequest, ref: PreparedReference, text: str,
+                          params: SynthesisParams, language: str, report_chunks: int = 0
+                          ) -> tuple[SynthesisResult, GatedResult | None]:
         """Synthesise, align the final audio, and re-sample while it does not match the text.
 
         Retry seeds come from a generator seeded with the job's seed, so a request with a
@@ -250,12 +390,12 @@ class SynthesizeAction:
 
         if not wants_alignment:
             note("sampling", 1)
-            return self.engine.synthesize(ref, request.text, params), None
+            return self.engine.synthesize(ref, text, params), None
         attempts: dict[int, SynthesisResult] = {}
 
         def attempt(seed: int):
             note("sampling", len(attempts) + 1)
-            attempts[seed] = self.engine.synthesize(ref, request.text, replace(params, seed=seed))
+            attempts[seed] = self.engine.synthesize(ref, text, replace(params, seed=seed))
             stopping.check("alignment")
             result = attempts[seed]
             note("aligning", len(attempts), audio_seconds=round(len(result.wave) / result.sample_rate, 3))
@@ -263,8 +403,8 @@ class SynthesizeAction:
 
         retry_seeds = random.Random(params.seed)
         gated = synthesize_until_aligned(
-            attempt, self.aligner, request.text, seed=params.seed, max_retries=request.max_retries,
-            language=guess_language(request.text), new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+            attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries,
+            language=language, new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
         )
         result = attempts[gated.seed]
         result.timing_ms["alignment"] = gated.alignment.align_seconds * 1000
@@ -272,25 +412,49 @@ class SynthesizeAction:
         result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
         return result, gated
 
-    def reference_for(self, request: ReferenceAudio) -> PreparedReference:
-        """The prepared reference for a job: a stored voice, its own audio, or the default voice."""
-        target_rms = getattr(request, "target_rms", 0.1)
+    def language_for(self, request: SynthesizeRequest) -> str:
+        """The language that chooses the normaliser and the aligner: as the job says, else its voice's, else
+        guessed from the text. The guess only tells scripts apart (Latin script reads as English), so where
+        the model speaks one language and it is not the guess, the model's language is the better one."""
+        if request.language:
+            return request.language
         if request.voice is not None:
+            voice_language = self.voices.info(request.voice, "voice").language
+            if voice_language:
+                return voice_language
+        guess = guess_language(request.script_text)
+        spoken = [tag.lower().split("-")[0] for tag in self.model_languages]
+        if len(spoken) == 1 and guess.split("-")[0] != spoken[0]:
+            return self.model_languages[0]
+        return guess
+
+    def reference_for(self, source: ReferenceAudio | VoiceSource, target_rms: float | None = None,
+                      prefix: str = "") -> PreparedReference:
+        """The prepared reference for a voice: a stored voice, audio sent with the job, or the default voice.
+        ``prefix`` places the source's fields in the request, for errors (``segments.1.``)."""
+        target_rms = getattr(source, "target_rms", 0.1) if target_rms is None else target_rms
+        if source.voice is not None:
             return self.voices.prepared(
-                request.voice, target_rms,
+                source.voice, target_rms,
                 lambda v: prepare_reference(v.wave, v.sample_rate, v.info.ref_text, target_rms=target_rms,
                                             keep_seconds=self.settings.ref_audio_keep_seconds),
+                field=prefix + "voice",
             )
-        if request.ref_audio_url is not None or request.ref_audio_base64 is not None:
-            data, field = self.downloads.audio(request.ref_audio_url, request.ref_audio_base64,
-                                               url_field="ref_audio_url", b64_field="ref_audio_base64")
-            return self.references.from_bytes(data, request.ref_text, field, target_rms)
+        if source.ref_audio_url is not None or source.ref_audio_base64 is not None:
+            data, field = self.downloads.audio(source.ref_audio_url, source.ref_audio_base64,
+                                               url_field=prefix + "ref_audio_url", b64_field=prefix + "ref_audio_base64")
+            return self.references.from_bytes(data, source.ref_text, field, target_rms)
         return self.references.default_voice(target_rms)
 
-    def check_result_fits(self, request: SynthesizeRequest, ref: PreparedReference, chunks: list[str]) -> str:
+    def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
+                          pause_samples: int) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
-        samples = estimated_samples(ref, chunks, request.speed, self.models.hop_length)
-        size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(request.text, request)
+        samples = pause_samples + sum(
+            sum(p.chunk_frames) * self.models.hop_length if p.chunk_frames is not None
+            else estimated_samples(p.ref, c, p.speed, self.models.hop_length) for p, c in zip(parts, chunks))
+        # the written words and the spoken ones (normalized_words) are both reported
+        size = (audio.estimated_encoded_bytes(samples, request.output_format)
+                + 2 * timing_bytes_bound(request.script_text, request))
         return delivery.plan_output(
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
@@ -300,19 +464,7 @@ class SynthesizeAction:
 def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """A streamed piece as sent: raised-cosine fades of ``EDGE_FADE_S`` at both ends, padded with silence to
     a whole millisecond, so pieces played one after another meet at zero and offsets stay exact."""
-    wave = np.asarray(wave, dtype=np.float32).copy()
-    n = min(int(EDGE_FADE_S * sample_rate), len(wave) // 2)
-    if n > 0:
-        ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))).astype(np.float32)
-        wave[:n] *= ramp
-        wave[-n:] *= ramp[::-1]
+    wave = audio.fade_edges(wave, sample_rate, EDGE_FADE_S)
     per_ms = sample_rate // 1000
     pad = -len(wave) % per_ms
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
-
-
-def _shifted(span: TimedSpan, offset: float, char_offset: int) -> TimedSpan:
-    """A piece's word or character placed in the whole stream: times after ``offset``, characters in the
-    whole text. Both are whole milliseconds, so the sum is rounded, never floored below the piece."""
-    return replace(span, start=round(offset + span.start, 3), end=round(offset + span.end, 3),
-                   char_start=span.char_start + char_offset, char_end=span.char_end + char_offset)

@@ -9,8 +9,10 @@ from f5_worker.captions import CaptionLayout, render_captions
 from f5_worker.schema import TimingOptions
 
 
-def timing_fields(alignment: Alignment, options: TimingOptions, duration: float) -> dict:
-    """``words``, ``chars`` and ``captions`` of a response, as the request's options ask."""
+def timing_fields(alignment: Alignment, options: TimingOptions, duration: float, *,
+                  speaker_prefix: bool = True) -> dict:
+    """``words``, ``chars`` and ``captions`` of a response, as the request's options ask;
+    ``speaker_prefix`` is the ``CAPTION_SPEAKER_PREFIX`` setting (SRT names a new speaker)."""
     out: dict = {}
     if options.word_timings:
         out["words"] = [w.to_dict() for w in alignment.words]
@@ -22,7 +24,8 @@ def timing_fields(alignment: Alignment, options: TimingOptions, duration: float)
             max_lines=options.max_lines,
             max_caption_seconds=options.max_caption_seconds,
         )
-        out["captions"] = render_captions(alignment.words, list(options.caption_formats), layout, duration=duration)
+        out["captions"] = render_captions(alignment.words, list(options.caption_formats), layout, duration=duration,
+                                          speaker_prefix=speaker_prefix)
     out["timings_estimated"] = alignment.estimated
     out["aligner"] = alignment.backend
     return out

@@ -12,8 +12,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from num2words import num2words
 from unidecode import unidecode
+
+from f5_worker.text.numbers import CURRENCY_NAMES, say_currency, say_number, say_ordinal
 
 # Scripts written without spaces: each character is its own token.
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -24,20 +25,13 @@ _SYMBOL_WORDS = {
     "&": "and", "%": "percent", "@": "at", "+": "plus", "=": "equals", "#": "number",
     "°": "degrees", "×": "times", "½": "one half", "¼": "one quarter", "¾": "three quarters",
 }
-_CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-             "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen")}
 # Titles read as words; the key is the token without its final period, lower-cased.
 _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "prof": "professor",
                   "jr": "junior", "sr": "senior", "vs": "versus", "etc": "et cetera", "st": "saint"}
 _OTHER_READINGS = {"dr": "drive", "st": "street"}
 _NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_CURRENCY_RE = "(" + "|".join(map(re.escape, sorted(CURRENCY_NAMES["en"], key=len, reverse=True))) + ")"
 _ORDINAL_RE = re.compile(r"^(\d+)(st|nd|rd|th)$", re.IGNORECASE)
-# Longer numbers are read digit by digit: nobody says a 16-digit number as one, and Python refuses
-# int() of over 4300 digits.
-MAX_NUMBER_WORDS_DIGITS = 15
-# num2words languages whose converters loop forever on some numbers (Amharic: 1111111); their
-# numbers are read digit by digit. tests/test_alignment.py sweeps every language for hangs.
-_NUM2WORDS_HANGS = frozenset({"am"})
 
 
 @dataclass
@@ -82,12 +76,18 @@ def guess_language(text: str) -> str:
     return best if counts[best] else "en"
 
 
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Where each reported word of ``text`` starts and ends: whitespace-separated, CJK characters alone."""
+    return [m.span() for m in _TOKEN_RE.finditer(text)]
+
+
 def tokenize(text: str, language: str = "en") -> list[Token]:
     """Tokens of ``text`` in order, each with the spoken words it stands for."""
     tokens = []
-    for m in _TOKEN_RE.finditer(text):
-        spoken = spoken_words(m.group(), language)
-        tokens.append(Token(m.group(), m.start(), m.end(), spoken, alternative_readings(m.group(), language, spoken)))
+    for start, end in token_spans(text):
+        word = text[start:end]
+        spoken = spoken_words(word, language)
+        tokens.append(Token(word, start, end, spoken, alternative_readings(word, language, spoken)))
     return tokens
 
 
@@ -111,53 +111,10 @@ def _reads_as_year(token: str) -> bool:
     return bool(digits) and 1100 <= int(digits.group()) <= 1999
 
 
-def _digit_by_digit(digits: str, language: str) -> str:
-    return " ".join(_number_words(d, language) for d in digits if d.isdigit())
-
-
-def _number_words(digits: str, language: str, to: str = "cardinal") -> str:
-    """num2words for a string of digits, never raising: where it cannot (a language without that
-    form, a number too long, a converter bug), the digits are read one by one; failing that, in English."""
-    if len(digits) > MAX_NUMBER_WORDS_DIGITS or (language in _NUM2WORDS_HANGS and len(digits) > 1):
-        return _digit_by_digit(digits, language)
-    try:
-        said = num2words(int(digits), lang=language, to=to)
-        if said.strip():  # some converters answer "" (Arabic's ordinal of 0)
-            return said
-    except Exception:  # noqa: BLE001 - num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
-        pass
-    if to != "cardinal":
-        return _number_words(digits, language)
-    if len(digits) > 1:
-        return _digit_by_digit(digits, language)
-    return num2words(int(digits), lang="en") if language != "en" else digits
-
-
 def _say_number(digits: str, language: str, year_style: bool | None = None) -> str:
-    """Words for a number; ``year_style`` None reads 1100-1999 as years ("nineteen ninety nine")."""
-    plain = digits.replace(",", "")
-    if "." in plain:
-        whole, frac = plain.split(".", 1)
-        said = f"{_number_words(whole, language)} point {_digit_by_digit(frac, language)}"
-    elif len(plain) == 4 and "," not in digits and (
-        year_style if year_style is not None else 1100 <= int(plain) <= 1999
-    ) and int(plain) % 100 != 0:
-        said = _number_words(plain, language, to="year")  # 1999: "nineteen ninety-nine"
-    else:
-        said = _number_words(plain, language)
-    # American reading: "two thousand twenty one", not "... and twenty-one".
-    return said.replace(" and ", " ") if language.startswith("en") else said
-
-
-def _say_currency(symbol: str, amount: str, language: str) -> str:
-    one, many, sub_one, sub_many = _CURRENCY[symbol]
-    plain = amount.replace(",", "")
-    whole, _, frac = plain.partition(".")
-    said = f"{_say_number(whole, language, year_style=False)} {one if whole == '1' else many}"
-    if frac.strip("0"):
-        cents = int((frac + "0")[:2])
-        said += f" {_say_number(str(cents), language)} {sub_one if cents == 1 else sub_many}"
-    return said
+    """Words for a number as written in English style ("1,200.5"); a number with thousands
+    separators is never a year."""
+    return say_number(digits.replace(",", ""), language, False if "," in digits else year_style)
 
 
 def spoken_words(token: str, language: str = "en", *, year_style: bool | None = None) -> list[str]:
@@ -169,10 +126,10 @@ def spoken_words(token: str, language: str = "en", *, year_style: bool | None = 
         return _ABBREVIATIONS[bare.rstrip(".").lower()].split()
     ordinal = _ORDINAL_RE.match(text.strip(".,;:!?\"'()[]"))
     if ordinal:
-        text = _number_words(ordinal.group(1), lang, to="ordinal")
+        text = say_ordinal(ordinal.group(1), lang)
     text = re.sub(
-        r"([$€£¥])(" + _NUMBER_RE.pattern + ")",
-        lambda m: " " + _say_currency(m.group(1), m.group(2), lang) + " ",
+        _CURRENCY_RE + r"(" + _NUMBER_RE.pattern + ")",
+        lambda m: " " + say_currency(m.group(1), m.group(2).replace(",", ""), lang) + " ",
         text,
     )
     text = _NUMBER_RE.sub(lambda m: " " + _say_number(m.group(), lang, year_style) + " ", text)

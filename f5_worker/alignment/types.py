@@ -41,9 +41,13 @@ class TimedSpan:
     char_start: int
     char_end: int
     kind: str = "word"  # "word" or "char": the key ``to_dict`` uses for ``text``
+    # Who says it and which part of a script it belongs to, where a text is spoken by several voices;
+    # captions name the speaker from ``voice``.
+    voice: str | None = None
+    segment: int | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             self.kind: self.text,
             "start": floor_ms(self.start),
             "end": floor_ms(self.end),
@@ -51,6 +55,11 @@ class TimedSpan:
             "char_start": self.char_start,
             "char_end": self.char_end,
         }
+        if self.voice is not None:
+            out["voice"] = self.voice
+        if self.segment is not None:
+            out["segment"] = self.segment
+        return out
 
 
 @dataclass

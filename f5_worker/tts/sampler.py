@@ -36,6 +36,8 @@ class SynthesisParams:
     cross_fade_duration: float = 0.15
     remove_silence: bool = False
     seed: int = 0
+    # Generated frames per chunk, in place of the lengths ``speed`` gives (a target duration, actions/script.py).
+    chunk_frames: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -58,6 +60,7 @@ class SampleRequest:
     params: SynthesisParams
     stop: threading.Event | None = None  # the job's stop flag (stopping.py)
     future: Future = field(default_factory=Future)
+    chunk_refs: list[PreparedReference] | None = None  # per chunk, where a script's parts differ; None: ``ref``
 
     @property
     def key(self) -> tuple:
@@ -146,33 +149,58 @@ class SynthesisEngine:
                 self._thread.start()
 
     def synthesize(self, ref: PreparedReference, text: str, params: SynthesisParams) -> SynthesisResult:
+        return self.synthesize_parts([(ref, text, params)])[0]
+
+    def synthesize_parts(self, parts: list[tuple[PreparedReference, str, SynthesisParams]]) -> list[SynthesisResult]:
+        """Several texts, each with its own reference, speed and lengths, sampled in ONE ``CFM.sample`` call
+        (a script's parts: one call instead of one per part, whatever ``MAX_BATCH_JOBS`` says). The call's
+        schedule, guidance and seed are the first part's. Each part is joined and post-processed on its own;
+        the call's sampling and vocoding times are on the first result only, so they add up once."""
         from f5_tts.model.utils import convert_char_to_pinyin
 
         m = self.models
-        chunks = plan_chunks(ref, text, params.speed)
-        ref_text = ref.text if len(ref.text[-1].encode("utf-8")) != 1 else ref.text.rstrip() + " "
+        chunks, texts, durations, refs = [], [], [], []
+        for ref, text, params in parts:
+            part_chunks = plan_chunks(ref, text, params.speed)
+            ref_text = ref.text if len(ref.text[-1].encode("utf-8")) != 1 else ref.text.rstrip() + " "
+            if params.chunk_frames is not None:
+                if len(params.chunk_frames) != len(part_chunks):
+                    raise ValueError(f"{len(params.chunk_frames)} chunk lengths for {len(part_chunks)} chunks")
+                ref_mel_frames = len(ref.wave) // m.hop_length + 1  # f5-tts's mel centres its frames: one more
+                durations += [ref_mel_frames + n for n in params.chunk_frames]
+            else:
+                durations += [chunk_frames(ref, c, params.speed, m.hop_length) for c in part_chunks]
+            chunks.append(part_chunks)
+            texts += [ref_text + c for c in part_chunks]
+            refs += [ref] * len(part_chunks)
         request = SampleRequest(
-            ref=ref,
-            texts=convert_char_to_pinyin([ref_text + c for c in chunks]),
-            durations=[chunk_frames(ref, c, params.speed, m.hop_length) for c in chunks],
-            params=params,
+            ref=parts[0][0],
+            texts=convert_char_to_pinyin(texts),
+            durations=durations,
+            params=parts[0][2],
             stop=stopping.current_flag(),
+            chunk_refs=refs if len(parts) > 1 else None,
         )
         self._submit(request)
         if self.on_queued is not None:
             self.on_queued(request)
         sampled: SampledWaves = stopping.result_unless_stopped(request.future, "sampling")
 
-        started = time.perf_counter()
-        final = audio.cross_fade_join(sampled.waves, m.sample_rate, params.cross_fade_duration)
-        if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
-            final = audio.remove_long_silences(final, m.sample_rate)
-        if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
-            final = final * np.float32(ref.rms / ref.target_rms)
-        timing = dict(sampled.timing_ms)
-        timing["postprocess"] = (time.perf_counter() - started) * 1000
-        return SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=chunks, timing_ms=timing,
-                               batch_jobs=sampled.batch_jobs, seed=params.seed)
+        results, at = [], 0
+        for n, ((ref, _, params), part_chunks) in enumerate(zip(parts, chunks)):
+            started = time.perf_counter()
+            waves = sampled.waves[at:at + len(part_chunks)]
+            at += len(part_chunks)
+            final = audio.cross_fade_join(waves, m.sample_rate, params.cross_fade_duration)
+            if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
+                final = audio.remove_long_silences(final, m.sample_rate)
+            if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
+                final = final * np.float32(ref.rms / ref.target_rms)
+            timing = dict(sampled.timing_ms) if n == 0 else {}
+            timing["postprocess"] = (time.perf_counter() - started) * 1000
+            results.append(SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=part_chunks,
+                                           timing_ms=timing, batch_jobs=sampled.batch_jobs, seed=parts[0][2].seed))
+        return results
 
     # -- sampler thread ---------------------------------------------------------------------------
 
@@ -331,8 +359,8 @@ class SynthesisEngine:
             started = time.perf_counter()
             conds, lens, texts, durations = [], [], [], []
             for request in batch:
-                mel = self._reference_mel(request.ref)
-                for text, duration in zip(request.texts, request.durations):
+                for i, (text, duration) in enumerate(zip(request.texts, request.durations)):
+                    mel = self._reference_mel(request.chunk_refs[i] if request.chunk_refs else request.ref)
                     conds.append(mel)
                     lens.append(mel.shape[0])
                     texts.append(text)

@@ -1,0 +1,270 @@
+"""A synthesize job's plan as a script: the parts to speak, each with its voice, and the pauses between.
+
+A job's ``text`` (with its tags, text/markup.py) or its ``segments`` become
+one list of parts and pauses. Each part is spoken as its own synthesis with
+its own reference, so a podcast's voices never blend; parts are the unit of
+the quality gate, too, so a garbled line is re-sampled alone. A target
+``duration`` is spread here over every chunk of every part in proportion to
+its text (upstream's ``fix_duration`` gives the whole length to each chunk
+and cannot span several references), so the implied speed is the same for
+all of them and checked once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from f5_worker import audio
+from f5_worker.actions.timings import quality_field, stream_quality
+from f5_worker.alignment.quality import GatedResult
+from f5_worker.alignment.types import Alignment, TimedSpan
+from f5_worker.errors import JobError
+from f5_worker.logs import echo
+from f5_worker.schema import SynthesizeRequest
+from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
+from f5_worker.text.normalize import NormalizedText, normalize, written_timings
+from f5_worker.tts.chunking import plan_chunks
+from f5_worker.tts.reference import PreparedReference
+from f5_worker.tts.sampler import SynthesisResult
+
+MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
+REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio in the request
+PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
+MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)
+
+
+def spoken_text(written: str, language: str, normalized: bool) -> NormalizedText:
+    """What is said for ``written``: numbers, symbols and abbreviations in words where ``normalized``
+    (the request's ``normalize``), else the text itself."""
+    return normalize(written, language) if normalized else NormalizedText(written, written, ())
+
+
+def has_voices(request: SynthesizeRequest, parts: list[ScriptPart]) -> bool:
+    """Whether the words say who speaks them: segments, or a text with voice tags."""
+    return request.segments is not None or any(p.source.tag_at is not None or p.segment for p in parts)
+
+
+def written_flagged(said: NormalizedText, found: Alignment, written_words: list[TimedSpan]) -> list[int]:
+    """``flagged_words`` of the spoken words, as indices of the written words they were said for."""
+    flagged = set()
+    for i in found.flagged_words:
+        start, end = said.to_written(found.words[i].char_start, found.words[i].char_end)
+        flagged.update(n for n, w in enumerate(written_words)
+                       if w.char_start < max(end, start + 1) and start < max(w.char_end, w.char_start + 1))
+    return sorted(flagged)
+
+
+@dataclass(frozen=True)
+class VoiceSource:
+    """Where a part's voice comes from, in the request's own terms (the fields of ReferenceAudio)."""
+
+    voice: str | None = None
+    ref_audio_url: str | None = None
+    ref_audio_base64: str | None = None
+    ref_text: str | None = None
+    label: str = DEFAULT_VOICE  # what the words' ``voice`` says
+    prefix: str = ""  # where its fields sit in the request, for errors ("segments.2.")
+    tag_at: int | None = None  # a ``[voice:name]`` tag's character in the text
+
+
+@dataclass
+class ScriptPart:
+    """One part to speak. ``written`` is ``source_text[char_offset:char_offset + len(written)]``: word
+    offsets index ``source_text`` (the request's text, or this part's segment's text)."""
+
+    written: str
+    char_offset: int
+    source: VoiceSource
+    segment: int
+    speed: float
+    ref: PreparedReference | None = None
+    chunk_frames: tuple[int, ...] | None = None  # generated frames per chunk, when a duration is set
+
+
+def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) -> list[ScriptPart | Pause]:
+    """The request as parts and pauses, voices named but not yet loaded (``ScriptPart.ref`` is None)."""
+    own = own_source(request)
+    if request.segments is not None:
+        if len(request.segments) > max_segments:
+            raise JobError("segments", f"are {len(request.segments)}; at most {max_segments} are taken (MAX_SEGMENTS)")
+        items: list[ScriptPart | Pause] = []
+        for n, seg in enumerate(request.segments):
+            field = f"segments.{n}.text"
+            given = seg.voice is not None or seg.ref_audio_url is not None or seg.ref_audio_base64 is not None
+            source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
+                                 label=seg.voice or REF_VOICE, prefix=f"segments.{n}.") if given else own
+            for item in parse_script(seg.text, field, rules=rules, needs_speech=False):
+                if isinstance(item, Pause):
+                    items.append(item)
+                elif item.voice is not None:
+                    raise JobError(field, f"[voice:] tags are not read in segments (at character {item.voice_at}); "
+                                          "give each voice its own segment")
+                else:
+                    items.append(_part(seg.text, item, source, n, seg.speed or request.speed))
+        if not any(isinstance(i, ScriptPart) for i in items):
+            raise JobError("segments", "have no words to speak outside their tags")
+        check_total_pause(items, rules, "segments")
+        return items
+    items = []
+    for item in parse_script(request.text, rules=rules):
+        if isinstance(item, Pause):
+            items.append(item)
+        else:
+            source = own if item.voice is None else _tag_source(item)
+            items.append(_part(request.text, item, source, item.segment, request.speed))
+    return items
+
+
+def own_source(request: SynthesizeRequest) -> VoiceSource:
+    label = request.voice or (REF_VOICE if request.ref_audio_url or request.ref_audio_base64 else DEFAULT_VOICE)
+    return VoiceSource(request.voice, request.ref_audio_url, request.ref_audio_base64, request.ref_text, label)
+
+
+def _tag_source(part: SpeechPart) -> VoiceSource:
+    if part.voice.lower() == DEFAULT_VOICE:
+        return VoiceSource(label=DEFAULT_VOICE, tag_at=part.voice_at)
+    return VoiceSource(voice=part.voice, label=part.voice, tag_at=part.voice_at)
+
+
+def _part(text: str, item: SpeechPart, source: VoiceSource, segment: int, speed: float) -> ScriptPart:
+    return ScriptPart(text[item.char_start:item.char_end], item.char_start, source, segment, speed)
+
+
+def tag_voice_error(exc: JobError, source: VoiceSource) -> JobError:
+    """A ``[voice:name]`` tag's voice could not be loaded: the error names the tag's place in the text."""
+    at = source.tag_at
+    if exc.problem.startswith("no voice named"):
+        return JobError("text", f"unknown voice {echo(source.voice)} at character {at}")
+    return JobError("text", f"voice {echo(source.voice)} at character {at}: {exc.problem}")
+
+
+# -- a target duration ------------------------------------------------------------------------------
+
+
+def natural_frames(ref: PreparedReference, text: str, hop_length: int) -> float:
+    """Generated frames for ``text`` at speed 1, as upstream sizes a chunk (tts/chunking.chunk_frames)."""
+    ref_frames = len(ref.wave) // hop_length
+    return ref_frames / len(ref.text.encode("utf-8")) * len(text.encode("utf-8"))
+
+
+def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, target_s: float, *,
+                 sample_rate: int, hop_length: int, cross_fade_s: float) -> float:
+    """Spread ``target_s`` over the parts' chunks in proportion to their text: sets every part's ``speed``
+    and ``chunk_frames``; returns the speed this implies. ``texts`` are what each part speaks.
+
+    Refuses (``duration: ...``) a target that would need a speed outside ``MIN_SPEED``-``MAX_SPEED``.
+    Lengths are whole frames; the total is within one frame of the target (cross-fades between chunks
+    overlap ``cross_fade_s`` each and are added back).
+    """
+    natural = [natural_frames(p.ref, t, hop_length) for p, t in zip(parts, texts)]
+    speech_samples = target_s * sample_rate - pause_samples
+    natural_s = sum(natural) * hop_length / sample_rate
+    pause_s = pause_samples / sample_rate
+    needs = f"the text needs between {natural_s / MAX_SPEED + pause_s:.1f} and {natural_s / MIN_SPEED + pause_s:.1f} s"
+    if speech_samples <= 0:
+        raise JobError("duration", f"{target_s:g} s leaves no time to speak after {pause_s:g} s of pauses; {needs}")
+    speed = natural_s / (speech_samples / sample_rate)
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise JobError("duration", f"{target_s:g} s would need speed {speed:.1f}; {needs}")
+    chunked = [[c for c in plan_chunks(p.ref, t, speed)] for p, t in zip(parts, texts)]
+    overlap = int(cross_fade_s * sample_rate)
+    joins = sum(max(len(c) - 1, 0) for c in chunked) * overlap
+    total_frames = max(round((speech_samples + joins) / hop_length), sum(len(c) for c in chunked))
+    weights = [natural_frames(p.ref, c, hop_length) for p, cs in zip(parts, chunked) for c in cs]
+    # Vocos gives (frames - 1) × hop samples for a chunk's frames (its ISTFT is centred): one more frame each
+    frames = [n + 1 for n in _largest_remainder(weights, total_frames)]
+    at = 0
+    for part, chunks in zip(parts, chunked):
+        part.speed = speed
+        part.chunk_frames = tuple(frames[at:at + len(chunks)])
+        at += len(chunks)
+    return speed
+
+
+def _largest_remainder(weights: list[float], total: int) -> list[int]:
+    """``total`` split into whole numbers in proportion to ``weights`` (each at least 1)."""
+    whole = sum(weights) or 1.0
+    exact = [total * w / whole for w in weights]
+    out = [max(1, int(x)) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - int(exact[i]), reverse=True)
+    for i in order[:max(total - sum(out), 0)]:
+        out[i] += 1
+    return out
+
+
+# -- the parts joined into one result --------------------------------------------------------------
+
+
+@dataclass
+class JoinedScript:
+    """The whole job's audio and timings. ``alignment``: the words as written, times absolute, offsets in the
+    text each part came from; ``normalized``: the words as spoken, offsets in ``normalized_text``."""
+
+    wave: np.ndarray
+    normalized_text: str
+    alignment: Alignment | None = None
+    normalized: Alignment | None = None
+    quality: dict | None = None
+
+
+def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoken: list[NormalizedText],
+                outcomes: list[tuple[SynthesisResult, GatedResult | None]], pause_samples: dict[int, int],
+                sample_rate: int, labelled: bool = False) -> JoinedScript:
+    """The parts end to end with their pauses' silence (exactly ``pause_samples[id(pause)]`` samples each).
+
+    A text without markup is one part: its audio is the part's, untouched. Otherwise each part fades in and
+    out over ``PART_FADE_S`` (its length kept), so a part meets silence or the next voice without a click.
+    Parts' spoken texts are joined with a space into ``normalized_text``. ``labelled``: every word and
+    character carries its part's voice and segment.
+    """
+    plain = len(script) == 1
+    waves: list[np.ndarray] = []
+    written_words: list[TimedSpan] = []
+    written_chars: list[TimedSpan] = []
+    spoken_words: list[TimedSpan] = []
+    spoken_chars: list[TimedSpan] = []
+    per_part: list[tuple[Alignment, float, int]] = []
+    at_sample, at_char = 0, 0
+    outcome = iter(zip(parts, spoken, outcomes))
+    for item in script:
+        if isinstance(item, Pause):
+            waves.append(np.zeros(pause_samples[id(item)], dtype=np.float32))
+            at_sample += len(waves[-1])
+            continue
+        part, said, (result, gated) = next(outcome)
+        wave = result.wave if plain else audio.fade_edges(result.wave, sample_rate, PART_FADE_S)
+        start = at_sample / sample_rate
+        if gated is not None:
+            found = gated.alignment
+            words, chars = written_timings(said, found.words, found.chars)
+            label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
+            written_words += [shifted(w, start, part.char_offset, **label) for w in words]
+            written_chars += [shifted(c, start, part.char_offset, **label) for c in chars]
+            spoken_words += [shifted(w, start, at_char, **label) for w in found.words]
+            spoken_chars += [shifted(c, start, at_char, **label) for c in found.chars]
+            flagged = written_flagged(said, found, words)
+            per_part.append((replace(found, words=words, chars=chars, flagged_words=flagged),
+                             len(wave) / sample_rate, gated.retries))
+        waves.append(wave)
+        at_sample += len(wave)
+        at_char += len(said.spoken) + 1
+    joined = JoinedScript(waves[0] if len(waves) == 1 else np.concatenate(waves),
+                          " ".join(s.spoken for s in spoken))
+    if per_part:
+        first = per_part[0][0]
+        quality = (quality_field(first, per_part[0][2]) if len(per_part) == 1 else stream_quality(per_part))
+        estimated = any(a.estimated for a, _, _ in per_part)
+        joined.alignment = Alignment(written_words, written_chars, quality["alignment_score"], first.backend,
+                                     estimated, list(quality["flagged_words"]))
+        joined.normalized = Alignment(spoken_words, spoken_chars, quality["alignment_score"], first.backend, estimated)
+        joined.quality = quality
+    return joined
+
+
+def shifted(span: TimedSpan, seconds: float, chars: int, **fields) -> TimedSpan:
+    """A part's word or character placed in the whole: ``seconds`` later, ``chars`` further into its text.
+    Times are rounded to whole milliseconds (never floored below the part's start)."""
+    return replace(span, start=round(seconds + span.start, 3), end=round(seconds + span.end, 3),
+                   char_start=span.char_start + chars, char_end=span.char_end + chars, **fields)

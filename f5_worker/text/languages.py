@@ -1,0 +1,192 @@
+"""What ``text.normalize`` needs to know per language that no library holds: how numbers are written,
+the words for symbols and units, abbreviations, month names and how times and dates are said.
+
+Numbers themselves are said by num2words (``text.numbers``). Languages without a table here get their
+numbers read (where num2words knows the language) and nothing else changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LanguageRules:
+    """One language's conventions. Unit names are (singular, plural)."""
+
+    code: str
+    thousands: str  # characters that separate groups of three digits
+    decimal: str  # the decimal mark
+    point: str  # the word said for the decimal mark
+    minus: str
+    percent: str
+    symbols: dict[str, str]  # & + = @ # alone
+    number_sign: str  # "#5"
+    dot: str  # in addresses
+    at: str
+    slash: str
+    dash: str
+    underscore: str
+    units: dict[str, tuple[str, str]]
+    # Abbreviation as written (with its periods) -> reading; titles stand before a name and never end
+    # a sentence, the others keep a sentence's final period.
+    titles: dict[str, str]
+    abbreviations: dict[str, str]
+    months: tuple[str, ...]  # January .. December, as said
+    day_first: bool  # 03/04/2024 is the 3rd of April
+    ordinal_suffixes: str  # regex of what follows the digits of an ordinal ("2nd", "1er", "2º")
+    date_format: str  # {day} {month} {year}; {day} is an ordinal where ``ordinal_day``
+    ordinal_day: bool = False
+    first_day_ordinal: bool = False  # only the first of the month is an ordinal: le premier mai, il primo maggio
+    clock: str = "{h} {m}"  # hours and minutes
+    clock_full_hour: str = "{h}"
+    feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")
+    # Abbreviations that often close a sentence: before a capital or the end, their period stays, as
+    # the sentence's ("etc. Then" -> "et cetera. Then"); every other abbreviation's period goes.
+    sentence_final: frozenset[str] = frozenset()
+    # "one" before a noun, masculine and feminine, where it is not the number's own "one" ("eins" ->
+    # "ein Euro", "uno" -> "una libra"), and the nouns here that are feminine.
+    one_before: tuple[str, str] = ("", "")
+    feminine_nouns: frozenset[str] = frozenset()
+
+
+_METRIC_EN = {
+    "km/h": ("kilometer per hour", "kilometers per hour"), "m/s": ("meter per second", "meters per second"),
+    "km": ("kilometer", "kilometers"), "cm": ("centimeter", "centimeters"), "mm": ("millimeter", "millimeters"),
+    "m": ("meter", "meters"), "kg": ("kilogram", "kilograms"), "mg": ("milligram", "milligrams"),
+    "g": ("gram", "grams"), "ml": ("milliliter", "milliliters"), "l": ("liter", "liters"),
+    "°C": ("degree Celsius", "degrees Celsius"), "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
+    "TB": ("terabyte", "terabytes"), "GB": ("gigabyte", "gigabytes"), "MB": ("megabyte", "megabytes"),
+    "KB": ("kilobyte", "kilobytes"), "kB": ("kilobyte", "kilobytes"), "GHz": ("gigahertz", "gigahertz"),
+    "MHz": ("megahertz", "megahertz"), "kHz": ("kilohertz", "kilohertz"), "Hz": ("hertz", "hertz"),
+    "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"),
+}
+
+EN = LanguageRules(
+    code="en", thousands=",", decimal=".", point="point", minus="minus", percent="percent",
+    symbols={"&": "and", "+": "plus", "=": "equals", "@": "at", "#": "hash"}, number_sign="number",
+    dot="dot", at="at", slash="slash", dash="dash", underscore="underscore",
+    units={**_METRIC_EN, "mph": ("mile per hour", "miles per hour"), "mi": ("mile", "miles"),
+           "lbs": ("pound", "pounds"), "lb": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+           "ft": ("foot", "feet"), "°": ("degree", "degrees")},
+    titles={"Dr.": "Doctor", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
+            "St.": "Saint", "Mt.": "Mount", "Capt.": "Captain", "Gen.": "General", "Rev.": "Reverend"},
+    abbreviations={"e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus",
+                   "approx.": "approximately", "Jr.": "Junior", "Sr.": "Senior", "No.": "number",
+                   "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road"},
+    months=("January", "February", "March", "April", "May", "June", "July", "August", "September",
+            "October", "November", "December"),
+    day_first=False, ordinal_suffixes=r"st|nd|rd|th", date_format="{month} {day}, {year}", ordinal_day=True,
+    clock="{h} {m}", clock_full_hour="{h} o'clock",
+    sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd."}),
+)
+
+FR = LanguageRules(
+    code="fr", thousands="\u00a0\u202f.", decimal=",", point="virgule", minus="moins", percent="pour cent",
+    symbols={"&": "et", "+": "plus", "=": "égal", "@": "arobase", "#": "dièse"}, number_sign="numéro",
+    dot="point", at="arobase", slash="slash", dash="tiret", underscore="tiret bas",
+    units={"km/h": ("kilomètre heure", "kilomètres heure"), "km": ("kilomètre", "kilomètres"),
+           "cm": ("centimètre", "centimètres"), "mm": ("millimètre", "millimètres"), "m": ("mètre", "mètres"),
+           "kg": ("kilo", "kilos"), "g": ("gramme", "grammes"), "mg": ("milligramme", "milligrammes"),
+           "ml": ("millilitre", "millilitres"), "l": ("litre", "litres"), "°C": ("degré", "degrés"),
+           "°": ("degré", "degrés"), "Go": ("gigaoctet", "gigaoctets"), "Mo": ("mégaoctet", "mégaoctets"),
+           "GB": ("gigaoctet", "gigaoctets"), "MB": ("mégaoctet", "mégaoctets"), "h": ("heure", "heures"),
+           "min": ("minute", "minutes")},
+    titles={"M.": "Monsieur", "MM.": "Messieurs", "Mme": "Madame", "Mmes": "Mesdames", "Mlle": "Mademoiselle",
+            "Dr": "Docteur", "Dr.": "Docteur", "Pr": "Professeur", "St": "Saint", "Ste": "Sainte"},
+    abbreviations={"p. ex.": "par exemple", "c.-à-d.": "c'est-à-dire", "etc.": "et cetera",
+                   "env.": "environ", "n°": "numéro", "nº": "numéro"},
+    months=("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+            "novembre", "décembre"),
+    day_first=True, ordinal_suffixes=r"er|re|ère|ème|eme|e", date_format="{day} {month} {year}",
+    first_day_ordinal=True,
+    clock="{h} heures {m}", clock_full_hour="{h} heures",
+    sentence_final=frozenset({"etc."}),
+    one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "livre"}),
+)
+
+DE = LanguageRules(
+    code="de", thousands=".\u00a0\u202f", decimal=",", point="Komma", minus="minus", percent="Prozent",
+    symbols={"&": "und", "+": "plus", "=": "gleich", "@": "at", "#": "Raute"}, number_sign="Nummer",
+    dot="Punkt", at="at", slash="Schrägstrich", dash="Bindestrich", underscore="Unterstrich",
+    units={"km/h": ("Kilometer pro Stunde", "Kilometer pro Stunde"), "km": ("Kilometer", "Kilometer"),
+           "cm": ("Zentimeter", "Zentimeter"), "mm": ("Millimeter", "Millimeter"), "m": ("Meter", "Meter"),
+           "kg": ("Kilogramm", "Kilogramm"), "g": ("Gramm", "Gramm"), "mg": ("Milligramm", "Milligramm"),
+           "ml": ("Milliliter", "Milliliter"), "l": ("Liter", "Liter"), "°C": ("Grad Celsius", "Grad Celsius"),
+           "°": ("Grad", "Grad"), "GB": ("Gigabyte", "Gigabyte"), "MB": ("Megabyte", "Megabyte"),
+           "Std.": ("Stunde", "Stunden")},
+    titles={"Hr.": "Herr", "Hrn.": "Herrn", "Fr.": "Frau", "Dr.": "Doktor", "Prof.": "Professor"},
+    abbreviations={"z.B.": "zum Beispiel", "z. B.": "zum Beispiel", "usw.": "und so weiter",
+                   "bzw.": "beziehungsweise", "d.h.": "das heißt", "d. h.": "das heißt", "ca.": "circa",
+                   "Nr.": "Nummer", "Str.": "Straße", "u.a.": "unter anderem", "evtl.": "eventuell"},
+    months=("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober",
+            "November", "Dezember"),
+    day_first=True, ordinal_suffixes=r"\.", date_format="{day} {month} {year}", ordinal_day=True,
+    clock="{h} Uhr {m}", clock_full_hour="{h} Uhr",
+    sentence_final=frozenset({"usw.", "u.a.", "Str."}),
+    one_before=("ein", "eine"), feminine_nouns=frozenset({"Stunde"}),
+)
+
+ES = LanguageRules(
+    code="es", thousands=".\u00a0\u202f", decimal=",", point="coma", minus="menos", percent="por ciento",
+    symbols={"&": "y", "+": "más", "=": "igual a", "@": "arroba", "#": "almohadilla"}, number_sign="número",
+    dot="punto", at="arroba", slash="barra", dash="guion", underscore="guion bajo",
+    units={"km/h": ("kilómetro por hora", "kilómetros por hora"), "km": ("kilómetro", "kilómetros"),
+           "cm": ("centímetro", "centímetros"), "mm": ("milímetro", "milímetros"), "m": ("metro", "metros"),
+           "kg": ("kilo", "kilos"), "g": ("gramo", "gramos"), "mg": ("miligramo", "miligramos"),
+           "ml": ("mililitro", "mililitros"), "l": ("litro", "litros"), "°C": ("grado", "grados"),
+           "°": ("grado", "grados"), "GB": ("gigabyte", "gigabytes"), "MB": ("megabyte", "megabytes")},
+    titles={"Sr.": "señor", "Sra.": "señora", "Srta.": "señorita", "Dr.": "doctor", "Dra.": "doctora",
+            "D.": "don", "Dña.": "doña"},
+    abbreviations={"p. ej.": "por ejemplo", "etc.": "etcétera", "Ud.": "usted", "Uds.": "ustedes",
+                   "núm.": "número", "aprox.": "aproximadamente", "nº": "número"},
+    months=("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+            "noviembre", "diciembre"),
+    day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
+    clock="{h} y {m}", clock_full_hour="{h} en punto", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"etc."}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"libra"}),
+)
+
+IT = LanguageRules(
+    code="it", thousands=".\u00a0\u202f", decimal=",", point="virgola", minus="meno", percent="per cento",
+    symbols={"&": "e", "+": "più", "=": "uguale", "@": "chiocciola", "#": "cancelletto"}, number_sign="numero",
+    dot="punto", at="chiocciola", slash="barra", dash="trattino", underscore="trattino basso",
+    units={"km/h": ("chilometro orario", "chilometri orari"), "km": ("chilometro", "chilometri"),
+           "cm": ("centimetro", "centimetri"), "mm": ("millimetro", "millimetri"), "m": ("metro", "metri"),
+           "kg": ("chilo", "chili"), "g": ("grammo", "grammi"), "mg": ("milligrammo", "milligrammi"),
+           "ml": ("millilitro", "millilitri"), "l": ("litro", "litri"), "°C": ("grado", "gradi"),
+           "°": ("grado", "gradi"), "GB": ("gigabyte", "gigabyte"), "MB": ("megabyte", "megabyte")},
+    titles={"Sig.": "signor", "Sig.ra": "signora", "Sigg.": "signori", "Dott.": "dottor",
+            "Dott.ssa": "dottoressa", "Prof.": "professor", "Prof.ssa": "professoressa"},
+    abbreviations={"ecc.": "eccetera", "p.es.": "per esempio", "p. es.": "per esempio", "ca.": "circa",
+                   "n°": "numero", "nº": "numero"},
+    months=("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre",
+            "ottobre", "novembre", "dicembre"),
+    day_first=True, ordinal_suffixes=r"º|ª", date_format="{day} {month} {year}", first_day_ordinal=True,
+    clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"ecc."}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina"}),
+)
+
+PT = LanguageRules(
+    code="pt", thousands=".\u00a0\u202f", decimal=",", point="vírgula", minus="menos", percent="por cento",
+    symbols={"&": "e", "+": "mais", "=": "igual a", "@": "arroba", "#": "cerquilha"}, number_sign="número",
+    dot="ponto", at="arroba", slash="barra", dash="hífen", underscore="sublinhado",
+    units={"km/h": ("quilômetro por hora", "quilômetros por hora"), "km": ("quilômetro", "quilômetros"),
+           "cm": ("centímetro", "centímetros"), "mm": ("milímetro", "milímetros"), "m": ("metro", "metros"),
+           "kg": ("quilo", "quilos"), "g": ("grama", "gramas"), "mg": ("miligrama", "miligramas"),
+           "ml": ("mililitro", "mililitros"), "l": ("litro", "litros"), "°C": ("grau", "graus"),
+           "°": ("grau", "graus"), "GB": ("gigabyte", "gigabytes"), "MB": ("megabyte", "megabytes")},
+    titles={"Sr.": "senhor", "Sra.": "senhora", "Dr.": "doutor", "Dra.": "doutora", "Srta.": "senhorita"},
+    abbreviations={"p. ex.": "por exemplo", "etc.": "etcétera", "nº": "número", "n.º": "número",
+                   "aprox.": "aproximadamente"},
+    months=("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro",
+            "outubro", "novembro", "dezembro"),
+    day_first=True, ordinal_suffixes=r"º|ª|\.º|\.ª", date_format="{day} de {month} de {year}",
+    first_day_ordinal=True, clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
+    sentence_final=frozenset({"etc."}),
+    one_before=("um", "uma"), feminine_nouns=frozenset({"libra"}),
+)
+
+RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}

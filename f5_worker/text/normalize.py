@@ -1,0 +1,708 @@
+"""The text as it is said, for the model to synthesize, with a map back to the text as written.
+
+F5-TTS reads digits and symbols poorly: "$4.99" must reach it as "four dollars ninety-nine cents". The
+text is scanned left to right; at each place where a token can start, the first rule that recognises
+what is written there (an address, a date, a time, a phone number, money, a percentage, a measure, an
+ordinal, a number, an abbreviation, an acronym, a symbol) rewrites it. Everything else is copied as is,
+so text that is already words, and the punctuation that shapes prosody, reach the model unchanged.
+
+Each rewrite records the span it replaced and the span it produced, so timings aligned on the spoken
+text are turned back into timings of the words as written (``written_timings``): captions and word
+timings show "$4.99", timed from "four" to "cents". Rewrites never produce anything a rule would rewrite
+again, so normalising twice gives what normalising once gives. The rules per language and the
+libraries behind them are in docs/text.md.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
+
+from f5_worker.alignment.textnorm import token_spans
+from f5_worker.alignment.types import TimedSpan
+from f5_worker.text.languages import EN, RULES, LanguageRules
+from f5_worker.text.numbers import (
+    base_language,
+    before_noun,
+    currency_names,
+    digit_by_digit,
+    num2words_knows,
+    say_currency,
+    say_decimal,
+    say_number,
+    say_ordinal,
+)
+
+# Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
+PHONE_DIGITS = (7, 15)
+# Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
+# are left to be read as words ("NASA"); those without a vowel are spelled whatever their length.
+SPELL_ACRONYM_MAX_LETTERS = 3
+_VOWELS = set("AEIOUY")
+_ROMAN = set("IVXLC")
+_CURRENCY = "(R\\$|[$€£¥])"
+_TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
+                      "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
+_URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# Scripts written without spaces: a number next to their characters still stands alone.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_ALONE_BEFORE = rf"(?<![^\W{_CJK}])"  # not after a letter or digit (CJK characters aside)
+_ALONE_AFTER = rf"(?![^\W{_CJK}])"
+_SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A span of the text as written and the span of the spoken text that replaces it."""
+
+    written_start: int
+    written_end: int
+    spoken_start: int
+    spoken_end: int
+
+
+@dataclass(frozen=True)
+class NormalizedText:
+    """A text as written and as said; outside ``rewrites`` (ordered, non-overlapping) both are the same."""
+
+    written: str
+    spoken: str
+    rewrites: tuple[Rewrite, ...]
+
+    def to_written(self, spoken_start: int, spoken_end: int) -> tuple[int, int]:
+        """The span of the written text that a span of the spoken text comes from: a span inside or
+        across a rewrite stands for the whole of what that rewrite replaced."""
+        start = self._map(spoken_start, end=False)
+        end = self._map(spoken_end, end=True) if spoken_end > spoken_start else start
+        return start, max(start, end)
+
+    @cached_property
+    def _spoken_starts(self) -> list[int]:
+        return [r.spoken_start for r in self.rewrites]
+
+    @cached_property
+    def _written_ends(self) -> list[int]:
+        return [r.written_end for r in self.rewrites]
+
+    def rewrites_over(self, written_start: int, written_end: int) -> list[Rewrite]:
+        """The rewrites that overlap a span of the written text, in order."""
+        out = []
+        for r in self.rewrites[bisect.bisect_right(self._written_ends, written_start):]:
+            if r.written_start >= written_end:
+                break
+            out.append(r)
+        return out
+
+    def to_spoken(self, written_pos: int) -> int:
+        """Where a position of the written text outside every rewrite sits in the spoken text."""
+        i = bisect.bisect_right(self._written_ends, written_pos) - 1
+        return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
+
+    def _map(self, pos: int, *, end: bool) -> int:
+        i = bisect.bisect_right(self._spoken_starts, pos - 1 if end else pos) - 1
+        if i >= 0:
+            r = self.rewrites[i]
+            inside = r.spoken_start < pos <= r.spoken_end if end else r.spoken_start <= pos < r.spoken_end
+            if inside:
+                return r.written_end if end else r.written_start
+            if pos >= r.spoken_end:
+                return pos + r.written_end - r.spoken_end
+        return pos
+
+
+_Edit = tuple[int, int, str]
+
+
+def normalize(text: str, language: str = "en") -> NormalizedText:
+    """``text`` as it is to be said in ``language`` (a tag: "en", "pt-BR"). Languages with rules: en, fr,
+    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed."""
+    lang = base_language(language)
+    rules = RULES.get(lang)
+    if rules is None and not num2words_knows(lang):
+        return NormalizedText(text, text, ())
+    scanner = _Scanner(text, rules, lang)
+    edits = scanner.run()
+    spoken: list[str] = []
+    rewrites: list[Rewrite] = []
+    at = 0
+    length = 0
+    for start, end, said in edits:
+        while start < end and text[end - 1].isspace():  # whitespace stays outside rewrites
+            end -= 1
+            said = said.rstrip()
+        if start >= end:
+            continue
+        said = _spaced(text, start, end, said)
+        if said == text[start:end]:
+            continue
+        spoken.append(text[at:start])
+        length += start - at
+        rewrites.append(Rewrite(start, end, length, length + len(said)))
+        spoken.append(said)
+        length += len(said)
+        at = end
+    spoken.append(text[at:])
+    return NormalizedText(text, "".join(spoken), tuple(rewrites))
+
+
+_OPENING = "([{\"'“‘«¿¡"
+_CLOSING = ")]}\"'”’».,;:!?"
+
+
+def _spaced(text: str, start: int, end: int, said: str) -> str:
+    """A reading that would run into its neighbour ("a+b", "AT&T", "0.@") gets a space on that side:
+    a symbol read as a word becomes a word of its own."""
+    if not said:
+        return said
+    before = text[start - 1] if start > 0 else " "
+    if said[0].isalnum() and not before.isspace() and before not in _OPENING \
+            and not text[start].isalnum():
+        said = " " + said
+    after = text[end] if end < len(text) else " "
+    closing = _CLOSING.replace(".", "") if end - start == 1 and not text[start].isalnum() else _CLOSING
+    if said[-1].isalnum() and not after.isspace() and after not in closing \
+            and not text[end - 1].isalnum():
+        said += " "  # a symbol's word before a period: "@.com" is "at .com", not the address "at.com"
+    return said
+
+
+@lru_cache(maxsize=16)
+def _patterns(lang: str) -> dict[str, re.Pattern]:
+    """The language's regular expressions, compiled once."""
+    rules = RULES.get(lang)
+    if rules is None:
+        number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
+    elif lang == "en":
+        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+    else:
+        sep = re.escape(rules.thousands)
+        dec = re.escape(rules.decimal)
+        number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
+    num = rf"(?:{number})"
+    scale = r"(?:\s(million|billion|trillion)\b)?" if lang == "en" else "()"
+    out = {
+        "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
+        "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)({num})"
+                                      rf"{scale}{_ALONE_AFTER}"),
+        "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
+        "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
+        "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
+                             rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
+        "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+        "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
+        "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
+        "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
+                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
+        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[ap]\.?m\b))(?!:\d)"
+                           r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
+                           r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
+                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
+        "sign": re.compile(r"#(?=\d)"),
+        "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
+        "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
+        "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w)"),
+    }
+    if rules is not None:
+        units = sorted(rules.units, key=len, reverse=True)
+        out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
+        out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
+                                    re.IGNORECASE if lang == "en" else 0)
+        out["title"] = re.compile(_alternatives(rules.titles))
+        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
+        # Month names as the language writes them ("may" is no month in English, "May" is).
+        months = "|".join(rules.months)
+        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
+        out["date_context"] = re.compile(
+            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
+            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
+        out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
+    return out
+
+
+def _alternatives(words) -> str:
+    """A regular expression for any of ``words`` standing alone, the longest first."""
+    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
+
+
+class _Scanner:
+    """One pass over a text, collecting its rewrites in order."""
+
+    def __init__(self, text: str, rules: LanguageRules | None, lang: str):
+        self.text = text
+        self.rules = rules
+        self.lang = lang
+        self.p = _patterns(lang)
+        self.shouted = _shouted(text)
+        # In order: a rule earlier in the list wins where two could start at the same place.
+        self.steps = [self._number] if rules is None else [
+            self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
+            self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
+
+    def run(self) -> list[_Edit]:
+        text = self.text
+        edits: list[_Edit] = []
+        pos = 0
+        while pos < len(text):
+            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])):
+                pos += 1
+                continue
+            for step in self.steps:
+                found = step(pos)
+                if found:
+                    if self.shouted:
+                        found = [(s, e, said.upper()) for s, e, said in found]
+                    edits.extend(e for e in found if e[0] < e[1])
+                    pos = max(pos + 1, found[-1][1])
+                    break
+            else:
+                pos += 1
+        return edits
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _say(self, written: str, year_style: bool | None = False) -> str:
+        """A number as written in this language, in words; one written with thousands separators is
+        never a year."""
+        plain = self._plain(written)
+        grouped = plain != written and "." not in plain
+        return say_number(plain, self.lang, False if grouped else year_style, (self.rules or EN).point)
+
+    def _plain(self, written: str) -> str:
+        """A number as written, as digits with ``.`` before decimals."""
+        rules = self.rules or EN
+        if rules is EN or not re.search(rf"[{re.escape(rules.decimal)}]", written):
+            if rules is not EN and re.fullmatch(r"\d{1,3}(\.\d{3})+", written):
+                return written.replace(".", "")
+            whole, dot, frac = written.partition(".")
+            return re.sub(r"\D", "", whole) + (("." + frac) if dot else "")
+        whole, _, frac = written.rpartition(rules.decimal)
+        return re.sub(r"\D", "", whole) + "." + frac
+
+    def _singular(self, written: str) -> bool:
+        whole = self._plain(written).partition(".")[0].lstrip("0")
+        return whole in ("", "1") if self.lang == "fr" else self._plain(written).lstrip("0") == "1"
+
+    def _german_case(self, ordinal: str, pos: int) -> str:
+        """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
+        before = self._before(pos)
+        if self.lang == "de" and ordinal.endswith("e") and self.p["article"].search(before) \
+                and not re.search(r"\b(?:der|die|das)\s+\Z", before, re.IGNORECASE):
+            return ordinal + "n"
+        return ordinal
+
+    def _before(self, pos: int, size: int = 40) -> str:
+        return self.text[max(0, pos - size):pos]
+
+    def _sentence_ends_after(self, end: int) -> bool:
+        return bool(_SENTENCE_AFTER.match(self.text, end))
+
+    # -- rules --------------------------------------------------------------------------------------
+
+    def _address(self, pos: int) -> list[_Edit] | None:
+        rules = self.rules or EN
+        m = self.p["email"].match(self.text, pos)
+        if m:
+            local, _, domain = m.group().partition("@")
+            return [(m.start(), m.end(), f"{_read_address(local, rules)} {rules.at} {_read_address(domain, rules)}")]
+        m = self.p["url"].match(self.text, pos) or self.p["domain"].match(self.text, pos)
+        if m:
+            url = m.group()
+            url = url.rstrip(".,;:!?")
+            body = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
+            if not body:
+                return None
+            return [(m.start(), m.start() + len(url), _read_address(body, rules))]
+        return None
+
+    def _date(self, pos: int) -> list[_Edit] | None:
+        rules = self.rules
+        m = self.p["iso_date"].match(self.text, pos)
+        if m:
+            year, month, day = m.group(1), int(m.group(2)), int(m.group(3))
+        else:
+            m = self.p["numeric_date"].match(self.text, pos)
+            if not m:
+                return None
+            first, second, year = int(m.group(1)), int(m.group(3)), m.group(4)
+            day_first = rules.day_first if first <= 12 and second <= 12 else first > 12
+            day, month = (first, second) if day_first else (second, first)
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        if rules.ordinal_day or (rules.first_day_ordinal and day == 1):
+            said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
+        else:
+            said_day = say_number(str(day), self.lang)
+        said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
+        said = rules.date_format.format(day=said_day, month=rules.months[month - 1], year=said_year)
+        return [(m.start(), m.end(), said)]
+
+    def _time(self, pos: int) -> list[_Edit] | None:
+        m = self.p["time"].match(self.text, pos)
+        if not m:
+            return None
+        rules = self.rules
+        hour, minute = int(m.group(1)), int(m.group(2) or 0)
+        if self.lang == "en":
+            meridiem = m.group(4)
+            if m.group(2) is None and not meridiem:
+                return None
+            if meridiem and not 1 <= hour <= 12:
+                return None
+            if hour > 23 or (hour == 24 and minute):
+                return None
+            h = say_number(str(hour), "en")
+            if minute == 0:
+                clock = h if meridiem else (f"{h} hundred" if hour > 12 or m.group(1).startswith("0")
+                                            else rules.clock_full_hour.format(h=h))
+            elif minute < 10:
+                clock = f"{h} oh {say_number(str(minute), 'en')}"
+            else:
+                clock = f"{h} {say_number(str(minute), 'en')}"
+            if not meridiem:
+                return [(m.start(), m.end(), clock)]
+            letters = f"{meridiem.upper()} M"
+            if m.group(3):  # "3:30 pm": each written word its own reading
+                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), m.end(), letters)]
+            return [(m.start(), m.end(), f"{clock} {letters}")]
+        if hour > 24 or (m.group(2) is None and self.lang != "fr"):
+            return None
+        h = say_number(str(hour), self.lang)
+        if hour == 1 and self.lang == "fr":
+            h = "une"
+        said = (rules.clock_full_hour.format(h=h) if minute == 0
+                else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
+        if self.lang == "fr" and hour <= 1:
+            said = said.replace("heures", "heure")
+        return [(m.start(), m.end(), said)]
+
+    def _phone(self, pos: int) -> list[_Edit] | None:
+        m = self.p["phone"].match(self.text, pos)
+        if not m:
+            return None
+        digits = sum(ch.isdigit() for ch in m.group())
+        if not PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]:
+            return None
+        rules = self.rules or EN
+        edits = []
+        pieces = list(re.finditer(r"\S+", m.group()))
+        for i, piece in enumerate(pieces):
+            groups = [g for g in re.split(r"[^\d+]+", piece.group()) if g]
+            said = ", ".join(
+                (f"{rules.symbols['+']} " if g.startswith("+") else "") + digit_by_digit(g, self.lang)
+                for g in groups)
+            if i < len(pieces) - 1:
+                said += ","
+            edits.append((m.start() + piece.start(), m.start() + piece.end(), said))
+        return edits
+
+    def _money(self, pos: int) -> list[_Edit] | None:
+        m = self.p["currency_before"].match(self.text, pos)
+        if m:
+            symbol, amount = m.group(1), m.group(3)
+            if m.group(4):  # "$5 million": five million dollars
+                many = currency_names(symbol, "en")[1]
+                return [(m.start(), m.end(), f"{self._say(amount)} {m.group(4)} {many}")]
+        else:
+            m = self.p["currency_after"].match(self.text, pos)
+            if not m:
+                return None
+            amount, symbol = m.group(1), m.group(3)
+        said = say_currency(symbol, self._plain(amount), self.lang)
+        return [(m.start(), m.end(), said)]
+
+    def _percent(self, pos: int) -> list[_Edit] | None:
+        m = self.p["percent"].match(self.text, pos)
+        if not m:
+            return None
+        said = self._say(m.group(1))
+        percent = (self.rules or EN).percent
+        if m.group(2):
+            return [(m.start(1), m.end(1), said), (m.end() - 1, m.end(), percent)]
+        return [(m.start(), m.end(), f"{said} {percent}")]
+
+    def _unit(self, pos: int) -> list[_Edit] | None:
+        m = self.p["unit"].match(self.text, pos)
+        if not m:
+            return None
+        singular, plural = self.rules.units[m.group(3)]
+        name = singular if self._singular(m.group(1)) else plural
+        said = before_noun(self._say(m.group(1)), name, self.lang)
+        if m.group(2):
+            return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
+        return [(m.start(), m.end(), f"{said} {name}")]
+
+    def _ordinal(self, pos: int) -> list[_Edit] | None:
+        m = self.p["ordinal"].match(self.text, pos)
+        if not m:
+            return None
+        rules = self.rules
+        suffix = m.group(2)
+        if rules.code == "de":
+            after = self.text[m.end():m.end() + 20]
+            month = re.match(r"\s+(?:" + "|".join(rules.months) + r")\b", after)
+            if not (month or self.p["article"].search(self._before(pos))):
+                return None
+        said = self._german_case(say_ordinal(m.group(1), self.lang), pos)
+        if rules.code == "fr" and suffix in ("re", "ère") and m.group(1) == "1":
+            said = "première"
+        if rules.feminine_ordinal[0] and "ª" in suffix:
+            masc, fem = rules.feminine_ordinal
+            said = " ".join(w[:-1] + fem if w.endswith(masc) else w for w in said.split())
+        return [(m.start(), m.end(), said)]
+
+    def _english_forms(self, pos: int) -> list[_Edit] | None:
+        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
+        quarters; the numerator below the denominator, so "24/7" stays)."""
+        if self.lang != "en":
+            return None
+        m = self.p["decade"].match(self.text, pos)
+        if m:
+            digits = m.group(1) or m.group(2)
+            said = say_number(digits, "en", year_style=len(digits) == 4)
+            last = said.split(" ")[-1].split("-")[-1]
+            plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
+            return [(m.start(), m.end(), said[: len(said) - len(last)] + plural)]
+        m = self.p["fraction"].match(self.text, pos)
+        if m and 0 < int(m.group(1)) < int(m.group(2)) <= 16:
+            top, bottom = int(m.group(1)), int(m.group(2))
+            name = {2: ("half", "halves"), 4: ("quarter", "quarters")}.get(bottom)
+            if name is None:
+                ordinal = say_ordinal(str(bottom), "en")
+                name = (ordinal, ordinal + "s")
+            return [(m.start(), m.end(), f"{say_number(str(top), 'en')} {name[top != 1]}")]
+        return None
+
+    def _number(self, pos: int) -> list[_Edit] | None:
+        text = self.text
+        m = self.p["sign"].match(text, pos)
+        if m:
+            return [(m.start(), m.end(), (self.rules or EN).number_sign + " ")]
+        sign = ""
+        start = pos
+        if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
+            sign = (self.rules or EN).minus + " "
+            pos += 1
+            if self.rules is not None and pos < len(text) and text[pos].isdigit():
+                found = self._unit(pos) or self._percent(pos)  # -5°C: minus five degrees Celsius
+                if found:
+                    (_, end, said), *rest = found
+                    return [(start, end, sign + said), *rest]
+        m = self.p["version"].match(text, pos)
+        if m and not (self.rules and self.rules.thousands.startswith(".") and
+                      re.fullmatch(r"\d{1,3}(?:\.\d{3})+", m.group())):
+            dot = (self.rules or EN).dot
+            return [(start, m.end(), sign + f" {dot} ".join(say_number(part, self.lang, False)
+                                                               for part in m.group().split(".")))]
+        m = self.p["number"].match(text, pos)
+        if not m:
+            return None
+        written = m.group(1)
+        if self.rules is None and re.search(r"[.,]\d", written) and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", written):
+            said = say_decimal(written.replace(",", "."), self.lang)
+            return [(start, m.end(), sign + said)] if said else None
+        year_style: bool | None = None
+        if self.rules is not None and re.fullmatch(r"\d{4}", written):
+            before = self._before(start)
+            if self.p["date_context"].search(before) and 1100 <= int(written) <= 2099:
+                year_style = True  # "March 15, 2024", "in 2024": twenty twenty-four
+        if self.rules is not None and self.rules.code == "en" and re.fullmatch(r"\d{1,2}", written) \
+                and self.p["month"].search(self._before(start)) and 1 <= int(written) <= 31:
+            return [(start, m.end(), say_ordinal(written, "en"))]  # "March 15" -> March fifteenth
+        return [(start, m.end(), sign + self._say(written, year_style))]
+
+    def _abbreviation(self, pos: int) -> list[_Edit] | None:
+        rules = self.rules
+        m = self.p["title"].match(self.text, pos)
+        if m:
+            written = m.group(1)
+            if len(written.rstrip(".")) == 1 and re.search(r"(?:^|\s)[A-Z]\s+\Z", self._before(pos)):
+                return None  # "F M." is a spelled acronym ("FM."), not a title
+            following = self.text[m.end():m.end() + 40].lstrip()
+            # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
+            # with a lowercase letter and becomes something else, so the choice is the same on the spoken text.
+            if following and not following[0].islower():
+                return [(m.start(), m.end(), rules.titles[written])]
+            other = {"Dr.": "Drive", "St.": "Street"}.get(written) if rules.code == "en" else None
+            return [(m.start(), m.end(), other)] if other else None
+        m = self.p["abbreviation"].match(self.text, pos)
+        if not m:
+            return None
+        written = m.group(1)
+        key = next(k for k in rules.abbreviations if k.lower() == written.lower())
+        said = rules.abbreviations[key]
+        if key == "No." and not (written == key and re.match(r"\s?\d", self.text[m.end():m.end() + 2])):
+            return None  # "No. 5" is number five; "no." is a word
+        if written[0].isupper() and key[0].islower() and said[0].islower():
+            said = said[0].upper() + said[1:]  # "E.g." at a sentence's start
+        end = m.end()
+        if key in rules.sentence_final and self._sentence_ends_after(end):
+            end -= 1  # the abbreviation's period also ends the sentence: it stays
+        return [(m.start(), end, said)]
+
+    def _acronym(self, pos: int) -> list[_Edit] | None:
+        m = self.p["dotted_acronym"].match(self.text, pos)
+        if m:
+            letters = m.group().replace(".", " ").strip()
+            end = m.end() - 1 if self._sentence_ends_after(m.end()) and m.end() == len(self.text.rstrip()) \
+                else m.end()
+            return [(m.start(), end, letters)]
+        m = self.p["acronym"].match(self.text, pos)
+        if not m or self.shouted:
+            return None
+        word = m.group()
+        if set(word) <= _ROMAN and len(word) <= 4:
+            return None
+        if len(word) <= SPELL_ACRONYM_MAX_LETTERS or not set(word) & _VOWELS:
+            return [(m.start(), m.end(), " ".join(word))]
+        return None
+
+    def _symbol(self, pos: int) -> list[_Edit] | None:
+        ch = self.text[pos]
+        rules = self.rules
+        if ch == "%":
+            return [(pos, pos + 1, rules.percent)]
+        if ch in rules.symbols:
+            return [(pos, pos + 1, rules.symbols[ch])]
+        return None
+
+
+def _joined(before: str, char: str) -> bool:
+    """Whether ``char`` continues the word ``before`` ends (no rule starts inside a word)."""
+    return before.isalnum() and char.isalnum() and not _CJK_CHAR.match(before) and not _CJK_CHAR.match(char)
+
+
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+
+
+def _shouted(text: str) -> bool:
+    """A text in capitals throughout (two words or more, no lowercase letter) is shouted: its short
+    words are words, not acronyms to spell, and what is rewritten in it is written in capitals too, so
+    its spoken text is shouted as well (normalising it again changes nothing)."""
+    return not any(ch.islower() for ch in text) and len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
+
+
+def _read_address(address: str, rules: LanguageRules) -> str:
+    """An address read out: "john.doe@example.com" -> "john dot doe at example dot com"; digits one by one."""
+    names = {".": rules.dot, "/": rules.slash, "-": rules.dash, "_": rules.underscore, "@": rules.at,
+             "+": rules.symbols["+"], ":": "", "?": "", "=": "", "&": rules.symbols["&"], "#": "", "%": "", "~": ""}
+    parts = []
+    for piece in re.findall(r"[^\W\d_]+|\d+|.", address):
+        if piece.isdigit():
+            parts.append(digit_by_digit(piece, rules.code))
+        elif piece[0].isalpha():
+            parts.append(piece.lower())  # names in addresses are in no particular case: read as words
+        else:
+            parts.append(names.get(piece, ""))
+    said = " ".join(p for p in parts if p)
+    return re.sub(r"\bwww\b", "w w w", said)
+
+
+def written_timings(norm: NormalizedText, words: list[TimedSpan], chars: list[TimedSpan]
+                    ) -> tuple[list[TimedSpan], list[TimedSpan]]:
+    """Timings aligned on ``norm.spoken`` turned into timings of the words and characters as written.
+
+    Each written word (the aligner's tokens: whitespace-separated, CJK characters alone) is timed from
+    the start of the first spoken word it became to the end of the last one, with the lowest of their
+    confidences: "$4.99" is one word from "four" to "cents". A word the rewrites did not touch keeps its
+    times exactly. A rewrite that spans several written words ("+1 555-123-4567" read as one) shares
+    its time among them by their length. Characters of a rewritten word are spread evenly over its time:
+    no sound in "four dollars" belongs to the "$" or the "9" more than to another, so an even share is
+    the only honest place for each; characters outside rewrites keep their aligned times.
+    """
+    written = norm.written
+    spans = token_spans(written)
+    spoken_words = sorted(words, key=lambda w: w.char_start)
+    # Each spoken word, mapped back to the written text.
+    mapped = [(norm.to_written(w.char_start, w.char_end), w) for w in spoken_words]
+    ends = [we for (_, we), _ in mapped]  # never decrease: the spoken words are in order
+    out_words: list[TimedSpan] = []
+    cursor = 0.0
+    parts_of: list[list[TimedSpan]] = []
+    for ts, te in spans:
+        parts = []
+        for (ws, we), w in mapped[bisect.bisect_right(ends, ts):]:
+            if ws >= te:
+                break
+            if we > ts:
+                parts.append(w)
+        parts_of.append(parts)
+    for (ts, te), parts in zip(spans, parts_of, strict=True):
+        text = written[ts:te]
+        if parts:
+            start, end = _share(norm, ts, te, parts)
+            start = max(start, cursor)
+            end = max(end, start)
+            conf = min(p.confidence for p in parts)
+            extra = {"voice": parts[0].voice, "segment": parts[0].segment}
+        else:
+            start = end = out_words[-1].end if out_words else cursor
+            conf = out_words[-1].confidence if out_words else 1.0
+            extra = {"voice": out_words[-1].voice, "segment": out_words[-1].segment} if out_words else {}
+        out_words.append(TimedSpan(text, start, end, conf, ts, te, **extra))
+        cursor = start
+    return out_words, _written_chars(norm, out_words, chars)
+
+
+def _share(norm: NormalizedText, ts: int, te: int, parts: list[TimedSpan]) -> tuple[float, float]:
+    """The time of written word [ts, te) from the spoken words it maps to; where a rewrite reaches past
+    the word, the word gets the share of the rewrite's time that its characters are of the rewrite."""
+    start, end = parts[0].start, max(p.end for p in parts)
+    for r in norm.rewrites_over(ts, te):
+        if r.written_start < ts or r.written_end > te:
+            inner = [p for p in parts if r.spoken_start <= p.char_start < r.spoken_end or
+                     r.spoken_start < p.char_end <= r.spoken_end]
+            if not inner:
+                continue
+            r_start, r_end = inner[0].start, max(p.end for p in inner)
+            width = r.written_end - r.written_start
+            a = (max(ts, r.written_start) - r.written_start) / width
+            b = (min(te, r.written_end) - r.written_start) / width
+            piece = (r_start + a * (r_end - r_start), r_start + b * (r_end - r_start))
+            if r.written_start < ts:
+                start = piece[0]
+            if r.written_end > te:
+                end = piece[1]
+    return start, end
+
+
+def _written_chars(norm: NormalizedText, words: list[TimedSpan], chars: list[TimedSpan]) -> list[TimedSpan]:
+    """Characters of the written words: outside rewrites, the aligned character at the same place in
+    the spoken text; inside, an even share of the word's time (see ``written_timings``)."""
+    by_spoken = {c.char_start: c for c in chars}
+    rewrites = norm.rewrites
+    wstarts = [r.written_start for r in rewrites]
+    out: list[TimedSpan] = []
+    cursor = 0.0  # character starts never go backwards, even where words overlap
+    for word in words:
+        positions = range(word.char_start, word.char_end)
+        rewritten = []
+        for p in positions:
+            i = bisect.bisect_right(wstarts, p) - 1
+            inside = i >= 0 and rewrites[i].written_start <= p < rewrites[i].written_end
+            rewritten.append(inside)
+        n_spread = sum(rewritten)
+        step = (word.end - word.start) / n_spread if n_spread else 0.0
+        k = 0
+        cursor = max(cursor, word.start)
+        for p, inside in zip(positions, rewritten, strict=True):
+            ch = norm.written[p]
+            if inside:
+                s = word.start + k * step
+                e = word.start + (k + 1) * step
+                k += 1
+                conf = word.confidence
+            else:
+                aligned = by_spoken.get(norm.to_spoken(p))
+                s, e, conf = (aligned.start, aligned.end, aligned.confidence) if aligned else (cursor, cursor,
+                                                                                                word.confidence)
+            s = max(min(max(s, word.start), word.end), cursor)
+            e = max(min(e, word.end), s)
+            out.append(replace(word, text=ch, start=s, end=e, confidence=conf, char_start=p, char_end=p + 1,
+                               kind="char"))
+            cursor = s
+    return out

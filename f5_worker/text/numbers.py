@@ -1,0 +1,147 @@
+"""Numbers, ordinals, years and money read in words: the one reading shared by the text synthesized
+(``text.normalize``) and the aligner's idea of what is said (``alignment.textnorm``).
+
+num2words says the numbers in every language it knows. It raises for some languages' ordinals or years,
+answers "" for a few, loops forever for others (Amharic from a million on), and Python refuses ``int()``
+of over 4300 digits; every function here answers anyway, reading the digits one by one where the whole
+cannot be said.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from num2words import CONVERTER_CLASSES, num2words
+
+from f5_worker.text.languages import RULES
+
+# Longer numbers are read digit by digit: nobody says a 16-digit number as one, and Python refuses
+# int() of over 4300 digits.
+MAX_NUMBER_WORDS_DIGITS = 15
+# num2words languages whose converters loop forever on some numbers (Amharic: 1111111); their
+# numbers are read digit by digit. tests/test_alignment.py sweeps every language for hangs.
+_NUM2WORDS_HANGS = frozenset({"am"})
+
+# Money: (one, many, one hundredth, many hundredths) per currency symbol and language; English names
+# where a language has no entry of its own. "R$" is the Brazilian real.
+CURRENCY_NAMES: dict[str, dict[str, tuple[str, str, str, str]]] = {
+    "en": {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
+           "£": ("pound", "pounds", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen"),
+           "R$": ("real", "reais", "centavo", "centavos")},
+    "fr": {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "centime", "centimes"),
+           "£": ("livre", "livres", "penny", "pence"), "¥": ("yen", "yens", "sen", "sen")},
+    "de": {"$": ("Dollar", "Dollar", "Cent", "Cent"), "€": ("Euro", "Euro", "Cent", "Cent"),
+           "£": ("Pfund", "Pfund", "Penny", "Pence"), "¥": ("Yen", "Yen", "Sen", "Sen")},
+    "es": {"$": ("dólar", "dólares", "centavo", "centavos"), "€": ("euro", "euros", "céntimo", "céntimos"),
+           "£": ("libra", "libras", "penique", "peniques"), "¥": ("yen", "yenes", "sen", "sen")},
+    "it": {"$": ("dollaro", "dollari", "centesimo", "centesimi"), "€": ("euro", "euro", "centesimo", "centesimi"),
+           "£": ("sterlina", "sterline", "penny", "pence"), "¥": ("yen", "yen", "sen", "sen")},
+    "pt": {"$": ("dólar", "dólares", "centavo", "centavos"), "€": ("euro", "euros", "cêntimo", "cêntimos"),
+           "£": ("libra", "libras", "pêni", "pence"), "¥": ("iene", "ienes", "sen", "sen"),
+           "R$": ("real", "reais", "centavo", "centavos")},
+}
+
+
+def base_language(language: str) -> str:
+    """``"pt-BR"``, ``"EN_us"`` -> ``"pt"``, ``"en"``; empty -> ``"en"``."""
+    return language.replace("_", "-").split("-")[0].lower() or "en"
+
+
+def num2words_knows(language: str) -> bool:
+    return base_language(language) in CONVERTER_CLASSES
+
+
+def digit_by_digit(digits: str, language: str) -> str:
+    return " ".join(number_words(d, language) for d in digits if d.isdigit())
+
+
+def number_words(digits: str, language: str, to: str = "cardinal") -> str:
+    """num2words for a string of digits, never raising: where it cannot (a language without that
+    form, a number too long, a converter bug), the digits are read one by one; failing that, in English."""
+    language = base_language(language)
+    if len(digits) > MAX_NUMBER_WORDS_DIGITS or (language in _NUM2WORDS_HANGS and len(digits) > 1):
+        return digit_by_digit(digits, language)
+    try:
+        said = num2words(int(digits), lang=language, to=to)
+        if said.strip():  # some converters answer "" (Arabic's ordinal of 0)
+            return said
+    except Exception:  # noqa: BLE001 - num2words' converters raise KeyError, IndexError, TypeError, AssertionError...
+        pass
+    if to != "cardinal":
+        return number_words(digits, language)
+    if len(digits) > 1:
+        return digit_by_digit(digits, language)
+    return num2words(int(digits), lang="en") if language != "en" else digits
+
+
+def _plain(said: str, language: str) -> str:
+    """num2words' English writes "one thousand, two hundred and five"; said aloud (and American) it is
+    "one thousand two hundred five": the commas would make pauses, and "and" is British."""
+    said = said.replace(",", "")
+    return said.replace(" and ", " ") if language == "en" else said
+
+
+def say_number(plain: str, language: str, year_style: bool | None = None, point: str = "point") -> str:
+    """Words for ``plain``: digits, with ``.`` before any decimals and no thousands separators.
+
+    ``year_style`` None reads 1100-1999 as years ("nineteen ninety-nine"); True reads any four digits so,
+    False never. Decimals are read digit by digit after ``point``. A number with a leading zero
+    ("007", a post code) is read digit by digit.
+    """
+    language = base_language(language)
+    whole, _, frac = plain.partition(".")
+    if frac:
+        said = f"{say_number(whole, language, False)} {point} {digit_by_digit(frac, language)}"
+    elif len(whole) > 1 and whole.startswith("0"):
+        said = digit_by_digit(whole, language)
+    elif len(whole) == 4 and (year_style if year_style is not None else 1100 <= int(whole) <= 1999) \
+            and int(whole) % 100 != 0:
+        said = number_words(whole, language, to="year")  # 1999: "nineteen ninety-nine"
+    else:
+        said = number_words(whole, language)
+    return _plain(said, language)
+
+
+def say_decimal(plain: str, language: str) -> str | None:
+    """A decimal ("3.5") as num2words says it in ``language`` ("три целых пять десятых"), for languages
+    without a table of their own in ``text.languages``; None where num2words cannot."""
+    whole, _, frac = plain.partition(".")
+    if len(whole) + len(frac) > MAX_NUMBER_WORDS_DIGITS or base_language(language) in _NUM2WORDS_HANGS:
+        return None
+    try:
+        said = num2words(Decimal(plain), lang=base_language(language))
+    except Exception:  # noqa: BLE001 - as in number_words
+        return None
+    return said.strip(" ,") or None
+
+
+def say_ordinal(digits: str, language: str) -> str:
+    return _plain(number_words(digits.lstrip("0") or "0", language, to="ordinal"), base_language(language))
+
+
+def before_noun(said: str, noun: str, language: str) -> str:
+    """A number said before ``noun``: "one" agrees with it where the language wants ("ein Euro", not
+    "eins Euro"; "una libra", "une heure")."""
+    rules = RULES.get(base_language(language))
+    if rules is None or not rules.one_before[0] or said != say_number("1", language):
+        return said
+    return rules.one_before[noun in rules.feminine_nouns]
+
+
+def currency_names(symbol: str, language: str) -> tuple[str, str, str, str]:
+    return CURRENCY_NAMES.get(base_language(language), CURRENCY_NAMES["en"]).get(symbol) or CURRENCY_NAMES["en"][symbol]
+
+
+def say_currency(symbol: str, plain: str, language: str) -> str:
+    """``$4.99`` -> "four dollars ninety-nine cents": the whole units, then the hundredths (rounded down
+    to two digits) when there are any; never read as a year. ``plain`` as for ``say_number``."""
+    one, many, sub_one, sub_many = currency_names(symbol, language)
+    whole, _, frac = plain.partition(".")
+    whole = whole or "0"
+    unit = one if whole.lstrip("0") == "1" else many
+    said = f"{before_noun(say_number(whole, language, year_style=False), unit, language)} {unit}"
+    if frac.strip("0"):
+        cents = int((frac + "0")[:2])
+        unit = sub_one if cents == 1 else sub_many
+        said += f" {before_noun(say_number(str(cents), language), unit, language)} {unit}"
+    return said

@@ -1,0 +1,240 @@
+"""Text normalisation for synthesis: what each language says for what is written, the map back to the
+text as written, and timings on the spoken text turned into timings of the written words."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from f5_worker.alignment.textnorm import token_spans
+from f5_worker.alignment.types import TimedSpan
+from f5_worker.text.normalize import NormalizedText, normalize, written_timings
+
+CASES = {
+    "en": [
+        ("It costs $4.99.", "It costs four dollars ninety-nine cents."),
+        ("$1 and £2.50", "one dollar and two pounds fifty pence"),
+        ("$5 million", "five million dollars"),
+        ("Meet at 3:30 pm today", "Meet at three thirty P M today"),
+        ("at 9:05, at 15:45 and 3pm", "at nine oh five, at fifteen forty-five and three P M"),
+        ("Dr. Smith lives on Elm St. now", "Doctor Smith lives on Elm Street now"),
+        ("She came 2nd, he 21st.", "She came second, he twenty-first."),
+        ("1,200 km", "one thousand two hundred kilometers"),
+        ("1 mile, 60 mph, 8 GB, 5°C", "one mile, sixty miles per hour, eight gigabytes, five degrees Celsius"),
+        ("fruit, e.g. apples, i.e. food, approx. 5", "fruit, for example apples, that is food, approximately five"),
+        ("cats, dogs, etc. Then", "cats, dogs, et cetera. Then"),
+        ("50% and 3.5 %", "fifty percent and three point five percent"),
+        ("Call +1 555-123-4567", "Call plus one, five five five, one two three, four five six seven"),
+        ("AT&T and R&D", "A T and T and R and D"),
+        ("NASA and the FBI use HTML", "NASA and the F B I use H T M L"),
+        ("Go to https://www.example.com/docs.", "Go to w w w dot example dot com slash docs."),
+        ("Mail john.doe@example.com now", "Mail john dot doe at example dot com now"),
+        ("In 1999 and on 2024-03-15", "In nineteen ninety-nine and on March fifteenth, twenty twenty-four"),
+        ("March 15, 2024", "March fifteenth, twenty twenty-four"),
+        ("you may 3 times, since 2010", "you may three times, since twenty ten"),
+        ("15/03/2024 and 03/04/2024", "March fifteenth, twenty twenty-four and March fourth, twenty twenty-four"),
+        ("a+b=c, #1, -5 and 007", "a plus b equals c, number one, minus five and zero zero seven"),
+        ("version 1.2.3", "version one dot two dot three"),
+        ("1,205 is no year, 1205 is", "one thousand two hundred five is no year, twelve oh-five is"),
+        ("Henry VIII met the U.S. Army", "Henry VIII met the U S Army"),
+        ("ALL OF THIS IS SHOUTED", "ALL OF THIS IS SHOUTED"),
+        ("the 1990s and '80s, 3/4 cup", "the nineteen nineties and eighties, three quarters cup"),
+        ("It was -5°C, open 24/7", "It was minus five degrees Celsius, open twenty-four/seven"),
+        ("Nothing to change here, really!", "Nothing to change here, really!"),
+    ],
+    "fr": [
+        ("Il a payé 4,99 €.", "Il a payé quatre euros quatre-vingt-dix-neuf centimes."),
+        ("Le 1er mai, la 1re fois, le 2e jour", "Le premier mai, la première fois, le deuxième jour"),
+        ("M. Dupont et Mme Curie", "Monsieur Dupont et Madame Curie"),
+        ("1\u00a0200 km à 15h45", "mille deux cents kilomètres à quinze heures quarante-cinq"),
+        ("50 % et 3,5 kg", "cinquante pour cent et trois virgule cinq kilos"),
+        ("le 14/07/1789", "le quatorze juillet mille sept cent quatre-vingt-neuf"),
+        ("1 h et 1 £, note 15: 15h", "une heure et une livre, note quinze: quinze heures"),
+        ("des fruits, p. ex. des pommes", "des fruits, par exemple des pommes"),
+    ],
+    "de": [
+        ("Er zahlte 4,99 €.", "Er zahlte vier Euro neunundneunzig Cent."),
+        ("Am 15. März um 15:45 Uhr", "Am fünfzehnten März um fünfzehn Uhr fünfundvierzig"),
+        ("1.200 km und 3,5 kg", "eintausendzweihundert Kilometer und drei Komma fünf Kilogramm"),
+        ("Hr. Müller und Fr. Schmidt", "Herr Müller und Frau Schmidt"),
+        ("Obst, z.B. Äpfel, usw.", "Obst, zum Beispiel Äpfel, und so weiter."),
+        ("1 €, 50 % und 1.200.000", "ein Euro, fünfzig Prozent und eine Million zweihunderttausend"),
+        ("der 3. Oktober", "der dritte Oktober"),
+        ("am 15.03.2024", "am fünfzehnten März zweitausendvierundzwanzig"),
+        ("-5 °C", "minus fünf Grad Celsius"),
+    ],
+    "es": [
+        ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),
+        ("El Sr. García y la Dra. López", "El señor García y la doctora López"),
+        ("el 2º puesto y la 1ª vez", "el segundo puesto y la primera vez"),
+        ("el 15/03/2024", "el quince de marzo de dos mil veinticuatro"),
+        ("1.200 km, 50 % y 1 £", "mil doscientos kilómetros, cincuenta por ciento y una libra"),
+        ("a las 15:45", "a las quince y cuarenta y cinco"),
+    ],
+    "it": [
+        ("Ha pagato 4,99 €.", "Ha pagato quattro euro novantanove centesimi."),
+        ("Il Sig. Rossi e il Dott. Bianchi", "Il signor Rossi e il dottor Bianchi"),
+        ("il 2º posto, il 01/05/2024", "il secondo posto, il primo maggio duemilaventiquattro"),
+        ("alle 15:45, 1.200 km", "alle quindici e quarantacinque, milleduecento chilometri"),
+        ("il 50% e 1 km", "il cinquanta per cento e un chilometro"),
+        ("frutta, ecc.", "frutta, eccetera."),
+    ],
+    "pt": [
+        ("Pagou R$ 4,99.", "Pagou quatro reais noventa e nove centavos."),
+        ("O Sr. Silva e a Dra. Costa", "O senhor Silva e a doutora Costa"),
+        ("a 2ª vez e o 3º lugar", "a segunda vez e o terceiro lugar"),
+        ("1.200 km e 1 £", "mil e duzentos quilômetros e uma libra"),
+        ("às 15:45, 50 %", "às quinze e quarenta e cinco, cinquenta por cento"),
+        ("em 15/03/2024", "em quinze de março de dois mil e vinte e quatro"),
+    ],
+}
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"),
+                         [(lang, w, s) for lang, cases in CASES.items() for w, s in cases])
+def test_each_language_says_what_is_written(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
+def test_language_tags_and_other_languages():
+    assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
+    assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"
+    assert normalize("У меня 25 яблок и 3,5 кг", "ru").spoken == "У меня двадцать пять яблок и три целых пять десятых кг"
+    assert normalize("25個", "ja").spoken == "二十五個"
+    # num2words does not know Chinese, nor an invented tag: nothing changes
+    assert normalize("我有25个苹果 Dr. Smith", "zh").spoken == "我有25个苹果 Dr. Smith"
+    assert normalize("$5 & 42", "xx").rewrites == ()
+
+
+def test_rewrites_map_spoken_spans_back_to_what_was_written():
+    norm = normalize("Pay $4.99 now", "en")
+    assert norm.spoken == "Pay four dollars ninety-nine cents now"
+    (rewrite,) = norm.rewrites
+    assert (rewrite.written_start, rewrite.written_end) == (4, 9)
+    four = norm.spoken.index("four")
+    assert norm.to_written(four, four + 4) == (4, 9)  # any word of the reading: the whole amount
+    now = norm.spoken.index("now")
+    assert norm.to_written(now, now + 3) == (10, 13)  # text outside rewrites: shifted, same length
+    assert norm.to_written(0, 3) == (0, 3)
+
+
+def spoken_timings(norm: NormalizedText, step: float = 0.2) -> tuple[list[TimedSpan], list[TimedSpan]]:
+    """Timings an aligner could give on the spoken text: each token after the other, its characters
+    sharing its time."""
+    words, chars, t = [], [], 0.0
+    for s, e in token_spans(norm.spoken):
+        words.append(TimedSpan(norm.spoken[s:e], t, t + step, 0.5 + (s % 5) / 10, s, e))
+        for i, p in enumerate(range(s, e)):
+            share = step / (e - s)
+            chars.append(TimedSpan(norm.spoken[p], t + i * share, t + (i + 1) * share, 0.8, p, p + 1, "char"))
+        t += step + 0.05
+    return words, chars
+
+
+def test_a_rewritten_word_is_one_written_word_timed_over_its_reading():
+    norm = normalize("I paid $4.99 today", "en")
+    words, chars = spoken_timings(norm)
+    out_words, out_chars = written_timings(norm, words, chars)
+    assert [w.text for w in out_words] == ["I", "paid", "$4.99", "today"]
+    four = next(w for w in words if w.text == "four")
+    cents = next(w for w in words if w.text == "cents")
+    amount = out_words[2]
+    assert (amount.char_start, amount.char_end) == (7, 12)
+    assert (amount.start, amount.end) == (four.start, cents.end)
+    assert amount.confidence == min(w.confidence for w in words[2:6])
+    assert (out_words[3].start, out_words[3].end) == (words[-1].start, words[-1].end)  # unchanged word, exact
+    dollar_chars = [c for c in out_chars if 7 <= c.char_start < 12]
+    assert "".join(c.text for c in dollar_chars) == "$4.99"
+    assert dollar_chars[0].start == four.start and dollar_chars[-1].end == pytest.approx(cents.end)
+    lengths = [c.end - c.start for c in dollar_chars]
+    assert max(lengths) == pytest.approx(min(lengths))  # spread evenly
+    today_chars = [c for c in out_chars if c.char_start >= 13]
+    assert [(c.start, c.end) for c in today_chars] == [(c.start, c.end) for c in chars[-5:]]
+
+
+def test_a_reading_over_several_written_words_is_shared_among_them():
+    norm = normalize("Call +1 555-123-4567 now", "en")
+    words, chars = spoken_timings(norm)
+    out_words, _ = written_timings(norm, words, chars)
+    assert [w.text for w in out_words] == ["Call", "+1", "555-123-4567", "now"]
+    assert out_words[1].end <= out_words[2].start
+    assert out_words[1].start == words[1].start  # "plus"
+
+
+def test_voice_and_segment_follow_the_words():
+    norm = normalize("Pay $5", "en")
+    words, chars = spoken_timings(norm)
+    words = [TimedSpan(w.text, w.start, w.end, w.confidence, w.char_start, w.char_end, voice="ann", segment=2)
+             for w in words]
+    out_words, out_chars = written_timings(norm, words, chars)
+    assert {(w.voice, w.segment) for w in out_words} == {("ann", 2)}
+    assert out_words[1].to_dict()["voice"] == "ann" and out_words[1].to_dict()["segment"] == 2
+    assert "voice" not in TimedSpan("x", 0, 1, 1, 0, 1).to_dict()
+
+
+TRICKY = st.sampled_from([
+    "$4.99", "3:30", "pm", "Dr.", "Smith", "2nd", "1,200", "km", "e.g.", "50%", "+1", "555-123-4567", "AT&T",
+    "NASA", "FBI", "https://example.com/x", "john@example.com", "2024-03-15", "March", "15,", "1999", "etc.",
+    "4,99", "€", "1.200", "15h45", "1er", "M.", "Mme", "z.B.", "2º", "Sr.", "#", "&", "@", "=", "-5", "3.14.15",
+    "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣", "1990s", "'80s", "3/4", "-5°C",
+])
+LANGUAGES = st.sampled_from(["en", "fr", "de", "es", "it", "pt", "en-GB", "pt-BR", "ru", "zh", "xx"])
+TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=60),
+                  st.lists(st.one_of(TRICKY, st.text(max_size=6)), max_size=8).map(" ".join))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXTS, language=LANGUAGES)
+@example(text="$4.99 3:30 pm", language="en")
+def test_rewrites_are_ordered_and_the_rest_is_copied_unchanged(text, language):
+    norm = normalize(text, language)
+    assert norm.written == text
+    rebuilt, at_w, at_s = [], 0, 0
+    for r in norm.rewrites:
+        assert at_w <= r.written_start < r.written_end <= len(text)
+        assert at_s <= r.spoken_start <= r.spoken_end <= len(norm.spoken)
+        assert text[at_w:r.written_start] == norm.spoken[at_s:r.spoken_start]
+        rebuilt += [text[at_w:r.written_start], norm.spoken[r.spoken_start:r.spoken_end]]
+        at_w, at_s = r.written_end, r.spoken_end
+    assert text[at_w:] == norm.spoken[at_s:]
+    assert "".join(rebuilt) + text[at_w:] == norm.spoken
+    for s, e in token_spans(norm.spoken):
+        ws, we = norm.to_written(s, e)
+        assert 0 <= ws <= we <= len(text)
+        assert ws < we or not text
+    assert normalize(norm.spoken, language).spoken == norm.spoken  # idempotent
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXTS, language=LANGUAGES)
+def test_written_timings_cover_every_written_word_once_in_order(text, language):
+    norm = normalize(text, language)
+    words, chars = spoken_timings(norm)
+    out_words, out_chars = written_timings(norm, words, chars)
+    assert [(w.char_start, w.char_end) for w in out_words] == token_spans(text)
+    assert [w.text for w in out_words] == [text[s:e] for s, e in token_spans(text)]
+    starts = [w.start for w in out_words]
+    assert starts == sorted(starts)
+    assert all(w.start <= w.end for w in out_words)
+    assert [c.char_start for c in out_chars] == [p for s, e in token_spans(text) for p in range(s, e)]
+    assert all(c.start <= c.end for c in out_chars)
+    char_starts = [c.start for c in out_chars]
+    assert char_starts == sorted(char_starts)
+    touched = {p for r in norm.rewrites for p in range(r.written_start, r.written_end)}
+    spoken_by_start = {w.char_start: w for w in words}
+    for w in out_words:
+        if not touched & set(range(w.char_start, w.char_end)):
+            same = spoken_by_start[_spoken_start(norm, w.char_start)]
+            assert (w.text, w.start, w.end) == (same.text, same.start, same.end)
+
+
+def _spoken_start(norm: NormalizedText, written_pos: int) -> int:
+    shift = 0
+    for r in norm.rewrites:
+        if r.written_end > written_pos:
+            break
+        shift = r.spoken_end - r.written_end
+    return written_pos + shift
