@@ -207,11 +207,15 @@ def test_a_voice_keeps_its_model_and_language(models_settings, worker, tmp_path,
     assert saved["voice"]["model"] == "tiny-fr" and saved["voice"]["language"] == "fr"
     assert w.handle({"action": "get_voice", "name": "amelie"})["voice"]["language"] == "fr"
     assert w.voices.info("amelie").language == "fr"
-    assert w.handle({"text": "Bonjour.", "voice": "amelie", **FAST})["model"] == "tiny-fr"
+    spoken = w.handle({"text": "Bonjour.", "voice": "amelie", **FAST})
+    assert spoken["model"] == "tiny-fr" and spoken["language"] == "fr", spoken  # the voice's model and language
+    assert w.handle({"text": "Bonjour.", "model": "tiny-fr", **FAST})["language"] == "fr"  # the model's one language
+    assert w.handle({"text": "Bonjour.", "voice": "amelie", "language": "de", **FAST})["language"] == "de"
     assert w.handle({"text": "Hello.", "voice": "amelie", "model": "tiny", **FAST})["model"] == "tiny"
     plain = w.handle({**upload, "name": "bob"})
     assert plain["voice"]["model"] is None and plain["voice"]["language"] is None
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["model"] == "tiny"
+    assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["language"] == "en"  # guessed from the script
 
 
 # --- the registry's settings ---------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ class SynthesizeAction:
             "seed": outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one part: the seed of the audio kept
             "chunks": sum(len(result.chunks) for result, _ in outcomes),
             "model": self.models.name,
+            "language": language,
             **extra,
             "timing": {k: round(v, 2) for k, v in timing.items()},
             "warnings": list(dict.fromkeys(w for part in parts for w in part.ref.warnings)),
@@ -317,7 +318,7 @@ class SynthesizeAction:
         warnings = list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
         done = self._stream_done(request, job_id, seq=len(plan), waves=waves, words=words, alignments=alignments,
                                  seed=seed, timing=timing, started=started, warnings=warnings)
-        yield {**done, "normalized_text": " ".join(spoken_texts)}
+        yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
 
     def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
                language: str, wants_alignment: bool, retry_seeds: random.Random, timing: dict[str, float]
