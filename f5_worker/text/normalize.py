@@ -8,9 +8,9 @@ so text that is already words, and the punctuation that shapes prosody, reach th
 
 Each rewrite records the span it replaced and the span it produced, so timings aligned on the spoken
 text are turned back into timings of the words as written (``written_timings``): captions and word
-timings show "$4.99", timed from "four" to "cents". Rewrites never produce anything a rule would rewrite
-again, so normalising twice gives what normalising once gives. The rules per language and the
-libraries behind them are in docs/text.md.
+timings show "$4.99", timed from "four" to "cents". Rewrites produce words, and the text is read again
+until nothing changes, so normalising twice gives what normalising once gives. The rules per language
+and the libraries behind them are in docs/text.md.
 """
 
 from __future__ import annotations
