@@ -313,7 +313,7 @@ class _Scanner:
                 pos += 1
         return edits
 
-    # -- helpers ------------------------------------------------------------------------------------
+    # -- what the rules share ----------------------------------------------------------------------
 
     def _say(self, written: str, year_style: bool | None = False) -> str:
         """A number as written in this language, in words; one written with thousands separators is
