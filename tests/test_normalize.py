@@ -192,6 +192,14 @@ TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=
 def test_rewrites_are_ordered_and_the_rest_is_copied_unchanged(text, language):
     norm = normalize(text, language)
     assert norm.written == text
+    assert_consistent(norm)
+    assert normalize(norm.spoken, language).spoken == norm.spoken  # idempotent
+
+
+def assert_consistent(norm: NormalizedText) -> None:
+    """Rewrites ordered, within bounds, the text between them the same in both; every spoken word maps
+    back inside the text as written."""
+    text = norm.written
     rebuilt, at_w, at_s = [], 0, 0
     for r in norm.rewrites:
         assert at_w <= r.written_start < r.written_end <= len(text)
@@ -205,7 +213,17 @@ def test_rewrites_are_ordered_and_the_rest_is_copied_unchanged(text, language):
         ws, we = norm.to_written(s, e)
         assert 0 <= ws <= we <= len(text)
         assert ws < we or not text
-    assert normalize(norm.spoken, language).spoken == norm.spoken  # idempotent
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("de", "Ave.ca. Nr.", "ave Punkt circa Nummer"),  # "ca" + "." after the address is read again
+    ("fr", "x@y.com-n° 5", "x arobase y point com tiret numéro cinq"),
+])
+def test_a_reading_that_meets_its_neighbour_is_read_again(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

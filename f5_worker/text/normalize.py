@@ -8,9 +8,9 @@ so text that is already words, and the punctuation that shapes prosody, reach th
 
 Each rewrite records the span it replaced and the span it produced, so timings aligned on the spoken
 text are turned back into timings of the words as written (``written_timings``): captions and word
-timings show "$4.99", timed from "four" to "cents". Rewrites never produce anything a rule would rewrite
-again, so normalising twice gives what normalising once gives. The rules per language and the
-libraries behind them are in docs/text.md.
+timings show "$4.99", timed from "four" to "cents". Rewrites produce words, and the text is read again
+until nothing changes, so normalising twice gives what normalising once gives. The rules per language
+and the libraries behind them are in docs/text.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from f5_worker.text.numbers import (
     say_ordinal,
 )
 
+# Normalising the normalised text again until nothing changes takes at most this many passes.
+MAX_PASSES = 3
 # Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
 PHONE_DIGITS = (7, 15)
 # Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
@@ -117,13 +119,27 @@ _Edit = tuple[int, int, str]
 
 def normalize(text: str, language: str = "en") -> NormalizedText:
     """``text`` as it is to be said in ``language`` (a tag: "en", "pt-BR"). Languages with rules: en, fr,
-    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed."""
+    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed.
+
+    A reading can meet the text beside it and make something another rule reads (an address's last word
+    and the period after it, "ca."): the text is normalised again until nothing changes, at most
+    ``MAX_PASSES`` times, and the passes' rewrites are merged, so the result is its own normal form.
+    """
     lang = base_language(language)
     rules = RULES.get(lang)
     if rules is None and not num2words_knows(lang):
         return NormalizedText(text, text, ())
-    scanner = _Scanner(text, rules, lang)
-    edits = scanner.run()
+    norm = _one_pass(text, rules, lang)
+    for _ in range(MAX_PASSES - 1):
+        again = _one_pass(norm.spoken, rules, lang)
+        if not again.rewrites:
+            break
+        norm = _compose(norm, again)
+    return norm
+
+
+def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedText:
+    edits = _Scanner(text, rules, lang).run()
     spoken: list[str] = []
     rewrites: list[Rewrite] = []
     at = 0
@@ -149,6 +165,40 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
 
 _OPENING = "([{\"'“‘«¿¡"
 _CLOSING = ")]}\"'”’».,;:!?"
+
+
+def _compose(first: NormalizedText, second: NormalizedText) -> NormalizedText:
+    """``first`` followed by ``second`` (which normalised ``first.spoken``) as one normalisation.
+
+    Rewrites of either pass that overlap in the middle text are merged into one; the text between them
+    is copied by both passes, so each merged rewrite's ends are found by counting how much the rewrites
+    before it lengthened or shortened the text.
+    """
+    spans = sorted([(r.spoken_start, r.spoken_end, 0, r) for r in first.rewrites] +
+                   [(r.written_start, r.written_end, 1, r) for r in second.rewrites], key=lambda x: (x[0], x[1]))
+    clusters: list[list] = []
+    for span in spans:
+        if clusters and span[0] < max(c[1] for c in clusters[-1]) or \
+                (clusters and span[0] == span[1] == max(c[1] for c in clusters[-1])):
+            clusters[-1].append(span)
+        else:
+            clusters.append([span])
+    rewrites = []
+    grow_first = grow_second = 0  # how much the rewrites before the cluster lengthened the text, per pass
+    for cluster in clusters:
+        a = min(c[0] for c in cluster)
+        b = max(c[1] for c in cluster)
+        w_a, s_a = a - grow_first, a + grow_second
+        inner_first = sum((r.spoken_end - r.spoken_start) - (r.written_end - r.written_start)
+                          for _, _, k, r in cluster if k == 0)
+        inner_second = sum((r.spoken_end - r.spoken_start) - (r.written_end - r.written_start)
+                           for _, _, k, r in cluster if k == 1)
+        w_b, s_b = w_a + (b - a) - inner_first, s_a + (b - a) + inner_second
+        grow_first += inner_first
+        grow_second += inner_second
+        if first.written[w_a:w_b] != second.spoken[s_a:s_b]:
+            rewrites.append(Rewrite(w_a, w_b, s_a, s_b))
+    return NormalizedText(first.written, second.spoken, tuple(rewrites))
 
 
 def _spaced(text: str, start: int, end: int, said: str) -> str:
@@ -205,7 +255,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
-        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w)"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
     }
     if rules is not None:
         units = sorted(rules.units, key=len, reverse=True)
@@ -263,7 +313,7 @@ class _Scanner:
                 pos += 1
         return edits
 
-    # -- helpers ------------------------------------------------------------------------------------
+    # -- what the rules share ----------------------------------------------------------------------
 
     def _say(self, written: str, year_style: bool | None = False) -> str:
         """A number as written in this language, in words; one written with thousands separators is
@@ -520,7 +570,7 @@ class _Scanner:
         m = self.p["title"].match(self.text, pos)
         if m:
             written = m.group(1)
-            if len(written.rstrip(".")) == 1 and re.search(r"(?:^|\s)[A-Z]\s+\Z", self._before(pos)):
+            if len(written.rstrip(".")) == 1 and re.search(r"(?<![^\W\d_])[A-Z]\s+\Z", self._before(pos)):
                 return None  # "F M." is a spelled acronym ("FM."), not a title
             following = self.text[m.end():m.end() + 40].lstrip()
             # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
