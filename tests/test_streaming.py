@@ -101,6 +101,20 @@ def test_later_pieces_stay_under_the_piece_length(default_ref):
     assert all(e - s <= per_second * PIECE_SECONDS for s, e in pieces[1:])
 
 
+def test_pieces_grow_at_most_by_the_growth_factor_up_to_the_piece_length(default_ref):
+    """A piece is made while the one before plays: a jump in length would leave a gap in playback."""
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import PIECE_GROWTH, PIECE_SECONDS, SHORT_TEXT_BYTES, plan_pieces
+
+    text = " ".join(["word"] * 400)
+    pieces = plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)])
+    sizes = [e - s for s, e in pieces]
+    assert all(b <= max(SHORT_TEXT_BYTES, PIECE_GROWTH * a) for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[1] < sizes[3], sizes  # they do grow ...
+    per_second = len(default_ref.text) / default_ref.duration
+    assert max(sizes) > 0.8 * per_second * PIECE_SECONDS, sizes  # ... to the piece length
+
+
 # -- the items, in the worker's own process -----------------------------------------------------------
 
 

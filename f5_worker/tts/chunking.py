@@ -97,6 +97,7 @@ FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark withi
 FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
 SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chunk_frames): no such first piece
 PIECE_SECONDS = 12.0  # later pieces hold at most about this much speech: one item stays under RunPod's 1 MB as wav
+PIECE_GROWTH = 2.0  # each piece holds at most this many times the text of the one before (until PIECE_SECONDS)
 _CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
 
 
@@ -108,6 +109,9 @@ def plan_pieces(ref: PreparedReference, text: str, speed: float, tokens: list[tu
     samples a shorter text at a third of the speed), so the first audio comes early; the later ones are sized
     for throughput (each is sampled with the reference as its prompt, so small pieces cost more in
     total), up to ``PIECE_SECONDS`` of speech and upstream's chunk size, preferring to end at a clause mark.
+    They grow to that size by at most ``PIECE_GROWTH`` a piece: a piece is made while the one before it
+    plays, so a second piece ten times the first's length would leave a gap in playback wherever making
+    speech is not ten times faster than speaking it.
     """
     if not tokens:
         return [(0, len(text))] if text.strip() else []
@@ -124,15 +128,18 @@ def plan_pieces(ref: PreparedReference, text: str, speed: float, tokens: list[tu
     while first < len(tokens) and not long_enough(first):
         first += 1
     pieces = [(0, first)]
+    previous = len(text[tokens[0][0]:tokens[first - 1][1]].encode("utf-8"))
     i = first
     while i < len(tokens):
         j, last_clause = i + 1, None
-        while j < len(tokens) and len(text[tokens[i][0]:tokens[j][1]].encode("utf-8")) <= limit:
+        allowed = min(limit, max(SHORT_TEXT_BYTES, int(previous * PIECE_GROWTH)))
+        while j < len(tokens) and len(text[tokens[i][0]:tokens[j][1]].encode("utf-8")) <= allowed:
             if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]]):
                 last_clause = j
             j += 1
         if j < len(tokens) and last_clause is not None and last_clause - i >= (j - i) // 2:
             j = last_clause
         pieces.append((i, j))
+        previous = len(text[tokens[i][0]:tokens[j - 1][1]].encode("utf-8"))
         i = j
     return [(tokens[a][0], tokens[b - 1][1]) for a, b in pieces]
