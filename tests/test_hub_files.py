@@ -245,6 +245,8 @@ def test_the_hub_tests_are_valid_jobs_on_the_default_model_without_a_volume():
         parse_job(case["input"])  # raises on a job the worker would refuse
     actions = {case["input"].get("action", "synthesize") for case in tests["tests"]}
     assert {"synthesize", "health"} <= actions
+    models = {case["input"].get("model", "default") for case in tests["tests"]}
+    assert {"default", "tiny"} <= models, "the real model, and the tiny one that needs no download"
     # the first job waits for a cold worker: the weights' download (about 1.4 GB) and the warm-up
     assert tests["tests"][0]["timeout"] >= 600_000
 
