@@ -294,7 +294,7 @@ def test_concurrent_runsync_jobs_are_in_the_worker_together(batching_api_server)
 
 @pytest.mark.parametrize("name, value, message", [
     ("MAX_CONCURRENCY", "four", "MAX_CONCURRENCY must be a whole number (got 'four')"),
-    ("ALIGNER", "bogus", "ALIGNER must be one of auto, ctc, sphinx, estimate (got 'bogus')"),
+    ("ALIGNER", "bogus", "ALIGNER must be one of auto, ctc, sphinx, dtw, estimate (got 'bogus')"),
     ("DEVICE", "tpu", "DEVICE must be one of auto, cpu, cuda or cuda:N (got 'tpu')"),
 ])
 def test_a_bad_setting_fails_boot_with_a_message_naming_it(worker_env, tmp_path, name, value, message):
