@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# For CI: build Dockerfile.runpod on a local Debian base and boot it three times against a temporary
-# directory standing in for the network volume.
+# For CI: build both images on a local Debian base: the thin Dockerfile.runpod, booted three times against
+# a temporary directory standing in for the network volume, and the Hub's .runpod/Dockerfile (environment
+# baked in), booted once with neither volume nor network.
 #
 # Usage: scripts/ci/image_smoke_test.sh   (needs root or rootful podman; ~3 min warm, <30 min cold)
 #
@@ -9,11 +10,14 @@
 #           JSON answer is decoded and checked;
 #   boot 3: as deployed on an endpoint: runpod's worker loop takes the same job from a stand-in for
 #           RunPod's job API (tests/runpod_platform.py), posts the result back and sends heartbeats;
-#           then SIGTERM, as RunPod scales a worker down, must end it with exit code 0.
+#           then SIGTERM, as RunPod scales a worker down, must end it with exit code 0;
+#   boot 4: the baked image as the Hub runs it: no volume and --network none; answers test_input.json from
+#           the environment in the image (a venv build at boot fails the test).
 #
-# Prints the boot times and the image size. Changes: builds the base image (scripts/ci/build_base_image.sh,
-# cached in ~/.cache/f5-worker) and a test image; removes its containers, the test image and its work
-# directory at the end. Host workarounds live here, not in the Dockerfile: --runtime runc (crun fails on
+# Prints the build and boot times and the image sizes. Changes: builds the base image
+# (scripts/ci/build_base_image.sh, cached in ~/.cache/f5-worker) and two test images (the baked one with the
+# host's uv cache mounted, so nothing is downloaded); removes its containers, the test images (the baked
+# one, ~8 GB, as soon as boot 4 is done) and its work directory at the end. Host workarounds live here, not in the Dockerfile: --runtime runc (crun fails on
 # hybrid cgroups), --ulimit (no CAP_SYS_RESOURCE), the host's CA bundle (TLS to PyPI through a proxy).
 # Settings: F5_SMOKE_KEEP=1 keeps the work dir and image for debugging; F5_SMOKE_CONTEXT=dir builds from
 # another checkout; F5_SMOKE_CA_BUNDLE the CA bundle to use.
@@ -25,6 +29,7 @@ CONTEXT="${F5_SMOKE_CONTEXT:-$REPO}"
 RUN_ID="f5smoke-$$-$(date +%s)"
 BASE_TAG="localhost/f5-worker-smoke-base:$RUN_ID"
 IMAGE_TAG="localhost/f5-worker-smoke:$RUN_ID"
+BAKED_TAG="localhost/f5-worker-smoke-baked:$RUN_ID"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/f5-smoke.XXXXXX")"
 VOLUME="$WORK/volume"
 mkdir -p "$VOLUME"
@@ -42,7 +47,7 @@ cleanup() {
     if [ "${F5_SMOKE_KEEP:-0}" = "1" ]; then
         say "kept $WORK and image $IMAGE_TAG (F5_SMOKE_KEEP=1)"
     else
-        podman rmi -f "$IMAGE_TAG" "$BASE_TAG" >/dev/null 2>&1
+        podman rmi -f "$BAKED_TAG" "$IMAGE_TAG" "$BASE_TAG" >/dev/null 2>&1
         # The venv was written by the container's root: rootless podman needs unshare to delete it.
         rm -rf "$WORK" 2>/dev/null || podman unshare rm -rf "$WORK"
     fi
@@ -51,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for f in runpod_handler.py test_input.json Dockerfile.runpod uv.lock; do
+for f in runpod_handler.py test_input.json Dockerfile.runpod .runpod/Dockerfile uv.lock; do
     [ -f "$CONTEXT/$f" ] || fail "$CONTEXT/$f is missing"
 done
 
@@ -65,20 +70,28 @@ CA_BUNDLE="${F5_SMOKE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 CA_MOUNT=()
 CA_ENV=()
 if [ -f "$CA_BUNDLE" ]; then
-    # pip (certifi) and uv (webpki) ignore the system store unless told; point both at the host's.
+    # pip (certifi) and uv (webpki) ignore the system store unless told; point both at the host's
+    # (uv through its system-wide config as well, for the build, where no variable can be set for it).
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$WORK/pip.conf"
-    CA_MOUNT=(-v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" -v "$WORK/pip.conf:/etc/pip.conf:ro")
+    printf 'system-certs = true\n' >"$WORK/uv.toml"
+    CA_MOUNT=(-v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" -v "$WORK/pip.conf:/etc/pip.conf:ro"
+              -v "$WORK/uv.toml:/etc/uv/uv.toml:ro")
     CA_ENV=(-e SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
 fi
 HOST_UV_CACHE="${UV_CACHE_DIR:-$("${UV:-uv}" cache dir 2>/dev/null || echo "$HOME/.cache/uv")}"
 mkdir -p "$HOST_UV_CACHE"
-RUN_FLAGS=(
-    --label "f5-smoke=$RUN_ID" --network host
+# Every boot: labelled for the clean-up, the tiny model, no download.
+BOOT_FLAGS=(
+    --label "f5-smoke=$RUN_ID"
     --ulimit "nofile=$hard_nofile:$hard_nofile" --ulimit nproc=4096:4096
+    -e WORKER_MODEL=tiny -e HF_HUB_OFFLINE=1
+)
+# The thin image's boots: the volume, and the host's network to build the venv.
+RUN_FLAGS=(
+    "${BOOT_FLAGS[@]}" --network host
     -v "$VOLUME:/runpod-volume"
     # uv's cache from the host, so the venv build copies wheels instead of downloading 3 GB
     -v "$HOST_UV_CACHE:/uv-cache" -e UV_CACHE_DIR=/uv-cache
-    -e WORKER_MODEL=tiny -e HF_HUB_OFFLINE=1
     "${CA_MOUNT[@]}" "${CA_ENV[@]}"
 )
 
@@ -207,6 +220,58 @@ assert report["pings"], "no heartbeat reached the platform"
 print(f"[smoke] boot 3 posted: {seconds:.2f}s of audio; {len(report['pings'])} heartbeats", file=sys.stderr)
 EOF
 
+# ---------------------------------------------------------------- baked image
+# The Hub's build: .runpod/Dockerfile from the repository root. The layers above the venv step are the thin
+# image's; the host's uv cache is mounted for the venv step (BAKE_UV_CACHE), so it copies instead of
+# downloading. The thin image's venv on the volume goes first: it is not needed any more, and disk is short.
+rm -rf "$VOLUME/f5-worker" 2>/dev/null || podman unshare rm -rf "$VOLUME/f5-worker"
+t0=$(now)
+say "building .runpod/Dockerfile (environment baked in) from $CONTEXT"
+"${PODMAN[@]}" build --network host "${CA_MOUNT[@]}" \
+    -v "$HOST_UV_CACHE:/uv-cache" --build-arg BAKE_UV_CACHE=/uv-cache \
+    -f "$CONTEXT/.runpod/Dockerfile" --build-arg "BASE_IMAGE=$BASE_TAG" \
+    -t "$BAKED_TAG" "$CONTEXT" >"$WORK/baked-build.log" 2>&1 || {
+    tail -n 40 "$WORK/baked-build.log" >&2
+    fail "podman build of .runpod/Dockerfile failed"
+}
+baked_build_s=$(secs "$t0" "$(now)")
+baked_bytes=$(podman image inspect --format '{{.Size}}' "$BAKED_TAG")
+baked_cached=$(grep -c "Using cache" "$WORK/baked-build.log" || true)
+grep -q "phase=publish" "$WORK/baked-build.log" || fail "the baked build did not build the venv"
+say "baked image built in ${baked_build_s}s (${baked_cached} steps from the thin image's cache)"
+
+# ---------------------------------------------------------------- boot 4
+say "boot 4: baked image, no volume, --network none (runs test_input.json from the baked venv)"
+mkdir -p "$WORK/baked-results"
+t0=$(now)
+"${PODMAN[@]}" run --name "$RUN_ID-boot4" "${BOOT_FLAGS[@]}" --network none \
+    -v "$WORK/baked-results:/results" -e RESULT_DUMP_DIR=/results \
+    "$BAKED_TAG" >"$WORK/boot4.log" 2>&1 || {
+    tail -n 60 "$WORK/boot4.log" | cut -c1-400 >&2
+    fail "boot 4 exited non-zero"
+}
+boot4_total=$(secs "$t0" "$(now)")
+podman rm -f "$RUN_ID-boot4" >/dev/null
+# The ~8 GB image goes now, not at the end: the host's disk is shared.
+[ "${F5_SMOKE_KEEP:-0}" = "1" ] || podman rmi -f "$BAKED_TAG" >/dev/null
+grep -q "no network volume at '/runpod-volume'" "$WORK/boot4.log" || fail "boot 4 found a volume"
+grep -q "is ready; reusing it" "$WORK/boot4.log" || fail "boot 4 did not use the baked venv"
+if grep -qE "phase=(create-venv|install)" "$WORK/boot4.log"; then fail "boot 4 built a venv at boot"; fi
+grep -q "completed successfully" "$WORK/boot4.log" || fail "boot 4 did not complete the job"
+boot4_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot4.log" | tail -n1)
+[ -n "$boot4_setup" ] || fail "boot 4 log lacks start.sh's 'boot took' line"
+
+python3 - "$WORK"/baked-results/*.json <<'EOF' || fail "boot 4's job result has no valid audio"
+import base64, io, json, sys, wave
+output = json.load(open(sys.argv[1]))
+assert "error" not in output, output.get("error")
+audio = base64.b64decode(output["audio_base64"])
+with wave.open(io.BytesIO(audio)) as wav:
+    seconds = wav.getnframes() / wav.getframerate()
+assert seconds > 0.5, f"only {seconds:.2f}s of audio"
+print(f"[smoke] boot 4 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio", file=sys.stderr)
+EOF
+
 # ---------------------------------------------------------------- report
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
 cat >&2 <<EOF
@@ -217,5 +282,7 @@ cat >&2 <<EOF
 [smoke] boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer
 [smoke] boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer
 [smoke] boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM
+[smoke] baked image: $(mb "$baked_bytes") ($(mb "$((baked_bytes - base_bytes))") over the base), built in ${baked_build_s}s
+[smoke] boot 4 (baked, no volume, no network): ${boot4_setup}s to the handler, ${boot4_total}s to the job's answer
 [smoke] ---------------------------------------------------------------
 EOF
