@@ -31,9 +31,9 @@ GPU_POOLS = {
     "HOPPER_141": {"NVIDIA H200"},
 }
 GPU_IDS = set().union(*GPU_POOLS.values())
-# The CUDA versions RunPod places workers on: the enum of allowedCudaVersions in its REST API's endpoint
-# schema (EndpointCreateInput, docs.runpod.io/api-reference). Matching is exact: a version no host reports
-# leaves the endpoint without workers.
+# The CUDA versions RunPod accepts: the enum of allowedCudaVersions in its REST API's endpoint schema
+# (EndpointCreateInput, docs.runpod.io/api-reference). Matching is exact, so "12" or "12.8.1" would be
+# refused or match no host (docs/deployment.md, "RunPod Hub").
 RUNPOD_CUDA_VERSIONS = ("13.0", "12.9", "12.8", "12.7", "12.6", "12.5", "12.4", "12.3", "12.2", "12.1", "12.0",
                         "11.8")
 

@@ -230,7 +230,7 @@ EOF
 # ---------------------------------------------------------------- baked image
 # The Hub's build: .runpod/Dockerfile from the repository root. After the thin build, the layers above the
 # venv step are the thin image's; the host's uv cache is mounted for the venv step (BAKE_UV_CACHE), so it
-# copies instead of downloading. The thin image's venv on the volume goes first: disk is short.
+# copies instead of downloading.
 baked_image() {
     t0=$(now)
     say "building .runpod/Dockerfile (environment baked in) from $CONTEXT"
@@ -294,6 +294,7 @@ if [ "$IMAGES" != baked ]; then
         "boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer"
         "boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM"
     )
+    # The volume's 8 GB venv is done with; the baked build needs the disk (about 30 GB while it commits).
     rm -rf "$VOLUME/f5-worker" 2>/dev/null || podman unshare rm -rf "$VOLUME/f5-worker"
 fi
 if [ "$IMAGES" != thin ]; then
