@@ -14,10 +14,12 @@
 #   boot 4: the baked image as the Hub runs it: no volume and --network none; answers test_input.json from
 #           the environment in the image (a venv build at boot fails the test).
 #
-# Prints the build and boot times and the image sizes. Changes: builds the base image
+# Prints each image's build and boot times and size, then "thin image: PASS" or "baked image: PASS" as that
+# image's part passes; the last line is PASS or FAILED. Changes: builds the base image
 # (scripts/ci/build_base_image.sh, cached in ~/.cache/f5-worker) and the test images (the baked one, 8 GB,
 # with the host's uv cache mounted so nothing is downloaded); removes its containers, its images (the baked
-# one as soon as boot 4 is done) and its work directory at the end. Host workarounds live here, not in the
+# one as soon as boot 4 is done) and its work directory at the end, also when stopped by SIGTERM or SIGINT
+# (sent to its process group, so the command in progress stops too). Host workarounds live here, not in the
 # Dockerfiles: --runtime runc (crun fails on hybrid cgroups), --ulimit (no CAP_SYS_RESOURCE), the host's CA
 # bundle (TLS to PyPI through a proxy).
 # Settings: F5_SMOKE_IMAGES=thin|baked|both (default both; both builds the baked image on the thin one's
@@ -61,6 +63,10 @@ cleanup() {
     exit "$code"
 }
 trap cleanup EXIT
+# Stopped (the test suite sends SIGTERM to the script's process group when it ends early): exit through the
+# clean-up with a failing code, once the command in progress has stopped.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 for f in runpod_handler.py test_input.json Dockerfile.runpod .runpod/Dockerfile uv.lock; do
     [ -f "$CONTEXT/$f" ] || fail "$CONTEXT/$f is missing"
@@ -281,30 +287,31 @@ EOF
 }
 
 # ---------------------------------------------------------------- run
+# Each part prints its report and "<part> image: PASS" when it is done, so a run of both images tells which
+# passed even when the other fails (the test suite reads each image's verdict from one shared run).
 base_bytes=$(podman image inspect --format '{{.Size}}' "$BASE_TAG")
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
-summary=()
+report() {
+    printf '[smoke] %s\n' "---------------------------------------------------------------" "$@" \
+        "---------------------------------------------------------------" >&2
+}
 if [ "$IMAGES" != baked ]; then
     thin_image
-    summary+=(
-        "image size:  $(mb "$image_bytes") ($(mb "$((image_bytes - base_bytes))") over the $(mb "$base_bytes") Debian stand-in base)"
-        "image build: ${build_s}s"
-        "venv on the volume: $venv_size at ${venv_dir#"$VOLUME"/}"
-        "boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer"
-        "boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer"
+    report \
+        "image size:  $(mb "$image_bytes") ($(mb "$((image_bytes - base_bytes))") over the $(mb "$base_bytes") Debian stand-in base)" \
+        "image build: ${build_s}s" \
+        "venv on the volume: $venv_size at ${venv_dir#"$VOLUME"/}" \
+        "boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer" \
+        "boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer" \
         "boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM"
-    )
+    say "thin image: PASS"
     # The volume's 8 GB venv is done with; the baked build needs the disk (about 30 GB while it commits).
     rm -rf "$VOLUME/f5-worker" 2>/dev/null || podman unshare rm -rf "$VOLUME/f5-worker"
 fi
 if [ "$IMAGES" != thin ]; then
     baked_image
-    summary+=(
-        "baked image: $(mb "$baked_bytes") ($(mb "$((baked_bytes - base_bytes))") over the base), built in ${baked_build_s}s (${baked_cached} steps cached)"
+    report \
+        "baked image: $(mb "$baked_bytes") ($(mb "$((baked_bytes - base_bytes))") over the base), built in ${baked_build_s}s (${baked_cached} steps cached)" \
         "boot 4 (baked, no volume, no network): ${boot4_setup}s to the handler, ${boot4_total}s to the job's answer"
-    )
+    say "baked image: PASS"
 fi
-
-# ---------------------------------------------------------------- report
-printf '[smoke] %s\n' "---------------------------------------------------------------" "${summary[@]}" \
-    "---------------------------------------------------------------" >&2
