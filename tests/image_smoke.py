@@ -32,6 +32,7 @@ LOG_TAIL_CHARS = 6000  # of the log shown by a failing test
 PR_SET_PDEATHSIG = 1  # prctl option: the signal the child gets when its parent dies
 IMAGES_ORDER = ("thin", "baked")  # the script's order of the parts
 
+
 def image_of(item: pytest.Item) -> str:
     """The image a container test checks."""
     return "baked" if item.get_closest_marker("baked") else "thin"
