@@ -61,7 +61,7 @@ class ImageSmokeRun:
         self.setting = "both" if len(self.images) == 2 else self.images[0]
         fd, name = tempfile.mkstemp(prefix=f"f5-image-smoke-{self.setting}-", suffix=".log")
         self.log_path = Path(name)
-        self.started = time.monotonic()
+        self.started = time.time()
         with os.fdopen(fd, "w") as log:
             # Its own session: SIGTERM reaches the command in progress too, not only the script, which would
             # otherwise wait for a minutes-long build before its clean-up ran.
@@ -69,17 +69,21 @@ class ImageSmokeRun:
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=die_with_parent,
                                          env={**os.environ, "F5_SMOKE_IMAGES": self.setting})
-        self.ended: float | None = None
+        self.ended: float | None = None  # when the script last wrote to its log: its end, not when it was reaped
+        self.waited_s = 0.0  # how long the tests waited for it: what it added to the session
 
     def wait(self) -> int:
         """The script's exit code, waiting up to RUN_TIMEOUT_S from its start; stops it past that."""
-        left = RUN_TIMEOUT_S - (time.monotonic() - self.started)
+        left = RUN_TIMEOUT_S - (time.time() - self.started)
+        waiting = time.monotonic()
         try:
             code = self.proc.wait(timeout=max(left, 0))
         except subprocess.TimeoutExpired:
             self.stop()
             pytest.fail(f"the image smoke test ran past {RUN_TIMEOUT_S}s and was stopped\n{self.tail()}")
-        self.ended = self.ended or time.monotonic()
+        finally:
+            self.waited_s += time.monotonic() - waiting
+        self.ended = self.ended or self.log_path.stat().st_mtime
         return code
 
     def stop(self) -> None:
@@ -93,7 +97,7 @@ class ImageSmokeRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        self.ended = self.ended or time.monotonic()
+        self.ended = self.ended or self.log_path.stat().st_mtime
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -182,10 +186,11 @@ def pytest_terminal_summary(terminalreporter, config):
     if RUNS_KEY not in config.stash:
         return
     for run in config.stash[RUNS_KEY].runs:
-        seconds = (run.ended or time.monotonic()) - run.started
+        seconds = (run.ended or time.time()) - run.started
         verdict = "exit 0" if run.proc.returncode == 0 else f"exit {run.proc.returncode}, log kept: {run.log_path}"
         terminalreporter.write_line(f"image smoke test (F5_SMOKE_IMAGES={run.setting}) ran {seconds:.0f}s "
-                                    f"alongside the other tests; {verdict}")
+                                    f"alongside the other tests, which then waited {run.waited_s:.0f}s for it; "
+                                    f"{verdict}")
 
 
 @pytest.fixture(scope="session")
