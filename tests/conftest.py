@@ -80,5 +80,14 @@ def wav_base64(wave: np.ndarray, sample_rate: int, fmt: str = "WAV") -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+# The image smoke test's background run, started after collection when a selected container test will run.
+from image_smoke import (  # noqa: E402,F401
+    image_smoke_runs,
+    pytest_collection_finish,
+    pytest_collection_modifyitems,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
+
 # A real S3-compatible server (SeaweedFS) for storage, voice and delivery tests.
 from conftest_s3 import bucket_env, no_bucket_env, seaweed  # noqa: E402,F401

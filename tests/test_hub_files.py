@@ -31,7 +31,11 @@ GPU_POOLS = {
     "HOPPER_141": {"NVIDIA H200"},
 }
 GPU_IDS = set().union(*GPU_POOLS.values())
-CUDA_VERSION = re.compile(r"^\d+\.\d$")
+# The CUDA versions RunPod accepts: the enum of allowedCudaVersions in its REST API's endpoint schema
+# (EndpointCreateInput, docs.runpod.io/api-reference). Matching is exact, so "12" or "12.8.1" would be
+# refused or match no host (docs/deployment.md, "RunPod Hub").
+RUNPOD_CUDA_VERSIONS = ("13.0", "12.9", "12.8", "12.7", "12.6", "12.5", "12.4", "12.3", "12.2", "12.1", "12.0",
+                        "11.8")
 
 
 def load(name: str) -> dict:
@@ -135,9 +139,9 @@ def env_item_problems(item: dict) -> list[str]:
 
 
 def cuda_versions_problems(where: str, versions) -> list[str]:
-    if not isinstance(versions, list) or not all(isinstance(v, str) and CUDA_VERSION.match(v) for v in versions):
+    if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
         return [f"{where}: a list of versions such as \"12.8\""]
-    return []
+    return [f"{where}: {v!r} is not a CUDA version RunPod offers" for v in versions if v not in RUNPOD_CUDA_VERSIONS]
 
 
 def problems_in_tests_json(tests: dict) -> list[str]:
@@ -185,6 +189,7 @@ def test_tests_json_has_the_documented_format():
     (lambda h: h.update(category="speech"), "category:"),
     (lambda h: h["config"].update(gpuIds="ADA_24,H200"), "'H200' is neither"),
     (lambda h: h["config"].update(allowedCudaVersions=["12"]), "allowedCudaVersions"),
+    (lambda h: h["config"].update(allowedCudaVersions=["13.1", "12.8"]), "'13.1' is not a CUDA version RunPod"),
     (lambda h: h["config"]["env"][0]["input"].update(default="nope"), "is not one of the options"),
     (lambda h: h["config"]["presets"][0]["defaults"].update(NOT_OFFERED="1"), "NOT_OFFERED is not in config.env"),
 ])
@@ -199,6 +204,7 @@ def test_the_hub_json_check_refuses_what_the_hub_would(change, problem):
     (lambda t: t["tests"][0].update(timeout="10m"), "timeout"),
     (lambda t: t["config"].update(gpuTypeId="RTX 4090"), "is not a GPU id"),
     (lambda t: t["config"]["env"].append({"key": "X", "value": 1}), "string value"),
+    (lambda t: t["config"].update(allowedCudaVersions=[12.8]), "allowedCudaVersions"),
 ])
 def test_the_tests_json_check_refuses_what_the_hub_would(change, problem):
     tests = load("tests.json")
