@@ -185,6 +185,43 @@ def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, wo
     assert sum("loading model tiny-fr" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settings, worker, caplog):
+    from f5_worker import stopping
+
+    pool = fresh_pool(models_settings, worker.models)
+    loaded: list = []
+    stopped: list = []
+    caplog.set_level(logging.INFO, logger="f5_worker.tts.model_pool")
+
+    def waiting_job(flag_holder: list) -> None:
+        with stopping.stop_flag() as flag:
+            flag_holder.append(flag)
+            try:
+                pool.engine("tiny-fr")
+            except stopping.JobStopped as exc:
+                stopped.append(exc)
+
+    flags: list = []
+    with skipped_weight_init():  # holds the load at its first step
+        loader = threading.Thread(target=lambda: loaded.append(pool.engine("tiny-fr")))
+        loader.start()
+        deadline = time.monotonic() + 10
+        while "tiny-fr" not in pool._loading:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiter = threading.Thread(target=waiting_job, args=(flags,))
+        waiter.start()
+        while not any("another job is loading" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the second job never waited for the first one's load"
+            time.sleep(0.01)
+        flags[0].set()  # RunPod stops the waiting job while the load is still held
+        waiter.join(5)
+        assert not waiter.is_alive(), "a stopped job kept waiting for another job's load"
+    loader.join(10)
+    assert len(stopped) == 1 and "model tiny-fr was loaded" in str(stopped[0])
+    assert len(loaded) == 1 and pool.loaded() == ["tiny", "tiny-fr"] and pool.loads == 1  # the load went on
+
+
 def test_the_memory_bound_evicts_too(models_settings, worker):
     tiny_bytes = worker.models.weight_bytes
     pool = fresh_pool(dataclasses.replace(models_settings, max_loaded_models=8,
