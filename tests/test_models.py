@@ -280,6 +280,12 @@ def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, ti
      "MODELS: entry 1 ('fr'): ckpt: unknown field"),
     ('[{"name": "tiny", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}]',
      "model 'tiny' is registered twice (it is a built-in model)"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "hf://RASPIAUDIO/model_last.pt"}]',
+     "MODELS: entry 1 ('fr'): checkpoint: 'hf://RASPIAUDIO/model_last.pt' names a repository, not a file in it"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "vocab": "hf://vocab.txt"}]',
+     "MODELS: entry 1 ('fr'): vocab: 'hf://vocab.txt' is not a hub location; write hf://<owner>/<repo>/<file>"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "vocoder": "hf://"}]',
+     "MODELS: entry 1 ('fr'): vocoder: 'hf://' is not a hub location"),
 ])
 def test_a_bad_entry_is_a_start_up_error_naming_the_setting_and_the_entry(tiny_settings, models_json, message):
     with pytest.raises(SettingsError) as err:

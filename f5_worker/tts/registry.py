@@ -26,6 +26,7 @@ from f5_worker.tts.weights import (
     ModelUnavailableError,
     resolve_file,
     resolve_vocoder,
+    split_hub_location,
 )
 
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -62,6 +63,29 @@ class ModelEntry(BaseModel):
             return value
         raise ValueError(f"{value!r} is neither one of f5-tts's configs ({', '.join(released_config_names())}) "
                          "nor a .yaml file")
+
+    @field_validator("checkpoint", "vocab")
+    @classmethod
+    def _file_location(cls, value: str | None) -> str | None:
+        """A hub location that names no file is a typo: refused at start, not by the first job."""
+        if value is not None and value.startswith(HF_SCHEME):
+            try:
+                _, filename = split_hub_location(value)
+            except ModelUnavailableError as exc:
+                raise ValueError(str(exc)) from None
+            if not filename:
+                raise ValueError(f"{value!r} names a repository, not a file in it; write hf://<owner>/<repo>/<file>")
+        return value
+
+    @field_validator("vocoder")
+    @classmethod
+    def _vocoder_location(cls, value: str) -> str:
+        if value.startswith(HF_SCHEME):
+            try:
+                split_hub_location(value)
+            except ModelUnavailableError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @property
     def is_tiny(self) -> bool:
