@@ -279,7 +279,10 @@ def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, ti
     ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "ckpt": "y"}]',
      "MODELS: entry 1 ('fr'): ckpt: unknown field"),
     ('[{"name": "tiny", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}]',
-     "model 'tiny' is registered twice (it is a built-in model)"),
+     "MODELS: entry 1 ('tiny'): model 'tiny' is registered twice (it is a built-in model)"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}, '
+     '{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "y.pt"}]',
+     "MODELS: entry 2 ('fr'): model 'fr' is registered twice (first in MODELS, entry 1)"),
     ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "hf://RASPIAUDIO/model_last.pt"}]',
      "MODELS: entry 1 ('fr'): checkpoint: 'hf://RASPIAUDIO/model_last.pt' names a repository, not a file in it"),
     ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "vocab": "hf://vocab.txt"}]',
@@ -291,6 +294,19 @@ def test_a_bad_entry_is_a_start_up_error_naming_the_setting_and_the_entry(tiny_s
     with pytest.raises(SettingsError) as err:
         ModelRegistry.from_settings(dataclasses.replace(tiny_settings, models_json=models_json))
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_name_in_both_the_setting_and_the_volume_file_names_both(tiny_settings, tiny_model_dir, tmp_path):
+    volume = tmp_path / "volume"
+    (volume / "f5-worker").mkdir(parents=True)
+    registry_file = volume / "f5-worker" / "models.json"
+    registry_file.write_text(json.dumps([fr_entry(tiny_model_dir, "de"), fr_entry(tiny_model_dir, "fr")]))
+    settings = dataclasses.replace(tiny_settings, network_volume_path=volume,
+                                   models_json=json.dumps([fr_entry(tiny_model_dir, "fr")]))
+    with pytest.raises(SettingsError) as err:
+        ModelRegistry.from_settings(settings)
+    assert str(err.value) == (f"MODEL_REGISTRY_FILE {registry_file}: entry 2 ('fr'): model 'fr' is registered twice "
+                              "(first in MODELS, entry 1)")
 
 
 def test_the_default_model_must_be_registered_and_named_once(tiny_settings, monkeypatch):

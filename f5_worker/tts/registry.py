@@ -168,15 +168,25 @@ class ModelRegistry:
         """The built-in entries, then ``MODELS``, then the registry file; the default model's files may be
         replaced by ``MODEL_CKPT_PATH`` / ``MODEL_VOCAB_PATH``, and the default vocoder by ``VOCODER_PATH``."""
         entries = list(BUILTIN_ENTRIES)
+        registered_by = {e.name: "it is a built-in model" for e in entries}
+
+        def add(text: str, source: str) -> None:
+            for index, entry in enumerate(parse_entries(text, source), 1):
+                if entry.name in registered_by:  # named where it is, like every other bad entry
+                    raise SettingsError(f"{source}: entry {index} ({entry.name!r}): model {entry.name!r} is "
+                                        f"registered twice ({registered_by[entry.name]})")
+                registered_by[entry.name] = f"first in {source}, entry {index}"
+                entries.append(entry)
+
         if settings.models_json:
-            entries += parse_entries(settings.models_json, "MODELS")
+            add(settings.models_json, "MODELS")
         path = settings.registry_file
         if path is not None and (path.is_file() or settings.model_registry_file is not None):
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"MODEL_REGISTRY_FILE {path}: cannot be read ({exc})") from None
-            entries += parse_entries(text, f"MODEL_REGISTRY_FILE {path}")
+            add(text, f"MODEL_REGISTRY_FILE {path}")
         default = settings.worker_model
         names = {e.name for e in entries}
         if default not in names and default in released_config_names() and settings.model_ckpt_path:
