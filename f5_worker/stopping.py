@@ -67,11 +67,12 @@ def check(stage: str) -> None:
         raise JobStopped(f"before {stage}")
 
 
-def result_unless_stopped(future: concurrent.futures.Future[T], stage: str) -> T:
+def result_unless_stopped(future: concurrent.futures.Future[T], stage: str, *, shared: bool = False) -> T:
     """``future.result()``, or JobStopped if the job is stopped while the future has not started.
 
     A started future (a sampling batch under way) is left to finish or to stop itself:
-    its batch-mates may still want it.
+    its batch-mates may still want it. A ``shared`` future (a model load other jobs wait for too) is
+    never cancelled: the stopped job only stops waiting for it.
     """
     flag = _flag.get()
     if flag is None:
@@ -84,5 +85,5 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str) -> T
                 return future.result()
             except concurrent.futures.CancelledError:  # the sampler found it stopped first (SampleRequest.claim)
                 raise JobStopped(f"before {stage}") from None
-        if flag.is_set() and future.cancel():
+        if flag.is_set() and (shared or future.cancel()):
             raise JobStopped(f"before {stage}") from None

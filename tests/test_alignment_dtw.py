@@ -58,6 +58,16 @@ def test_word_starts_within_the_measured_bound_in_another_voice(cases, language)
     assert (errors < 0.050).mean() >= WITHIN_50MS_BOUND
 
 
+def test_words_never_overlap(cases):
+    """The path can step through the rendering alone, so one audio frame ends a word and starts the next:
+    that frame is the next word's."""
+    for language in ("fr", "de", "es"):
+        for case in cases[language]:
+            result = align_audio(DtwAligner(), case.audio, case.sample_rate, case.text, language=language)
+            for a, b in zip(result.words, result.words[1:]):
+                assert a.end <= b.start + 1e-9, (language, case.text, a, b)
+
+
 def test_a_reversed_path_misses_the_bound(cases, monkeypatch):
     """The bound tells a right path from a wrong one."""
     search = dtw.banded_dtw
@@ -151,6 +161,8 @@ def test_invariants_on_random_texts_in_five_languages(data, language):
         audio = np.zeros(sr, np.float32)
     result = align_audio(DtwAligner(), audio, sr, text, language=language)
     check_invariants(result, text, len(audio) / sr)
+    for a, b in zip(result.words, result.words[1:]):
+        assert a.end <= b.start + 1e-9
     for word in result.words:  # characters lie within their word
         for char in result.chars:
             if word.char_start <= char.char_start < word.char_end:

@@ -185,6 +185,43 @@ def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, wo
     assert sum("loading model tiny-fr" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settings, worker, caplog):
+    from f5_worker import stopping
+
+    pool = fresh_pool(models_settings, worker.models)
+    loaded: list = []
+    stopped: list = []
+    caplog.set_level(logging.INFO, logger="f5_worker.tts.model_pool")
+
+    def waiting_job(flag_holder: list) -> None:
+        with stopping.stop_flag() as flag:
+            flag_holder.append(flag)
+            try:
+                pool.engine("tiny-fr")
+            except stopping.JobStopped as exc:
+                stopped.append(exc)
+
+    flags: list = []
+    with skipped_weight_init():  # holds the load at its first step
+        loader = threading.Thread(target=lambda: loaded.append(pool.engine("tiny-fr")))
+        loader.start()
+        deadline = time.monotonic() + 10
+        while "tiny-fr" not in pool._loading:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        waiter = threading.Thread(target=waiting_job, args=(flags,))
+        waiter.start()
+        while not any("another job is loading" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the second job never waited for the first one's load"
+            time.sleep(0.01)
+        flags[0].set()  # RunPod stops the waiting job while the load is still held
+        waiter.join(5)
+        assert not waiter.is_alive(), "a stopped job kept waiting for another job's load"
+    loader.join(10)
+    assert len(stopped) == 1 and "model tiny-fr was loaded" in str(stopped[0])
+    assert len(loaded) == 1 and pool.loaded() == ["tiny", "tiny-fr"] and pool.loads == 1  # the load went on
+
+
 def test_the_memory_bound_evicts_too(models_settings, worker):
     tiny_bytes = worker.models.weight_bytes
     pool = fresh_pool(dataclasses.replace(models_settings, max_loaded_models=8,
@@ -242,12 +279,34 @@ def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, ti
     ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "ckpt": "y"}]',
      "MODELS: entry 1 ('fr'): ckpt: unknown field"),
     ('[{"name": "tiny", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}]',
-     "model 'tiny' is registered twice (it is a built-in model)"),
+     "MODELS: entry 1 ('tiny'): model 'tiny' is registered twice (it is a built-in model)"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt"}, '
+     '{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "y.pt"}]',
+     "MODELS: entry 2 ('fr'): model 'fr' is registered twice (first in MODELS, entry 1)"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "hf://RASPIAUDIO/model_last.pt"}]',
+     "MODELS: entry 1 ('fr'): checkpoint: 'hf://RASPIAUDIO/model_last.pt' names a repository, not a file in it"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "vocab": "hf://vocab.txt"}]',
+     "MODELS: entry 1 ('fr'): vocab: 'hf://vocab.txt' is not a hub location; write hf://<owner>/<repo>/<file>"),
+    ('[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "vocoder": "hf://"}]',
+     "MODELS: entry 1 ('fr'): vocoder: 'hf://' is not a hub location"),
 ])
 def test_a_bad_entry_is_a_start_up_error_naming_the_setting_and_the_entry(tiny_settings, models_json, message):
     with pytest.raises(SettingsError) as err:
         ModelRegistry.from_settings(dataclasses.replace(tiny_settings, models_json=models_json))
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_name_in_both_the_setting_and_the_volume_file_names_both(tiny_settings, tiny_model_dir, tmp_path):
+    volume = tmp_path / "volume"
+    (volume / "f5-worker").mkdir(parents=True)
+    registry_file = volume / "f5-worker" / "models.json"
+    registry_file.write_text(json.dumps([fr_entry(tiny_model_dir, "de"), fr_entry(tiny_model_dir, "fr")]))
+    settings = dataclasses.replace(tiny_settings, network_volume_path=volume,
+                                   models_json=json.dumps([fr_entry(tiny_model_dir, "fr")]))
+    with pytest.raises(SettingsError) as err:
+        ModelRegistry.from_settings(settings)
+    assert str(err.value) == (f"MODEL_REGISTRY_FILE {registry_file}: entry 2 ('fr'): model 'fr' is registered twice "
+                              "(first in MODELS, entry 1)")
 
 
 def test_the_default_model_must_be_registered_and_named_once(tiny_settings, monkeypatch):

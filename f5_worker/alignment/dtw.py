@@ -193,12 +193,15 @@ class DtwAligner:
         rows, cols = mfcc_features(test), mfcc_features(ref_audio)
         path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)))
         ref_spans = token_spans(tokens, anchors, ref_audio)
+        spoken_tokens = [tok for tok in tokens if tok.spoken]
+        frames = [trim_silence(*map_span(span, path_i, path_j), sounding, int(round(lo / FRAME_S)))
+                  for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken]
+        # Where the path steps through the rendering alone, one audio frame ends a word and starts the next:
+        # it is the next word's, so words never overlap.
+        frames = [(start_f, max(start_f, min(end_f, frames[k + 1][0])) if k + 1 < len(frames) else end_f)
+                  for k, (start_f, end_f) in enumerate(frames)]
         timings = []
-        for tok, span in zip(tokens, ref_spans, strict=True):
-            if not tok.spoken:
-                continue
-            start_f, end_f = map_span(span, path_i, path_j)
-            start_f, end_f = trim_silence(start_f, end_f, sounding, int(round(lo / FRAME_S)))
+        for tok, (start_f, end_f) in zip(spoken_tokens, frames, strict=True):
             on_word = (path_i >= start_f) & (path_i < end_f)
             confidence = float(np.clip(similarity[on_word].mean(), 0.0, 1.0)) if on_word.any() else 0.0
             timings.extend(split_token(tok.spoken, lo + start_f * FRAME_S, lo + end_f * FRAME_S, confidence))

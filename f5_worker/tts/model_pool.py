@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from f5_worker import stopping
 from f5_worker.config import Settings
 from f5_worker.errors import JobError, free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
 from f5_worker.tts.loading import LoadedModels, VocoderCache, load_model
@@ -86,7 +87,8 @@ class ModelPool:
                 loads_here = False
         if not loads_here:
             log.info("waiting for model %s, which another job is loading", name)
-            return pending.result()
+            # a job stopped meanwhile stops waiting; the load goes on for the jobs that still want it
+            return stopping.result_unless_stopped(pending, f"model {name} was loaded", shared=True)
         try:
             engine = self._load(name)
         except BaseException as exc:

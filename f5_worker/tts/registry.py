@@ -26,6 +26,7 @@ from f5_worker.tts.weights import (
     ModelUnavailableError,
     resolve_file,
     resolve_vocoder,
+    split_hub_location,
 )
 
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -62,6 +63,29 @@ class ModelEntry(BaseModel):
             return value
         raise ValueError(f"{value!r} is neither one of f5-tts's configs ({', '.join(released_config_names())}) "
                          "nor a .yaml file")
+
+    @field_validator("checkpoint", "vocab")
+    @classmethod
+    def _file_location(cls, value: str | None) -> str | None:
+        """A hub location that names no file is a typo: refused at start, not by the first job."""
+        if value is not None and value.startswith(HF_SCHEME):
+            try:
+                _, filename = split_hub_location(value)
+            except ModelUnavailableError as exc:
+                raise ValueError(str(exc)) from None
+            if not filename:
+                raise ValueError(f"{value!r} names a repository, not a file in it; write hf://<owner>/<repo>/<file>")
+        return value
+
+    @field_validator("vocoder")
+    @classmethod
+    def _vocoder_location(cls, value: str) -> str:
+        if value.startswith(HF_SCHEME):
+            try:
+                split_hub_location(value)
+            except ModelUnavailableError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @property
     def is_tiny(self) -> bool:
@@ -144,15 +168,25 @@ class ModelRegistry:
         """The built-in entries, then ``MODELS``, then the registry file; the default model's files may be
         replaced by ``MODEL_CKPT_PATH`` / ``MODEL_VOCAB_PATH``, and the default vocoder by ``VOCODER_PATH``."""
         entries = list(BUILTIN_ENTRIES)
+        registered_by = {e.name: "it is a built-in model" for e in entries}
+
+        def add(text: str, source: str) -> None:
+            for index, entry in enumerate(parse_entries(text, source), 1):
+                if entry.name in registered_by:  # named where it is, like every other bad entry
+                    raise SettingsError(f"{source}: entry {index} ({entry.name!r}): model {entry.name!r} is "
+                                        f"registered twice ({registered_by[entry.name]})")
+                registered_by[entry.name] = f"first in {source}, entry {index}"
+                entries.append(entry)
+
         if settings.models_json:
-            entries += parse_entries(settings.models_json, "MODELS")
+            add(settings.models_json, "MODELS")
         path = settings.registry_file
         if path is not None and (path.is_file() or settings.model_registry_file is not None):
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"MODEL_REGISTRY_FILE {path}: cannot be read ({exc})") from None
-            entries += parse_entries(text, f"MODEL_REGISTRY_FILE {path}")
+            add(text, f"MODEL_REGISTRY_FILE {path}")
         default = settings.worker_model
         names = {e.name for e in entries}
         if default not in names and default in released_config_names() and settings.model_ckpt_path:
