@@ -5,7 +5,9 @@ answer and botocore's retries together. botocore's own timeouts apply per attemp
 read, so a server that is stopped but still accepts connections (its kernel completes the handshake)
 would hold a job for attempts x read timeout; the call runs in a thread of its own instead, and the
 job stops waiting for it at the deadline. The thread ends by itself at botocore's timeouts, which are
-capped at the deadline too. ``health``'s check has a deadline of ``CHECK_TIMEOUT_S``.
+capped just past the deadline (``TIMEOUT_MARGIN_S``): capped at the deadline itself, botocore's timeout
+and the wait for the deadline would race, and on a loaded machine a frozen bucket's error would name
+either. ``health``'s check has a deadline of ``CHECK_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from f5_worker.config import BucketSettings
 from f5_worker.storage.base import NotFound, ObjectInfo, Storage, StorageError, check_key
 
 CHECK_TIMEOUT_S = 2.0  # health's bucket check (a head request, a probe written and deleted), in all
+TIMEOUT_MARGIN_S = 1.0  # botocore's own timeouts end this long after the call's deadline, never before it
 # Bucket calls in flight at once, across jobs; more wait their turn within their own deadline.
 MAX_CALLS = 32
 _CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CALLS, thread_name_prefix="bucket")
@@ -39,11 +42,13 @@ class BucketStorage(Storage):
         self.settings = settings
         self.bucket = settings.name
         deadline = settings.call_timeout_s
-        self._client = self._make_client(settings.max_attempts, min(settings.connect_timeout_s, deadline),
-                                         min(settings.read_timeout_s, deadline))
+        cap = deadline + TIMEOUT_MARGIN_S
+        self._client = self._make_client(settings.max_attempts, min(settings.connect_timeout_s, cap),
+                                         min(settings.read_timeout_s, cap))
         # Health checks answer fast: one attempt, short timeouts.
-        self._probe = self._make_client(1, min(settings.connect_timeout_s, CHECK_TIMEOUT_S),
-                                        min(settings.read_timeout_s, CHECK_TIMEOUT_S))
+        probe_cap = CHECK_TIMEOUT_S + TIMEOUT_MARGIN_S
+        self._probe = self._make_client(1, min(settings.connect_timeout_s, probe_cap),
+                                        min(settings.read_timeout_s, probe_cap))
         self._conditional_put = True
 
     def _make_client(self, attempts: int, connect_timeout_s: float, read_timeout_s: float):
