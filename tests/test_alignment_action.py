@@ -203,6 +203,24 @@ def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
     assert result.seed == 2 and result.alignment is aligner.results[1] and result.wave is waves[2]
 
 
+def test_quality_gate_never_accepts_silence_however_the_aligner_scores_it():
+    from f5_worker.alignment import espeak
+    from f5_worker.alignment.quality import alignment_mismatch, synthesize_until_aligned
+
+    text = "Please call Stella."
+    silence, sr = np.zeros(48000, np.float32), 24000
+    aligner = _Recording(load_aligner("sphinx"))
+    assert not alignment_mismatch(aligner.align(silence, sr, text))  # the score alone would let it pass
+    speech, speech_sr, _ = espeak.synthesize("Fourteen ducks swam slowly across the pond.")  # fails the gate
+    said = {1: (silence, sr), 2: (speech, speech_sr), 3: (silence, sr)}
+    result = synthesize_until_aligned(lambda seed: said[seed], aligner, text, seed=1, max_retries=2,
+                                      new_seed=iter([2, 3, 4]).__next__)
+    assert result.retries == 2 and result.seed == 2  # sound that misses beats silence that scores high
+    assert aligner.results[1].score > aligner.results[2].score  # by score alone, silence would be kept
+    only_silence = synthesize_until_aligned(lambda seed: (silence, sr), aligner, text, seed=1, max_retries=1)
+    assert only_silence.retries == 1
+
+
 def test_quality_gate_accepts_a_good_first_attempt():
     from f5_worker.alignment.quality import synthesize_until_aligned
 

@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 # ``alignment_mismatch`` default: the overall score below which audio and text disagree.
 MISMATCH_SCORE = 0.6
+SILENT_PEAK = 1e-3  # audio whose loudest sample stays below this (full scale 1.0) says nothing at all
+
+
+def is_silent(wave: np.ndarray) -> bool:
+    """No sound to speak of. An aligner may still score silence high (sphinx gives about 0.88 to pure
+    zeros: its silence model explains every frame), so the gate checks for it itself."""
+    return wave.size == 0 or float(np.max(np.abs(wave))) < SILENT_PEAK
 
 
 def align_audio(aligner: Aligner, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
@@ -59,6 +66,16 @@ def alignment_mismatch(alignment: Alignment, threshold: float = MISMATCH_SCORE) 
     return alignment.score_is_evidence and alignment.score < threshold
 
 
+def passes_gate(wave: np.ndarray, alignment: Alignment) -> bool:
+    """The audio says the text: it has sound, and its alignment shows no mismatch."""
+    return not is_silent(np.asarray(wave)) and not alignment_mismatch(alignment)
+
+
+def gate_rank(wave: np.ndarray, alignment: Alignment) -> tuple[bool, float]:
+    """Orders the attempts that all failed the gate, best last: any sound above silence, then by score."""
+    return not is_silent(np.asarray(wave)), alignment.score
+
+
 @dataclass
 class GatedResult:
     """The attempt a quality-gated synthesis keeps."""
@@ -83,18 +100,21 @@ def synthesize_until_aligned(
     """Synthesise with ``attempt(seed)``, align the final audio, and re-sample with a new seed
     while the audio does not match the text, up to ``max_retries`` times.
 
-    Returns the first attempt that passes, else the best-scoring one. ``attempt`` must return
-    the final audio (after cross-fades and silence removal), so the timings match what is heard.
+    Returns the first attempt that passes, else the best-scoring one. Silent audio never passes, and
+    ranks below any attempt with sound. ``attempt`` must return the final audio (after cross-fades and
+    silence removal), so the timings match what is heard.
     """
     new_seed = new_seed or (lambda: random.randint(0, 2**31 - 1))
     best: GatedResult | None = None
+    best_rank = (False, 0.0)
     for n in range(max_retries + 1):
         wave, sample_rate = attempt(seed)
         alignment = align_audio(aligner, wave, sample_rate, text, language=language)
         current = GatedResult(wave, sample_rate, alignment, seed, n)
-        if best is None or alignment.score > best.alignment.score:
-            best = current
-        if not alignment_mismatch(alignment):
+        rank = gate_rank(wave, alignment)
+        if best is None or rank > best_rank:
+            best, best_rank = current, rank
+        if passes_gate(wave, alignment):
             best = current
             break
         seed = new_seed()
