@@ -308,11 +308,15 @@ def trim_reference(wave: np.ndarray, sample_rate: int, max_seconds: float = 12.0
 
     Mirrors upstream's preprocess_ref_audio_text: prefer a long pause (1 s at
     -50 dBFS), then a short one (100 ms at -40 dBFS), else a hard cut; then trim
-    the edges and add 50 ms of silence.
+    the edges and add 50 ms of silence. The edges are trimmed first too: a clip
+    whose speech fits, after seconds of silence before or after it, is kept whole,
+    not cut inside its speech (where its transcript would no longer match it).
     """
     hop = int(sample_rate / 100)
     limit = int(max_seconds * sample_rate)
     warning = None
+    original = len(wave) / sample_rate
+    wave = trim_edges(wave, sample_rate)
     if len(wave) > limit:
         db = frame_db(wave, sample_rate)
         cut = None
@@ -324,7 +328,6 @@ def trim_reference(wave: np.ndarray, sample_rate: int, max_seconds: float = 12.0
                     break
             if cut is not None:
                 break
-        original = len(wave) / sample_rate
         wave = wave[: cut if cut is not None else limit]
         how = "at a pause" if cut is not None else "(no pause found)"
         warning = f"reference audio was {original:.1f} s; clipped to {len(wave) / sample_rate:.1f} s {how}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import re
 
 import pytest
@@ -137,3 +138,94 @@ def test_the_comparison_sees_a_missing_row(title):
     dropped = sorted(doc.top)[0]
     with pytest.raises(AssertionError, match="returned but undocumented"):
         assert_matches(out, Documented(doc.top - {dropped}, doc.nested, doc.bucket_only))
+
+
+# --- the request examples of the docs, run as written ---------------------------------------------------------
+
+EXAMPLE_DOCS = ("README.md", "docs/api.md", "docs/models.md")
+EXAMPLE_FAST = {"nfe_step": 4, "max_retries": 0}  # the tiny model speaks noise: fewer steps, no re-sampling
+
+
+def request_examples(markdown: str) -> list[dict]:
+    """Every job of the form ``{"input": {...}}`` in the page's ```json blocks and `inline code`; a block may hold
+    several jobs one after another."""
+    texts = re.findall(r"```json\n(.*?)```", markdown, re.DOTALL)
+    texts += re.findall(r"`(\{\"input\": \{(?!\.\.\.).*?\}\})`", markdown)
+    decoder, jobs = json.JSONDecoder(), []
+    for text in texts:
+        if '"input"' not in text:
+            continue
+        pos = 0
+        while pos < len(text.rstrip()):
+            pos += len(text[pos:]) - len(text[pos:].lstrip())
+            job, pos = decoder.raw_decode(text, pos)
+            jobs.append(job)
+    return jobs
+
+
+def runnable(job: dict, ref_b64: str) -> dict:
+    """The job as a user would send it here: example URLs and elided clips become the default voice's clip."""
+    request = dict(job["input"])
+    for url_field in ("audio_url", "ref_audio_url"):
+        if url_field in request:
+            request[url_field.replace("_url", "_base64")] = ref_b64
+            del request[url_field]
+    if "…" in request.get("ref_audio_base64", ""):
+        request["ref_audio_base64"] = ref_b64
+    if "segments" in request:
+        request["segments"] = [runnable({"input": s}, ref_b64) for s in request["segments"]]
+    return request
+
+
+def test_request_examples_parse():
+    """The extraction finds what the pages show, so the run below cannot pass by finding nothing."""
+    found = {doc: request_examples((REPO_ROOT / doc).read_text()) for doc in EXAMPLE_DOCS}
+    actions = {job["input"].get("action", "synthesize") for jobs in found.values() for job in jobs}
+    assert set(ACTIONS) - {"get_voice"} <= actions, actions
+    assert len(found["docs/api.md"]) >= 9 and len(found["README.md"]) >= 3 and len(found["docs/models.md"]) == 2
+
+
+@pytest.mark.slow
+def test_request_examples_run_as_documented(worker, tiny_settings, tiny_model_dir, tmp_path, no_bucket_env):
+    """Every request example in the docs runs on the tiny worker (with the French model of docs/models.md as
+    `fr`, and the voices they name uploaded first) and gets the documented result: its fields in the action's
+    result table, its own options honoured, and words that index the text."""
+    from f5_worker.tts.tiny_models import tiny_fr_model_files
+
+    fr = tiny_fr_model_files(tiny_model_dir)
+    entry = {"name": "fr", "architecture": str(fr.config_path), "checkpoint": str(fr.ckpt_path),
+             "vocab": str(fr.vocab_path), "vocoder": str(fr.vocoder_dir), "languages": ["fr"]}
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    w = Worker(dataclasses.replace(tiny_settings, network_volume_path=volume, models_json=json.dumps([entry])),
+               worker.models)
+    tables = {action: result_table(action if action != "synthesize" else "Result") for action in ACTIONS}
+    jobs = [(doc, job) for doc in EXAMPLE_DOCS for job in request_examples((REPO_ROOT / doc).read_text())]
+    uploads = [(doc, job) for doc, job in jobs if job["input"].get("action") == "upload_voice"]
+    for doc, job in uploads + [j for j in jobs if j not in uploads]:  # the voices first: one page names another's
+        request = runnable(job, REF_B64)
+        action = request.get("action", "synthesize")
+        if action == "upload_voice":
+            request["overwrite"] = True  # the same name is uploaded by several pages
+        elif action == "synthesize":
+            request = EXAMPLE_FAST | request
+        out = w.handle(request)
+        assert "error" not in out, (doc, job, out)
+        where = f"{doc}: {json.dumps(job)[:80]}"
+        doc_fields = tables[action]
+        assert set(out) <= doc_fields.top, (where, set(out) - doc_fields.top)
+        if action not in ("synthesize", "align"):
+            continue
+        assert out["format" if action == "synthesize" else "sample_rate"]
+        if "output_format" in request:
+            assert out["format"] == request["output_format"], where
+        if "seed" in request:
+            assert out["seed"] == request["seed"], where
+        if "model" in request:
+            assert out["model"] == request["model"], where
+        assert sorted(out["captions"]) == sorted(request.get("caption_formats", ["srt"])), where
+        assert ("chars" in out) == request.get("char_timings", False), where
+        texts = [s["text"] for s in request["segments"]] if "segments" in request else [request["text"]]
+        for word in out["words"]:
+            text = texts[word.get("segment", 0)] if "segments" in request else texts[0]
+            assert text[word["char_start"]:word["char_end"]] == word["word"], (where, word)

@@ -131,6 +131,17 @@ def test_short_reference_only_loses_edge_silence():
     assert abs(len(trimmed.wave) / SR - 2.05) < 0.03
 
 
+
+@pytest.mark.parametrize("before_s, after_s", [(8.0, 0.0), (0.0, 8.0), (4.0, 4.0)])
+def test_a_long_reference_whose_speech_fits_keeps_all_its_speech(before_s, after_s):
+    """5 s of speech with 8 s of silence around it is no long reference: nothing of the speech is cut (its
+    transcript still matches), and no clipping is reported."""
+    speech = np.concatenate([tone(2.0), np.zeros(int(0.3 * SR), np.float32), tone(2.7)])
+    wave = np.concatenate([np.zeros(int(before_s * SR), np.float32), speech, np.zeros(int(after_s * SR), np.float32)])
+    trimmed = audio.trim_reference(wave, SR, max_seconds=12.0)
+    assert trimmed.warning is None
+    assert abs(len(trimmed.wave) / SR - (len(speech) / SR + 0.05)) < 0.03
+
 FADE_SR = 8000  # a 0.01 s fade is 80 samples at this rate
 
 

@@ -18,6 +18,8 @@ CASES = {
         ("$5 million", "five million dollars"),
         ("Meet at 3:30 pm today", "Meet at three thirty P M today"),
         ("at 9:05, at 15:45 and 3pm", "at nine oh five, at fifteen forty-five and three P M"),
+        ("Meet at 3PM, or 11AM.", "Meet at three P M, or eleven A M."),
+        ("Come at 3:30 pm. Then eat at 6 p.m. with us", "Come at three thirty P M. Then eat at six P M with us"),
         ("Dr. Smith lives on Elm St. now", "Doctor Smith lives on Elm Street now"),
         ("She came 2nd, he 21st.", "She came second, he twenty-first."),
         ("1,200 km", "one thousand two hundred kilometers"),

@@ -313,3 +313,15 @@ def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):
     assert voices[0]["voice"] == "default" and voices[-1]["done"]
     refused = list(worker.items({**FAST, "text": "Hi there.", "duration": 3, "stream": True}, job_id="s"))
     assert refused[0]["error"].startswith("duration: is not available with stream")
+
+
+def test_a_refused_duration_quotes_a_speed_outside_the_range(worker):
+    """A target just out of reach is refused with the speed it would need, and that speed is shown out of the
+    0.3-3.0 range, not rounded into it ("would need speed 3.0")."""
+    text = "Far too many words for so little time, surely."
+    needed = float(re.search(r"speed ([\d.]+)", run(worker, text=text, duration=0.2)["error"]).group(1))
+    natural_s = 0.2 * needed  # the text's length at speed 1, to within the rounding of the message
+    for speed, out_of_range in ((3.03, lambda s: s > 3.0), (0.295, lambda s: s < 0.3)):
+        error = run(worker, text=text, duration=round(natural_s / speed, 4))["error"]
+        quoted = float(re.search(r"would need speed ([\d.]+);", error).group(1))
+        assert out_of_range(quoted), error

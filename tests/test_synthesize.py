@@ -141,13 +141,17 @@ def test_a_reference_with_more_speech_than_is_kept_is_refused(worker):
     assert re.match(r"ref_audio_base64: holds 1\d\.\d s of speech; a reference keeps at most 12 s", out["error"]), out
 
 
-def test_silence_around_a_reference_is_trimmed_with_warning(worker):
+def test_silence_around_a_reference_is_trimmed_and_nothing_clipped(worker):
+    """~15 s, of which ~5 s speech: the silence goes, the speech stays whole (no clipping to warn of)."""
     wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
     quiet = np.zeros(int(5 * sr), dtype=np.float32)
-    padded = np.concatenate([wave, quiet, quiet])  # ~15 s, of which ~5 s speech
-    out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(padded, sr), ref_text=DEFAULT_VOICE_TEXT)
-    assert "error" not in out, out
-    assert any("clipped" in w for w in out["warnings"])
+    for padded in (np.concatenate([wave, quiet, quiet]), np.concatenate([quiet, quiet, wave])):
+        out = run(worker, text="Trim me.", seed=1, ref_audio_base64=wav_base64(padded, sr), ref_text=DEFAULT_VOICE_TEXT)
+        assert "error" not in out, out
+        assert out["warnings"] == []
+    kept = worker.references.from_bytes(base64.b64decode(wav_base64(np.concatenate([quiet, quiet, wave]), sr)),
+                                        DEFAULT_VOICE_TEXT, "ref_audio_base64", 0.1)
+    assert kept.duration == pytest.approx(4.98, abs=0.1)  # all of the speech (8 s of silence before it)
 
 
 def test_a_quiet_reference_keeps_its_loudness_and_remove_silence_keeps_the_speech(worker):

@@ -154,6 +154,9 @@ def test_long_reference_with_text_refused_and_without_text_clipped_then_transcri
     long = wav_bytes(speechlike(20.0), 24000)
     with pytest.raises(JobError, match="^audio: audio is 20.0 s; a voice keeps at most 12 s"):
         store.save("long", long, ref_text="twenty seconds of words")
+    quiet_tail = wav_bytes(np.concatenate([speechlike(5.0), np.zeros(10 * 24000, np.float32)]), 24000)
+    kept = store.save("quiet-tail", quiet_tail, ref_text="five seconds of words and then silence")
+    assert kept.ref_text_source == "given" and kept.duration_s < 5.5  # only silence was beyond 12 s
     info = store.save("long", long)
     assert info.ref_text == "transcribed words" and info.ref_text_source == "asr"
     assert heard == [pytest.approx(info.duration_s, abs=1e-3)] and info.duration_s <= 12.1

@@ -12,6 +12,7 @@ all of them and checked once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -149,6 +150,14 @@ def natural_frames(ref: PreparedReference, text: str, hop_length: int) -> float:
     return ref_frames / len(ref.text.encode("utf-8")) * len(text.encode("utf-8"))
 
 
+def _out_of_range(speed: float) -> str:
+    """A refused speed as the message quotes it: rounded away from the allowed range, never into it (3.03 is
+    not "3.0"), and with a digit that is not zero however slow."""
+    if speed > MAX_SPEED:
+        return f"{math.ceil(speed * 100) / 100:g}"
+    return f"{math.floor(speed * 100) / 100:g}" if speed >= 0.01 else f"{speed:.1g}"
+
+
 def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, target_s: float, *,
                  sample_rate: int, hop_length: int, cross_fade_s: float) -> float:
     """Spread ``target_s`` over the parts' chunks in proportion to their text: sets every part's ``speed``
@@ -162,12 +171,13 @@ def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, 
     speech_samples = target_s * sample_rate - pause_samples
     natural_s = sum(natural) * hop_length / sample_rate
     pause_s = pause_samples / sample_rate
-    needs = f"the text needs between {natural_s / MAX_SPEED + pause_s:.1f} and {natural_s / MIN_SPEED + pause_s:.1f} s"
+    shortest, longest = natural_s / MAX_SPEED + pause_s, natural_s / MIN_SPEED + pause_s
+    needs = f"the text needs between {math.ceil(shortest * 10) / 10:g} and {math.floor(longest * 10) / 10:g} s"
     if speech_samples <= 0:
         raise JobError("duration", f"{target_s:g} s leaves no time to speak after {pause_s:g} s of pauses; {needs}")
     speed = natural_s / (speech_samples / sample_rate)
     if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise JobError("duration", f"{target_s:g} s would need speed {speed:.1f}; {needs}")
+        raise JobError("duration", f"{target_s:g} s would need speed {_out_of_range(speed)}; {needs}")
     chunked = [[c for c in plan_chunks(p.ref, t, speed)] for p, t in zip(parts, texts)]
     overlap = int(cross_fade_s * sample_rate)
     joins = sum(max(len(c) - 1, 0) for c in chunked) * overlap
