@@ -77,6 +77,12 @@ def test_markup_errors_name_the_character(text, error):
     assert str(caught.value).startswith(error), str(caught.value)
 
 
+@pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b"])
+def test_a_less_than_sign_before_a_space_is_text(text):
+    """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""
+    assert parse_script(text) == [SpeechPart(0, len(text))]
+
+
 _WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])
 _TAGS = st.sampled_from(["[pause]", "[pause:1s]", "[pause:250ms]", '<break time="300ms"/>', "<break/>",
                          "[voice:default]", "\n\n", " [see 2] "])

@@ -13,7 +13,7 @@ a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
 unknown name is refused rather than read aloud, since it was evidently meant
 as an instruction. Brackets around anything else (``[see page 4]``) are text.
 Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
-other is refused; a ``<`` not followed by a name ("3 < 4") is text.
+other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is text.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ DEFAULT_VOICE = "default"  # ``[voice:default]``: the voice shipped with f5-tts
 
 _BRACKET_TAG = re.compile(r"\[([A-Za-z][\w-]*)(?::([^\[\]\n]*))?\]")
 _BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that starts but never closes
-_ANGLE_TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w-]*)([^<>]*)>")
-_ANGLE_OPEN = re.compile(r"<\s*/?\s*([A-Za-z][\w-]*)")
+# As in XML, a tag's name follows "<" or "</" directly: "x < y" is text, not an unclosed tag
+_ANGLE_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)([^<>]*)>")
+_ANGLE_OPEN = re.compile(r"</?([A-Za-z][\w-]*)")
 _BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
