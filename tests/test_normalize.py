@@ -99,6 +99,19 @@ def test_each_language_says_what_is_written(language, written, spoken):
     assert normalize(spoken, language).spoken == spoken
 
 
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Balance: -$5.50.", "Balance: minus five dollars fifty cents."),
+    ("en", "a refund of $-5 and -5$", "a refund of minus five dollars and minus five dollars"),
+    ("en", "(-£2)", "(minus two pounds)"),
+    ("fr", "Solde : -5,50 €", "Solde : moins cinq euros cinquante centimes"),
+    ("de", "Saldo -5 € und -€5", "Saldo minus fünf Euro und minus fünf Euro"),
+])
+def test_a_negative_amount_of_money_keeps_its_sign_and_its_currency(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -235,7 +235,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
     out = {
         "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
         "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
-        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)({num})"
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
@@ -452,18 +452,20 @@ class _Scanner:
 
     def _money(self, pos: int) -> list[_Edit] | None:
         m = self.p["currency_before"].match(self.text, pos)
+        sign = ""
         if m:
-            symbol, amount = m.group(1), m.group(3)
-            if m.group(4):  # "$5 million": five million dollars
+            symbol, amount = m.group(1), m.group(4)
+            sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
+            if m.group(5):  # "$5 million": five million dollars
                 many = currency_names(symbol, "en")[1]
-                return [(m.start(), m.end(), f"{self._say(amount)} {m.group(4)} {many}")]
+                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {m.group(5)} {many}")]
         else:
             m = self.p["currency_after"].match(self.text, pos)
             if not m:
                 return None
             amount, symbol = m.group(1), m.group(3)
         said = say_currency(symbol, self._plain(amount), self.lang)
-        return [(m.start(), m.end(), said)]
+        return [(m.start(), m.end(), sign + said)]
 
     def _percent(self, pos: int) -> list[_Edit] | None:
         m = self.p["percent"].match(self.text, pos)
@@ -537,8 +539,9 @@ class _Scanner:
         if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
             sign = (self.rules or EN).minus + " "
             pos += 1
-            if self.rules is not None and pos < len(text) and text[pos].isdigit():
-                found = self._unit(pos) or self._percent(pos)  # -5°C: minus five degrees Celsius
+            if self.rules is not None and pos < len(text) and (text[pos].isdigit() or text[pos] in "$€£¥R"):
+                # -5°C: minus five degrees Celsius; -$5, -5 €: minus five dollars, moins cinq euros
+                found = self._money(pos) or self._unit(pos) or self._percent(pos)
                 if found:
                     (_, end, said), *rest = found
                     return [(start, end, sign + said), *rest]
