@@ -112,6 +112,15 @@ def test_a_negative_amount_of_money_keeps_its_sign_and_its_currency(language, wr
     assert normalize(spoken, language).spoken == spoken
 
 
+@pytest.mark.parametrize(("language", "written"), [
+    ("en", "Update to v1.2.3 now"), ("en", "see fig.3 and file.2"), ("en", "Python3.11 or v2.0"),
+    ("de", "Version v1.2 heute"), ("ru", "версия v1.2"),
+])
+def test_a_number_glued_to_a_word_by_a_period_is_part_of_that_word(language, written):
+    """Like "v2" or "abc123", "v1.2.3" is one token with a number glued to it: kept whole, never half read."""
+    assert normalize(written, language).spoken == written
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -298,7 +298,8 @@ class _Scanner:
         edits: list[_Edit] = []
         pos = 0
         while pos < len(text):
-            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])):
+            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])) \
+                    or self._glued_by_dot(pos, edits[-1][1] if edits else 0):
                 pos += 1
                 continue
             for step in self.steps:
@@ -312,6 +313,18 @@ class _Scanner:
             else:
                 pos += 1
         return edits
+
+    def _glued_by_dot(self, pos: int, rewritten_to: int) -> bool:
+        """Whether a number at ``pos`` continues a word through a period ("v1.2.3", "fig.3", "file.2"): it
+        is part of that token, which is kept as written, not a number of its own. What a rule rewrote (up
+        to ``rewritten_to``) and a known abbreviation ("No.5", "Nr.5") are no word it continues."""
+        text = self.text
+        if not (text[pos].isdigit() and pos > 0 and text[pos - 1] == "."):
+            return False
+        token = _TOKEN_BEFORE.search(text, max(rewritten_to, pos - 64), pos)
+        if token is None or not any(ch.isalpha() for ch in token.group()):
+            return False
+        return self.rules is None or not any(self.p[k].fullmatch(token.group()) for k in ("abbreviation", "title"))
 
     # -- what the rules share ----------------------------------------------------------------------
 
@@ -630,6 +643,7 @@ def _joined(before: str, char: str) -> bool:
 
 
 _CJK_CHAR = re.compile(f"[{_CJK}]")
+_TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
 
 
 def _shouted(text: str) -> bool:
