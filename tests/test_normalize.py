@@ -121,6 +121,14 @@ def test_a_number_glued_to_a_word_by_a_period_is_part_of_that_word(language, wri
     assert normalize(written, language).spoken == written
 
 
+@pytest.mark.parametrize("language", ["en", "fr", "de", "es", "it", "pt"])
+def test_an_address_with_a_superscript_digit_is_read(language):
+    """"²" is a digit to str.isdigit() but not to int(): an address holding one is read, not a crash."""
+    norm = normalize("See https://example.com/area-² or a@b.eu1²", language)
+    assert "²" in norm.spoken and "example" in norm.spoken
+    assert normalize(norm.spoken, language).spoken == norm.spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -659,9 +659,9 @@ def _read_address(address: str, rules: LanguageRules) -> str:
              "+": rules.symbols["+"], ":": "", "?": "", "=": "", "&": rules.symbols["&"], "#": "", "%": "", "~": ""}
     parts = []
     for piece in re.findall(r"[^\W\d_]+|\d+|.", address):
-        if piece.isdigit():
+        if piece.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
             parts.append(digit_by_digit(piece, rules.code))
-        elif piece[0].isalpha():
+        elif piece[0].isalnum():
             parts.append(piece.lower())  # names in addresses are in no particular case: read as words
         else:
             parts.append(names.get(piece, ""))
