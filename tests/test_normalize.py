@@ -129,6 +129,19 @@ def test_an_address_with_a_superscript_digit_is_read(language):
     assert normalize(norm.spoken, language).spoken == norm.spoken
 
 
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("Meet me at 3pm.", "Meet me at three P M."),
+    ("See you at 5 p.m. Then we eat.", "See you at five P M. Then we eat."),
+    ("Doors open at 3:30 pm. Bring a friend", "Doors open at three thirty P M. Bring a friend"),
+    ("Doors close at 5 P.M. Bye", "Doors close at five P M. Bye"),
+    ("at 5 p.m. we eat", "at five P M we eat"),
+])
+def test_a_time_that_ends_a_sentence_keeps_the_sentence_end(written, spoken):
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -247,7 +247,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
         "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
                             r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
-        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[ap]\.?m\b))(?!:\d)"
+        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
@@ -429,9 +429,11 @@ class _Scanner:
             if not meridiem:
                 return [(m.start(), m.end(), clock)]
             letters = f"{meridiem.upper()} M"
+            # "at 3pm." and "at 5 p.m. Then": the last period also ends the sentence, so it stays
+            end = m.end() - 1 if m.group().endswith(".") and self._sentence_ends_after(m.end()) else m.end()
             if m.group(3):  # "3:30 pm": each written word its own reading
-                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), m.end(), letters)]
-            return [(m.start(), m.end(), f"{clock} {letters}")]
+                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), end, letters)]
+            return [(m.start(), end, f"{clock} {letters}")]
         if hour > 24 or (m.group(2) is None and self.lang != "fr"):
             return None
         h = say_number(str(hour), self.lang)
