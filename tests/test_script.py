@@ -77,6 +77,22 @@ def test_markup_errors_name_the_character(text, error):
     assert str(caught.value).startswith(error), str(caught.value)
 
 
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("A <break time=“3s”/> b", 3.0), ("A <break time=‘2s’/> b", 2.0), ("A <break time=1500ms/> b", 1.5),
+])
+def test_a_break_time_in_typographic_quotes_or_unquoted_is_read(text, seconds):
+    """Pasted from a word processor or written as HTML allows: the length written, never the 0.75 s default."""
+    assert [i.seconds for i in parse_script(text) if isinstance(i, Pause)] == [seconds]
+
+
+@pytest.mark.parametrize("text", ['A <break time="3s" foo/> b', "A <break time=3 s/> b"])
+def test_a_break_with_words_it_cannot_read_is_refused(text):
+    from f5_worker.errors import JobError
+
+    with pytest.raises(JobError, match="<break> at character 2: cannot read"):
+        parse_script(text)
+
+
 @pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b"])
 def test_a_less_than_sign_before_a_space_is_text(text):
     """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""

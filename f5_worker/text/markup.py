@@ -34,7 +34,8 @@ _BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that start
 # As in XML, a tag's name follows "<" or "</" directly: "x < y" is text, not an unclosed tag
 _ANGLE_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)([^<>]*)>")
 _ANGLE_OPEN = re.compile(r"</?([A-Za-z][\w-]*)")
-_BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+# name=value in straight or typographic quotes (text pasted from a word processor), or unquoted as HTML allows
+_BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|“([^”]*)”|‘([^’]*)’|([^\s"'“”‘’/>]+))""")
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 
@@ -225,7 +226,11 @@ def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None
     if name != "break" or closing:
         raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
                               "of SSML only <break time=\"...\"/> and <break strength=\"...\"/> are read")
-    values = {k.lower(): a or b for k, a, b in _BREAK_ATTR.findall(attrs)}
+    values = {k.lower(): "".join(quoted) for k, *quoted in _BREAK_ATTR.findall(attrs)}
+    unread = _BREAK_ATTR.sub(" ", attrs).strip().removesuffix("/").strip()
+    if unread:  # never a silent default: '<break time=3 s/>' is not a 0.75 s break
+        raise JobError(field, f"<break> at character {at}: cannot read {echo(unread)}; "
+                              "write it as <break time=\"500ms\"/> or <break strength=\"weak\"/>")
     if set(values) - {"time", "strength"}:
         unknown = sorted(set(values) - {"time", "strength"})[0]
         raise JobError(field, f"<break> at character {at} has an unknown attribute {echo(unknown)}")
