@@ -335,3 +335,8 @@ def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):
     assert voices[0]["voice"] == "default" and voices[-1]["done"]
     refused = list(worker.items({**FAST, "text": "Hi there.", "duration": 3, "stream": True}, job_id="s"))
     assert refused[0]["error"].startswith("duration: is not available with stream")
+    # a break of no length sends no item: an empty FLAC or MP3 is no audio a player can decode
+    items = list(worker.items({**FAST, "text": 'One. <break strength="none"/> Two.', "stream": True, "seed": 4,
+                               "output_format": "flac", "word_timings": False, "caption_formats": []}, job_id="s"))
+    assert [i.get("pause") for i in items[:-1]] == [None, None] and items[-1]["pieces"] == 2
+    assert all(decode_b64_audio(i["audio_base64"])[0].size for i in items[:-1])

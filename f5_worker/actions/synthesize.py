@@ -254,7 +254,8 @@ class SynthesizeAction:
         plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
         for item in script:
             if isinstance(item, Pause):
-                plan.append(item)
+                if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
+                    plan.append(item)
                 continue
             tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
             plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
