@@ -142,6 +142,17 @@ def test_a_time_that_ends_a_sentence_keeps_the_sentence_end(written, spoken):
     assert normalize(spoken, "en").spoken == spoken
 
 
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("Revenue grew to $1.2B.", "Revenue grew to one point two billion dollars."),
+    ("a £1m deal and $100k", "a one million pounds deal and one hundred thousand dollars"),
+    ("up 1.2x, or 1.2B units", "up 1.2x, or 1.2B units"),  # glued tokens stay whole, never "one" + ".2x"
+])
+def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

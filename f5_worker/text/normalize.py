@@ -48,6 +48,9 @@ _CURRENCY = "(R\\$|[$€£¥])"
 _TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
                       "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
 _URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
+_SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
+                   "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
 # Scripts written without spaces: a number next to their characters still stands alone.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _ALONE_BEFORE = rf"(?<![^\W{_CJK}])"  # not after a letter or digit (CJK characters aside)
@@ -230,8 +233,10 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         sep = re.escape(rules.thousands)
         dec = re.escape(rules.decimal)
         number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
-    num = rf"(?:{number})"
-    scale = r"(?:\s(million|billion|trillion)\b)?" if lang == "en" else "()"
+    # never the start of a longer number: "$1.2B" is no "$1" followed by ".2B"
+    num = rf"(?:{number})(?!\.\d)"
+    scale = (rf"(?:\s(million|billion|trillion)\b|({'|'.join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))})(?!\w))?"
+             if lang == "en" else "()()")
     out = {
         "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
         "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
@@ -471,9 +476,10 @@ class _Scanner:
         if m:
             symbol, amount = m.group(1), m.group(4)
             sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
-            if m.group(5):  # "$5 million": five million dollars
+            scale = m.group(5) or _SCALE_SUFFIXES.get(m.group(6))
+            if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
                 many = currency_names(symbol, "en")[1]
-                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {m.group(5)} {many}")]
+                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {scale} {many}")]
         else:
             m = self.p["currency_after"].match(self.text, pos)
             if not m:
