@@ -153,6 +153,17 @@ def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
     assert normalize(spoken, "en").spoken == spoken
 
 
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("it", "Auguri per il 1° gennaio!", "Auguri per il primo gennaio!"),
+    ("es", "el 1° de mayo, a 30°", "el primero de mayo, a treinta grados"),
+    ("pt", "dia 1° de maio", "dia primeiro de maio"),
+])
+def test_a_degree_sign_before_a_month_is_an_ordinal(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -502,12 +502,18 @@ class _Scanner:
         m = self.p["unit"].match(self.text, pos)
         if not m:
             return None
+        if m.group(3) == "°" and "°" in self.rules.ordinal_suffixes and self._month_follows(m.end()):
+            return None  # "il 1° gennaio", "1° de maio": the degree sign written for the ordinal's º
         singular, plural = self.rules.units[m.group(3)]
         name = singular if self._singular(m.group(1)) else plural
         said = before_noun(self._say(m.group(1)), name, self.lang)
         if m.group(2):
             return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
         return [(m.start(), m.end(), f"{said} {name}")]
+
+    def _month_follows(self, end: int) -> bool:
+        months = "|".join(self.rules.months)
+        return bool(re.match(rf"\s+(?:de\s+)?(?i:{months})\b", self.text[end:end + 30]))
 
     def _ordinal(self, pos: int) -> list[_Edit] | None:
         m = self.p["ordinal"].match(self.text, pos)
