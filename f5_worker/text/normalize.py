@@ -320,16 +320,15 @@ class _Scanner:
         return edits
 
     def _glued_by_dot(self, pos: int, rewritten_to: int) -> bool:
-        """Whether a number at ``pos`` continues a word through a period ("v1.2.3", "fig.3", "file.2"): it
-        is part of that token, which is kept as written, not a number of its own. What a rule rewrote (up
-        to ``rewritten_to``) and a known abbreviation ("No.5", "Nr.5") are no word it continues."""
+        """Whether a number at ``pos`` continues, through a period, a token of letters and digits ("v1.2.3",
+        "Python3.11"): it is part of that token, kept as written like "v2", not a number of its own. A word
+        before the period ("Fig.3") or what a rule rewrote (up to ``rewritten_to``) is no such token."""
         text = self.text
         if not (text[pos].isdigit() and pos > 0 and text[pos - 1] == "."):
             return False
         token = _TOKEN_BEFORE.search(text, max(rewritten_to, pos - 64), pos)
-        if token is None or not any(ch.isalpha() for ch in token.group()):
-            return False
-        return self.rules is None or not any(self.p[k].fullmatch(token.group()) for k in ("abbreviation", "title"))
+        return token is not None and any(ch.isalpha() for ch in token.group()) \
+            and any(ch.isdigit() for ch in token.group())
 
     # -- what the rules share ----------------------------------------------------------------------
 
