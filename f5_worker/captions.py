@@ -4,7 +4,7 @@ Words are grouped into cues that respect the layout (characters per line,
 lines per cue, seconds per cue) and break after sentence ends and at pauses. A
 period that closes an abbreviation (Dr., St., e.g.), an initial, or comes before a
 lowercase word or a number ends no sentence. Where words carry a voice (a script
-read by several voices), a cue never holds two, and each format names the speaker
+read by several voices), a cue never holds two (nor two turns: segments), and each format names the speaker
 its own way: WebVTT voice spans, an ASS style per voice, an SRT prefix.
 SRT and ASS are written by pysubs2; WebVTT is written here because pysubs2
 drops inline timestamps, and CSV/JSON are plain data.
@@ -73,8 +73,9 @@ class Cue:
 
 
 def _joiner(prev: TimedSpan, word: TimedSpan) -> str:
-    """What stands between two words in the text: a space, or nothing (CJK characters are words)."""
-    return " " if word.char_start > prev.char_end else ""
+    """What stands between two words in the text: a space, or nothing (CJK characters are words). Words of
+    two segments are apart whatever their offsets, which index each segment's own text."""
+    return " " if word.char_start > prev.char_end or word.segment != prev.segment else ""
 
 
 def _line_text(words: list[TimedSpan], render=lambda w: w.text) -> str:
@@ -126,7 +127,8 @@ def group_cues(words: list[TimedSpan], layout: CaptionLayout) -> list[Cue]:
             sentence_end = ends_sentence(prev.text, word.text)
             pause = word.start - prev.end >= PAUSE_BREAK_S
             sounding = word.end > word.start or any(c.isalnum() for c in word.text)
-            if word.voice != prev.voice or (sounding and (too_long or too_slow or sentence_end or pause)):
+            turn = word.voice != prev.voice or word.segment != prev.segment  # another speaker's turn
+            if turn or (sounding and (too_long or too_slow or sentence_end or pause)):
                 cues.append(Cue(current, _layout(current, layout.max_chars_per_line)))
                 current = []
         current.append(word)

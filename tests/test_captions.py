@@ -253,6 +253,21 @@ def test_a_cue_never_holds_two_voices():
     assert cues[0]["words"][0]["voice"] == "Ann" and cues[0]["words"][0]["segment"] == 0
 
 
+def test_two_segments_in_one_voice_are_two_turns_never_glued_together():
+    """``segments`` offsets index each segment's own text: the second turn's first word starts at 0."""
+    words = []
+    for segment, (start, text) in enumerate([(0.0, "Hello there my friend"), (1.2, "and you over there")]):
+        pos = 0
+        for n, w in enumerate(text.split()):
+            words.append(TimedSpan(w, start + 0.25 * n, start + 0.25 * n + 0.2, 0.9, pos, pos + len(w),
+                                   voice="ref", segment=segment))
+            pos += len(w) + 1
+    cues = group_cues(words, WIDE)
+    assert [c.lines for c in cues] == [["Hello there my friend"], ["and you over there"]]
+    vtt = list(webvtt.from_buffer(io.StringIO(render_captions(words, ["vtt"], WIDE, duration=3.0)["vtt"])))
+    assert [c.text for c in vtt] == ["Hello there my friend", "and you over there"]
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y z", "w. v", "u v t s r"])),
                 min_size=1, max_size=10),

@@ -101,6 +101,71 @@ def test_each_language_says_what_is_written(language, written, spoken):
     assert normalize(spoken, language).spoken == spoken
 
 
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Balance: -$5.50.", "Balance: minus five dollars fifty cents."),
+    ("en", "a refund of $-5 and -5$", "a refund of minus five dollars and minus five dollars"),
+    ("en", "(-£2)", "(minus two pounds)"),
+    ("fr", "Solde : -5,50 €", "Solde : moins cinq euros cinquante centimes"),
+    ("de", "Saldo -5 € und -€5", "Saldo minus fünf Euro und minus fünf Euro"),
+])
+def test_a_negative_amount_of_money_keeps_its_sign_and_its_currency(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written"), [
+    ("en", "Update to v1.2.3 now"), ("en", "Python3.11 or v2.0"), ("en", "build 2b.7.1"),
+    ("de", "Version v1.2 heute"), ("ru", "версия v1.2"),
+])
+def test_a_number_glued_to_a_word_by_a_period_is_part_of_that_word(language, written):
+    """Like "v2" or "abc123", "v1.2.3" is one token with a number glued to it: kept whole, never half read."""
+    assert normalize(written, language).spoken == written
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "de", "es", "it", "pt"])
+def test_an_address_with_a_superscript_digit_is_read(language):
+    """"²" is a digit to str.isdigit() but not to int(): an address holding one is read, not a crash."""
+    norm = normalize("See https://example.com/area-² or a@b.eu1²", language)
+    assert "²" in norm.spoken and "example" in norm.spoken
+    assert normalize(norm.spoken, language).spoken == norm.spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("Meet me at 3pm.", "Meet me at three P M."),
+    ("See you at 5 p.m. Then we eat.", "See you at five P M. Then we eat."),
+    ("Doors open at 3:30 pm. Bring a friend", "Doors open at three thirty P M. Bring a friend"),
+    ("Doors close at 5 P.M. Bye", "Doors close at five P M. Bye"),
+    ("at 5 p.m. we eat", "at five P M we eat"),
+])
+def test_a_time_that_ends_a_sentence_keeps_the_sentence_end(written, spoken):
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("Revenue grew to $1.2B.", "Revenue grew to one point two billion dollars."),
+    ("a £1m deal and $100k", "a one million pounds deal and one hundred thousand dollars"),
+    ("up 1.2x, or 1.2B units", "up 1.2x, or 1.2B units"),  # glued tokens stay whole, never "one" + ".2x"
+])
+def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("it", "Auguri per il 1° gennaio!", "Auguri per il primo gennaio!"),
+    ("es", "el 1° de mayo, a 30°", "el primero de mayo, a treinta grados"),
+    ("pt", "dia 1° de maio", "dia primeiro de maio"),
+])
+def test_a_degree_sign_before_a_month_is_an_ordinal(language, written, spoken):
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -77,6 +77,28 @@ def test_markup_errors_name_the_character(text, error):
     assert str(caught.value).startswith(error), str(caught.value)
 
 
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("A <break time=“3s”/> b", 3.0), ("A <break time=‘2s’/> b", 2.0), ("A <break time=1500ms/> b", 1.5),
+])
+def test_a_break_time_in_typographic_quotes_or_unquoted_is_read(text, seconds):
+    """Pasted from a word processor or written as HTML allows: the length written, never the 0.75 s default."""
+    assert [i.seconds for i in parse_script(text) if isinstance(i, Pause)] == [seconds]
+
+
+@pytest.mark.parametrize("text", ['A <break time="3s" foo/> b', "A <break time=3 s/> b"])
+def test_a_break_with_words_it_cannot_read_is_refused(text):
+    from f5_worker.errors import JobError
+
+    with pytest.raises(JobError, match="<break> at character 2: cannot read"):
+        parse_script(text)
+
+
+@pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b"])
+def test_a_less_than_sign_before_a_space_is_text(text):
+    """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""
+    assert parse_script(text) == [SpeechPart(0, len(text))]
+
+
 _WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])
 _TAGS = st.sampled_from(["[pause]", "[pause:1s]", "[pause:250ms]", '<break time="300ms"/>', "<break/>",
                          "[voice:default]", "\n\n", " [see 2] "])
@@ -289,6 +311,13 @@ def test_numbers_are_said_in_words_and_timed_as_written(worker):
     assert run(worker, text=text, language="english!")["error"].startswith("language: must be a language tag")
 
 
+def test_the_language_is_guessed_from_the_words_not_from_the_tags(worker):
+    """A Chinese script with its tags has more Latin letters in the tags than Chinese characters in the text."""
+    text = "[voice:default] 你好。[pause:1s] <break time=\"500ms\"/> 再见。"
+    out = run(worker, text=text, word_timings=False, caption_formats=[])
+    assert out["language"] == "zh", out.get("error")
+
+
 def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):
     import dataclasses
 
@@ -313,6 +342,11 @@ def test_streamed_script_sends_pauses_as_silent_items(worker, monkeypatch):
     assert voices[0]["voice"] == "default" and voices[-1]["done"]
     refused = list(worker.items({**FAST, "text": "Hi there.", "duration": 3, "stream": True}, job_id="s"))
     assert refused[0]["error"].startswith("duration: is not available with stream")
+    # a break of no length sends no item: an empty FLAC or MP3 is no audio a player can decode
+    items = list(worker.items({**FAST, "text": 'One. <break strength="none"/> Two.', "stream": True, "seed": 4,
+                               "output_format": "flac", "word_timings": False, "caption_formats": []}, job_id="s"))
+    assert [i.get("pause") for i in items[:-1]] == [None, None] and items[-1]["pieces"] == 2
+    assert all(decode_b64_audio(i["audio_base64"])[0].size for i in items[:-1])
 
 
 def test_a_refused_duration_quotes_a_speed_outside_the_range(worker):

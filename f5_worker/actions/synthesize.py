@@ -81,9 +81,9 @@ class SynthesizeAction:
     def __call__(self, request: SynthesizeRequest, job_id: str | None = None) -> dict:
         started = time.perf_counter()
         timing: dict[str, float] = {}
-        language = self.language_for(request)
         script = script_of(request, self.pause_rules, self.settings.max_segments)
         parts = [item for item in script if isinstance(item, ScriptPart)]
+        language = self.language_for(request, parts)
 
         t0 = time.perf_counter()
         self.load_voices(request, parts)
@@ -245,9 +245,9 @@ class SynthesizeAction:
         if request.output == "bucket":  # refused before any work when there is no bucket
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
-        language = self.language_for(request)
         script = script_of(request, self.pause_rules, self.settings.max_segments)
         parts = [item for item in script if isinstance(item, ScriptPart)]
+        language = self.language_for(request, parts)
         t0 = time.perf_counter()
         self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
@@ -255,7 +255,8 @@ class SynthesizeAction:
         plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
         for item in script:
             if isinstance(item, Pause):
-                plan.append(item)
+                if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
+                    plan.append(item)
                 continue
             tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
             plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
@@ -414,17 +415,18 @@ class SynthesizeAction:
         result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
         return result, gated
 
-    def language_for(self, request: SynthesizeRequest) -> str:
+    def language_for(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> str:
         """The language that chooses the normaliser and the aligner: as the job says, else its voice's, else
-        guessed from the text. The guess only tells scripts apart (Latin script reads as English), so where
-        the model speaks one language and it is not the guess, the model's language is the better one."""
+        guessed from the words to speak (``parts``: tags such as ``[voice:anna]`` are no Latin text). The
+        guess only tells scripts apart (Latin script reads as English), so where the model speaks one
+        language and it is not the guess, the model's language is the better one."""
         if request.language:
             return request.language
         if request.voice is not None:
             voice_language = self.voices.info(request.voice, "voice").language
             if voice_language:
                 return voice_language
-        guess = guess_language(request.script_text)
+        guess = guess_language(" ".join(part.written for part in parts))
         spoken = [tag.lower().split("-")[0] for tag in self.model_languages]
         if len(spoken) == 1 and guess.split("-")[0] != spoken[0]:
             return self.model_languages[0]

@@ -13,7 +13,7 @@ a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
 unknown name is refused rather than read aloud, since it was evidently meant
 as an instruction. Brackets around anything else (``[see page 4]``) are text.
 Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
-other is refused; a ``<`` not followed by a name ("3 < 4") is text.
+other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is text.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ DEFAULT_VOICE = "default"  # ``[voice:default]``: the voice shipped with f5-tts
 
 _BRACKET_TAG = re.compile(r"\[([A-Za-z][\w-]*)(?::([^\[\]\n]*))?\]")
 _BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that starts but never closes
-_ANGLE_TAG = re.compile(r"<\s*(/?)\s*([A-Za-z][\w-]*)([^<>]*)>")
-_ANGLE_OPEN = re.compile(r"<\s*/?\s*([A-Za-z][\w-]*)")
-_BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+# As in XML, a tag's name follows "<" or "</" directly: "x < y" is text, not an unclosed tag
+_ANGLE_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)([^<>]*)>")
+_ANGLE_OPEN = re.compile(r"</?([A-Za-z][\w-]*)")
+# name=value in straight or typographic quotes (text pasted from a word processor), or unquoted as HTML allows
+_BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|“([^”]*)”|‘([^’]*)’|([^\s"'“”‘’/>]+))""")
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)
 _PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 
@@ -224,7 +226,11 @@ def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None
     if name != "break" or closing:
         raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
                               "of SSML only <break time=\"...\"/> and <break strength=\"...\"/> are read")
-    values = {k.lower(): a or b for k, a, b in _BREAK_ATTR.findall(attrs)}
+    values = {k.lower(): "".join(quoted) for k, *quoted in _BREAK_ATTR.findall(attrs)}
+    unread = _BREAK_ATTR.sub(" ", attrs).strip().removesuffix("/").strip()
+    if unread:  # never a silent default: '<break time=3 s/>' is not a 0.75 s break
+        raise JobError(field, f"<break> at character {at}: cannot read {echo(unread)}; "
+                              "write it as <break time=\"500ms\"/> or <break strength=\"weak\"/>")
     if set(values) - {"time", "strength"}:
         unknown = sorted(set(values) - {"time", "strength"})[0]
         raise JobError(field, f"<break> at character {at} has an unknown attribute {echo(unknown)}")

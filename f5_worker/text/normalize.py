@@ -48,6 +48,9 @@ _CURRENCY = "(R\\$|[$€£¥])"
 _TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
                       "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
 _URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
+_SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
+                   "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
 # Scripts written without spaces: a number next to their characters still stands alone.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _ALONE_BEFORE = rf"(?<![^\W{_CJK}])"  # not after a letter or digit (CJK characters aside)
@@ -230,12 +233,14 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         sep = re.escape(rules.thousands)
         dec = re.escape(rules.decimal)
         number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
-    num = rf"(?:{number})"
-    scale = r"(?:\s(million|billion|trillion)\b)?" if lang == "en" else "()"
+    # never the start of a longer number: "$1.2B" is no "$1" followed by ".2B"
+    num = rf"(?:{number})(?!\.\d)"
+    scale = (rf"(?:\s(million|billion|trillion)\b|({'|'.join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))})(?!\w))?"
+             if lang == "en" else "()()")
     out = {
         "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
         "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
-        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)({num})"
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
@@ -298,7 +303,8 @@ class _Scanner:
         edits: list[_Edit] = []
         pos = 0
         while pos < len(text):
-            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])):
+            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])) \
+                    or self._glued_by_dot(pos, edits[-1][1] if edits else 0):
                 pos += 1
                 continue
             for step in self.steps:
@@ -312,6 +318,17 @@ class _Scanner:
             else:
                 pos += 1
         return edits
+
+    def _glued_by_dot(self, pos: int, rewritten_to: int) -> bool:
+        """Whether a number at ``pos`` continues, through a period, a token of letters and digits ("v1.2.3",
+        "Python3.11"): it is part of that token, kept as written like "v2", not a number of its own. A word
+        before the period ("Fig.3") or what a rule rewrote (up to ``rewritten_to``) is no such token."""
+        text = self.text
+        if not (text[pos].isdigit() and pos > 0 and text[pos - 1] == "."):
+            return False
+        token = _TOKEN_BEFORE.search(text, max(rewritten_to, pos - 64), pos)
+        return token is not None and any(ch.isalpha() for ch in token.group()) \
+            and any(ch.isdigit() for ch in token.group())
 
     # -- what the rules share ----------------------------------------------------------------------
 
@@ -416,11 +433,11 @@ class _Scanner:
             if not meridiem:
                 return [(m.start(), m.end(), clock)]
             letters = f"{meridiem.upper()} M"
-            if m.group(0).endswith(".") and self._sentence_ends_after(m.end()):
-                letters += "."  # "3 p.m. Then": the period also ends the sentence (kept, as for "etc.")
+            # "at 3pm." and "at 5 p.m. Then": the last period also ends the sentence, so it stays
+            end = m.end() - 1 if m.group().endswith(".") and self._sentence_ends_after(m.end()) else m.end()
             if m.group(3):  # "3:30 pm": each written word its own reading
-                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), m.end(), letters)]
-            return [(m.start(), m.end(), f"{clock} {letters}")]
+                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), end, letters)]
+            return [(m.start(), end, f"{clock} {letters}")]
         if hour > 24 or (m.group(2) is None and self.lang != "fr"):
             return None
         h = say_number(str(hour), self.lang)
@@ -454,18 +471,21 @@ class _Scanner:
 
     def _money(self, pos: int) -> list[_Edit] | None:
         m = self.p["currency_before"].match(self.text, pos)
+        sign = ""
         if m:
-            symbol, amount = m.group(1), m.group(3)
-            if m.group(4):  # "$5 million": five million dollars
+            symbol, amount = m.group(1), m.group(4)
+            sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
+            scale = m.group(5) or _SCALE_SUFFIXES.get(m.group(6))
+            if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
                 many = currency_names(symbol, "en")[1]
-                return [(m.start(), m.end(), f"{self._say(amount)} {m.group(4)} {many}")]
+                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {scale} {many}")]
         else:
             m = self.p["currency_after"].match(self.text, pos)
             if not m:
                 return None
             amount, symbol = m.group(1), m.group(3)
         said = say_currency(symbol, self._plain(amount), self.lang)
-        return [(m.start(), m.end(), said)]
+        return [(m.start(), m.end(), sign + said)]
 
     def _percent(self, pos: int) -> list[_Edit] | None:
         m = self.p["percent"].match(self.text, pos)
@@ -481,12 +501,18 @@ class _Scanner:
         m = self.p["unit"].match(self.text, pos)
         if not m:
             return None
+        if m.group(3) == "°" and "°" in self.rules.ordinal_suffixes and self._month_follows(m.end()):
+            return None  # "il 1° gennaio", "1° de maio": the degree sign written for the ordinal's º
         singular, plural = self.rules.units[m.group(3)]
         name = singular if self._singular(m.group(1)) else plural
         said = before_noun(self._say(m.group(1)), name, self.lang)
         if m.group(2):
             return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
         return [(m.start(), m.end(), f"{said} {name}")]
+
+    def _month_follows(self, end: int) -> bool:
+        months = "|".join(self.rules.months)
+        return bool(re.match(rf"\s+(?:de\s+)?(?i:{months})\b", self.text[end:end + 30]))
 
     def _ordinal(self, pos: int) -> list[_Edit] | None:
         m = self.p["ordinal"].match(self.text, pos)
@@ -539,8 +565,9 @@ class _Scanner:
         if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
             sign = (self.rules or EN).minus + " "
             pos += 1
-            if self.rules is not None and pos < len(text) and text[pos].isdigit():
-                found = self._unit(pos) or self._percent(pos)  # -5°C: minus five degrees Celsius
+            if self.rules is not None and pos < len(text) and (text[pos].isdigit() or text[pos] in "$€£¥R"):
+                # -5°C: minus five degrees Celsius; -$5, -5 €: minus five dollars, moins cinq euros
+                found = self._money(pos) or self._unit(pos) or self._percent(pos)
                 if found:
                     (_, end, said), *rest = found
                     return [(start, end, sign + said), *rest]
@@ -629,6 +656,7 @@ def _joined(before: str, char: str) -> bool:
 
 
 _CJK_CHAR = re.compile(f"[{_CJK}]")
+_TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
 
 
 def _shouted(text: str) -> bool:
@@ -644,9 +672,9 @@ def _read_address(address: str, rules: LanguageRules) -> str:
              "+": rules.symbols["+"], ":": "", "?": "", "=": "", "&": rules.symbols["&"], "#": "", "%": "", "~": ""}
     parts = []
     for piece in re.findall(r"[^\W\d_]+|\d+|.", address):
-        if piece.isdigit():
+        if piece.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
             parts.append(digit_by_digit(piece, rules.code))
-        elif piece[0].isalpha():
+        elif piece[0].isalnum():
             parts.append(piece.lower())  # names in addresses are in no particular case: read as words
         else:
             parts.append(names.get(piece, ""))

@@ -52,7 +52,7 @@ def num2words_knows(language: str) -> bool:
 
 
 def digit_by_digit(digits: str, language: str) -> str:
-    return " ".join(number_words(d, language) for d in digits if d.isdigit())
+    return " ".join(number_words(d, language) for d in digits if d.isdecimal())  # "²" is no digit int() reads
 
 
 def number_words(digits: str, language: str, to: str = "cardinal") -> str:
