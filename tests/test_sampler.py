@@ -176,7 +176,46 @@ def test_compatible_jobs_too_big_to_share_a_batch_are_sampled_one_after_another(
         handle.remove()
         all_queued.abort()
     assert [r.batch_jobs for r in results] == [1, 1, 1]
-    assert not engine._held
+    assert not engine._waiting
+
+
+def test_waiting_work_is_served_first_audio_first_then_oldest_job_first(worker, reference):
+    """A stream's first piece jumps the queue; then the job that started first goes first, whatever the order
+    its work arrived in (in arrival order, concurrent streams would all end at the end of the round)."""
+    engine = SynthesisEngine(worker.models, max_batch_jobs=1, max_wait_s=0.0)
+    text = "Short words here."
+    jobs = {  # seed -> the job's params; queued in this order while the first run is held
+        1: SynthesisParams(nfe_step=4, seed=1, job_started=1.0),  # sampled first: it holds the sampler
+        2: SynthesisParams(nfe_step=4, seed=2, job_started=30.0),
+        3: SynthesisParams(nfe_step=4, seed=3, job_started=10.0),
+        4: SynthesisParams(nfe_step=4, seed=4, job_started=50.0, first_audio=True),
+        5: SynthesisParams(nfe_step=4, seed=5, job_started=20.0),
+    }
+    queued, sampled = threading.Semaphore(0), []
+    release = threading.Event()
+
+    def note_each_run(module, args):
+        if engine._running and (not sampled or sampled[-1] != engine._running[0].params.seed):
+            sampled.append(engine._running[0].params.seed)
+            if len(sampled) == 1:
+                release.wait(60)  # the first run waits until every other job is queued
+
+    handle = worker.models.cfm.transformer.register_forward_pre_hook(note_each_run)
+    engine.on_queued = lambda request: queued.release()
+    threads = []
+    try:
+        for seed, params in jobs.items():
+            threads.append(threading.Thread(target=engine.synthesize, args=(reference, text, params), daemon=True))
+            threads[-1].start()
+            assert queued.acquire(timeout=60)  # each queued before the next: arrival order is the dict's
+        release.set()
+        for t in threads:
+            t.join(HANG_GUARD_S)
+    finally:
+        release.set()
+        handle.remove()
+        engine.close(10)
+    assert sampled == [1, 4, 3, 5, 2]
 
 
 def _planned_frames(worker, reference, text, params):

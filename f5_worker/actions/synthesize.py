@@ -107,6 +107,7 @@ class SynthesizeAction:
             cross_fade_duration=request.cross_fade_duration,
             remove_silence=request.remove_silence,
             seed=seed,
+            job_started=started,  # the sampler serves older jobs' work first (tts/sampler.py)
         )
         # every part in the job's seed: a script's parts are sampled in one call, seeded once
         part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames) for part in parts]
@@ -265,6 +266,7 @@ class SynthesizeAction:
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
             sway_sampling_coef=request.sway_sampling_coef, speed=request.speed,
             cross_fade_duration=request.cross_fade_duration, remove_silence=request.remove_silence, seed=seed,
+            job_started=started,
         )
         wants_alignment = bool(request.word_timings or request.char_timings or request.caption_formats
                                or request.max_retries)
@@ -287,8 +289,9 @@ class SynthesizeAction:
                 said = spoken_text(part.written[start:end], language, request.normalize)
                 spoken_texts.append(said.spoken)
                 wave, alignment, piece_seed, retries = self._piece(
-                    request, part.ref, said.spoken, replace(params, speed=part.speed), language, wants_alignment,
-                    retry_seeds, timing)
+                    request, part.ref, said.spoken,
+                    replace(params, speed=part.speed, first_audio=len(spoken_texts) == 1),  # sampled before all else
+                    language, wants_alignment, retry_seeds, timing)
                 duration = len(wave) / sample_rate
                 at = part.char_offset + start
                 item = {"offset": round(offset, 3), "duration": round(duration, 3),

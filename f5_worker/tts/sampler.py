@@ -7,6 +7,8 @@ instead of one thread per chunk, and batches concurrent jobs together.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import queue
 import threading
@@ -38,6 +40,10 @@ class SynthesisParams:
     seed: int = 0
     # Generated frames per chunk, in place of the lengths ``speed`` gives (a target duration, actions/script.py).
     chunk_frames: tuple[int, ...] | None = None
+    # The sampler's order among waiting work (SynthesisEngine): a stream's first piece before anything else,
+    # then the work of the jobs that started first. ``job_started`` is a time.perf_counter() reading.
+    first_audio: bool = False
+    job_started: float | None = None
 
 
 @dataclass
@@ -61,6 +67,7 @@ class SampleRequest:
     stop: threading.Event | None = None  # the job's stop flag (stopping.py)
     future: Future = field(default_factory=Future)
     chunk_refs: list[PreparedReference] | None = None  # per chunk, where a script's parts differ; None: ``ref``
+    order: tuple = ()  # its place among the waiting requests (SynthesisEngine._waiting), smallest first
 
     @property
     def key(self) -> tuple:
@@ -100,6 +107,12 @@ class SynthesisEngine:
     within ``max_wait_s`` of each other with the same NFE, CFG and sway join
     the same call, up to ``max_batch_jobs`` jobs and ``max_batch_frames`` frames.
 
+    Waiting work is served in ``order``: a stream's first piece before anything else (its audio is what a
+    listener waits for), then the work of the job that started first. Served in arrival order, four streams
+    in flight would each wait for the other three between pieces, and all four would end together near
+    the end of the round; oldest job first, each ends about when it would have unstreamed, and a job's
+    retries do not queue behind newer jobs' first attempts.
+
     ``close`` (a model evicted from the pool) ends the thread after the jobs already queued. A job that
     took the engine just before and queues after that still gets its audio: a thread is started again
     for it, and ends when the queue is empty.
@@ -111,8 +124,9 @@ class SynthesisEngine:
         self.max_batch_jobs = max(1, max_batch_jobs)
         self.max_wait_s = max_wait_s
         self.max_batch_frames = max_batch_frames
-        self._queue: queue.Queue[SampleRequest] = queue.Queue()
-        self._held: list[SampleRequest] = []
+        self._queue: queue.Queue[SampleRequest] = queue.Queue()  # handed over by the jobs' threads
+        self._waiting: list[SampleRequest] = []  # taken from the queue by the sampler thread, in ``order``
+        self._arrivals = itertools.count()  # ties in ``order`` go by arrival
         self._running: list[SampleRequest] = []  # the batch being sampled, for the per-step stop check
         self._step = self._steps = 0
         # Called in the job's thread once its request waits in the sampler's queue. Tests use it to act on a job
@@ -173,13 +187,16 @@ class SynthesisEngine:
             chunks.append(part_chunks)
             texts += [ref_text + c for c in part_chunks]
             refs += [ref] * len(part_chunks)
+        first = parts[0][2]
+        started = first.job_started if first.job_started is not None else time.perf_counter()
         request = SampleRequest(
             ref=parts[0][0],
             texts=convert_char_to_pinyin(texts),
             durations=durations,
-            params=parts[0][2],
+            params=first,
             stop=stopping.current_flag(),
             chunk_refs=refs if len(parts) > 1 else None,
+            order=(not first.first_audio, started, next(self._arrivals)),
         )
         self._submit(request)
         if self.on_queued is not None:
@@ -227,14 +244,28 @@ class SynthesisEngine:
             for request, result in zip(batch, results):
                 request.future.set_result(result)
 
-    def _take(self) -> SampleRequest | None:
-        """The next request; None once the engine is closed and nothing is left (the thread then ends)."""
+    def _wait(self, request: SampleRequest) -> None:
+        bisect.insort(self._waiting, request, key=lambda r: r.order)
+
+    def _drain(self) -> None:
+        """Everything queued so far joins the waiting list."""
         while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _CLOSE:
+                self._wait(item)
+
+    def _take(self) -> SampleRequest | None:
+        """The first request in order; None once the engine is closed and nothing is left (the thread then ends)."""
+        while True:
+            self._drain()
+            if self._waiting:
+                return self._waiting.pop(0)
             if self._closed:
                 with self._thread_lock:  # with _submit's: a request is either seen here or starts a new thread
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
+                    if self._queue.empty():
                         self._alive = False
                         # the model's hook held this engine: without it nothing but its users keeps the
                         # model alive, and its memory is freed as soon as they are done with it
@@ -242,46 +273,45 @@ class SynthesisEngine:
                         return None
             else:
                 item = self._queue.get()
-            if item is not _CLOSE:
-                return item
+                if item is not _CLOSE:
+                    self._wait(item)
+
+    def _take_compatible(self, key: tuple, frames_left: int) -> SampleRequest | None:
+        """The first waiting request, in order, that can join a batch of ``key`` with ``frames_left`` to spare.
+        One too big for this batch stays in its place, first in line for a later one."""
+        for i, request in enumerate(self._waiting):
+            if request.key == key and request.frames <= frames_left:
+                return self._waiting.pop(i)
+        return None
 
     def _next_batch(self) -> list[SampleRequest] | None:
         while True:
-            first = self._held.pop(0) if self._held else self._take()
+            first = self._take()
             if first is None:
                 return None
             if first.claim():
                 break
         batch, frames = [first], first.frames
-        too_big: list[SampleRequest] = []  # compatible, but over max_batch_frames with this batch
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_jobs:
-            candidate = self._take_held(first.key)
+            self._drain()
+            candidate = self._take_compatible(first.key, self.max_batch_frames - frames)
             if candidate is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 try:
-                    candidate = self._queue.get(timeout=remaining)
+                    item = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-                if candidate is _CLOSE:  # closing: sample this batch, then serve what is left
+                if item is _CLOSE:  # closing: sample this batch, then serve what is left
                     break
-            if candidate.key != first.key:
-                self._held.append(candidate)  # waits for a later batch, in arrival order
-            elif frames + candidate.frames > self.max_batch_frames:
-                too_big.append(candidate)  # held aside: _take_held would hand it straight back
-            elif candidate.claim():
+                self._wait(item)
+                continue
+            if candidate.claim():
                 batch.append(candidate)
                 frames += candidate.frames
-        self._held[:0] = too_big  # first in line for the next batch
         return batch
-
-    def _take_held(self, key: tuple) -> SampleRequest | None:
-        for i, request in enumerate(self._held):
-            if request.key == key:
-                return self._held.pop(i)
-        return None
 
     def _warm_up_or_fall_back(self) -> None:
         try:
