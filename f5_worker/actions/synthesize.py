@@ -252,14 +252,18 @@ class SynthesizeAction:
         self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
         labelled = has_voices(request, parts)
-        plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
+        # pauses, and pieces as (part, the part said, start, end in the part)
+        plan: list[Pause | tuple[ScriptPart, NormalizedText, int, int]] = []
         for item in script:
             if isinstance(item, Pause):
                 if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
                     plan.append(item)
                 continue
-            tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
-            plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
+            # the part said once, as the unstreamed job says it; pieces never cut inside one reading
+            said = spoken_text(item.written, language, request.normalize)
+            tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+            plan.extend((item, said, start, end)
+                        for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
@@ -283,8 +287,8 @@ class SynthesizeAction:
                 item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
                         "pause": round(len(wave) / sample_rate, 3)}
             else:
-                part, start, end = step
-                said = spoken_text(part.written[start:end], language, request.normalize)
+                part, whole, start, end = step
+                said = whole.within(start, end)
                 spoken_texts.append(said.spoken)
                 wave, alignment, piece_seed, retries = self._piece(
                     request, part.ref, said.spoken, replace(params, speed=part.speed), language, wants_alignment,

@@ -105,6 +105,29 @@ class NormalizedText:
         i = bisect.bisect_right(self._written_ends, written_pos) - 1
         return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
 
+    def within(self, start: int, end: int) -> NormalizedText:
+        """The part of this normalisation that reads ``written[start:end]``, a span no rewrite straddles
+        (see ``uncut_spans``): a streamed piece is said as the whole text says it, not normalised alone,
+        where a reading could change with what is cut off ("$5 | million", "March 15, | 2024")."""
+        s0, s1 = self.to_spoken(start), self.to_spoken(end)
+        inside = tuple(Rewrite(r.written_start - start, r.written_end - start, r.spoken_start - s0, r.spoken_end - s0)
+                       for r in self.rewrites_over(start, end))
+        if any(r.written_start < 0 or r.written_end > end - start for r in inside):
+            raise ValueError(f"a rewrite straddles the span {start}-{end}")
+        return NormalizedText(self.written[start:end], self.spoken[s0:s1], inside)
+
+    def uncut_spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``spans`` of the written text (its words, in order), those one rewrite covers merged into one
+        and widened to the whole rewrite, so a text cut between them is never cut inside a reading."""
+        out: list[tuple[int, int]] = []
+        for start, end in spans:
+            for r in self.rewrites_over(start, end):
+                start, end = min(start, r.written_start), max(end, r.written_end)
+            while out and out[-1][1] > start:
+                start = min(start, out.pop()[0])
+            out.append((start, end))
+        return out
+
     def _map(self, pos: int, *, end: bool) -> int:
         i = bisect.bisect_right(self._spoken_starts, pos - 1 if end else pos) - 1
         if i >= 0:
