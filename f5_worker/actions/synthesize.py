@@ -96,7 +96,7 @@ class SynthesizeAction:
                          sample_rate=sample_rate, hop_length=self.models.hop_length,
                          cross_fade_s=request.cross_fade_duration)
         chunks = [plan_chunks(part.ref, s.spoken, part.speed) for part, s in zip(parts, spoken)]
-        planned = self.check_result_fits(request, parts, chunks, sum(pauses.values()))
+        planned = self.check_result_fits(request, parts, chunks, spoken, sum(pauses.values()))
 
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -455,14 +455,15 @@ class SynthesizeAction:
         return self.references.default_voice(target_rms)
 
     def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
-                          pause_samples: int) -> str:
+                          spoken: list[NormalizedText], pause_samples: int) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
         samples = pause_samples + sum(
             sum(p.chunk_frames) * self.models.hop_length if p.chunk_frames is not None
             else estimated_samples(p.ref, c, p.speed, self.models.hop_length) for p, c in zip(parts, chunks))
-        # the written words and the spoken ones (normalized_words) are both reported
-        size = (audio.estimated_encoded_bytes(samples, request.output_format)
-                + 2 * timing_bytes_bound(request.script_text, request))
+        # the written words and the spoken ones (normalized_words), the spoken text's as said
+        said = " ".join(s.spoken for s in spoken)
+        size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(
+            request.script_text, said, request)
         return delivery.plan_output(
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",
