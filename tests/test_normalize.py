@@ -180,6 +180,17 @@ def test_groups_of_three_digits_after_a_space_are_thousands_where_that_is_the_no
     assert normalize(written, language).spoken == spoken
 
 
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("1990-2000", "nineteen ninety to two thousand"),
+    ("From 2010–2015, we grew.", "From twenty ten to twenty fifteen, we grew."),
+    ("pages 10-20", "pages ten-twenty"),  # no years: left as they were
+    ("The shop closes at 24:00.", "The shop closes at twenty-four hundred."),
+])
+def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
+    assert normalize(written, "en").spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

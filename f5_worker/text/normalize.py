@@ -282,6 +282,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
+        "year_range": re.compile(r"(?<![\w.,-])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w-]|[.,]\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
         "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
     }
@@ -443,7 +444,7 @@ class _Scanner:
                 return None
             if meridiem and not 1 <= hour <= 12:
                 return None
-            if hour > 23 or (hour == 24 and minute):
+            if hour > 24 or (hour == 24 and minute):  # 24:00, the end of a day: twenty-four hundred
                 return None
             h = say_number(str(hour), "en")
             if minute == 0:
@@ -557,10 +558,15 @@ class _Scanner:
         return [(m.start(), m.end(), said)]
 
     def _english_forms(self, pos: int) -> list[_Edit] | None:
-        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
-        quarters; the numerator below the denominator, so "24/7" stays)."""
+        """English only: decades ("1990s", "'90s": nineteen nineties), year ranges ("1990-2000", "2010–2015":
+        nineteen ninety to two thousand; read as one number and a dash they ran together) and simple fractions
+        ("3/4": three quarters; the numerator below the denominator, so "24/7" stays)."""
         if self.lang != "en":
             return None
+        m = self.p["year_range"].match(self.text, pos)
+        if m and int(m.group(1)) < int(m.group(2)):
+            first, last = (say_number(m.group(i), "en", year_style=True) for i in (1, 2))
+            return [(m.start(), m.end(), f"{first} to {last}")]
         m = self.p["decade"].match(self.text, pos)
         if m:
             digits = m.group(1) or m.group(2)
