@@ -191,6 +191,14 @@ def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
     assert normalize(spoken, "en").spoken == spoken
 
 
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("今天有3个故事", "今天有three个故事"),  # no case at all: not shouted
+    ("I HAVE 3 CATS", "I HAVE THREE CATS"),
+])
+def test_only_capitals_are_shouted(written, spoken):
+    assert normalize(written, "en").spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

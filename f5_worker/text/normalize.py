@@ -689,10 +689,12 @@ _TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that e
 
 
 def _shouted(text: str) -> bool:
-    """A text in capitals throughout (two words or more, no lowercase letter) is shouted: its short
-    words are words, not acronyms to spell, and what is rewritten in it is written in capitals too, so
-    its spoken text is shouted as well (normalising it again changes nothing)."""
-    return not any(ch.islower() for ch in text) and len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
+    """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
+    short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
+    so its spoken text is shouted as well (normalising it again changes nothing). A script without case
+    (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
+    return not any(ch.islower() for ch in text) and \
+        sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
 def _read_address(address: str, rules: LanguageRules) -> str:
