@@ -268,6 +268,22 @@ def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, ti
     assert registry.model_files("fr", settings).vocab_path == tiny_fr_model_files(tiny_model_dir).vocab_path
 
 
+def test_relative_paths_in_the_volume_file_are_beside_it(tiny_settings, tiny_model_dir, tmp_path, monkeypatch):
+    """The worker's working directory is no place a deployer knows: models.json names files beside it."""
+    tiny = tiny_fr_model_files(tiny_model_dir)
+    folder = tmp_path / "volume" / "f5-worker"
+    (folder / "fr").mkdir(parents=True)
+    shutil.copy(tiny.vocab_path, folder / "fr" / "vocab.txt")
+    shutil.copy(tiny.config_path, folder / "fr" / "arch.yaml")
+    entry = fr_entry(tiny_model_dir, "fr", vocab="fr/vocab.txt", architecture="fr/arch.yaml")
+    (folder / "models.json").write_text(json.dumps([entry]))
+    monkeypatch.chdir(tmp_path)  # anywhere but the file's folder
+    settings = dataclasses.replace(tiny_settings, network_volume_path=tmp_path / "volume")
+    files = ModelRegistry.from_settings(settings).model_files("fr", settings)
+    assert files.vocab_path == folder / "fr" / "vocab.txt" and files.config_path == folder / "fr" / "arch.yaml"
+    assert str(files.ckpt_path) == entry["checkpoint"]  # absolute paths stay as they are
+
+
 @pytest.mark.parametrize("models_json, message", [
     ("[{", "MODELS: not valid JSON"),
     ('{"a": 1}', "MODELS: entry 1 ('a'): must be a JSON object"),
