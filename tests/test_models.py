@@ -253,6 +253,15 @@ def test_a_voice_keeps_its_model_and_language(models_settings, worker, tmp_path,
     assert plain["voice"]["model"] is None and plain["voice"]["language"] is None
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["model"] == "tiny"
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["language"] == "en"  # guessed from the script
+    # a script: the top-level voice's model and language first, else the first voice in it that keeps one
+    segments = w.handle({"segments": [{"voice": "bob", "text": "Salut."}, {"voice": "amelie", "text": "Bonjour."}],
+                         **FAST})
+    assert (segments["model"], segments["language"]) == ("tiny-fr", "fr"), segments
+    tagged = w.handle({"text": "Hello. [voice:amelie] Bonjour.", **FAST})
+    assert (tagged["model"], tagged["language"]) == ("tiny-fr", "fr"), tagged
+    assert w.handle({"text": "Hello. [voice:amelie] Bonjour.", "voice": "bob", "model": "tiny", **FAST})["model"] \
+        == "tiny"
+    assert w.handle({"text": "Hi. [voice:nobody] Bye.", **FAST})["error"] == "text: unknown voice 'nobody' at character 4"
 
 
 # --- the registry's settings ---------------------------------------------------------------------------------

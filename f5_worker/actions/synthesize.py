@@ -36,6 +36,7 @@ from f5_worker.actions.script import (
     fit_duration,
     has_voices,
     join_script,
+    kept_by_voices,
     script_of,
     shifted,
     spoken_text,
@@ -420,16 +421,16 @@ class SynthesizeAction:
         return result, gated
 
     def language_for(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> str:
-        """The language that chooses the normaliser and the aligner: as the job says, else its voice's, else
+        """The language that chooses the normaliser and the aligner: as the job says, else the one its voices
+        keep (its ``voice``'s, else the first in its script that keeps one: ``kept_by_voices``), else
         guessed from the words to speak (``parts``: tags such as ``[voice:anna]`` are no Latin text). The
         guess only tells scripts apart (Latin script reads as English), so where the model speaks one
         language and it is not the guess, the model's language is the better one."""
         if request.language:
             return request.language
-        if request.voice is not None:
-            voice_language = self.voices.info(request.voice, "voice").language
-            if voice_language:
-                return voice_language
+        kept = kept_by_voices(request, parts, self.voices, "language")
+        if kept is not None:
+            return kept[0]
         guess = guess_language(" ".join(part.written for part in parts))
         spoken = [tag.lower().split("-")[0] for tag in self.model_languages]
         if len(spoken) == 1 and guess.split("-")[0] != spoken[0]:
