@@ -89,7 +89,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     action: Literal["synthesize"] = "synthesize"
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)  # or segments (docs/api.md, "Scripts")
     # at most MAX_SEGMENTS (a setting, checked by the action); here only what the text bound allows
-    segments: list[ScriptSegment] | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS)
+    segments: list[ScriptSegment] | None = Field(None, max_length=MAX_TEXT_CHARS)  # empty: refused in _valid
     language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
     normalize: bool = True  # numbers, symbols and abbreviations spoken as words before synthesis
     duration: float | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
@@ -113,6 +113,8 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
             raise JobError("text", "is required (or segments)")
         if self.text is not None and self.segments is not None:
             raise JobError("segments", "give either text or segments, not both")
+        if self.segments is not None and not self.segments:
+            raise JobError("segments", "is empty; give at least one segment, or text")
         if self.text is not None:
             _check_text(self.text, "speak")
         for n, segment in enumerate(self.segments or []):

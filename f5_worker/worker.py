@@ -20,6 +20,7 @@ from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.models import ListModelsAction
+from f5_worker.actions.script import ScriptPart, kept_by_voices, script_of
 from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
@@ -28,6 +29,7 @@ from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu
 from f5_worker.fetch import DownloadLimits
 from f5_worker.logs import echo
 from f5_worker.storage.stores import Stores
+from f5_worker.text.markup import PauseRules
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.tts.loading import LoadedModels, load_model
 from f5_worker.tts.model_pool import ModelPool
@@ -107,14 +109,21 @@ class Worker:
                                 model_languages=tuple(entry.languages) if entry is not None else ())
 
     def _synthesis_for(self, request: schema.SynthesizeRequest) -> SynthesizeAction:
-        """The synthesize action on the model the job asks for: its ``model``, else its voice's, else the
-        default (loaded here when it is not yet)."""
+        """The synthesize action on the model the job asks for: its ``model``, else the model its voices keep
+        (its ``voice``'s, else the first in its script that keeps one: ``kept_by_voices``), else the default
+        (loaded here when it is not yet)."""
         name = request.model
-        if name is None and request.voice is not None:
-            name = self.voices.info(request.voice, "voice").model
-            if name is not None and name not in self.registry.entries:
-                raise JobError("voice", f"voice {request.voice!r} was made for model {name!r}, which this worker "
-                                        f"does not have; give model (one of {', '.join(self.registry.names())})")
+        if name is None:
+            parts = [p for p in script_of(request, PauseRules.of(self.settings), self.settings.max_segments)
+                     if isinstance(p, ScriptPart)]
+            kept = kept_by_voices(request, parts, self.voices, "model")
+            if kept is not None:
+                name, source = kept
+                if name not in self.registry.entries:
+                    problem = (f"voice {source.voice!r} was made for model {name!r}, which this worker does not "
+                               f"have; give model (one of {', '.join(self.registry.names())})")
+                    raise (JobError("text", f"{problem} (at character {source.tag_at})") if source.tag_at is not None
+                           else JobError(source.prefix + "voice", problem))
         engine = self.pool.engine(name)
         return self.synthesize if engine is self.engine else self._synthesize_action(engine)
 

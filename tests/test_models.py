@@ -253,6 +253,15 @@ def test_a_voice_keeps_its_model_and_language(models_settings, worker, tmp_path,
     assert plain["voice"]["model"] is None and plain["voice"]["language"] is None
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["model"] == "tiny"
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["language"] == "en"  # guessed from the script
+    # a script: the top-level voice's model and language first, else the first voice in it that keeps one
+    segments = w.handle({"segments": [{"voice": "bob", "text": "Salut."}, {"voice": "amelie", "text": "Bonjour."}],
+                         **FAST})
+    assert (segments["model"], segments["language"]) == ("tiny-fr", "fr"), segments
+    tagged = w.handle({"text": "Hello. [voice:amelie] Bonjour.", **FAST})
+    assert (tagged["model"], tagged["language"]) == ("tiny-fr", "fr"), tagged
+    assert w.handle({"text": "Hello. [voice:amelie] Bonjour.", "voice": "bob", "model": "tiny", **FAST})["model"] \
+        == "tiny"
+    assert w.handle({"text": "Hi. [voice:nobody] Bye.", **FAST})["error"] == "text: unknown voice 'nobody' at character 4"
 
 
 # --- the registry's settings ---------------------------------------------------------------------------------
@@ -266,6 +275,22 @@ def test_registry_entries_from_the_setting_and_the_volume_file(tiny_settings, ti
     registry = ModelRegistry.from_settings(settings)
     assert registry.names() == [*BUILTIN_NAMES, "fr2", "fr"] and registry.default == "tiny"
     assert registry.model_files("fr", settings).vocab_path == tiny_fr_model_files(tiny_model_dir).vocab_path
+
+
+def test_relative_paths_in_the_volume_file_are_beside_it(tiny_settings, tiny_model_dir, tmp_path, monkeypatch):
+    """The worker's working directory is no place a deployer knows: models.json names files beside it."""
+    tiny = tiny_fr_model_files(tiny_model_dir)
+    folder = tmp_path / "volume" / "f5-worker"
+    (folder / "fr").mkdir(parents=True)
+    shutil.copy(tiny.vocab_path, folder / "fr" / "vocab.txt")
+    shutil.copy(tiny.config_path, folder / "fr" / "arch.yaml")
+    entry = fr_entry(tiny_model_dir, "fr", vocab="fr/vocab.txt", architecture="fr/arch.yaml")
+    (folder / "models.json").write_text(json.dumps([entry]))
+    monkeypatch.chdir(tmp_path)  # anywhere but the file's folder
+    settings = dataclasses.replace(tiny_settings, network_volume_path=tmp_path / "volume")
+    files = ModelRegistry.from_settings(settings).model_files("fr", settings)
+    assert files.vocab_path == folder / "fr" / "vocab.txt" and files.config_path == folder / "fr" / "arch.yaml"
+    assert str(files.ckpt_path) == entry["checkpoint"]  # absolute paths stay as they are
 
 
 @pytest.mark.parametrize("models_json, message", [

@@ -166,6 +166,39 @@ def test_a_degree_sign_before_a_month_is_an_ordinal(language, written, spoken):
     assert normalize(spoken, language).spoken == spoken
 
 
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("fr", "1 200 €", "mille deux cents euros"),
+    ("fr", "1 200 000 habitants", "un million deux cent mille habitants"),
+    ("fr", "1\u202f200,50 €", "mille deux cents euros cinquante centimes"),
+    ("es", "1 200 000 habitantes", "un millón doscientos mil habitantes"),
+    ("pt", "1 200 euros", "mil e duzentos euros"),
+    ("fr", "12 3456", "douze trois mille quatre cent cinquante-six"),  # a group is exactly three digits
+    ("en", "3 100 200", "three one hundred two hundred"),  # English groups with commas: a list
+    ("de", "3 100", "drei einhundert"),
+])
+def test_groups_of_three_digits_after_a_space_are_thousands_where_that_is_the_norm(language, written, spoken):
+    assert normalize(written, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("1990-2000", "nineteen ninety to two thousand"),
+    ("From 2010–2015, we grew.", "From twenty ten to twenty fifteen, we grew."),
+    ("pages 10-20", "pages ten-twenty"),  # no years: left as they were
+    ("The shop closes at 24:00.", "The shop closes at twenty-four hundred."),
+])
+def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
+    assert normalize(written, "en").spoken == spoken
+    assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("今天有3个故事", "今天有three个故事"),  # no case at all: not shouted
+    ("I HAVE 3 CATS", "I HAVE THREE CATS"),
+])
+def test_only_capitals_are_shouted(written, spoken):
+    assert normalize(written, "en").spoken == spoken
+
+
 def test_language_tags_and_other_languages():
     assert normalize("$4.99", "en-US").spoken == normalize("$4.99", "en").spoken
     assert normalize("2ª vez", "pt-BR").spoken == "segunda vez"

@@ -359,3 +359,7 @@ def test_a_refused_duration_quotes_a_speed_outside_the_range(worker):
         error = run(worker, text=text, duration=round(natural_s / speed, 4))["error"]
         quoted = float(re.search(r"would need speed ([\d.]+);", error).group(1))
         assert out_of_range(quoted), error
+
+
+def test_an_empty_list_of_segments_is_refused_in_words_of_its_own(worker):
+    assert run(worker, segments=[])["error"] == "segments: is empty; give at least one segment, or text"

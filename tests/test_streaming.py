@@ -133,6 +133,18 @@ def test_a_streamed_job_where_nothing_reads_a_stream_returns_its_items_as_a_list
            {"alignment_score", "retries", "flagged_words"}
 
 
+def test_a_reading_across_a_piece_cut_is_said_as_the_unstreamed_job_says_it(streaming_worker):
+    """"$5 million" is one reading: cut after "$5" it would be said "five dollars | million"."""
+    from f5_worker.text.normalize import normalize
+
+    text = "So we raised $5 million in March 15, 2024, and then some more of it."
+    items = streaming_worker.handle({"text": text, "stream": True, "nfe_step": 4, "seed": 4, "max_retries": 0})
+    assert isinstance(items, list), items
+    check_stream(items, text)
+    assert items[-1]["normalized_text"] == normalize(text, "en").spoken
+    assert not any(p["text_end"] == text.index("$5") + 2 for p in items[:-1])
+
+
 def test_stream_is_refused_where_the_worker_does_not_stream(worker):
     out = worker.handle({"text": "Hi there.", "stream": True})
     assert out["error"].startswith("stream: this endpoint does not stream")

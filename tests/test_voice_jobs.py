@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import threading
 import time
 
@@ -267,6 +268,21 @@ def test_a_result_too_big_with_its_timings_is_refused_before_synthesis(make_work
     out = synth(w, **job)
     assert out["error"].startswith("text: the result would be about"), out
     assert calls == []
+
+
+def test_the_size_check_counts_the_words_as_said_not_as_written(make_worker):
+    """Digits said one by one are ten words for one written: their normalized_words and normalized_chars
+    are reported too, so the bound checked before synthesis counts the spoken text, not the written one."""
+    from f5_worker.actions.timings import timing_bytes_bound
+    from f5_worker.schema import SynthesizeRequest
+
+    job = dict(text="$7,777,777,777 12345678901234567890 " * 6, char_timings=True, max_retries=0)
+    out = synth(make_worker(), **job)
+    assert len(out["normalized_words"]) > 8 * len(out["words"]), out.get("error")
+    reported = len(json.dumps({k: v for k, v in out.items() if k != "audio_base64"}).encode())
+    request = SynthesizeRequest(**job)
+    assert timing_bytes_bound(request.script_text, out["normalized_text"], request) >= reported
+    assert timing_bytes_bound(request.script_text, request.script_text, request) < reported  # the old bound
 
 
 @pytest.mark.slow

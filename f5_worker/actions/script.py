@@ -133,6 +133,31 @@ def _part(text: str, item: SpeechPart, source: VoiceSource, segment: int, speed:
     return ScriptPart(text[item.char_start:item.char_end], item.char_start, source, segment, speed)
 
 
+def kept_by_voices(request: SynthesizeRequest, parts: list[ScriptPart], voices, attribute: str
+                   ) -> tuple[str, VoiceSource] | None:
+    """What the script's stored voices keep as ``attribute`` ("model" or "language"), and the voice that
+    keeps it: the first that keeps one, the request's ``voice`` first, then each voice in the order it
+    speaks (docs/api.md, "segments"). A job samples one model and reads its numbers in one language, so a
+    script whose voices keep different ones takes the first; the request's ``model``/``language`` rule all.
+    ``voices`` is the voice store (``info(name, field)``)."""
+    sources = ([own_source(request)] if request.voice is not None else []) + [p.source for p in parts]
+    seen: set[str] = set()
+    for source in sources:
+        if source.voice is None or source.voice in seen:
+            continue
+        seen.add(source.voice)
+        try:
+            info = voices.info(source.voice, source.prefix + "voice")
+        except JobError as exc:
+            if source.tag_at is None:
+                raise
+            raise tag_voice_error(exc, source) from None
+        value = getattr(info, attribute)
+        if value:
+            return value, source
+    return None
+
+
 def tag_voice_error(exc: JobError, source: VoiceSource) -> JobError:
     """A ``[voice:name]`` tag's voice could not be loaded: the error names the tag's place in the text."""
     at = source.tag_at

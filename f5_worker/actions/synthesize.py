@@ -36,6 +36,7 @@ from f5_worker.actions.script import (
     fit_duration,
     has_voices,
     join_script,
+    kept_by_voices,
     script_of,
     shifted,
     spoken_text,
@@ -96,7 +97,7 @@ class SynthesizeAction:
                          sample_rate=sample_rate, hop_length=self.models.hop_length,
                          cross_fade_s=request.cross_fade_duration)
         chunks = [plan_chunks(part.ref, s.spoken, part.speed) for part, s in zip(parts, spoken)]
-        planned = self.check_result_fits(request, parts, chunks, sum(pauses.values()))
+        planned = self.check_result_fits(request, parts, chunks, spoken, sum(pauses.values()))
 
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -253,14 +254,18 @@ class SynthesizeAction:
         self.load_voices(request, parts)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
         labelled = has_voices(request, parts)
-        plan: list[Pause | tuple[ScriptPart, int, int]] = []  # pauses, and pieces as (part, start, end) in it
+        # pauses, and pieces as (part, the part said, start, end in the part)
+        plan: list[Pause | tuple[ScriptPart, NormalizedText, int, int]] = []
         for item in script:
             if isinstance(item, Pause):
                 if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
                     plan.append(item)
                 continue
-            tokens = [(t.char_start, t.char_end) for t in tokenize(item.written, language)]
-            plan.extend((item, start, end) for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
+            # the part said once, as the unstreamed job says it; pieces never cut inside one reading
+            said = spoken_text(item.written, language, request.normalize)
+            tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+            plan.extend((item, said, start, end)
+                        for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
@@ -285,8 +290,8 @@ class SynthesizeAction:
                 item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
                         "pause": round(len(wave) / sample_rate, 3)}
             else:
-                part, start, end = step
-                said = spoken_text(part.written[start:end], language, request.normalize)
+                part, whole, start, end = step
+                said = whole.within(start, end)
                 spoken_texts.append(said.spoken)
                 wave, alignment, piece_seed, retries = self._piece(
                     request, part.ref, said.spoken,
@@ -419,16 +424,16 @@ class SynthesizeAction:
         return result, gated
 
     def language_for(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> str:
-        """The language that chooses the normaliser and the aligner: as the job says, else its voice's, else
+        """The language that chooses the normaliser and the aligner: as the job says, else the one its voices
+        keep (its ``voice``'s, else the first in its script that keeps one: ``kept_by_voices``), else
         guessed from the words to speak (``parts``: tags such as ``[voice:anna]`` are no Latin text). The
         guess only tells scripts apart (Latin script reads as English), so where the model speaks one
         language and it is not the guess, the model's language is the better one."""
         if request.language:
             return request.language
-        if request.voice is not None:
-            voice_language = self.voices.info(request.voice, "voice").language
-            if voice_language:
-                return voice_language
+        kept = kept_by_voices(request, parts, self.voices, "language")
+        if kept is not None:
+            return kept[0]
         guess = guess_language(" ".join(part.written for part in parts))
         spoken = [tag.lower().split("-")[0] for tag in self.model_languages]
         if len(spoken) == 1 and guess.split("-")[0] != spoken[0]:
@@ -454,14 +459,15 @@ class SynthesizeAction:
         return self.references.default_voice(target_rms)
 
     def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
-                          pause_samples: int) -> str:
+                          spoken: list[NormalizedText], pause_samples: int) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
         samples = pause_samples + sum(
             sum(p.chunk_frames) * self.models.hop_length if p.chunk_frames is not None
             else estimated_samples(p.ref, c, p.speed, self.models.hop_length) for p, c in zip(parts, chunks))
-        # the written words and the spoken ones (normalized_words) are both reported
-        size = (audio.estimated_encoded_bytes(samples, request.output_format)
-                + 2 * timing_bytes_bound(request.script_text, request))
+        # the written words and the spoken ones (normalized_words), the spoken text's as said
+        said = " ".join(s.spoken for s in spoken)
+        size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(
+            request.script_text, said, request)
         return delivery.plan_output(
             request.output, estimated_bytes=size, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             what=f"{samples / self.models.sample_rate:.0f} s of {request.output_format}",

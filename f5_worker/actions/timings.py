@@ -31,23 +31,30 @@ def timing_fields(alignment: Alignment, options: TimingOptions, duration: float,
     return out
 
 
-def timing_bytes_bound(text: str, options: TimingOptions) -> int:
-    """An upper bound of the JSON bytes ``timing_fields`` and ``quality`` add for ``text``, before the
-    audio exists, so a result too big to deliver is refused before synthesis is paid for.
+def timing_bytes_bound(written: str, spoken: str, options: TimingOptions) -> int:
+    """An upper bound of the JSON bytes ``timing_fields``, ``quality`` and the spoken text's fields
+    (``normalized_text``, ``normalized_words``, ``normalized_chars``) add, before the audio exists, so a
+    result too big to deliver is refused before synthesis is paid for. The spoken text can be several
+    times the written one (digits said one by one), so each is counted for the fields that report it.
 
     Measured on English: about 103 bytes per word entry, 79 per character entry, 130 per word in
     JSON captions and 2-6 per character in the subtitle formats; the bounds leave room for long
     numbers, escapes and one caption per word.
     """
-    text_bytes = len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
-    words = len(text.split()) + sum(1 for ch in text if ord(ch) >= 0x2E80)  # CJK characters are words
-    size = 4096 + 2 * text_bytes  # the other fields; quality's flagged words
-    if options.word_timings:
-        size += 160 * words + text_bytes
-    if options.char_timings:
-        size += 120 * len(text) + text_bytes
+    def text_bytes(text: str) -> int:
+        return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+    def words(text: str) -> int:
+        return len(text.split()) + sum(1 for ch in text if ord(ch) >= 0x2E80)  # CJK characters are words
+
+    size = 4096 + 2 * text_bytes(written) + 2 * text_bytes(spoken)  # the other fields; quality's flagged words
+    for text in (written, spoken):
+        if options.word_timings:
+            size += 160 * words(text) + text_bytes(text)
+        if options.char_timings:
+            size += 120 * len(text) + text_bytes(text)
     for fmt in options.caption_formats:
-        size += 2048 + (200 if fmt == "json" else 80) * words + 2 * text_bytes
+        size += 2048 + (200 if fmt == "json" else 80) * words(written) + 2 * text_bytes(written)
     return size
 
 

@@ -15,7 +15,7 @@ class LanguageRules:
     """One language's conventions. Unit names are (singular, plural)."""
 
     code: str
-    thousands: str  # characters that separate groups of three digits
+    thousands: str  # characters that separate groups of three digits (a plain space where that is the norm)
     decimal: str  # the decimal mark
     point: str  # the word said for the decimal mark
     minus: str
@@ -82,7 +82,7 @@ EN = LanguageRules(
 )
 
 FR = LanguageRules(
-    code="fr", thousands="\u00a0\u202f.", decimal=",", point="virgule", minus="moins", percent="pour cent",
+    code="fr", thousands="\u00a0\u202f. ", decimal=",", point="virgule", minus="moins", percent="pour cent",
     symbols={"&": "et", "+": "plus", "=": "égal", "@": "arobase", "#": "dièse"}, number_sign="numéro",
     dot="point", at="arobase", slash="slash", dash="tiret", underscore="tiret bas",
     units={"km/h": ("kilomètre heure", "kilomètres heure"), "km": ("kilomètre", "kilomètres"),
@@ -128,7 +128,7 @@ DE = LanguageRules(
 )
 
 ES = LanguageRules(
-    code="es", thousands=".\u00a0\u202f", decimal=",", point="coma", minus="menos", percent="por ciento",
+    code="es", thousands=".\u00a0\u202f ", decimal=",", point="coma", minus="menos", percent="por ciento",
     symbols={"&": "y", "+": "más", "=": "igual a", "@": "arroba", "#": "almohadilla"}, number_sign="número",
     dot="punto", at="arroba", slash="barra", dash="guion", underscore="guion bajo",
     units={"km/h": ("kilómetro por hora", "kilómetros por hora"), "km": ("kilómetro", "kilómetros"),
@@ -170,7 +170,7 @@ IT = LanguageRules(
 )
 
 PT = LanguageRules(
-    code="pt", thousands=".\u00a0\u202f", decimal=",", point="vírgula", minus="menos", percent="por cento",
+    code="pt", thousands=".\u00a0\u202f ", decimal=",", point="vírgula", minus="menos", percent="por cento",
     symbols={"&": "e", "+": "mais", "=": "igual a", "@": "arroba", "#": "cerquilha"}, number_sign="número",
     dot="ponto", at="arroba", slash="barra", dash="hífen", underscore="sublinhado",
     units={"km/h": ("quilômetro por hora", "quilômetros por hora"), "km": ("quilômetro", "quilômetros"),

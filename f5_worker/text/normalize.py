@@ -105,6 +105,29 @@ class NormalizedText:
         i = bisect.bisect_right(self._written_ends, written_pos) - 1
         return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
 
+    def within(self, start: int, end: int) -> NormalizedText:
+        """The part of this normalisation that reads ``written[start:end]``, a span no rewrite straddles
+        (see ``uncut_spans``): a streamed piece is said as the whole text says it, not normalised alone,
+        where a reading could change with what is cut off ("$5 | million", "March 15, | 2024")."""
+        s0, s1 = self.to_spoken(start), self.to_spoken(end)
+        inside = tuple(Rewrite(r.written_start - start, r.written_end - start, r.spoken_start - s0, r.spoken_end - s0)
+                       for r in self.rewrites_over(start, end))
+        if any(r.written_start < 0 or r.written_end > end - start for r in inside):
+            raise ValueError(f"a rewrite straddles the span {start}-{end}")
+        return NormalizedText(self.written[start:end], self.spoken[s0:s1], inside)
+
+    def uncut_spans(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``spans`` of the written text (its words, in order), those one rewrite covers merged into one
+        and widened to the whole rewrite, so a text cut between them is never cut inside a reading."""
+        out: list[tuple[int, int]] = []
+        for start, end in spans:
+            for r in self.rewrites_over(start, end):
+                start, end = min(start, r.written_start), max(end, r.written_end)
+            while out and out[-1][1] > start:
+                start = min(start, out.pop()[0])
+            out.append((start, end))
+        return out
+
     def _map(self, pos: int, *, end: bool) -> int:
         i = bisect.bisect_right(self._spoken_starts, pos - 1 if end else pos) - 1
         if i >= 0:
@@ -259,6 +282,7 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
+        "year_range": re.compile(r"(?<![\w.,-])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w-]|[.,]\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
         "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
     }
@@ -420,7 +444,7 @@ class _Scanner:
                 return None
             if meridiem and not 1 <= hour <= 12:
                 return None
-            if hour > 23 or (hour == 24 and minute):
+            if hour > 24 or (hour == 24 and minute):  # 24:00, the end of a day: twenty-four hundred
                 return None
             h = say_number(str(hour), "en")
             if minute == 0:
@@ -534,10 +558,15 @@ class _Scanner:
         return [(m.start(), m.end(), said)]
 
     def _english_forms(self, pos: int) -> list[_Edit] | None:
-        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
-        quarters; the numerator below the denominator, so "24/7" stays)."""
+        """English only: decades ("1990s", "'90s": nineteen nineties), year ranges ("1990-2000", "2010–2015":
+        nineteen ninety to two thousand; read as one number and a dash they ran together) and simple fractions
+        ("3/4": three quarters; the numerator below the denominator, so "24/7" stays)."""
         if self.lang != "en":
             return None
+        m = self.p["year_range"].match(self.text, pos)
+        if m and int(m.group(1)) < int(m.group(2)):
+            first, last = (say_number(m.group(i), "en", year_style=True) for i in (1, 2))
+            return [(m.start(), m.end(), f"{first} to {last}")]
         m = self.p["decade"].match(self.text, pos)
         if m:
             digits = m.group(1) or m.group(2)
@@ -660,10 +689,12 @@ _TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that e
 
 
 def _shouted(text: str) -> bool:
-    """A text in capitals throughout (two words or more, no lowercase letter) is shouted: its short
-    words are words, not acronyms to spell, and what is rewritten in it is written in capitals too, so
-    its spoken text is shouted as well (normalising it again changes nothing)."""
-    return not any(ch.islower() for ch in text) and len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
+    """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
+    short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
+    so its spoken text is shouted as well (normalising it again changes nothing). A script without case
+    (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
+    return not any(ch.islower() for ch in text) and \
+        sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
 def _read_address(address: str, rules: LanguageRules) -> str:

@@ -91,6 +91,20 @@ class ModelEntry(BaseModel):
     def is_tiny(self) -> bool:
         return self.name == TINY_MODEL
 
+    def located_at(self, folder: Path) -> ModelEntry:
+        """The entry with its relative file paths (checkpoint, vocab, a ``.yaml`` architecture, a vocoder
+        folder) taken from ``folder``: a registry file names files beside it, wherever the worker runs."""
+        def placed(location: str | None) -> str | None:
+            if location is None or location.startswith(HF_SCHEME) or Path(location).is_absolute():
+                return location
+            return str(folder / location)
+
+        changes = {"checkpoint": placed(self.checkpoint), "vocab": placed(self.vocab),
+                   "vocoder": placed(self.vocoder)}
+        if self.architecture.lower().endswith(YAML_SUFFIXES):
+            changes["architecture"] = placed(self.architecture)
+        return self.model_copy(update=changes)
+
     def public(self) -> dict:
         """What ``list_models`` shows of the entry (file locations stay internal)."""
         return {"name": self.name, "languages": list(self.languages), "license": self.license,
@@ -170,8 +184,10 @@ class ModelRegistry:
         entries = list(BUILTIN_ENTRIES)
         registered_by = {e.name: "it is a built-in model" for e in entries}
 
-        def add(text: str, source: str) -> None:
+        def add(text: str, source: str, folder: Path | None = None) -> None:
             for index, entry in enumerate(parse_entries(text, source), 1):
+                if folder is not None:
+                    entry = entry.located_at(folder)
                 if entry.name in registered_by:  # named where it is, like every other bad entry
                     raise SettingsError(f"{source}: entry {index} ({entry.name!r}): model {entry.name!r} is "
                                         f"registered twice ({registered_by[entry.name]})")
@@ -186,7 +202,7 @@ class ModelRegistry:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"MODEL_REGISTRY_FILE {path}: cannot be read ({exc})") from None
-            add(text, f"MODEL_REGISTRY_FILE {path}")
+            add(text, f"MODEL_REGISTRY_FILE {path}", path.parent)
         default = settings.worker_model
         names = {e.name for e in entries}
         if default not in names and default in released_config_names() and settings.model_ckpt_path:
