@@ -204,7 +204,7 @@ def test_waiting_work_is_served_first_audio_first_then_oldest_job_first(worker, 
     engine.on_queued = lambda request: queued.release()
     threads = []
     try:
-        for seed, params in jobs.items():
+        for params in jobs.values():
             threads.append(threading.Thread(target=engine.synthesize, args=(reference, text, params), daemon=True))
             threads[-1].start()
             assert queued.acquire(timeout=60)  # each queued before the next: arrival order is the dict's
