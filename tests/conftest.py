@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -91,3 +93,13 @@ from image_smoke import (  # noqa: E402,F401
 
 # A real S3-compatible server (SeaweedFS) for storage, voice and delivery tests.
 from conftest_s3 import bucket_env, no_bucket_env, seaweed  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def evalmod():
+    """scripts/bench/eval_alignment.py as a module: its corpus, its espeak-ng cases and its scoring."""
+    spec = importlib.util.spec_from_file_location("eval_alignment", REPO_ROOT / "scripts" / "bench" / "eval_alignment.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["eval_alignment"] = module
+    spec.loader.exec_module(module)
+    return module

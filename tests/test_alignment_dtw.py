@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_alignment import check_invariants
 
-from conftest import REPO_ROOT
 from f5_worker.alignment import dtw
 from f5_worker.alignment.dtw import DtwAligner, banded_dtw
 from f5_worker.alignment.quality import align_audio, alignment_mismatch
 from f5_worker.alignment.selection import ACCURACY, MEASURED, best_backend, load_aligner
 
-SCRIPT = REPO_ROOT / "scripts" / "bench" / "eval_alignment.py"
 # Bounds from scripts/bench/eval_alignment.py's figures (mean 5.6-11.5 ms, 94-99 % within 50 ms in
 # these languages): a few times looser, so the draw of sentences does not decide, and far below what a
 # straight, unwarped path gives (tested below).
 MEAN_ERROR_BOUND_S = 0.040
 WITHIN_50MS_BOUND = 0.80
-
-
-@pytest.fixture(scope="module")
-def evalmod():
-    spec = importlib.util.spec_from_file_location("eval_alignment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_alignment"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "eval_alignment.py"
-
-
-@pytest.fixture(scope="module")
-def evalmod():
-    spec = importlib.util.spec_from_file_location("eval_alignment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_alignment"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_corpus_is_big_and_varied(evalmod):

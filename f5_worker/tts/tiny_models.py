@@ -91,10 +91,11 @@ head:
 TINY_VOCOS_YAML = VOCOS_YAML.format(dim=32, intermediate_dim=64, num_layers=1)
 
 
-def tiny_model_files(root: Path):
-    model_dir = root / "F5-TTS" / TINY_NAME
+def _tiny_files(root: Path, name: str, folder: str) -> ModelFiles:
+    """Both tiny models share the network's config and the vocoder; each has its own weights and vocab."""
+    model_dir = root / "F5-TTS" / folder
     return ModelFiles(
-        name="tiny",
+        name=name,
         config_path=root / f"{TINY_NAME}.yaml",
         ckpt_path=model_dir / "model_1.safetensors",
         vocab_path=model_dir / "vocab.txt",
@@ -102,16 +103,13 @@ def tiny_model_files(root: Path):
     )
 
 
-def tiny_fr_model_files(root: Path):
+def tiny_model_files(root: Path) -> ModelFiles:
+    return _tiny_files(root, "tiny", TINY_NAME)
+
+
+def tiny_fr_model_files(root: Path) -> ModelFiles:
     """The second tiny model: the tiny network with a French vocabulary (a registry entry names these paths)."""
-    model_dir = root / "F5-TTS" / TINY_FR_DIR
-    return ModelFiles(
-        name="tiny-fr",
-        config_path=root / f"{TINY_NAME}.yaml",
-        ckpt_path=model_dir / "model_1.safetensors",
-        vocab_path=model_dir / "vocab.txt",
-        vocoder_dir=root / "vocos-mel-24khz",
-    )
+    return _tiny_files(root, "tiny-fr", TINY_FR_DIR)
 
 
 def _write_checkpoint(paths, seed: int) -> None:
