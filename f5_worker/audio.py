@@ -331,7 +331,7 @@ def trim_reference(wave: np.ndarray, sample_rate: int, max_seconds: float = 12.0
         wave = wave[: cut if cut is not None else limit]
         how = "at a pause" if cut is not None else "(no pause found)"
         warning = f"reference audio was {original:.1f} s; clipped to {len(wave) / sample_rate:.1f} s {how}"
-    wave = trim_edges(wave, sample_rate)
+        wave = trim_edges(wave, sample_rate)  # the cut may end in silence; unclipped, the edges are trimmed already
     wave = np.concatenate([wave, np.zeros(int(0.05 * sample_rate), dtype=np.float32)])
     return TrimmedReference(wave=wave.astype(np.float32), warning=warning)
 
