@@ -26,7 +26,7 @@ import torchaudio
 from f5_worker.alignment import espeak
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
-from f5_worker.audio import resample, speech_region
+from f5_worker.audio import mean_squares, resample, speech_region
 
 SAMPLE_RATE = 16000  # Hz: features are computed at this rate
 FRAME_S = 0.010  # s: hop between feature frames, the resolution of the timings
@@ -281,7 +281,7 @@ def sounding_frames(audio: np.ndarray) -> np.ndarray:
     n = max(1, int(np.ceil(len(audio) / hop)))
     padded = np.zeros(n * hop, np.float32)
     padded[: len(audio)] = audio
-    energy = 10 * np.log10(np.mean(padded.reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
+    energy = 10 * np.log10(mean_squares(padded.reshape(n, hop)) + 1e-12)
     peak = energy.max()
     floor = np.percentile(energy, NOISE_PERCENTILE) + NOISE_MARGIN_DB
     return (energy > min(max(peak + LOUD_DB, floor), peak + MAX_SILENCE_DB)) & (energy > SILENCE_DBFS)
