@@ -27,6 +27,7 @@ from f5_worker.alignment import espeak
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
 from f5_worker.audio import mean_squares, resample, speech_region
+from f5_worker.text.numbers import base_language
 
 SAMPLE_RATE = 16000  # Hz: features are computed at this rate
 FRAME_S = 0.010  # s: hop between feature frames, the resolution of the timings
@@ -61,8 +62,7 @@ def espeak_voice(language: str) -> str:
 
 def espeak_voices(language: str) -> list[str]:
     """Voices to try for a language tag: its own, then its base language's (``fr-CA``: none, then ``fr``)."""
-    base = language.lower().replace("_", "-").split("-")[0]
-    return list(dict.fromkeys([espeak_voice(language), espeak_voice(base)]))
+    return list(dict.fromkeys([espeak_voice(language), espeak_voice(base_language(language))]))
 
 
 def mfcc_features(audio: np.ndarray) -> np.ndarray:

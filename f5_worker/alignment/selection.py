@@ -18,6 +18,7 @@ from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.alignment.sphinx_pool import SphinxProcessPool, auto_processes
 from f5_worker.alignment.types import Aligner, Alignment
 from f5_worker.config import ALIGNER_KINDS
+from f5_worker.text.numbers import base_language
 
 __all__ = ["ACCURACY", "AutoAligner", "Accuracy", "auto_processes", "best_backend", "load_aligner",
            "sphinx_aligner"]
@@ -58,10 +59,6 @@ ACCURACY: tuple[Accuracy, ...] = (
     # published range (MontrealCorpusTools/mfa-models' English benchmarks).
     Accuracy("ctc-multilingual", ANY_LANGUAGE, 48.0, PUBLISHED, "MFA benchmarks, MMS_FA: 37-48 ms"),
 )
-
-
-def base_language(language: str) -> str:
-    return (language or "en").lower().replace("_", "-").split("-")[0]
 
 
 def best_backend(language: str, available: set[str]) -> Accuracy | None:
