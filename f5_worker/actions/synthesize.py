@@ -194,8 +194,7 @@ class SynthesizeAction:
 
         current = sample(list(range(len(parts))), params[0].seed)
         first_round = dict(current[0].timing_ms)
-        wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
-        if not wants_alignment:
+        if not wants_alignment(request):
             return [(current[i], None) for i in range(len(parts))]
         retry_seeds = random.Random(params[0].seed)
         kept: dict[int, tuple[SynthesisResult, GatedResult]] = {}
@@ -273,8 +272,7 @@ class SynthesizeAction:
             cross_fade_duration=request.cross_fade_duration, remove_silence=request.remove_silence, seed=seed,
             job_started=started,
         )
-        wants_alignment = bool(request.word_timings or request.char_timings or request.caption_formats
-                               or request.max_retries)
+        aligns = wants_alignment(request)
         retry_seeds = random.Random(seed)
         sample_rate = self.models.sample_rate
         waves: list[np.ndarray] = []
@@ -296,7 +294,7 @@ class SynthesizeAction:
                 wave, alignment, piece_seed, retries = self._piece(
                     request, part.ref, said.spoken,
                     replace(params, speed=part.speed, first_audio=len(spoken_texts) == 1),  # sampled before all else
-                    language, wants_alignment, retry_seeds, timing)
+                    language, aligns, retry_seeds, timing)
                 duration = len(wave) / sample_rate
                 at = part.char_offset + start
                 item = {"offset": round(offset, 3), "duration": round(duration, 3),
@@ -331,7 +329,7 @@ class SynthesizeAction:
         yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
 
     def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
-               language: str, wants_alignment: bool, retry_seeds: random.Random, timing: dict[str, float]
+               language: str, aligns: bool, retry_seeds: random.Random, timing: dict[str, float]
                ) -> tuple[np.ndarray, Alignment | None, int, int]:
         """One streamed piece: sampled, faded at its ends, and, when timings or retries are wanted, aligned
         and re-sampled by the quality gate until it says its text. Returns wave, alignment, seed, retries."""
@@ -342,7 +340,7 @@ class SynthesizeAction:
             stopping.check("alignment")
             return _faded(result.wave, result.sample_rate), result.sample_rate
 
-        if not wants_alignment:
+        if not aligns:
             return attempt(params.seed)[0], None, params.seed, 0
         gated = synthesize_until_aligned(
             attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries, language=language,
@@ -392,14 +390,14 @@ class SynthesizeAction:
         aligner is not run at all. A long job (``report_chunks``: its chunks) reports each
         attempt's sampling and alignment as it starts (progress.py).
         """
-        wants_alignment = request.word_timings or request.char_timings or request.caption_formats or request.max_retries
-        total = 1 + (request.max_retries if wants_alignment else 0)
+        aligns = wants_alignment(request)
+        total = 1 + (request.max_retries if aligns else 0)
 
         def note(stage: str, attempt: int, **extra) -> None:
             if report_chunks:
                 progress.report({"stage": stage, "attempt": attempt, "of": total, "chunks": report_chunks, **extra})
 
-        if not wants_alignment:
+        if not aligns:
             note("sampling", 1)
             return self.engine.synthesize(ref, text, params), None
         attempts: dict[int, SynthesisResult] = {}
@@ -481,3 +479,8 @@ def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     per_ms = sample_rate // 1000
     pad = -len(wave) % per_ms
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
+
+
+def wants_alignment(request: SynthesizeRequest) -> bool:
+    """Timings, captions or retries need the aligner; without them it is not run at all."""
+    return bool(request.word_timings or request.char_timings or request.caption_formats or request.max_retries)
