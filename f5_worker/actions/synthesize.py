@@ -82,13 +82,7 @@ class SynthesizeAction:
     def __call__(self, request: SynthesizeRequest, job_id: str | None = None) -> dict:
         started = time.perf_counter()
         timing: dict[str, float] = {}
-        script = script_of(request, self.pause_rules, self.settings.max_segments)
-        parts = [item for item in script if isinstance(item, ScriptPart)]
-        language = self.language_for(request, parts)
-
-        t0 = time.perf_counter()
-        self.load_voices(request, parts)
-        timing["reference_ms"] = (time.perf_counter() - t0) * 1000
+        script, parts, language = self.script_with_voices(request, timing)
         spoken = [spoken_text(part.written, language, request.normalize) for part in parts]
         sample_rate = self.models.sample_rate
         pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
@@ -154,13 +148,24 @@ class SynthesizeAction:
             "language": language,
             **extra,
             "timing": {k: round(v, 2) for k, v in timing.items()},
-            "warnings": list(dict.fromkeys(w for part in parts for w in part.ref.warnings)),
+            "warnings": _voice_warnings(parts),
         }
         out["timing"]["rtf"] = round(timing["total_ms"] / 1000 / max(duration, 1e-6), 4)
         return delivery.finish_output(
             out, planned=planned, job_id=job_id, stores=self.stores, max_inline_bytes=self.settings.max_inline_bytes,
             audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
         )
+
+    def script_with_voices(self, request: SynthesizeRequest, timing: dict[str, float]
+                           ) -> tuple[list[ScriptPart | Pause], list[ScriptPart], str]:
+        """The job's script, its parts with their voices loaded (the time it took in ``timing``), and its language."""
+        script = script_of(request, self.pause_rules, self.settings.max_segments)
+        parts = [item for item in script if isinstance(item, ScriptPart)]
+        language = self.language_for(request, parts)
+        t0 = time.perf_counter()
+        self.load_voices(request, parts)
+        timing["reference_ms"] = (time.perf_counter() - t0) * 1000
+        return script, parts, language
 
     def load_voices(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> None:
         """Each part's prepared reference, each voice loaded once."""
@@ -246,12 +251,7 @@ class SynthesizeAction:
         if request.output == "bucket":  # refused before any work when there is no bucket
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
-        script = script_of(request, self.pause_rules, self.settings.max_segments)
-        parts = [item for item in script if isinstance(item, ScriptPart)]
-        language = self.language_for(request, parts)
-        t0 = time.perf_counter()
-        self.load_voices(request, parts)
-        timing["reference_ms"] = (time.perf_counter() - t0) * 1000
+        script, parts, language = self.script_with_voices(request, timing)
         labelled = has_voices(request, parts)
         # pauses, and pieces as (part, the part said, start, end in the part)
         plan: list[Pause | tuple[ScriptPart, NormalizedText, int, int]] = []
@@ -323,9 +323,8 @@ class SynthesizeAction:
             yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
                    "format": request.output_format, "content_type": audio.content_type(request.output_format),
                    "sample_rate": sample_rate, **item}
-        warnings = list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
         done = self._stream_done(request, job_id, seq=len(plan), waves=waves, words=words, alignments=alignments,
-                                 seed=seed, timing=timing, started=started, warnings=warnings)
+                                 seed=seed, timing=timing, started=started, warnings=_voice_warnings(parts))
         yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
 
     def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
@@ -484,3 +483,8 @@ def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
 def wants_alignment(request: SynthesizeRequest) -> bool:
     """Timings, captions or retries need the aligner; without them it is not run at all."""
     return bool(request.word_timings or request.char_timings or request.caption_formats or request.max_retries)
+
+
+def _voice_warnings(parts: list[ScriptPart]) -> list[str]:
+    """Each voice's reference warnings once, though several parts share the voice."""
+    return list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
