@@ -47,6 +47,12 @@ def has_voices(request: SynthesizeRequest, parts: list[ScriptPart]) -> bool:
     return request.segments is not None or any(p.source.tag_at is not None or p.segment for p in parts)
 
 
+def as_written(said: NormalizedText, found: Alignment) -> Alignment:
+    """An alignment of the spoken text as one of the written text: its words, characters and flagged words."""
+    words, chars = written_timings(said, found.words, found.chars)
+    return replace(found, words=words, chars=chars, flagged_words=written_flagged(said, found, words))
+
+
 def written_flagged(said: NormalizedText, found: Alignment, written_words: list[TimedSpan]) -> list[int]:
     """``flagged_words`` of the spoken words, as indices of the written words they were said for."""
     flagged = set()
@@ -82,6 +88,10 @@ class ScriptPart:
     speed: float
     ref: PreparedReference | None = None
     chunk_frames: tuple[int, ...] | None = None  # generated frames per chunk, when a duration is set
+
+    def labels(self) -> dict:
+        """The fields that say who speaks a word and in which part (TimedSpan's ``voice`` and ``segment``)."""
+        return {"voice": self.source.label, "segment": self.segment}
 
 
 def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) -> list[ScriptPart | Pause]:
@@ -273,15 +283,13 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
         start = at_sample / sample_rate
         if gated is not None:
             found = gated.alignment
-            words, chars = written_timings(said, found.words, found.chars)
-            label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
-            written_words += [shifted(w, start, part.char_offset, **label) for w in words]
-            written_chars += [shifted(c, start, part.char_offset, **label) for c in chars]
+            written = as_written(said, found)
+            label = part.labels() if labelled else {}
+            written_words += [shifted(w, start, part.char_offset, **label) for w in written.words]
+            written_chars += [shifted(c, start, part.char_offset, **label) for c in written.chars]
             spoken_words += [shifted(w, start, at_char, **label) for w in found.words]
             spoken_chars += [shifted(c, start, at_char, **label) for c in found.chars]
-            flagged = written_flagged(said, found, words)
-            per_part.append((replace(found, words=words, chars=chars, flagged_words=flagged),
-                             len(wave) / sample_rate, gated.retries))
+            per_part.append((written, len(wave) / sample_rate, gated.retries))
         waves.append(wave)
         at_sample += len(wave)
         at_char += len(said.spoken) + 1

@@ -33,6 +33,7 @@ from f5_worker.actions.script import (
     MAX_PARALLEL_PARTS,
     ScriptPart,
     VoiceSource,
+    as_written,
     fit_duration,
     has_voices,
     join_script,
@@ -41,7 +42,6 @@ from f5_worker.actions.script import (
     shifted,
     spoken_text,
     tag_voice_error,
-    written_flagged,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.quality import GatedResult, align_audio, gate_rank, passes_gate, synthesize_until_aligned
@@ -53,7 +53,7 @@ from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import Pause, PauseRules
-from f5_worker.text.normalize import NormalizedText, written_timings
+from f5_worker.text.normalize import NormalizedText
 from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
@@ -299,19 +299,17 @@ class SynthesizeAction:
                 at = part.char_offset + start
                 item = {"offset": round(offset, 3), "duration": round(duration, 3),
                         "text_start": at, "text_end": part.char_offset + end, "seed": piece_seed}
-                label = dict(voice=part.source.label, segment=part.segment) if labelled else {}
+                label = part.labels() if labelled else {}
                 item.update(label)
                 if alignment is not None:
-                    piece_words, piece_chars = written_timings(said, alignment.words, alignment.chars)
-                    placed = [shifted(w, offset, at, **label) for w in piece_words]
+                    written = as_written(said, alignment)
+                    placed = [shifted(w, offset, at, **label) for w in written.words]
                     words.extend(placed)
-                    flagged = written_flagged(said, alignment, piece_words)
-                    alignments.append((replace(alignment, words=piece_words, chars=piece_chars,
-                                               flagged_words=flagged), duration, retries))
+                    alignments.append((written, duration, retries))
                     if request.word_timings:
                         item["words"] = [w.to_dict() for w in placed]
                     if request.char_timings:
-                        item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in piece_chars]
+                        item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in written.chars]
             stopping.check("encoding")
             t0 = time.perf_counter()
             encoded = audio.encode_audio(wave, sample_rate, request.output_format)
