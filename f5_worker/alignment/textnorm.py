@@ -17,9 +17,9 @@ from unidecode import unidecode
 from f5_worker.text.numbers import CURRENCY_NAMES, say_currency, say_number, say_ordinal
 
 # Scripts written without spaces: each character is its own token.
-_CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A CJK character keeps the punctuation that follows it ("好，"); other tokens run to whitespace.
-_TOKEN_RE = re.compile(rf"[{_CJK}][^\w\s{_CJK}]*|[^\s{_CJK}]+")
+_TOKEN_RE = re.compile(rf"[{CJK}][^\w\s{CJK}]*|[^\s{CJK}]+")
 
 _SYMBOL_WORDS = {
     "&": "and", "%": "percent", "@": "at", "+": "plus", "=": "equals", "#": "number",

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
-from f5_worker.alignment.textnorm import token_spans
+from f5_worker.alignment.textnorm import CJK, token_spans
 from f5_worker.alignment.types import TimedSpan
 from f5_worker.text.languages import EN, RULES, LanguageRules
 from f5_worker.text.numbers import (
@@ -52,9 +52,8 @@ _URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
 _SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
                    "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
 # Scripts written without spaces: a number next to their characters still stands alone.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_ALONE_BEFORE = rf"(?<![^\W{_CJK}])"  # not after a letter or digit (CJK characters aside)
-_ALONE_AFTER = rf"(?![^\W{_CJK}])"
+_ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characters aside)
+_ALONE_AFTER = rf"(?![^\W{CJK}])"
 _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 
@@ -684,7 +683,7 @@ def _joined(before: str, char: str) -> bool:
     return before.isalnum() and char.isalnum() and not _CJK_CHAR.match(before) and not _CJK_CHAR.match(char)
 
 
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_CHAR = re.compile(f"[{CJK}]")
 _TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
 
 
