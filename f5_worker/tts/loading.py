@@ -18,7 +18,7 @@ from pathlib import Path
 from f5_worker.config import Settings
 from f5_worker.tts.architecture import build_cfm
 from f5_worker.tts.compile import compile_transformer_blocks, is_dit
-from f5_worker.tts.registry import ModelRegistry
+from f5_worker.tts.registry import resolve_model_files
 from f5_worker.tts.weight_init import skipped_weight_init
 from f5_worker.tts.weights import ModelFiles, ModelUnavailableError
 
@@ -157,8 +157,7 @@ def load_vocos(vocoder_dir: Path, device: str):
 
 def load_models(settings: Settings) -> LoadedModels:
     """The default model, as the settings register it (tts/registry.py)."""
-    registry = ModelRegistry.from_settings(settings)
-    return load_model(registry.model_files(registry.default, settings), settings)
+    return load_model(resolve_model_files(settings), settings)
 
 
 def load_model(model_files: ModelFiles, settings: Settings, vocoders: VocoderCache | None = None) -> LoadedModels:
