@@ -177,8 +177,7 @@ class UploadVoiceRequest(_NamedVoice):
     def _one_audio(self):
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
-        if self.language is not None and not _LANGUAGE_TAG.fullmatch(self.language):
-            raise JobError("language", "must be a language tag such as en, fr or zh-CN")
+        _check_language(self.language)
         return self
 
 
