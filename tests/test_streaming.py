@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_runpod_worker import wait_for_log
 
 from conftest import REPO_ROOT, decode_b64_audio
@@ -66,6 +68,19 @@ def default_ref(worker):
     return worker.synthesize.references.default_voice(0.1)
 
 
+def cut(ref, text: str, sizes) -> list[tuple[int, int]]:
+    """A text's pieces as a stream cuts them, each later piece asked for the next of ``sizes`` seconds."""
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import first_piece_end, piece_end
+
+    tokens = [(t.char_start, t.char_end) for t in tokenize(text)]
+    sizes = iter(sizes)
+    ends = [first_piece_end(text, tokens)]
+    while ends[-1] < len(tokens):
+        ends.append(piece_end(ref, text, 1.0, tokens, ends[-1], next(sizes)))
+    return [(tokens[a][0], tokens[b - 1][1]) for a, b in zip([0, *ends], ends)]
+
+
 @pytest.mark.parametrize("text, first", [
     (STREAM_TEXT, "Hello there,"),
     ("One two three four five six seven eight nine ten eleven.", "One two three four"),
@@ -75,44 +90,86 @@ def default_ref(worker):
     ("Oh no it is not what we wanted at all today.", "Oh no it is"),
     ("你好，世界。今天天气很好。", "你好，世界。"),
 ])
-def test_the_first_piece_is_a_clause_or_a_few_words_and_pieces_cut_between_words(default_ref, text, first):
-    from f5_worker.alignment.textnorm import tokenize
-    from f5_worker.tts.chunking import plan_pieces
+def test_the_first_piece_is_a_clause_or_a_few_words(default_ref, text, first):
+    assert text[slice(*cut(default_ref, text, iter(lambda: 1.0, None))[0])] == first
 
+
+@settings(max_examples=60, deadline=None)
+@given(words=st.lists(st.sampled_from(["a", "word,", "longer", "sentence.", "x" * 30, "ok;", "$5", "日本語。"]),
+                      min_size=1, max_size=120),
+       sizes=st.lists(st.floats(0.0, 40.0), min_size=120, max_size=120))
+def test_pieces_cut_between_words_each_word_in_one_piece_none_over_the_limit(default_ref, words, sizes):
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.tts.chunking import PIECE_SECONDS, SHORT_TEXT_BYTES
+
+    text = " ".join(words)
     tokens = [(t.char_start, t.char_end) for t in tokenize(text)]
-    pieces = plan_pieces(default_ref, text, 1.0, tokens)
-    assert text[slice(*pieces[0])] == first
+    pieces = cut(default_ref, text, sizes)
     starts, ends = {s for s, _ in tokens}, {e for _, e in tokens}
     assert all(s in starts and e in ends for s, e in pieces)
-    # every word in exactly one piece, in order
-    assert [sum(s <= a and b <= e for s, e in pieces) for a, b in tokens] == [1] * len(tokens)
+    assert [sum(s <= a and b <= e for s, e in pieces) for a, b in tokens] == [1] * len(tokens)  # in exactly one
     assert pieces[0][0] == tokens[0][0] and pieces[-1][1] == tokens[-1][1]
     assert all(a[1] <= b[0] for a, b in zip(pieces, pieces[1:]))
+    per_second = len(default_ref.text.encode()) / default_ref.duration
+    for (s, e), asked in zip(pieces[1:], sizes):
+        size = len(text[s:e].encode())
+        one_word = not any(s < a < e for a, _ in tokens)
+        assert one_word or size <= per_second * max(min(asked, PIECE_SECONDS), SHORT_TEXT_BYTES / per_second) + 1
 
 
-def test_later_pieces_stay_under_the_piece_length(default_ref):
-    from f5_worker.alignment.textnorm import tokenize
-    from f5_worker.tts.chunking import PIECE_SECONDS, plan_pieces
-
-    text = " ".join(["word"] * 400)
-    pieces = plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)])
-    per_second = len(default_ref.text) / default_ref.duration
-    assert len(pieces) > 3
-    assert all(e - s <= per_second * PIECE_SECONDS for s, e in pieces[1:])
-
-
-def test_pieces_grow_at_most_by_the_growth_factor_up_to_the_piece_length(default_ref):
-    """A piece is made while the one before plays: a jump in length would leave a gap in playback."""
-    from f5_worker.alignment.textnorm import tokenize
-    from f5_worker.tts.chunking import PIECE_GROWTH, PIECE_SECONDS, SHORT_TEXT_BYTES, plan_pieces
+def test_full_pieces_share_the_rest_of_the_text_evenly(default_ref):
+    """A last piece of a few words would pay for the reference prompt alone, and follow a long one."""
+    from f5_worker.tts.chunking import PIECE_SECONDS
 
     text = " ".join(["word"] * 400)
-    pieces = plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)])
-    sizes = [e - s for s, e in pieces]
-    assert all(b <= max(SHORT_TEXT_BYTES, PIECE_GROWTH * a) for a, b in zip(sizes, sizes[1:])), sizes
-    assert sizes[1] < sizes[3], sizes  # they do grow ...
+    sizes = [e - s for s, e in cut(default_ref, text, iter(lambda: PIECE_SECONDS, None))[1:]]
     per_second = len(default_ref.text) / default_ref.duration
-    assert max(sizes) > 0.8 * per_second * PIECE_SECONDS, sizes  # ... to the piece length
+    assert len(sizes) > 3 and max(sizes) <= per_second * PIECE_SECONDS
+    assert max(sizes) - min(sizes) <= 10, sizes  # within two words of each other
+
+
+def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played():
+    from f5_worker.tts.chunking import PACE_MARGIN, PIECE_GROWTH, PIECE_SECONDS, StreamPacer
+
+    pacer = StreamPacer()
+    pacer.made(1.0)
+    assert pacer.next_seconds(0.0, 5.0) == PIECE_GROWTH  # nothing measured yet: it grows
+    pacer.sampled(wall_s=1.2, seconds=1.0, ref_seconds=5.0)  # 0.2 s per second of frames
+    pacer.handed_out(10.0)
+    pacer.made(3.0, piece=False)  # a pause counts as audio ahead
+    # at 10.5 s, 3.5 s are left to play: a piece of x s takes 0.2 * (5 + x) s to sample
+    assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.2)
+    pacer.aligned(wall_s=0.5, seconds=1.0)  # and 0.5 x s to align
+    assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.7)
+    assert (3.5 * PACE_MARGIN - 1.0) / 0.7 > PIECE_GROWTH
+    assert pacer.next_seconds(10.5, 50.0) == PIECE_GROWTH  # never less than the growth
+    pacer.sampled(wall_s=0.01, seconds=1.0, ref_seconds=5.0)  # a fast sampler: full pieces at once
+    pacer.aligned(wall_s=0.01, seconds=1.0)
+    assert pacer.next_seconds(10.5, 5.0) == PIECE_SECONDS
+
+
+def test_the_next_piece_is_sampled_while_the_one_before_is_aligned(streaming_worker):
+    """The sampler does not wait for the alignment: piece n + 1 is queued before piece n is aligned."""
+    events = []
+    aligner = streaming_worker.aligner
+    align = aligner.align
+
+    def recorded_align(*args, **kwargs):
+        events.append("align")
+        return align(*args, **kwargs)
+
+    streaming_worker.engine.on_queued = lambda request: events.append("queued")
+    aligner.align = recorded_align
+    try:
+        items = streaming_worker.handle({"text": STREAM_TEXT + " " + STREAM_TEXT, "stream": True, "nfe_step": 4,
+                                         "seed": 4, "max_retries": 0})
+    finally:
+        streaming_worker.engine.on_queued = None
+        del aligner.align
+    pieces = len(items) - 1
+    assert pieces >= 3 and events.count("align") == pieces
+    # queued 1, queued 2, align 1, queued 3, align 2, ..., align n
+    assert events == ["queued", "queued"] + ["align", "queued"] * (pieces - 2) + ["align", "align"]
 
 
 # -- the items, in the worker's own process -----------------------------------------------------------
@@ -197,14 +254,9 @@ def test_the_worker_loop_posts_each_item_to_stream_and_the_list_as_the_result(st
 
 
 @pytest.mark.slow
-def test_a_cancel_mid_stream_stops_the_work(streaming_platform, default_ref):
-    from f5_worker.alignment.textnorm import tokenize
-    from f5_worker.tts.chunking import plan_pieces
-
+def test_a_cancel_mid_stream_stops_the_work(streaming_platform):
     api, read_log = streaming_platform
     text = " ".join(["This sentence runs on for a good while, and then it stops."] * 8)
-    planned = len(plan_pieces(default_ref, text, 1.0, [(t.char_start, t.char_end) for t in tokenize(text)]))
-    assert planned >= 4
     job = api.submit({"text": text, "stream": True, "nfe_step": 64, "seed": 2, "max_retries": 0})
     api.wait(lambda: api.streamed.get(job), 120, "the first streamed item")
     api.stop(job)  # what RunPod sends on /cancel
@@ -213,7 +265,7 @@ def test_a_cancel_mid_stream_stops_the_work(streaming_platform, default_ref):
     after = api.submit({"text": "And the next one.", "nfe_step": 4, "max_retries": 0})
     assert "audio_base64" in api.result(after)["output"][0]
     sent = api.streamed[job]
-    assert not any(i.get("done") for i in sent) and len(sent) < planned  # the later pieces were never made
+    assert not any(i.get("done") for i in sent) and sent[-1]["text_end"] < len(text)  # the rest never made
     assert job not in api.results  # a stopped job posts no result
 
 

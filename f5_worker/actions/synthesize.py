@@ -22,9 +22,10 @@ import base64
 import contextvars
 import random
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,9 +55,9 @@ from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import Pause, PauseRules
 from f5_worker.text.normalize import NormalizedText
-from f5_worker.tts.chunking import estimated_samples, plan_chunks, plan_pieces
+from f5_worker.tts.chunking import StreamPacer, estimated_samples, first_piece_end, piece_end, plan_chunks
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
-from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams, SynthesisResult
+from f5_worker.tts.sampler import PendingSynthesis, SynthesisEngine, SynthesisParams, SynthesisResult
 from f5_worker.voices import VoiceStore
 
 MAX_RANDOM_SEED = 2**31 - 1  # seeds drawn for jobs that give none
@@ -239,12 +240,15 @@ class SynthesizeAction:
     def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
         """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
 
-        Pieces are cut between words (tts/chunking.plan_pieces), so every word is timed in exactly
-        one item. Each piece is sampled, re-sampled by the quality gate while its audio does not say
-        it, and aligned before it is sent. Pieces cannot be cross-faded as the unstreamed job's chunks
-        are (that would hold back the end of each piece until the next exists), so each one fades in
-        and out over ``EDGE_FADE_S`` instead and is padded to a whole millisecond: played end to end
-        the pieces meet at silence, without a click, and offsets and word times are exact milliseconds.
+        Pieces are cut between words (tts/chunking.piece_end), so every word is timed in exactly one item.
+        Each piece is sampled, re-sampled by the quality gate while its audio does not say it, and aligned
+        before it is sent; the next piece is sampled meanwhile (queued as soon as this one's audio exists),
+        so the sampler does not wait for the alignment. The first piece is short; the later ones are sized
+        by the stream's measured speed (tts/chunking.StreamPacer) to be ready before the audio ahead of them
+        has played. Pieces cannot be cross-faded as the unstreamed job's chunks are (that would hold back
+        the end of each piece until the next exists), so each one fades in and out over ``EDGE_FADE_S``
+        instead and is padded to a whole millisecond: played end to end the pieces meet at silence, without
+        a click, and offsets and word times are exact milliseconds.
         """
         started = time.perf_counter()
         timing: dict[str, float] = {}
@@ -253,18 +257,6 @@ class SynthesizeAction:
                                  max_inline_bytes=self.settings.max_inline_bytes)
         script, parts, language = self.script_with_voices(request, timing)
         labelled = has_voices(request, parts)
-        # pauses, and pieces as (part, the part said, start, end in the part)
-        plan: list[Pause | tuple[ScriptPart, NormalizedText, int, int]] = []
-        for item in script:
-            if isinstance(item, Pause):
-                if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
-                    plan.append(item)
-                continue
-            # the part said once, as the unstreamed job says it; pieces never cut inside one reading
-            said = spoken_text(item.written, language, request.normalize)
-            tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
-            plan.extend((item, said, start, end)
-                        for start, end in plan_pieces(item.ref, item.written, item.speed, tokens))
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
@@ -275,63 +267,94 @@ class SynthesizeAction:
         aligns = wants_alignment(request)
         retry_seeds = random.Random(seed)
         sample_rate = self.models.sample_rate
+        pacer = StreamPacer()
+        steps = _stream_steps(script, language, request.normalize, pacer)
+        upcoming: deque[Pause | _Piece] = deque()  # cut, not yet sent: pauses, and at most one piece, sampling
+
+        def queue_next_piece() -> None:
+            for step in steps:
+                upcoming.append(step)
+                if isinstance(step, _Piece):
+                    step.pending = self.engine.submit(step.part.ref, step.said.spoken, replace(
+                        params, speed=step.part.speed, first_audio=step.first))  # the first before all else
+                    return
+
         waves: list[np.ndarray] = []
         words: list[TimedSpan] = []
         spoken_texts: list[str] = []
         alignments: list[tuple[Alignment, float, int]] = []  # per piece: alignment, duration, retries
-        offset_samples = 0
-        for seq, step in enumerate(plan):
-            stopping.check("sampling")
-            offset = offset_samples / sample_rate
-            if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
-                wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
-                item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
-                        "pause": round(len(wave) / sample_rate, 3)}
-            else:
-                part, whole, start, end = step
-                said = whole.within(start, end)
-                spoken_texts.append(said.spoken)
-                wave, alignment, piece_seed, retries = self._piece(
-                    request, part.ref, said.spoken,
-                    replace(params, speed=part.speed, first_audio=len(spoken_texts) == 1),  # sampled before all else
-                    language, aligns, retry_seeds, timing)
-                duration = len(wave) / sample_rate
-                at = part.char_offset + start
-                item = {"offset": round(offset, 3), "duration": round(duration, 3),
-                        "text_start": at, "text_end": part.char_offset + end, "seed": piece_seed}
-                label = part.labels() if labelled else {}
-                item.update(label)
-                if alignment is not None:
-                    written = as_written(said, alignment)
-                    placed = [shifted(w, offset, at, **label) for w in written.words]
-                    words.extend(placed)
-                    alignments.append((written, duration, retries))
-                    if request.word_timings:
-                        item["words"] = [w.to_dict() for w in placed]
-                    if request.char_timings:
-                        item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in written.chars]
-            stopping.check("encoding")
-            t0 = time.perf_counter()
-            encoded = audio.encode_audio(wave, sample_rate, request.output_format)
-            timing["encoding_ms"] = timing.get("encoding_ms", 0.0) + (time.perf_counter() - t0) * 1000
-            if seq == 0:
-                timing["first_audio_ms"] = (time.perf_counter() - started) * 1000
-            waves.append(wave)
-            offset_samples += len(wave)
-            yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
-                   "format": request.output_format, "content_type": audio.content_type(request.output_format),
-                   "sample_rate": sample_rate, **item}
-        done = self._stream_done(request, job_id, seq=len(plan), waves=waves, words=words, alignments=alignments,
+        offset_samples = seq = 0
+        queue_next_piece()
+        try:
+            while upcoming:
+                step = upcoming.popleft()
+                stopping.check("sampling")
+                offset = offset_samples / sample_rate
+                if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
+                    wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
+                    pacer.made(len(wave) / sample_rate, piece=False)
+                    item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
+                            "pause": round(len(wave) / sample_rate, 3)}
+                else:
+                    first = step.pending.result()
+                    pacer.sampled(time.perf_counter() - step.pending.submitted, len(first.wave) / sample_rate,
+                                  step.part.ref.duration)
+                    pacer.made(len(first.wave) / sample_rate)
+                    queue_next_piece()  # sampled while this one is aligned
+                    spoken_texts.append(step.said.spoken)
+                    wave, alignment, piece_seed, retries = self._piece(
+                        request, step, first, replace(params, speed=step.part.speed, first_audio=step.first),
+                        language, aligns, retry_seeds, timing)
+                    duration = len(wave) / sample_rate
+                    if alignment is not None:
+                        pacer.aligned(alignment.align_seconds, duration)
+                    part = step.part
+                    at = part.char_offset + step.start
+                    item = {"offset": round(offset, 3), "duration": round(duration, 3),
+                            "text_start": at, "text_end": part.char_offset + step.end, "seed": piece_seed}
+                    label = part.labels() if labelled else {}
+                    item.update(label)
+                    if alignment is not None:
+                        written = as_written(step.said, alignment)
+                        placed = [shifted(w, offset, at, **label) for w in written.words]
+                        words.extend(placed)
+                        alignments.append((written, duration, retries))
+                        if request.word_timings:
+                            item["words"] = [w.to_dict() for w in placed]
+                        if request.char_timings:
+                            item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in written.chars]
+                stopping.check("encoding")
+                t0 = time.perf_counter()
+                encoded = audio.encode_audio(wave, sample_rate, request.output_format)
+                timing["encoding_ms"] = timing.get("encoding_ms", 0.0) + (time.perf_counter() - t0) * 1000
+                if seq == 0:
+                    timing["first_audio_ms"] = (time.perf_counter() - started) * 1000
+                waves.append(wave)
+                offset_samples += len(wave)
+                pacer.handed_out(time.perf_counter())
+                yield {"seq": seq, "audio_base64": base64.b64encode(encoded).decode("ascii"),
+                       "format": request.output_format, "content_type": audio.content_type(request.output_format),
+                       "sample_rate": sample_rate, **item}
+                seq += 1
+        finally:  # stopped, failed or closed: a piece queued ahead is not sampled for nobody
+            for step in upcoming:
+                if isinstance(step, _Piece) and step.pending is not None:
+                    step.pending.cancel()
+        done = self._stream_done(request, job_id, seq=seq, waves=waves, words=words, alignments=alignments,
                                  seed=seed, timing=timing, started=started, warnings=_voice_warnings(parts))
         yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
 
-    def _piece(self, request: SynthesizeRequest, ref: PreparedReference, text: str, params: SynthesisParams,
+    def _piece(self, request: SynthesizeRequest, piece: _Piece, first: SynthesisResult, params: SynthesisParams,
                language: str, aligns: bool, retry_seeds: random.Random, timing: dict[str, float]
                ) -> tuple[np.ndarray, Alignment | None, int, int]:
-        """One streamed piece: sampled, faded at its ends, and, when timings or retries are wanted, aligned
-        and re-sampled by the quality gate until it says its text. Returns wave, alignment, seed, retries."""
+        """One streamed piece from its first sampling (``first``): faded at its ends, and, when timings or
+        retries are wanted, aligned and re-sampled by the quality gate until it says its text. Returns wave,
+        alignment, seed, retries."""
         def attempt(seed: int):
-            result = self.engine.synthesize(ref, text, replace(params, seed=seed))
+            nonlocal first
+            result = first if first is not None else self.engine.synthesize(
+                piece.part.ref, piece.said.spoken, replace(params, seed=seed))
+            first = None
             for stage, ms in result.timing_ms.items():
                 timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
             stopping.check("alignment")
@@ -340,8 +363,8 @@ class SynthesizeAction:
         if not aligns:
             return attempt(params.seed)[0], None, params.seed, 0
         gated = synthesize_until_aligned(
-            attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries, language=language,
-            new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+            attempt, self.aligner, piece.said.spoken, seed=params.seed, max_retries=request.max_retries,
+            language=language, new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
         )
         timing["alignment_ms"] = timing.get("alignment_ms", 0.0) + gated.alignment.align_seconds * 1000
         return gated.wave, gated.alignment, gated.seed, gated.retries
@@ -486,3 +509,42 @@ def wants_alignment(request: SynthesizeRequest) -> bool:
 def _voice_warnings(parts: list[ScriptPart]) -> list[str]:
     """Each voice's reference warnings once, though several parts share the voice."""
     return list(dict.fromkeys(w for part in parts for w in part.ref.warnings))
+
+
+@dataclass
+class _Piece:
+    """A streamed piece: ``part.written[start:end]``, said as ``said``; ``pending`` once queued for sampling."""
+
+    part: ScriptPart
+    said: NormalizedText
+    start: int
+    end: int
+    first: bool  # the stream's first piece
+    pending: PendingSynthesis | None = None
+
+
+def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bool, pacer: StreamPacer
+                  ) -> Iterator[Pause | _Piece]:
+    """A streamed job's pauses and pieces, each piece cut only when asked for, so that its size follows what
+    the stream has measured by then. Each part is said once, as the unstreamed job says it, and pieces never
+    cut inside one reading (``uncut_spans``)."""
+    first = True
+    for item in script:
+        if isinstance(item, Pause):
+            if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
+                yield item
+            continue
+        said = spoken_text(item.written, language, normalize)
+        tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+        if not tokens:
+            if item.written.strip():
+                yield _Piece(item, said, 0, len(item.written), first)
+                first = False
+            continue
+        i = 0
+        while i < len(tokens):
+            j = first_piece_end(item.written, tokens) if first else piece_end(
+                item.ref, item.written, item.speed, tokens, i, pacer.next_seconds(time.perf_counter(), item.ref.duration))
+            yield _Piece(item, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
+            first = False
+            i = j

@@ -97,26 +97,15 @@ FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark withi
 FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
 SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chunk_frames): no such first piece
 PIECE_SECONDS = 12.0  # later pieces hold at most about this much speech: one item stays under RunPod's 1 MB as wav
-PIECE_GROWTH = 2.0  # each piece holds at most this many times the text of the one before (until PIECE_SECONDS)
+PIECE_GROWTH = 2.0  # a piece holds at least this many times the speech of the one before (up to PIECE_SECONDS)
+PACE_MARGIN = 0.75  # a piece is sized to be ready once this share of the audio not yet played has played
 _CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
 
 
-def plan_pieces(ref: PreparedReference, text: str, speed: float, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``(start, end)`` spans of ``text`` for a streamed job, cut between ``tokens`` (the reported words),
-    so no word straddles two pieces.
-
-    The first piece is a clause or a few words (at least ``SHORT_TEXT_BYTES``: upstream, followed here,
-    samples a shorter text at a third of the speed), so the first audio comes early; the later ones are sized
-    for throughput (each is sampled with the reference as its prompt, so small pieces cost more in
-    total), up to ``PIECE_SECONDS`` of speech and upstream's chunk size, preferring to end at a clause mark.
-    They grow to that size by at most ``PIECE_GROWTH`` a piece: a piece is made while the one before it
-    plays, so a second piece ten times the first's length would leave a gap in playback wherever making
-    speech is not ten times faster than speaking it.
-    """
-    if not tokens:
-        return [(0, len(text))] if text.strip() else []
-    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
-    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * PIECE_SECONDS * speed)))
+def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
+    """How many of ``tokens`` (the reported words) a stream's first piece holds: a clause or a few words,
+    so the first audio comes early, and at least ``SHORT_TEXT_BYTES`` (upstream, followed here, samples a
+    shorter text at a third of the speed)."""
     def long_enough(n: int) -> bool:
         return len(text[tokens[0][0]:tokens[n - 1][1]].encode("utf-8")) >= SHORT_TEXT_BYTES
 
@@ -127,19 +116,78 @@ def plan_pieces(ref: PreparedReference, text: str, speed: float, tokens: list[tu
             break
     while first < len(tokens) and not long_enough(first):
         first += 1
-    pieces = [(0, first)]
-    previous = len(text[tokens[0][0]:tokens[first - 1][1]].encode("utf-8"))
-    i = first
-    while i < len(tokens):
-        j, last_clause = i + 1, None
-        allowed = min(limit, max(SHORT_TEXT_BYTES, int(previous * PIECE_GROWTH)))
-        while j < len(tokens) and len(text[tokens[i][0]:tokens[j][1]].encode("utf-8")) <= allowed:
-            if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]]):
-                last_clause = j
-            j += 1
-        if j < len(tokens) and last_clause is not None and last_clause - i >= (j - i) // 2:
-            j = last_clause
-        pieces.append((i, j))
-        previous = len(text[tokens[i][0]:tokens[j - 1][1]].encode("utf-8"))
-        i = j
-    return [(tokens[a][0], tokens[b - 1][1]) for a, b in pieces]
+    return first
+
+
+def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tuple[int, int]], start: int,
+              seconds: float) -> int:
+    """The end (a token index) of the streamed piece that starts at ``tokens[start]`` and holds about
+    ``seconds`` of speech: at least one word and ``SHORT_TEXT_BYTES``, at most ``PIECE_SECONDS`` and
+    upstream's chunk size, ending at a clause mark where one falls in its second half.
+
+    At full size, the rest of the text is shared evenly among the pieces it needs, so that a last piece of
+    a few words does not pay for the reference prompt on its own, nor leave the listener waiting on a
+    long piece after a short one.
+    """
+    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
+    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * PIECE_SECONDS * speed)))
+    allowed = min(limit, max(SHORT_TEXT_BYTES, int(per_second * seconds * speed)))
+    rest = len(text[tokens[start][0]:tokens[-1][1]].encode("utf-8"))
+    if allowed == limit and rest > limit:
+        pieces_left = -(-rest // limit)
+        allowed = -(-rest // pieces_left)
+    j, last_clause = start + 1, None
+    while j < len(tokens) and len(text[tokens[start][0]:tokens[j][1]].encode("utf-8")) <= allowed:
+        if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]]):
+            last_clause = j
+        j += 1
+    if j < len(tokens) and last_clause is not None and last_clause - start >= (j - start) // 2:
+        j = last_clause
+    return j
+
+
+class StreamPacer:
+    """How much speech a stream's next piece may hold, from what the stream has measured so far.
+
+    A piece is sampled while the audio before it plays, so it should be ready before that audio runs out;
+    but each piece is sampled with the reference as its prompt, so fewer, longer pieces make the whole
+    sooner. The pacer sizes the next piece to fit the audio not yet played (times ``PACE_MARGIN``), given
+    this stream's measured sampling time per second of frames (prompt included) and alignment time per
+    second of speech. These are wall times, so the work of other jobs in flight slows them down alike.
+    Pieces never grow by less than ``PIECE_GROWTH``: where making speech is slower than speaking it,
+    playback waits whatever the size, and longer pieces make it wait less in all.
+
+    Playback is taken to start when the first audio is handed out (``handed_out``), and to run without pause.
+    """
+
+    def __init__(self):
+        self.made_s = 0.0  # audio made so far: pieces and pauses
+        self.first_out: float | None = None  # when the first audio was handed out
+        self.sampling_per_s: float | None = None  # wall seconds per second of frames sampled (prompt included)
+        self.aligning_per_s = 0.0  # wall seconds per second of speech aligned
+        self.last_s = 0.0  # the latest piece's speech
+
+    def made(self, seconds: float, piece: bool = True) -> None:
+        self.made_s += seconds
+        if piece:
+            self.last_s = seconds
+
+    def handed_out(self, now: float) -> None:
+        if self.first_out is None:
+            self.first_out = now
+
+    def sampled(self, wall_s: float, seconds: float, ref_seconds: float) -> None:
+        self.sampling_per_s = wall_s / max(ref_seconds + seconds, 1e-3)
+
+    def aligned(self, wall_s: float, seconds: float) -> None:
+        self.aligning_per_s = wall_s / max(seconds, 1e-3)
+
+    def next_seconds(self, now: float, ref_seconds: float) -> float:
+        """Speech the next piece, sampled with a reference of ``ref_seconds``, may hold."""
+        grown = self.last_s * PIECE_GROWTH
+        if self.sampling_per_s is None:
+            return min(PIECE_SECONDS, grown)
+        played = now - self.first_out if self.first_out is not None else 0.0
+        left = self.made_s - played
+        fits = (left * PACE_MARGIN - self.sampling_per_s * ref_seconds) / (self.sampling_per_s + self.aligning_per_s)
+        return min(PIECE_SECONDS, max(grown, fits))

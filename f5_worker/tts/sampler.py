@@ -97,6 +97,41 @@ class SampledWaves:
     batch_jobs: int
 
 
+class PendingSynthesis:
+    """Texts queued for the sampler (``SynthesisEngine.submit_parts``); ``results`` waits for their audio."""
+
+    def __init__(self, request: SampleRequest, parts: list[tuple[PreparedReference, str, SynthesisParams]],
+                 chunks: list[list[str]], sample_rate: int):
+        self.request, self.parts, self.chunks, self.sample_rate = request, parts, chunks, sample_rate
+        self.submitted = time.perf_counter()
+
+    def results(self) -> list[SynthesisResult]:
+        """Each part's audio, joined and post-processed. Waits under the job's stop flag, in its context."""
+        sampled: SampledWaves = stopping.result_unless_stopped(self.request.future, "sampling")
+        results, at = [], 0
+        for n, ((ref, _, params), part_chunks) in enumerate(zip(self.parts, self.chunks)):
+            started = time.perf_counter()
+            waves = sampled.waves[at:at + len(part_chunks)]
+            at += len(part_chunks)
+            final = audio.cross_fade_join(waves, self.sample_rate, params.cross_fade_duration)
+            if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
+                final = audio.remove_long_silences(final, self.sample_rate)
+            if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
+                final = final * np.float32(ref.rms / ref.target_rms)
+            timing = dict(sampled.timing_ms) if n == 0 else {}
+            timing["postprocess"] = (time.perf_counter() - started) * 1000
+            results.append(SynthesisResult(wave=final, sample_rate=self.sample_rate, chunks=part_chunks,
+                                           timing_ms=timing, batch_jobs=sampled.batch_jobs, seed=self.parts[0][2].seed))
+        return results
+
+    def result(self) -> SynthesisResult:
+        return self.results()[0]
+
+    def cancel(self) -> None:
+        """Drop the request if the sampler has not started it (a stream that ended before it was needed)."""
+        self.request.future.cancel()
+
+
 _CLOSE = object()  # put in the queue by close(): the sampler thread ends once the jobs before it are served
 
 
@@ -170,6 +205,15 @@ class SynthesisEngine:
         (a script's parts: one call instead of one per part, whatever ``MAX_BATCH_JOBS`` says). The call's
         schedule, guidance and seed are the first part's. Each part is joined and post-processed on its own;
         the call's sampling and vocoding times are on the first result only, so they add up once."""
+        return self.submit_parts(parts).results()
+
+    def submit(self, ref: PreparedReference, text: str, params: SynthesisParams) -> PendingSynthesis:
+        """Queue one text for the sampler and return at once: a streamed job samples its next piece this
+        way while it aligns the one before."""
+        return self.submit_parts([(ref, text, params)])
+
+    def submit_parts(self, parts: list[tuple[PreparedReference, str, SynthesisParams]]) -> PendingSynthesis:
+        """``synthesize_parts`` without waiting: its results come from the returned ``PendingSynthesis``."""
         from f5_tts.model.utils import convert_char_to_pinyin
 
         m = self.models
@@ -201,23 +245,7 @@ class SynthesisEngine:
         self._submit(request)
         if self.on_queued is not None:
             self.on_queued(request)
-        sampled: SampledWaves = stopping.result_unless_stopped(request.future, "sampling")
-
-        results, at = [], 0
-        for n, ((ref, _, params), part_chunks) in enumerate(zip(parts, chunks)):
-            started = time.perf_counter()
-            waves = sampled.waves[at:at + len(part_chunks)]
-            at += len(part_chunks)
-            final = audio.cross_fade_join(waves, m.sample_rate, params.cross_fade_duration)
-            if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
-                final = audio.remove_long_silences(final, m.sample_rate)
-            if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
-                final = final * np.float32(ref.rms / ref.target_rms)
-            timing = dict(sampled.timing_ms) if n == 0 else {}
-            timing["postprocess"] = (time.perf_counter() - started) * 1000
-            results.append(SynthesisResult(wave=final, sample_rate=m.sample_rate, chunks=part_chunks,
-                                           timing_ms=timing, batch_jobs=sampled.batch_jobs, seed=parts[0][2].seed))
-        return results
+        return PendingSynthesis(request, parts, chunks, m.sample_rate)
 
     # -- sampler thread ---------------------------------------------------------------------------
 
