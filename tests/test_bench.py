@@ -146,6 +146,7 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
     for level in r["stream"].values():
         assert 0 < level["first_audio_s"] <= level["streamed_total_s"] and level["unstreamed_s"] > 0
         assert level["first_audio_ratio"] == pytest.approx(level["first_audio_s"] / level["unstreamed_s"])
+        assert 0 <= level["stalled_s"] <= level["stalled_p95_s"] and level["stalled_s"] < level["streamed_total_s"]
     assert "first audio" in proc.stdout
 
 

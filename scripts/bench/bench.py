@@ -226,14 +226,20 @@ async def stream_job(worker, job: dict) -> dict:
     """One streamed job read as RunPod's streaming handler reads it: time to its first audio, and to its end."""
     started = time.perf_counter()
     first = duration = None
+    played_until = stalled = 0.0  # a listener who plays each item as soon as it has come, and the one before ended
     async for item in worker.stream_async({**job, "stream": True}, job_id=f"bench-stream-{job['seed']}"):
         if "error" in item:
             raise RuntimeError(f"benchmark job failed: {item['error']}")
-        if first is None and "audio_base64" in item:
-            first = time.perf_counter() - started
+        now = time.perf_counter() - started
+        if "audio_base64" in item:
+            if first is None:
+                first = played_until = now
+            stalled += max(0.0, now - played_until)
+            played_until = max(played_until, now) + float(item["duration"])
         if item.get("done"):
             duration = float(item["duration"])
-    return {"first_audio_s": first, "total_s": time.perf_counter() - started, "duration": duration}
+    return {"first_audio_s": first, "total_s": time.perf_counter() - started, "duration": duration,
+            "stalled_s": stalled}
 
 
 def stream_runs(worker, cfg: dict) -> dict:
@@ -491,6 +497,8 @@ def build_report(args, cfg: dict, ours: dict, upstream: dict | None, extra_cold:
                 "unstreamed_s": unstreamed,
                 "first_audio_ratio": first / unstreamed,
                 "total_ratio": total / unstreamed,
+                "stalled_s": percentile([r["stalled_s"] for r in level["streamed"]], 50),
+                "stalled_p95_s": percentile([r["stalled_s"] for r in level["streamed"]], 95),
             }
     return report
 
@@ -534,7 +542,8 @@ def print_report(r: dict) -> None:
     for c, st in (r.get("stream") or {}).items():
         print(f"streamed, concurrency {c} ({st['jobs']} jobs, p50): first audio {st['first_audio_s']:.3f} s = "
               f"{st['first_audio_ratio']:.2f} x the unstreamed job's {st['unstreamed_s']:.3f} s; whole stream "
-              f"{st['streamed_total_s']:.3f} s = {st['total_ratio']:.2f} x")
+              f"{st['streamed_total_s']:.3f} s = {st['total_ratio']:.2f} x; playback stalled "
+              f"{st['stalled_s']:.3f} s (p95 {st['stalled_p95_s']:.3f} s)")
     print(f"cold start samples: ours {[round(x, 2) for x in r['cold_start_samples_s']]}, "
           f"upstream {[round(x, 2) for x in r.get('upstream_cold_start_samples_s') or []]}")
 
