@@ -104,7 +104,7 @@ CASES = {
         ("1.200 km e 1 £", "mil e duzentos quilômetros e uma libra"),
         ("às 15:45, 50 %", "às quinze e quarenta e cinco, cinquenta por cento"),
         ("em 15/03/2024", "em quinze de março de dois mil e vinte e quatro"),
-        ("em 45:30", "em quarenta e cinco minutos e trinta segundos"),
+        ("em 1:00:30", "em uma hora e trinta segundos"),
     ],
 }
 
@@ -218,6 +218,12 @@ def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
 ])
 def test_card_numbers_leave_phones_dates_ranges_and_lists_of_years_as_they_were(written, spoken):
     assert normalize(written, "en").spoken == spoken
+
+
+def test_minutes_past_24_are_a_duration_in_english_only():
+    """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
+    assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"
+    assert "Minuten" not in normalize("Das Spiel endete 28:25.", "de").spoken
 
 
 _TWO = st.integers(0, 59).map("{:02d}".format)

@@ -446,8 +446,8 @@ class _Scanner:
         return self._hours_minutes_seconds(pos) or self._clock(pos)
 
     def _hours_minutes_seconds(self, pos: int) -> list[_Edit] | None:
-        """Hours, minutes and seconds ("9:05:30", "1:30:00"), and minutes and seconds where the first number
-        is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
+        """Hours, minutes and seconds ("9:05:30", "1:30:00"), and in English minutes and seconds where the first
+        number is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
         "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normaliser
         reads hours, minutes and seconds; the names leave no doubt whether a race time or a clock is meant,
         and a part that is zero is left out ("1:30:00" is no "zero seconds")."""
@@ -459,7 +459,8 @@ class _Scanner:
             if meridiem and not 1 <= int(m.group(1)) <= 12:
                 return None
         else:
-            m = self.p["minutes_seconds"].match(self.text, pos)
+            # English only: elsewhere "28:25" is a score far more often (handball, volleyball: 28 zu 25)
+            m = self.p["minutes_seconds"].match(self.text, pos) if self.lang == "en" else None
             if not m or int(m.group(1)) <= 24:  # up to 24: hours and minutes, a clock (``_clock``)
                 return None
             values = [None, m.group(1), m.group(2)]
