@@ -40,8 +40,9 @@ class LanguageRules:
     first_day_ordinal: bool = False  # only the first of the month is an ordinal: le premier mai, il primo maggio
     clock: str = "{h} {m}"  # hours and minutes
     clock_full_hour: str = "{h}"
-    # Hours, minutes and seconds, (singular, plural), for "1:30:00" (one hour and thirty minutes) and
-    # minutes past 24 ("45:30": forty-five minutes and thirty seconds); the last is joined by symbols["&"].
+    # Hours, minutes and seconds, (singular, plural), for "1:30:00" (one hour and thirty minutes) and, in
+    # English, minutes past 24 ("45:30": forty-five minutes and thirty seconds); the last is joined by
+    # symbols["&"], the language's "and".
     time_units: tuple[tuple[str, str], tuple[str, str], tuple[str, str]] = (
         ("hour", "hours"), ("minute", "minutes"), ("second", "seconds"))
     feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")

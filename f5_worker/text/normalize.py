@@ -281,10 +281,11 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
-        # "9:05:30", "1:30:00" (a duration), "45:30" (minutes past any hour of a clock, checked by the rule)
+        # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
         "hours_minutes_seconds": re.compile(
             rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?![\w:]|[.,]\d)"
             + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?" if lang == "en" else "")),
+        # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
         "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
         # card and account numbers: three groups or more of digits, the first of four to six, one space or
         # hyphen between each two (the same throughout); their length is checked by the rule
@@ -479,7 +480,7 @@ class _Scanner:
         whole, dot, frac = self._plain(written).partition(".")
         plain = (whole.lstrip("0") or "0") + dot + frac
         name = unit[0] if plain == "1" else unit[1]
-        said = before_noun(say_number(plain, self.lang, False, (self.rules or EN).point), name, self.lang)
+        said = before_noun(say_number(plain, self.lang, False, self.rules.point), name, self.lang)
         if self.lang == "it" and said == "una" and name[0] in "aeiou":
             return f"un'{name}"  # un'ora
         return f"{said} {name}"
