@@ -3,6 +3,8 @@ text as written, and timings on the spoken text turned into timings of the writt
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -44,6 +46,14 @@ CASES = {
         ("the 1990s and '80s, 3/4 cup", "the nineteen nineties and eighties, three quarters cup"),
         ("It was -5°C, open 24/7", "It was minus five degrees Celsius, open twenty-four/seven"),
         ("Nothing to change here, really!", "Nothing to change here, really!"),
+        ("Doors at 24:30, lunch 13:05, up at 00:15", "Doors at twenty-four thirty, lunch thirteen oh five, up at zero fifteen"),
+        ("She ran 1:30:00, he 9:05:30.", "She ran one hour and thirty minutes, he nine hours five minutes and thirty seconds."),
+        ("a 45:30 clip, 0:00:05 in, at 10:30:15 pm",
+         "a forty-five minutes and thirty seconds clip, five seconds in, at ten hours thirty minutes and fifteen seconds P M"),
+        ("Card 0042-7781-9930-1122.", "Card zero zero four two, seven seven eight one, nine nine three zero, one one two two."),
+        ("Pay with 4111 1111 1111 1111 or 3782 822463 10005",
+         "Pay with four one one one, one one one one, one one one one, one one one one or three seven eight two, "
+         "eight two two four six three, one zero zero zero five"),
     ],
     "fr": [
         ("Il a payé 4,99 €.", "Il a payé quatre euros quatre-vingt-dix-neuf centimes."),
@@ -53,6 +63,7 @@ CASES = {
         ("50 % et 3,5 kg", "cinquante pour cent et trois virgule cinq kilos"),
         ("le 14/07/1789", "le quatorze juillet mille sept cent quatre-vingt-neuf"),
         ("1 h et 1 £, note 15: 15h", "une heure et une livre, note quinze: quinze heures"),
+        ("en 1:30:00 et 0:01:01", "en une heure et trente minutes et une minute et une seconde"),
         ("des fruits, p. ex. des pommes", "des fruits, par exemple des pommes"),
     ],
     "de": [
@@ -65,6 +76,8 @@ CASES = {
         ("der 3. Oktober", "der dritte Oktober"),
         ("am 15.03.2024", "am fünfzehnten März zweitausendvierundzwanzig"),
         ("-5 °C", "minus fünf Grad Celsius"),
+        ("nach 9:05:30 und 24:30", "nach neun Stunden fünf Minuten und dreißig Sekunden und vierundzwanzig Uhr dreißig"),
+        ("Karte 4111 1111 1111 1111", "Karte vier eins eins eins, eins eins eins eins, eins eins eins eins, eins eins eins eins"),
     ],
     "es": [
         ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),
@@ -73,6 +86,7 @@ CASES = {
         ("el 15/03/2024", "el quince de marzo de dos mil veinticuatro"),
         ("1.200 km, 50 % y 1 £", "mil doscientos kilómetros, cincuenta por ciento y una libra"),
         ("a las 15:45", "a las quince y cuarenta y cinco"),
+        ("en 1:01:01", "en una hora un minuto y un segundo"),
     ],
     "it": [
         ("Ha pagato 4,99 €.", "Ha pagato quattro euro novantanove centesimi."),
@@ -81,6 +95,7 @@ CASES = {
         ("alle 15:45, 1.200 km", "alle quindici e quarantacinque, milleduecento chilometri"),
         ("il 50% e 1 km", "il cinquanta per cento e un chilometro"),
         ("frutta, ecc.", "frutta, eccetera."),
+        ("in 1:30:00", "in un'ora e trenta minuti"),
     ],
     "pt": [
         ("Pagou R$ 4,99.", "Pagou quatro reais noventa e nove centavos."),
@@ -89,6 +104,7 @@ CASES = {
         ("1.200 km e 1 £", "mil e duzentos quilômetros e uma libra"),
         ("às 15:45, 50 %", "às quinze e quarenta e cinco, cinquenta por cento"),
         ("em 15/03/2024", "em quinze de março de dois mil e vinte e quatro"),
+        ("em 1:00:30", "em uma hora e trinta segundos"),
     ],
 }
 
@@ -192,6 +208,47 @@ def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
 
 
 @pytest.mark.parametrize(("written", "spoken"), [
+    ("Call 555-1234 or +1 555-123-4567", "Call five hundred fifty-five-twelve thirty-four or plus one, five five five, "
+                                         "one two three, four five six seven"),
+    ("on 2024-05-01, pages 10-20, 1990-2000", "on May first, twenty twenty-four, pages ten-twenty, nineteen ninety to "
+                                              "two thousand"),
+    ("1234 5678 and 1111 2222 3333", "twelve thirty-four five thousand six hundred seventy-eight and eleven eleven "
+                                     "two thousand two hundred twenty-two three thousand three hundred thirty-three"),
+    ("in 1990 2000 2010 2020", "in nineteen ninety two thousand two thousand ten two thousand twenty"),  # years
+])
+def test_card_numbers_leave_phones_dates_ranges_and_lists_of_years_as_they_were(written, spoken):
+    assert normalize(written, "en").spoken == spoken
+
+
+def test_minutes_past_24_are_a_duration_in_english_only():
+    """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
+    assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"
+    assert "Minuten" not in normalize("Das Spiel endete 28:25.", "de").spoken
+
+
+_TWO = st.integers(0, 59).map("{:02d}".format)
+_CLOCKS = st.one_of(
+    st.builds("{}:{}".format, st.integers(0, 24).map(str) | st.integers(0, 24).map("{:02d}".format), _TWO),
+    st.builds("{}:{}:{}".format, st.integers(0, 99).map(str), _TWO, _TWO),
+    st.builds("{}:{}".format, st.integers(25, 99).map(str), _TWO))
+_CARDS = st.builds(lambda groups, sep: sep.join(groups),
+                   st.lists(st.integers(0, 9999).map("{:04d}".format), min_size=4, max_size=5), st.sampled_from(" -"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(shape=st.one_of(_CLOCKS, _CARDS), after=st.sampled_from(["", ".", ",", " today."]))
+@example(shape="9:05:30", after=".")
+@example(shape="0042-7781-9930-1122", after="")
+def test_no_colon_hyphen_or_digit_of_a_time_or_a_card_number_is_left_in_english(shape, after):
+    norm = normalize(f"At {shape}{after}", "en")
+    assert not re.search(r"[\d:]", norm.spoken), norm.spoken
+    if "-" in shape or " " in shape:  # a card: digit by digit, nothing like "twenty-four" either
+        assert "-" not in norm.spoken, norm.spoken
+    assert_consistent(norm)
+    assert normalize(norm.spoken, "en").spoken == norm.spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
     ("今天有3个故事", "今天有three个故事"),  # no case at all: not shouted
     ("I HAVE 3 CATS", "I HAVE THREE CATS"),
 ])
@@ -280,6 +337,7 @@ TRICKY = st.sampled_from([
     "NASA", "FBI", "https://example.com/x", "john@example.com", "2024-03-15", "March", "15,", "1999", "etc.",
     "4,99", "€", "1.200", "15h45", "1er", "M.", "Mme", "z.B.", "2º", "Sr.", "#", "&", "@", "=", "-5", "3.14.15",
     "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣", "1990s", "'80s", "3/4", "-5°C",
+    "9:05:30", "1:30:00", "45:30", "24:30", "4111 1111 1111 1111", "0042-7781-9930-1122",
 ])
 LANGUAGES = st.sampled_from(["en", "fr", "de", "es", "it", "pt", "en-GB", "pt-BR", "ru", "zh", "xx"])
 TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=60),

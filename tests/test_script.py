@@ -363,3 +363,45 @@ def test_a_refused_duration_quotes_a_speed_outside_the_range(worker):
 
 def test_an_empty_list_of_segments_is_refused_in_words_of_its_own(worker):
     assert run(worker, segments=[])["error"] == "segments: is empty; give at least one segment, or text"
+
+
+def test_each_voice_given_as_audio_has_its_own_label_and_the_same_audio_keeps_one():
+    """Labels are decided from the request alone: the same URL or base64 string is one voice; a label a
+    stored voice of the script has is skipped."""
+    from f5_worker.actions.script import script_of
+    from f5_worker.schema import parse_job
+
+    clip = {"ref_text": "Some words."}
+    request = parse_job({"ref_audio_url": "https://example.com/own.wav", "ref_text": "Own.", "segments": [
+        {"text": "a"},
+        {**clip, "ref_audio_base64": "UklGRgAAAA==", "text": "b"},
+        {"voice": "ref2", "text": "c"},
+        {**clip, "ref_audio_url": "https://example.com/own.wav", "text": "d"},
+        {**clip, "ref_audio_base64": "UklGRgEAAA==", "text": "e"},
+        {**clip, "ref_audio_base64": "UklGRgAAAA==", "text": "f"},
+    ]})
+    parts = [p for p in script_of(request, PauseRules.of(Settings()), 50) if not isinstance(p, Pause)]
+    assert [p.source.label for p in parts] == ["ref", "ref3", "ref2", "ref", "ref4", "ref3"]
+    only_segments = parse_job({"segments": [{**clip, "ref_audio_base64": "UklGRgAAAA==", "text": "a"},
+                                            {**clip, "ref_audio_base64": "UklGRgEAAA==", "text": "b"}]})
+    assert [p.source.label for p in script_of(only_segments, PauseRules.of(Settings()), 50)] == ["ref", "ref2"]
+
+
+def test_two_voices_given_as_audio_are_two_speakers_in_words_and_captions(worker):
+    import soundfile
+
+    wave, rate = soundfile.read(DEFAULT_VOICE_WAV, dtype="float32")
+    first, second = wav_base64(wave, rate), wav_base64(wave * 0.8, rate)  # two clips: two voices to the worker
+    segments = [{"ref_audio_base64": first, "ref_text": DEFAULT_VOICE_TEXT, "text": "Hello there."},
+                {"ref_audio_base64": second, "ref_text": DEFAULT_VOICE_TEXT, "text": "Hi back."},
+                {"ref_audio_base64": first, "ref_text": DEFAULT_VOICE_TEXT, "text": "Bye now."}]
+    out = run(worker, segments=segments, seed=2, caption_formats=["srt", "vtt", "ass"])
+    assert "error" not in out, out
+    assert [(w["word"], w["voice"]) for w in out["words"]] == [
+        ("Hello", "ref"), ("there.", "ref"), ("Hi", "ref2"), ("back.", "ref2"), ("Bye", "ref"), ("now.", "ref")]
+    captions = out["captions"]
+    assert "<v ref>Hello" in captions["vtt"] and "<v ref2>Hi" in captions["vtt"] and "<v ref>Bye" in captions["vtt"]
+    styles = set(re.findall(r"^Style: ([^,]+),", captions["ass"], re.M))
+    dialogue_styles = re.findall(r"^Dialogue: (?:[^,]*,){3}([^,]*),\1,", captions["ass"], re.M)
+    assert {"ref", "ref2"} <= styles and dialogue_styles[0] == "ref" and "ref2" in dialogue_styles
+    assert "ref: Hello" in captions["srt"] and "ref2: Hi" in captions["srt"] and "ref: Bye" in captions["srt"]

@@ -31,7 +31,7 @@ from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
 
 MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
-REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio in the request
+REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
 PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
 MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)
 
@@ -100,12 +100,14 @@ def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) 
     if request.segments is not None:
         if len(request.segments) > max_segments:
             raise JobError("segments", f"are {len(request.segments)}; at most {max_segments} are taken (MAX_SEGMENTS)")
+        audio_label = audio_labels(request)
         items: list[ScriptPart | Pause] = []
         for n, seg in enumerate(request.segments):
             field = f"segments.{n}.text"
             given = seg.voice is not None or seg.ref_audio_url is not None or seg.ref_audio_base64 is not None
             source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
-                                 label=seg.voice or REF_VOICE, prefix=f"segments.{n}.") if given else own
+                                 label=seg.voice or audio_label[(seg.ref_audio_url, seg.ref_audio_base64)],
+                                 prefix=f"segments.{n}.") if given else own
             for item in parse_script(seg.text, field, rules=rules, needs_speech=False):
                 if isinstance(item, Pause):
                     items.append(item)
@@ -128,8 +130,33 @@ def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) 
     return items
 
 
+def audio_labels(request: SynthesizeRequest) -> dict[tuple[str | None, str | None], str]:
+    """Each distinct voice a script gives as audio, keyed by (``ref_audio_url``, ``ref_audio_base64``), and
+    the ``voice`` its words carry: ``ref`` for the first (the request's own audio, if it has any, else the
+    first segment's), ``ref2``, ``ref3`` ... for the others in the order they speak, skipping a name that a
+    stored voice of the same script has. Captions name speakers by this label, so two speakers given as audio
+    must not share one. "The same audio" is the same URL or the same base64 string: deciding it before
+    anything is fetched or decoded keeps it free, and a client repeats a turn's voice by repeating its field."""
+    taken = {request.voice} | {seg.voice for seg in request.segments or ()}
+    given = [(request.ref_audio_url, request.ref_audio_base64)] + [
+        (seg.ref_audio_url, seg.ref_audio_base64) for seg in request.segments or ()]
+    labels: dict[tuple[str | None, str | None], str] = {}
+    number = 0
+    for key in given:
+        if key == (None, None) or key in labels:
+            continue
+        while True:
+            number += 1
+            label = REF_VOICE if number == 1 else f"{REF_VOICE}{number}"
+            if label not in taken:
+                break
+        labels[key] = label
+    return labels
+
+
 def own_source(request: SynthesizeRequest) -> VoiceSource:
-    label = request.voice or (REF_VOICE if request.ref_audio_url or request.ref_audio_base64 else DEFAULT_VOICE)
+    audio = (request.ref_audio_url, request.ref_audio_base64)
+    label = request.voice or (audio_labels(request)[audio] if audio != (None, None) else DEFAULT_VOICE)
     return VoiceSource(request.voice, request.ref_audio_url, request.ref_audio_base64, request.ref_text, label)
 
 

@@ -40,6 +40,11 @@ class LanguageRules:
     first_day_ordinal: bool = False  # only the first of the month is an ordinal: le premier mai, il primo maggio
     clock: str = "{h} {m}"  # hours and minutes
     clock_full_hour: str = "{h}"
+    # Hours, minutes and seconds, (singular, plural), for "1:30:00" (one hour and thirty minutes) and, in
+    # English, minutes past 24 ("45:30": forty-five minutes and thirty seconds); the last is joined by
+    # symbols["&"], the language's "and".
+    time_units: tuple[tuple[str, str], tuple[str, str], tuple[str, str]] = (
+        ("hour", "hours"), ("minute", "minutes"), ("second", "seconds"))
     feminine_ordinal: tuple[str, str] = ("", "")  # the ending to swap for "2ª": ("o", "a")
     # Abbreviations that often close a sentence: before a capital or the end, their period stays, as
     # the sentence's ("etc. Then" -> "et cetera. Then"); every other abbreviation's period goes.
@@ -101,8 +106,9 @@ FR = LanguageRules(
     day_first=True, ordinal_suffixes=r"er|re|ère|ème|eme|e", date_format="{day} {month} {year}",
     first_day_ordinal=True,
     clock="{h} heures {m}", clock_full_hour="{h} heures",
+    time_units=(("heure", "heures"), ("minute", "minutes"), ("seconde", "secondes")),
     sentence_final=frozenset({"etc."}),
-    one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "livre"}),
+    one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "seconde", "livre"}),
 )
 
 DE = LanguageRules(
@@ -123,8 +129,9 @@ DE = LanguageRules(
             "November", "Dezember"),
     day_first=True, ordinal_suffixes=r"\.", date_format="{day} {month} {year}", ordinal_day=True,
     clock="{h} Uhr {m}", clock_full_hour="{h} Uhr",
+    time_units=(("Stunde", "Stunden"), ("Minute", "Minuten"), ("Sekunde", "Sekunden")),
     sentence_final=frozenset({"usw.", "u.a.", "Str."}),
-    one_before=("ein", "eine"), feminine_nouns=frozenset({"Stunde"}),
+    one_before=("ein", "eine"), feminine_nouns=frozenset({"Stunde", "Minute", "Sekunde"}),
 )
 
 ES = LanguageRules(
@@ -144,8 +151,9 @@ ES = LanguageRules(
             "noviembre", "diciembre"),
     day_first=True, ordinal_suffixes=r"º|ª|°|\.º|\.ª", date_format="{day} de {month} de {year}",
     clock="{h} y {m}", clock_full_hour="{h} en punto", feminine_ordinal=("o", "a"),
+    time_units=(("hora", "horas"), ("minuto", "minutos"), ("segundo", "segundos")),
     sentence_final=frozenset({"etc."}),
-    one_before=("un", "una"), feminine_nouns=frozenset({"libra"}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"libra", "hora"}),
 )
 
 IT = LanguageRules(
@@ -165,8 +173,9 @@ IT = LanguageRules(
             "ottobre", "novembre", "dicembre"),
     day_first=True, ordinal_suffixes=r"º|ª|°", date_format="{day} {month} {year}", first_day_ordinal=True,
     clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
+    time_units=(("ora", "ore"), ("minuto", "minuti"), ("secondo", "secondi")),
     sentence_final=frozenset({"ecc."}),
-    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina"}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina", "ora"}),
 )
 
 PT = LanguageRules(
@@ -185,8 +194,9 @@ PT = LanguageRules(
             "outubro", "novembro", "dezembro"),
     day_first=True, ordinal_suffixes=r"º|ª|°|\.º|\.ª", date_format="{day} de {month} de {year}",
     first_day_ordinal=True, clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
+    time_units=(("hora", "horas"), ("minuto", "minutos"), ("segundo", "segundos")),
     sentence_final=frozenset({"etc."}),
-    one_before=("um", "uma"), feminine_nouns=frozenset({"libra"}),
+    one_before=("um", "uma"), feminine_nouns=frozenset({"libra", "hora"}),
 )
 
 RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}

@@ -39,6 +39,9 @@ from f5_worker.text.numbers import (
 MAX_PASSES = 3
 # Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
 PHONE_DIGITS = (7, 15)
+# Card and account numbers written in groups have at least this many digits (the shortest card number)
+# and at most an IBAN's 34; fewer in groups of four are more likely a list of numbers or years.
+GROUPED_DIGITS = (13, 34)
 # Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
 # are left to be read as words ("NASA"); those without a vowel are spelled whatever their length.
 SPELL_ACRONYM_MAX_LETTERS = 3
@@ -278,6 +281,15 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
+        # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
+        "hours_minutes_seconds": re.compile(
+            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?![\w:]|[.,]\d)"
+            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?" if lang == "en" else "")),
+        # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
+        "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
+        # card and account numbers: three groups or more of digits, the first of four to six, one space or
+        # hyphen between each two (the same throughout); their length is checked by the rule
+        "digit_groups": re.compile(r"(?<![\w+.\-])\d{4,6}([ \-])\d{3,6}(?:\1\d{3,6})*\1\d{1,6}(?![\w]|[.,\-]\d)"),
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
@@ -432,6 +444,58 @@ class _Scanner:
         return [(m.start(), m.end(), said)]
 
     def _time(self, pos: int) -> list[_Edit] | None:
+        return self._hours_minutes_seconds(pos) or self._clock(pos)
+
+    def _hours_minutes_seconds(self, pos: int) -> list[_Edit] | None:
+        """Hours, minutes and seconds ("9:05:30", "1:30:00"), and in English minutes and seconds where the first
+        number is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
+        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normaliser
+        reads hours, minutes and seconds; the names leave no doubt whether a race time or a clock is meant,
+        and a part that is zero is left out ("1:30:00" is no "zero seconds")."""
+        m = self.p["hours_minutes_seconds"].match(self.text, pos)
+        meridiem = None
+        if m:
+            values: list[str | None] = [m.group(1), m.group(2), m.group(3)]
+            meridiem = m.group(5) if self.lang == "en" else None
+            if meridiem and not 1 <= int(m.group(1)) <= 12:
+                return None
+        else:
+            # English only: elsewhere "28:25" is a score far more often (handball, volleyball: 28 zu 25)
+            m = self.p["minutes_seconds"].match(self.text, pos) if self.lang == "en" else None
+            if not m or int(m.group(1)) <= 24:  # up to 24: hours and minutes, a clock (``_clock``)
+                return None
+            values = [None, m.group(1), m.group(2)]
+        rules = self.rules
+        named = [self._counted(value, unit) for value, unit in zip(values, rules.time_units)
+                 if value is not None and self._plain(value).strip("0.")]
+        if not named:
+            named = [self._counted("0", rules.time_units[2])]
+        said = named[0] if len(named) == 1 else f"{' '.join(named[:-1])} {rules.symbols['&']} {named[-1]}"
+        if meridiem:
+            return self._with_meridiem(m, said, 5)
+        return [(m.start(), m.end(), said)]
+
+    def _counted(self, written: str, unit: tuple[str, str]) -> str:
+        """A number of hours, minutes or seconds as written ("05", "30,5") and the unit's name."""
+        whole, dot, frac = self._plain(written).partition(".")
+        plain = (whole.lstrip("0") or "0") + dot + frac
+        name = unit[0] if plain == "1" else unit[1]
+        said = before_noun(say_number(plain, self.lang, False, self.rules.point), name, self.lang)
+        if self.lang == "it" and said == "una" and name[0] in "aeiou":
+            return f"un'{name}"  # un'ora
+        return f"{said} {name}"
+
+    def _with_meridiem(self, m: re.Match, clock: str, letter: int) -> list[_Edit]:
+        """A time's reading followed by "A M" or "P M" (group ``letter`` of ``m`` holds the a or p, the group
+        before it the space, if any, between the time and its letters)."""
+        letters = f"{m.group(letter).upper()} M"
+        # "at 3pm." and "at 5 p.m. Then": the last period also ends the sentence, so it stays
+        end = m.end() - 1 if m.group().endswith(".") and self._sentence_ends_after(m.end()) else m.end()
+        if m.group(letter - 1):  # "3:30 pm": each written word its own reading
+            return [(m.start(), m.start(letter - 1), clock), (m.start(letter), end, letters)]
+        return [(m.start(), end, f"{clock} {letters}")]
+
+    def _clock(self, pos: int) -> list[_Edit] | None:
         m = self.p["time"].match(self.text, pos)
         if not m:
             return None
@@ -443,7 +507,7 @@ class _Scanner:
                 return None
             if meridiem and not 1 <= hour <= 12:
                 return None
-            if hour > 24 or (hour == 24 and minute):  # 24:00, the end of a day: twenty-four hundred
+            if hour > 24:  # 24:00, the end of a day, is twenty-four hundred; 24:30 twenty-four thirty
                 return None
             h = say_number(str(hour), "en")
             if minute == 0:
@@ -455,12 +519,7 @@ class _Scanner:
                 clock = f"{h} {say_number(str(minute), 'en')}"
             if not meridiem:
                 return [(m.start(), m.end(), clock)]
-            letters = f"{meridiem.upper()} M"
-            # "at 3pm." and "at 5 p.m. Then": the last period also ends the sentence, so it stays
-            end = m.end() - 1 if m.group().endswith(".") and self._sentence_ends_after(m.end()) else m.end()
-            if m.group(3):  # "3:30 pm": each written word its own reading
-                return [(m.start(), m.start(1) + len(m.group(0).split()[0]), clock), (m.start(4), end, letters)]
-            return [(m.start(), end, f"{clock} {letters}")]
+            return self._with_meridiem(m, clock, 4)
         if hour > 24 or (m.group(2) is None and self.lang != "fr"):
             return None
         h = say_number(str(hour), self.lang)
@@ -473,12 +532,16 @@ class _Scanner:
         return [(m.start(), m.end(), said)]
 
     def _phone(self, pos: int) -> list[_Edit] | None:
+        """Phone numbers, and card and account numbers written in groups ("4111 1111 1111 1111",
+        "0042-7781-9930-1122"): read as written, group by group, digit by digit, a comma between groups;
+        nobody reads such a group as a number ("four thousand one hundred eleven") or says its hyphen."""
         m = self.p["phone"].match(self.text, pos)
-        if not m:
-            return None
-        digits = sum(ch.isdigit() for ch in m.group())
+        digits = sum(ch.isdigit() for ch in m.group()) if m else 0
         if not PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]:
-            return None
+            m = self.p["digit_groups"].match(self.text, pos)
+            digits = sum(ch.isdigit() for ch in m.group()) if m else 0
+            if not GROUPED_DIGITS[0] <= digits <= GROUPED_DIGITS[1] or _years_in_order(m.group().split()):
+                return None
         rules = self.rules or EN
         edits = []
         pieces = list(re.finditer(r"\S+", m.group()))
@@ -685,6 +748,13 @@ def _joined(before: str, char: str) -> bool:
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
 _TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
+
+
+def _years_in_order(groups: list[str]) -> bool:
+    """Whether groups of digits are years from 1100 to 2099 in increasing order ("1990 2000 2010 2020"): a
+    list of years written without commas, not a card number."""
+    years = [int(g) for g in groups if re.fullmatch(r"1[1-9]\d\d|20\d\d", g)]
+    return len(years) == len(groups) > 1 and years == sorted(set(years))
 
 
 def _shouted(text: str) -> bool:
