@@ -180,9 +180,11 @@ def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played()
     pacer.aligned(wall_s=0.5, seconds=1.0)  # and 0.5 x s to align
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.7)
     assert (3.5 * PACE_MARGIN - 1.0) / 0.7 > PIECE_GROWTH
-    assert pacer.next_seconds(10.5, 50.0) == PIECE_GROWTH  # never less than the growth
+    assert pacer.next_seconds(12.0, 5.0) == PIECE_GROWTH  # too little left: it grows all the same
     pacer.sampled(wall_s=0.01, seconds=1.0, ref_seconds=5.0)  # a fast sampler: full pieces at once
     pacer.aligned(wall_s=0.01, seconds=1.0)
+    assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S
+    pacer.sampled(wall_s=6.0, seconds=1.0, ref_seconds=5.0)  # slower than speech even in full pieces
     assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S
 
 

@@ -178,8 +178,10 @@ class StreamPacer:
     sooner. The pacer sizes the next piece to fit the audio not yet played (times ``PACE_MARGIN``), given
     this stream's measured sampling time per second of frames (prompt included) and alignment time per
     second of speech. These are wall times, so the work of other jobs in flight slows them down alike.
-    Pieces never grow by less than ``PIECE_GROWTH``: where making speech is slower than speaking it,
-    playback waits whatever the size, and longer pieces make it wait less in all.
+    Where that is less than ``PIECE_GROWTH`` times the piece before, pieces grow by that much (the stream
+    catches up as its pieces get cheaper per second). Where even full pieces are made more slowly than
+    they play (a slow machine, or a busy one: the wait behind other jobs counts), playback waits whatever
+    the size, and full pieces make it wait least in all.
 
     Playback is taken to start when the first audio is handed out (``handed_out``), and to run without pause.
     """
@@ -212,9 +214,14 @@ class StreamPacer:
         grown = self.last_s * PIECE_GROWTH
         if self.sampling_per_s is None:
             return min(self.max_seconds, grown)
+        per_s, prompt = self.sampling_per_s + self.aligning_per_s, self.sampling_per_s * ref_seconds
+        if prompt + per_s * self.max_seconds > self.max_seconds:
+            log.debug("next piece: full, %.3f s per s of frames sampled and %.3f s per s aligned do not keep up",
+                      self.sampling_per_s, self.aligning_per_s)
+            return self.max_seconds  # playback waits whatever the size: the fewer pieces, the sooner the whole
         played = now - self.first_out if self.first_out is not None else 0.0
         left = self.made_s - played
-        fits = (left * PACE_MARGIN - self.sampling_per_s * ref_seconds) / (self.sampling_per_s + self.aligning_per_s)
+        fits = (left * PACE_MARGIN - prompt) / per_s
         log.debug("next piece: %.2f s of audio left to play, sampling %.3f s per s of frames, aligning %.3f s per s:"
                   " fits %.2f s, grown %.2f s", left, self.sampling_per_s, self.aligning_per_s, fits, grown)
         return min(self.max_seconds, max(grown, fits))
