@@ -167,11 +167,10 @@ def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
 
 
 def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played():
-    from f5_worker.tts.chunking import PACE_MARGIN, PIECE_GROWTH, StreamPacer
+    from f5_worker.tts.chunking import PACE_MARGIN, StreamPacer
 
     pacer = StreamPacer(max_seconds=WAV_PIECE_S)
     pacer.made(1.0)
-    assert pacer.next_seconds(0.0, 5.0) == PIECE_GROWTH  # nothing measured yet: it grows
     pacer.sampled(wall_s=1.2, seconds=1.0, ref_seconds=5.0)  # 0.2 s per second of frames
     pacer.handed_out(10.0)
     pacer.made(3.0, piece=False)  # a pause counts as audio ahead
@@ -179,12 +178,11 @@ def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played()
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.2)
     pacer.aligned(wall_s=0.5, seconds=1.0)  # and 0.5 x s to align
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.7)
-    assert (3.5 * PACE_MARGIN - 1.0) / 0.7 > PIECE_GROWTH
-    assert pacer.next_seconds(12.0, 5.0) == PIECE_GROWTH  # too little left: it grows all the same
+    assert 1.0 < (3.5 * PACE_MARGIN - 1.0) / 0.7 < WAV_PIECE_S
+    # falling behind (what fits is less than the piece before): full pieces, the fewest
+    assert (2.0 * PACE_MARGIN - 1.0) / 0.7 < 1.0 and pacer.next_seconds(12.0, 5.0) == WAV_PIECE_S
     pacer.sampled(wall_s=0.01, seconds=1.0, ref_seconds=5.0)  # a fast sampler: full pieces at once
     pacer.aligned(wall_s=0.01, seconds=1.0)
-    assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S
-    pacer.sampled(wall_s=6.0, seconds=1.0, ref_seconds=5.0)  # slower than speech even in full pieces
     assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S
 
 

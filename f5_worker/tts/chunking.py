@@ -102,7 +102,6 @@ SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chu
 STREAM_ITEM_BYTES = 1_000_000  # RunPod takes a streamed item of at most 1 MB ...
 STREAM_ITEM_SHARE = 0.9  # ... of which a piece's audio and timings fill at most this share
 TIMINGS_BYTES_PER_S = 4_000  # a piece's words and chars as JSON, per second of speech, at the most
-PIECE_GROWTH = 2.0  # a piece holds at least this many times the speech of the one before (up to the maximum)
 PACE_MARGIN = 0.75  # a piece is sized to be ready once this share of the audio not yet played has played
 _CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
 
@@ -178,10 +177,9 @@ class StreamPacer:
     sooner. The pacer sizes the next piece to fit the audio not yet played (times ``PACE_MARGIN``), given
     this stream's measured sampling time per second of frames (prompt included) and alignment time per
     second of speech. These are wall times, so the work of other jobs in flight slows them down alike.
-    Where that is less than ``PIECE_GROWTH`` times the piece before, pieces grow by that much (the stream
-    catches up as its pieces get cheaper per second). Where even full pieces are made more slowly than
-    they play (a slow machine, or a busy one: the wait behind other jobs counts), playback waits whatever
-    the size, and full pieces make it wait least in all.
+    Where that is less than the piece before, the stream is falling behind (a slow machine, or a busy one:
+    the wait behind other jobs' work counts): playback will wait whatever the size, and waits least in
+    all with the fewest pieces, so the next one is full.
 
     Playback is taken to start when the first audio is handed out (``handed_out``), and to run without pause.
     """
@@ -211,17 +209,14 @@ class StreamPacer:
 
     def next_seconds(self, now: float, ref_seconds: float) -> float:
         """Speech the next piece, sampled with a reference of ``ref_seconds``, may hold."""
-        grown = self.last_s * PIECE_GROWTH
-        if self.sampling_per_s is None:
-            return min(self.max_seconds, grown)
-        per_s, prompt = self.sampling_per_s + self.aligning_per_s, self.sampling_per_s * ref_seconds
-        if prompt + per_s * self.max_seconds > self.max_seconds:
-            log.debug("next piece: full, %.3f s per s of frames sampled and %.3f s per s aligned do not keep up",
-                      self.sampling_per_s, self.aligning_per_s)
-            return self.max_seconds  # playback waits whatever the size: the fewer pieces, the sooner the whole
+        if self.sampling_per_s is None:  # a piece is cut once the one before has its audio: not reached
+            return self.max_seconds
         played = now - self.first_out if self.first_out is not None else 0.0
         left = self.made_s - played
-        fits = (left * PACE_MARGIN - prompt) / per_s
+        fits = (left * PACE_MARGIN - self.sampling_per_s * ref_seconds) / (self.sampling_per_s + self.aligning_per_s)
         log.debug("next piece: %.2f s of audio left to play, sampling %.3f s per s of frames, aligning %.3f s per s:"
-                  " fits %.2f s, grown %.2f s", left, self.sampling_per_s, self.aligning_per_s, fits, grown)
-        return min(self.max_seconds, max(grown, fits))
+                  " fits %.2f s after a piece of %.2f s", left, self.sampling_per_s, self.aligning_per_s, fits,
+                  self.last_s)
+        if fits < self.last_s:  # falling behind: playback waits whatever the size, and waits least in all
+            return self.max_seconds  # with the fewest pieces
+        return min(self.max_seconds, fits)
