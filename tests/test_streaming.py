@@ -7,6 +7,7 @@ The item properties over runpod's local ``/run`` + ``/stream`` are in tests/test
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 import subprocess
@@ -68,7 +69,10 @@ def default_ref(worker):
     return worker.synthesize.references.default_voice(0.1)
 
 
-def cut(ref, text: str, sizes) -> list[tuple[int, int]]:
+WAV_PIECE_S = 13.0  # about max_piece_seconds for wav at 24 kHz
+
+
+def cut(ref, text: str, sizes, max_seconds: float = WAV_PIECE_S) -> list[tuple[int, int]]:
     """A text's pieces as a stream cuts them, each later piece asked for the next of ``sizes`` seconds."""
     from f5_worker.alignment.textnorm import tokenize
     from f5_worker.tts.chunking import first_piece_end, piece_end
@@ -77,7 +81,7 @@ def cut(ref, text: str, sizes) -> list[tuple[int, int]]:
     sizes = iter(sizes)
     ends = [first_piece_end(text, tokens)]
     while ends[-1] < len(tokens):
-        ends.append(piece_end(ref, text, 1.0, tokens, ends[-1], next(sizes)))
+        ends.append(piece_end(ref, text, 1.0, tokens, ends[-1], next(sizes), max_seconds))
     return [(tokens[a][0], tokens[b - 1][1]) for a, b in zip([0, *ends], ends)]
 
 
@@ -100,7 +104,7 @@ def test_the_first_piece_is_a_clause_or_a_few_words(default_ref, text, first):
        sizes=st.lists(st.floats(0.0, 40.0), min_size=120, max_size=120))
 def test_pieces_cut_between_words_each_word_in_one_piece_none_over_the_limit(default_ref, words, sizes):
     from f5_worker.alignment.textnorm import tokenize
-    from f5_worker.tts.chunking import PIECE_SECONDS, SHORT_TEXT_BYTES
+    from f5_worker.tts.chunking import SHORT_TEXT_BYTES
 
     text = " ".join(words)
     tokens = [(t.char_start, t.char_end) for t in tokenize(text)]
@@ -114,26 +118,59 @@ def test_pieces_cut_between_words_each_word_in_one_piece_none_over_the_limit(def
     for (s, e), asked in zip(pieces[1:], sizes):
         size = len(text[s:e].encode())
         one_word = not any(s < a < e for a, _ in tokens)
-        assert one_word or size <= per_second * max(min(asked, PIECE_SECONDS), SHORT_TEXT_BYTES / per_second) + 1
+        assert one_word or size <= per_second * max(min(asked, WAV_PIECE_S), SHORT_TEXT_BYTES / per_second) + 1
 
 
-def test_full_pieces_share_the_rest_of_the_text_evenly(default_ref):
-    """A last piece of a few words would pay for the reference prompt alone, and follow a long one."""
-    from f5_worker.tts.chunking import PIECE_SECONDS
+def fewest_pieces(text: str, limit: int) -> int:
+    """The fewest pieces of at most ``limit`` bytes a text cut between words can make (packed greedily)."""
+    count, current = 1, ""
+    for word in text.split():
+        joined = f"{current} {word}" if current else word
+        if len(joined.encode()) > limit:
+            count, joined = count + 1, word
+        current = joined
+    return count
+
+
+def test_full_pieces_share_the_rest_of_the_text_evenly_in_as_few_pieces_as_it_needs(default_ref):
+    """Each piece pays for the reference prompt: a clause mark is taken where it adds no piece, and a last
+    piece of a few words would pay for the prompt alone, after a long one."""
+    from f5_worker.tts.chunking import max_chunk_chars
 
     text = " ".join(["word"] * 400)
-    sizes = [e - s for s, e in cut(default_ref, text, iter(lambda: PIECE_SECONDS, None))[1:]]
+    pieces = cut(default_ref, text, iter(lambda: 60.0, None))[1:]
+    sizes = [e - s for s, e in pieces]
     per_second = len(default_ref.text) / default_ref.duration
-    assert len(sizes) > 3 and max(sizes) <= per_second * PIECE_SECONDS
+    limit = min(max_chunk_chars(default_ref, 1.0), int(per_second * WAV_PIECE_S))
+    assert len(sizes) == fewest_pieces(text[pieces[0][0]:], limit) and max(sizes) <= limit
     assert max(sizes) - min(sizes) <= 10, sizes  # within two words of each other
+    clauses = " ".join(["A clause of some words, and then another one; then it ends."] * 12)
+    pieces = cut(default_ref, clauses, iter(lambda: 60.0, None))[1:]
+    assert len(pieces) == fewest_pieces(clauses[pieces[0][0]:], limit)
+    assert all(clauses[e - 1] in ",;." for _, e in pieces)
+
+
+def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
+    import json
+
+    from f5_worker import audio
+    from f5_worker.tts.chunking import max_piece_seconds
+
+    assert 12 < max_piece_seconds(audio.BYTES_PER_SAMPLE["wav"], 24000) < 14
+    for fmt in audio.OUTPUT_FORMATS:
+        seconds = max_piece_seconds(audio.BYTES_PER_SAMPLE[fmt], 24000)
+        wave = (np.random.default_rng(0).standard_normal(int(seconds * 24000)) * 0.3).astype(np.float32)
+        chars = [{"char": "x", "start": 123.456, "end": 123.567, "char_start": 12345, "char_end": 12346,
+                  "score": 0.123, "voice": "someone", "segment": 12}] * int(seconds * 18)
+        item = {"audio_base64": base64.b64encode(audio.encode_audio(wave, 24000, fmt)).decode(), "chars": chars}
+        assert len(json.dumps(item)) < 1_000_000, fmt
 
 
 def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played():
-    from f5_worker.tts.chunking import PACE_MARGIN, PIECE_GROWTH, PIECE_SECONDS, StreamPacer
+    from f5_worker.tts.chunking import PACE_MARGIN, StreamPacer
 
-    pacer = StreamPacer()
+    pacer = StreamPacer(max_seconds=WAV_PIECE_S)
     pacer.made(1.0)
-    assert pacer.next_seconds(0.0, 5.0) == PIECE_GROWTH  # nothing measured yet: it grows
     pacer.sampled(wall_s=1.2, seconds=1.0, ref_seconds=5.0)  # 0.2 s per second of frames
     pacer.handed_out(10.0)
     pacer.made(3.0, piece=False)  # a pause counts as audio ahead
@@ -141,11 +178,12 @@ def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played()
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.2)
     pacer.aligned(wall_s=0.5, seconds=1.0)  # and 0.5 x s to align
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.7)
-    assert (3.5 * PACE_MARGIN - 1.0) / 0.7 > PIECE_GROWTH
-    assert pacer.next_seconds(10.5, 50.0) == PIECE_GROWTH  # never less than the growth
+    assert 1.0 < (3.5 * PACE_MARGIN - 1.0) / 0.7 < WAV_PIECE_S
+    # falling behind (what fits is less than the piece before): full pieces, the fewest
+    assert (2.0 * PACE_MARGIN - 1.0) / 0.7 < 1.0 and pacer.next_seconds(12.0, 5.0) == WAV_PIECE_S
     pacer.sampled(wall_s=0.01, seconds=1.0, ref_seconds=5.0)  # a fast sampler: full pieces at once
     pacer.aligned(wall_s=0.01, seconds=1.0)
-    assert pacer.next_seconds(10.5, 5.0) == PIECE_SECONDS
+    assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S
 
 
 def test_the_next_piece_is_sampled_while_the_one_before_is_aligned(streaming_worker):

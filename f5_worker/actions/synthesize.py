@@ -55,7 +55,14 @@ from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import Pause, PauseRules
 from f5_worker.text.normalize import NormalizedText
-from f5_worker.tts.chunking import StreamPacer, estimated_samples, first_piece_end, piece_end, plan_chunks
+from f5_worker.tts.chunking import (
+    StreamPacer,
+    estimated_samples,
+    first_piece_end,
+    max_piece_seconds,
+    piece_end,
+    plan_chunks,
+)
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import PendingSynthesis, SynthesisEngine, SynthesisParams, SynthesisResult
 from f5_worker.voices import VoiceStore
@@ -267,7 +274,7 @@ class SynthesizeAction:
         aligns = wants_alignment(request)
         retry_seeds = random.Random(seed)
         sample_rate = self.models.sample_rate
-        pacer = StreamPacer()
+        pacer = StreamPacer(max_piece_seconds(audio.BYTES_PER_SAMPLE[request.output_format], sample_rate))
         steps = _stream_steps(script, language, request.normalize, pacer)
         upcoming: deque[Pause | _Piece] = deque()  # cut, not yet sent: pauses, and at most one piece, sampling
 
@@ -544,7 +551,8 @@ def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bo
         i = 0
         while i < len(tokens):
             j = first_piece_end(item.written, tokens) if first else piece_end(
-                item.ref, item.written, item.speed, tokens, i, pacer.next_seconds(time.perf_counter(), item.ref.duration))
+                item.ref, item.written, item.speed, tokens, i, pacer.next_seconds(time.perf_counter(), item.ref.duration),
+                pacer.max_seconds)
             yield _Piece(item, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from f5_worker.tts.reference import PreparedReference
 
 # upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
+log = logging.getLogger(__name__)
+
 _SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
 
@@ -96,10 +99,18 @@ def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, h
 FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark within this many words ...
 FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
 SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chunk_frames): no such first piece
-PIECE_SECONDS = 12.0  # later pieces hold at most about this much speech: one item stays under RunPod's 1 MB as wav
-PIECE_GROWTH = 2.0  # a piece holds at least this many times the speech of the one before (up to PIECE_SECONDS)
+STREAM_ITEM_BYTES = 1_000_000  # RunPod takes a streamed item of at most 1 MB ...
+STREAM_ITEM_SHARE = 0.9  # ... of which a piece's audio and timings fill at most this share
+TIMINGS_BYTES_PER_S = 4_000  # a piece's words and chars as JSON, per second of speech, at the most
 PACE_MARGIN = 0.75  # a piece is sized to be ready once this share of the audio not yet played has played
 _CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
+
+
+def max_piece_seconds(bytes_per_sample: float, sample_rate: int) -> float:
+    """The most speech one streamed item carries: its audio, base64-encoded, and its timings stay under
+    RunPod's 1 MB (about 13 s as wav, pcm or flac, at 24 kHz; 47 s as mp3 or opus)."""
+    base64_per_s = bytes_per_sample * sample_rate * 4 / 3
+    return STREAM_ITEM_BYTES * STREAM_ITEM_SHARE / (base64_per_s + TIMINGS_BYTES_PER_S)
 
 
 def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
@@ -120,30 +131,42 @@ def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
 
 
 def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tuple[int, int]], start: int,
-              seconds: float) -> int:
+              seconds: float, max_seconds: float) -> int:
     """The end (a token index) of the streamed piece that starts at ``tokens[start]`` and holds about
-    ``seconds`` of speech: at least one word and ``SHORT_TEXT_BYTES``, at most ``PIECE_SECONDS`` and
-    upstream's chunk size, ending at a clause mark where one falls in its second half.
+    ``seconds`` of speech: at least one word and ``SHORT_TEXT_BYTES``, at most ``max_seconds`` and upstream's
+    chunk size, ending at a clause mark where one falls in its second half.
 
-    At full size, the rest of the text is shared evenly among the pieces it needs, so that a last piece of
-    a few words does not pay for the reference prompt on its own, nor leave the listener waiting on a
-    long piece after a short one.
+    At full size, the rest of the text is shared evenly among as few pieces as it needs (each pays for
+    the reference prompt, and a last piece of a few words after a long one would leave the listener
+    waiting), and a clause mark near the even share is preferred only where the rest still fits in as
+    few pieces.
     """
     per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
-    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * PIECE_SECONDS * speed)))
-    allowed = min(limit, max(SHORT_TEXT_BYTES, int(per_second * seconds * speed)))
-    rest = len(text[tokens[start][0]:tokens[-1][1]].encode("utf-8"))
-    if allowed == limit and rest > limit:
+    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * max_seconds * speed)))
+    wanted = min(limit, max(SHORT_TEXT_BYTES, int(per_second * seconds * speed)))
+    begin = tokens[start][0]
+
+    def size(j: int) -> int:  # bytes of the piece ending after tokens[j - 1]
+        return len(text[begin:tokens[j - 1][1]].encode("utf-8"))
+
+    rest = size(len(tokens))
+    if rest <= wanted:
+        return len(tokens)
+    top, lowest = wanted, wanted // 2
+    if wanted == limit:
         pieces_left = -(-rest // limit)
-        allowed = -(-rest // pieces_left)
-    j, last_clause = start + 1, None
-    while j < len(tokens) and len(text[tokens[start][0]:tokens[j][1]].encode("utf-8")) <= allowed:
-        if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]]):
-            last_clause = j
-        j += 1
-    if j < len(tokens) and last_clause is not None and last_clause - start >= (j - start) // 2:
-        j = last_clause
-    return j
+        wanted = -(-rest // pieces_left)
+        top, lowest = limit, max(wanted // 2, rest - (pieces_left - 1) * limit)
+    fitting = []
+    for j in range(start + 1, len(tokens) + 1):
+        if size(j) > top:
+            break
+        fitting.append(j)
+    if not fitting:  # one word longer than a piece: alone
+        return start + 1
+    fitting = [j for j in fitting if size(j) >= lowest] or fitting[-1:]
+    clause_ends = [j for j in fitting if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]])]
+    return min(clause_ends or fitting, key=lambda j: (abs(size(j) - wanted), -j))
 
 
 class StreamPacer:
@@ -154,13 +177,15 @@ class StreamPacer:
     sooner. The pacer sizes the next piece to fit the audio not yet played (times ``PACE_MARGIN``), given
     this stream's measured sampling time per second of frames (prompt included) and alignment time per
     second of speech. These are wall times, so the work of other jobs in flight slows them down alike.
-    Pieces never grow by less than ``PIECE_GROWTH``: where making speech is slower than speaking it,
-    playback waits whatever the size, and longer pieces make it wait less in all.
+    Where that is less than the piece before, the stream is falling behind (a slow machine, or a busy one:
+    the wait behind other jobs' work counts): playback will wait whatever the size, and waits least in
+    all with the fewest pieces, so the next one is full.
 
     Playback is taken to start when the first audio is handed out (``handed_out``), and to run without pause.
     """
 
-    def __init__(self):
+    def __init__(self, max_seconds: float):
+        self.max_seconds = max_seconds  # the most speech one piece holds (max_piece_seconds)
         self.made_s = 0.0  # audio made so far: pieces and pauses
         self.first_out: float | None = None  # when the first audio was handed out
         self.sampling_per_s: float | None = None  # wall seconds per second of frames sampled (prompt included)
@@ -184,10 +209,14 @@ class StreamPacer:
 
     def next_seconds(self, now: float, ref_seconds: float) -> float:
         """Speech the next piece, sampled with a reference of ``ref_seconds``, may hold."""
-        grown = self.last_s * PIECE_GROWTH
-        if self.sampling_per_s is None:
-            return min(PIECE_SECONDS, grown)
+        if self.sampling_per_s is None:  # a piece is cut once the one before has its audio: not reached
+            return self.max_seconds
         played = now - self.first_out if self.first_out is not None else 0.0
         left = self.made_s - played
         fits = (left * PACE_MARGIN - self.sampling_per_s * ref_seconds) / (self.sampling_per_s + self.aligning_per_s)
-        return min(PIECE_SECONDS, max(grown, fits))
+        log.debug("next piece: %.2f s of audio left to play, sampling %.3f s per s of frames, aligning %.3f s per s:"
+                  " fits %.2f s after a piece of %.2f s", left, self.sampling_per_s, self.aligning_per_s, fits,
+                  self.last_s)
+        if fits < self.last_s:  # falling behind: playback waits whatever the size, and waits least in all
+            return self.max_seconds  # with the fewest pieces
+        return min(self.max_seconds, fits)
