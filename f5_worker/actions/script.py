@@ -148,15 +148,15 @@ def _part(text: str, item: SpeechPart, source: VoiceSource, segment: int, speed:
 @dataclass(frozen=True)
 class ResolvedScript:
     """A synthesize job's script and what its stored voices decide, found once per job: worker.py picks the
-    model from it and hands it to the action, which speaks it. Parsing the script and reading the voices'
-    metadata (a GET each on a bucket) are done here only, so the model, the language and the references all
-    follow from the same reading, even when another worker replaces a voice meanwhile."""
+    model from it and hands it to the action, which speaks it. The script is parsed, and each voice's metadata
+    read (a GET on a bucket), here only, so the model, the language and the references all follow from one
+    reading, even when another worker replaces a voice meanwhile."""
 
     items: list[ScriptPart | Pause]  # the script: parts and pauses in the order they are heard
     parts: list[ScriptPart]  # its parts alone
     model: str | None  # the request's ``model``, else the first its voices keep; None: the default model
     language: str | None  # the request's ``language``, else the first its voices keep; None: guessed from the text
-    voice_infos: dict[str, VoiceInfo]  # the metadata read for ``model`` and ``language``, by voice name
+    voice_infos: dict[str, VoiceInfo]  # by name: each stored voice the parts speak (and ``voice``, where read)
 
 
 def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: int, voices: VoiceStore,
@@ -166,16 +166,18 @@ def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: 
     Each is the first its voices keep: the request's ``voice`` first, then each voice in the order it speaks
     (docs/api.md, "segments"). A job samples one model and reads its numbers in one language, so a script whose
     voices keep different ones takes the first; the request's ``model``/``language`` rule all. Each voice's
-    metadata is read once, and only as far into the script as it takes to find both. A voice that keeps a model
-    not in ``known_models`` (the worker's registry) is refused when it is found.
+    metadata is read once, in that order; the request's ``voice`` only where a part speaks it or it is needed
+    for the model or the language. A voice that keeps a model not in ``known_models`` (the worker's registry)
+    is refused as soon as it is read.
     """
     items = script_of(request, rules, max_segments)
     parts = [item for item in items if isinstance(item, ScriptPart)]
     model, language = request.model, request.language
+    sources = [p.source for p in parts]
+    if request.voice is not None and (model is None or language is None):
+        sources.insert(0, own_source(request))
     infos: dict[str, VoiceInfo] = {}
-    for source in ([own_source(request)] if request.voice is not None else []) + [p.source for p in parts]:
-        if model is not None and language is not None:
-            break
+    for source in sources:
         if source.voice is None or source.voice in infos:
             continue
         info = infos[source.voice] = voice_info(voices, source)

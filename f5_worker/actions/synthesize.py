@@ -165,7 +165,7 @@ class SynthesizeAction:
         return resolved.items, resolved.parts, language
 
     def load_voices(self, request: SynthesizeRequest, resolved: ResolvedScript) -> None:
-        """Each part's prepared reference, each voice loaded once, from the metadata already read where it was."""
+        """Each part's prepared reference, each voice loaded once, from the metadata the job has read."""
         loaded: dict[VoiceSource, PreparedReference] = {}
         for part in resolved.parts:
             if part.source not in loaded:
