@@ -43,7 +43,13 @@ from f5_worker.actions.script import (
     tag_voice_error,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
-from f5_worker.alignment.quality import GatedResult, align_audio, gate_rank, passes_gate, synthesize_until_aligned
+from f5_worker.alignment.quality import (
+    GatedResult,
+    align_audio,
+    kept_attempt,
+    passes_gate,
+    synthesize_until_aligned,
+)
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
@@ -213,12 +219,10 @@ class SynthesizeAction:
                     alignment = found[i].result()
                     align_ms += alignment.align_seconds * 1000
                     gated = GatedResult(current[i].wave, current[i].sample_rate, alignment, seed, attempt)
-                    mismatch = not passes_gate(current[i].wave, alignment)
-                    if (i not in kept or not mismatch
-                            or gate_rank(current[i].wave, alignment) > gate_rank(kept[i][1].wave, kept[i][1].alignment)):
+                    if kept_attempt(kept[i][1] if i in kept else None, gated) is gated:
                         kept[i] = (current[i], gated)
                     kept[i][1].retries = attempt
-                    if mismatch:
+                    if not passes_gate(current[i].wave, alignment):
                         failed.append(i)
                 pending = failed
                 if not pending or attempt == request.max_retries:
