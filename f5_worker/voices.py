@@ -411,7 +411,7 @@ class VoiceStore:
     def load(self, name: str, field: str = "voice", info: VoiceInfo | None = None) -> StoredVoice:
         """The voice's audio and text; served from memory while its version is unchanged.
 
-        ``info``: the voice's metadata where the job has read it already (``info``), so a job reads it once;
+        ``info``: the voice's metadata where the job has read it already (``VoiceStore.info``), so a job reads it once;
         it is read again only if the audio it names is gone (the voice was replaced in between)."""
         for _attempt in range(3):
             info = info if info is not None else self.info(name, field)

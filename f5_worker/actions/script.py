@@ -180,7 +180,7 @@ def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: 
     for source in sources:
         if source.voice is None or source.voice in infos:
             continue
-        info = infos[source.voice] = voice_info(voices, source)
+        info = infos[source.voice] = _voice_info(voices, source)
         if model is None and info.model:
             model = info.model
             if model not in known_models:
@@ -190,7 +190,7 @@ def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: 
     return ResolvedScript(items, parts, model, language, infos)
 
 
-def voice_info(voices: VoiceStore, source: VoiceSource) -> VoiceInfo:
+def _voice_info(voices: VoiceStore, source: VoiceSource) -> VoiceInfo:
     """The metadata of ``source``'s stored voice; the errors name the field or the tag that gave the voice."""
     try:
         return voices.info(source.voice, source.prefix + "voice")

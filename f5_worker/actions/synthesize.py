@@ -84,7 +84,7 @@ class SynthesizeAction:
                                                            keep_seconds=settings.ref_audio_keep_seconds)
 
     def __call__(self, request: SynthesizeRequest, resolved: ResolvedScript, job_id: str | None = None) -> dict:
-        """The job's result; ``resolved``: its script, model and language (script.resolve_script), this model's."""
+        """The job's result. ``resolved``: its script, model and language (script.resolve_script); the model is this one."""
         started = time.perf_counter()
         timing: dict[str, float] = {}
         script, parts, language = self.script_with_voices(request, resolved, timing)
