@@ -12,8 +12,9 @@ objects under ``voices/<name>/``:
   atomic PUT/rename, so readers see the old voice or the new one, never a mix.
 
 Prepared references (what the engine derives from the audio) are cached in
-memory per voice *version*; every use re-reads the small metadata object, so
-a voice replaced or deleted by another worker is noticed at once.
+memory per voice *version*; every job re-reads the small metadata object (once:
+a job that has read it hands it to ``load``), so a voice replaced or deleted by
+another worker is noticed at once.
 """
 
 from __future__ import annotations
@@ -407,10 +408,13 @@ class VoiceStore:
                 out.append(info)
         return sorted(out, key=lambda v: v.name)
 
-    def load(self, name: str, field: str = "voice") -> StoredVoice:
-        """The voice's audio and text; served from memory while its version is unchanged."""
+    def load(self, name: str, field: str = "voice", info: VoiceInfo | None = None) -> StoredVoice:
+        """The voice's audio and text; served from memory while its version is unchanged.
+
+        ``info``: the voice's metadata where the job has read it already (``VoiceStore.info``), so a job reads it once;
+        it is read again only if the audio it names is gone (the voice was replaced in between)."""
         for _attempt in range(3):
-            info = self.info(name, field)
+            info = info if info is not None else self.info(name, field)
             with self._lock:
                 cached = self._voices.get(name)
                 if cached is not None and cached.info.version == info.version:
@@ -419,7 +423,8 @@ class VoiceStore:
             try:
                 data = self.storage.get(info.audio_key)
             except NotFound:
-                continue  # replaced between reading metadata and audio: read the new metadata
+                info = None  # replaced between reading metadata and audio: read the new metadata
+                continue
             except StorageError as exc:
                 raise self._storage_error(exc, f"could not load voice {name!r}") from None
             try:  # the stored audio is checked like any input: another tool may have replaced it
@@ -439,14 +444,16 @@ class VoiceStore:
             return voice
         raise _damaged(field, name, "audio (missing)")
 
-    def prepared(self, name: str, variant: Hashable, build: Callable[[StoredVoice], Any], field: str = "voice") -> Any:
-        """``build(voice)`` computed once per voice version and ``variant`` (e.g. the job's target RMS).
+    def prepared(self, name: str, variant: Hashable, build: Callable[[StoredVoice], Any], field: str = "voice",
+                 info: VoiceInfo | None = None) -> Any:
+        """``build(voice)`` computed once per voice version and ``variant`` (e.g. the job's target RMS);
+        ``info`` as for ``load``.
 
         At most ``PREPARED_PER_VOICE`` × ``cache_size`` are kept in all, least recently used
         out first: a variant is any float a caller sends, and each one holds a prepared
         reference (its mel on the GPU once sampled), so they must not pile up.
         """
-        voice = self.load(name, field)
+        voice = self.load(name, field, info)
         key = (name, voice.info.version, variant)
         with self._lock:
             if key in self._prepared:

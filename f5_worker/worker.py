@@ -20,7 +20,7 @@ from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.models import ListModelsAction
-from f5_worker.actions.script import ScriptPart, kept_by_voices, script_of
+from f5_worker.actions.script import ResolvedScript, resolve_script
 from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
@@ -72,6 +72,7 @@ class Worker:
             keep_seconds=settings.ref_audio_keep_seconds,
             max_input_seconds=settings.max_ref_audio_seconds,
         )
+        self.pause_rules = PauseRules.of(settings)
         self.downloads = DownloadLimits(settings.max_download_bytes, settings.download_timeout_s)
         self.references = ReferencePreparer(max_input_seconds=settings.max_ref_audio_seconds,
                                             keep_seconds=settings.ref_audio_keep_seconds)
@@ -108,27 +109,20 @@ class Worker:
                                 references=self.references,
                                 model_languages=tuple(entry.languages) if entry is not None else ())
 
-    def _synthesis_for(self, request: schema.SynthesizeRequest) -> SynthesizeAction:
-        """The synthesize action on the model the job asks for: its ``model``, else the model its voices keep
-        (its ``voice``'s, else the first in its script that keeps one: ``kept_by_voices``), else the default
-        (loaded here when it is not yet)."""
-        name = request.model
-        if name is None:
-            parts = [p for p in script_of(request, PauseRules.of(self.settings), self.settings.max_segments)
-                     if isinstance(p, ScriptPart)]
-            kept = kept_by_voices(request, parts, self.voices, "model")
-            if kept is not None:
-                name, source = kept
-                if name not in self.registry.entries:
-                    problem = (f"voice {source.voice!r} was made for model {name!r}, which this worker does not "
-                               f"have; give model (one of {', '.join(self.registry.names())})")
-                    raise (JobError("text", f"{problem} (at character {source.tag_at})") if source.tag_at is not None
-                           else JobError(source.prefix + "voice", problem))
-        engine = self.pool.engine(name)
-        return self.synthesize if engine is self.engine else self._synthesize_action(engine)
+    def _synthesis_for(self, request: schema.SynthesizeRequest) -> tuple[SynthesizeAction, ResolvedScript]:
+        """The job's script resolved (script.resolve_script: parsed, and its voices' metadata read, once), and
+        the synthesize action on the model it names: the job's ``model``, else the model its voices keep, else
+        the default (loaded here when it is not yet)."""
+        if request.model is not None:
+            self.registry.entry(request.model)  # a name this worker lacks is refused before any voice is read
+        resolved = resolve_script(request, self.pause_rules, self.settings.max_segments, self.voices,
+                                  self.registry.names())
+        engine = self.pool.engine(resolved.model)
+        return (self.synthesize if engine is self.engine else self._synthesize_action(engine)), resolved
 
     def _synthesize_job(self, request: schema.SynthesizeRequest, job_id: str | None = None) -> dict:
-        return self._synthesis_for(request)(request, job_id)
+        action, resolved = self._synthesis_for(request)
+        return action(request, resolved, job_id)
 
     def _check_storage(self) -> None:
         """The bucket is checked once at start-up (docs/storage.md); a bad one is reported, not fatal."""
@@ -236,7 +230,8 @@ class Worker:
                 if not self.settings.streaming:
                     raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
                                              "(every result is then a list), or leave stream out")
-                yield from self._synthesis_for(request).stream(request, job_id)
+                action, resolved = self._synthesis_for(request)
+                yield from action.stream(request, resolved, job_id)
             else:
                 yield self.actions[request.action](request, job_id)
         except JobError as exc:

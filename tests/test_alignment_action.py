@@ -10,6 +10,8 @@ import pysubs2
 import pytest
 import soundfile as sf
 import webvtt
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
 from f5_worker.actions.align import AlignAction
@@ -219,6 +221,26 @@ def test_quality_gate_never_accepts_silence_however_the_aligner_scores_it():
     assert aligner.results[1].score > aligner.results[2].score  # by score alone, silence would be kept
     only_silence = synthesize_until_aligned(lambda seed: (silence, sr), aligner, text, seed=1, max_retries=1)
     assert only_silence.retries == 1
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0.0, 1.0)), min_size=1, max_size=6))
+def test_the_attempt_kept_is_the_first_that_passes_else_the_best_ranked(attempts):
+    """``kept_attempt`` folded over attempts (sound or silence, a score) keeps the first that passes the gate,
+    else the first of the best: any sound above silence, then the highest score."""
+    from f5_worker.alignment.quality import MISMATCH_SCORE, GatedResult, kept_attempt
+    from f5_worker.alignment.types import Alignment
+
+    sound, silence = np.full(240, 0.1, dtype=np.float32), np.zeros(240, dtype=np.float32)
+    tried = [GatedResult(sound if loud else silence, 24000, Alignment([], [], score, "sphinx", False), n, n)
+             for n, (loud, score) in enumerate(attempts)]
+    kept = None
+    for attempt in tried:
+        kept = kept_attempt(kept, attempt)
+        if attempt.wave is sound and attempt.alignment.score >= MISMATCH_SCORE:
+            break
+    passing = [a for a, (loud, score) in zip(tried, attempts) if loud and score >= MISMATCH_SCORE]
+    best = max((loud, score) for loud, score in attempts)
+    assert kept is (passing[0] if passing else tried[attempts.index(best)])
 
 
 def test_quality_gate_accepts_a_good_first_attempt():

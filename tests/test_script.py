@@ -405,3 +405,62 @@ def test_two_voices_given_as_audio_are_two_speakers_in_words_and_captions(worker
     dialogue_styles = re.findall(r"^Dialogue: (?:[^,]*,){3}([^,]*),\1,", captions["ass"], re.M)
     assert {"ref", "ref2"} <= styles and dialogue_styles[0] == "ref" and "ref2" in dialogue_styles
     assert "ref: Hello" in captions["srt"] and "ref2: Hi" in captions["srt"] and "ref: Bye" in captions["srt"]
+
+
+# -- the model and the language a script's stored voices keep --------------------------------------
+
+
+def test_the_first_voices_that_keep_a_model_and_a_language_decide_each_read_once(tmp_path):
+    """``resolve_script`` through a real voice store: the request's ``voice`` first, then the voices in the
+    order they speak; each voice's metadata read once, for the model, the language and the references."""
+    from collections import Counter
+
+    from f5_worker.actions.script import resolve_script
+    from f5_worker.errors import JobError
+    from f5_worker.schema import parse_job
+    from f5_worker.storage.local import LocalStorage
+    from f5_worker.voices import VoiceStore
+
+    store = VoiceStore(LocalStorage(tmp_path))
+    wav = DEFAULT_VOICE_WAV.read_bytes()
+    for name, kept in {"plain": {}, "french": {"language": "fr"}, "frmodel": {"model": "tiny-fr", "language": "de"},
+                       "tiny": {"model": "tiny"}, "gone": {"model": "gone"}}.items():
+        store.save(name, wav, ref_text=DEFAULT_VOICE_TEXT, **kept)
+    reads: Counter = Counter()
+    read = store.info
+
+    def counted(name, field="name"):
+        reads[name] += 1
+        return read(name, field)
+
+    store.info = counted  # counts the reads; the store answers them
+
+    def resolve(**job):
+        reads.clear()
+        return resolve_script(parse_job(job), PauseRules.of(Settings()), 50, store, ["tiny", "tiny-fr"])
+
+    spoken = [{"voice": v, "text": "Hi."} for v in ("plain", "french", "plain", "frmodel", "tiny")]
+    resolved = resolve(segments=spoken)
+    assert (resolved.model, resolved.language) == ("tiny-fr", "fr")
+    assert reads == {"plain": 1, "french": 1, "frmodel": 1, "tiny": 1} and set(resolved.voice_infos) == set(reads)
+    assert len(resolved.parts) == 5 and resolved.items == resolved.parts
+    resolved = resolve(text="Hi. [voice:french] Salut. [voice:frmodel] Hallo.", voice="tiny")
+    assert (resolved.model, resolved.language) == ("tiny", "fr") and reads == {"tiny": 1, "french": 1, "frmodel": 1}
+    # the request's voice is read for what it keeps, or where a part speaks it
+    resolved = resolve(text="[voice:french] Salut.", voice="tiny", model="tiny-fr", language="en")
+    assert (resolved.model, resolved.language, reads) == ("tiny-fr", "en", {"french": 1})
+    resolved = resolve(text="[voice:french] Salut.", voice="tiny", model="tiny-fr")
+    assert (resolved.model, resolved.language, reads) == ("tiny-fr", "fr", {"tiny": 1, "french": 1})
+    resolved = resolve(text="Hi. [pause] Bye.", language="de")
+    assert (resolved.model, resolved.language, len(resolved.items), reads) == (None, "de", 3, Counter())
+    # a kept model this worker lacks is refused where the voice was named; so is a voice that is not there
+    made_for = "voice 'gone' was made for model 'gone', which this worker does not have; give model (one of tiny, tiny-fr)"
+    with pytest.raises(JobError) as refused:
+        resolve(segments=[{"voice": "plain", "text": "Hi."}, {"voice": "gone", "text": "Hi."}])
+    assert str(refused.value) == f"segments.1.voice: {made_for}"
+    with pytest.raises(JobError) as refused:
+        resolve(text="Hi. [voice:gone] Bye.")
+    assert str(refused.value) == f"text: {made_for} (at character 4)"
+    with pytest.raises(JobError) as refused:
+        resolve(text="Hi. [voice:nobody] Bye.", voice="plain")
+    assert str(refused.value) == "text: unknown voice 'nobody' at character 4"

@@ -8,6 +8,7 @@ import io
 import json
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -110,6 +111,39 @@ def test_replaced_voice_is_used_at_once(voice_worker):
     after = synth(w, voice="anna")
     assert after["audio_base64"] != before["audio_base64"]
     assert w.voices.cached_versions()["anna"] == replaced["voice"]["version"]
+
+
+@pytest.mark.parametrize("store", ["volume", "bucket"])
+def test_a_job_reads_each_voice_once(request, make_worker, no_bucket_env, store):
+    """A job of two stored voices reads each one's metadata once (one GET on a bucket), though its model, its
+    language and its references all come from it, streamed or not; a later job reads it again (a voice
+    replaced meanwhile is noticed) and its audio no more (cached per version). Counted at the real store."""
+    if store == "bucket":
+        request.getfixturevalue("bucket_env")
+    w = make_worker(streaming=True)
+    upload(w, "anna")
+    upload(w, "bob", language="en")  # read for the language; anna keeps neither, so she is read for both
+    storage = w.voices.storage
+    gets: Counter = Counter()
+    get = storage.get
+
+    def counted(key: str) -> bytes:
+        gets[key] += 1
+        return get(key)
+
+    storage.get = counted  # counts the reads; the store answers them
+    script = [{"voice": "anna", "text": "Hello there."}, {"voice": "bob", "text": "Hi."},
+              {"voice": "anna", "text": "Bye now."}]
+    meta = {"voices/anna/voice.json": 1, "voices/bob/voice.json": 1}
+    first = synth(w, text=None, segments=script, max_retries=0)
+    assert "error" not in first and first["language"] == "en" and first["words"], first
+    audio_keys = {k for k in gets if not k.endswith("voice.json")}
+    assert gets == meta | dict.fromkeys(audio_keys, 1) and len(audio_keys) == 2, gets
+    for job in ({"max_retries": 0}, {"max_retries": 0, "stream": True}):
+        gets.clear()
+        out = synth(w, text=None, segments=script, **job)
+        assert "error" not in (out[-1] if isinstance(out, list) else out), out
+        assert gets == meta, (job, gets)
 
 
 @pytest.mark.parametrize("job, error", [

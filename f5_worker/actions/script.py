@@ -13,6 +13,7 @@ all of them and checked once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,6 +30,7 @@ from f5_worker.text.normalize import NormalizedText, normalize, written_timings
 from f5_worker.tts.chunking import plan_chunks
 from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
+from f5_worker.voices import VoiceInfo, VoiceStore
 
 MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
@@ -170,29 +172,67 @@ def _part(text: str, item: SpeechPart, source: VoiceSource, segment: int, speed:
     return ScriptPart(text[item.char_start:item.char_end], item.char_start, source, segment, speed)
 
 
-def kept_by_voices(request: SynthesizeRequest, parts: list[ScriptPart], voices, attribute: str
-                   ) -> tuple[str, VoiceSource] | None:
-    """What the script's stored voices keep as ``attribute`` ("model" or "language"), and the voice that
-    keeps it: the first that keeps one, the request's ``voice`` first, then each voice in the order it
-    speaks (docs/api.md, "segments"). A job samples one model and reads its numbers in one language, so a
-    script whose voices keep different ones takes the first; the request's ``model``/``language`` rule all.
-    ``voices`` is the voice store (``info(name, field)``)."""
-    sources = ([own_source(request)] if request.voice is not None else []) + [p.source for p in parts]
-    seen: set[str] = set()
+@dataclass(frozen=True)
+class ResolvedScript:
+    """A synthesize job's script and what its stored voices decide, found once per job: worker.py picks the
+    model from it and hands it to the action, which speaks it. The script is parsed, and each voice's metadata
+    read (a GET on a bucket), here only, so the model, the language and the references all follow from one
+    reading, even when another worker replaces a voice meanwhile."""
+
+    items: list[ScriptPart | Pause]  # the script: parts and pauses in the order they are heard
+    parts: list[ScriptPart]  # its parts alone
+    model: str | None  # the request's ``model``, else the first its voices keep; None: the default model
+    language: str | None  # the request's ``language``, else the first its voices keep; None: guessed from the text
+    voice_infos: dict[str, VoiceInfo]  # by name: each stored voice the parts speak (and ``voice``, where read)
+
+
+def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: int, voices: VoiceStore,
+                   known_models: Sequence[str]) -> ResolvedScript:
+    """The request's script, and the model and language its stored voices keep where the request names none.
+
+    Each is the first its voices keep: the request's ``voice`` first, then each voice in the order it speaks
+    (docs/api.md, "segments"). A job samples one model and reads its numbers in one language, so a script whose
+    voices keep different ones takes the first; the request's ``model``/``language`` rule all. Each voice's
+    metadata is read once, in that order; the request's ``voice`` only where a part speaks it or it is needed
+    for the model or the language. A voice that keeps a model not in ``known_models`` (the worker's registry)
+    is refused as soon as it is read.
+    """
+    items = script_of(request, rules, max_segments)
+    parts = [item for item in items if isinstance(item, ScriptPart)]
+    model, language = request.model, request.language
+    sources = [p.source for p in parts]
+    if request.voice is not None and (model is None or language is None):
+        sources.insert(0, own_source(request))
+    infos: dict[str, VoiceInfo] = {}
     for source in sources:
-        if source.voice is None or source.voice in seen:
+        if source.voice is None or source.voice in infos:
             continue
-        seen.add(source.voice)
-        try:
-            info = voices.info(source.voice, source.prefix + "voice")
-        except JobError as exc:
-            if source.tag_at is None:
-                raise
-            raise tag_voice_error(exc, source) from None
-        value = getattr(info, attribute)
-        if value:
-            return value, source
-    return None
+        info = infos[source.voice] = _voice_info(voices, source)
+        if model is None and info.model:
+            model = info.model
+            if model not in known_models:
+                raise _unknown_model_error(source, model, known_models)
+        if language is None and info.language:
+            language = info.language
+    return ResolvedScript(items, parts, model, language, infos)
+
+
+def _voice_info(voices: VoiceStore, source: VoiceSource) -> VoiceInfo:
+    """The metadata of ``source``'s stored voice; the errors name the field or the tag that gave the voice."""
+    try:
+        return voices.info(source.voice, source.prefix + "voice")
+    except JobError as exc:
+        if source.tag_at is None:
+            raise
+        raise tag_voice_error(exc, source) from None
+
+
+def _unknown_model_error(source: VoiceSource, model: str, known_models: Sequence[str]) -> JobError:
+    problem = (f"voice {source.voice!r} was made for model {model!r}, which this worker does not have; "
+               f"give model (one of {', '.join(known_models)})")
+    if source.tag_at is not None:
+        return JobError("text", f"{problem} (at character {source.tag_at})")
+    return JobError(source.prefix + "voice", problem)
 
 
 def tag_voice_error(exc: JobError, source: VoiceSource) -> JobError:

@@ -32,20 +32,25 @@ import numpy as np
 from f5_worker import audio, delivery, progress, stopping
 from f5_worker.actions.script import (
     MAX_PARALLEL_PARTS,
+    ResolvedScript,
     ScriptPart,
     VoiceSource,
     as_written,
     fit_duration,
     has_voices,
     join_script,
-    kept_by_voices,
-    script_of,
     shifted,
     spoken_text,
     tag_voice_error,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
-from f5_worker.alignment.quality import GatedResult, align_audio, gate_rank, passes_gate, synthesize_until_aligned
+from f5_worker.alignment.quality import (
+    GatedResult,
+    align_audio,
+    kept_attempt,
+    passes_gate,
+    synthesize_until_aligned,
+)
 from f5_worker.alignment.textnorm import guess_language, tokenize
 from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
@@ -53,7 +58,7 @@ from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
-from f5_worker.text.markup import Pause, PauseRules
+from f5_worker.text.markup import Pause
 from f5_worker.text.normalize import NormalizedText
 from f5_worker.tts.chunking import (
     StreamPacer,
@@ -65,7 +70,7 @@ from f5_worker.tts.chunking import (
 )
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
 from f5_worker.tts.sampler import PendingSynthesis, SynthesisEngine, SynthesisParams, SynthesisResult
-from f5_worker.voices import VoiceStore
+from f5_worker.voices import VoiceInfo, VoiceStore
 
 MAX_RANDOM_SEED = 2**31 - 1  # seeds drawn for jobs that give none
 EDGE_FADE_S = 0.01  # each streamed piece fades in and out over this long, so pieces joined end to end meet at zero
@@ -77,7 +82,6 @@ class SynthesizeAction:
                  model_languages: tuple[str, ...] = ()):
         self.settings = settings
         self.model_languages = model_languages  # the model's registry entry: what it was trained to speak
-        self.pause_rules = PauseRules.of(settings)
         self.downloads = downloads
         self.engine = engine
         self.models = engine.models
@@ -87,10 +91,11 @@ class SynthesizeAction:
         self.references = references or ReferencePreparer(max_input_seconds=settings.max_ref_audio_seconds,
                                                            keep_seconds=settings.ref_audio_keep_seconds)
 
-    def __call__(self, request: SynthesizeRequest, job_id: str | None = None) -> dict:
+    def __call__(self, request: SynthesizeRequest, resolved: ResolvedScript, job_id: str | None = None) -> dict:
+        """The job's result. ``resolved``: its script, model and language (script.resolve_script); the model is this one."""
         started = time.perf_counter()
         timing: dict[str, float] = {}
-        script, parts, language = self.script_with_voices(request, timing)
+        script, parts, language = self.script_with_voices(request, resolved, timing)
         spoken = [spoken_text(part.written, language, request.normalize) for part in parts]
         sample_rate = self.models.sample_rate
         pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
@@ -164,24 +169,23 @@ class SynthesizeAction:
             audio_bytes=encoded, audio_format=request.output_format, audio_content_type=out["content_type"],
         )
 
-    def script_with_voices(self, request: SynthesizeRequest, timing: dict[str, float]
+    def script_with_voices(self, request: SynthesizeRequest, resolved: ResolvedScript, timing: dict[str, float]
                            ) -> tuple[list[ScriptPart | Pause], list[ScriptPart], str]:
         """The job's script, its parts with their voices loaded (the time it took in ``timing``), and its language."""
-        script = script_of(request, self.pause_rules, self.settings.max_segments)
-        parts = [item for item in script if isinstance(item, ScriptPart)]
-        language = self.language_for(request, parts)
+        language = self.language_for(resolved)
         t0 = time.perf_counter()
-        self.load_voices(request, parts)
+        self.load_voices(request, resolved)
         timing["reference_ms"] = (time.perf_counter() - t0) * 1000
-        return script, parts, language
+        return resolved.items, resolved.parts, language
 
-    def load_voices(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> None:
-        """Each part's prepared reference, each voice loaded once."""
+    def load_voices(self, request: SynthesizeRequest, resolved: ResolvedScript) -> None:
+        """Each part's prepared reference, each voice loaded once, from the metadata the job has read."""
         loaded: dict[VoiceSource, PreparedReference] = {}
-        for part in parts:
+        for part in resolved.parts:
             if part.source not in loaded:
                 try:
-                    loaded[part.source] = self.reference_for(part.source, request.target_rms, part.source.prefix)
+                    loaded[part.source] = self.reference_for(part.source, request.target_rms, part.source.prefix,
+                                                             resolved.voice_infos.get(part.source.voice))
                 except JobError as exc:
                     if part.source.tag_at is None:
                         raise
@@ -223,12 +227,10 @@ class SynthesizeAction:
                     alignment = found[i].result()
                     align_ms += alignment.align_seconds * 1000
                     gated = GatedResult(current[i].wave, current[i].sample_rate, alignment, seed, attempt)
-                    mismatch = not passes_gate(current[i].wave, alignment)
-                    if (i not in kept or not mismatch
-                            or gate_rank(current[i].wave, alignment) > gate_rank(kept[i][1].wave, kept[i][1].alignment)):
+                    if kept_attempt(kept[i][1] if i in kept else None, gated) is gated:
                         kept[i] = (current[i], gated)
                     kept[i][1].retries = attempt
-                    if mismatch:
+                    if not passes_gate(current[i].wave, alignment):
                         failed.append(i)
                 pending = failed
                 if not pending or attempt == request.max_retries:
@@ -244,7 +246,8 @@ class SynthesizeAction:
                                         alignment=align_ms, retries=retries_ms)
         return outcomes
 
-    def stream(self, request: SynthesizeRequest, job_id: str | None = None) -> Iterator[dict]:
+    def stream(self, request: SynthesizeRequest, resolved: ResolvedScript, job_id: str | None = None
+               ) -> Iterator[dict]:
         """The items of a streamed job: one per piece of the text, as soon as it is made, then ``done``.
 
         Pieces are cut between words (tts/chunking.piece_end), so every word is timed in exactly one item.
@@ -262,7 +265,7 @@ class SynthesizeAction:
         if request.output == "bucket":  # refused before any work when there is no bucket
             delivery.plan_output("bucket", estimated_bytes=0, stores=self.stores,
                                  max_inline_bytes=self.settings.max_inline_bytes)
-        script, parts, language = self.script_with_voices(request, timing)
+        script, parts, language = self.script_with_voices(request, resolved, timing)
         labelled = has_voices(request, parts)
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -448,34 +451,32 @@ class SynthesizeAction:
         result.timing_ms["retries"] = sum(t.get("synthesis", 0) + t.get("vocoding", 0) for t in spent)
         return result, gated
 
-    def language_for(self, request: SynthesizeRequest, parts: list[ScriptPart]) -> str:
+    def language_for(self, resolved: ResolvedScript) -> str:
         """The language that chooses the normaliser and the aligner: as the job says, else the one its voices
-        keep (its ``voice``'s, else the first in its script that keeps one: ``kept_by_voices``), else
-        guessed from the words to speak (``parts``: tags such as ``[voice:anna]`` are no Latin text). The
-        guess only tells scripts apart (Latin script reads as English), so where the model speaks one
-        language and it is not the guess, the model's language is the better one."""
-        if request.language:
-            return request.language
-        kept = kept_by_voices(request, parts, self.voices, "language")
-        if kept is not None:
-            return kept[0]
-        guess = guess_language(" ".join(part.written for part in parts))
+        keep (``resolved.language``), else guessed from the words to speak (the parts: tags such as
+        ``[voice:anna]`` are no Latin text). The guess only tells scripts apart (Latin script reads as
+        English), so where the model speaks one language and it is not the guess, the model's language is
+        the better one."""
+        if resolved.language:
+            return resolved.language
+        guess = guess_language(" ".join(part.written for part in resolved.parts))
         spoken = [tag.lower().split("-")[0] for tag in self.model_languages]
         if len(spoken) == 1 and guess.split("-")[0] != spoken[0]:
             return self.model_languages[0]
         return guess
 
     def reference_for(self, source: ReferenceAudio | VoiceSource, target_rms: float | None = None,
-                      prefix: str = "") -> PreparedReference:
+                      prefix: str = "", info: VoiceInfo | None = None) -> PreparedReference:
         """The prepared reference for a voice: a stored voice, audio sent with the job, or the default voice.
-        ``prefix`` places the source's fields in the request, for errors (``segments.1.``)."""
+        ``prefix`` places the source's fields in the request, for errors (``segments.1.``); ``info``: the stored
+        voice's metadata where the job has read it already (VoiceStore.load)."""
         target_rms = getattr(source, "target_rms", 0.1) if target_rms is None else target_rms
         if source.voice is not None:
             return self.voices.prepared(
                 source.voice, target_rms,
                 lambda v: prepare_reference(v.wave, v.sample_rate, v.info.ref_text, target_rms=target_rms,
                                             keep_seconds=self.settings.ref_audio_keep_seconds),
-                field=prefix + "voice",
+                field=prefix + "voice", info=info,
             )
         if source.ref_audio_url is not None or source.ref_audio_base64 is not None:
             data, field = self.downloads.audio(source.ref_audio_url, source.ref_audio_base64,

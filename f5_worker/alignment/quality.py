@@ -87,6 +87,15 @@ class GatedResult:
     retries: int  # attempts after the first
 
 
+def kept_attempt(kept: GatedResult | None, attempt: GatedResult) -> GatedResult:
+    """The attempt to keep of the one kept so far (None before the first) and a new one: the new one when it
+    passes the gate or ranks above (``gate_rank``). One rule for a single text's retries and for a script's
+    parts re-sampled in rounds, so both keep the same attempt."""
+    if kept is None or passes_gate(attempt.wave, attempt.alignment):
+        return attempt
+    return attempt if gate_rank(attempt.wave, attempt.alignment) > gate_rank(kept.wave, kept.alignment) else kept
+
+
 def synthesize_until_aligned(
     attempt: Callable[[int], tuple[np.ndarray, int]],
     aligner: Aligner,
@@ -106,16 +115,11 @@ def synthesize_until_aligned(
     """
     new_seed = new_seed or (lambda: random.randint(0, 2**31 - 1))
     best: GatedResult | None = None
-    best_rank = (False, 0.0)
     for n in range(max_retries + 1):
         wave, sample_rate = attempt(seed)
         alignment = align_audio(aligner, wave, sample_rate, text, language=language)
-        current = GatedResult(wave, sample_rate, alignment, seed, n)
-        rank = gate_rank(wave, alignment)
-        if best is None or rank > best_rank:
-            best, best_rank = current, rank
+        best = kept_attempt(best, GatedResult(wave, sample_rate, alignment, seed, n))
         if passes_gate(wave, alignment):
-            best = current
             break
         seed = new_seed()
     best.retries = n
