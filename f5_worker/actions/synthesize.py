@@ -535,25 +535,36 @@ def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bo
                   ) -> Iterator[Pause | _Piece]:
     """A streamed job's pauses and pieces, each piece cut only when asked for, so that its size follows what
     the stream has measured by then. Each part is said once, as the unstreamed job says it, and pieces never
-    cut inside one reading (``uncut_spans``)."""
-    first = True
+    cut inside one reading (``uncut_spans``). The parts are read here, before the first item: a text that
+    cannot be read fails the job before any audio is sent, not in the middle of the stream."""
+    plan: list[Pause | tuple[ScriptPart, NormalizedText, list[tuple[int, int]]]] = []
     for item in script:
         if isinstance(item, Pause):
             if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
-                yield item
+                plan.append(item)
             continue
         said = spoken_text(item.written, language, normalize)
-        tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+        plan.append((item, said, said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])))
+    return _cut_lazily(plan, pacer)
+
+
+def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
+    first = True
+    for step in plan:
+        if isinstance(step, Pause):
+            yield step
+            continue
+        part, said, tokens = step
         if not tokens:
-            if item.written.strip():
-                yield _Piece(item, said, 0, len(item.written), first)
+            if part.written.strip():
+                yield _Piece(part, said, 0, len(part.written), first)
                 first = False
             continue
         i = 0
         while i < len(tokens):
-            j = first_piece_end(item.written, tokens) if first else piece_end(
-                item.ref, item.written, item.speed, tokens, i, pacer.next_seconds(time.perf_counter(), item.ref.duration),
-                pacer.max_seconds)
-            yield _Piece(item, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
+            j = first_piece_end(part.written, tokens) if first else piece_end(
+                part.ref, part.written, part.speed, tokens, i,
+                pacer.next_seconds(time.perf_counter(), part.ref.duration), pacer.max_seconds)
+            yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j
