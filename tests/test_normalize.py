@@ -220,6 +220,16 @@ def test_card_numbers_leave_phones_dates_ranges_and_lists_of_years_as_they_were(
     assert normalize(written, "en").spoken == spoken
 
 
+@pytest.mark.parametrize(("lang", "written", "spoken"), [
+    ("fr", "en 1:21:21, à 21:00", "en une heure vingt et une minutes et vingt et une secondes, à vingt et une heures"),
+    ("es", "en 21:21:00 y 21 £", "en veintiuna horas y veintiún minutos y veintiuna libras"),
+    ("pt", "em 22:00:00, às 2:00 e 1:00, 22 £", "em vinte e duas horas, às duas horas e uma hora, vinte e duas libras"),
+])
+def test_the_last_word_of_a_number_agrees_with_the_noun_after_it(lang, written, spoken):
+    """Not only "one": "vingt et une heures", "veintiún minutos", "vinte e duas horas"."""
+    assert normalize(written, lang).spoken == spoken
+
+
 def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"

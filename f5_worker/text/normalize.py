@@ -523,12 +523,13 @@ class _Scanner:
         if hour > 24 or (m.group(2) is None and self.lang != "fr"):
             return None
         h = say_number(str(hour), self.lang)
-        if hour == 1 and self.lang == "fr":
-            h = "une"
+        if self.lang in ("fr", "pt"):  # the hours agree: une heure, vingt et une heures, duas horas
+            h = before_noun(h, rules.time_units[0][hour != 1], self.lang)
         said = (rules.clock_full_hour.format(h=h) if minute == 0
                 else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
-        if self.lang == "fr" and hour <= 1:
-            said = said.replace("heures", "heure")
+        if (self.lang == "fr" and hour <= 1) or (self.lang == "pt" and hour == 1):
+            one, many = rules.time_units[0]
+            said = said.replace(many, one)  # une heure, zéro heure, uma hora
         return [(m.start(), m.end(), said)]
 
     def _phone(self, pos: int) -> list[_Edit] | None:
