@@ -230,6 +230,12 @@ def test_the_last_word_of_a_number_agrees_with_the_noun_after_it(lang, written, 
     assert normalize(written, lang).spoken == spoken
 
 
+def test_a_german_time_with_seconds_and_uhr_is_a_time_of_day():
+    """"9:05:30 Uhr" is read as a clock, not as a duration with "Uhr" left after it."""
+    assert normalize("Um 9:05:30 Uhr beginnt es, um 12:00:01 Uhr endet es.", "de").spoken == \
+        "Um neun Uhr fünf und dreißig Sekunden beginnt es, um zwölf Uhr und eine Sekunde endet es."
+
+
 def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"
