@@ -236,6 +236,12 @@ def test_a_german_time_with_seconds_and_uhr_is_a_time_of_day():
         "Um neun Uhr fünf und dreißig Sekunden beginnt es, um zwölf Uhr und eine Sekunde endet es."
 
 
+@pytest.mark.parametrize("written", ["at 10:30:15pm.", "at 10:30:15PM, then", "at 10:30:15 pm", "at 10:30:15p.m."])
+def test_seconds_with_am_or_pm_glued_are_read_like_those_written_apart(written):
+    said = normalize(written, "en").spoken
+    assert said.startswith("at ten hours thirty minutes and fifteen seconds P M"), said
+
+
 def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"

@@ -283,8 +283,10 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
         "hours_minutes_seconds": re.compile(
-            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?![\w:]|[.,]\d)"
-            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?" if lang == "en" else r"(\s+Uhr\b)?" if lang == "de" else "")),
+            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?!:|[.,]\d)"
+            # English a.m./p.m., written apart or glued ("10:30:15pm"); German "Uhr"
+            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" else
+               r"(?!\w)(\s+Uhr\b)?" if lang == "de" else r"(?!\w)")),
         # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
         "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
         # card and account numbers: three groups or more of digits, the first of four to six, one space or
