@@ -9,6 +9,7 @@ cannot be said.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from num2words import CONVERTER_CLASSES, num2words
@@ -129,12 +130,12 @@ def before_noun(said: str, noun: str, language: str) -> str:
     feminine = noun in rules.feminine_nouns
     if said == say_number("1", language):
         return rules.one_before[feminine]
-    head, sep, last = said.rpartition(" ") if " " in said else said.rpartition("-")
     if rules.point in said.split():
         return said
+    head, last = re.fullmatch(r"(.*?[ -]?)([^ -]+)", said).groups()  # "cent quatre-vingt-" and "un"
     for alone, masculine, feminine_form in rules.agreeing_last_words:
         if last == alone:
-            return head + sep + (feminine_form if feminine else masculine)
+            return head + (feminine_form if feminine else masculine)
     return said
 
 
