@@ -412,9 +412,16 @@ class VoiceStore:
         """The voice's audio and text; served from memory while its version is unchanged.
 
         ``info``: the voice's metadata where the job has read it already (``VoiceStore.info``), so a job reads it once;
-        it is read again only if the audio it names is gone (the voice was replaced in between)."""
+        it is read again only if the audio it names is gone (the voice was replaced in between). The job chose its
+        model and language by that reading, so a voice replaced by one that keeps another model or language fails
+        the job (sent again, it reads the new voice) rather than speak the new audio with the old choice."""
+        read_by_job = info
         for _attempt in range(3):
             info = info if info is not None else self.info(name, field)
+            if read_by_job is not None and (info.model, info.language) != (read_by_job.model, read_by_job.language):
+                raise JobError(field, f"voice {name!r} was replaced while this job was starting, and now keeps "
+                                      f"model {info.model!r} and language {info.language!r} (it kept "
+                                      f"{read_by_job.model!r} and {read_by_job.language!r}); send the job again")
             with self._lock:
                 cached = self._voices.get(name)
                 if cached is not None and cached.info.version == info.version:

@@ -220,6 +220,28 @@ def test_card_numbers_leave_phones_dates_ranges_and_lists_of_years_as_they_were(
     assert normalize(written, "en").spoken == spoken
 
 
+@pytest.mark.parametrize(("lang", "written", "spoken"), [
+    ("fr", "en 1:21:21, à 21:00", "en une heure vingt et une minutes et vingt et une secondes, à vingt et une heures"),
+    ("es", "en 21:21:00 y 21 £", "en veintiuna horas y veintiún minutos y veintiuna libras"),
+    ("pt", "em 22:00:00, às 2:00 e 1:00, 22 £", "em vinte e duas horas, às duas horas e uma hora, vinte e duas libras"),
+])
+def test_the_last_word_of_a_number_agrees_with_the_noun_after_it(lang, written, spoken):
+    """Not only "one": "vingt et une heures", "veintiún minutos", "vinte e duas horas"."""
+    assert normalize(written, lang).spoken == spoken
+
+
+def test_a_german_time_with_seconds_and_uhr_is_a_time_of_day():
+    """"9:05:30 Uhr" is read as a clock, not as a duration with "Uhr" left after it."""
+    assert normalize("Um 9:05:30 Uhr beginnt es, um 12:00:01 Uhr endet es.", "de").spoken == \
+        "Um neun Uhr fünf und dreißig Sekunden beginnt es, um zwölf Uhr und eine Sekunde endet es."
+
+
+@pytest.mark.parametrize("written", ["at 10:30:15pm.", "at 10:30:15PM, then", "at 10:30:15 pm", "at 10:30:15p.m."])
+def test_seconds_with_am_or_pm_glued_are_read_like_those_written_apart(written):
+    said = normalize(written, "en").spoken
+    assert said.startswith("at ten hours thirty minutes and fifteen seconds P M"), said
+
+
 def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"

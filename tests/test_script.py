@@ -464,3 +464,17 @@ def test_the_first_voices_that_keep_a_model_and_a_language_decide_each_read_once
     with pytest.raises(JobError) as refused:
         resolve(text="Hi. [voice:nobody] Bye.", voice="plain")
     assert str(refused.value) == "text: unknown voice 'nobody' at character 4"
+
+
+def test_no_word_or_character_is_rounded_past_the_end_of_the_audio(worker):
+    """Times are placed in the whole to the millisecond; a last word ending less than half a millisecond
+    before the end of the audio (10.6987 s here, on the tiny model) must not end at 10.699."""
+    from f5_worker.actions.script import shifted
+    from f5_worker.alignment.types import TimedSpan
+
+    word = TimedSpan("end.", 0.5, 0.69866, 1.0, 0, 4)
+    assert (shifted(word, 1.0, 0, 1.69866).start, shifted(word, 1.0, 0, 1.69866).end) == (1.5, 1.698)
+    out = run(worker, text="Às 2:00, 22:00:00 e 1:00; cartão 4111-1111-1111-1111.", language="pt", seed=1,
+              char_timings=True)
+    assert "error" not in out, out
+    assert all(0 <= s["start"] <= s["end"] <= out["duration"] for s in out["words"] + out["chars"]), out["duration"]

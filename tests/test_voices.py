@@ -235,6 +235,22 @@ def test_change_by_another_worker_is_noticed(store):
     assert store.prepared("anna", 0.1, build) == ("prepared", again.version, len(voice.wave))
 
 
+def test_a_voice_replaced_after_a_job_read_it_keeps_the_jobs_model_and_language_or_fails_it(tmp_path):
+    """A job picks its model and language from the metadata it read; the voice replaced before its audio is
+    loaded is used only if it keeps the same ones, else the job fails with words saying to send it again."""
+    store = VoiceStore(LocalStorage(tmp_path))
+    other = VoiceStore(store.storage)
+    read = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT, model="tiny", language="en")
+    same = other.save("anna", REF_WAV, ref_text="Replaced, same model.", model="tiny", language="en", overwrite=True)
+    assert store.load("anna", "segments.0.voice", read).info.version == same.version
+    other.save("anna", REF_WAV, ref_text="Replaced for French.", model="tiny-fr", language="fr", overwrite=True)
+    with pytest.raises(JobError) as refused:
+        store.prepared("anna", 0.1, lambda voice: voice, "segments.0.voice", read)
+    assert str(refused.value) == ("segments.0.voice: voice 'anna' was replaced while this job was starting, and "
+                                  "now keeps model 'tiny-fr' and language 'fr' (it kept 'tiny' and 'en'); send the "
+                                  "job again")
+
+
 def _race(store, name, payloads, overwrite):
     barrier = threading.Barrier(len(payloads))
     outcomes: dict[int, object] = {}

@@ -21,7 +21,7 @@ import numpy as np
 from f5_worker import audio
 from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
-from f5_worker.alignment.types import Alignment, TimedSpan
+from f5_worker.alignment.types import Alignment, TimedSpan, floor_ms
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
@@ -352,10 +352,11 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
             found = gated.alignment
             written = as_written(said, found)
             label = part.labels() if labelled else {}
-            written_words += [shifted(w, start, part.char_offset, **label) for w in written.words]
-            written_chars += [shifted(c, start, part.char_offset, **label) for c in written.chars]
-            spoken_words += [shifted(w, start, at_char, **label) for w in found.words]
-            spoken_chars += [shifted(c, start, at_char, **label) for c in found.chars]
+            end = (at_sample + len(wave)) / sample_rate
+            written_words += [shifted(w, start, part.char_offset, end, **label) for w in written.words]
+            written_chars += [shifted(c, start, part.char_offset, end, **label) for c in written.chars]
+            spoken_words += [shifted(w, start, at_char, end, **label) for w in found.words]
+            spoken_chars += [shifted(c, start, at_char, end, **label) for c in found.chars]
             per_part.append((written, len(wave) / sample_rate, gated.retries))
         waves.append(wave)
         at_sample += len(wave)
@@ -373,8 +374,11 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
     return joined
 
 
-def shifted(span: TimedSpan, seconds: float, chars: int, **fields) -> TimedSpan:
+def shifted(span: TimedSpan, seconds: float, chars: int, until: float, **fields) -> TimedSpan:
     """A part's word or character placed in the whole: ``seconds`` later, ``chars`` further into its text.
-    Times are rounded to whole milliseconds (never floored below the part's start)."""
-    return replace(span, start=round(seconds + span.start, 3), end=round(seconds + span.end, 3),
+    Times are rounded to whole milliseconds (never floored below the part's start), and never rounded past
+    ``until``, the end of the part's audio (floored to a millisecond): a word ending 0.6 ms before the end
+    of the audio must not end after it."""
+    last = floor_ms(until)
+    return replace(span, start=min(round(seconds + span.start, 3), last), end=min(round(seconds + span.end, 3), last),
                    char_start=span.char_start + chars, char_end=span.char_end + chars, **fields)

@@ -326,13 +326,14 @@ class SynthesizeAction:
                     item.update(label)
                     if alignment is not None:
                         written = as_written(step.said, alignment)
-                        placed = [shifted(w, offset, at, **label) for w in written.words]
+                        placed = [shifted(w, offset, at, offset + duration, **label) for w in written.words]
                         words.extend(placed)
                         alignments.append((written, duration, retries))
                         if request.word_timings:
                             item["words"] = [w.to_dict() for w in placed]
                         if request.char_timings:
-                            item["chars"] = [shifted(c, offset, at, **label).to_dict() for c in written.chars]
+                            item["chars"] = [shifted(c, offset, at, offset + duration, **label).to_dict()
+                                         for c in written.chars]
                 stopping.check("encoding")
                 t0 = time.perf_counter()
                 encoded = audio.encode_audio(wave, sample_rate, request.output_format)

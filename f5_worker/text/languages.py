@@ -50,9 +50,12 @@ class LanguageRules:
     # the sentence's ("etc. Then" -> "et cetera. Then"); every other abbreviation's period goes.
     sentence_final: frozenset[str] = frozenset()
     # "one" before a noun, masculine and feminine, where it is not the number's own "one" ("eins" ->
-    # "ein Euro", "uno" -> "una libra"), and the nouns here that are feminine.
+    # "ein Euro", "uno" -> "una libra"), and the nouns here that are feminine (singular and plural).
     one_before: tuple[str, str] = ("", "")
     feminine_nouns: frozenset[str] = frozenset()
+    # The last word of a whole number that agrees with the noun after it, as (said alone, before a masculine
+    # noun, before a feminine one): "vingt et une heures", "veintiún minutos", "vinte e duas horas".
+    agreeing_last_words: tuple[tuple[str, str, str], ...] = ()
 
 
 _METRIC_EN = {
@@ -108,7 +111,9 @@ FR = LanguageRules(
     clock="{h} heures {m}", clock_full_hour="{h} heures",
     time_units=(("heure", "heures"), ("minute", "minutes"), ("seconde", "secondes")),
     sentence_final=frozenset({"etc."}),
-    one_before=("un", "une"), feminine_nouns=frozenset({"heure", "minute", "seconde", "livre"}),
+    one_before=("un", "une"),
+    feminine_nouns=frozenset({"heure", "heures", "minute", "minutes", "seconde", "secondes", "livre", "livres"}),
+    agreeing_last_words=(("un", "un", "une"),),
 )
 
 DE = LanguageRules(
@@ -153,7 +158,8 @@ ES = LanguageRules(
     clock="{h} y {m}", clock_full_hour="{h} en punto", feminine_ordinal=("o", "a"),
     time_units=(("hora", "horas"), ("minuto", "minutos"), ("segundo", "segundos")),
     sentence_final=frozenset({"etc."}),
-    one_before=("un", "una"), feminine_nouns=frozenset({"libra", "hora"}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"libra", "libras", "hora", "horas"}),
+    agreeing_last_words=(("uno", "un", "una"), ("veintiuno", "veintiún", "veintiuna")),
 )
 
 IT = LanguageRules(
@@ -196,7 +202,8 @@ PT = LanguageRules(
     first_day_ordinal=True, clock="{h} e {m}", clock_full_hour="{h} horas", feminine_ordinal=("o", "a"),
     time_units=(("hora", "horas"), ("minuto", "minutos"), ("segundo", "segundos")),
     sentence_final=frozenset({"etc."}),
-    one_before=("um", "uma"), feminine_nouns=frozenset({"libra", "hora"}),
+    one_before=("um", "uma"), feminine_nouns=frozenset({"libra", "libras", "hora", "horas"}),
+    agreeing_last_words=(("um", "um", "uma"), ("dois", "dois", "duas")),
 )
 
 RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}

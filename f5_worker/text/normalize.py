@@ -283,8 +283,10 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
         "hours_minutes_seconds": re.compile(
-            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?![\w:]|[.,]\d)"
-            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?" if lang == "en" else "")),
+            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?!:|[.,]\d)"
+            # English a.m./p.m., written apart or glued ("10:30:15pm"); German "Uhr"
+            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" else
+               r"(?!\w)(\s+Uhr\b)?" if lang == "de" else r"(?!\w)")),
         # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
         "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
         # card and account numbers: three groups or more of digits, the first of four to six, one space or
@@ -466,6 +468,14 @@ class _Scanner:
                 return None
             values = [None, m.group(1), m.group(2)]
         rules = self.rules
+        if self.lang == "de" and values[0] is not None and m.group(4):
+            # "9:05:30 Uhr" is a time of day: neun Uhr fünf und dreißig Sekunden, not "… Sekunden Uhr"
+            hour, minute = int(values[0]), int(values[1])
+            said = (rules.clock.format(h=say_number(str(hour), "de"), m=say_number(str(minute), "de")) if minute
+                    else rules.clock_full_hour.format(h=say_number(str(hour), "de")))
+            if self._plain(values[2]).strip("0."):
+                said += f" {rules.symbols['&']} {self._counted(values[2], rules.time_units[2])}"
+            return [(m.start(), m.end(), said)]
         named = [self._counted(value, unit) for value, unit in zip(values, rules.time_units)
                  if value is not None and self._plain(value).strip("0.")]
         if not named:
@@ -523,12 +533,13 @@ class _Scanner:
         if hour > 24 or (m.group(2) is None and self.lang != "fr"):
             return None
         h = say_number(str(hour), self.lang)
-        if hour == 1 and self.lang == "fr":
-            h = "une"
+        if self.lang in ("fr", "pt"):  # the hours agree: une heure, vingt et une heures, duas horas
+            h = before_noun(h, rules.time_units[0][hour != 1], self.lang)
         said = (rules.clock_full_hour.format(h=h) if minute == 0
                 else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
-        if self.lang == "fr" and hour <= 1:
-            said = said.replace("heures", "heure")
+        if (self.lang == "fr" and hour <= 1) or (self.lang == "pt" and hour == 1):
+            one, many = rules.time_units[0]
+            said = said.replace(many, one)  # une heure, zéro heure, uma hora
         return [(m.start(), m.end(), said)]
 
     def _phone(self, pos: int) -> list[_Edit] | None:

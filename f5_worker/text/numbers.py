@@ -9,6 +9,7 @@ cannot be said.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from num2words import CONVERTER_CLASSES, num2words
@@ -121,11 +122,21 @@ def say_ordinal(digits: str, language: str) -> str:
 
 def before_noun(said: str, noun: str, language: str) -> str:
     """A number said before ``noun``: "one" agrees with it where the language wants ("ein Euro", not
-    "eins Euro"; "una libra", "une heure")."""
+    "eins Euro"; "una libra", "une heure"), and so does the last word of a larger whole number ("vingt et
+    une heures", "veintiún minutos", "vinte e duas horas"); a decimal's last word belongs to its fraction."""
     rules = RULES.get(base_language(language))
-    if rules is None or not rules.one_before[0] or said != say_number("1", language):
+    if rules is None or not rules.one_before[0]:
         return said
-    return rules.one_before[noun in rules.feminine_nouns]
+    feminine = noun in rules.feminine_nouns
+    if said == say_number("1", language):
+        return rules.one_before[feminine]
+    if rules.point in said.split():
+        return said
+    head, last = re.fullmatch(r"(.*?[ -]?)([^ -]+)", said).groups()  # "cent quatre-vingt-" and "un"
+    for alone, masculine, feminine_form in rules.agreeing_last_words:
+        if last == alone:
+            return head + (feminine_form if feminine else masculine)
+    return said
 
 
 def currency_names(symbol: str, language: str) -> tuple[str, str, str, str]:
