@@ -240,6 +240,19 @@ def test_a_reading_across_a_piece_cut_is_said_as_the_unstreamed_job_says_it(stre
     assert not any(p["text_end"] == text.index("$5") + 2 for p in items[:-1])
 
 
+def test_a_piece_is_sized_by_its_text_as_said_so_no_item_is_over_1_mb(streaming_worker):
+    """"123456789" is 9 bytes written and about 90 said: four such numbers, cut as the first piece's few words
+    would be, are 30 s of wav (a 2 MB item, that RunPod refuses)."""
+    import json
+
+    text = "123456789 987654321 123456789 987654321, and that was all of them."
+    items = streaming_worker.handle({"text": text, "stream": True, "nfe_step": 4, "seed": 4, "max_retries": 0})
+    assert isinstance(items, list), items
+    check_stream(items, text)
+    assert all(len(json.dumps(item)) < 1_000_000 for item in items), [len(json.dumps(i)) for i in items]
+    assert all(piece["duration"] <= WAV_PIECE_S + 1 for piece in items[:-1])
+
+
 def test_stream_is_refused_where_the_worker_does_not_stream(worker):
     out = worker.handle({"text": "Hi there.", "stream": True})
     assert out["error"].startswith("stream: this endpoint does not stream")

@@ -562,9 +562,11 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
             continue
         i = 0
         while i < len(tokens):
-            j = first_piece_end(part.written, tokens) if first else piece_end(
-                part.ref, part.written, part.speed, tokens, i,
-                pacer.next_seconds(time.perf_counter(), part.ref.duration), pacer.max_seconds)
+            # the first piece is a few words, but no more than one item carries: a few numbers are said long
+            seconds = pacer.max_seconds if first else pacer.next_seconds(time.perf_counter(), part.ref.duration)
+            j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, pacer.max_seconds, said)
+            if first:
+                j = min(j, first_piece_end(part.written, tokens))
             yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j
