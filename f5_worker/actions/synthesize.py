@@ -307,8 +307,7 @@ class SynthesizeAction:
                             "pause": round(len(wave) / sample_rate, 3)}
                 else:
                     first = step.pending.result()
-                    pacer.sampled(time.perf_counter() - step.pending.submitted, len(first.wave) / sample_rate,
-                                  step.part.ref.duration)
+                    pacer.sampled(step.pending.sampled_in_s, len(first.wave) / sample_rate, step.part.ref.duration)
                     pacer.made(len(first.wave) / sample_rate)
                     queue_next_piece()  # sampled while this one is aligned
                     spoken_texts.append(step.said.spoken)
