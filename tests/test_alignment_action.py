@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pysubs2
@@ -178,20 +180,37 @@ class _Recording:
         return self.results[-1]
 
 
-def test_quality_gate_stops_at_max_retries_and_keeps_the_best():
-    from f5_worker.alignment import espeak
+def espeak_as_a_new_process_says(texts: list[str], tmp_path) -> list[tuple[np.ndarray, int]]:
+    """espeak-ng's speech of ``texts``, said in this order by a process that has said nothing before.
+
+    espeak-ng keeps synthesis state from one utterance to the next in its process, and nothing in its API
+    resets it (a new voice, espeak_Initialize, espeak_ng_SetRandSeed: the same text still comes out
+    different after other speech). Scores calibrated on its speech hold only for speech made from the same
+    start, not after whatever the tests before this one had it say.
+    """
+    out = tmp_path / "speech.npz"
+    code = ("import sys, numpy as np; from f5_worker.alignment import espeak; "
+            "said = [espeak.synthesize(t)[:2] for t in sys.argv[2:]]; "
+            "np.savez(sys.argv[1], sr=said[0][1], **{f'w{i}': w for i, (w, _) in enumerate(said)})")
+    subprocess.run([sys.executable, "-c", code, str(out), *texts], check=True, timeout=60)
+    with np.load(out) as saved:
+        return [(saved[f"w{i}"], int(saved["sr"])) for i in range(len(texts))]
+
+
+def test_quality_gate_stops_at_max_retries_and_keeps_the_best(tmp_path):
     from f5_worker.alignment.quality import alignment_mismatch, synthesize_until_aligned
 
     text = "Please call Stella."
     # Speech the text does not explain lowers the score, so every attempt misses the gate by a different
     # amount: the text and three more words (about 0.35), the text and two (about 0.48), two other words
     # only (about 0.21). The best attempt is neither the first nor the last.
-    said = {1: f"{text} Fourteen ducks swam slowly.", 2: f"{text} Fourteen ducks.", 3: "Fourteen ducks."}
+    said = dict(zip([1, 2, 3], espeak_as_a_new_process_says(
+        [f"{text} Fourteen ducks swam slowly.", f"{text} Fourteen ducks.", "Fourteen ducks."], tmp_path)))
     calls, waves = [], {}
 
     def attempt(seed):
         calls.append(seed)
-        audio, sr, _ = espeak.synthesize(said[seed])
+        audio, sr = said[seed]
         waves[seed] = audio
         return audio, sr
 

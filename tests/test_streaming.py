@@ -210,6 +210,35 @@ def test_the_next_piece_is_sampled_while_the_one_before_is_aligned(streaming_wor
     assert events == ["queued", "queued"] + ["align", "queued"] * (pieces - 2) + ["align", "align"]
 
 
+def test_the_pacer_measures_a_piece_sampled_ahead_until_its_audio_exists_not_until_it_is_read(
+        streaming_worker, monkeypatch):
+    """A piece queued ahead is read once the piece before has been aligned; the time it then waited for its
+    reader is not sampling time (counted as such, it made a slow aligner look like a slow sampler)."""
+    import time
+
+    from f5_worker.tts.chunking import StreamPacer
+
+    align_s, measured = 0.8, []
+    aligner = streaming_worker.aligner
+    align = aligner.align
+
+    def slow_align(*args, **kwargs):
+        time.sleep(align_s)
+        return align(*args, **kwargs)
+
+    sampled = StreamPacer.sampled
+    monkeypatch.setattr(StreamPacer, "sampled", lambda self, wall_s, *a: (measured.append(wall_s),
+                                                                          sampled(self, wall_s, *a))[1])
+    aligner.align = slow_align
+    try:
+        items = streaming_worker.handle({"text": STREAM_TEXT, "stream": True, "nfe_step": 4, "seed": 4,
+                                         "max_retries": 0})
+    finally:
+        del aligner.align
+    check_stream(items, STREAM_TEXT)
+    assert len(measured) == len(items) - 1 and all(wall < align_s for wall in measured[1:]), measured
+
+
 # -- the items, in the worker's own process -----------------------------------------------------------
 
 
@@ -238,6 +267,19 @@ def test_a_reading_across_a_piece_cut_is_said_as_the_unstreamed_job_says_it(stre
     check_stream(items, text)
     assert items[-1]["normalized_text"] == normalize(text, "en").spoken
     assert not any(p["text_end"] == text.index("$5") + 2 for p in items[:-1])
+
+
+def test_a_piece_is_sized_by_its_text_as_said_so_no_item_is_over_1_mb(streaming_worker):
+    """"123456789" is 9 bytes written and about 90 said: four such numbers, cut as the first piece's few words
+    would be, are 30 s of wav (a 2 MB item, that RunPod refuses)."""
+    import json
+
+    text = "123456789 987654321 123456789 987654321, and that was all of them."
+    items = streaming_worker.handle({"text": text, "stream": True, "nfe_step": 4, "seed": 4, "max_retries": 0})
+    assert isinstance(items, list), items
+    check_stream(items, text)
+    assert all(len(json.dumps(item)) < 1_000_000 for item in items), [len(json.dumps(i)) for i in items]
+    assert all(piece["duration"] <= WAV_PIECE_S + 1 for piece in items[:-1])
 
 
 def test_stream_is_refused_where_the_worker_does_not_stream(worker):

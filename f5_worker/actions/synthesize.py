@@ -307,8 +307,7 @@ class SynthesizeAction:
                             "pause": round(len(wave) / sample_rate, 3)}
                 else:
                     first = step.pending.result()
-                    pacer.sampled(time.perf_counter() - step.pending.submitted, len(first.wave) / sample_rate,
-                                  step.part.ref.duration)
+                    pacer.sampled(step.pending.sampled_in_s, len(first.wave) / sample_rate, step.part.ref.duration)
                     pacer.made(len(first.wave) / sample_rate)
                     queue_next_piece()  # sampled while this one is aligned
                     spoken_texts.append(step.said.spoken)
@@ -563,9 +562,11 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
             continue
         i = 0
         while i < len(tokens):
-            j = first_piece_end(part.written, tokens) if first else piece_end(
-                part.ref, part.written, part.speed, tokens, i,
-                pacer.next_seconds(time.perf_counter(), part.ref.duration), pacer.max_seconds)
+            # the first piece is a few words, but no more than one item carries: a few numbers are said long
+            seconds = pacer.max_seconds if first else pacer.next_seconds(time.perf_counter(), part.ref.duration)
+            j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, pacer.max_seconds, said)
+            if first:
+                j = min(j, first_piece_end(part.written, tokens))
             yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from f5_worker.tts.reference import PreparedReference
+
+if TYPE_CHECKING:
+    from f5_worker.text.normalize import NormalizedText
 
 # upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
 log = logging.getLogger(__name__)
@@ -131,7 +135,7 @@ def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
 
 
 def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tuple[int, int]], start: int,
-              seconds: float, max_seconds: float) -> int:
+              seconds: float, max_seconds: float, said: NormalizedText | None = None) -> int:
     """The end (a token index) of the streamed piece that starts at ``tokens[start]`` and holds about
     ``seconds`` of speech: at least one word and ``SHORT_TEXT_BYTES``, at most ``max_seconds`` and upstream's
     chunk size, ending at a clause mark where one falls in its second half.
@@ -140,14 +144,21 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
     the reference prompt, and a last piece of a few words after a long one would leave the listener
     waiting), and a clause mark near the even share is preferred only where the rest still fits in as
     few pieces.
+
+    Sizes are those of the text as said (``said``: ``text``'s normalisation; without it, ``text`` is said as
+    written), as upstream sizes the audio: "123456789" is 9 bytes written and nearly 90 said, and a piece
+    sized by what is written would carry ten times the audio one item can.
     """
     per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
     limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * max_seconds * speed)))
     wanted = min(limit, max(SHORT_TEXT_BYTES, int(per_second * seconds * speed)))
     begin = tokens[start][0]
 
-    def size(j: int) -> int:  # bytes of the piece ending after tokens[j - 1]
-        return len(text[begin:tokens[j - 1][1]].encode("utf-8"))
+    def size(j: int) -> int:  # bytes of the piece ending after tokens[j - 1], as said
+        end = tokens[j - 1][1]
+        if said is None:
+            return len(text[begin:end].encode("utf-8"))
+        return len(said.spoken[said.to_spoken(begin):said.to_spoken(end)].encode("utf-8"))
 
     rest = size(len(tokens))
     if rest <= wanted:

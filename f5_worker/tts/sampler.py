@@ -104,6 +104,18 @@ class PendingSynthesis:
                  chunks: list[list[str]], sample_rate: int):
         self.request, self.parts, self.chunks, self.sample_rate = request, parts, chunks, sample_rate
         self.submitted = time.perf_counter()
+        # when its audio came out of the sampler: a text queued ahead may be read long after, and the time
+        # it then waited for its reader is no time spent making it
+        self.sampled_at: float | None = None
+        request.future.add_done_callback(self._stamp)
+
+    def _stamp(self, _future: Future) -> None:
+        self.sampled_at = time.perf_counter()
+
+    @property
+    def sampled_in_s(self) -> float:
+        """Wall seconds from its submission until its audio existed (queueing behind other work included)."""
+        return (self.sampled_at if self.sampled_at is not None else time.perf_counter()) - self.submitted
 
     def results(self) -> list[SynthesisResult]:
         """Each part's audio, joined and post-processed. Waits under the job's stop flag, in its context."""
