@@ -446,9 +446,12 @@ def test_the_first_voices_that_keep_a_model_and_a_language_decide_each_read_once
     assert len(resolved.parts) == 5 and resolved.items == resolved.parts
     resolved = resolve(text="Hi. [voice:french] Salut. [voice:frmodel] Hallo.", voice="tiny")
     assert (resolved.model, resolved.language) == ("tiny", "fr") and reads == {"tiny": 1, "french": 1, "frmodel": 1}
-    # the request's voice is read for what it keeps, or where a part speaks it
+    # the request's voice is read even where no part speaks it, and what it keeps is then overruled
     resolved = resolve(text="[voice:french] Salut.", voice="tiny", model="tiny-fr", language="en")
-    assert (resolved.model, resolved.language, reads) == ("tiny-fr", "en", {"french": 1})
+    assert (resolved.model, resolved.language, reads) == ("tiny-fr", "en", {"tiny": 1, "french": 1})
+    with pytest.raises(JobError) as refused:  # a voice that is not there is refused, not ignored
+        resolve(text="[voice:french] Salut.", voice="nobody", model="tiny-fr", language="en")
+    assert str(refused.value).startswith("voice: no voice named 'nobody'")
     resolved = resolve(text="[voice:french] Salut.", voice="tiny", model="tiny-fr")
     assert (resolved.model, resolved.language, reads) == ("tiny-fr", "fr", {"tiny": 1, "french": 1})
     resolved = resolve(text="Hi. [pause] Bye.", language="de")

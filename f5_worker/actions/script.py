@@ -193,15 +193,15 @@ def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: 
     Each is the first its voices keep: the request's ``voice`` first, then each voice in the order it speaks
     (docs/api.md, "segments"). A job samples one model and reads its numbers in one language, so a script whose
     voices keep different ones takes the first; the request's ``model``/``language`` rule all. Each voice's
-    metadata is read once, in that order; the request's ``voice`` only where a part speaks it or it is needed
-    for the model or the language. A voice that keeps a model not in ``known_models`` (the worker's registry)
-    is refused as soon as it is read.
+    metadata is read once, in that order (the request's ``voice`` too where no part speaks it, so that a
+    voice that is not there is refused rather than ignored). A voice that keeps a model not in
+    ``known_models`` (the worker's registry) is refused as soon as it is read.
     """
     items = script_of(request, rules, max_segments)
     parts = [item for item in items if isinstance(item, ScriptPart)]
     model, language = request.model, request.language
     sources = [p.source for p in parts]
-    if request.voice is not None and (model is None or language is None):
+    if request.voice is not None:  # read even where no part speaks it: a voice that is not there is refused
         sources.insert(0, own_source(request))
     infos: dict[str, VoiceInfo] = {}
     for source in sources:
