@@ -230,6 +230,22 @@ def test_the_last_word_of_a_number_agrees_with_the_noun_after_it(lang, written, 
     assert normalize(written, lang).spoken == spoken
 
 
+@pytest.mark.parametrize(("lang", "written", "spoken"), [
+    ("de", "um 1 Uhr, 1:00 Uhr, 01:05 Uhr und 13:01 Uhr",
+     "um ein Uhr, ein Uhr, ein Uhr fünf und dreizehn Uhr eins"),  # "eins Uhr" is wrong; minutes stay "eins"
+    ("de", "um 1:00:30 Uhr, um 21 Uhr", "um ein Uhr und dreißig Sekunden, um einundzwanzig Uhr"),
+    ("fr", "à 1h, à 1:00, à 21h", "à une heure, à une heure, à vingt et une heures"),
+    ("es", "a la 1:00, a la 1:30, a las 21:00", "a la una en punto, a la una y treinta, a las veintiuna en punto"),
+    ("it", "all'1:00, all'1:30, alle 21:00", "all'una in punto, all'una e trenta, alle ventuno in punto"),
+    ("pt", "à 1:00, à 1:30", "à uma hora, à uma e trinta"),
+])
+def test_one_oclock_is_said_as_each_language_says_the_hour(lang, written, spoken):
+    """The hour is said before its noun, said or understood: ein Uhr, une heure, la una (hora), l'una (ora),
+    uma hora; never the number alone ("eins Uhr", "la uno")."""
+    assert normalize(written, lang).spoken == spoken
+    assert normalize(spoken, lang).spoken == spoken
+
+
 def test_a_german_time_with_seconds_and_uhr_is_a_time_of_day():
     """"9:05:30 Uhr" is read as a clock, not as a duration with "Uhr" left after it."""
     assert normalize("Um 9:05:30 Uhr beginnt es, um 12:00:01 Uhr endet es.", "de").spoken == \

@@ -280,6 +280,9 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
+                           # German full hours are written without minutes too: "1 Uhr"
+                           r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)(\s+Uhr\b)?"
+                           if lang == "de" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
         "hours_minutes_seconds": re.compile(
@@ -471,8 +474,8 @@ class _Scanner:
         if self.lang == "de" and values[0] is not None and m.group(4):
             # "9:05:30 Uhr" is a time of day: neun Uhr fünf und dreißig Sekunden, not "… Sekunden Uhr"
             hour, minute = int(values[0]), int(values[1])
-            said = (rules.clock.format(h=say_number(str(hour), "de"), m=say_number(str(minute), "de")) if minute
-                    else rules.clock_full_hour.format(h=say_number(str(hour), "de")))
+            said = (rules.clock.format(h=self._hour(hour), m=say_number(str(minute), "de")) if minute
+                    else rules.clock_full_hour.format(h=self._hour(hour)))
             if self._plain(values[2]).strip("0."):
                 said += f" {rules.symbols['&']} {self._counted(values[2], rules.time_units[2])}"
             return [(m.start(), m.end(), said)]
@@ -484,6 +487,11 @@ class _Scanner:
         if meridiem:
             return self._with_meridiem(m, said, 5)
         return [(m.start(), m.end(), said)]
+
+    def _hour(self, hour: int) -> str:
+        """The hour of a clock, in a language other than English, as said before the hour's noun."""
+        noun = "Uhr" if self.lang == "de" else self.rules.time_units[0][hour != 1]
+        return before_noun(say_number(str(hour), self.lang), noun, self.lang)
 
     def _counted(self, written: str, unit: tuple[str, str]) -> str:
         """A number of hours, minutes or seconds as written ("05", "30,5") and the unit's name."""
@@ -530,11 +538,11 @@ class _Scanner:
             if not meridiem:
                 return [(m.start(), m.end(), clock)]
             return self._with_meridiem(m, clock, 4)
-        if hour > 24 or (m.group(2) is None and self.lang != "fr"):
+        if hour > 24 or (m.group(2) is None and self.lang not in ("fr", "de")):
             return None
-        h = say_number(str(hour), self.lang)
-        if self.lang in ("fr", "pt"):  # the hours agree: une heure, vingt et une heures, duas horas
-            h = before_noun(h, rules.time_units[0][hour != 1], self.lang)
+        # The hour agrees with the noun said or understood after it: une heure, vingt et une heures, ein Uhr,
+        # la una (hora), l'una (ora), duas horas; German's is "Uhr", which takes "ein" whatever its gender.
+        h = self._hour(hour)
         said = (rules.clock_full_hour.format(h=h) if minute == 0
                 else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
         if (self.lang == "fr" and hour <= 1) or (self.lang == "pt" and hour == 1):
