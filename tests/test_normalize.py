@@ -221,6 +221,39 @@ def test_card_numbers_leave_phones_dates_ranges_and_lists_of_years_as_they_were(
 
 
 @pytest.mark.parametrize(("lang", "written", "spoken"), [
+    ("en", "Seasons 2019-2020-2021-2022.", "Seasons twenty nineteen, twenty twenty, twenty twenty-one, twenty twenty-two."),
+    ("en", "in 2019–2020–2021", "in twenty nineteen, twenty twenty, twenty twenty-one"),  # en dashes
+    ("en", "1990-2000-2010", "nineteen ninety, two thousand, twenty ten"),  # a phone number's shape before
+    ("en", "2019-2022 and 2010–2015", "twenty nineteen to twenty twenty-two and twenty ten to twenty fifteen"),
+    ("en", "2022-2019-2020-2021", "two zero two two, two zero one nine, two zero two zero, two zero two one"),
+    ("de", "2019-2020-2021-2022",
+     "zweitausendneunzehn, zweitausendzwanzig, zweitausendeinundzwanzig, zweitausendzweiundzwanzig"),
+])
+def test_increasing_years_joined_by_hyphens_are_a_list_of_years(lang, written, spoken):
+    """Not a card number read digit by digit; not "to" between each two either (a range has two ends). Out
+    of order they are no list of years, and stay digit groups."""
+    assert normalize(written, lang).spoken == spoken
+    assert normalize(spoken, lang).spoken == spoken
+
+
+@pytest.mark.parametrize(("lang", "written", "spoken"), [
+    ("en", "1000 2000 3000 4000", "one thousand two thousand three thousand four thousand"),
+    ("en", "10000 20000 30000", "ten thousand twenty thousand thirty thousand"),
+    ("de", "1500 2500 3500 4500", "eintausendfünfhundert zweitausendfünfhundert dreitausendfünfhundert "
+                                  "viertausendfünfhundert"),
+    # cards and accounts stay digit groups: a group not round, one with a leading zero, or hyphens between
+    ("en", "4111 1111 1111 1111", "four one one one, one one one one, one one one one, one one one one"),
+    ("en", "3782 822463 10005", "three seven eight two, eight two two four six three, one zero zero zero five"),
+    ("en", "4000 0000 0000 0000", "four zero zero zero, zero zero zero zero, zero zero zero zero, zero zero zero zero"),
+    ("en", "1000-2000-3000-4000", "one zero zero zero, two zero zero zero, three zero zero zero, four zero zero zero"),
+    ("de", "Konto DE89 3704 0044 0532 0130 00", "Konto DE89 drei sieben null vier, null null vier vier, "
+                                                "null fünf drei zwei, null eins drei null, null null"),
+])
+def test_round_numbers_written_apart_are_a_list_of_numbers_not_a_card(lang, written, spoken):
+    assert normalize(written, lang).spoken == spoken
+
+
+@pytest.mark.parametrize(("lang", "written", "spoken"), [
     ("fr", "en 1:21:21, à 21:00", "en une heure vingt et une minutes et vingt et une secondes, à vingt et une heures"),
     ("es", "en 21:21:00 y 21 £", "en veintiuna horas y veintiún minutos y veintiuna libras"),
     ("pt", "em 22:00:00, às 2:00 e 1:00, 22 £", "em vinte e duas horas, às duas horas e uma hora, vinte e duas libras"),
@@ -269,8 +302,22 @@ _CLOCKS = st.one_of(
     st.builds("{}:{}".format, st.integers(0, 24).map(str) | st.integers(0, 24).map("{:02d}".format), _TWO),
     st.builds("{}:{}:{}".format, st.integers(0, 99).map(str), _TWO, _TWO),
     st.builds("{}:{}".format, st.integers(25, 99).map(str), _TWO))
+
+
+def _a_list_of_years_or_round_numbers(card: str) -> bool:
+    """Groups that are years from 1100 to 2099 in increasing order ("2019-2020-2021-2022"), or round numbers
+    written apart ("1000 2000 3000 4000"), are a list, read as years or numbers (with their hyphens, "twenty
+    twenty-one"), not a card: such shapes are not what this property is about."""
+    groups = re.split(r"[ -]", card)
+    years = [int(g) for g in groups if re.fullmatch(r"1[1-9]\d\d|20\d\d", g)]
+    in_order = len(years) == len(groups) and all(a < b for a, b in zip(years, years[1:]))
+    round_apart = " " in card and all(g[0] != "0" and g.endswith("00") for g in groups)
+    return in_order or round_apart
+
+
 _CARDS = st.builds(lambda groups, sep: sep.join(groups),
-                   st.lists(st.integers(0, 9999).map("{:04d}".format), min_size=4, max_size=5), st.sampled_from(" -"))
+                   st.lists(st.integers(0, 9999).map("{:04d}".format), min_size=4, max_size=5),
+                   st.sampled_from(" -")).filter(lambda card: not _a_list_of_years_or_round_numbers(card))
 
 
 @settings(max_examples=150, deadline=None)

@@ -42,6 +42,9 @@ PHONE_DIGITS = (7, 15)
 # Card and account numbers written in groups have at least this many digits (the shortest card number)
 # and at most an IBAN's 34; fewer in groups of four are more likely a list of numbers or years.
 GROUPED_DIGITS = (13, 34)
+# A group of digits ending in at least this many zeros, with no leading zero, is a round number ("3000");
+# a card or account number whose every group is round is all but unheard of, a list of amounts is not.
+ROUND_NUMBER_ZEROS = 2
 # Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
 # are left to be read as words ("NASA"); those without a vowel are spelled whatever their length.
 SPELL_ACRONYM_MAX_LETTERS = 3
@@ -298,7 +301,11 @@ def _patterns(lang: str) -> dict[str, re.Pattern]:
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
-        "year_range": re.compile(r"(?<![\w.,-])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w-]|[.,]\d)"),
+        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
+        # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
+        # whether they increase is checked by the rule
+        "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"
+                                r"(?:\1(?:1[1-9]\d\d|20\d\d))+(?![\w\-–]|[.,]\d)"),
         "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
         "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
     }
@@ -335,7 +342,7 @@ class _Scanner:
         self.shouted = _shouted(text)
         # In order: a rule earlier in the list wins where two could start at the same place.
         self.steps = [self._number] if rules is None else [
-            self._address, self._date, self._time, self._phone, self._money, self._percent, self._unit,
+            self._address, self._date, self._time, self._year_list, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
 
     def run(self) -> list[_Edit]:
@@ -550,6 +557,16 @@ class _Scanner:
             said = said.replace(many, one)  # une heure, zéro heure, uma hora
         return [(m.start(), m.end(), said)]
 
+    def _year_list(self, pos: int) -> list[_Edit] | None:
+        """Three years or more in increasing order joined by hyphens or en dashes ("2019-2020-2021-2022",
+        seasons or editions): read as a list of years, "twenty nineteen, twenty twenty, twenty twenty-one,
+        twenty twenty-two". Not "to" between each two, as for a range of two years ("2019-2022"): nobody says
+        "twenty nineteen to twenty twenty to …"; and not digit by digit, as a card number in groups would be."""
+        m = self.p["year_list"].match(self.text, pos)
+        if not m or not _years_in_order(re.split(r"[-–]", m.group())):
+            return None
+        return [(m.start(), m.end(), ", ".join(self._say(year, True) for year in re.split(r"[-–]", m.group())))]
+
     def _phone(self, pos: int) -> list[_Edit] | None:
         """Phone numbers, and card and account numbers written in groups ("4111 1111 1111 1111",
         "0042-7781-9930-1122"): read as written, group by group, digit by digit, a comma between groups;
@@ -559,7 +576,11 @@ class _Scanner:
         if not PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]:
             m = self.p["digit_groups"].match(self.text, pos)
             digits = sum(ch.isdigit() for ch in m.group()) if m else 0
-            if not GROUPED_DIGITS[0] <= digits <= GROUPED_DIGITS[1] or _years_in_order(m.group().split()):
+            if not GROUPED_DIGITS[0] <= digits <= GROUPED_DIGITS[1]:
+                return None
+            groups = re.split(r"[ \-]", m.group())
+            # hyphens join the groups of one number ("1000-2000-3000-4000" is still a card); spaces may part a list
+            if _years_in_order(groups) or (m.group(1) == " " and _round_numbers(groups)):
                 return None
         rules = self.rules or EN
         edits = []
@@ -774,6 +795,12 @@ def _years_in_order(groups: list[str]) -> bool:
     list of years written without commas, not a card number."""
     years = [int(g) for g in groups if re.fullmatch(r"1[1-9]\d\d|20\d\d", g)]
     return len(years) == len(groups) > 1 and years == sorted(set(years))
+
+
+def _round_numbers(groups: list[str]) -> bool:
+    """Whether every group of digits is a round number ("1000 2000 3000 4000", "10000 20000 30000"): a list
+    of numbers written without commas, read as numbers, not a card number read digit by digit."""
+    return all(not g.startswith("0") and g.endswith("0" * ROUND_NUMBER_ZEROS) for g in groups)
 
 
 def _shouted(text: str) -> bool:
