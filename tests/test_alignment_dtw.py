@@ -70,6 +70,17 @@ def test_the_same_alignment_after_other_speech_gives_the_same_timings(cases, eva
             assert timings(case) == first, (language, k)
 
 
+def test_a_steady_voice_says_a_text_the_same_after_other_speech():
+    text = "Der schnelle braune Fuchs springt über den faulen Hund."
+    first, _, first_events = espeak.synthesize(text, voice="de", steady=True)
+    espeak.synthesize("Bonjour tout le monde, comment allez-vous ?", voice="fr+f3", rate_wpm=130)
+    espeak.synthesize(text, voice="de")
+    again, _, again_events = espeak.synthesize(text, voice="de", steady=True)
+    assert np.array_equal(first, again) and first_events == again_events
+    with pytest.raises(espeak.NoSuchVoice):
+        espeak.synthesize(text, voice="de+f3", steady=True)
+
+
 def test_a_reversed_path_misses_the_bound(cases, monkeypatch):
     """The bound tells a right path from a wrong one."""
     search = dtw.banded_dtw
