@@ -185,8 +185,9 @@ def espeak_as_a_new_process_says(texts: list[str], tmp_path) -> list[tuple[np.nd
 
     espeak-ng keeps synthesis state from one utterance to the next in its process, and nothing in its API
     resets it (a new voice, espeak_Initialize, espeak_ng_SetRandSeed: the same text still comes out
-    different after other speech). Scores calibrated on its speech hold only for speech made from the same
-    start, not after whatever the tests before this one had it say.
+    different after other speech); only a voice without that state (``steady``) says it the same, and it
+    is not the voice these scores were calibrated on. Scores calibrated on its speech hold only for speech
+    made from the same start, not after whatever the tests before this one had it say.
     """
     out = tmp_path / "speech.npz"
     code = ("import sys, numpy as np; from f5_worker.alignment import espeak; "

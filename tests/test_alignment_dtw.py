@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_alignment import check_invariants
 
-from f5_worker.alignment import dtw
+from f5_worker.alignment import dtw, espeak
 from f5_worker.alignment.dtw import DtwAligner, banded_dtw
 from f5_worker.alignment.quality import align_audio, alignment_mismatch
 from f5_worker.alignment.selection import ACCURACY, MEASURED, best_backend, load_aligner
@@ -52,6 +52,33 @@ def test_words_never_overlap(cases):
             result = align_audio(DtwAligner(), case.audio, case.sample_rate, case.text, language=language)
             for a, b in zip(result.words, result.words[1:]):
                 assert a.end <= b.start + 1e-9, (language, case.text, a, b)
+
+
+def test_the_same_alignment_after_other_speech_gives_the_same_timings(cases, evalmod):
+    """A warm worker says other texts between two requests; espeak-ng's rendering must not carry them over
+    (with its flutter, German words moved by up to 160 ms)."""
+    def timings(case):
+        return [(w.start, w.end) for w in DtwAligner().align(case.audio, case.sample_rate, case.text,
+                                                              language=case.language).words]
+
+    for language in ("de", "fr"):
+        case = cases[language][0]
+        first = timings(case)
+        for k, other in enumerate(evalmod.LANGUAGE_SENTENCES[language][1:4]):
+            espeak.synthesize(other, voice=language, rate_wpm=130 + 40 * k)
+            espeak.synthesize("Something else entirely.", voice="en-us+f2")
+            assert timings(case) == first, (language, k)
+
+
+def test_a_steady_voice_says_a_text_the_same_after_other_speech():
+    text = "Der schnelle braune Fuchs springt über den faulen Hund."
+    first, _, first_events = espeak.synthesize(text, voice="de", steady=True)
+    espeak.synthesize("Bonjour tout le monde, comment allez-vous ?", voice="fr+f3", rate_wpm=130)
+    espeak.synthesize(text, voice="de")
+    again, _, again_events = espeak.synthesize(text, voice="de", steady=True)
+    assert np.array_equal(first, again) and first_events == again_events
+    with pytest.raises(espeak.NoSuchVoice):
+        espeak.synthesize(text, voice="de+f3", steady=True)
 
 
 def test_a_reversed_path_misses_the_bound(cases, monkeypatch):

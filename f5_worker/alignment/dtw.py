@@ -215,10 +215,13 @@ class DtwAligner:
 def render_matched(text: str, voice: str, speech_s: float):
     """espeak-ng's rendering of ``text`` at 16 kHz, spoken at a rate that makes its speech about as
     long as ``speech_s`` (the closer the two, the nearer the path stays to the diagonal), and the
-    word events; None when espeak-ng says nothing."""
+    word events; None when espeak-ng says nothing.
+
+    The voice is steady (``espeak.synthesize``): with its flutter, a warm worker rendered the same text a
+    few samples differently after other speech, which moved words by up to 160 ms."""
     rate = espeak.DEFAULT_RATE_WPM
     for _ in range(2):
-        audio, sr, events = espeak.synthesize(text, voice=voice, rate_wpm=rate)
+        audio, sr, events = espeak.synthesize(text, voice=voice, rate_wpm=rate, steady=True)
         if not events or not len(audio):
             return None
         lo, hi = speech_region(audio, sr)

@@ -9,6 +9,8 @@ state, so every call goes through one lock and one initialisation.
 from __future__ import annotations
 
 import ctypes
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -27,6 +29,9 @@ PARAM_RATE = 1
 PARAM_PITCH = 3
 DEFAULT_RATE_WPM = 175  # espeak-ng's own default speaking rate (words per minute)
 DEFAULT_PITCH = 50  # espeak-ng's own default base pitch (0-100)
+# Voice-file lines that take away the voice's state carried between utterances (see the module docstring).
+STEADY_VOICE_LINES = "\nflutter 0\nroughness 0\n"
+VOICE_FILE_DIRS = ("lang", "voices")  # where, under espeak-ng's data, a voice's identifier names its file
 
 
 class _EventId(ctypes.Union):
@@ -44,6 +49,12 @@ class _Event(ctypes.Structure):
         ("user_data", ctypes.c_void_p),
         ("id", _EventId),
     ]
+
+
+class _VoiceInfo(ctypes.Structure):
+    """The leading fields of ``espeak_VOICE`` (the rest are not read)."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p)]
 
 
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
@@ -84,6 +95,11 @@ class _Espeak:
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_VoiceInfo)
+        self.data_path = espeakng_loader.get_data_path()
+        self._steady_dir: tempfile.TemporaryDirectory | None = None
+        self._steady_files: dict[str, str] = {}
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, int, int]] = []
         self._callback = _SynthCallback(self._on_synth)  # keep a reference: C holds the pointer
@@ -101,11 +117,34 @@ class _Espeak:
             i += 1
         return 0
 
-    def set_voice(self, voice: str) -> None:
-        if voice != self.voice:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise NoSuchVoice(f"espeak-ng has no voice {voice!r}")
-            self.voice = voice
+    def set_voice(self, voice: str, steady: bool = False) -> None:
+        key = f"{voice} steady" if steady else voice
+        if key == self.voice:
+            return
+        self.voice = None
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise NoSuchVoice(f"espeak-ng has no voice {voice!r}")
+        if steady and self.lib.espeak_SetVoiceByFile(self._steady_file(voice).encode()) != 0:
+            raise NoSuchVoice(f"espeak-ng could not load a steady {voice!r}")
+        self.voice = key
+
+    def _steady_file(self, voice: str) -> str:
+        """A voice file for ``voice`` (current, set by name) without flutter and roughness, written once."""
+        if voice not in self._steady_files:
+            if "+" in voice:
+                raise NoSuchVoice(f"a steady voice takes no variant: {voice!r}")
+            identifier = self.lib.espeak_GetCurrentVoice().contents.identifier.decode()
+            source = next((path for path in (os.path.join(self.data_path, d, identifier) for d in VOICE_FILE_DIRS)
+                           if os.path.isfile(path)), None)
+            if source is None:
+                raise NoSuchVoice(f"espeak-ng's voice file for {voice!r} is not in its data")
+            if self._steady_dir is None:
+                self._steady_dir = tempfile.TemporaryDirectory(prefix="espeak-steady-")
+            path = os.path.join(self._steady_dir.name, f"{len(self._steady_files)}")
+            with open(source, encoding="utf-8") as src, open(path, "w", encoding="utf-8") as out:
+                out.write(src.read() + STEADY_VOICE_LINES)
+            self._steady_files[voice] = path
+        return self._steady_files[voice]
 
 
 _instance: _Espeak | None = None
@@ -144,15 +183,16 @@ def phonemize_ipa(text: str, voice: str = "en-us") -> str:
 
 
 def synthesize(text: str, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM,
-               pitch: int = DEFAULT_PITCH) -> tuple[np.ndarray, int, list[WordEvent]]:
+               pitch: int = DEFAULT_PITCH, *, steady: bool = False) -> tuple[np.ndarray, int, list[WordEvent]]:
     """Speak ``text``; return float32 mono audio, its sample rate and the word start events.
 
     ``voice`` may name a variant (``fr+f3``). Rate and pitch are set on every call: the library
-    keeps them between calls.
+    keeps them between calls. ``steady`` speaks in the voice without flutter and roughness, so the
+    result does not depend on what the process said before (a variant is then refused).
     """
     es = _espeak()
     with es.lock:
-        es.set_voice(voice)
+        es.set_voice(voice, steady)
         es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
         es.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
         es._chunks, es._events = [], []  # noqa: SLF001
