@@ -117,7 +117,7 @@ class BucketStorage(Storage):
         try:
             return future.result(timeout=wait_s)
         except concurrent.futures.TimeoutError:
-            future.cancel()  # not started yet (every bucket thread busy): it never will be
+            future.cancel()  # not started yet (all MAX_CALLS slots busy): it never will be
             raise StorageError(f"{action} failed on {self.location} (no answer within {deadline_s:g} s)") from None
 
     def _fail(self, exc: Exception, action: str) -> StorageError:
