@@ -336,3 +336,39 @@ def test_a_frozen_bucket_fails_each_call_at_its_deadline_and_health_answers_fast
                 call(stores.bucket)
         bucket = stores.health()["bucket"]
         assert not bucket["reachable"] and "no answer within 2 s" in bucket["error"], bucket
+
+
+# A worker's last bucket call: an upload that fails at its deadline, then the worker's main returns.
+UPLOAD_THEN_EXIT = """
+from f5_worker.storage.base import StorageError
+from f5_worker.storage.stores import Stores
+try:
+    Stores.from_env(network_volume_path=None).bucket.put("results/job-1/audio.wav", b"x" * 100_000)
+except StorageError as exc:
+    print(exc, flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_call_given_up_on_does_not_hold_the_process_exit(monkeypatch, no_bucket_env):
+    """RunPod kills a worker that outlives its grace period after SIGTERM; an abandoned call's thread used to
+    be joined at exit, holding the process for attempts x timeouts past the call's deadline (7 s here)."""
+    import subprocess
+    import sys
+    import time
+
+    with frozen_server() as endpoint:
+        for name, value in {"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "k",
+                            "BUCKET_SECRET_ACCESS_KEY": "s", "BUCKET_NAME": "voices", "BUCKET_MAX_ATTEMPTS": "3",
+                            "BUCKET_READ_TIMEOUT_S": "20", "BUCKET_TIMEOUT_S": "0.5"}.items():
+            monkeypatch.setenv(name, value)
+        worker = subprocess.Popen([sys.executable, "-c", UPLOAD_THEN_EXIT], cwd=Path(__file__).resolve().parents[1],
+                                  stdout=subprocess.PIPE, text=True)
+        with worker:
+            error = worker.stdout.readline()
+            failed = time.monotonic()
+            worker.wait(timeout=30)
+            exit_s = time.monotonic() - failed
+    assert error.startswith("upload failed on bucket 'voices'") and "(no answer within 0.5 s)" in error, error
+    assert worker.returncode == 0
+    assert exit_s < 1.5, f"the process exited {exit_s:.1f} s after its last call failed"

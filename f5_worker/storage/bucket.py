@@ -8,11 +8,18 @@ job stops waiting for it at the deadline. The thread ends by itself at botocore'
 capped just past the deadline (``TIMEOUT_MARGIN_S``): capped at the deadline itself, botocore's timeout
 and the wait for the deadline would race, and on a loaded machine a frozen bucket's error would name
 either. ``health``'s check has a deadline of ``CHECK_TIMEOUT_S``.
+
+Those threads are daemon threads, not a ``ThreadPoolExecutor``'s: concurrent.futures joins its threads when
+the interpreter exits, so a call that a job had already given up on held the worker's exit (after RunPod's
+SIGTERM) until botocore's timeouts, attempts x timeouts past its deadline, beyond RunPod's grace period. A
+call matters only while its caller waits for it (an upload whose job failed at its deadline is owed to
+no one), and a caller still waiting keeps the process alive by itself.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -25,8 +32,32 @@ CHECK_TIMEOUT_S = 2.0  # health's bucket check (a head request, a probe written 
 TIMEOUT_MARGIN_S = 1.0  # botocore's own timeouts end this long after the call's deadline, never before it
 # Bucket calls in flight at once, across jobs; more wait their turn within their own deadline.
 MAX_CALLS = 32
-_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CALLS, thread_name_prefix="bucket")
+_CALL_SLOTS = threading.BoundedSemaphore(MAX_CALLS)
 T = TypeVar("T")
+
+
+def _start_call(fn: Callable[[], T], wait_s: float) -> concurrent.futures.Future[T]:
+    """``fn()`` in a daemon thread of its own once one of ``MAX_CALLS`` slots is free, waited for at most
+    ``wait_s``; a call cancelled before it has a slot never runs."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not _CALL_SLOTS.acquire(timeout=wait_s):
+            return  # its caller has given up by now
+        try:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - the caller gets it as it is, as from a pool
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        finally:
+            _CALL_SLOTS.release()
+
+    threading.Thread(target=run, name="bucket", daemon=True).start()
+    return future
 
 
 class BucketStorage(Storage):
@@ -79,13 +110,14 @@ class BucketStorage(Storage):
     def _call(self, action: str, fn: Callable[[], T], deadline_s: float | None = None) -> T:
         """``fn()`` (one bucket call with its retries) in a bucket thread, waited for at most ``deadline_s``
         (``BUCKET_TIMEOUT_S``): past it the call fails with a StorageError, while its thread runs on to
-        botocore's own timeouts. botocore's exceptions pass through as they are."""
+        botocore's own timeouts, or until the process exits. botocore's exceptions pass through as they are."""
         deadline_s = self.settings.call_timeout_s if deadline_s is None else deadline_s
-        future = _CALLS.submit(fn)
+        wait_s = max(deadline_s, 0.001)
+        future = _start_call(fn, wait_s)
         try:
-            return future.result(timeout=max(deadline_s, 0.001))
+            return future.result(timeout=wait_s)
         except concurrent.futures.TimeoutError:
-            future.cancel()  # not started yet (every bucket thread busy): it never will be
+            future.cancel()  # not started yet (all MAX_CALLS slots busy): it never will be
             raise StorageError(f"{action} failed on {self.location} (no answer within {deadline_s:g} s)") from None
 
     def _fail(self, exc: Exception, action: str) -> StorageError:
