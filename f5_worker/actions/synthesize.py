@@ -285,8 +285,9 @@ class SynthesizeAction:
             for step in steps:
                 upcoming.append(step)
                 if isinstance(step, _Piece):
-                    step.pending = self.engine.submit(step.part.ref, step.said.spoken, replace(
-                        params, speed=step.part.speed, first_audio=step.first))  # the first before all else
+                    # the stream's first piece is sampled before all else
+                    step.params = replace(params, speed=step.part.speed, first_audio=step.first)
+                    step.pending = self.engine.submit(step.part.ref, step.said.spoken, step.params)
                     return
 
         waves: list[np.ndarray] = []
@@ -312,8 +313,7 @@ class SynthesizeAction:
                     queue_next_piece()  # sampled while this one is aligned
                     spoken_texts.append(step.said.spoken)
                     wave, alignment, piece_seed, retries = self._piece(
-                        request, step, first, replace(params, speed=step.part.speed, first_audio=step.first),
-                        language, aligns, retry_seeds, timing)
+                        request, step, first, language, aligns, retry_seeds, timing)
                     duration = len(wave) / sample_rate
                     if alignment is not None:
                         pacer.aligned(alignment.align_seconds, duration)
@@ -354,12 +354,13 @@ class SynthesizeAction:
                                  seed=seed, timing=timing, started=started, warnings=_voice_warnings(parts))
         yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
 
-    def _piece(self, request: SynthesizeRequest, piece: _Piece, first: SynthesisResult, params: SynthesisParams,
-               language: str, aligns: bool, retry_seeds: random.Random, timing: dict[str, float]
-               ) -> tuple[np.ndarray, Alignment | None, int, int]:
+    def _piece(self, request: SynthesizeRequest, piece: _Piece, first: SynthesisResult, language: str, aligns: bool,
+               retry_seeds: random.Random, timing: dict[str, float]) -> tuple[np.ndarray, Alignment | None, int, int]:
         """One streamed piece from its first sampling (``first``): faded at its ends, and, when timings or
         retries are wanted, aligned and re-sampled by the quality gate until it says its text. Returns wave,
         alignment, seed, retries."""
+        params = piece.params
+
         def attempt(seed: int):
             nonlocal first
             result = first if first is not None else self.engine.synthesize(
@@ -521,13 +522,15 @@ def _voice_warnings(parts: list[ScriptPart]) -> list[str]:
 
 @dataclass
 class _Piece:
-    """A streamed piece: ``part.written[start:end]``, said as ``said``; ``pending`` once queued for sampling."""
+    """A streamed piece: ``part.written[start:end]``, said as ``said``; ``params`` and ``pending`` once queued
+    for sampling."""
 
     part: ScriptPart
     said: NormalizedText
     start: int
     end: int
     first: bool  # the stream's first piece
+    params: SynthesisParams | None = None  # how it is sampled, and re-sampled by the gate
     pending: PendingSynthesis | None = None
 
 
