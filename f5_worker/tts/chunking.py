@@ -11,9 +11,9 @@ from f5_worker.tts.reference import PreparedReference
 if TYPE_CHECKING:
     from f5_worker.text.normalize import NormalizedText
 
-# upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
 log = logging.getLogger(__name__)
 
+# upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
 _SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
 
 
