@@ -563,9 +563,10 @@ class _Scanner:
         twenty twenty-two". Not "to" between each two, as for a range of two years ("2019-2022"): nobody says
         "twenty nineteen to twenty twenty to …"; and not digit by digit, as a card number in groups would be."""
         m = self.p["year_list"].match(self.text, pos)
-        if not m or not _years_in_order(re.split(r"[-–]", m.group())):
+        years = re.split(r"[-–]", m.group()) if m else []
+        if not _years_in_order(years):
             return None
-        return [(m.start(), m.end(), ", ".join(self._say(year, True) for year in re.split(r"[-–]", m.group())))]
+        return [(m.start(), m.end(), ", ".join(self._say(year, True) for year in years))]
 
     def _phone(self, pos: int) -> list[_Edit] | None:
         """Phone numbers, and card and account numbers written in groups ("4111 1111 1111 1111",
