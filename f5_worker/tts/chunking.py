@@ -168,16 +168,17 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
         pieces_left = -(-rest // limit)
         wanted = -(-rest // pieces_left)
         top, lowest = limit, max(wanted // 2, rest - (pieces_left - 1) * limit)
-    fitting = []
+    fitting: dict[int, int] = {}  # each end that fits, and its size
     for j in range(start + 1, len(tokens) + 1):
-        if size(j) > top:
+        bytes_said = size(j)
+        if bytes_said > top:
             break
-        fitting.append(j)
+        fitting[j] = bytes_said
     if not fitting:  # one word longer than a piece: alone
         return start + 1
-    fitting = [j for j in fitting if size(j) >= lowest] or fitting[-1:]
-    clause_ends = [j for j in fitting if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]])]
-    return min(clause_ends or fitting, key=lambda j: (abs(size(j) - wanted), -j))
+    ends = [j for j, n in fitting.items() if n >= lowest] or [max(fitting)]
+    clause_ends = [j for j in ends if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]])]
+    return min(clause_ends or ends, key=lambda j: (abs(fitting[j] - wanted), -j))
 
 
 class StreamPacer:
