@@ -112,15 +112,20 @@ t0=$(now)
 "$REPO/scripts/ci/build_base_image.sh" "$BASE_TAG" >&2
 say "base image ready in $(secs "$t0" "$(now)")s"
 
+build_image() {  # dockerfile (in CONTEXT), tag, log, extra podman build args...: one image on the base image
+    local dockerfile=$1 tag=$2 log=$3
+    shift 3
+    "${PODMAN[@]}" build --network host "${CA_MOUNT[@]}" --label "f5-smoke=$RUN_ID" "$@" \
+        -f "$CONTEXT/$dockerfile" --build-arg "BASE_IMAGE=$BASE_TAG" -t "$tag" "$CONTEXT" >"$log" 2>&1 || {
+        tail -n 40 "$log" >&2
+        fail "podman build of $dockerfile failed"
+    }
+}
+
 thin_image() {
     t0=$(now)
     say "building Dockerfile.runpod from $CONTEXT"
-    "${PODMAN[@]}" build --network host "${CA_MOUNT[@]}" --label "f5-smoke=$RUN_ID" \
-        -f "$CONTEXT/Dockerfile.runpod" --build-arg "BASE_IMAGE=$BASE_TAG" \
-        -t "$IMAGE_TAG" "$CONTEXT" >"$WORK/build.log" 2>&1 || {
-        tail -n 40 "$WORK/build.log" >&2
-        fail "podman build failed"
-    }
+    build_image Dockerfile.runpod "$IMAGE_TAG" "$WORK/build.log"
     build_s=$(secs "$t0" "$(now)")
     image_bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE_TAG")
     say "image built in ${build_s}s"
@@ -240,13 +245,8 @@ EOF
 baked_image() {
     t0=$(now)
     say "building .runpod/Dockerfile (environment baked in) from $CONTEXT"
-    "${PODMAN[@]}" build --network host "${CA_MOUNT[@]}" --label "f5-smoke=$RUN_ID" \
-        -v "$HOST_UV_CACHE:/uv-cache" --build-arg BAKE_UV_CACHE=/uv-cache \
-        -f "$CONTEXT/.runpod/Dockerfile" --build-arg "BASE_IMAGE=$BASE_TAG" \
-        -t "$BAKED_TAG" "$CONTEXT" >"$WORK/baked-build.log" 2>&1 || {
-        tail -n 40 "$WORK/baked-build.log" >&2
-        fail "podman build of .runpod/Dockerfile failed"
-    }
+    build_image .runpod/Dockerfile "$BAKED_TAG" "$WORK/baked-build.log" \
+        -v "$HOST_UV_CACHE:/uv-cache" --build-arg BAKE_UV_CACHE=/uv-cache
     baked_build_s=$(secs "$t0" "$(now)")
     baked_bytes=$(podman image inspect --format '{{.Size}}' "$BAKED_TAG")
     baked_cached=$(grep -c "Using cache" "$WORK/baked-build.log" || true)
