@@ -119,6 +119,20 @@ def test_a_pause_the_rendering_lacks_is_warped_over(evalmod, monkeypatch):
     assert errors.mean() > MEAN_ERROR_BOUND_S
 
 
+@pytest.mark.parametrize("language", ["es", "de"])
+def test_words_after_leading_silence_are_timed_from_the_start_of_the_audio(cases, evalmod, language):
+    """The search runs on the audio with its leading silence cut, so its frames count from the cut: every
+    other case starts speaking at once, where forgetting to add the cut back is off by nothing."""
+    silence_s = 1.0
+    shifted = []
+    for case in cases[language][:2]:
+        gap = np.zeros(int(silence_s * case.sample_rate), np.float32)
+        truth = {i: t + silence_s for i, t in case.truth.items()}
+        shifted.append(evalmod.Case(case.text, np.concatenate([gap, case.audio]), case.sample_rate, truth, language))
+    errors = start_errors(DtwAligner(), shifted)
+    assert errors.mean() < MEAN_ERROR_BOUND_S and (errors < 0.050).mean() >= WITHIN_50MS_BOUND, errors
+
+
 def full_dtw_cost(rows: np.ndarray, cols: np.ndarray) -> float:
     """The textbook recurrence over the whole matrix, for comparison."""
     cost = 1.0 - rows @ cols.T
@@ -130,8 +144,8 @@ def full_dtw_cost(rows: np.ndarray, cols: np.ndarray) -> float:
     return float(total[-1, -1])
 
 
-def unit_rows(draw_seed: int, n: int) -> np.ndarray:
-    x = np.random.default_rng(draw_seed).normal(size=(n, 4))
+def unit_rows(draw_seed: int, n: int, dims: int = 4) -> np.ndarray:
+    x = np.random.default_rng(draw_seed).normal(size=(n, dims))
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -231,3 +245,22 @@ def test_a_regional_tag_falls_back_to_its_language_and_an_unknown_one_to_estimat
 def test_the_search_stays_within_its_memory_bound(frames):
     band = dtw.band_frames(frames, frames)
     assert band >= 1 and frames * (2 * band + 1) <= dtw.MAX_SEARCH_BYTES + frames
+
+
+def test_the_search_holds_one_byte_per_cell_of_its_band():
+    """The bound above is arithmetic on the band; it holds only while each cell's step takes one byte, as
+    the search allocates it (int64 steps would hold 8 times as much: 1 GB for 30 minutes)."""
+    import tracemalloc
+
+    n, m = 2000, 1800  # 20 s of audio against an 18 s rendering, in the aligner's 12 coefficients
+    rows, cols = unit_rows(1, n, dims=12), unit_rows(2, m, dims=12)
+    band = dtw.band_frames(n, m)
+    tracemalloc.start()  # numpy's arrays are traced
+    try:
+        banded_dtw(rows, cols, band)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    cells = n * (2 * band + 1)
+    features = (n + m) * 12 * 8  # one float64 copy of both sides' features
+    assert peak <= cells + 4 * features, (peak, cells, features)

@@ -159,11 +159,11 @@ def test_an_evicted_engine_still_serves_a_job_that_took_it(models_settings, work
 
     pool = fresh_pool(models_settings, worker.models)
     engine = pool.engine("tiny-fr")
-    assert engine.close(timeout=10)  # as an eviction does, before the job queues its request
+    assert engine.close(timeout=60)  # as an eviction does, before the job queues its request
     ref = ReferencePreparer(max_input_seconds=60, keep_seconds=12).default_voice(0.1)
     result = engine.synthesize(ref, "Bonjour.", SynthesisParams(nfe_step=4))
     assert len(result.wave) > 0
-    assert engine.close(timeout=10)
+    assert engine.close(timeout=60)
 
 
 def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, worker, caplog):
@@ -174,12 +174,12 @@ def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, wo
         threads = [threading.Thread(target=lambda: got.append(pool.engine("tiny-fr"))) for _ in range(2)]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # hang guards, here and below: the waits end as soon as the jobs get there
         while not any("another job is loading" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, "the second job never waited for the first one's load"
             time.sleep(0.01)
     for thread in threads:
-        thread.join(10)
+        thread.join(60)
     assert len(got) == 2 and got[0] is got[1]
     assert pool.loads == 1
     assert sum("loading model tiny-fr" in r.getMessage() for r in caplog.records) == 1
@@ -205,7 +205,7 @@ def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settin
     with skipped_weight_init():  # holds the load at its first step
         loader = threading.Thread(target=lambda: loaded.append(pool.engine("tiny-fr")))
         loader.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # hang guards, here and below: the waits end as soon as the jobs get there
         while "tiny-fr" not in pool._loading:
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -215,9 +215,9 @@ def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settin
             assert time.monotonic() < deadline, "the second job never waited for the first one's load"
             time.sleep(0.01)
         flags[0].set()  # RunPod stops the waiting job while the load is still held
-        waiter.join(5)
+        waiter.join(30)  # a waiter that ignored its stop would wait here for the held load: for ever
         assert not waiter.is_alive(), "a stopped job kept waiting for another job's load"
-    loader.join(10)
+    loader.join(60)
     assert len(stopped) == 1 and "model tiny-fr was loaded" in str(stopped[0])
     assert len(loaded) == 1 and pool.loaded() == ["tiny", "tiny-fr"] and pool.loads == 1  # the load went on
 

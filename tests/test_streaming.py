@@ -213,22 +213,47 @@ def test_the_next_piece_is_sampled_while_the_one_before_is_aligned(streaming_wor
 def test_the_pacer_measures_a_piece_sampled_ahead_until_its_audio_exists_not_until_it_is_read(
         streaming_worker, monkeypatch):
     """A piece queued ahead is read once the piece before has been aligned; the time it then waited for its
-    reader is not sampling time (counted as such, it made a slow aligner look like a slow sampler)."""
+    reader is not sampling time (counted as such, it made a slow aligner look like a slow sampler).
+
+    The sampler's clock is the real one, which the aligner moves an hour ahead once the piece queued ahead
+    has its audio: so the two are told apart by the clock itself, not by how fast this machine samples."""
     import time
 
+    from f5_worker.tts import sampler
     from f5_worker.tts.chunking import StreamPacer
 
-    align_s, measured = 0.8, []
+    align_s = 3600.0
+
+    class Clock:
+        """The time module, with perf_counter moved ``ahead`` of the real one."""
+
+        ahead = 0.0
+
+        def perf_counter(self) -> float:
+            return time.perf_counter() + self.ahead
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    clock = Clock()
+    monkeypatch.setattr(sampler, "time", clock)
+    pendings, readings = [], []  # each piece's PendingSynthesis; (measured sampling time, when read)
+    submit = streaming_worker.engine.submit
+    monkeypatch.setattr(streaming_worker.engine, "submit", lambda *a: pendings.append(submit(*a)) or pendings[-1])
     aligner = streaming_worker.aligner
     align = aligner.align
 
     def slow_align(*args, **kwargs):
-        time.sleep(align_s)
+        give_up = time.monotonic() + 300  # a hang guard
+        while pendings[-1].sampled_at is None:  # the piece queued ahead, if any, has its audio...
+            assert time.monotonic() < give_up, "the piece queued ahead was never sampled"
+            time.sleep(0.005)
+        clock.ahead += align_s  # ...and then this alignment takes an hour
         return align(*args, **kwargs)
 
     sampled = StreamPacer.sampled
-    monkeypatch.setattr(StreamPacer, "sampled", lambda self, wall_s, *a: (measured.append(wall_s),
-                                                                          sampled(self, wall_s, *a))[1])
+    monkeypatch.setattr(StreamPacer, "sampled", lambda self, wall_s, *a: (
+        readings.append((wall_s, clock.perf_counter())), sampled(self, wall_s, *a))[1])
     aligner.align = slow_align
     try:
         items = streaming_worker.handle({"text": STREAM_TEXT, "stream": True, "nfe_step": 4, "seed": 4,
@@ -236,7 +261,10 @@ def test_the_pacer_measures_a_piece_sampled_ahead_until_its_audio_exists_not_unt
     finally:
         del aligner.align
     check_stream(items, STREAM_TEXT)
-    assert len(measured) == len(items) - 1 and all(wall < align_s for wall in measured[1:]), measured
+    assert len(readings) == len(pendings) == len(items) - 1 >= 2
+    for pending, (measured, read_at) in list(zip(pendings, readings))[1:]:
+        waited = read_at - pending.submitted  # from its queueing to its reading: the hour's alignment in it
+        assert waited >= align_s and measured <= waited - align_s, (measured, waited)
 
 
 # -- the items, in the worker's own process -----------------------------------------------------------

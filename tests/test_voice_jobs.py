@@ -335,7 +335,8 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
     try:
         started = time.monotonic()
         out = synth(w, voice="anna", output="bucket", job_id="outage-1")
-        assert time.monotonic() - started < 20
+        # a hang guard, not a speed claim: with the server gone, its connections are refused at once
+        assert time.monotonic() - started < 120
         assert out["error"].startswith("output: could not upload the result (upload failed on bucket "), out
         assert seaweed.endpoint in out["error"]
         kept = make_worker.volume / "f5-worker" / "results" / "outage-1" / "speech.wav"

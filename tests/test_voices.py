@@ -401,6 +401,9 @@ def test_listing_fails_on_a_storage_error_instead_of_leaving_voices_out(store, m
     ("audio_key", "/etc/passwd", r"audio_key: must name a file in voices/anna/"),
     ("audio_key", "voices/anna/voice.json", r"audio_key: must name a file in voices/anna/"),
     ("name", "bob", r"name: is not the voice's own"),
+    # json writes these as Infinity and NaN; listed back, they made a result that is not JSON
+    ("duration_s", float("inf"), r"duration_s: must be a finite number"),
+    ("duration_s", float("nan"), r"duration_s: must be a finite number"),
 ])
 def test_damaged_metadata_names_its_field_and_the_voice_can_still_be_deleted(tmp_path, field, value, problem):
     """voice.json is read back from storage another tool may have changed: validated like a request."""
