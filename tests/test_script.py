@@ -481,3 +481,68 @@ def test_no_word_or_character_is_rounded_past_the_end_of_the_audio(worker):
               char_timings=True)
     assert "error" not in out, out
     assert all(0 <= s["start"] <= s["end"] <= out["duration"] for s in out["words"] + out["chars"]), out["duration"]
+
+
+# -- bounds: pauses compared in whole milliseconds, parts counted, tags read once ----------------------
+
+
+def test_pauses_exactly_at_the_total_bound_are_taken_in_whole_milliseconds():
+    """Thirty 0.1 s pauses add up to 3.0000000000000013 as floats: at a 3 s bound they were refused as
+    "pauses add up to 3 s, more than 3 s"."""
+    rules = PauseRules.of(Settings(max_total_pause_s=3.0))
+    script = parse_script("Go [pause:100ms] " * 30, rules=rules)
+    assert sum(isinstance(i, Pause) for i in script) == 30
+    with pytest.raises(Exception, match=r"^text: pauses add up to 3\.1 s, more than 3 s$"):
+        parse_script("Go [pause:100ms] " * 31, rules=rules)
+    tenths = PauseRules.of(Settings(max_total_pause_s=0.3))
+    assert len(parse_script('A <break time="0.1s"/> b <break time="100ms"/> c [pause:.1s] d', rules=tenths)) == 7
+
+
+def test_a_refused_total_names_the_paragraph_breaks_it_counts():
+    rules = PauseRules.of(Settings(paragraph_pause_s=0.75, max_total_pause_s=3.0))
+    assert len(parse_script("Para.\n\n" * 5, rules=rules)) == 9  # four breaks, 3 s: at the bound
+    with pytest.raises(Exception) as refused:
+        parse_script("Para.\n\n" * 6, rules=rules)
+    assert str(refused.value) == ("text: pauses add up to 3.75 s, more than 3 s (5 of them are blank lines "
+                                  "between paragraphs, 0.75 s each)")
+    with pytest.raises(Exception) as refused:
+        parse_script("One. [pause:2.5s] Two.\n\nThree.", rules=rules)
+    assert str(refused.value).endswith("(1 of them is a blank line between paragraphs, 0.75 s each)")
+    with pytest.raises(Exception) as refused:
+        parse_script("One. [pause:2s] Two. [pause:2s] Three.", rules=rules)
+    assert str(refused.value) == "text: pauses add up to 4 s, more than 3 s"  # no paragraph: none named
+
+
+@pytest.mark.parametrize("tag", ['<break time="1s" time="9s"/>', "<break strength='weak' STRENGTH='x-strong'/>",
+                                 '<break time="2s" strength="weak" time=2s/>'])
+def test_a_break_that_gives_an_attribute_twice_is_refused(tag):
+    with pytest.raises(Exception) as refused:
+        parse_script(f"Wait {tag} now.")
+    name = re.search(r"(\w+)=.*\b\1=", tag.lower()).group(1)
+    assert str(refused.value) == f"text: <break> at character 5 gives the attribute '{name}' twice"
+
+
+@pytest.mark.parametrize("length", ["9" * 400 + "s", "1" + "0" * 330 + "ms", "9" * 309 + ".5s"])
+def test_a_pause_too_long_to_be_a_number_is_refused_with_the_real_bound(length):
+    with pytest.raises(Exception) as refused:
+        parse_script(f"Hi [pause:{length}] there", rules=PauseRules.of(Settings(max_pause_s=7.5)))
+    assert str(refused.value) == "text: pause at character 3 is longer than 7.5 s"
+
+
+def test_parts_made_by_tags_are_bounded_like_segments(worker):
+    """``MAX_SEGMENTS`` bounded segments only: "a[pause:0s]" × 454 was sampled, 454 references in one call."""
+    from f5_worker.actions.script import script_of
+    from f5_worker.schema import parse_job
+
+    rules = PauseRules.of(Settings())
+    many = "Go. <break strength='none'/> " * 12
+    assert sum(not isinstance(i, Pause) for i in script_of(parse_job({"text": many}), rules, 50, 12)) == 12
+    with pytest.raises(Exception) as refused:
+        script_of(parse_job({"text": many + "Stop."}), rules, 50, 12)
+    assert str(refused.value) == ("text: holds 13 parts (runs of text between tags, each spoken on its own); "
+                                  "at most 12 are taken (MAX_SCRIPT_PARTS)")
+    segments = parse_job({"segments": [{"text": "One [pause:0s] two [pause:0s] three"}] * 5})
+    with pytest.raises(Exception, match=r"^segments: hold 15 parts .*at most 12 are taken \(MAX_SCRIPT_PARTS\)$"):
+        script_of(segments, rules, 50, 12)
+    out = run(worker, text="x [pause:0s] " * (Settings().max_script_parts + 1))
+    assert out["error"].startswith(f"text: holds {Settings().max_script_parts + 1} parts"), out

@@ -482,7 +482,7 @@ class SynthesizeAction:
         if source.ref_audio_url is not None or source.ref_audio_base64 is not None:
             data, field = self.downloads.audio(source.ref_audio_url, source.ref_audio_base64,
                                                url_field=prefix + "ref_audio_url", b64_field=prefix + "ref_audio_base64")
-            return self.references.from_bytes(data, source.ref_text, field, target_rms)
+            return self.references.from_bytes(data, source.ref_text, field, target_rms, prefix + "ref_text")
         return self.references.default_voice(target_rms)
 
     def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
