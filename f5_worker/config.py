@@ -183,7 +183,7 @@ class Settings:
     max_pause_s: float = 10.0  # the longest single pause, seconds
     max_total_pause_s: float = 60.0  # all pauses of one job together, seconds
     max_segments: int = 50  # turns in a synthesize job's ``segments``
-    max_script_parts: int = 100  # runs of text between tags in one synthesize job, each sampled on its own
+    max_script_parts: int = 200  # runs of text between tags in one synthesize job, each sampled on its own
     caption_speaker_prefix: bool = True  # SRT captions name the speaker at each change of voice (docs/timings.md)
     streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
