@@ -2,8 +2,10 @@
 
 A job's ``text`` (with its tags, text/markup.py) or its ``segments`` become
 one list of parts and pauses. Each part is spoken as its own synthesis with
-its own reference, so a podcast's voices never blend; parts are the unit of
-the quality gate, too, so a garbled line is re-sampled alone. A target
+its own reference, so a podcast's voices never blend (a part too short to be
+sampled alone joins the parts of its voice next to it: ``sampled_texts``);
+what is sampled together is the unit of the quality gate, too, so a garbled
+line is re-sampled alone. A target
 ``duration`` is spread here over every chunk of every part in proportion to
 its text (upstream's ``fix_duration`` gives the whole length to each chunk
 and cannot span several references), so the implied speed is the same for

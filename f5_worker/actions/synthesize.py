@@ -5,8 +5,9 @@ its voice, and its pauses) -> each voice's reference (a stored voice, the
 client's clip, or the default voice) -> each part as it is said
 (text/normalize.py) -> the delivery plan, refused before any GPU time if the
 result could not be delivered -> sampling (tts/sampler.py; a script's parts in
-one call), aligned on what was said and re-sampled while the audio does not
-say it (alignment/quality.py) -> the parts joined with their pauses, timings
+calls of up to 32, a short part joined by its voice's neighbours:
+script.sampled_texts), aligned on what was said and re-sampled while the
+audio does not say it (alignment/quality.py) -> the parts joined with their pauses, timings
 mapped back to the text as written -> captions -> encoding -> inline or bucket
 delivery (delivery.py). A text without markup is one part, as before.
 
