@@ -183,6 +183,7 @@ class Settings:
     max_pause_s: float = 10.0  # the longest single pause, seconds
     max_total_pause_s: float = 60.0  # all pauses of one job together, seconds
     max_segments: int = 50  # turns in a synthesize job's ``segments``
+    max_script_parts: int = 200  # runs of text between tags in one synthesize job, each sampled on its own
     caption_speaker_prefix: bool = True  # SRT captions name the speaker at each change of voice (docs/timings.md)
     streaming: bool = False  # the handler streams (docs/api.md, "Streaming"): every result becomes a list
     result_dump_dir: Path | None = None  # local debugging: each job's whole result as a file (runpod cuts logs)
@@ -327,6 +328,7 @@ def get_settings() -> Settings:
         max_pause_s=_env_seconds("MAX_PAUSE_S", d["max_pause_s"]),
         max_total_pause_s=_env_seconds("MAX_TOTAL_PAUSE_S", d["max_total_pause_s"]),
         max_segments=_env_int("MAX_SEGMENTS", d["max_segments"]),
+        max_script_parts=_env_int("MAX_SCRIPT_PARTS", d["max_script_parts"]),
         caption_speaker_prefix=_env_bool("CAPTION_SPEAKER_PREFIX", d["caption_speaker_prefix"]),
         result_dump_dir=_env_path("RESULT_DUMP_DIR"),
         models_json=_env("MODELS"),

@@ -10,9 +10,9 @@ each field.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from f5_worker.audio import OUTPUT_FORMATS
 from f5_worker.captions import CAPTION_FORMATS
@@ -28,6 +28,21 @@ MAX_SEED = 2**63 - 1
 MAX_DURATION_S = 1200.0  # seconds, the longest ``duration`` a job may ask for
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
 
+
+def _json_number(kind: str):
+    """A check, before pydantic's, that the value is a JSON number: pydantic's lax mode reads JSON's ``true`` and
+    ``"42"`` as 1 and 42, and a client that sends them has a bug that a guess hides (``"duration": true``
+    made one second of audio)."""
+    def check(value: Any) -> Any:
+        if isinstance(value, bool | str):
+            raise ValueError(f"must be a valid {kind}, not {'a string' if isinstance(value, str) else 'true or false'}")
+        return value
+    return BeforeValidator(check)
+
+
+Number = Annotated[float, _json_number("number")]  # a JSON number (an integral one too)
+Integer = Annotated[int, _json_number("integer")]  # a JSON number without a fraction (32 or 32.0)
+Flag = Annotated[bool, Strict()]  # JSON's true or false; not 1, "yes" or "true"
 OutputFormat = Literal[OUTPUT_FORMATS]  # the encoders' formats (audio.py)
 CaptionFormat = Literal[CAPTION_FORMATS]  # the caption renderers' formats (captions.py)
 OutputMode = Literal["inline", "bucket", "auto"]  # docs/api.md, "Result delivery"
@@ -73,16 +88,16 @@ class ScriptSegment(_ReferenceFields):
     request's own voice). Checked by the request, so errors name the segment."""
 
     text: str = Field(..., max_length=MAX_TEXT_CHARS)
-    speed: float | None = Field(None, ge=0.3, le=3.0)  # None: the request's speed
+    speed: Number | None = Field(None, ge=0.3, le=3.0)  # None: the request's speed
 
 
 class TimingOptions(_Request):
-    word_timings: bool = True
-    char_timings: bool = False
+    word_timings: Flag = True
+    char_timings: Flag = False
     caption_formats: list[CaptionFormat] = Field(default_factory=lambda: ["srt"], max_length=len(CAPTION_FORMATS))
-    max_chars_per_line: int = Field(42, ge=10, le=200)
-    max_lines: int = Field(2, ge=1, le=4)
-    max_caption_seconds: float = Field(6.0, ge=0.5, le=30.0)
+    max_chars_per_line: Integer = Field(42, ge=10, le=200)
+    max_lines: Integer = Field(2, ge=1, le=4)
+    max_caption_seconds: Number = Field(6.0, ge=0.5, le=30.0)
 
 
 class SynthesizeRequest(ReferenceAudio, TimingOptions):
@@ -91,20 +106,20 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     # at most MAX_SEGMENTS (a setting, checked by the action); here only what the text bound allows
     segments: list[ScriptSegment] | None = Field(None, max_length=MAX_TEXT_CHARS)  # empty: refused in _valid
     language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
-    normalize: bool = True  # numbers, symbols and abbreviations spoken as words before synthesis
-    duration: float | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
-    speed: float = Field(1.0, ge=0.3, le=3.0)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    nfe_step: int = Field(32, ge=4, le=128)
-    cfg_strength: float = Field(2.0, ge=0.0, le=10.0)
-    sway_sampling_coef: float = Field(-1.0, ge=-1.0, le=1.0)
-    cross_fade_duration: float = Field(0.15, ge=0.0, le=1.0)
-    remove_silence: bool = False
-    target_rms: float = Field(0.1, ge=0.01, le=1.0)
+    normalize: Flag = True  # numbers, symbols and abbreviations spoken as words before synthesis
+    duration: Number | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
+    speed: Number = Field(1.0, ge=0.3, le=3.0)
+    seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
+    nfe_step: Integer = Field(32, ge=4, le=128)
+    cfg_strength: Number = Field(2.0, ge=0.0, le=10.0)
+    sway_sampling_coef: Number = Field(-1.0, ge=-1.0, le=1.0)
+    cross_fade_duration: Number = Field(0.15, ge=0.0, le=1.0)
+    remove_silence: Flag = False
+    target_rms: Number = Field(0.1, ge=0.01, le=1.0)
     output_format: OutputFormat = "wav"
     output: OutputMode = "auto"
-    max_retries: int = Field(2, ge=0, le=5)
-    stream: bool = False  # pieces as they are made, through RunPod's /stream (docs/api.md, "Streaming")
+    max_retries: Integer = Field(2, ge=0, le=5)
+    stream: Flag = False  # pieces as they are made, through RunPod's /stream (docs/api.md, "Streaming")
     model: str | None = Field(None, min_length=1, max_length=64)  # None: the voice's model, else the default
 
     @model_validator(mode="after")
@@ -169,7 +184,7 @@ class UploadVoiceRequest(_NamedVoice):
     audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     audio_base64: str | None = Field(None, min_length=1)
     ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
-    overwrite: bool = False
+    overwrite: Flag = False
     model: str | None = Field(None, min_length=1, max_length=64)  # the model jobs with this voice use by default
     language: str | None = Field(None, min_length=2, max_length=16)  # the voice's language, e.g. fr
 
@@ -187,7 +202,7 @@ class ListVoicesRequest(_Request):
 
 class GetVoiceRequest(_NamedVoice):
     action: Literal["get_voice"]
-    include_audio: bool = False
+    include_audio: Flag = False
 
 
 class DeleteVoiceRequest(_NamedVoice):

@@ -36,6 +36,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.errors import JobError
+from f5_worker.logs import echo
 from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
 from f5_worker.tts.reference import MAX_REF_TEXT_CHARS, check_reference_rate
 
@@ -275,10 +276,14 @@ class VoiceStore:
             )
         if ref_text is not None:
             check_reference_rate(ref_text, duration)
-        if ref_text is None:
-            text, source = self._transcribe(ref.wave), "asr"
-        else:
             text, source = ref_text.strip(), "given"
+        else:
+            text, source = self._transcribe(ref.wave), "asr"
+            try:  # every job with the voice would be refused (load): refused here, where ref_text can be given
+                check_reference_rate(text, duration)
+            except JobError as exc:
+                raise JobError("ref_text", f"not given, and the transcript speech recognition made "
+                                           f"({echo(text)}) {exc.problem}; give ref_text") from None
 
         version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         wav = encode_wav(ref.wave, audio.TARGET_SAMPLE_RATE)
@@ -437,9 +442,13 @@ class VoiceStore:
             try:  # the stored audio is checked like any input: another tool may have replaced it
                 wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
                 wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
-                check_reference_rate(info.ref_text, len(wave) / audio.TARGET_SAMPLE_RATE)
             except JobError as exc:
                 raise _damaged(field, name, f"audio ({exc.problem})") from None
+            try:  # and its transcript as a request's: it may predate a rule, or have been edited since
+                check_reference_rate(info.ref_text, len(wave) / audio.TARGET_SAMPLE_RATE)
+            except JobError as exc:
+                raise JobError(field, f"voice {name!r} cannot be used: its ref_text {exc.problem}; upload it "
+                                      "again with overwrite: true and the transcript of its audio") from None
             voice = StoredVoice(info, wave)
             with self._lock:
                 self._drop_prepared(name)

@@ -116,7 +116,7 @@ class Worker:
         if request.model is not None:
             self.registry.entry(request.model)  # a name this worker lacks is refused before any voice is read
         resolved = resolve_script(request, self.pause_rules, self.settings.max_segments, self.voices,
-                                  self.registry.names())
+                                  self.registry.names(), self.settings.max_script_parts)
         engine = self.pool.engine(resolved.model)
         return (self.synthesize if engine is self.engine else self._synthesize_action(engine)), resolved
 

@@ -97,3 +97,8 @@ def test_the_configuration_docs_list_every_variable():
     read -= {"CUDA_VERSION", "UV_NO_PROGRESS", "UV_PYTHON_DOWNLOADS"}  # set by the base image, or by the boot for uv
     missing = sorted(name for name in read if f"`{name}`" not in docs)
     assert missing == []
+
+
+def test_max_script_parts_is_read_from_its_variable(clean_env):
+    clean_env.setenv("MAX_SCRIPT_PARTS", "12")
+    assert config.get_settings().max_script_parts == 12

@@ -265,3 +265,60 @@ def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
     assert len(starts) == 2 and all(" f5_worker.test_hostile: job j" in line for line in starts), lines
     assert "\x00" not in stream.getvalue() and "\u2028" not in stream.getvalue()
     assert any("FORGED\\x00\\r\\u2028" in line for line in lines)
+
+
+# --- numbers are JSON numbers, transcripts fit their reference, scripts are bounded ---------------------
+
+
+@pytest.mark.parametrize("job, error", [
+    ({"text": "Hi.", "duration": True}, "duration: must be a valid number, not true or false"),
+    ({"text": "Hi.", "speed": False}, "speed: must be a valid number, not true or false"),
+    ({"text": "Hi.", "seed": "42"}, "seed: must be a valid integer, not a string"),
+    ({"text": "Hi.", "nfe_step": True}, "nfe_step: must be a valid integer, not true or false"),
+    ({"text": "Hi.", "target_rms": "0.1"}, "target_rms: must be a valid number, not a string"),
+    ({"text": "Hi.", "max_lines": True}, "max_lines: must be a valid integer, not true or false"),
+    ({"segments": [{"text": "Hi.", "speed": True}]}, "segments.0.speed: must be a valid number, not true or false"),
+    ({"text": "Hi.", "word_timings": 1}, "word_timings: must be a valid boolean"),
+    ({"text": "Hi.", "stream": "false"}, "stream: must be a valid boolean"),
+    ({"action": "upload_voice", "name": "a", "audio_base64": REF_B64, "overwrite": 0}, "overwrite: must be a valid boolean"),
+])
+def test_a_boolean_or_a_string_is_no_number_and_a_number_no_boolean(hostile_worker, job, error):
+    """``"duration": true`` made 1 s of audio and ``"seed": "42"`` was read as 42: a client with such a bug
+    gets an error, not a guess."""
+    assert hostile_worker.handle(job) == {"error": error}
+
+
+def test_an_integral_number_is_still_taken_where_an_integer_is_asked():
+    assert schema.parse_job({"text": "Hi.", "nfe_step": 16.0, "seed": 7, "speed": 1}).nfe_step == 16
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(min_value=1, max_value=400))
+@example(size=1)
+@example(size=14)
+@example(size=15)
+def test_transcripts_of_every_length_against_their_reference(hostile_worker, size):
+    """A transcript of any length for 4.6 s of reference: refused naming ``ref_text`` unless it is at least 3 and
+    at most 60 bytes a second, and then the speech made is no slower than 3 bytes a second (docs/api.md)."""
+    slowest, fastest = 3.0, 60.0
+    t = np.arange(int(4.6 * 24000)) / 24000
+    clip = wav_b64((0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32))
+    ref_text = ("Some words here " * 30)[:size].strip() or "x"
+    out = hostile_worker.handle({"text": "Hello there.", "ref_audio_base64": clip, "ref_text": ref_text,
+                                 "word_timings": False, "caption_formats": [], **CHEAP})
+    rate = len(ref_text.encode()) / 4.65  # the kept reference: 50 ms of silence after the tone
+    if slowest <= rate <= fastest:
+        assert "error" not in out, out
+        assert out["duration"] <= len(b"Hello there.") / slowest
+    else:
+        assert out.get("error", "").startswith("ref_text: is "), out
+
+
+def test_a_script_of_more_parts_than_allowed_is_refused_before_any_sampling(hostile_worker):
+    """"a[pause:0s]" × 454 took 160 s of sampling and 4 GB on the CPU: parts are bounded as segments are."""
+    limit = hostile_worker.settings.max_script_parts
+    for job in ({"text": "a<break time='0s'/>" * (limit + 1)},
+                {"segments": [{"text": "a [pause:0s] b [pause:0s] c [pause:0s] d [pause:0s] e"}] * (limit // 5 + 1)}):
+        out = hostile_worker.handle({**job, **CHEAP})
+        field = "text" if "text" in job else "segments"
+        assert out["error"].startswith(f"{field}: ") and "(MAX_SCRIPT_PARTS)" in out["error"], out

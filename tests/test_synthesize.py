@@ -292,3 +292,30 @@ def test_matching_speech_passes_the_gate_without_retries(worker):
     wave, sr = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
     alignment = align_audio(worker.aligner, wave, sr, DEFAULT_VOICE_TEXT)
     assert not alignment_mismatch(alignment) and alignment.score > 0.8
+
+
+def tone_b64(seconds: float) -> str:
+    """A steady 220 Hz tone: loud from its first sample to its last, so nothing of it is trimmed."""
+    t = np.arange(int(seconds * 24000)) / 24000
+    return wav_base64((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 24000)
+
+
+@pytest.mark.parametrize("seconds, ref_text", [(10.0, "a"), (8.0, "Hi there."), (4.0, "Hey you.")])
+def test_a_transcript_far_too_short_for_its_reference_is_refused(worker, seconds, ref_text):
+    """F5-TTS paces the speech it makes by the reference's bytes per second: "a" for 10 s of reference made
+    "Hello there." last 122 s. Refused wherever a clip comes with its transcript, the field named."""
+    size = len(ref_text.encode())
+    said = rf"is {size} bytes? of text for {seconds:.0f}\.\d s of reference audio, under 3 a second: it cannot be all"
+    out = run(worker, text="Hello there.", ref_audio_base64=tone_b64(seconds), ref_text=ref_text)
+    assert re.match(rf"^ref_text: {said}", out["error"]), out
+    segments = [{"text": "Hello there."}, {"ref_audio_base64": tone_b64(seconds), "ref_text": ref_text, "text": "Hi."}]
+    out = run(worker, segments=segments)
+    assert re.match(rf"^segments\.1\.ref_text: {said}", out["error"]), out
+
+
+def test_a_sparse_transcript_at_the_floor_is_taken_and_bounds_the_length(worker):
+    """3.5 s of reference for 12 bytes of transcript (3.4 a second, slow but possible): taken, and the speech
+    made with it is at most as slow as that pace."""
+    out = run(worker, text="Hello there.", seed=1, ref_audio_base64=tone_b64(3.5), ref_text="Hello again.")
+    assert "error" not in out, out
+    assert out["duration"] <= len(b"Hello there.") / 3.0

@@ -205,7 +205,7 @@ def test_concurrent_uploads_through_the_handler(voice_worker):
         barrier.wait()
         results.append(upload(w, name="race", ref_text=text))
 
-    threads = [threading.Thread(target=go, args=(t,)) for t in ("First words.", "Second words.")]
+    threads = [threading.Thread(target=go, args=(t,)) for t in ("The first words of the clip.", "The second words of the clip.")]
     for t in threads:
         t.start()
     for t in threads:

@@ -148,7 +148,7 @@ def test_long_reference_with_text_refused_and_without_text_clipped_then_transcri
 
     def transcriber(wave, sample_rate):
         heard.append(len(wave) / sample_rate)
-        return "  transcribed words  "
+        return "  words transcribed from twelve seconds of speech  "
 
     store = VoiceStore(LocalStorage(tmp_path), transcriber=transcriber)
     long = wav_bytes(speechlike(20.0), 24000)
@@ -158,7 +158,7 @@ def test_long_reference_with_text_refused_and_without_text_clipped_then_transcri
     kept = store.save("quiet-tail", quiet_tail, ref_text="five seconds of words and then silence")
     assert kept.ref_text_source == "given" and kept.duration_s < 5.5  # only silence was beyond 12 s
     info = store.save("long", long)
-    assert info.ref_text == "transcribed words" and info.ref_text_source == "asr"
+    assert info.ref_text == "words transcribed from twelve seconds of speech" and info.ref_text_source == "asr"
     assert heard == [pytest.approx(info.duration_s, abs=1e-3)] and info.duration_s <= 12.1
     with pytest.raises(JobError, match="limit is 120 s"):
         store.save("huge", wav_bytes(speechlike(121.0), 8000), ref_text="x")
@@ -314,11 +314,11 @@ def test_damaged_voice_reports_clearly(tmp_path):
     with pytest.raises(JobError, match=r"damaged: its metadata \(not valid JSON\); upload it again with overwrite: true"):
         store.load("bad")
     with pytest.raises(JobError, match="damaged: its metadata"):
-        store.save("bad", REF_WAV, ref_text="Repaired.")
-    assert store.save("bad", REF_WAV, ref_text="Repaired.", overwrite=True).ref_text == "Repaired."
-    assert store.load("bad").info.ref_text == "Repaired."
-    store.save("anna", REF_WAV, ref_text="Repaired too.", overwrite=True)
-    assert VoiceStore(store.storage).load("anna").info.ref_text == "Repaired too."
+        store.save("bad", REF_WAV, ref_text="Repaired, in other words.")
+    assert store.save("bad", REF_WAV, ref_text="Repaired, in other words.", overwrite=True).ref_text == "Repaired, in other words."
+    assert store.load("bad").info.ref_text == "Repaired, in other words."
+    store.save("anna", REF_WAV, ref_text="Repaired too, in other words.", overwrite=True)
+    assert VoiceStore(store.storage).load("anna").info.ref_text == "Repaired too, in other words."
 
 
 def test_bucket_outage_gives_clear_errors_then_recovers(bucket_env, seaweed):
@@ -450,3 +450,25 @@ def test_stored_audio_is_checked_like_any_input(tmp_path):
     store.storage.put(info.audio_key, buf.getvalue())
     with pytest.raises(JobError, match=r"^voice: voice 'anna' is damaged: its audio \(audio has samples of 1e\+38"):
         VoiceStore(store.storage).load("anna")
+
+
+def test_a_transcript_far_too_short_for_the_audio_is_refused_given_heard_or_stored(tmp_path):
+    """A transcript far too short for its audio draws out every job with the voice: refused at upload, given
+    or heard by speech recognition, and at use, for a voice stored before the rule (or edited since)."""
+    store = VoiceStore(LocalStorage(tmp_path), transcriber=lambda wave, rate: " Oh. ")
+    clip = wav_bytes(speechlike(6.0), 24000)
+    with pytest.raises(JobError, match=r"^ref_text: is 2 bytes of text for 6\.\d s of reference audio, under 3 a "):
+        store.save("anna", clip, ref_text="Hm")
+    heard = (r"^ref_text: not given, and the transcript speech recognition made \('Oh\.'\) is 3 bytes of text for "
+             r"6\.\d s of reference audio, under 3 a second: .*; give ref_text$")
+    with pytest.raises(JobError, match=heard):
+        store.save("anna", clip)
+    assert store.list() == []
+    info = store.save("anna", clip, ref_text="A transcript of six seconds.")
+    meta = json.loads(info.to_json())
+    store.storage.put("voices/anna/voice.json", json.dumps(dict(meta, ref_text="Yo")).encode())
+    stored = (r"^segments\.2\.voice: voice 'anna' cannot be used: its ref_text is 2 bytes of text for 6\.\d s of "
+              r"reference audio, under 3 a second: .*; upload it again with overwrite: true and the transcript of "
+              r"its audio$")
+    with pytest.raises(JobError, match=stored):
+        VoiceStore(store.storage).load("anna", "segments.2.voice")

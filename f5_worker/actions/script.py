@@ -2,8 +2,10 @@
 
 A job's ``text`` (with its tags, text/markup.py) or its ``segments`` become
 one list of parts and pauses. Each part is spoken as its own synthesis with
-its own reference, so a podcast's voices never blend; parts are the unit of
-the quality gate, too, so a garbled line is re-sampled alone. A target
+its own reference, so a podcast's voices never blend (a part too short to be
+sampled alone joins the parts of its voice next to it: ``sampled_texts``);
+what is sampled together is the unit of the quality gate, too, so a garbled
+line is re-sampled alone. A target
 ``duration`` is spread here over every chunk of every part in proportion to
 its text (upstream's ``fix_duration`` gives the whole length to each chunk
 and cannot span several references), so the implied speed is the same for
@@ -13,7 +15,7 @@ all of them and checked once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,12 +24,13 @@ from f5_worker import audio
 from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
 from f5_worker.alignment.types import Alignment, TimedSpan, floor_ms
+from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
 from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
 from f5_worker.text.normalize import NormalizedText, normalize, written_timings
-from f5_worker.tts.chunking import plan_chunks
+from f5_worker.tts.chunking import plan_chunks, too_short
 from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
 from f5_worker.voices import VoiceInfo, VoiceStore
@@ -36,6 +39,9 @@ MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the r
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
 PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
 MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)
+# Sampling runs of one job in one engine call: about the chunks the longest plain text samples at once with
+# the default voice (5000 characters), so that a job's memory does not grow with its number of parts
+MAX_RUNS_PER_CALL = 32
 
 
 def spoken_text(written: str, language: str, normalized: bool) -> NormalizedText:
@@ -96,8 +102,23 @@ class ScriptPart:
         return {"voice": self.source.label, "segment": self.segment}
 
 
-def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int) -> list[ScriptPart | Pause]:
-    """The request as parts and pauses, voices named but not yet loaded (``ScriptPart.ref`` is None)."""
+def script_of(request: SynthesizeRequest, rules: PauseRules, max_segments: int,
+              max_parts: int = Settings.max_script_parts) -> list[ScriptPart | Pause]:
+    """The request as parts and pauses, voices named but not yet loaded (``ScriptPart.ref`` is None).
+
+    At most ``max_parts`` parts: each is sampled with its voice's reference as its prompt, so the work and
+    the memory of a job grow with their number, not only with its text ("a[pause:0s]" × 454 took three
+    times the sampling and twice the memory of the longest plain text)."""
+    items = _script_items(request, rules, max_segments)
+    parts = sum(isinstance(item, ScriptPart) for item in items)
+    if parts > max_parts:
+        field, verb = ("text", "holds") if request.segments is None else ("segments", "hold")
+        raise JobError(field, f"{verb} {parts} parts (runs of text between tags, each spoken on its own); at most "
+                              f"{max_parts} are taken (MAX_SCRIPT_PARTS)")
+    return items
+
+
+def _script_items(request: SynthesizeRequest, rules: PauseRules, max_segments: int) -> list[ScriptPart | Pause]:
     own = own_source(request)
     if request.segments is not None:
         if len(request.segments) > max_segments:
@@ -187,7 +208,7 @@ class ResolvedScript:
 
 
 def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: int, voices: VoiceStore,
-                   known_models: Sequence[str]) -> ResolvedScript:
+                   known_models: Sequence[str], max_parts: int = Settings.max_script_parts) -> ResolvedScript:
     """The request's script, and the model and language its stored voices keep where the request names none.
 
     Each is the first its voices keep: the request's ``voice`` first, then each voice in the order it speaks
@@ -197,7 +218,7 @@ def resolve_script(request: SynthesizeRequest, rules: PauseRules, max_segments: 
     voice that is not there is refused rather than ignored). A voice that keeps a model not in
     ``known_models`` (the worker's registry) is refused as soon as it is read.
     """
-    items = script_of(request, rules, max_segments)
+    items = script_of(request, rules, max_segments, max_parts)
     parts = [item for item in items if isinstance(item, ScriptPart)]
     model, language = request.model, request.language
     sources = [p.source for p in parts]
@@ -243,6 +264,103 @@ def tag_voice_error(exc: JobError, source: VoiceSource) -> JobError:
     return JobError("text", f"voice {echo(source.voice)} at character {at}: {exc.problem}")
 
 
+# -- what each sampling run speaks -----------------------------------------------------------------
+
+
+@dataclass
+class SampledText:
+    """What one sampling run speaks: one part, or parts of one voice that meet with no pause between them,
+    where one of them alone would be short (tts/chunking.too_short).
+
+    Upstream draws a text shorter than ``SHORT_TEXT_BYTES`` out to more than three times its length, so four
+    segments "Yes.", "No.", "Okay.", "Sure." lasted 5.4 s, and the same words as one text 1.9 s. A stream's
+    first piece grows with the words after it for the same reason; a script's short part grows with the
+    parts of its voice next to it, and its audio is cut back into the parts afterwards (``split_sampled``),
+    so each keeps its own words, voice and segment. A short part alone between pauses, or between other
+    voices, is drawn out as a text of its own is."""
+
+    members: list[int]  # indices of the parts it speaks, in order
+    starts: list[int]  # where each member's spoken text starts in ``text``
+    text: str  # the members' spoken texts, joined with a space
+    ref: PreparedReference
+    speed: float
+    chunk_frames: tuple[int, ...] | None = None  # generated frames per chunk, when a duration is set (fit_duration)
+
+
+def sampled_texts(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoken: list[NormalizedText]
+                  ) -> list[SampledText]:
+    """The parts as the sampling runs that speak them, in order. Parts join where they are next to each other
+    (a pause of no whole millisecond, ``<break strength="none"/>``, separates nothing), share a prepared
+    reference and a speed, and the text so far or the next part is short."""
+    groups: list[SampledText] = []
+    joinable = False  # whether the last group may take the next part: no pause since it
+    at = iter(range(len(parts)))
+    for item in script:
+        if isinstance(item, Pause):
+            joinable = joinable and round(item.seconds * 1000) == 0
+            continue
+        i = next(at)
+        said = spoken[i].spoken
+        last = groups[-1] if groups else None
+        if (joinable and last.ref is parts[i].ref and last.speed == parts[i].speed
+                and (too_short(last.text) or too_short(said))):
+            last.members.append(i)
+            last.starts.append(len(last.text) + 1)
+            last.text = f"{last.text} {said}"
+        else:
+            groups.append(SampledText([i], [0], said, parts[i].ref, parts[i].speed))
+        joinable = True
+    return groups
+
+
+def split_sampled(group: SampledText, outcome: tuple[SynthesisResult, GatedResult | None],
+                  spoken: list[NormalizedText], align: Callable[[np.ndarray, int, str], Alignment]
+                  ) -> list[tuple[SynthesisResult, GatedResult | None]]:
+    """A sampling run's audio and alignment as each of its parts': the audio cut halfway between the last
+    word of one part and the first of the next, each part's words timed in its own audio and offset in its
+    own spoken text. A run not aligned by the quality gate is aligned here (``align``) to find the cuts.
+    The run's chunks, timing, and retries stay with its first part, so that they add up once."""
+    result, gated = outcome
+    if len(group.members) == 1:
+        return [outcome]
+    rate = result.sample_rate
+    found = gated.alignment if gated is not None else align(result.wave, rate, group.text)
+    ends = [start + len(spoken[i].spoken) for start, i in zip(group.starts, group.members)]
+    owned = [[n for n, w in enumerate(found.words) if start <= w.char_start < end]
+             for start, end in zip(group.starts, ends)]
+    cuts = [0]
+    for k in range(1, len(group.members)):
+        before, after = owned[k - 1], owned[k]
+        if before and after:
+            cut = round((found.words[before[-1]].end + found.words[after[0]].start) / 2 * rate)
+        else:  # no word timed on one side (cannot happen with a part's letters or digits): by its share of text
+            cut = round(len(result.wave) * group.starts[k] / len(group.text))
+        cuts.append(min(max(cut, cuts[-1]), len(result.wave)))
+    cuts.append(len(result.wave))
+    out = []
+    for k, (start, end) in enumerate(zip(group.starts, ends)):
+        wave = result.wave[cuts[k]:cuts[k + 1]]
+        place = (cuts[k] / rate, len(wave) / rate, start)
+        first = owned[k][0] if owned[k] else 0
+        alignment = replace(found, words=[_local(found.words[n], *place) for n in owned[k]],
+                            chars=[_local(c, *place) for c in found.chars if start <= c.char_start < end],
+                            flagged_words=[n - first for n in found.flagged_words if n in owned[k]],
+                            align_seconds=found.align_seconds if k == 0 else 0.0)
+        part_result = replace(result, wave=wave, chunks=result.chunks if k == 0 else [],
+                              timing_ms=result.timing_ms if k == 0 else {})
+        part_gated = None if gated is None else GatedResult(wave, rate, alignment, gated.seed,
+                                                            gated.retries if k == 0 else 0)
+        out.append((part_result, part_gated))
+    return out
+
+
+def _local(span: TimedSpan, offset: float, length: float, chars: int) -> TimedSpan:
+    """A run's word or character as its part's: ``offset`` seconds and ``chars`` characters earlier, within
+    the part's ``length`` seconds."""
+    return replace(span, start=min(max(span.start - offset, 0.0), length), end=min(max(span.end - offset, 0.0), length),
+                   char_start=span.char_start - chars, char_end=span.char_end - chars)
+
+
 # -- a target duration ------------------------------------------------------------------------------
 
 
@@ -260,10 +378,11 @@ def _out_of_range(speed: float) -> str:
     return f"{math.floor(speed * 100) / 100:g}" if speed >= 0.01 else f"{speed:.1g}"
 
 
-def fit_duration(parts: list[ScriptPart], texts: list[str], pause_samples: int, target_s: float, *,
+def fit_duration(parts: Sequence[ScriptPart | SampledText], texts: list[str], pause_samples: int, target_s: float, *,
                  sample_rate: int, hop_length: int, cross_fade_s: float) -> float:
     """Spread ``target_s`` over the parts' chunks in proportion to their text: sets every part's ``speed``
-    and ``chunk_frames``; returns the speed this implies. ``texts`` are what each part speaks.
+    and ``chunk_frames``; returns the speed this implies. ``texts`` are what each part (or sampling run)
+    speaks.
 
     Refuses (``duration: ...``) a target that would need a speed outside ``MIN_SPEED``-``MAX_SPEED``.
     Lengths are whole frames; the total is within one frame of the target (cross-fades between chunks

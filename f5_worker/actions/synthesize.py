@@ -5,8 +5,9 @@ its voice, and its pauses) -> each voice's reference (a stored voice, the
 client's clip, or the default voice) -> each part as it is said
 (text/normalize.py) -> the delivery plan, refused before any GPU time if the
 result could not be delivered -> sampling (tts/sampler.py; a script's parts in
-one call), aligned on what was said and re-sampled while the audio does not
-say it (alignment/quality.py) -> the parts joined with their pauses, timings
+calls of up to 32, a short part joined by its voice's neighbours:
+script.sampled_texts), aligned on what was said and re-sampled while the
+audio does not say it (alignment/quality.py) -> the parts joined with their pauses, timings
 mapped back to the text as written -> captions -> encoding -> inline or bucket
 delivery (delivery.py). A text without markup is one part, as before.
 
@@ -32,14 +33,18 @@ import numpy as np
 from f5_worker import audio, delivery, progress, stopping
 from f5_worker.actions.script import (
     MAX_PARALLEL_PARTS,
+    MAX_RUNS_PER_CALL,
     ResolvedScript,
+    SampledText,
     ScriptPart,
     VoiceSource,
     as_written,
     fit_duration,
     has_voices,
     join_script,
+    sampled_texts,
     shifted,
+    split_sampled,
     spoken_text,
     tag_voice_error,
 )
@@ -97,14 +102,15 @@ class SynthesizeAction:
         timing: dict[str, float] = {}
         script, parts, language = self.script_with_voices(request, resolved, timing)
         spoken = [spoken_text(part.written, language, request.normalize) for part in parts]
+        runs = sampled_texts(script, parts, spoken)  # what each sampling run speaks: a part, or short parts joined
         sample_rate = self.models.sample_rate
         pauses = {id(item): round(item.seconds * sample_rate) for item in script if isinstance(item, Pause)}
         if request.duration is not None:
-            fit_duration(parts, [s.spoken for s in spoken], sum(pauses.values()), request.duration,
+            fit_duration(runs, [r.text for r in runs], sum(pauses.values()), request.duration,
                          sample_rate=sample_rate, hop_length=self.models.hop_length,
                          cross_fade_s=request.cross_fade_duration)
-        chunks = [plan_chunks(part.ref, s.spoken, part.speed) for part, s in zip(parts, spoken)]
-        planned = self.check_result_fits(request, parts, chunks, spoken, sum(pauses.values()))
+        chunks = [plan_chunks(run.ref, run.text, run.speed) for run in runs]
+        planned = self.check_result_fits(request, runs, chunks, spoken, sum(pauses.values()))
 
         seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
         params = SynthesisParams(
@@ -117,17 +123,24 @@ class SynthesizeAction:
             seed=seed,
             job_started=started,  # the sampler serves older jobs' work first (tts/sampler.py)
         )
-        # every part in the job's seed: a script's parts are sampled in one call, seeded once
-        part_params = [replace(params, speed=part.speed, chunk_frames=part.chunk_frames) for part in parts]
-        planned_seconds = (sum(estimated_samples(p.ref, c, p.speed, self.models.hop_length)
-                               for p, c in zip(parts, chunks)) / sample_rate)
-        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS and len(parts) == 1
-        outcomes = self._synthesize_parts(request, parts, spoken, part_params, language,
+        # every run in the job's seed: a script's runs are sampled in as few calls as they fit, seeded once
+        run_params = [replace(params, speed=run.speed, chunk_frames=run.chunk_frames) for run in runs]
+        planned_seconds = (sum(estimated_samples(r.ref, c, r.speed, self.models.hop_length)
+                               for r, c in zip(runs, chunks)) / sample_rate)
+        reports = planned_seconds >= progress.MIN_AUDIO_SECONDS and len(runs) == 1
+        outcomes = self._synthesize_parts(request, runs, run_params, language,
                                           sum(len(c) for c in chunks) if reports else 0)
         for result, _ in outcomes:
             for stage, ms in result.timing_ms.items():
                 timing[f"{stage}_ms"] = timing.get(f"{stage}_ms", 0.0) + ms
-        joined = join_script(script, parts, spoken, outcomes, pauses, sample_rate, has_voices(request, parts))
+
+        def align(wave: np.ndarray, rate: int, text: str) -> Alignment:
+            found = align_audio(self.aligner, wave, rate, text, language=language)
+            timing["alignment_ms"] = timing.get("alignment_ms", 0.0) + found.align_seconds * 1000
+            return found
+
+        per_part = [o for run, outcome in zip(runs, outcomes) for o in split_sampled(run, outcome, spoken, align)]
+        joined = join_script(script, parts, spoken, per_part, pauses, sample_rate, has_voices(request, parts))
         duration = len(joined.wave) / sample_rate
 
         extra: dict = {"normalized_text": joined.normalized_text}
@@ -155,7 +168,7 @@ class SynthesizeAction:
             "content_type": audio.content_type(request.output_format),
             "sample_rate": sample_rate,
             "duration": round(duration, 4),
-            "seed": outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one part: the seed of the audio kept
+            "seed": outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one run: the seed of the audio kept
             "chunks": sum(len(result.chunks) for result, _ in outcomes),
             "model": self.models.name,
             "language": language,
@@ -192,35 +205,42 @@ class SynthesizeAction:
                     raise tag_voice_error(exc, part.source) from None
             part.ref = loaded[part.source]
 
-    def _synthesize_parts(self, request: SynthesizeRequest, parts: list[ScriptPart], spoken: list[NormalizedText],
-                          params: list[SynthesisParams], language: str, report_chunks: int
-                          ) -> list[tuple[SynthesisResult, GatedResult | None]]:
-        """Every part sampled and gated. A script's parts are sampled in rounds, each ONE engine call for all
-        the parts it holds (tts/sampler.synthesize_parts): the first round holds every part; each later one
-        only the parts whose audio did not say their text, with a new seed, as the quality gate re-samples a
-        single text. The parts of a round are aligned concurrently, each part keeping its best attempt."""
-        if len(parts) == 1:
-            return [self._synthesize_gated(request, parts[0].ref, spoken[0].spoken, params[0], language,
-                                           report_chunks)]
+    def _synthesize_parts(self, request: SynthesizeRequest, runs: list[SampledText], params: list[SynthesisParams],
+                          language: str, report_chunks: int) -> list[tuple[SynthesisResult, GatedResult | None]]:
+        """Every run (a part, or short parts joined: script.sampled_texts) sampled and gated. A script's runs are
+        sampled in rounds, each in as few engine calls as hold ``MAX_RUNS_PER_CALL`` runs (tts/sampler.
+        synthesize_parts): the first round holds every run; each later one only the runs whose audio did not say
+        their text, with a new seed, as the quality gate re-samples a single text. The runs of a round are
+        aligned concurrently, each run keeping its best attempt."""
+        if len(runs) == 1:
+            return [self._synthesize_gated(request, runs[0].ref, runs[0].text, params[0], language, report_chunks)]
+        spent: dict[str, float] = {}  # the calls' sampling and vocoding times, summed over each round's calls
 
         def sample(indices: list[int], seed: int) -> dict[int, SynthesisResult]:
-            stopping.check("sampling")
-            results = self.engine.synthesize_parts(
-                [(parts[i].ref, spoken[i].spoken, replace(params[i], seed=seed)) for i in indices])
-            return dict(zip(indices, results))
+            results: dict[int, SynthesisResult] = {}
+            spent.clear()
+            for at in range(0, len(indices), MAX_RUNS_PER_CALL):
+                stopping.check("sampling")
+                call = indices[at:at + MAX_RUNS_PER_CALL]
+                done = self.engine.synthesize_parts([(runs[i].ref, runs[i].text, replace(params[i], seed=seed))
+                                                     for i in call])
+                for stage in ("synthesis", "vocoding"):
+                    spent[stage] = spent.get(stage, 0.0) + done[0].timing_ms.get(stage, 0.0)
+                results.update(zip(call, done))
+            return results
 
-        current = sample(list(range(len(parts))), params[0].seed)
-        first_round = dict(current[0].timing_ms)
-        if not wants_alignment(request):
-            return [(current[i], None) for i in range(len(parts))]
+        current = sample(list(range(len(runs))), params[0].seed)
+        first_round = dict(spent)
+        if not wants_alignment(request):  # each call's times are on its first result: they add up once
+            return [(current[i], None) for i in range(len(runs))]
         retry_seeds = random.Random(params[0].seed)
         kept: dict[int, tuple[SynthesisResult, GatedResult]] = {}
         pending, seed, retries_ms, align_ms = list(current), params[0].seed, 0.0, 0.0
-        with ThreadPoolExecutor(max_workers=min(len(parts), MAX_PARALLEL_PARTS), thread_name_prefix="part") as pool:
+        with ThreadPoolExecutor(max_workers=min(len(runs), MAX_PARALLEL_PARTS), thread_name_prefix="part") as pool:
             for attempt in range(request.max_retries + 1):
                 stopping.check("alignment")
                 found = {i: pool.submit(contextvars.copy_context().run, align_audio, self.aligner, current[i].wave,
-                                        current[i].sample_rate, spoken[i].spoken, language=language)
+                                        current[i].sample_rate, runs[i].text, language=language)
                          for i in pending}
                 failed = []
                 for i in pending:
@@ -237,8 +257,8 @@ class SynthesizeAction:
                     break
                 seed = retry_seeds.randint(0, MAX_RANDOM_SEED)
                 current = sample(pending, seed)
-                retries_ms += sum(current[pending[0]].timing_ms.get(k, 0.0) for k in ("synthesis", "vocoding"))
-        outcomes = [kept[i] for i in range(len(parts))]
+                retries_ms += sum(spent.values())
+        outcomes = [kept[i] for i in range(len(runs))]
         for result, _ in outcomes:  # the calls' times once, as a single text's job reports them
             result.timing_ms = {"postprocess": result.timing_ms.get("postprocess", 0.0)}
         outcomes[0][0].timing_ms.update(synthesis=first_round.get("synthesis", 0.0),
@@ -482,15 +502,15 @@ class SynthesizeAction:
         if source.ref_audio_url is not None or source.ref_audio_base64 is not None:
             data, field = self.downloads.audio(source.ref_audio_url, source.ref_audio_base64,
                                                url_field=prefix + "ref_audio_url", b64_field=prefix + "ref_audio_base64")
-            return self.references.from_bytes(data, source.ref_text, field, target_rms)
+            return self.references.from_bytes(data, source.ref_text, field, target_rms, prefix + "ref_text")
         return self.references.default_voice(target_rms)
 
-    def check_result_fits(self, request: SynthesizeRequest, parts: list[ScriptPart], chunks: list[list[str]],
+    def check_result_fits(self, request: SynthesizeRequest, runs: list[SampledText], chunks: list[list[str]],
                           spoken: list[NormalizedText], pause_samples: int) -> str:
         """Before synthesis: "inline" or "bucket" delivery; refuses a result that could not be delivered."""
         samples = pause_samples + sum(
-            sum(p.chunk_frames) * self.models.hop_length if p.chunk_frames is not None
-            else estimated_samples(p.ref, c, p.speed, self.models.hop_length) for p, c in zip(parts, chunks))
+            sum(r.chunk_frames) * self.models.hop_length if r.chunk_frames is not None
+            else estimated_samples(r.ref, c, r.speed, self.models.hop_length) for r, c in zip(runs, chunks))
         # the written words and the spoken ones (normalized_words), the spoken text's as said
         said = " ".join(s.spoken for s in spoken)
         size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(

@@ -18,6 +18,7 @@ other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class Pause:
 
     seconds: float
     char_start: int
+    paragraph: bool = False  # a blank line's pause, where no pause is written
 
 
 ScriptItem = SpeechPart | Pause
@@ -112,7 +114,7 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
         if written:
             items.append(Pause(round(sum(t.pause for t in written), 6), written[0].start))
         elif paragraph_at is not None and items:
-            items.append(Pause(rules.paragraph_pause_s, paragraph_at))
+            items.append(Pause(rules.paragraph_pause_s, paragraph_at, paragraph=True))
         written.clear()
         paragraph_at = None
 
@@ -146,17 +148,26 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
 
 
 def check_total_pause(items: list, rules: PauseRules, field: str) -> None:
-    total = pause_seconds(items)
-    if total > rules.max_total_pause_s:
-        raise JobError(field, f"pauses add up to {total:g} s, more than {rules.max_total_pause_s:g} s")
+    """Refuse pauses that add up to more than ``max_total_pause_s``, in whole milliseconds: a sum of floats
+    is not exact (fifty pauses of 1.2 s add up to 60.00000000000006) and must not refuse a job that is
+    exactly at the bound. The message counts the paragraph breaks, whose pauses nobody wrote."""
+    total_ms = sum(_ms(i.seconds) for i in items if isinstance(i, Pause))
+    if total_ms <= _ms(rules.max_total_pause_s):
+        return
+    problem = f"pauses add up to {total_ms / 1000:g} s, more than {rules.max_total_pause_s:g} s"
+    breaks = sum(1 for i in items if isinstance(i, Pause) and i.paragraph)
+    if breaks:
+        problem += (f" ({breaks} of them {'are blank lines' if breaks > 1 else 'is a blank line'} between "
+                    f"paragraphs, {rules.paragraph_pause_s:g} s each)")
+    raise JobError(field, problem)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def speech_parts(script: list[ScriptItem]) -> list[SpeechPart]:
     return [i for i in script if isinstance(i, SpeechPart)]
-
-
-def pause_seconds(script: list) -> float:
-    return sum(i.seconds for i in script if isinstance(i, Pause))
 
 
 def _renumber_segments(items: list[ScriptItem]) -> None:
@@ -226,7 +237,11 @@ def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None
     if name != "break" or closing:
         raise JobError(field, f"unknown tag {echo(m.group(0))} at character {at}; "
                               "of SSML only <break time=\"...\"/> and <break strength=\"...\"/> are read")
-    values = {k.lower(): "".join(quoted) for k, *quoted in _BREAK_ATTR.findall(attrs)}
+    pairs = [(k.lower(), "".join(quoted)) for k, *quoted in _BREAK_ATTR.findall(attrs)]
+    values = dict(pairs)
+    if len(values) < len(pairs):  # XML refuses it too; taking either value would be a guess
+        repeated = next(k for n, (k, _) in enumerate(pairs) if k in dict(pairs[:n]))
+        raise JobError(field, f"<break> at character {at} gives the attribute {echo(repeated)} twice")
     unread = _BREAK_ATTR.sub(" ", attrs).strip().removesuffix("/").strip()
     if unread:  # never a silent default: '<break time=3 s/>' is not a 0.75 s break
         raise JobError(field, f"<break> at character {at}: cannot read {echo(unread)}; "
@@ -254,6 +269,7 @@ def _length(value: str, tag: str, at: int, field: str) -> float:
 
 
 def _bounded(seconds: float, at: int, field: str, rules: PauseRules) -> float:
-    if seconds > rules.max_pause_s:
-        raise JobError(field, f"pause of {seconds:g} s at character {at} is longer than {rules.max_pause_s:g} s")
+    if seconds > rules.max_pause_s:  # a length of hundreds of digits reads as inf: no length to quote
+        length = f"of {seconds:g} s " if math.isfinite(seconds) else ""
+        raise JobError(field, f"pause {length}at character {at} is longer than {rules.max_pause_s:g} s")
     return seconds

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 # upstream: sentences end at these marks (ASCII followed by a space, CJK directly)
 _SENTENCE_SPLIT = re.compile(r"(?<=[;:,.!?])\s+|(?<=[；：，。！？])")
-
+SHORT_TEXT_BYTES = 10  # UTF-8 bytes: upstream draws a text shorter than this out to over three times its length ...
+SHORT_TEXT_SPEED = 0.3  # ... sampling it at this speed, whatever the job's (chunk_frames)
 
 
 def chunk_text(text: str, max_chars: int) -> list[str]:
@@ -80,10 +81,17 @@ def max_chunk_chars(ref: PreparedReference, speed: float) -> int:
     return max(1, int(per_second * (22 - ref.duration) * speed))
 
 
+def too_short(text: str) -> bool:
+    """Whether upstream draws ``text`` out (``chunk_frames``): the one test of a stream's first piece
+    (``first_piece_end``) and of a script's parts (actions/script.sampled_texts), which grow such a text
+    with the words next to it where they can."""
+    return len(text.encode("utf-8")) < SHORT_TEXT_BYTES
+
+
 def chunk_frames(ref: PreparedReference, chunk: str, speed: float, hop_length: int) -> int:
     """Total mel frames (reference + generated) for one chunk, as upstream estimates them."""
     ref_frames = len(ref.wave) // hop_length
-    local_speed = 0.3 if len(chunk.encode("utf-8")) < 10 else speed
+    local_speed = SHORT_TEXT_SPEED if too_short(chunk) else speed
     ref_bytes = len(ref.text.encode("utf-8"))
     return ref_frames + int(ref_frames / ref_bytes * len(chunk.encode("utf-8")) / local_speed)
 
@@ -102,7 +110,6 @@ def estimated_samples(ref: PreparedReference, chunks: list[str], speed: float, h
 
 FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark within this many words ...
 FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
-SHORT_TEXT_BYTES = 10  # upstream draws a text shorter than this out slowly (chunk_frames): no such first piece
 STREAM_ITEM_BYTES = 1_000_000  # RunPod takes a streamed item of at most 1 MB ...
 STREAM_ITEM_SHARE = 0.9  # ... of which a piece's audio and timings fill at most this share
 TIMINGS_BYTES_PER_S = 4_000  # a piece's words and chars as JSON, per second of speech, at the most
@@ -122,7 +129,7 @@ def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
     so the first audio comes early, and at least ``SHORT_TEXT_BYTES`` (upstream, followed here, samples a
     shorter text at a third of the speed)."""
     def long_enough(n: int) -> bool:
-        return len(text[tokens[0][0]:tokens[n - 1][1]].encode("utf-8")) >= SHORT_TEXT_BYTES
+        return not too_short(text[tokens[0][0]:tokens[n - 1][1]])
 
     first = min(FIRST_PIECE_WORDS, len(tokens))
     for i, (s, e) in enumerate(tokens[:FIRST_PIECE_MAX_WORDS]):

@@ -44,17 +44,26 @@ class PreparedReference:
 
 
 # F5-TTS sizes the generated audio from the reference's speaking rate (bytes of text per second of
-# audio). Fast speech is about 20-30 UTF-8 bytes a second in English, Chinese, Japanese or Korean;
-# a transcript far denser than this is not the audio's, and leaves (next to) no frames to generate.
+# audio), so a transcript that is not the audio's sizes every job with that voice wrongly. Fast speech is
+# about 20-30 UTF-8 bytes a second in English, Chinese, Japanese or Korean; a transcript far denser than
+# this leaves (next to) no frames to generate. Slow speech is about 9 (100 English words a minute, 2
+# Chinese characters a second); a transcript far sparser draws out all speech made with it: "a" for 10 s
+# of reference made "Hello there." last 122 s.
 MAX_REF_TEXT_BYTES_PER_SECOND = 60.0
+MIN_REF_TEXT_BYTES_PER_SECOND = 3.0
 
 
 def check_reference_rate(text: str, seconds: float, field: str = "ref_text") -> None:
-    """Refuse a transcript that cannot be what the reference audio says (it is far too long for it)."""
+    """Refuse a transcript that cannot be the whole of what the reference audio says: far too long or far
+    too short for it."""
     size = len(text.strip().encode("utf-8"))
+    said = f"is {size} byte{'' if size == 1 else 's'} of text for {seconds:.1f} s of reference audio"
     if seconds <= 0 or size / seconds > MAX_REF_TEXT_BYTES_PER_SECOND:
-        raise JobError(field, f"is {size} bytes of text for {seconds:.1f} s of reference audio, over "
-                              f"{MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this audio's transcript")
+        raise JobError(field, f"{said}, over {MAX_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be this "
+                              "audio's transcript")
+    if size / seconds < MIN_REF_TEXT_BYTES_PER_SECOND:
+        raise JobError(field, f"{said}, under {MIN_REF_TEXT_BYTES_PER_SECOND:g} a second: it cannot be all "
+                              "this audio says, and speech made with it would be drawn out as much")
 
 
 def normalise_ref_text(text: str) -> str:
@@ -114,17 +123,20 @@ class ReferencePreparer:
         self.keep_seconds = keep_seconds
         self.cache = cache or ReferenceCache()
 
-    def from_bytes(self, data: bytes, text: str, field: str, target_rms: float) -> PreparedReference:
-        """A client's clip and transcript; ``field`` names where it came from, for errors."""
+    def from_bytes(self, data: bytes, text: str, field: str, target_rms: float,
+                   text_field: str = "ref_text") -> PreparedReference:
+        """A client's clip and transcript; ``field`` and ``text_field`` name where they came from, for errors."""
         key = "audio:" + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
-        return self.cache.get_or_prepare(key, lambda: self._prepare(data, text, field, target_rms, trusted=False))
+        return self.cache.get_or_prepare(key, lambda: self._prepare(data, text, field, target_rms, trusted=False,
+                                                                    text_field=text_field))
 
     def default_voice(self, target_rms: float) -> PreparedReference:
         data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
         return self.cache.get_or_prepare(f"default:{target_rms}", lambda: self._prepare(
             data, DEFAULT_VOICE_TEXT, "default voice", target_rms, trusted=True))
 
-    def _prepare(self, data: bytes, text: str, field: str, target_rms: float, *, trusted: bool) -> PreparedReference:
+    def _prepare(self, data: bytes, text: str, field: str, target_rms: float, *, trusted: bool,
+                 text_field: str = "ref_text") -> PreparedReference:
         """``trusted``: the default voice, whose clip and transcript are known to match (not re-checked)."""
         wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
         first, last = audio.speech_region(wave, sample_rate)
@@ -138,5 +150,5 @@ class ReferencePreparer:
         if ref.duration < MIN_REFERENCE_SECONDS or ref.rms < SILENT_RMS:
             raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
         if not trusted:
-            check_reference_rate(text, ref.duration)
+            check_reference_rate(text, ref.duration, text_field)
         return ref
