@@ -1,5 +1,7 @@
 """Scripts in the synthesize action: markup (pauses, SSML breaks, voice tags), segments, a target duration."""
 
+import base64
+import dataclasses
 import re
 
 import numpy as np
@@ -405,6 +407,53 @@ def test_two_voices_given_as_audio_are_two_speakers_in_words_and_captions(worker
     dialogue_styles = re.findall(r"^Dialogue: (?:[^,]*,){3}([^,]*),\1,", captions["ass"], re.M)
     assert {"ref", "ref2"} <= styles and dialogue_styles[0] == "ref" and "ref2" in dialogue_styles
     assert "ref: Hello" in captions["srt"] and "ref2: Hi" in captions["srt"] and "ref: Bye" in captions["srt"]
+
+
+# -- each part in its own voice ------------------------------------------------------------------------
+
+TOWN_WAV = DEFAULT_VOICE_WAV.parent.parent / "multi" / "town.flac"  # another speaker, shipped with f5-tts
+TOWN_TEXT = "A second voice, from a recording of its own."  # the tiny model speaks noise: any fitting text does
+
+
+@pytest.fixture
+def two_voice_worker(worker, tiny_settings, tmp_path, no_bucket_env):
+    """A worker whose voice store (a directory) holds two voices of different audio and transcripts."""
+    from f5_worker.worker import Worker
+
+    w = Worker(dataclasses.replace(tiny_settings, network_volume_path=tmp_path), worker.models)
+    for name, wav, text in (("anna", DEFAULT_VOICE_WAV, DEFAULT_VOICE_TEXT), ("town", TOWN_WAV, TOWN_TEXT)):
+        saved = w.handle({"action": "upload_voice", "name": name, "ref_text": text,
+                          "audio_base64": base64.b64encode(wav.read_bytes()).decode()})
+        assert "error" not in saved, saved
+    return w
+
+
+@pytest.mark.parametrize("form", ["tags", "segments"])
+def test_each_part_of_a_script_is_sampled_with_the_reference_of_its_own_voice(two_voice_worker, form):
+    """A dialogue must not be spoken in one voice: each part is sampled with the reference of the voice the
+    script gives it, seen in the references the sampler was handed and in the audio, which differs from
+    the same script spoken by either voice alone (same seed). The words' labels alone would not show it:
+    they come from the script, not from the reference loaded."""
+    w = two_voice_worker
+    queued = []
+    w.synthesize.engine.on_queued = queued.append  # this worker's own engine: records what it is handed
+
+    def say(first: str, second: str) -> dict:
+        if form == "tags":
+            script = {"text": f"[voice:{first}] Hello there. [voice:{second}] Hi back."}
+        else:
+            script = {"segments": [{"voice": first, "text": "Hello there."}, {"voice": second, "text": "Hi back."}]}
+        out = run(w, **script, seed=3, caption_formats=[])
+        assert "error" not in out, out
+        return out
+
+    dialogue = say("anna", "town")
+    assert [(w["word"], w["voice"]) for w in dialogue["words"]] == [
+        ("Hello", "anna"), ("there.", "anna"), ("Hi", "town"), ("back.", "town")]
+    assert [r.text.strip() for r in queued[0].chunk_refs] == [DEFAULT_VOICE_TEXT, TOWN_TEXT]
+    for alone in ("anna", "town"):
+        same = say(alone, alone)["audio_base64"] == dialogue["audio_base64"]
+        assert not same, f"the dialogue sounds as if {alone} spoke it all"
 
 
 # -- the model and the language a script's stored voices keep --------------------------------------
