@@ -153,6 +153,20 @@ def test_least_recently_used_model_is_evicted_and_the_default_stays(models_setti
     assert pool.loads == 3
 
 
+def test_a_model_used_since_a_later_one_was_loaded_outlives_it(models_settings, entries, tiny_model_dir, worker):
+    """Least recently USED, not first loaded: with two slots beside the default, a job on the older of two
+    models makes the newer one the next to go. (With one slot the two orders evict the same model.)"""
+    third = [*entries, fr_entry(tiny_model_dir, "tiny-fr-third")]
+    pool = fresh_pool(dataclasses.replace(models_settings, models_json=json.dumps(third), max_loaded_models=3),
+                      worker.models)
+    older = pool.engine("tiny-fr")
+    pool.engine("tiny-fr-copy")
+    assert pool.engine("tiny-fr") is older  # used again: now the most recently used
+    pool.engine("tiny-fr-third")
+    assert sorted(pool.loaded()) == ["tiny", "tiny-fr", "tiny-fr-third"] and pool.evictions == 1
+    assert pool.engine("tiny-fr") is older and pool.loads == 3  # still loaded: served without a load
+
+
 def test_an_evicted_engine_still_serves_a_job_that_took_it(models_settings, worker):
     from f5_worker.tts.reference import ReferencePreparer
     from f5_worker.tts.sampler import SynthesisParams
