@@ -395,6 +395,28 @@ def test_an_unknown_model_is_refused_before_any_work(multi_worker):
         multi_worker.pool.engine("x")
 
 
+def test_a_job_naming_an_unknown_model_is_refused_before_any_voice_is_read(models_settings, worker, tmp_path,
+                                                                          no_bucket_env):
+    """A model this worker lacks is refused before anything else: a job that names one costs no read of the
+    voice store (a GET each on a bucket), and its error is about the model even where its voices are missing
+    too. The reads are recorded at the real store, which answers them."""
+    w = Worker(dataclasses.replace(models_settings, network_volume_path=tmp_path), worker.models)
+    assert "error" not in w.handle({"action": "upload_voice", "name": "amelie", "audio_base64": REF_B64,
+                                    "ref_text": DEFAULT_VOICE_TEXT})
+    storage, reads = w.voices.storage, []
+    for method in ("get", "list"):
+        real = getattr(storage, method)
+        setattr(storage, method, lambda key, real=real, method=method: reads.append((method, key)) or real(key))
+    jobs = [{"text": "Bonjour.", "voice": "amelie"}, {"text": "Hi. [voice:amelie] Bonjour.", "voice": "nobody"},
+            {"segments": [{"voice": "amelie", "text": "Salut."}, {"voice": "nobody", "text": "Bonjour."}]}]
+    for job in jobs:
+        out = w.handle({**job, "model": "nope", **FAST})
+        assert reads == [], job
+        assert out["error"].startswith('model: unknown model "nope"; use one of'), out
+    assert w.handle({"text": "Bonjour.", "voice": "amelie", "model": "tiny", **FAST})["model"] == "tiny"
+    assert ("get", "voices/amelie/voice.json") in reads  # a known model: the voice is read, and seen here
+
+
 def test_prefetch_takes_registered_model_names(tmp_path, tiny_model_dir):
     import os
     import subprocess
