@@ -180,6 +180,41 @@ def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
     assert times == sorted(times) and all(w.end <= len(joined.wave) / rate + 1e-3 for w in joined.alignment.words)
 
 
+def test_a_pause_is_its_exact_samples_of_silence_and_the_next_part_is_timed_from_their_end():
+    """Where the pause lies, without an aligner landing in noise: the silence is exactly the pause's samples,
+    right after the first part, and every word of the next part is timed from the silence's end (its own
+    time in its part plus that offset, to the millisecond)."""
+    from f5_worker import audio
+    from f5_worker.actions.script import PART_FADE_S, join_script, script_of, spoken_text
+    from f5_worker.alignment.estimate import EstimateAligner
+    from f5_worker.alignment.quality import GatedResult
+    from f5_worker.schema import parse_job
+    from f5_worker.tts.sampler import SynthesisResult
+
+    rate = 24000
+    script = script_of(parse_job({"text": "Before the pause. [pause:1.5s] After it."}), PauseRules.of(Settings()), 50)
+    parts = [i for i in script if not isinstance(i, Pause)]
+    spoken = [spoken_text(p.written, "en", True) for p in parts]
+    rng = np.random.default_rng(0)
+    waves = [(rng.uniform(0.1, 0.5, n) * rng.choice([-1, 1], n)).astype(np.float32) for n in (30_000, 20_003)]
+    alignments = [EstimateAligner().align(w, rate, s.spoken) for w, s in zip(waves, spoken)]
+    outcomes = [(SynthesisResult(w, rate, [p.written], {}), GatedResult(w, rate, a, 0, 0))
+                for w, p, a in zip(waves, parts, alignments)]
+    pause = 36_000  # 1.5 s
+    joined = join_script(script, parts, spoken, outcomes, {id(script[1]): pause}, rate)
+
+    first = len(waves[0])
+    assert np.array_equal(joined.wave[:first], audio.fade_edges(waves[0], rate, PART_FADE_S))
+    assert np.array_equal(joined.wave[first:first + pause], np.zeros(pause, np.float32))
+    assert np.array_equal(joined.wave[first + pause:], audio.fade_edges(waves[1], rate, PART_FADE_S))
+    offset = (first + pause) / rate
+    after = [w for w in joined.alignment.words if w.char_start >= parts[1].char_offset]
+    assert [w.text for w in after] == ["After", "it."]
+    assert [(w.start, w.end) for w in after] == [
+        (round(offset + w.start, 3), round(offset + w.end, 3)) for w in alignments[1].words]
+    assert after[0].start >= offset > joined.alignment.words[2].end
+
+
 # -- through the worker, on the tiny model --------------------------------------------------------------
 
 
