@@ -38,10 +38,22 @@ def escape(text: str) -> str:
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """``text`` escaped, and cut to ``limit`` characters (saying how long it was)."""
-    if len(text) > limit:
-        return f"{escape(text[:limit])}... ({len(text)} characters)"
-    return escape(text)
+    """``text`` escaped, and cut to ``limit`` characters as shown, its escapes counted (saying how long it was).
+
+    Counting the escapes keeps a cut echo within the bounds of an error's field (errors.MAX_FIELD_CHARS):
+    cut after escaping 80 characters of newlines, a field name grew past them, was cut again, and the
+    message stated the length of the first cut, not the value's."""
+    shown = escape(text[: limit + 1])
+    if len(shown) <= limit:
+        return shown
+    shown, used = [], 0
+    for char in text[:limit]:
+        piece = escape(char)
+        if used + len(piece) > limit:
+            break
+        shown.append(piece)
+        used += len(piece)
+    return f"{''.join(shown)}... ({len(text)} characters)"
 
 
 def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
