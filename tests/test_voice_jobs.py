@@ -292,8 +292,8 @@ def test_a_result_found_too_big_after_synthesis_goes_to_the_bucket(make_worker, 
 
 def test_a_result_found_too_big_after_synthesis_without_a_bucket_is_refused(make_worker, no_bucket_env,
                                                                             monkeypatch):
-    """With nowhere else to send it, a result over the inline limit is refused with the way out, not sent
-    over RunPod's limit (where the job would fail without a word of why)."""
+    """With nowhere else to send it, a result over the inline limit is refused with the way out rather than
+    handed to RunPod, which refuses outputs over its limit."""
     low_estimate(monkeypatch)
     out = synth(make_worker(max_inline_bytes=20_000), output_format="flac")
     assert re.fullmatch(r"text: the result is 0\.\d MB, over the 0\.0 MB inline limit; shorten the text or use "
