@@ -20,6 +20,7 @@ from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.config import StorageSettings
 from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
+from f5_worker.errors import JobError
 from f5_worker.storage.stores import Stores
 from f5_worker.worker import Worker
 
@@ -397,7 +398,7 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
 def test_upload_result_failure_without_volume_is_still_clear(bucket_env, seaweed, tmp_path):
     stores = Stores(StorageSettings.from_env(network_volume_path=tmp_path / "absent"))
     with seaweed.stopped():
-        with pytest.raises(Exception) as err:
+        with pytest.raises(JobError) as err:
             upload_result(stores, "j1", [ResultFile("speech.wav", b"RIFF", "audio/wav")])
     assert str(err.value).startswith("output: could not upload the result (upload failed on bucket")
     assert "network volume" not in str(err.value)
