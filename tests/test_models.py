@@ -173,10 +173,12 @@ def test_an_evicted_engine_still_serves_a_job_that_took_it(models_settings, work
 
     pool = fresh_pool(models_settings, worker.models)
     engine = pool.engine("tiny-fr")
-    assert engine.close(timeout=10)  # as an eviction does, before the job queues its request
     ref = ReferencePreparer(max_input_seconds=60, keep_seconds=12).default_voice(0.1)
-    result = engine.synthesize(ref, "Bonjour.", SynthesisParams(nfe_step=4))
-    assert len(result.wave) > 0
+    params = SynthesisParams(nfe_step=4, seed=5)
+    open_engines = engine.synthesize(ref, "Bonjour.", params)
+    assert engine.close(timeout=10)  # as an eviction does, before the job queues its request
+    result = engine.synthesize(ref, "Bonjour.", params)
+    assert result.wave.shape == open_engines.wave.shape and (result.wave == open_engines.wave).all()
     assert engine.close(timeout=10)
 
 
