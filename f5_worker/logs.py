@@ -38,22 +38,22 @@ def escape(text: str) -> str:
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """``text`` escaped, and cut to ``limit`` characters as shown, its escapes counted (saying how long it was).
+    """``text`` escaped, and cut to ``limit`` characters as shown, escapes counted (saying how long it was).
 
-    Counting the escapes keeps a cut echo within the bounds of an error's field (errors.MAX_FIELD_CHARS):
-    cut after escaping 80 characters of newlines, a field name grew past them, was cut again, and the
-    message stated the length of the first cut, not the value's."""
-    shown = escape(text[: limit + 1])
-    if len(shown) <= limit:
-        return shown
-    shown, used = [], 0
+    Counting the escapes keeps a cut field name within an error's bound for fields (errors.MAX_FIELD_CHARS),
+    so it is never cut a second time, which would state the length of the first cut instead of the value's.
+    """
+    whole = escape(text[: limit + 1])
+    if len(whole) <= limit:
+        return whole
+    pieces, used = [], 0
     for char in text[:limit]:
         piece = escape(char)
         if used + len(piece) > limit:
             break
-        shown.append(piece)
+        pieces.append(piece)
         used += len(piece)
-    return f"{''.join(shown)}... ({len(text)} characters)"
+    return f"{''.join(pieces)}... ({len(text)} characters)"
 
 
 def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
