@@ -38,10 +38,22 @@ def escape(text: str) -> str:
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """``text`` escaped, and cut to ``limit`` characters (saying how long it was)."""
-    if len(text) > limit:
-        return f"{escape(text[:limit])}... ({len(text)} characters)"
-    return escape(text)
+    """``text`` escaped, and cut to ``limit`` characters as shown, escapes counted (saying how long it was).
+
+    Counting the escapes keeps a cut field name within an error's bound for fields (errors.MAX_FIELD_CHARS),
+    so it is never cut a second time, which would state the length of the first cut instead of the value's.
+    """
+    whole = escape(text[: limit + 1])
+    if len(whole) <= limit:
+        return whole
+    pieces, used = [], 0
+    for char in text[:limit]:
+        piece = escape(char)
+        if used + len(piece) > limit:
+            break
+        pieces.append(piece)
+        used += len(piece)
+    return f"{''.join(pieces)}... ({len(text)} characters)"
 
 
 def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import subprocess
 import sys
 
@@ -39,6 +40,12 @@ def run(action, **fields) -> dict:
         return {"error": str(exc)}
 
 
+def to_ms(timestamp: str) -> int:
+    """``HH:MM:SS.mmm`` as whole milliseconds."""
+    hours, minutes, seconds = timestamp.split(":")
+    return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
+
+
 def test_align_returns_words_chars_captions_and_quality(action):
     out = run(action, audio_base64=REF_B64, text=DEFAULT_VOICE_TEXT, char_timings=True,
               caption_formats=["srt", "vtt", "ass", "csv", "json"])
@@ -47,8 +54,21 @@ def test_align_returns_words_chars_captions_and_quality(action):
     starts = [w["start"] for w in out["words"]]
     assert starts == sorted(starts) and 0 <= starts[0] and out["words"][-1]["end"] <= out["duration"]
     assert set(out["captions"]) == {"srt", "vtt", "ass", "csv", "json"}
-    assert len(pysubs2.SSAFile.from_string(out["captions"]["srt"])) >= 1
-    assert len(webvtt.from_buffer(io.StringIO(out["captions"]["vtt"]))) >= 1
+    # each cue holds its words once, in order, from its first word's start to its last word's end; a VTT
+    # cue marks when each later word of it starts
+    words = [(w["word"], round(w["start"] * 1000), round(w["end"] * 1000)) for w in out["words"]]
+    srt = [(c.plaintext.split(), c.start, c.end) for c in pysubs2.SSAFile.from_string(out["captions"]["srt"])]
+    vtt = [(c.text.split(), to_ms(c.start), to_ms(c.end), [(word, to_ms(at)) for at, word in
+                                                            re.findall(r"<([\d:.]+)>(\S+)", c.raw_text)])
+           for c in webvtt.from_buffer(io.StringIO(out["captions"]["vtt"]))]
+    assert [word for cue in srt for word in cue[0]] == DEFAULT_VOICE_TEXT.split()
+    assert [cue[:3] for cue in vtt] == srt
+    at = 0
+    for said, start, end, marks in vtt:
+        cue_words = words[at:at + len(said)]
+        assert (said, start, end) == ([w for w, _, _ in cue_words], cue_words[0][1], cue_words[-1][2])
+        assert marks == [(w, word_start) for w, word_start, _ in cue_words[1:]]
+        at += len(said)
     assert out["quality"]["alignment_score"] > 0.9 and out["quality"]["flagged_words"] == []
     assert out["aligner"] == "sphinx" and out["timings_estimated"] is False
 

@@ -153,16 +153,32 @@ def test_least_recently_used_model_is_evicted_and_the_default_stays(models_setti
     assert pool.loads == 3
 
 
+def test_a_model_used_since_a_later_one_was_loaded_outlives_it(models_settings, entries, tiny_model_dir, worker):
+    """Least recently USED, not first loaded: with two slots beside the default, a job on the older of two
+    models makes the newer one the next to go. (With one slot the two orders evict the same model.)"""
+    third = [*entries, fr_entry(tiny_model_dir, "tiny-fr-third")]
+    pool = fresh_pool(dataclasses.replace(models_settings, models_json=json.dumps(third), max_loaded_models=3),
+                      worker.models)
+    older = pool.engine("tiny-fr")
+    pool.engine("tiny-fr-copy")
+    assert pool.engine("tiny-fr") is older  # used again: now the most recently used
+    pool.engine("tiny-fr-third")
+    assert sorted(pool.loaded()) == ["tiny", "tiny-fr", "tiny-fr-third"] and pool.evictions == 1
+    assert pool.engine("tiny-fr") is older and pool.loads == 3  # still loaded: served without a load
+
+
 def test_an_evicted_engine_still_serves_a_job_that_took_it(models_settings, worker):
     from f5_worker.tts.reference import ReferencePreparer
     from f5_worker.tts.sampler import SynthesisParams
 
     pool = fresh_pool(models_settings, worker.models)
     engine = pool.engine("tiny-fr")
-    assert engine.close(timeout=60)  # as an eviction does, before the job queues its request
     ref = ReferencePreparer(max_input_seconds=60, keep_seconds=12).default_voice(0.1)
-    result = engine.synthesize(ref, "Bonjour.", SynthesisParams(nfe_step=4))
-    assert len(result.wave) > 0
+    params = SynthesisParams(nfe_step=4, seed=5)
+    open_engines = engine.synthesize(ref, "Bonjour.", params)
+    assert engine.close(timeout=60)  # as an eviction does, before the job queues its request
+    result = engine.synthesize(ref, "Bonjour.", params)
+    assert result.wave.shape == open_engines.wave.shape and (result.wave == open_engines.wave).all()
     assert engine.close(timeout=60)
 
 
@@ -379,6 +395,28 @@ def test_any_json_is_entries_or_a_settings_error(value):
 def test_an_unknown_model_is_refused_before_any_work(multi_worker):
     with pytest.raises(JobError, match='^model: unknown model "x"'):
         multi_worker.pool.engine("x")
+
+
+def test_a_job_naming_an_unknown_model_is_refused_before_any_voice_is_read(models_settings, worker, tmp_path,
+                                                                          no_bucket_env):
+    """A model this worker lacks is refused before anything else: a job that names one costs no read of the
+    voice store (a GET each on a bucket), and its error is about the model even where its voices are missing
+    too. The reads are recorded at the real store, which answers them."""
+    w = Worker(dataclasses.replace(models_settings, network_volume_path=tmp_path), worker.models)
+    assert "error" not in w.handle({"action": "upload_voice", "name": "amelie", "audio_base64": REF_B64,
+                                    "ref_text": DEFAULT_VOICE_TEXT})
+    storage, reads = w.voices.storage, []
+    for method in ("get", "list"):
+        real = getattr(storage, method)
+        setattr(storage, method, lambda key, real=real, method=method: reads.append((method, key)) or real(key))
+    jobs = [{"text": "Bonjour.", "voice": "amelie"}, {"text": "Hi. [voice:amelie] Bonjour.", "voice": "nobody"},
+            {"segments": [{"voice": "amelie", "text": "Salut."}, {"voice": "nobody", "text": "Bonjour."}]}]
+    for job in jobs:
+        out = w.handle({**job, "model": "nope", **FAST})
+        assert reads == [], job
+        assert out["error"].startswith('model: unknown model "nope"; use one of'), out
+    assert w.handle({"text": "Bonjour.", "voice": "amelie", "model": "tiny", **FAST})["model"] == "tiny"
+    assert ("get", "voices/amelie/voice.json") in reads  # a known model: the voice is read, and seen here
 
 
 def test_prefetch_takes_registered_model_names(tmp_path, tiny_model_dir):

@@ -1,14 +1,17 @@
 """Scripts in the synthesize action: markup (pauses, SSML breaks, voice tags), segments, a target duration."""
 
+import base64
+import dataclasses
 import re
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
 from f5_worker.config import Settings
+from f5_worker.errors import JobError
 from f5_worker.text.markup import BREAK_STRENGTH_S, Pause, PauseRules, SpeechPart, parse_script
 
 FAST = {"nfe_step": 4, "max_retries": 0}
@@ -35,9 +38,9 @@ def test_the_pause_settings_set_the_lengths_and_bounds():
     rules = PauseRules.of(Settings(pause_s=0.2, paragraph_pause_s=1.0, max_pause_s=2.0, max_total_pause_s=3.5))
     script = parse_script("A [pause] b.\n\nC [pause:2s] d", rules=rules)
     assert [i.seconds for i in script if isinstance(i, Pause)] == [0.2, 1.0, 2.0]
-    with pytest.raises(Exception, match="pause of 2.5 s at character 2 is longer than 2 s"):
+    with pytest.raises(JobError, match="^text: pause of 2.5 s at character 2 is longer than 2 s"):
         parse_script("A [pause:2.5s] b", rules=rules)
-    with pytest.raises(Exception, match="pauses add up to 4 s, more than 3.5 s"):
+    with pytest.raises(JobError, match="^text: pauses add up to 4 s, more than 3.5 s"):
         parse_script("A [pause:2s] b [pause:2s] c", rules=rules)
 
 
@@ -109,7 +112,7 @@ _TAGS = st.sampled_from(["[pause]", "[pause:1s]", "[pause:250ms]", '<break time=
 def test_parts_are_the_text_as_written_without_its_tags(tokens):
     text = " ".join(tokens)
     if not any(ch.isalnum() for tok in tokens if tok in _WORDS.elements for ch in tok) and "[see 2]" not in text:
-        with pytest.raises(Exception, match="no words to speak"):
+        with pytest.raises(JobError, match="^text: has no words to speak"):
             parse_script(text)
         return
     script = parse_script(text)
@@ -140,15 +143,13 @@ def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
     from f5_worker.tts.sampler import SynthesisResult
 
     text = " ".join(tokens)
-    if not any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", text)):
-        return
+    assume(any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", text)))  # tags alone: refused, not timed
     if as_segments:  # the same text as two segments: offsets index each segment's own text
         cut = len(tokens) // 2
         texts = [" ".join(tokens[:cut]), " ".join(tokens[cut:])]
         texts = [t.replace("[voice:default]", "") for t in texts]
         texts = [t for t in texts if any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", t))]
-        if not texts:
-            return
+        assert texts  # every word outside the tags is in one half or the other
         request = parse_job({"segments": [{"text": t} for t in texts]})
     else:
         texts = [text]
@@ -176,6 +177,41 @@ def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
         assert w.text == joined.normalized_text[w.char_start:w.char_end]
     times = [w.start for w in joined.alignment.words]
     assert times == sorted(times) and all(w.end <= len(joined.wave) / rate + 1e-3 for w in joined.alignment.words)
+
+
+def test_a_pause_is_its_exact_samples_of_silence_and_the_next_part_is_timed_from_their_end():
+    """Where the pause lies, without an aligner landing in noise: the silence is exactly the pause's samples,
+    right after the first part, and every word of the next part is timed from the silence's end (its own
+    time in its part plus that offset, to the millisecond)."""
+    from f5_worker import audio
+    from f5_worker.actions.script import PART_FADE_S, join_script, script_of, spoken_text
+    from f5_worker.alignment.estimate import EstimateAligner
+    from f5_worker.alignment.quality import GatedResult
+    from f5_worker.schema import parse_job
+    from f5_worker.tts.sampler import SynthesisResult
+
+    rate = 24000
+    script = script_of(parse_job({"text": "Before the pause. [pause:1.5s] After it."}), PauseRules.of(Settings()), 50)
+    parts = [i for i in script if not isinstance(i, Pause)]
+    spoken = [spoken_text(p.written, "en", True) for p in parts]
+    rng = np.random.default_rng(0)
+    waves = [(rng.uniform(0.1, 0.5, n) * rng.choice([-1, 1], n)).astype(np.float32) for n in (30_000, 20_003)]
+    alignments = [EstimateAligner().align(w, rate, s.spoken) for w, s in zip(waves, spoken)]
+    outcomes = [(SynthesisResult(w, rate, [p.written], {}), GatedResult(w, rate, a, 0, 0))
+                for w, p, a in zip(waves, parts, alignments)]
+    pause = 36_000  # 1.5 s
+    joined = join_script(script, parts, spoken, outcomes, {id(script[1]): pause}, rate)
+
+    first = len(waves[0])
+    assert np.array_equal(joined.wave[:first], audio.fade_edges(waves[0], rate, PART_FADE_S))
+    assert np.array_equal(joined.wave[first:first + pause], np.zeros(pause, np.float32))
+    assert np.array_equal(joined.wave[first + pause:], audio.fade_edges(waves[1], rate, PART_FADE_S))
+    offset = (first + pause) / rate
+    after = [w for w in joined.alignment.words if w.char_start >= parts[1].char_offset]
+    assert [w.text for w in after] == ["After", "it."]
+    assert [(w.start, w.end) for w in after] == [
+        (round(offset + w.start, 3), round(offset + w.end, 3)) for w in alignments[1].words]
+    assert after[0].start >= offset > joined.alignment.words[2].end
 
 
 # -- through the worker, on the tiny model --------------------------------------------------------------
@@ -405,6 +441,53 @@ def test_two_voices_given_as_audio_are_two_speakers_in_words_and_captions(worker
     dialogue_styles = re.findall(r"^Dialogue: (?:[^,]*,){3}([^,]*),\1,", captions["ass"], re.M)
     assert {"ref", "ref2"} <= styles and dialogue_styles[0] == "ref" and "ref2" in dialogue_styles
     assert "ref: Hello" in captions["srt"] and "ref2: Hi" in captions["srt"] and "ref: Bye" in captions["srt"]
+
+
+# -- each part in its own voice ------------------------------------------------------------------------
+
+TOWN_WAV = DEFAULT_VOICE_WAV.parent.parent / "multi" / "town.flac"  # another speaker, shipped with f5-tts
+TOWN_TEXT = "A second voice, from a recording of its own."  # the tiny model speaks noise: any fitting text does
+
+
+@pytest.fixture
+def two_voice_worker(worker, tiny_settings, tmp_path, no_bucket_env):
+    """A worker whose voice store (a directory) holds two voices of different audio and transcripts."""
+    from f5_worker.worker import Worker
+
+    w = Worker(dataclasses.replace(tiny_settings, network_volume_path=tmp_path), worker.models)
+    for name, wav, text in (("anna", DEFAULT_VOICE_WAV, DEFAULT_VOICE_TEXT), ("town", TOWN_WAV, TOWN_TEXT)):
+        saved = w.handle({"action": "upload_voice", "name": name, "ref_text": text,
+                          "audio_base64": base64.b64encode(wav.read_bytes()).decode()})
+        assert "error" not in saved, saved
+    return w
+
+
+@pytest.mark.parametrize("form", ["tags", "segments"])
+def test_each_part_of_a_script_is_sampled_with_the_reference_of_its_own_voice(two_voice_worker, form):
+    """A dialogue must not be spoken in one voice: each part is sampled with the reference of the voice the
+    script gives it, seen in the references the sampler was handed and in the audio, which differs from
+    the same script spoken by either voice alone (same seed). The words' labels alone would not show it:
+    they come from the script, not from the reference loaded."""
+    w = two_voice_worker
+    queued = []
+    w.synthesize.engine.on_queued = queued.append  # this worker's own engine: records what it is handed
+
+    def say(first: str, second: str) -> dict:
+        if form == "tags":
+            script = {"text": f"[voice:{first}] Hello there. [voice:{second}] Hi back."}
+        else:
+            script = {"segments": [{"voice": first, "text": "Hello there."}, {"voice": second, "text": "Hi back."}]}
+        out = run(w, **script, seed=3, caption_formats=[])
+        assert "error" not in out, out
+        return out
+
+    dialogue = say("anna", "town")
+    assert [(w["word"], w["voice"]) for w in dialogue["words"]] == [
+        ("Hello", "anna"), ("there.", "anna"), ("Hi", "town"), ("back.", "town")]
+    assert [r.text.strip() for r in queued[0].chunk_refs] == [DEFAULT_VOICE_TEXT, TOWN_TEXT]
+    for alone in ("anna", "town"):
+        same = say(alone, alone)["audio_base64"] == dialogue["audio_base64"]
+        assert not same, f"the dialogue sounds as if {alone} spoke it all"
 
 
 # -- the model and the language a script's stored voices keep --------------------------------------

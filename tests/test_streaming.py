@@ -178,9 +178,11 @@ def test_the_pacer_sizes_a_piece_to_be_ready_before_the_audio_ahead_has_played()
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.2)
     pacer.aligned(wall_s=0.5, seconds=1.0)  # and 0.5 x s to align
     assert pacer.next_seconds(10.5, 5.0) == pytest.approx((3.5 * PACE_MARGIN - 1.0) / 0.7)
-    assert 1.0 < (3.5 * PACE_MARGIN - 1.0) / 0.7 < WAV_PIECE_S
-    # falling behind (what fits is less than the piece before): full pieces, the fewest
-    assert (2.0 * PACE_MARGIN - 1.0) / 0.7 < 1.0 and pacer.next_seconds(12.0, 5.0) == WAV_PIECE_S
+    # what fits shrinks as the audio ahead plays; at `edge` it is the 1.0 s of the piece before. Just before,
+    # that is the piece; just after, the stream is falling behind: full pieces, the fewest
+    edge = 10.0 + 4.0 - (1.0 + 0.7 * 1.0) / PACE_MARGIN  # handed out at 10 s; 4 s made (a piece and a pause)
+    assert pacer.next_seconds(edge - 0.07, 5.0) == pytest.approx(1.0 + 0.07 * PACE_MARGIN / 0.7)
+    assert pacer.next_seconds(edge + 0.07, 5.0) == WAV_PIECE_S
     pacer.sampled(wall_s=0.01, seconds=1.0, ref_seconds=5.0)  # a fast sampler: full pieces at once
     pacer.aligned(wall_s=0.01, seconds=1.0)
     assert pacer.next_seconds(10.5, 5.0) == WAV_PIECE_S

@@ -178,7 +178,8 @@ def too_long_b64():
 
 BAD_INPUTS = [
     (None, "^input: must be a JSON object"),
-    ({"action": "dance"}, "^action: unknown action"),
+    ({"action": "dance"}, "^action: unknown action 'dance'; use one of align, delete_voice, get_voice, health, "
+                          "list_models, list_voices, synthesize, upload_voice$"),
     ({}, "^text: is required"),
     ({"text": ""}, "^text: is empty"),
     ({"text": "   "}, "^text: is empty"),

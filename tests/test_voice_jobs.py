@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import io
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from test_fetch import serve_bytes, server  # noqa: F401  (loopback HTTP server 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.config import StorageSettings
 from f5_worker.delivery import ResultFile, finish_output, inline_size, upload_result
+from f5_worker.errors import JobError
 from f5_worker.storage.stores import Stores
 from f5_worker.worker import Worker
 
@@ -271,6 +273,35 @@ def test_auto_goes_to_the_bucket_when_too_big_for_inline(make_worker, bucket_env
     assert synth(small)["delivery"] == "inline"
 
 
+def low_estimate(monkeypatch) -> None:
+    """The plan's audio estimate reads nothing, as an estimate that fell short would: the plan says inline."""
+    from f5_worker import audio
+
+    monkeypatch.setattr(audio, "estimated_encoded_bytes", lambda samples, fmt: 0)
+
+
+def test_a_result_found_too_big_after_synthesis_goes_to_the_bucket(make_worker, bucket_env, monkeypatch):
+    """The size is checked again on the real result: one the plan took for inline but too big for it is
+    delivered through the bucket, never sent over RunPod's limit."""
+    whole = synth(make_worker(), output_format="flac", job_id="whole")
+    assert whole["delivery"] == "inline" and inline_size(whole) > 20_000
+    low_estimate(monkeypatch)
+    out = synth(make_worker(max_inline_bytes=20_000), output_format="flac", job_id="too-big")
+    assert out.get("delivery") == "bucket" and "audio_base64" not in out, out.get("error", out.get("delivery"))
+    assert requests.get(out["audio_url"], timeout=10).content == base64.b64decode(whole["audio_base64"])
+
+
+def test_a_result_found_too_big_after_synthesis_without_a_bucket_is_refused(make_worker, no_bucket_env,
+                                                                            monkeypatch):
+    """With nowhere else to send it, a result over the inline limit is refused with the way out rather than
+    handed to RunPod, which refuses outputs over its limit."""
+    low_estimate(monkeypatch)
+    out = synth(make_worker(max_inline_bytes=20_000), output_format="flac")
+    assert re.fullmatch(r"text: the result is 0\.\d MB, over the 0\.0 MB inline limit; shorten the text or use "
+                        r"output_format mp3/opus \(no bucket is configured for links\)", out.get("error", "")), \
+        out.get("error", out.get("delivery"))
+
+
 def test_without_a_bucket_big_results_are_refused_before_synthesis(make_worker, no_bucket_env):
     w = make_worker(max_inline_bytes=20_000)
     calls = []
@@ -368,7 +399,7 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
 def test_upload_result_failure_without_volume_is_still_clear(bucket_env, seaweed, tmp_path):
     stores = Stores(StorageSettings.from_env(network_volume_path=tmp_path / "absent"))
     with seaweed.stopped():
-        with pytest.raises(Exception) as err:
+        with pytest.raises(JobError) as err:
             upload_result(stores, "j1", [ResultFile("speech.wav", b"RIFF", "audio/wav")])
     assert str(err.value).startswith("output: could not upload the result (upload failed on bucket")
     assert "network volume" not in str(err.value)

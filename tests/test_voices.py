@@ -119,6 +119,31 @@ def test_upload_list_get_delete(store):
     assert [o.key for o in store.storage.list("voices/anna/")] == []
 
 
+def test_voices_are_listed_by_name_not_by_storage_key(store):
+    """The store lists keys (``voices/<name>/voice.json``), and "/" sorts after "-" and "." but before "_":
+    by key "a.b" comes before "a"; by name, as list_voices promises, after it."""
+    for n, name in enumerate(["a_b", "a.b", "a", "a-b"]):
+        store.save(name, wav_bytes(speechlike(1.5, seed=n), 24000), ref_text="A short clip.")
+    assert [o.key for o in store.storage.list("voices/") if o.key.endswith("voice.json")] == [
+        "voices/a-b/voice.json", "voices/a.b/voice.json", "voices/a/voice.json", "voices/a_b/voice.json"]
+    assert [v.name for v in store.list()] == ["a", "a-b", "a.b", "a_b"]
+
+
+def test_voice_names_are_case_sensitive(store):
+    """"Anna" and "anna" are two voices (docs/api.md): neither is refused as the other, and each keeps,
+    speaks and loses its own audio."""
+    upper = store.save("Anna", wav_bytes(speechlike(1.5, seed=0), 24000), ref_text="The first Anna.")
+    lower = store.save("anna", wav_bytes(speechlike(2.0, seed=1), 24000), ref_text="The second one.")
+    assert [v.name for v in store.list()] == ["Anna", "anna"]
+    assert (store.info("Anna").ref_text, store.info("anna").ref_text) == ("The first Anna.", "The second one.")
+    assert len(store.load("Anna").wave) != len(store.load("anna").wave)
+    with pytest.raises(JobError, match="^voice: no voice named 'ANNA'$"):
+        store.load("ANNA")
+    store.delete("anna")
+    assert [v.name for v in store.list()] == ["Anna"] and store.info("Anna").version == upper.version
+    assert store.load("Anna").info.duration_s == upper.duration_s != lower.duration_s
+
+
 def test_reference_is_normalised_to_24k_mono_and_trimmed(tmp_path):
     store = VoiceStore(LocalStorage(tmp_path))
     voice = speechlike(3.0, sample_rate=44100, pad_s=1.0)
