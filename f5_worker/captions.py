@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import pysubs2
 
-from f5_worker.alignment.types import TimedSpan, floor_ms
+from f5_worker.timed_text import TimedSpan, floor_ms
 
 CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")

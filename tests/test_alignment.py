@@ -1,26 +1,23 @@
-"""Forced alignment: real speech, mismatch detection, text normalisation and the output invariants."""
+"""Forced alignment: real speech, mismatch detection, the backends and the output invariants."""
 
 from __future__ import annotations
 
 import importlib.resources
 import json
-import signal
-import time
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from f5_worker.alignment import espeak, g2p
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.alignment.quality import align_audio, alignment_mismatch
 from f5_worker.alignment.selection import AutoAligner, load_aligner
-from f5_worker.alignment.textnorm import tokenize
-from f5_worker.alignment.types import Alignment
 from f5_worker.audio import speech_region
+from f5_worker.text.tokens import tokenize
+from f5_worker.timed_text import Alignment
 
 REF_TEXT = "Some call me nature, others call me mother nature."
 
@@ -193,115 +190,6 @@ def test_g2p_gives_arpabet_for_any_word():
     assert g2p.ipa_to_arpabet("tʃˈɜːtʃ") == ["CH", "ER", "CH"]
 
 
-@pytest.mark.parametrize(
-    ("token", "spoken"),
-    [
-        ("$42.50", ["forty", "two", "dollars", "fifty", "cents"]),
-        ("3rd", ["third"]),
-        ("1999,", ["nineteen", "ninety", "nine"]),
-        ("2021", ["two", "thousand", "twenty", "one"]),
-        ("1,000", ["one", "thousand"]),
-        ("3.14", ["three", "point", "one", "four"]),
-        ("15%", ["fifteen", "percent"]),
-        ("&", ["and"]),
-        ("Dr.", ["doctor"]),
-        ("don’t", ["don't"]),
-        ("—", []),
-        ("...", []),
-        ("“naïve”", ["naive"]),
-    ],
-)
-def test_normalisation_for_alignment_keeps_the_original_word(token, spoken):
-    (tok,) = tokenize(token)
-    assert tok.text == token
-    assert tok.spoken == spoken
-
-
-@pytest.mark.parametrize(
-    ("token", "language", "spoken"),
-    [
-        ("1111111", "am", ["አንድ"] * 7),  # num2words' Amharic converter loops forever on this number
-        ("1999", "vi", ["một", "nghìn", "chín", "trăm", "chín", "mươi", "chín"]),  # no year form: the cardinal
-        ("3rd", "xx", ["three"]),  # a language num2words does not know: English digits
-        ("1" * 4301 + "th", "en", ["one"] * 4301),  # over int()'s 4300-digit limit: digit by digit
-        ("$1." + "5" * 4301, "fr", ["un", "dollar", "cinquante", "cinq", "cents"]),
-    ],
-)
-def test_numbers_num2words_cannot_say_are_read_digit_by_digit(token, language, spoken):
-    from f5_worker.alignment.textnorm import spoken_words
-
-    assert spoken_words(token, language) == spoken
-
-
-def _num2words_languages() -> list[str]:
-    from num2words import CONVERTER_CLASSES
-
-    return sorted(CONVERTER_CLASSES)
-
-
-_NUMBER_TOKENS = st.one_of(
-    st.integers(0, 10**16).map(str),
-    st.integers(0, 10**7).map(lambda n: f"{n:,}"),
-    st.tuples(st.integers(0, 10**6), st.sampled_from(["st", "nd", "rd", "th"])).map(lambda t: f"{t[0]}{t[1]}"),
-    st.tuples(st.sampled_from("$€£¥"), st.integers(0, 10**9), st.integers(0, 999)).map(lambda t: f"{t[0]}{t[1]}.{t[2]}"),
-    st.from_regex(r"\A\d{1,40}(\.\d{1,6})?\Z"),
-)
-
-
-class TookTooLong(BaseException):
-    """Not an Exception: code under test that catches every Exception cannot swallow it."""
-
-
-@contextmanager
-def answer_within(seconds: float, what: str):
-    """SIGALRM for one call, so a loop that never ends fails that example (and each of hypothesis'
-    shrinking runs); pytest-timeout's own alarm, on the same signal, is put back afterwards."""
-    old_handler = signal.getsignal(signal.SIGALRM)
-    old_delay, _ = signal.getitimer(signal.ITIMER_REAL)
-    started = time.monotonic()
-
-    def fire(*_):
-        raise TookTooLong(f"no answer within {seconds} s for {what}")
-
-    signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_delay:
-            signal.setitimer(signal.ITIMER_REAL, max(0.01, old_delay - (time.monotonic() - started)))
-
-
-@settings(max_examples=400, deadline=None)
-@given(token=_NUMBER_TOKENS, language=st.sampled_from(_num2words_languages() + ["xx", "", "zh-Hant", "EN-gb"]))
-@example(token="0st", language="ar")  # num2words answers "" for Arabic's ordinal of 0
-def test_any_number_in_any_language_gives_words_promptly_without_raising(token, language):
-    """Every number the text holds is said in some words; num2words' converters may raise or loop forever."""
-    from f5_worker.alignment.textnorm import spoken_words
-
-    with answer_within(5.0, f"{token!r} in {language!r}"):
-        words = spoken_words(token, language)
-    assert words and all(isinstance(w, str) and w for w in words)
-
-
-def test_language_is_guessed_from_the_script():
-    from f5_worker.alignment.textnorm import guess_language
-
-    assert guess_language("Hello there") == "en"
-    assert guess_language("你好，世界") == "zh"
-    assert guess_language("こんにちは世界") == "ja"
-    assert guess_language("안녕하세요") == "ko"
-    assert guess_language("Привет, мир") == "ru"
-    assert guess_language("42 !") == "en"
-
-
-def test_cjk_characters_are_separate_words():
-    assert [t.text for t in tokenize("北京 hi")] == ["北", "京", "hi"]
-    assert [t.text for t in tokenize("你好，世界。ok")] == ["你", "好，", "世", "界。", "ok"]
-
-
 def test_load_aligner_kinds(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty model cache
     with pytest.raises(FileNotFoundError, match="not in the model cache"):
@@ -393,16 +281,6 @@ def test_long_audio_is_aligned_in_pieces_with_the_same_accuracy(sphinx):
     errors = [abs(w.start - truth[w.char_start]) for w in result.words if w.char_start in truth]
     assert len(errors) > 100
     assert np.mean(errors) < 0.03 and np.mean(np.array(errors) < 0.05) > 0.9
-
-
-def test_other_readings_are_offered_for_years_and_abbreviations():
-    (year,) = tokenize("1564,")
-    assert year.spoken == ["fifteen", "sixty", "four"]
-    assert year.alternatives == [["one", "thousand", "five", "hundred", "sixty", "four"]]
-    (street,) = tokenize("St.")
-    assert street.spoken == ["saint"] and street.alternatives == [["street"]]
-    assert tokenize("$1999")[0].alternatives == []  # money is never read as a year
-    assert tokenize("42")[0].alternatives == []
 
 
 def test_choose_readings_follows_what_was_said():

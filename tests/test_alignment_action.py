@@ -268,7 +268,7 @@ def test_the_attempt_kept_is_the_first_that_passes_else_the_best_ranked(attempts
     """``kept_attempt`` folded over attempts (sound or silence, a score) keeps the first that passes the gate,
     else the first of the best: any sound above silence, then the highest score."""
     from f5_worker.alignment.quality import MISMATCH_SCORE, GatedResult, kept_attempt
-    from f5_worker.alignment.types import Alignment
+    from f5_worker.timed_text import Alignment
 
     sound, silence = np.full(240, 0.1, dtype=np.float32), np.zeros(240, dtype=np.float32)
     tried = [GatedResult(sound if loud else silence, 24000, Alignment([], [], score, "sphinx", False), n, n)

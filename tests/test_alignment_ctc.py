@@ -9,7 +9,7 @@ from torchaudio.models import wav2vec2_model
 
 from f5_worker.alignment.ctc import CtcAligner, ctc_word_frames, find_weights, words_to_timings
 from f5_worker.alignment.quality import alignment_mismatch
-from f5_worker.alignment.textnorm import tokenize
+from f5_worker.text.tokens import tokenize
 
 LABELS = ("-", "|", "A", "B", "C")  # blank, word separator, letters
 

@@ -1,5 +1,6 @@
 """The package's shape: no import cycles (function-local imports included), every module importable on
-its own, one reader of the environment, one importer of the alignment backends."""
+its own, one reader of the environment, one importer of the alignment backends, text below the aligner,
+and the timing values a leaf."""
 
 from __future__ import annotations
 
@@ -142,5 +143,50 @@ def test_only_the_selection_imports_the_alignment_backends():
     graph = import_graph()
     importers = {name for name, deps in graph.items() if deps & BACKENDS} - BACKENDS
     assert importers == {"f5_worker.alignment.selection"}
-    assert not graph["f5_worker.alignment.types"] & {n for n in MODULES if n.startswith("f5_worker.alignment.")
-                                                       and n not in ("f5_worker.alignment", "f5_worker.alignment.textnorm")}
+    # what every backend shares imports no other part of the aligner
+    assert not graph["f5_worker.alignment.aligner"] & {n for n in MODULES if n.startswith("f5_worker.alignment.")}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module that importing ``start`` runs, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for w in graph.get(todo.pop(), ()):
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return seen
+
+
+def text_reaching_the_aligner(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Modules of ``f5_worker.text`` that import any of ``f5_worker.alignment``, directly or through others."""
+    return {name: found for name in graph if name == "f5_worker.text" or name.startswith("f5_worker.text.")
+            if (found := {n for n in reachable(graph, name) if n.split(".")[:2] == ["f5_worker", "alignment"]})}
+
+
+def test_the_check_of_the_text_layer_finds_an_import_of_the_aligner(tmp_path):
+    """The check below can fail: a function-local import of the aligner, even through another module, is seen."""
+    graph = import_graph()
+    assert text_reaching_the_aligner(graph) == {}
+    module = tmp_path / "probe.py"
+    module.write_text("def late():\n    from f5_worker.alignment.quality import align_audio\n")
+    graph["f5_worker.timed_text"] = graph["f5_worker.timed_text"] | imported_modules(module)
+    assert "f5_worker.text.written_timings" in text_reaching_the_aligner(graph)
+
+
+def test_text_is_below_the_aligner():
+    """The aligner reads text (how each word is said, where words are); text never reads the aligner, so the
+    two cannot come to depend on each other, and the text's rules run with no aligner loaded."""
+    assert text_reaching_the_aligner(import_graph()) == {}
+
+
+def test_the_timing_values_are_a_leaf():
+    """``timed_text`` is passed through every layer, so it imports no f5_worker module and nothing outside
+    the standard library: anything may use it without pulling in more."""
+    path = MODULES["f5_worker.timed_text"]
+    assert imported_modules(path) == set()
+    imported = {alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names) | {"__future__"}

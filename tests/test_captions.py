@@ -13,8 +13,8 @@ import webvtt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f5_worker.alignment.types import TimedSpan
 from f5_worker.captions import CAPTION_FORMATS, CaptionLayout, as_reported, group_cues, render_captions
+from f5_worker.timed_text import TimedSpan
 
 
 def timed(text: str, step: float = 0.3, gap: float = 0.05, pauses: dict[int, float] | None = None) -> list[TimedSpan]:

@@ -1,5 +1,5 @@
-"""Text normalisation for synthesis: what each language says for what is written, the map back to the
-text as written, and timings on the spoken text turned into timings of the written words."""
+"""Text normalisation for synthesis (``text.normalize`` and its rules, ``text.rewrite_rules``): what each
+language says for what is written, and a normalised text that reads the same when normalised again."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import re
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from text_samples import LANGUAGES, TEXTS
 
-from f5_worker.alignment.textnorm import token_spans
-from f5_worker.alignment.types import TimedSpan
-from f5_worker.text.normalize import NormalizedText, normalize, written_timings
+from f5_worker.text.normalize import normalize
+from f5_worker.text.normalized_text import NormalizedText
+from f5_worker.text.tokens import token_spans
 
 CASES = {
     "en": [
@@ -351,84 +352,6 @@ def test_language_tags_and_other_languages():
     assert normalize("$5 & 42", "xx").rewrites == ()
 
 
-def test_rewrites_map_spoken_spans_back_to_what_was_written():
-    norm = normalize("Pay $4.99 now", "en")
-    assert norm.spoken == "Pay four dollars ninety-nine cents now"
-    (rewrite,) = norm.rewrites
-    assert (rewrite.written_start, rewrite.written_end) == (4, 9)
-    four = norm.spoken.index("four")
-    assert norm.to_written(four, four + 4) == (4, 9)  # any word of the reading: the whole amount
-    now = norm.spoken.index("now")
-    assert norm.to_written(now, now + 3) == (10, 13)  # text outside rewrites: shifted, same length
-    assert norm.to_written(0, 3) == (0, 3)
-
-
-def spoken_timings(norm: NormalizedText, step: float = 0.2) -> tuple[list[TimedSpan], list[TimedSpan]]:
-    """Timings an aligner could give on the spoken text: each token after the other, its characters
-    sharing its time."""
-    words, chars, t = [], [], 0.0
-    for s, e in token_spans(norm.spoken):
-        words.append(TimedSpan(norm.spoken[s:e], t, t + step, 0.5 + (s % 5) / 10, s, e))
-        for i, p in enumerate(range(s, e)):
-            share = step / (e - s)
-            chars.append(TimedSpan(norm.spoken[p], t + i * share, t + (i + 1) * share, 0.8, p, p + 1, "char"))
-        t += step + 0.05
-    return words, chars
-
-
-def test_a_rewritten_word_is_one_written_word_timed_over_its_reading():
-    norm = normalize("I paid $4.99 today", "en")
-    words, chars = spoken_timings(norm)
-    out_words, out_chars = written_timings(norm, words, chars)
-    assert [w.text for w in out_words] == ["I", "paid", "$4.99", "today"]
-    four = next(w for w in words if w.text == "four")
-    cents = next(w for w in words if w.text == "cents")
-    amount = out_words[2]
-    assert (amount.char_start, amount.char_end) == (7, 12)
-    assert (amount.start, amount.end) == (four.start, cents.end)
-    assert amount.confidence == min(w.confidence for w in words[2:6])
-    assert (out_words[3].start, out_words[3].end) == (words[-1].start, words[-1].end)  # unchanged word, exact
-    dollar_chars = [c for c in out_chars if 7 <= c.char_start < 12]
-    assert "".join(c.text for c in dollar_chars) == "$4.99"
-    assert dollar_chars[0].start == four.start and dollar_chars[-1].end == pytest.approx(cents.end)
-    lengths = [c.end - c.start for c in dollar_chars]
-    assert max(lengths) == pytest.approx(min(lengths))  # spread evenly
-    today_chars = [c for c in out_chars if c.char_start >= 13]
-    assert [(c.start, c.end) for c in today_chars] == [(c.start, c.end) for c in chars[-5:]]
-
-
-def test_a_reading_over_several_written_words_is_shared_among_them():
-    norm = normalize("Call +1 555-123-4567 now", "en")
-    words, chars = spoken_timings(norm)
-    out_words, _ = written_timings(norm, words, chars)
-    assert [w.text for w in out_words] == ["Call", "+1", "555-123-4567", "now"]
-    assert out_words[1].end <= out_words[2].start
-    assert out_words[1].start == words[1].start  # "plus"
-
-
-def test_voice_and_segment_follow_the_words():
-    norm = normalize("Pay $5", "en")
-    words, chars = spoken_timings(norm)
-    words = [TimedSpan(w.text, w.start, w.end, w.confidence, w.char_start, w.char_end, voice="ann", segment=2)
-             for w in words]
-    out_words, out_chars = written_timings(norm, words, chars)
-    assert {(w.voice, w.segment) for w in out_words} == {("ann", 2)}
-    assert out_words[1].to_dict()["voice"] == "ann" and out_words[1].to_dict()["segment"] == 2
-    assert "voice" not in TimedSpan("x", 0, 1, 1, 0, 1).to_dict()
-
-
-TRICKY = st.sampled_from([
-    "$4.99", "3:30", "pm", "Dr.", "Smith", "2nd", "1,200", "km", "e.g.", "50%", "+1", "555-123-4567", "AT&T",
-    "NASA", "FBI", "https://example.com/x", "john@example.com", "2024-03-15", "March", "15,", "1999", "etc.",
-    "4,99", "€", "1.200", "15h45", "1er", "M.", "Mme", "z.B.", "2º", "Sr.", "#", "&", "@", "=", "-5", "3.14.15",
-    "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣", "1990s", "'80s", "3/4", "-5°C",
-    "9:05:30", "1:30:00", "45:30", "24:30", "4111 1111 1111 1111", "0042-7781-9930-1122",
-])
-LANGUAGES = st.sampled_from(["en", "fr", "de", "es", "it", "pt", "en-GB", "pt-BR", "ru", "zh", "xx"])
-TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=60),
-                  st.lists(st.one_of(TRICKY, st.text(max_size=6)), max_size=8).map(" ".join))
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=TEXTS, language=LANGUAGES)
 @example(text="$4.99 3:30 pm", language="en")
@@ -469,33 +392,3 @@ def test_a_reading_that_meets_its_neighbour_is_read_again(language, written, spo
     assert normalize(spoken, language).spoken == spoken
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=TEXTS, language=LANGUAGES)
-def test_written_timings_cover_every_written_word_once_in_order(text, language):
-    norm = normalize(text, language)
-    words, chars = spoken_timings(norm)
-    out_words, out_chars = written_timings(norm, words, chars)
-    assert [(w.char_start, w.char_end) for w in out_words] == token_spans(text)
-    assert [w.text for w in out_words] == [text[s:e] for s, e in token_spans(text)]
-    starts = [w.start for w in out_words]
-    assert starts == sorted(starts)
-    assert all(w.start <= w.end for w in out_words)
-    assert [c.char_start for c in out_chars] == [p for s, e in token_spans(text) for p in range(s, e)]
-    assert all(c.start <= c.end for c in out_chars)
-    char_starts = [c.start for c in out_chars]
-    assert char_starts == sorted(char_starts)
-    touched = {p for r in norm.rewrites for p in range(r.written_start, r.written_end)}
-    spoken_by_start = {w.char_start: w for w in words}
-    for w in out_words:
-        if not touched & set(range(w.char_start, w.char_end)):
-            same = spoken_by_start[_spoken_start(norm, w.char_start)]
-            assert (w.text, w.start, w.end) == (same.text, same.start, same.end)
-
-
-def _spoken_start(norm: NormalizedText, written_pos: int) -> int:
-    shift = 0
-    for r in norm.rewrites:
-        if r.written_end > written_pos:
-            break
-        shift = r.spoken_end - r.written_end
-    return written_pos + shift

@@ -556,7 +556,7 @@ def test_no_word_or_character_is_rounded_past_the_end_of_the_audio(worker):
     """Times are placed in the whole to the millisecond; a last word ending less than half a millisecond
     before the end of the audio (10.6987 s here, on the tiny model) must not end at 10.699."""
     from f5_worker.actions.script import shifted
-    from f5_worker.alignment.types import TimedSpan
+    from f5_worker.timed_text import TimedSpan
 
     word = TimedSpan("end.", 0.5, 0.69866, 1.0, 0, 4)
     assert (shifted(word, 1.0, 0, 1.69866).start, shifted(word, 1.0, 0, 1.69866).end) == (1.5, 1.698)

@@ -74,7 +74,7 @@ WAV_PIECE_S = 13.0  # about max_piece_seconds for wav at 24 kHz
 
 def cut(ref, text: str, sizes, max_seconds: float = WAV_PIECE_S) -> list[tuple[int, int]]:
     """A text's pieces as a stream cuts them, each later piece asked for the next of ``sizes`` seconds."""
-    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.text.tokens import tokenize
     from f5_worker.tts.chunking import first_piece_end, piece_end
 
     tokens = [(t.char_start, t.char_end) for t in tokenize(text)]
@@ -103,7 +103,7 @@ def test_the_first_piece_is_a_clause_or_a_few_words(default_ref, text, first):
                       min_size=1, max_size=120),
        sizes=st.lists(st.floats(0.0, 40.0), min_size=120, max_size=120))
 def test_pieces_cut_between_words_each_word_in_one_piece_none_over_the_limit(default_ref, words, sizes):
-    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.text.tokens import tokenize
     from f5_worker.tts.chunking import SHORT_TEXT_BYTES
 
     text = " ".join(words)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from f5_worker import audio, stopping
 from f5_worker.actions.timings import quality_field, timing_fields
+from f5_worker.alignment.aligner import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.alignment.quality import align_audio
-from f5_worker.alignment.textnorm import guess_language
-from f5_worker.alignment.types import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import AlignRequest
+from f5_worker.text.languages import guess_language
 
 MAX_ALIGN_AUDIO_SECONDS = 1800.0  # 30 minutes: longer recordings are refused before decoding
 # Memory: the recording is decoded, block by block, straight to the aligners' 16 kHz (audio.decode),

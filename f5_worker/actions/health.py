@@ -6,7 +6,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 import f5_worker
-from f5_worker.alignment.types import Aligner
+from f5_worker.alignment.aligner import Aligner
 from f5_worker.schema import HealthRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.tts.loading import LoadedModels

@@ -23,13 +23,15 @@ import numpy as np
 from f5_worker import audio
 from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
-from f5_worker.alignment.types import Alignment, TimedSpan, floor_ms
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
 from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
-from f5_worker.text.normalize import NormalizedText, normalize, written_timings
+from f5_worker.text.normalize import normalize
+from f5_worker.text.normalized_text import NormalizedText
+from f5_worker.text.written_timings import written_timings
+from f5_worker.timed_text import Alignment, TimedSpan, floor_ms
 from f5_worker.tts.chunking import plan_chunks, too_short
 from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult

@@ -49,6 +49,7 @@ from f5_worker.actions.script import (
     tag_voice_error,
 )
 from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
+from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.quality import (
     GatedResult,
     align_audio,
@@ -56,15 +57,16 @@ from f5_worker.alignment.quality import (
     passes_gate,
     synthesize_until_aligned,
 )
-from f5_worker.alignment.textnorm import guess_language, tokenize
-from f5_worker.alignment.types import Aligner, Alignment, TimedSpan
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
+from f5_worker.text.languages import guess_language
 from f5_worker.text.markup import Pause
-from f5_worker.text.normalize import NormalizedText
+from f5_worker.text.normalized_text import NormalizedText
+from f5_worker.text.tokens import tokenize
+from f5_worker.timed_text import Alignment, TimedSpan
 from f5_worker.tts.chunking import (
     StreamPacer,
     estimated_samples,

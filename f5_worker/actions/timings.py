@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from f5_worker.alignment.types import Alignment
 from f5_worker.captions import CaptionLayout, render_captions
 from f5_worker.schema import TimingOptions
+from f5_worker.timed_text import Alignment
 
 
 def timing_fields(alignment: Alignment, options: TimingOptions, duration: float, *,

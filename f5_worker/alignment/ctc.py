@@ -20,8 +20,9 @@ import torchaudio
 import torchaudio.functional as F
 from unidecode import unidecode
 
+from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
-from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
+from f5_worker.timed_text import Alignment
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 320  # wav2vec2's feature stride at 16 kHz: 20 ms frames

@@ -24,10 +24,11 @@ import torch
 import torchaudio
 
 from f5_worker.alignment import espeak
+from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
-from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
 from f5_worker.audio import mean_squares, resample, speech_region
 from f5_worker.text.numbers import base_language
+from f5_worker.timed_text import Alignment
 
 SAMPLE_RATE = 16000  # Hz: features are computed at this rate
 FRAME_S = 0.010  # s: hop between feature frames, the resolution of the timings

@@ -10,9 +10,10 @@ import time
 
 import numpy as np
 
-from f5_worker.alignment.textnorm import tokenize
-from f5_worker.alignment.types import Alignment, WordTiming, build_alignment
+from f5_worker.alignment.aligner import WordTiming, build_alignment
 from f5_worker.audio import speech_region
+from f5_worker.text.tokens import tokenize
+from f5_worker.timed_text import Alignment
 
 
 class EstimateAligner:

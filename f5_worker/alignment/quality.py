@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.estimate import EstimateAligner
-from f5_worker.alignment.types import Aligner, Alignment
 from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
+from f5_worker.timed_text import Alignment
 
 log = logging.getLogger(__name__)
 

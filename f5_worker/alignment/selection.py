@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.ctc import CtcAligner, find_weights
 from f5_worker.alignment.dtw import DtwAligner
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.alignment.sphinx_pool import SphinxProcessPool, auto_processes
-from f5_worker.alignment.types import Aligner, Alignment
 from f5_worker.config import ALIGNER_KINDS
 from f5_worker.text.numbers import base_language
+from f5_worker.timed_text import Alignment
 
 __all__ = ["ACCURACY", "AutoAligner", "Accuracy", "auto_processes", "best_backend", "load_aligner",
            "sphinx_aligner"]

@@ -20,9 +20,10 @@ import warnings
 import numpy as np
 
 from f5_worker.alignment import g2p
+from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
-from f5_worker.alignment.types import Alignment, WordTiming, backend_input, build_alignment
 from f5_worker.audio import mean_squares, to_pcm16
+from f5_worker.timed_text import Alignment
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # pocketsphinx default: 100 frames a second

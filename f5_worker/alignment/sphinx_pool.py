@@ -24,8 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from f5_worker.alignment.sphinx import SAMPLE_RATE, SphinxAligner
-from f5_worker.alignment.types import Alignment
 from f5_worker.audio import resample
+from f5_worker.timed_text import Alignment
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,17 @@
-"""What ``text.normalize`` needs to know per language that no library holds: how numbers are written,
-the words for symbols and units, abbreviations, month names and how times and dates are said.
+"""How each language says what is written, where no library knows it: how numbers are written, the words
+for symbols and units, abbreviations, month names and how times and dates are said; and a guess at a text's
+language from its script, for requests that do not name one.
 
-Numbers themselves are said by num2words (``text.numbers``). Languages without a table here get their
-numbers read (where num2words knows the language) and nothing else changed.
+One table per language, read by both who need to know how a word is said: the normaliser, which rewrites
+the text the model is given (``text.normalize``), and the aligner's reading of each word (``text.tokens``),
+so the two cannot come to say one thing two ways. Numbers themselves are said by num2words
+(``text.numbers``). Languages without a table here get their numbers read (where num2words knows the
+language) and nothing else changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,15 @@ class LanguageRules:
     # The last word of a whole number that agrees with the noun after it, as (said alone, before a masculine
     # noun, before a feminine one): "vingt et une heures", "veintiún minutos", "vinte e duas horas".
     agreeing_last_words: tuple[tuple[str, str, str], ...] = ()
+    # Titles that, with no name after them, are a street's name: "Elm St." is Elm Street.
+    street_readings: dict[str, str] = field(default_factory=dict)
+    # The word for × ("3×4": three times four). The aligner says it; the normaliser leaves × as written.
+    times: str = ""
+    # The titles and abbreviations the aligner reads as words. It reads one word at a time, with none of the
+    # context the normaliser weighs: "No." is the word "no" as often as a number, so any abbreviation not
+    # here is read by its letters. Adding one changes how the align action (and synthesis without
+    # ``normalize``) times it.
+    aligner_abbreviations: frozenset[str] = frozenset()
 
 
 _METRIC_EN = {
@@ -82,11 +95,14 @@ EN = LanguageRules(
     abbreviations={"e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus",
                    "approx.": "approximately", "Jr.": "Junior", "Sr.": "Senior", "No.": "number",
                    "Inc.": "Incorporated", "Ltd.": "Limited", "Ave.": "Avenue", "Rd.": "Road"},
+    street_readings={"Dr.": "Drive", "St.": "Street"},
     months=("January", "February", "March", "April", "May", "June", "July", "August", "September",
             "October", "November", "December"),
     day_first=False, ordinal_suffixes=r"st|nd|rd|th", date_format="{month} {day}, {year}", ordinal_day=True,
     clock="{h} {m}", clock_full_hour="{h} o'clock",
     sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd."}),
+    times="times",
+    aligner_abbreviations=frozenset({"Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "St.", "Jr.", "Sr.", "vs.", "etc."}),
 )
 
 FR = LanguageRules(
@@ -207,3 +223,32 @@ PT = LanguageRules(
 )
 
 RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}
+
+
+def guess_language(text: str) -> str:
+    """A language tag from the script the text is written in, for requests that do not say.
+
+    Only scripts are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
+    arabic: ar); Latin-script text is taken as English.
+    """
+    counts = {"ja": 0, "ko": 0, "zh": 0, "ru": 0, "el": 0, "ar": 0, "en": 0}
+    for ch in text:
+        o = ord(ch)
+        if 0x3040 <= o <= 0x30FF:
+            counts["ja"] += 3  # kana only occurs in Japanese, which also uses han
+        elif 0xAC00 <= o <= 0xD7AF:
+            counts["ko"] += 1
+        elif 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
+            counts["zh"] += 1
+        elif 0x0400 <= o <= 0x04FF:
+            counts["ru"] += 1
+        elif 0x0370 <= o <= 0x03FF:
+            counts["el"] += 1
+        elif 0x0600 <= o <= 0x06FF:
+            counts["ar"] += 1
+        elif ch.isalpha():
+            counts["en"] += 1
+    if counts["ja"] and counts["zh"]:
+        counts["ja"] += counts["zh"]
+    best = max(counts, key=counts.get)
+    return best if counts[best] else "en"

@@ -1,5 +1,5 @@
 """Numbers, ordinals, years and money read in words: the one reading shared by the text synthesized
-(``text.normalize``) and the aligner's idea of what is said (``alignment.textnorm``).
+(``text.normalize``) and the aligner's idea of what is said (``text.tokens``).
 
 num2words says the numbers in every language it knows. It raises for some languages' ordinals or years,
 answers "" for a few, loops forever for others (Amharic from a million on), and Python refuses ``int()``
@@ -20,7 +20,7 @@ from f5_worker.text.languages import RULES
 # int() of over 4300 digits.
 MAX_NUMBER_WORDS_DIGITS = 15
 # num2words languages whose converters loop forever on some numbers (Amharic: 1111111); their
-# numbers are read digit by digit. tests/test_alignment.py sweeps every language for hangs.
+# numbers are read digit by digit. tests/test_numbers.py sweeps every language for hangs.
 _NUM2WORDS_HANGS = frozenset({"am"})
 
 # Money: (one, many, one hundredth, many hundredths) per currency symbol and language; English names

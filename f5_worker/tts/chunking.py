@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from f5_worker.tts.reference import PreparedReference
 
 if TYPE_CHECKING:
-    from f5_worker.text.normalize import NormalizedText
+    from f5_worker.text.normalized_text import NormalizedText
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from f5_worker.alignment.ctc import CtcAligner, find_weights
 from f5_worker.alignment.dtw import espeak_voice
 from f5_worker.alignment.quality import align_audio
 from f5_worker.alignment.selection import load_aligner
-from f5_worker.alignment.textnorm import tokenize
+from f5_worker.text.tokens import tokenize
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

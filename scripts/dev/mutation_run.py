@@ -48,7 +48,8 @@ MODULE_TESTS = {
     "voices": ("f5_worker/voices.py", ["tests/test_voices.py", "tests/test_voice_jobs.py"]),
     "bucket": ("f5_worker/storage/bucket.py", ["tests/test_storage.py"]),
     "fetch": ("f5_worker/fetch.py", ["tests/test_fetch.py"]),
-    "normalize": ("f5_worker/text/normalize.py", ["tests/test_normalize.py", "tests/test_script.py"]),
+    "rewrite_rules": ("f5_worker/text/rewrite_rules.py", ["tests/test_normalize.py", "tests/test_script.py"]),
+    "written_timings": ("f5_worker/text/written_timings.py", ["tests/test_written_timings.py", "tests/test_script.py"]),
 }
 DEFAULT_MUTANTS_PER_MODULE = 12
 DEFAULT_SEED = 0

@@ -1,11 +1,14 @@
-"""What every aligner returns, and the invariants every backend's output satisfies.
+"""What every aligner is (``Aligner``), what an acoustic backend starts from (``backend_input``), and
+how a backend's per-word times become the ``Alignment`` every caller sees (``build_alignment``).
 
 We align the exact requested text to the final audio (forced alignment) rather
 than re-transcribing it, so the words we time are the words that were asked
-for. ``build_alignment`` turns a backend's per-word times into the result every
-caller sees, and enforces: each input word once, in order, ``start <= end``,
-starts never going backwards, times within ``[0, duration]``. This module
-imports no backend (``selection`` is the only one that does).
+for. ``build_alignment`` enforces what every backend's output satisfies: each
+input word once, in order, ``start <= end``, starts never going backwards,
+times within ``[0, duration]``. The result's types are values in
+``f5_worker.timed_text``, below the text's rules, so that the text can map
+timings back without importing the aligner. This module imports no backend
+(``selection`` is the only one that does).
 """
 
 from __future__ import annotations
@@ -16,74 +19,14 @@ from typing import Protocol
 
 import numpy as np
 
-from f5_worker.alignment.textnorm import Token, tokenize
 from f5_worker.audio import resample
+from f5_worker.text.tokens import Token, tokenize
+from f5_worker.timed_text import Alignment, TimedSpan
 
 # Words whose confidence falls below this are listed in ``flagged_words``.
 FLAG_CONFIDENCE = 0.35
 # The rate the acoustic backends (sphinx, ctc) work at: the align action decodes straight to it.
 ALIGN_SAMPLE_RATE = 16000
-
-
-def floor_ms(seconds: float) -> float:
-    """Milliseconds, rounded down: keeps ``start <= end``, order and ``end <= duration`` after rounding."""
-    return math.floor(seconds * 1000 + 1e-6) / 1000
-
-
-@dataclass
-class TimedSpan:
-    """One reported word or character with its time in the audio and its place in the text."""
-
-    text: str
-    start: float
-    end: float
-    confidence: float
-    char_start: int
-    char_end: int
-    kind: str = "word"  # "word" or "char": the key ``to_dict`` uses for ``text``
-    # Who says it and which part of a script it belongs to, where a text is spoken by several voices;
-    # captions name the speaker from ``voice``.
-    voice: str | None = None
-    segment: int | None = None
-
-    def to_dict(self) -> dict:
-        out = {
-            self.kind: self.text,
-            "start": floor_ms(self.start),
-            "end": floor_ms(self.end),
-            "confidence": round(self.confidence, 3),
-            "char_start": self.char_start,
-            "char_end": self.char_end,
-        }
-        if self.voice is not None:
-            out["voice"] = self.voice
-        if self.segment is not None:
-            out["segment"] = self.segment
-        return out
-
-
-@dataclass
-class Alignment:
-    """Timings of every word (and character) of a text, plus how far to trust them."""
-
-    words: list[TimedSpan]
-    chars: list[TimedSpan]
-    score: float  # 0..1 overall agreement of audio and text
-    backend: str  # "ctc" | "sphinx" | "estimate"
-    estimated: bool  # True when timings are estimated from text length, not aligned
-    flagged_words: list[int] = field(default_factory=list)  # indices of low-confidence words
-    align_seconds: float = 0.0  # wall time the backend took
-    # False where a low score is no sign that the audio says something else (dtw: its score measures
-    # likeness to espeak-ng's voice as much as to the text); the quality gate then ignores it.
-    score_is_evidence: bool = True
-
-    def quality(self) -> dict:
-        return {
-            "alignment_score": round(self.score, 3),
-            "flagged_words": list(self.flagged_words),
-            "estimated": self.estimated,
-            "backend": self.backend,
-        }
 
 
 class Aligner(Protocol):

@@ -1,9 +1,11 @@
-"""Split input text into reported words and turn each into the words actually spoken.
+"""The words a text is reported in, and the words said for each: what the aligner listens for.
 
-The words we report are the input's own whitespace-separated tokens, punctuation
-attached, with character offsets into the input. The aligner needs what is
-*said*: "$42.50" is "forty two dollars fifty cents", "3rd" is "third", "—" is
-nothing. Each token therefore maps to zero or more spoken words.
+The words we report are the input's own whitespace-separated tokens, punctuation attached, with character
+offsets into the input (``token_spans``). The aligner needs what is *said*: "$42.50" is "forty two dollars
+fifty cents", "3rd" is "third", "—" is nothing. Each token therefore maps to zero or more spoken words
+(``tokenize``). Unlike the normaliser, which reads a whole text and weighs each word's neighbours, this
+reads one token at a time, so that any text, normalised or not, can be aligned word by word; both take how
+a word is said from the same tables (``text.languages``, ``text.numbers``).
 """
 
 from __future__ import annotations
@@ -14,24 +16,28 @@ from dataclasses import dataclass, field
 
 from unidecode import unidecode
 
-from f5_worker.text.numbers import CURRENCY_NAMES, say_currency, say_number, say_ordinal
+from f5_worker.text.languages import EN, RULES
+from f5_worker.text.numbers import CURRENCY_NAMES, base_language, say_currency, say_number, say_ordinal
 
 # Scripts written without spaces: each character is its own token.
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A CJK character keeps the punctuation that follows it ("好，"); other tokens run to whitespace.
 _TOKEN_RE = re.compile(rf"[{CJK}][^\w\s{CJK}]*|[^\s{CJK}]+")
 
-_SYMBOL_WORDS = {
-    "&": "and", "%": "percent", "@": "at", "+": "plus", "=": "equals", "#": "number",
-    "°": "degrees", "×": "times", "½": "one half", "¼": "one quarter", "¾": "three quarters",
-}
-# Titles read as words; the key is the token without its final period, lower-cased.
-_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "prof": "professor",
-                  "jr": "junior", "sr": "senior", "vs": "versus", "etc": "et cetera", "st": "saint"}
-_OTHER_READINGS = {"dr": "drive", "st": "street"}
-_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+# Symbols inside a token, said in English in every language. In a normalised text (what the model is given)
+# the normaliser has said most of them already, in the language; a text aligned as written (the align
+# action, or ``normalize`` off) reaches these. "#" is "hash" ("#", "#tag") and "number" before a digit
+# ("#5"), as the normaliser reads it, so that both say one sign one way.
+_SYMBOL_WORDS = {**EN.symbols, "%": EN.percent, "°": EN.units["°"][1], "×": EN.times}
+_NUMBER_SIGN = re.compile(r"#(?=\d)")
+# Per language, the abbreviations read as words (``LanguageRules.aligner_abbreviations``), by the token
+# without its final period, lower-cased; and, in English, the other reading of a title ("St.": street).
+_ABBREVIATIONS = {code: {key.rstrip(".").lower(): {**rules.titles, **rules.abbreviations}[key].lower()
+                         for key in rules.aligner_abbreviations} for code, rules in RULES.items()}
+_OTHER_READINGS = {key.rstrip(".").lower(): said.lower() for key, said in EN.street_readings.items()}
+_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")  # as English writes them: "1,200.5"
 _CURRENCY_RE = "(" + "|".join(map(re.escape, sorted(CURRENCY_NAMES["en"], key=len, reverse=True))) + ")"
-_ORDINAL_RE = re.compile(r"^(\d+)(st|nd|rd|th)$", re.IGNORECASE)
+_ORDINAL_RE = re.compile(rf"^(\d+)({EN.ordinal_suffixes})$", re.IGNORECASE)
 
 
 @dataclass
@@ -45,35 +51,6 @@ class Token:
     # Other ways the token may be read ("1564": fifteen sixty four / one thousand five hundred sixty four);
     # the aligner picks whichever the audio says.
     alternatives: list[list[str]] = field(default_factory=list)
-
-
-def guess_language(text: str) -> str:
-    """A language tag from the script the text is written in, for requests that do not say.
-
-    Only scripts are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
-    arabic: ar); Latin-script text is taken as English.
-    """
-    counts = {"ja": 0, "ko": 0, "zh": 0, "ru": 0, "el": 0, "ar": 0, "en": 0}
-    for ch in text:
-        o = ord(ch)
-        if 0x3040 <= o <= 0x30FF:
-            counts["ja"] += 3  # kana only occurs in Japanese, which also uses han
-        elif 0xAC00 <= o <= 0xD7AF:
-            counts["ko"] += 1
-        elif 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF:
-            counts["zh"] += 1
-        elif 0x0400 <= o <= 0x04FF:
-            counts["ru"] += 1
-        elif 0x0370 <= o <= 0x03FF:
-            counts["el"] += 1
-        elif 0x0600 <= o <= 0x06FF:
-            counts["ar"] += 1
-        elif ch.isalpha():
-            counts["en"] += 1
-    if counts["ja"] and counts["zh"]:
-        counts["ja"] += counts["zh"]
-    best = max(counts, key=counts.get)
-    return best if counts[best] else "en"
 
 
 def token_spans(text: str) -> list[tuple[int, int]]:
@@ -120,13 +97,15 @@ def _say_number(digits: str, language: str, year_style: bool | None = None) -> s
 def spoken_words(token: str, language: str = "en", *, year_style: bool | None = None) -> list[str]:
     """Lower-case words spoken for ``token``; empty when it is silent (punctuation only)."""
     text = unicodedata.normalize("NFKC", token)
-    lang = language.split("-")[0].lower() or "en"
+    lang = base_language(language)
     bare = text.strip("\"'“”‘’()[]{}«»,;:!?")
-    if lang == "en" and bare.rstrip(".").lower() in _ABBREVIATIONS and bare.endswith("."):
-        return _ABBREVIATIONS[bare.rstrip(".").lower()].split()
+    abbreviations = _ABBREVIATIONS.get(lang, {})
+    if bare.endswith(".") and bare.rstrip(".").lower() in abbreviations:
+        return abbreviations[bare.rstrip(".").lower()].split()
     ordinal = _ORDINAL_RE.match(text.strip(".,;:!?\"'()[]"))
     if ordinal:
         text = say_ordinal(ordinal.group(1), lang)
+    text = _NUMBER_SIGN.sub(f" {EN.number_sign} ", text)
     text = re.sub(
         _CURRENCY_RE + r"(" + _NUMBER_RE.pattern + ")",
         lambda m: " " + say_currency(m.group(1), m.group(2).replace(",", ""), lang) + " ",

@@ -1,0 +1,640 @@
+"""The rules that read what is written and say it: an address, a date, a time, a phone number, money, a
+percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
+
+A text is scanned left to right; at each place where a token can start, the first rule that recognises
+what is written there gives what is said for it (an ``Edit``: the span and its reading), and the scan goes
+on after it. Nothing is rewritten inside a word. How each language says things comes from its table
+(``text.languages``) and numbers from ``text.numbers``; the regular expressions are compiled once per
+language. ``text.normalize`` applies the edits and reads the result again.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from f5_worker.text.languages import EN, RULES, LanguageRules
+from f5_worker.text.numbers import (
+    before_noun,
+    currency_names,
+    digit_by_digit,
+    say_currency,
+    say_decimal,
+    say_number,
+    say_ordinal,
+)
+from f5_worker.text.tokens import CJK
+
+# Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
+PHONE_DIGITS = (7, 15)
+# Card and account numbers written in groups have at least this many digits (the shortest card number)
+# and at most an IBAN's 34; fewer in groups of four are more likely a list of numbers or years.
+GROUPED_DIGITS = (13, 34)
+# A group of digits ending in at least this many zeros, with no leading zero, is a round number ("3000");
+# a card or account number whose every group is round is all but unheard of, a list of amounts is not.
+ROUND_NUMBER_ZEROS = 2
+# Acronyms in capitals up to this many letters are spelled ("FBI" -> "F B I"); longer ones with a vowel
+# are left to be read as words ("NASA"); those without a vowel are spelled whatever their length.
+SPELL_ACRONYM_MAX_LETTERS = 3
+_VOWELS = set("AEIOUY")
+_ROMAN = set("IVXLC")
+_CURRENCY = "(R\\$|[$€£¥])"
+_TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
+                      "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
+_URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
+_SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
+                   "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
+# Scripts written without spaces: a number next to their characters still stands alone.
+_ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characters aside)
+_ALONE_AFTER = rf"(?![^\W{CJK}])"
+_SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
+
+# What a rule found: the span of the text it reads (start, end) and what is said for it.
+Edit = tuple[int, int, str]
+
+
+def scan(text: str, rules: LanguageRules | None, lang: str) -> list[Edit]:
+    """The edits of one pass over ``text``, in order and not overlapping; ``rules`` None (a language
+    without a table) reads numbers only."""
+    return _Scanner(text, rules, lang).run()
+
+
+@lru_cache(maxsize=16)
+def _patterns(lang: str) -> dict[str, re.Pattern]:
+    """The language's regular expressions, compiled once."""
+    rules = RULES.get(lang)
+    if rules is None:
+        number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
+    elif lang == "en":
+        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+    else:
+        sep = re.escape(rules.thousands)
+        dec = re.escape(rules.decimal)
+        number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
+    # never the start of a longer number: "$1.2B" is no "$1" followed by ".2B"
+    num = rf"(?:{number})(?!\.\d)"
+    scale = (rf"(?:\s(million|billion|trillion)\b|({'|'.join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))})(?!\w))?"
+             if lang == "en" else "()()")
+    out = {
+        "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
+        "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
+                                      rf"{scale}{_ALONE_AFTER}"),
+        "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
+        "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
+        "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
+                             rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
+        "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+        "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
+        "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
+        "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
+                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
+        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
+                           r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
+                           r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
+                           # German full hours are written without minutes too: "1 Uhr"
+                           r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)(\s+Uhr\b)?"
+                           if lang == "de" else
+                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
+        # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
+        "hours_minutes_seconds": re.compile(
+            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?!:|[.,]\d)"
+            # English a.m./p.m., written apart or glued ("10:30:15pm"); German "Uhr"
+            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" else
+               r"(?!\w)(\s+Uhr\b)?" if lang == "de" else r"(?!\w)")),
+        # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
+        "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
+        # card and account numbers: three groups or more of digits, the first of four to six, one space or
+        # hyphen between each two (the same throughout); their length is checked by the rule
+        "digit_groups": re.compile(r"(?<![\w+.\-])\d{4,6}([ \-])\d{3,6}(?:\1\d{3,6})*\1\d{1,6}(?![\w]|[.,\-]\d)"),
+        "sign": re.compile(r"#(?=\d)"),
+        "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
+        "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
+        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
+        # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
+        # whether they increase is checked by the rule
+        "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"
+                                r"(?:\1(?:1[1-9]\d\d|20\d\d))+(?![\w\-–]|[.,]\d)"),
+        "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
+    }
+    if rules is not None:
+        units = sorted(rules.units, key=len, reverse=True)
+        out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
+        out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
+                                    re.IGNORECASE if lang == "en" else 0)
+        out["title"] = re.compile(_alternatives(rules.titles))
+        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
+        # Month names as the language writes them ("may" is no month in English, "May" is).
+        months = "|".join(rules.months)
+        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
+        out["date_context"] = re.compile(
+            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
+            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
+        out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
+    return out
+
+
+def _alternatives(words) -> str:
+    """A regular expression for any of ``words`` standing alone, the longest first."""
+    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
+
+
+class _Scanner:
+    """One pass over a text, collecting its rewrites in order."""
+
+    def __init__(self, text: str, rules: LanguageRules | None, lang: str):
+        self.text = text
+        self.rules = rules
+        self.lang = lang
+        self.p = _patterns(lang)
+        self.shouted = _shouted(text)
+        # In order: a rule earlier in the list wins where two could start at the same place.
+        self.steps = [self._number] if rules is None else [
+            self._address, self._date, self._time, self._year_list, self._phone, self._money, self._percent, self._unit,
+            self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
+
+    def run(self) -> list[Edit]:
+        text = self.text
+        edits: list[Edit] = []
+        pos = 0
+        while pos < len(text):
+            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])) \
+                    or self._glued_by_dot(pos, edits[-1][1] if edits else 0):
+                pos += 1
+                continue
+            for step in self.steps:
+                found = step(pos)
+                if found:
+                    if self.shouted:
+                        found = [(s, e, said.upper()) for s, e, said in found]
+                    edits.extend(e for e in found if e[0] < e[1])
+                    pos = max(pos + 1, found[-1][1])
+                    break
+            else:
+                pos += 1
+        return edits
+
+    def _glued_by_dot(self, pos: int, rewritten_to: int) -> bool:
+        """Whether a number at ``pos`` continues, through a period, a token of letters and digits ("v1.2.3",
+        "Python3.11"): it is part of that token, kept as written like "v2", not a number of its own. A word
+        before the period ("Fig.3") or what a rule rewrote (up to ``rewritten_to``) is no such token."""
+        text = self.text
+        if not (text[pos].isdigit() and pos > 0 and text[pos - 1] == "."):
+            return False
+        token = _TOKEN_BEFORE.search(text, max(rewritten_to, pos - 64), pos)
+        return token is not None and any(ch.isalpha() for ch in token.group()) \
+            and any(ch.isdigit() for ch in token.group())
+
+    # -- what the rules share ----------------------------------------------------------------------
+
+    def _say(self, written: str, year_style: bool | None = False) -> str:
+        """A number as written in this language, in words; one written with thousands separators is
+        never a year."""
+        plain = self._plain(written)
+        grouped = plain != written and "." not in plain
+        return say_number(plain, self.lang, False if grouped else year_style, (self.rules or EN).point)
+
+    def _plain(self, written: str) -> str:
+        """A number as written, as digits with ``.`` before decimals."""
+        rules = self.rules or EN
+        if rules is EN or not re.search(rf"[{re.escape(rules.decimal)}]", written):
+            if rules is not EN and re.fullmatch(r"\d{1,3}(\.\d{3})+", written):
+                return written.replace(".", "")
+            whole, dot, frac = written.partition(".")
+            return re.sub(r"\D", "", whole) + (("." + frac) if dot else "")
+        whole, _, frac = written.rpartition(rules.decimal)
+        return re.sub(r"\D", "", whole) + "." + frac
+
+    def _singular(self, written: str) -> bool:
+        whole = self._plain(written).partition(".")[0].lstrip("0")
+        return whole in ("", "1") if self.lang == "fr" else self._plain(written).lstrip("0") == "1"
+
+    def _german_case(self, ordinal: str, pos: int) -> str:
+        """A German ordinal after a preposition or den/dem takes the dative: am fünfzehnten März."""
+        before = self._before(pos)
+        if self.lang == "de" and ordinal.endswith("e") and self.p["article"].search(before) \
+                and not re.search(r"\b(?:der|die|das)\s+\Z", before, re.IGNORECASE):
+            return ordinal + "n"
+        return ordinal
+
+    def _before(self, pos: int, size: int = 40) -> str:
+        return self.text[max(0, pos - size):pos]
+
+    def _sentence_ends_after(self, end: int) -> bool:
+        return bool(_SENTENCE_AFTER.match(self.text, end))
+
+    # -- rules --------------------------------------------------------------------------------------
+
+    def _address(self, pos: int) -> list[Edit] | None:
+        rules = self.rules or EN
+        m = self.p["email"].match(self.text, pos)
+        if m:
+            local, _, domain = m.group().partition("@")
+            return [(m.start(), m.end(), f"{_read_address(local, rules)} {rules.at} {_read_address(domain, rules)}")]
+        m = self.p["url"].match(self.text, pos) or self.p["domain"].match(self.text, pos)
+        if m:
+            url = m.group()
+            url = url.rstrip(".,;:!?")
+            body = re.sub(r"^https?://", "", url, flags=re.IGNORECASE).rstrip("/")
+            if not body:
+                return None
+            return [(m.start(), m.start() + len(url), _read_address(body, rules))]
+        return None
+
+    def _date(self, pos: int) -> list[Edit] | None:
+        rules = self.rules
+        m = self.p["iso_date"].match(self.text, pos)
+        if m:
+            year, month, day = m.group(1), int(m.group(2)), int(m.group(3))
+        else:
+            m = self.p["numeric_date"].match(self.text, pos)
+            if not m:
+                return None
+            first, second, year = int(m.group(1)), int(m.group(3)), m.group(4)
+            day_first = rules.day_first if first <= 12 and second <= 12 else first > 12
+            day, month = (first, second) if day_first else (second, first)
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        if rules.ordinal_day or (rules.first_day_ordinal and day == 1):
+            said_day = self._german_case(say_ordinal(str(day), self.lang), pos)
+        else:
+            said_day = say_number(str(day), self.lang)
+        said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
+        said = rules.date_format.format(day=said_day, month=rules.months[month - 1], year=said_year)
+        return [(m.start(), m.end(), said)]
+
+    def _time(self, pos: int) -> list[Edit] | None:
+        return self._hours_minutes_seconds(pos) or self._clock(pos)
+
+    def _hours_minutes_seconds(self, pos: int) -> list[Edit] | None:
+        """Hours, minutes and seconds ("9:05:30", "1:30:00"), and in English minutes and seconds where the first
+        number is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
+        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normaliser
+        reads hours, minutes and seconds; the names leave no doubt whether a race time or a clock is meant,
+        and a part that is zero is left out ("1:30:00" is no "zero seconds")."""
+        m = self.p["hours_minutes_seconds"].match(self.text, pos)
+        meridiem = None
+        if m:
+            values: list[str | None] = [m.group(1), m.group(2), m.group(3)]
+            meridiem = m.group(5) if self.lang == "en" else None
+            if meridiem and not 1 <= int(m.group(1)) <= 12:
+                return None
+        else:
+            # English only: elsewhere "28:25" is a score far more often (handball, volleyball: 28 zu 25)
+            m = self.p["minutes_seconds"].match(self.text, pos) if self.lang == "en" else None
+            if not m or int(m.group(1)) <= 24:  # up to 24: hours and minutes, a clock (``_clock``)
+                return None
+            values = [None, m.group(1), m.group(2)]
+        rules = self.rules
+        if self.lang == "de" and values[0] is not None and m.group(4):
+            # "9:05:30 Uhr" is a time of day: neun Uhr fünf und dreißig Sekunden, not "… Sekunden Uhr"
+            hour, minute = int(values[0]), int(values[1])
+            said = (rules.clock.format(h=self._hour(hour), m=say_number(str(minute), "de")) if minute
+                    else rules.clock_full_hour.format(h=self._hour(hour)))
+            if self._plain(values[2]).strip("0."):
+                said += f" {rules.symbols['&']} {self._counted(values[2], rules.time_units[2])}"
+            return [(m.start(), m.end(), said)]
+        named = [self._counted(value, unit) for value, unit in zip(values, rules.time_units)
+                 if value is not None and self._plain(value).strip("0.")]
+        if not named:
+            named = [self._counted("0", rules.time_units[2])]
+        said = named[0] if len(named) == 1 else f"{' '.join(named[:-1])} {rules.symbols['&']} {named[-1]}"
+        if meridiem:
+            return self._with_meridiem(m, said, 5)
+        return [(m.start(), m.end(), said)]
+
+    def _hour(self, hour: int) -> str:
+        """The hour of a clock, in a language other than English, as said before the hour's noun."""
+        noun = "Uhr" if self.lang == "de" else self.rules.time_units[0][hour != 1]
+        return before_noun(say_number(str(hour), self.lang), noun, self.lang)
+
+    def _counted(self, written: str, unit: tuple[str, str]) -> str:
+        """A number of hours, minutes or seconds as written ("05", "30,5") and the unit's name."""
+        whole, dot, frac = self._plain(written).partition(".")
+        plain = (whole.lstrip("0") or "0") + dot + frac
+        name = unit[0] if plain == "1" else unit[1]
+        said = before_noun(say_number(plain, self.lang, False, self.rules.point), name, self.lang)
+        if self.lang == "it" and said == "una" and name[0] in "aeiou":
+            return f"un'{name}"  # un'ora
+        return f"{said} {name}"
+
+    def _with_meridiem(self, m: re.Match, clock: str, letter: int) -> list[Edit]:
+        """A time's reading followed by "A M" or "P M" (group ``letter`` of ``m`` holds the a or p, the group
+        before it the space, if any, between the time and its letters)."""
+        letters = f"{m.group(letter).upper()} M"
+        # "at 3pm." and "at 5 p.m. Then": the last period also ends the sentence, so it stays
+        end = m.end() - 1 if m.group().endswith(".") and self._sentence_ends_after(m.end()) else m.end()
+        if m.group(letter - 1):  # "3:30 pm": each written word its own reading
+            return [(m.start(), m.start(letter - 1), clock), (m.start(letter), end, letters)]
+        return [(m.start(), end, f"{clock} {letters}")]
+
+    def _clock(self, pos: int) -> list[Edit] | None:
+        m = self.p["time"].match(self.text, pos)
+        if not m:
+            return None
+        rules = self.rules
+        hour, minute = int(m.group(1)), int(m.group(2) or 0)
+        if self.lang == "en":
+            meridiem = m.group(4)
+            if m.group(2) is None and not meridiem:
+                return None
+            if meridiem and not 1 <= hour <= 12:
+                return None
+            if hour > 24:  # 24:00, the end of a day, is twenty-four hundred; 24:30 twenty-four thirty
+                return None
+            h = say_number(str(hour), "en")
+            if minute == 0:
+                clock = h if meridiem else (f"{h} hundred" if hour > 12 or m.group(1).startswith("0")
+                                            else rules.clock_full_hour.format(h=h))
+            elif minute < 10:
+                clock = f"{h} oh {say_number(str(minute), 'en')}"
+            else:
+                clock = f"{h} {say_number(str(minute), 'en')}"
+            if not meridiem:
+                return [(m.start(), m.end(), clock)]
+            return self._with_meridiem(m, clock, 4)
+        if hour > 24 or (m.group(2) is None and self.lang not in ("fr", "de")):
+            return None
+        # The hour agrees with the noun said or understood after it: une heure, vingt et une heures, ein Uhr,
+        # la una (hora), l'una (ora), duas horas; German's is "Uhr", which takes "ein" whatever its gender.
+        h = self._hour(hour)
+        said = (rules.clock_full_hour.format(h=h) if minute == 0
+                else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
+        if (self.lang == "fr" and hour <= 1) or (self.lang == "pt" and hour == 1):
+            one, many = rules.time_units[0]
+            said = said.replace(many, one)  # une heure, zéro heure, uma hora
+        return [(m.start(), m.end(), said)]
+
+    def _year_list(self, pos: int) -> list[Edit] | None:
+        """Three years or more in increasing order joined by hyphens or en dashes ("2019-2020-2021-2022",
+        seasons or editions): read as a list of years, "twenty nineteen, twenty twenty, twenty twenty-one,
+        twenty twenty-two". Not "to" between each two, as for a range of two years ("2019-2022"): nobody says
+        "twenty nineteen to twenty twenty to …"; and not digit by digit, as a card number in groups would be."""
+        m = self.p["year_list"].match(self.text, pos)
+        years = re.split(r"[-–]", m.group()) if m else []
+        if not _years_in_order(years):
+            return None
+        return [(m.start(), m.end(), ", ".join(self._say(year, True) for year in years))]
+
+    def _phone(self, pos: int) -> list[Edit] | None:
+        """Phone numbers, and card and account numbers written in groups ("4111 1111 1111 1111",
+        "0042-7781-9930-1122"): read as written, group by group, digit by digit, a comma between groups;
+        nobody reads such a group as a number ("four thousand one hundred eleven") or says its hyphen."""
+        m = self.p["phone"].match(self.text, pos)
+        digits = sum(ch.isdigit() for ch in m.group()) if m else 0
+        if not PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]:
+            m = self.p["digit_groups"].match(self.text, pos)
+            digits = sum(ch.isdigit() for ch in m.group()) if m else 0
+            if not GROUPED_DIGITS[0] <= digits <= GROUPED_DIGITS[1]:
+                return None
+            groups = re.split(r"[ \-]", m.group())
+            # hyphens join the groups of one number ("1000-2000-3000-4000" is still a card); spaces may part a list
+            if _years_in_order(groups) or (m.group(1) == " " and _round_numbers(groups)):
+                return None
+        rules = self.rules or EN
+        edits = []
+        pieces = list(re.finditer(r"\S+", m.group()))
+        for i, piece in enumerate(pieces):
+            groups = [g for g in re.split(r"[^\d+]+", piece.group()) if g]
+            said = ", ".join(
+                (f"{rules.symbols['+']} " if g.startswith("+") else "") + digit_by_digit(g, self.lang)
+                for g in groups)
+            if i < len(pieces) - 1:
+                said += ","
+            edits.append((m.start() + piece.start(), m.start() + piece.end(), said))
+        return edits
+
+    def _money(self, pos: int) -> list[Edit] | None:
+        m = self.p["currency_before"].match(self.text, pos)
+        sign = ""
+        if m:
+            symbol, amount = m.group(1), m.group(4)
+            sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
+            scale = m.group(5) or _SCALE_SUFFIXES.get(m.group(6))
+            if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
+                many = currency_names(symbol, "en")[1]
+                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {scale} {many}")]
+        else:
+            m = self.p["currency_after"].match(self.text, pos)
+            if not m:
+                return None
+            amount, symbol = m.group(1), m.group(3)
+        said = say_currency(symbol, self._plain(amount), self.lang)
+        return [(m.start(), m.end(), sign + said)]
+
+    def _percent(self, pos: int) -> list[Edit] | None:
+        m = self.p["percent"].match(self.text, pos)
+        if not m:
+            return None
+        said = self._say(m.group(1))
+        percent = (self.rules or EN).percent
+        if m.group(2):
+            return [(m.start(1), m.end(1), said), (m.end() - 1, m.end(), percent)]
+        return [(m.start(), m.end(), f"{said} {percent}")]
+
+    def _unit(self, pos: int) -> list[Edit] | None:
+        m = self.p["unit"].match(self.text, pos)
+        if not m:
+            return None
+        if m.group(3) == "°" and "°" in self.rules.ordinal_suffixes and self._month_follows(m.end()):
+            return None  # "il 1° gennaio", "1° de maio": the degree sign written for the ordinal's º
+        singular, plural = self.rules.units[m.group(3)]
+        name = singular if self._singular(m.group(1)) else plural
+        said = before_noun(self._say(m.group(1)), name, self.lang)
+        if m.group(2):
+            return [(m.start(1), m.end(1), said), (m.start(3), m.end(3), name)]
+        return [(m.start(), m.end(), f"{said} {name}")]
+
+    def _month_follows(self, end: int) -> bool:
+        months = "|".join(self.rules.months)
+        return bool(re.match(rf"\s+(?:de\s+)?(?i:{months})\b", self.text[end:end + 30]))
+
+    def _ordinal(self, pos: int) -> list[Edit] | None:
+        m = self.p["ordinal"].match(self.text, pos)
+        if not m:
+            return None
+        rules = self.rules
+        suffix = m.group(2)
+        if rules.code == "de":
+            after = self.text[m.end():m.end() + 20]
+            month = re.match(r"\s+(?:" + "|".join(rules.months) + r")\b", after)
+            if not (month or self.p["article"].search(self._before(pos))):
+                return None
+        said = self._german_case(say_ordinal(m.group(1), self.lang), pos)
+        if rules.code == "fr" and suffix in ("re", "ère") and m.group(1) == "1":
+            said = "première"
+        if rules.feminine_ordinal[0] and "ª" in suffix:
+            masc, fem = rules.feminine_ordinal
+            said = " ".join(w[:-1] + fem if w.endswith(masc) else w for w in said.split())
+        return [(m.start(), m.end(), said)]
+
+    def _english_forms(self, pos: int) -> list[Edit] | None:
+        """English only: decades ("1990s", "'90s": nineteen nineties), year ranges ("1990-2000", "2010–2015":
+        nineteen ninety to two thousand; read as one number and a dash they ran together) and simple fractions
+        ("3/4": three quarters; the numerator below the denominator, so "24/7" stays)."""
+        if self.lang != "en":
+            return None
+        m = self.p["year_range"].match(self.text, pos)
+        if m and int(m.group(1)) < int(m.group(2)):
+            first, last = (say_number(m.group(i), "en", year_style=True) for i in (1, 2))
+            return [(m.start(), m.end(), f"{first} to {last}")]
+        m = self.p["decade"].match(self.text, pos)
+        if m:
+            digits = m.group(1) or m.group(2)
+            said = say_number(digits, "en", year_style=len(digits) == 4)
+            last = said.split(" ")[-1].split("-")[-1]
+            plural = last[:-1] + "ies" if last.endswith("y") else last + "s"
+            return [(m.start(), m.end(), said[: len(said) - len(last)] + plural)]
+        m = self.p["fraction"].match(self.text, pos)
+        if m and 0 < int(m.group(1)) < int(m.group(2)) <= 16:
+            top, bottom = int(m.group(1)), int(m.group(2))
+            name = {2: ("half", "halves"), 4: ("quarter", "quarters")}.get(bottom)
+            if name is None:
+                ordinal = say_ordinal(str(bottom), "en")
+                name = (ordinal, ordinal + "s")
+            return [(m.start(), m.end(), f"{say_number(str(top), 'en')} {name[top != 1]}")]
+        return None
+
+    def _number(self, pos: int) -> list[Edit] | None:
+        text = self.text
+        m = self.p["sign"].match(text, pos)
+        if m:
+            return [(m.start(), m.end(), (self.rules or EN).number_sign + " ")]
+        sign = ""
+        start = pos
+        if text[pos] in "-−" and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
+            sign = (self.rules or EN).minus + " "
+            pos += 1
+            if self.rules is not None and pos < len(text) and (text[pos].isdigit() or text[pos] in "$€£¥R"):
+                # -5°C: minus five degrees Celsius; -$5, -5 €: minus five dollars, moins cinq euros
+                found = self._money(pos) or self._unit(pos) or self._percent(pos)
+                if found:
+                    (_, end, said), *rest = found
+                    return [(start, end, sign + said), *rest]
+        m = self.p["version"].match(text, pos)
+        if m and not (self.rules and self.rules.thousands.startswith(".") and
+                      re.fullmatch(r"\d{1,3}(?:\.\d{3})+", m.group())):
+            dot = (self.rules or EN).dot
+            return [(start, m.end(), sign + f" {dot} ".join(say_number(part, self.lang, False)
+                                                               for part in m.group().split(".")))]
+        m = self.p["number"].match(text, pos)
+        if not m:
+            return None
+        written = m.group(1)
+        if self.rules is None and re.search(r"[.,]\d", written) and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", written):
+            said = say_decimal(written.replace(",", "."), self.lang)
+            return [(start, m.end(), sign + said)] if said else None
+        year_style: bool | None = None
+        if self.rules is not None and re.fullmatch(r"\d{4}", written):
+            before = self._before(start)
+            if self.p["date_context"].search(before) and 1100 <= int(written) <= 2099:
+                year_style = True  # "March 15, 2024", "in 2024": twenty twenty-four
+        if self.rules is not None and self.rules.code == "en" and re.fullmatch(r"\d{1,2}", written) \
+                and self.p["month"].search(self._before(start)) and 1 <= int(written) <= 31:
+            return [(start, m.end(), say_ordinal(written, "en"))]  # "March 15" -> March fifteenth
+        return [(start, m.end(), sign + self._say(written, year_style))]
+
+    def _abbreviation(self, pos: int) -> list[Edit] | None:
+        rules = self.rules
+        m = self.p["title"].match(self.text, pos)
+        if m:
+            written = m.group(1)
+            if len(written.rstrip(".")) == 1 and re.search(r"(?<![^\W\d_])[A-Z]\s+\Z", self._before(pos)):
+                return None  # "F M." is a spelled acronym ("FM."), not a title
+            following = self.text[m.end():m.end() + 40].lstrip()
+            # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
+            # with a lowercase letter and becomes something else, so the choice is the same on the spoken text.
+            if following and not following[0].islower():
+                return [(m.start(), m.end(), rules.titles[written])]
+            other = rules.street_readings.get(written)
+            return [(m.start(), m.end(), other)] if other else None
+        m = self.p["abbreviation"].match(self.text, pos)
+        if not m:
+            return None
+        written = m.group(1)
+        key = next(k for k in rules.abbreviations if k.lower() == written.lower())
+        said = rules.abbreviations[key]
+        if key == "No." and not (written == key and re.match(r"\s?\d", self.text[m.end():m.end() + 2])):
+            return None  # "No. 5" is number five; "no." is a word
+        if written[0].isupper() and key[0].islower() and said[0].islower():
+            said = said[0].upper() + said[1:]  # "E.g." at a sentence's start
+        end = m.end()
+        if key in rules.sentence_final and self._sentence_ends_after(end):
+            end -= 1  # the abbreviation's period also ends the sentence: it stays
+        return [(m.start(), end, said)]
+
+    def _acronym(self, pos: int) -> list[Edit] | None:
+        m = self.p["dotted_acronym"].match(self.text, pos)
+        if m:
+            letters = m.group().replace(".", " ").strip()
+            end = m.end() - 1 if self._sentence_ends_after(m.end()) and m.end() == len(self.text.rstrip()) \
+                else m.end()
+            return [(m.start(), end, letters)]
+        m = self.p["acronym"].match(self.text, pos)
+        if not m or self.shouted:
+            return None
+        word = m.group()
+        if set(word) <= _ROMAN and len(word) <= 4:
+            return None
+        if len(word) <= SPELL_ACRONYM_MAX_LETTERS or not set(word) & _VOWELS:
+            return [(m.start(), m.end(), " ".join(word))]
+        return None
+
+    def _symbol(self, pos: int) -> list[Edit] | None:
+        ch = self.text[pos]
+        rules = self.rules
+        if ch == "%":
+            return [(pos, pos + 1, rules.percent)]
+        if ch in rules.symbols:
+            return [(pos, pos + 1, rules.symbols[ch])]
+        return None
+
+
+def _joined(before: str, char: str) -> bool:
+    """Whether ``char`` continues the word ``before`` ends (no rule starts inside a word)."""
+    return before.isalnum() and char.isalnum() and not _CJK_CHAR.match(before) and not _CJK_CHAR.match(char)
+
+
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
+
+
+def _years_in_order(groups: list[str]) -> bool:
+    """Whether groups of digits are years from 1100 to 2099 in increasing order ("1990 2000 2010 2020"): a
+    list of years written without commas, not a card number."""
+    years = [int(g) for g in groups if re.fullmatch(r"1[1-9]\d\d|20\d\d", g)]
+    return len(years) == len(groups) > 1 and years == sorted(set(years))
+
+
+def _round_numbers(groups: list[str]) -> bool:
+    """Whether every group of digits is a round number ("1000 2000 3000 4000", "10000 20000 30000"): a list
+    of numbers written without commas, read as numbers, not a card number read digit by digit."""
+    return all(not g.startswith("0") and g.endswith("0" * ROUND_NUMBER_ZEROS) for g in groups)
+
+
+def _shouted(text: str) -> bool:
+    """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
+    short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
+    so its spoken text is shouted as well (normalising it again changes nothing). A script without case
+    (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
+    return not any(ch.islower() for ch in text) and \
+        sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2
+
+
+def _read_address(address: str, rules: LanguageRules) -> str:
+    """An address read out: "john.doe@example.com" -> "john dot doe at example dot com"; digits one by one."""
+    names = {".": rules.dot, "/": rules.slash, "-": rules.dash, "_": rules.underscore, "@": rules.at,
+             "+": rules.symbols["+"], ":": "", "?": "", "=": "", "&": rules.symbols["&"], "#": "", "%": "", "~": ""}
+    parts = []
+    for piece in re.findall(r"[^\W\d_]+|\d+|.", address):
+        if piece.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
+            parts.append(digit_by_digit(piece, rules.code))
+        elif piece[0].isalnum():
+            parts.append(piece.lower())  # names in addresses are in no particular case: read as words
+        else:
+            parts.append(names.get(piece, ""))
+    said = " ".join(p for p in parts if p)
+    return re.sub(r"\bwww\b", "w w w", said)

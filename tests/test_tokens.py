@@ -1,0 +1,75 @@
+"""The reported words of a text and what the aligner listens for in each (``text.tokens``): the token as
+written is kept, what is said for it comes from the language tables the normaliser reads too."""
+
+from __future__ import annotations
+
+import pytest
+
+from f5_worker.text.languages import EN
+from f5_worker.text.normalize import normalize
+from f5_worker.text.tokens import spoken_words, token_spans, tokenize
+
+
+@pytest.mark.parametrize(
+    ("token", "spoken"),
+    [
+        ("$42.50", ["forty", "two", "dollars", "fifty", "cents"]),
+        ("3rd", ["third"]),
+        ("1999,", ["nineteen", "ninety", "nine"]),
+        ("2021", ["two", "thousand", "twenty", "one"]),
+        ("1,000", ["one", "thousand"]),
+        ("3.14", ["three", "point", "one", "four"]),
+        ("15%", ["fifteen", "percent"]),
+        ("&", ["and"]),
+        ("Dr.", ["doctor"]),
+        ("don’t", ["don't"]),
+        ("—", []),
+        ("...", []),
+        ("“naïve”", ["naive"]),
+    ],
+)
+def test_normalisation_for_alignment_keeps_the_original_word(token, spoken):
+    (tok,) = tokenize(token)
+    assert tok.text == token
+    assert tok.spoken == spoken
+
+
+def test_cjk_characters_are_separate_words():
+    assert [t.text for t in tokenize("北京 hi")] == ["北", "京", "hi"]
+    assert [t.text for t in tokenize("你好，世界。ok")] == ["你", "好，", "世", "界。", "ok"]
+
+
+def test_other_readings_are_offered_for_years_and_abbreviations():
+    (year,) = tokenize("1564,")
+    assert year.spoken == ["fifteen", "sixty", "four"]
+    assert year.alternatives == [["one", "thousand", "five", "hundred", "sixty", "four"]]
+    (street,) = tokenize("St.")
+    assert street.spoken == ["saint"] and street.alternatives == [["street"]]
+    assert tokenize("$1999")[0].alternatives == []  # money is never read as a year
+    assert tokenize("42")[0].alternatives == []
+
+
+@pytest.mark.parametrize(("token", "spoken"), [
+    ("#5", ["number", "five"]),
+    ("#1,", ["number", "one"]),
+    ("#", ["hash"]),
+    ("#hashtag", ["hash", "hashtag"]),
+    ("C#", ["c", "hash"]),
+])
+def test_the_number_sign_is_number_before_a_digit_and_hash_elsewhere(token, spoken):
+    """As the normaliser says it: what the aligner listens for is what the model was given to say."""
+    assert spoken_words(token) == spoken
+    said = normalize(token, "en").spoken
+    assert [w for s, e in token_spans(said) for w in spoken_words(said[s:e])] == spoken
+
+
+def test_symbols_and_abbreviations_are_read_from_the_english_table():
+    for symbol, word in EN.symbols.items():
+        assert spoken_words(f"a{symbol}b") == ["a", word, "b"]
+    assert spoken_words("50%") == ["fifty", EN.percent]
+    assert spoken_words("3×4") == ["three", EN.times, "four"]
+    for written in EN.aligner_abbreviations:
+        said = {**EN.titles, **EN.abbreviations}[written].lower().split()
+        assert spoken_words(written) == said and spoken_words(written.upper()) == said
+    assert spoken_words("No.") == ["no"]  # not in aligner_abbreviations: alone, it may be the word
+    assert spoken_words("Dr.", "fr") == ["dr"]  # French has no abbreviations the aligner reads
