@@ -60,6 +60,12 @@ def current_flag() -> threading.Event | None:
     return _flag.get()
 
 
+def is_stopped() -> bool:
+    """Whether this job has been stopped, for work that says where it was (``JobStopped("during ...")``)."""
+    flag = _flag.get()
+    return flag is not None and flag.is_set()
+
+
 def check(stage: str) -> None:
     """Raise JobStopped if this job has been stopped; ``stage`` says what would have come next."""
     flag = _flag.get()
