@@ -274,8 +274,9 @@ def test_health_answers_promptly_while_a_long_alignment_runs(worker):
     """pocketsphinx holds the interpreter lock for a whole decode, and over 30 s of audio its first pass is one
     decode of all of it: aligned in the worker process (the CPU default was ALIGN_PROCESSES=0), a 30-minute
     recording kept ``health`` waiting 63 s, and runpod's heartbeat and job loop with it. ``health`` is asked
-    again and again while about three minutes of speech are aligned; none of its answers may take a fifth of
-    the alignment (the first pass alone took over a third of it in the worker process)."""
+    again and again, from the event loop as runpod asks for jobs, while about three minutes of speech are
+    aligned; no two answers may be a fifth of the alignment apart (the first pass alone took over a third
+    of it in the worker process, and the loop could not even ask meanwhile)."""
     import asyncio
     import time
 
@@ -290,18 +291,17 @@ def test_health_answers_promptly_while_a_long_alignment_runs(worker):
     async def scenario():
         started = time.monotonic()
         align = asyncio.create_task(worker.handle_async(job, job_id="long-align"))
-        waits = []
+        answered = [started]  # when each health call answered; a frozen loop could not even ask the next
         while not align.done():
-            asked = time.monotonic()
             health = await worker.handle_async({"action": "health"}, job_id="health")
-            waits.append(time.monotonic() - asked)
+            answered.append(time.monotonic())
             assert health["status"] == "ok"
             await asyncio.sleep(0.2)
-        return await align, time.monotonic() - started, waits
+        return await align, time.monotonic() - started, [b - a for a, b in zip(answered, answered[1:])]
 
-    result, seconds, waits = asyncio.run(scenario())
+    result, seconds, gaps = asyncio.run(scenario())
     assert len(result["words"]) == len(text.split()) and result["timings_estimated"] is False
-    assert len(waits) >= 5 and max(waits) < seconds / 5, (max(waits), seconds, len(waits))
+    assert len(gaps) >= 5 and max(gaps) < seconds / 5, (max(gaps), seconds, len(gaps))
 
 
 # --- credentials in URLs: no setting, job, error or log line hands a URL's password on --------------------------
@@ -340,21 +340,6 @@ def test_no_setting_keeps_a_password_given_in_a_url(monkeypatch, name, url):
     assert SECRET not in repr(read)
 
 
-def test_a_bucket_endpoint_with_credentials_stops_the_worker_with_one_line(worker_env, tmp_path):
-    env = {**worker_env, "BUCKET_ENDPOINT_URL": f"http://AKIAUSER:{SECRET}@127.0.0.1:9/voices",
-           "BUCKET_ACCESS_KEY_ID": "key-id", "BUCKET_SECRET_ACCESS_KEY": "key-secret"}
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input",
-                           json.dumps({"input": {"action": "health"}})],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if "cannot start" in line]
-    assert len(lines) == 1 and lines[0].endswith(
-        "cannot start: BUCKET_ENDPOINT_URL must not hold a user name or password in a URL "
-        "(http://***@127.0.0.1:9/voices); give the bucket's keys in BUCKET_ACCESS_KEY_ID and "
-        "BUCKET_SECRET_ACCESS_KEY"), proc.stderr[-2000:]
-    assert SECRET not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
-
-
 def test_a_registry_file_entry_with_credentials_is_refused_without_them(tiny_settings, tmp_path):
     from f5_worker.config import SettingsError
     from f5_worker.tts.registry import ModelRegistry
@@ -373,9 +358,9 @@ def test_a_registry_file_entry_with_credentials_is_refused_without_them(tiny_set
     {"action": "align", "text": "Hello.", "audio_url": f"https://user:{SECRET}@example.com/a.wav"},
     {"action": "upload_voice", "name": "anna", "audio_url": f"http://{SECRET}@127.0.0.1:9/a.wav", "ref_text": "Hi."},
     {"segments": [{"text": "Hi.", "ref_audio_url": f"https://u:{SECRET}@example.com/b.wav", "ref_text": "Hi."}]},
-    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET}@example.com:99999/a.wav"},  # a bad port too
-    {"text": "Hello.", "ref_audio_url": f"ftp://user:{SECRET}@example.com/a.wav"},  # a scheme not taken
-    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET * 40}@example.com/a.wav"},  # longer than an echo
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET}@example.com:99999/a.wav", "ref_text": "Hi."},  # a bad port too
+    {"text": "Hello.", "ref_audio_url": f"ftp://user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},  # a scheme not taken
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET * 40}@example.com/a.wav", "ref_text": "Hi."},  # longer than an echo
 ])
 def test_a_password_in_a_jobs_url_reaches_neither_its_error_nor_the_log(hostile_worker, caplog, job):
     """The job is refused (a URL with credentials, a bad port, a scheme) without quoting them; its log line, which
