@@ -529,3 +529,32 @@ def test_json_nested_past_any_entry_is_a_settings_error_not_a_recursion_error(ti
     registry.write_text(text)
     with pytest.raises(SettingsError, match=r"^MODEL_REGISTRY_FILE .*models\.json: not valid model entries"):
         ModelRegistry.from_settings(dataclasses.replace(tiny_settings, model_registry_file=registry))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_registry_file_that_is_not_a_file_is_refused_before_it_is_read(tiny_settings, tmp_path, kind):
+    """MODEL_REGISTRY_FILE=/dev/zero was read to the end, which never comes (memory grew until the worker died);
+    a FIFO waited for a writer for ever."""
+    import os
+    from pathlib import Path
+
+    path = {"device": lambda: Path("/dev/zero"), "fifo": lambda: (os.mkfifo(tmp_path / "models.json"),
+                                                                   tmp_path / "models.json")[1],
+            "directory": lambda: tmp_path}[kind]()
+    settings = dataclasses.replace(tiny_settings, model_registry_file=path)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("error", _settings_error(settings)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the registry file is still being read"
+    assert outcome["error"] == f"MODEL_REGISTRY_FILE {path} " + {
+        "device": "is a device, not a file", "fifo": "is a FIFO (a named pipe), not a file",
+        "directory": "is a directory, not a file"}[kind]
+
+
+def _settings_error(settings) -> str | None:
+    try:
+        ModelRegistry.from_settings(settings)
+    except SettingsError as exc:
+        return str(exc)
+    return None

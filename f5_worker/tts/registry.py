@@ -214,6 +214,9 @@ class ModelRegistry:
             add(settings.models_json, "MODELS")
         path = settings.registry_file
         if path is not None and (path.is_file() or settings.model_registry_file is not None):
+            problem = not_a_file(path)  # reading a device (/dev/zero) or a FIFO would never end
+            if problem:
+                raise SettingsError(f"MODEL_REGISTRY_FILE {path} {problem}")
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
