@@ -30,8 +30,9 @@ CONTINUATION = "  | "  # starts every further line of a record (a traceback): ne
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A URL's user information: from its scheme's ``//`` to the last ``@`` before the host ends (``/``, ``?``,
-# ``#`` or a space), as urllib.parse reads it; greedy, so ``a:b@c@host`` hides ``a:b@c`` as urlsplit does.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
+# ``#`` or the line's end), as urllib.parse reads it: greedy, so ``a:b@c@host`` hides ``a:b@c`` as urlsplit
+# does, and across spaces, which urlsplit keeps in a user name. At worst it hides a host followed by an ``@``.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\r\n/?#]*@")
 HIDDEN = "***"
 
 

@@ -314,6 +314,7 @@ URLS_WITH_CREDENTIALS = [
     f"https://{SECRET}@s3.example.com",  # a token as the user name
     f"HTTPS://:{SECRET}@host/",  # no user name; the scheme in capitals
     f"http://user:{SECRET}@evil@host:9/",  # two @: urllib takes the last
+    f"https://user name:{SECRET}@host/",  # urllib keeps a space in a user name
 ]
 
 
@@ -360,7 +361,8 @@ def test_a_registry_file_entry_with_credentials_is_refused_without_them(tiny_set
     {"segments": [{"text": "Hi.", "ref_audio_url": f"https://u:{SECRET}@example.com/b.wav", "ref_text": "Hi."}]},
     {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET}@example.com:99999/a.wav", "ref_text": "Hi."},  # a bad port too
     {"text": "Hello.", "ref_audio_url": f"ftp://user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},  # a scheme not taken
-    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET * 40}@example.com/a.wav", "ref_text": "Hi."},  # longer than an echo
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET * 40}@example.com/a.wav", "ref_text": "Hi."},
+    {"text": "Hello.", "ref_audio_url": f"https://a user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},  # longer than an echo
 ])
 def test_a_password_in_a_jobs_url_reaches_neither_its_error_nor_the_log(hostile_worker, caplog, job):
     """The job is refused (a URL with credentials, a bad port, a scheme) without quoting them; its log line, which
