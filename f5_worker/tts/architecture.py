@@ -26,11 +26,10 @@ def mel_settings(mel, config_name: str) -> dict[str, int]:
     values: dict[str, int] = {}
     for key, (low, high) in MEL_RANGES.items():
         value = mel.get(key)
-        high = values.get(high, high) if isinstance(high, str) else high
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            bound = f"{low} to {high}" + (f" (its {MEL_RANGES[key][1]})" if isinstance(MEL_RANGES[key][1], str) else "")
-            raise ModelUnavailableError(f"{config_name}: model.mel_spec.{key} must be a whole number from {bound} "
-                                        f"(got {echo(value)})")
+        limit, named = (values[high], f" (its {high})") if isinstance(high, str) else (high, "")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+            raise ModelUnavailableError(f"{config_name}: model.mel_spec.{key} must be a whole number from {low} to "
+                                        f"{limit}{named} (got {echo(value)})")
         values[key] = value
     return values
 
@@ -59,7 +58,7 @@ def build_cfm(config_path: Path, vocab_path: Path):
         raise ModelUnavailableError(f"{config_path.name}: not an f5-tts model config ({summary(exc, limit=200)})") from None
     if mel_type != "vocos":
         raise ModelUnavailableError(f"{config_path.name}: only the vocos vocoder is supported, not {echo(mel_type)}")
-    if backbone not in backbones:
+    if not isinstance(backbone, str) or backbone not in backbones:
         raise ModelUnavailableError(f"{config_path.name}: model.backbone must be one of {', '.join(backbones)} "
                                     f"(got {echo(backbone)})")
     vocab_char_map, vocab_size = get_tokenizer(str(vocab_path), "custom")
