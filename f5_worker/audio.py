@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from f5_worker import stopping
 from f5_worker.errors import JobError
 
 TARGET_SAMPLE_RATE = 24000
@@ -116,6 +117,8 @@ def decode(data: bytes, field: str, max_seconds: float | None = None, *,
             out = _Collector(sample_rate, out_rate, declared if 0 < declared < 2**62 else None, limit)
             total, peak = 0, 0.0
             for block in f.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if stopping.is_stopped():  # decoding half an hour of compressed audio takes seconds
+                    raise stopping.JobStopped("while decoding audio")
                 mono = block[:, 0] if channels == 1 else block.mean(axis=1, dtype=np.float64).astype(np.float32)
                 peak = max(peak, _peak(mono, field))
                 out.add(mono)
@@ -123,7 +126,7 @@ def decode(data: bytes, field: str, max_seconds: float | None = None, *,
                 if limit is not None and total >= limit:  # the header undercounted, or could not count
                     raise JobError(field, f"audio is longer than {max_seconds:g} s, the limit")
             wave = out.finish()
-    except (JobError, MemoryError):
+    except (JobError, MemoryError, stopping.JobStopped):
         raise
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for junk input
         raise JobError(field, f"could not decode audio ({decode_problem(exc)})") from None

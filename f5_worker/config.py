@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from f5_worker.logs import hide_credentials
+
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "F5TTS_v1_Base"
 REGISTRY_FILE_NAME = "models.json"  # the model registry file's default name, in the worker's folder on the volume
@@ -30,13 +32,35 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 class SettingsError(ValueError):
-    """A setting the worker cannot start with; the message names the variable (runpod_handler exits with it)."""
+    """A setting the worker cannot start with; the message names the variable (runpod_handler exits with it).
+
+    A URL the message quotes has its user name and password hidden (logs.hide_credentials)."""
+
+    def __init__(self, message: str):
+        super().__init__(hide_credentials(message))
+
+
+# What to do instead of a user name and password in a URL, where there is a proper place for them.
+_CREDENTIALS_GO = {"BUCKET_ENDPOINT_URL": "give the bucket's keys in BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"}
+
+
+def refuse_credentials(name: str, value: str | None) -> None:
+    """Stop the worker when a setting holds a URL with a user name or password (``https://user:secret@host``).
+
+    Whatever shows a URL (``health``, a job's error, a log line) would show them too; a setting is the
+    deployer's, so it is refused at start rather than quietly trimmed. The message shows the URL with its
+    user information hidden (logs.hide_credentials)."""
+    if value and hide_credentials(value) != value:
+        instead = _CREDENTIALS_GO.get(name, "remove the user information (the part before '@')")
+        raise SettingsError(f"{name} must not hold a user name or password in a URL "
+                            f"({hide_credentials(value.strip())[:200]}); {instead}")
 
 
 def network_volume_from_env(env: Mapping[str, str] | None = None) -> Path | None:
     """``NETWORK_VOLUME_PATH``: unset means ``/runpod-volume``; set to "" means no volume, as the boot
     (start.sh, setup_network_venv.py) reads it, e.g. to keep off a read-only volume."""
     raw = (os.environ if env is None else env).get("NETWORK_VOLUME_PATH")
+    refuse_credentials("NETWORK_VOLUME_PATH", raw)
     if raw is None:
         return DEFAULT_NETWORK_VOLUME
     return Path(raw.strip()) if raw.strip() else None
@@ -87,6 +111,7 @@ class StorageSettings:
 
         def get(name: str, default: str | None = None) -> str | None:
             value = env.get(name)
+            refuse_credentials(name, value)
             return value.strip() if value and value.strip() else default
 
         volume = Path(network_volume_path) if network_volume_path is not None else network_volume_from_env(env)
@@ -228,6 +253,7 @@ _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
+    refuse_credentials(name, value)
     return value if value not in (None, "") else default
 
 
@@ -292,6 +318,9 @@ def _env_default_model(default: str) -> str:
 def get_settings() -> Settings:
     """Read the settings from the environment (call once per process, or per test)."""
     d = _DEFAULTS
+    # The bucket's settings are read with the stores (StorageSettings), after the models are loaded: a URL
+    # that must stop the worker stops it here, at once.
+    refuse_credentials("BUCKET_ENDPOINT_URL", os.environ.get("BUCKET_ENDPOINT_URL"))
     max_loaded = _env_int("MAX_LOADED_MODELS", d["max_loaded_models"])
     if max_loaded < 1:
         raise SettingsError(f"MAX_LOADED_MODELS must be at least 1 (got {max_loaded})")

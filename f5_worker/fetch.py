@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import urllib3
 
+from f5_worker import stopping
 from f5_worker.config import private_downloads_allowed
 from f5_worker.errors import JobError
 
@@ -64,10 +65,14 @@ def resolve(host: str, port: int, field: str, timeout_s: float = 10.0) -> list[A
     ``getaddrinfo`` has no timeout of its own, so it runs in a helper thread.
     """
     lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    ends = time.monotonic() + max(timeout_s, 0.001)
+    while not concurrent.futures.wait([lookup], timeout=min(stopping.POLL_SECONDS, ends - time.monotonic())).done:
+        if stopping.is_stopped():  # the lookup thread finishes on its own; nobody waits for it
+            raise stopping.JobStopped("during the download")
+        if time.monotonic() >= ends:
+            raise JobError(field, f"resolving host {host!r} took longer than {timeout_s:g} s")
     try:
-        infos = lookup.result(timeout=max(timeout_s, 0.001))
-    except concurrent.futures.TimeoutError:
-        raise JobError(field, f"resolving host {host!r} took longer than {timeout_s:g} s") from None
+        infos = lookup.result()
     except (OSError, UnicodeError) as exc:
         raise JobError(field, f"cannot resolve host {host!r} ({exc})") from None
     addresses: list[Address] = []
@@ -128,20 +133,38 @@ def _pool(scheme: str, host: str, ip: Address, port: int, timeout: urllib3.Timeo
 
 
 class _Deadline:
-    """Shuts down every socket of a download when its time is up.
+    """Shuts down every socket of a download when its time is up, or when its job is stopped.
 
     Socket timeouts bound each read, not the whole: a server that sends the status
     line, the headers, the TLS handshake or the body a byte at a time, just inside the
-    timeout, could hold a job thread for ever (and, stopped by RunPod, leak it).
+    timeout, could hold a job thread for ever (and, stopped by RunPod, leak it). A stopped
+    job's download ends at once (``stopped``) instead of at its deadline, up to
+    ``DOWNLOAD_TIMEOUT_S`` later.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, stop: threading.Event | None = None):
         self.expired = threading.Event()
+        self.stopped = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, seconds), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, args=(max(0.0, seconds), stop), daemon=True,
+                                         name="fetch-deadline")
+        self._watcher.start()
+
+    def _watch(self, seconds: float, stop: threading.Event | None) -> None:
+        ends = time.monotonic() + seconds
+        while True:
+            left = ends - time.monotonic()
+            if self._done.wait(max(0.0, min(left, stopping.POLL_SECONDS if stop is not None else left))):
+                return
+            if stop is not None and stop.is_set():
+                self.stopped = True
+                self._expire()
+                return
+            if time.monotonic() >= ends:
+                self._expire()
+                return
 
     def track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -163,7 +186,7 @@ class _Deadline:
             pass
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self._done.set()
 
 
 def _watched(connection_cls: type, deadline: _Deadline) -> type:
@@ -186,12 +209,18 @@ def fetch_url(url: str, *, field: str, max_bytes: int, timeout_s: float) -> byte
     redirects included; ``max_bytes`` bounds the body, whatever
     ``Content-Length`` claims.
     """
-    watchdog = _Deadline(timeout_s)
+    watchdog = _Deadline(timeout_s, stopping.current_flag())
     try:
         return _fetch(url, field, max_bytes, timeout_s, watchdog)
     except JobError:
+        if watchdog.stopped:  # the sockets were shut down because the job was stopped, not for its time
+            raise stopping.JobStopped("during the download") from None
+        raise
+    except stopping.JobStopped:
         raise
     except Exception:  # noqa: BLE001 - a socket shut down by the watchdog fails wherever it was
+        if watchdog.stopped:
+            raise stopping.JobStopped("during the download") from None
         if watchdog.expired.is_set():
             raise JobError(field, f"download took longer than {timeout_s:g} s") from None
         raise

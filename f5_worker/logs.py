@@ -6,6 +6,10 @@ a 1 MB log line; without escaping, a newline in a field name writes a line of th
 into the log, one that looks like the worker's own, and a NUL byte reaches the log raw.
 
 - ``echo`` and ``shorten`` cut a value to ``MAX_ECHO_CHARS`` (saying how long it was) for messages;
+- ``hide_credentials`` blanks a URL's user name and password (``https://***@host/``): a job's URL, or a
+  setting's, may carry them, and a message or a log line that quotes it would hand them to whoever reads
+  it (``echo``, ``shorten``, ``cut`` and ``SafeFormatter`` all apply it, before any cut, so no piece of a
+  secret survives either);
 - ``escape`` turns control characters into visible escapes (``\\n``, ``\\x00``);
 - ``SafeFormatter``, the worker's log format (``configure``), escapes every message, and indents
   every continuation line of a traceback, so no input can start a line of its own in the log.
@@ -25,11 +29,21 @@ CONTINUATION = "  | "  # starts every further line of a record (a traceback): ne
 # hide text in a terminal or a log viewer.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A URL's user information: from its scheme's ``//`` to the last ``@`` before the host ends (``/``, ``?``,
+# ``#`` or the line's end), as urllib.parse reads it: greedy, so ``a:b@c@host`` hides ``a:b@c`` as urlsplit
+# does, and across spaces, which urlsplit keeps in a user name. At worst it hides a host followed by an ``@``.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\r\n/?#]*@")
+HIDDEN = "***"
 
 
 def _escaped(match: re.Match) -> str:
     char = match.group()
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def hide_credentials(text: str) -> str:
+    """``text`` with the user information of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(rf"\g<1>{HIDDEN}@", text) if "@" in text else text
 
 
 def escape(text: str) -> str:
@@ -43,6 +57,7 @@ def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     Counting the escapes keeps a cut field name within an error's bound for fields (errors.MAX_FIELD_CHARS),
     so it is never cut a second time, which would state the length of the first cut instead of the value's.
     """
+    text = hide_credentials(text)
     whole = escape(text[: limit + 1])
     if len(whole) <= limit:
         return whole
@@ -63,15 +78,26 @@ def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
 
 def cut(text: str, limit: int) -> str:
     """``text`` within ``limit`` characters (a message's last line of defence against a huge echo)."""
+    text = hide_credentials(text)
     return text if len(text) <= limit else f"{text[: max(limit - 30, 0)]}... ({len(text)} characters)"
 
 
 class SafeFormatter(logging.Formatter):
     """The log format, with each record on lines that no logged value can forge (see the module)."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # logging caches a record's traceback text with the first handler that formats it: another handler's
+        # (pytest's, a library's) would hand this one a traceback neither escaped nor with URLs' secrets hidden
+        cached = record.exc_text
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's names
         message = record.message
-        record.message = escape(message)
+        record.message = escape(hide_credentials(message))
         try:
             return super().formatMessage(record)
         finally:
@@ -85,7 +111,7 @@ class SafeFormatter(logging.Formatter):
 
 
 def _continued(text: str) -> str:
-    return "\n".join(CONTINUATION + escape(line) for line in text.split("\n"))
+    return "\n".join(CONTINUATION + escape(hide_credentials(line)) for line in text.split("\n"))
 
 
 def configure(level: str, stream: IO[str]) -> None:

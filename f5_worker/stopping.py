@@ -7,7 +7,10 @@ and its batch-mates, while RunPod, which frees the job's slot at once, sent the
 worker another job on top. So the task raises the job's stop flag, which the job's
 thread sees through a context variable (``asyncio.to_thread`` copies the context),
 and the work checks it between stages; the sampler checks it before a batch and at
-every sampling step.
+every sampling step. Work that can last long within one stage looks at it as it goes:
+a download (its sockets are shut down), decoding (per block), and alignment (a sphinx
+process decoding the job's audio is killed; dtw and CTC look between their steps), so
+a stopped ``align`` of half an hour of audio ends within moments, not at its end.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ def flagged_context() -> tuple[contextvars.Context, threading.Event]:
 def current_flag() -> threading.Event | None:
     """This job's flag; None outside a stoppable job (local modes, tests, the benchmark's direct calls)."""
     return _flag.get()
+
+
+def is_stopped() -> bool:
+    """Whether this job has been stopped, for work that says where it was (``JobStopped("during ...")``)."""
+    flag = _flag.get()
+    return flag is not None and flag.is_set()
 
 
 def check(stage: str) -> None:

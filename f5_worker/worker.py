@@ -27,7 +27,7 @@ from f5_worker.alignment.selection import auto_processes, load_aligner
 from f5_worker.config import Settings, get_settings
 from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu_failure, is_gpu_out_of_memory, summary
 from f5_worker.fetch import DownloadLimits
-from f5_worker.logs import echo
+from f5_worker.logs import echo, hide_credentials
 from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import PauseRules
 from f5_worker.transcribe import WhisperTranscriber
@@ -259,10 +259,10 @@ class Worker:
         if is_gpu_failure(exc):
             log.critical("job %s: the GPU failed; every later CUDA call in this process would fail too, "
                          "so this worker asks RunPod to replace it", job_id, exc_info=True)
-            self.gpu_failure = summary(exc, limit=200)
+            self.gpu_failure = hide_credentials(summary(exc, limit=200))
             return self._gpu_failed_result()
         log.exception("job %s failed", job_id)
-        return {"error": f"internal: {type(exc).__name__}: {str(exc)[:300]}"}
+        return {"error": f"internal: {type(exc).__name__}: {hide_credentials(str(exc))[:300]}"}
 
     def _gpu_failed_result(self) -> dict:
         """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""

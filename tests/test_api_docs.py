@@ -114,7 +114,7 @@ def test_voice_actions(worker, tiny_settings, tmp_path, no_bucket_env):
 def test_health(worker):
     out = worker.handle({"action": "health"})
     assert_matches(out, result_table("health"))
-    assert out["align_processes"] == 0 and out["cuda_graphs"] is False and out["torch_compile"] is False
+    assert out["align_processes"] == 1 and out["cuda_graphs"] is False and out["torch_compile"] is False
 
 
 def test_list_models(worker):

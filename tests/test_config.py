@@ -102,3 +102,25 @@ def test_the_configuration_docs_list_every_variable():
 def test_max_script_parts_is_read_from_its_variable(clean_env):
     clean_env.setenv("MAX_SCRIPT_PARTS", "12")
     assert config.get_settings().max_script_parts == 12
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("BUCKET_ENDPOINT_URL", "http://AKIAUSER:s3cretPASS@127.0.0.1:9/voices",
+     "BUCKET_ENDPOINT_URL must not hold a user name or password in a URL (http://***@127.0.0.1:9/voices); give the "
+     "bucket's keys in BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"),
+    ("MODELS", "[" * 50_000 + "]" * 50_000, "MODELS: not valid model entries (JSON nested too deeply to read)"),
+], ids=["a password in the bucket's URL", "MODELS nested 50,000 deep"])
+def test_an_operators_hostile_setting_stops_the_worker_with_one_line(worker_env, tmp_path, name, value, message):
+    """As every bad setting does: exit status 2 and one ``cannot start:`` line, no traceback. The bucket's URL used
+    to start the worker and show its password in ``health``; the nested MODELS, a RecursionError's traceback."""
+    import json
+    import subprocess
+
+    env = {**worker_env, "BUCKET_ACCESS_KEY_ID": "key-id", "BUCKET_SECRET_ACCESS_KEY": "key-secret", name: value}
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input",
+                           json.dumps({"input": {"action": "health"}})],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"cannot start: {message}"), proc.stderr[-2000:]
+    assert "s3cretPASS" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, REPO_ROOT
 from f5_worker import schema
 from f5_worker.worker import Worker
 
@@ -327,3 +328,146 @@ def test_a_script_of_more_parts_than_allowed_is_refused_before_any_sampling(host
         out = hostile_worker.handle({**job, **CHEAP})
         field = "text" if "text" in job else "segments"
         assert out["error"].startswith(f"{field}: ") and "(MAX_SCRIPT_PARTS)" in out["error"], out
+
+
+# --- a long alignment beside health: the worker answers while sphinx decodes ------------------------------------
+
+def test_health_answers_promptly_while_a_long_alignment_runs(worker):
+    """pocketsphinx holds the interpreter lock for a whole decode, and over 30 s of audio its first pass is one
+    decode of all of it: aligned in the worker process (the CPU default was ALIGN_PROCESSES=0), a 30-minute
+    recording kept ``health`` waiting 63 s, and runpod's heartbeat and job loop with it. ``health`` is asked
+    again and again, from the event loop as runpod asks for jobs, while about three minutes of speech are
+    aligned; no two answers may be a fifth of the alignment apart (the first pass alone took over a third
+    of it in the worker process, and the loop could not even ask meanwhile)."""
+    import asyncio
+    import time
+
+    from f5_worker.audio import resample
+
+    wave, rate = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    repeats = 30
+    wave = np.tile(np.concatenate([resample(wave, rate, 16000), np.zeros(4800, np.float32)]), repeats)
+    text = " ".join([DEFAULT_VOICE_TEXT] * repeats)
+    job = {"action": "align", "audio_base64": wav_b64(wave, 16000), "text": text, "caption_formats": []}
+
+    async def scenario():
+        started = time.monotonic()
+        align = asyncio.create_task(worker.handle_async(job, job_id="long-align"))
+        answered = [started]  # when each health call answered; a frozen loop could not even ask the next
+        while not align.done():
+            health = await worker.handle_async({"action": "health"}, job_id="health")
+            answered.append(time.monotonic())
+            assert health["status"] == "ok"
+            await asyncio.sleep(0.2)
+        return await align, time.monotonic() - started, [b - a for a, b in zip(answered, answered[1:])]
+
+    result, seconds, gaps = asyncio.run(scenario())
+    assert len(result["words"]) == len(text.split()) and result["timings_estimated"] is False
+    assert len(gaps) >= 5 and max(gaps) < seconds / 5, (max(gaps), seconds, len(gaps))
+
+
+# --- credentials in URLs: no setting, job, error or log line hands a URL's password on --------------------------
+
+SECRET = "s3cretPASS"
+CONFIG_VARIABLES = sorted(set(re.findall(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""",
+                                         (REPO_ROOT / "f5_worker" / "config.py").read_text())))
+URLS_WITH_CREDENTIALS = [
+    f"http://AKIAUSER:{SECRET}@host:9/bucket",
+    f"https://{SECRET}@s3.example.com",  # a token as the user name
+    f"HTTPS://:{SECRET}@host/",  # no user name; the scheme in capitals
+    f"http://user:{SECRET}@evil@host:9/",  # two @: urllib takes the last
+    f"https://user name:{SECRET}@host/",  # urllib keeps a space in a user name
+]
+
+
+@pytest.mark.parametrize("url", URLS_WITH_CREDENTIALS)
+@pytest.mark.parametrize("name", CONFIG_VARIABLES)
+def test_no_setting_keeps_a_password_given_in_a_url(monkeypatch, name, url):
+    """Every variable config.py reads, set to a URL with a password: either the worker refuses to start, naming
+    the variable without the password, or the password is nowhere in its settings (so ``health`` cannot show it).
+    With the bucket's keys set, the endpoint's URL used to go into ``health`` and every storage error as it was."""
+    from f5_worker import config
+
+    for variable in CONFIG_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("BUCKET_ACCESS_KEY_ID", "key-id")
+    monkeypatch.setenv("BUCKET_SECRET_ACCESS_KEY", "key-secret")
+    monkeypatch.setenv("BUCKET_NAME", "voices")
+    monkeypatch.setenv(name, url)
+    try:
+        read = (config.get_settings(), config.StorageSettings.from_env())
+    except config.SettingsError as exc:
+        assert SECRET not in str(exc) and str(exc).startswith(f"{name} must not hold a user name or password"), exc
+        assert "***@" in str(exc)
+        return
+    assert SECRET not in repr(read)
+
+
+def test_a_registry_file_entry_with_credentials_is_refused_without_them(tiny_settings, tmp_path):
+    from f5_worker.config import SettingsError
+    from f5_worker.tts.registry import ModelRegistry
+
+    registry = tmp_path / "models.json"
+    registry.write_text(json.dumps({"fr": {"architecture": "F5TTS_Base", "license": "none",
+                                           "checkpoint": f"https://user:{SECRET}@models.example.com/fr.pt"}}))
+    with pytest.raises(SettingsError) as err:
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, model_registry_file=registry))
+    assert str(err.value) == (f"MODEL_REGISTRY_FILE {registry}: entry 1 ('fr'): checkpoint must not hold a user name "
+                              "or password in a URL (https://***@models.example.com/fr.pt); remove the part before '@'")
+
+
+@pytest.mark.parametrize("job", [
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},
+    {"action": "align", "text": "Hello.", "audio_url": f"https://user:{SECRET}@example.com/a.wav"},
+    {"action": "upload_voice", "name": "anna", "audio_url": f"http://{SECRET}@127.0.0.1:9/a.wav", "ref_text": "Hi."},
+    {"segments": [{"text": "Hi.", "ref_audio_url": f"https://u:{SECRET}@example.com/b.wav", "ref_text": "Hi."}]},
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET}@example.com:99999/a.wav", "ref_text": "Hi."},  # a bad port too
+    {"text": "Hello.", "ref_audio_url": f"ftp://user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},  # a scheme not taken
+    {"text": "Hello.", "ref_audio_url": f"https://user:{SECRET * 40}@example.com/a.wav", "ref_text": "Hi."},
+    {"text": "Hello.", "ref_audio_url": f"https://a user:{SECRET}@example.com/a.wav", "ref_text": "Hi."},  # longer than an echo
+])
+def test_a_password_in_a_jobs_url_reaches_neither_its_error_nor_the_log(hostile_worker, caplog, job):
+    """The job is refused (a URL with credentials, a bad port, a scheme) without quoting them; its log line, which
+    names the URL, used to write the password into the worker's log."""
+    with caplog.at_level("DEBUG"):
+        out = hostile_worker.handle(job, job_id="secret-url")
+    assert "error" in out and names_a_field(out["error"]) and not out["error"].startswith("internal"), out
+    assert SECRET not in out["error"] and SECRET[:6] not in caplog.text, caplog.text[-2000:]
+    assert "secret-url" in caplog.text  # the job was logged, its URL with it
+
+
+def test_what_the_worker_says_about_any_url_hides_its_credentials():
+    """Wherever a URL reaches a message (a hub's address in a download error, a storage error, an exception's
+    text in the log), its user information is ``***``: the log's format, a job's error and a start-up error."""
+    import logging
+
+    from f5_worker import logs
+    from f5_worker.config import SettingsError
+    from f5_worker.errors import JobError
+    from f5_worker.tts.weights import ModelUnavailableError
+
+    url = f"http://AKIAUSER:{SECRET}@mirror.example.com/owner/repo/resolve/main/model.pt"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.SafeFormatter(logs.LOG_FORMAT))
+    log = logging.getLogger("f5_worker.test_credentials")
+    log.addHandler(handler)
+    try:
+        log.warning("could not read %s", url)
+        try:
+            raise OSError(f"connection refused by {url}")
+        except OSError:
+            log.exception("download failed")
+    finally:
+        log.removeHandler(handler)
+    assert SECRET not in stream.getvalue() and stream.getvalue().count("http://***@mirror.example.com") == 2
+    try:  # a record another handler formatted first: logging caches its traceback text with the record
+        raise OSError(f"connection refused by {url}")
+    except OSError:
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed", (), sys.exc_info())
+    assert SECRET in logging.Formatter().format(record)
+    assert SECRET not in logs.SafeFormatter(logs.LOG_FORMAT).format(record)
+    for error in (JobError("storage", f"could not read voice 'anna' at {url}"),
+                  ModelUnavailableError(f"fr checkpoint could not be downloaded ({url})"),
+                  SettingsError(f"MODELS: entry 1: {url}")):
+        assert SECRET not in str(error) and "http://***@mirror.example.com/owner" in str(error), error

@@ -454,3 +454,145 @@ def test_a_bad_entry_stops_the_worker_before_any_model_loads(worker_env, monkeyp
     monkeypatch.setenv("TINY_MODEL_DIR", "/nonexistent/never-written")  # a load would try to write here
     with pytest.raises(SettingsError, match=r"^MODELS: entry 1 \('fr'\): checkpoint: Field required$"):
         Worker.from_env()
+
+
+# --- an operator's entries whose files are not what they say: a `model:` error naming the problem --------------
+
+@pytest.fixture(scope="module")
+def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
+    """Entries on the tiny French model with one thing wrong: a config value, or a checkpoint that is no checkpoint."""
+    import os
+
+    import torch
+
+    fr = tiny_fr_model_files(tiny_model_dir)
+    folder = tmp_path_factory.mktemp("broken")
+    config = fr.config_path.read_text()
+
+    def yaml(name: str, old: str, new: str) -> str:
+        changed = config.replace(old, new)
+        assert changed != config, old
+        (folder / f"{name}.yaml").write_text(changed)
+        return str(folder / f"{name}.yaml")
+
+    (folder / "passwd.pt").write_text("root:x:0:0:root:/root:/bin/bash\n" * 40)
+    (folder / "passwd.yaml").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (folder / "empty.safetensors").write_bytes(b"")
+    (folder / "empty.pt").write_bytes(b"")
+    os.mkfifo(folder / "pipe.pt")
+    os.mkfifo(folder / "pipe.yaml")
+    (folder / "a-directory.pt").mkdir()
+    torch.save([torch.zeros(2)], folder / "list.pt")
+    (folder / "dangling.pt").symlink_to(folder / "nowhere.pt")
+    return {
+        "hop-zero": {"architecture": yaml("hop-zero", "hop_length: 256", "hop_length: 0")},
+        "rate-negative": {"architecture": yaml("rate-negative", "target_sample_rate: 24000", "target_sample_rate: -1")},
+        "hop-fraction": {"architecture": yaml("hop-fraction", "hop_length: 256", "hop_length: 256.5")},
+        "window-over-fft": {"architecture": yaml("window-over-fft", "win_length: 1024", "win_length: 4096")},
+        "rate-bomb": {"architecture": yaml("rate-bomb", "target_sample_rate: 24000", "target_sample_rate: 96000000")},
+        "mels-as-text": {"architecture": yaml("mels-as-text", "n_mel_channels: 100", "n_mel_channels: many")},
+        "no-mel-spec": {"architecture": yaml("no-mel-spec", "  mel_spec:", "  not_mel_spec:")},
+        "config-is-text": {"architecture": str(folder / "passwd.yaml")},
+        "config-is-a-fifo": {"architecture": str(folder / "pipe.yaml")},
+        "checkpoint-is-text": {"checkpoint": str(folder / "passwd.pt")},
+        "checkpoint-is-empty": {"checkpoint": str(folder / "empty.safetensors")},
+        "pt-is-empty": {"checkpoint": str(folder / "empty.pt")},
+        "checkpoint-is-zero": {"checkpoint": "/dev/zero"},
+        "checkpoint-is-a-fifo": {"checkpoint": str(folder / "pipe.pt")},
+        "checkpoint-is-a-directory": {"checkpoint": str(folder / "a-directory.pt")},
+        "checkpoint-is-a-list": {"checkpoint": str(folder / "list.pt")},
+        "checkpoint-is-a-dangling-link": {"checkpoint": str(folder / "dangling.pt")},
+        "vocab-is-a-device": {"vocab": "/dev/null"},
+        "vocoder-is-a-file": {"vocoder": str(folder / "passwd.pt")},
+    }
+
+
+@pytest.fixture(scope="module")
+def broken_worker(tiny_settings, tiny_model_dir, broken_files, worker):
+    entries = [fr_entry(tiny_model_dir, name, **changes) for name, changes in broken_files.items()]
+    return Worker(dataclasses.replace(tiny_settings, models_json=json.dumps(entries), aligner="estimate"),
+                  worker.models)
+
+
+@pytest.mark.parametrize("model, problem", [
+    ("hop-zero", "hop-zero.yaml: model.mel_spec.hop_length must be a whole number from 1 to 1024 (its win_length) "
+                 "(got 0)"),
+    ("rate-negative", "rate-negative.yaml: model.mel_spec.target_sample_rate must be a whole number from 8000 to "
+                      "192000 (got -1)"),
+    ("hop-fraction", "model.mel_spec.hop_length must be a whole number from 1 to 1024 (its win_length) (got 256.5)"),
+    ("window-over-fft", "model.mel_spec.win_length must be a whole number from 1 to 1024 (its n_fft) (got 4096)"),
+    ("rate-bomb", "model.mel_spec.target_sample_rate must be a whole number from 8000 to 192000 (got 96000000)"),
+    ("mels-as-text", "model.mel_spec.n_mel_channels must be a whole number from 1 to 512 (got 'many')"),
+    ("no-mel-spec", "no-mel-spec.yaml: not an f5-tts model config (it needs model.arch and model.mel_spec)"),
+    ("config-is-text", "passwd.yaml: not an f5-tts model config"),
+    ("config-is-a-fifo", "pipe.yaml is a FIFO (a named pipe), not a file"),
+    ("checkpoint-is-text", "passwd.pt is not a PyTorch checkpoint (.pt)"),
+    ("checkpoint-is-empty", "empty.safetensors is empty"),
+    ("pt-is-empty", "empty.pt is empty"),
+    ("checkpoint-is-zero", "checkpoint: /dev/zero is a device, not a file"),
+    ("checkpoint-is-a-fifo", "pipe.pt is a FIFO (a named pipe), not a file"),
+    ("checkpoint-is-a-directory", "a-directory.pt is a directory, not a file"),
+    ("checkpoint-is-a-list", "list.pt holds a list, not a model's weights"),
+    ("checkpoint-is-a-dangling-link", "dangling.pt is a link to a file that does not exist"),
+    ("vocab-is-a-device", "vocabulary: /dev/null is a device, not a file"),
+    ("vocoder-is-a-file", "passwd.pt is a file, not a folder of config.yaml and pytorch_model.bin"),
+])
+def test_a_model_whose_files_are_not_what_they_say_is_a_model_error(broken_worker, model, problem):
+    """Such models used to load and then fail every job as ``internal: ZeroDivisionError`` (a hop of 0) or
+    ``internal: ValueError`` (a negative rate); or fail to load with torch's "IndexError: list index out of range"
+    (a text file) and "EOFError: " (an empty one); or call /dev/zero, a FIFO and a directory "does not exist"."""
+    out = broken_worker.handle({"text": "Bonjour.", "model": model, **FAST})
+    error = out.get("error", "")
+    assert error.startswith(f'model: "{model}": ') and problem in error, out
+    assert "internal" not in error and "does not exist" not in error.replace("a file that does not exist", "")
+    assert model not in broken_worker.pool.loaded()
+
+
+DEEP = 50_000
+
+
+@pytest.mark.parametrize("text", [
+    "[" * DEEP + "]" * DEEP,
+    '{"a": ' * DEEP + "1" + "}" * DEEP,
+    '[{"name": "fr", "architecture": "F5TTS_Base", "checkpoint": "x.pt", "languages": ' + "[" * DEEP + "]" * DEEP + "}]",
+    '{"fr": {"license": ' + '{"x": ' * DEEP + "null" + "}" * DEEP + "}}",
+], ids=["lists", "objects", "inside an entry", "inside a named entry"])
+def test_json_nested_past_any_entry_is_a_settings_error_not_a_recursion_error(tiny_settings, tmp_path, text):
+    """A 50,000-deep MODELS ended the worker with a RecursionError's traceback (exit status 1) instead of the
+    one line and exit status 2 of every other bad setting; the registry file is read the same way."""
+    with pytest.raises(SettingsError) as err:
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, models_json=text))
+    assert str(err.value) == "MODELS: not valid model entries (JSON nested too deeply to read)"
+    registry = tmp_path / "models.json"
+    registry.write_text(text)
+    with pytest.raises(SettingsError, match=r"^MODEL_REGISTRY_FILE .*models\.json: not valid model entries"):
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, model_registry_file=registry))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_registry_file_that_is_not_a_file_is_refused_before_it_is_read(tiny_settings, tmp_path, kind):
+    """MODEL_REGISTRY_FILE=/dev/zero was read to the end, which never comes (memory grew until the worker died);
+    a FIFO waited for a writer for ever."""
+    import os
+    from pathlib import Path
+
+    path = {"device": lambda: Path("/dev/zero"), "fifo": lambda: (os.mkfifo(tmp_path / "models.json"),
+                                                                   tmp_path / "models.json")[1],
+            "directory": lambda: tmp_path}[kind]()
+    settings = dataclasses.replace(tiny_settings, model_registry_file=path)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("error", _settings_error(settings)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the registry file is still being read"
+    assert outcome["error"] == f"MODEL_REGISTRY_FILE {path} " + {
+        "device": "is a device, not a file", "fifo": "is a FIFO (a named pipe), not a file",
+        "directory": "is a directory, not a file"}[kind]
+
+
+def _settings_error(settings) -> str | None:
+    try:
+        ModelRegistry.from_settings(settings)
+    except SettingsError as exc:
+        return str(exc)
+    return None

@@ -64,5 +64,5 @@ def test_load_aligner_uses_processes_only_when_asked():
         assert isinstance(auto, AutoAligner) and isinstance(auto.sphinx, SphinxProcessPool)
     finally:
         auto.sphinx.close()
-    assert auto_processes("cpu") == 0
+    assert auto_processes("cpu") == 1  # never 0 by default: a decode in the worker process freezes it
     assert 1 <= auto_processes("cuda") <= 8

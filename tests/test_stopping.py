@@ -222,3 +222,150 @@ def test_a_timeout_error_from_the_sampler_is_a_failure_not_a_reason_to_wait(work
     thread.start()
     thread.join(30)
     assert results == [{"error": "internal: TimeoutError: a compile worker timed out"}]
+
+
+# --- align: a stop ends every phase within moments, not at the alignment's or the download's end -------------
+
+def long_recording(repeats: int) -> tuple[str, str]:
+    """The example voice ``repeats`` times with pauses between (base64 WAV at 16 kHz) and its transcript: over
+    30 s, so sphinx makes a first pass over all of it (one decode) and then aligns it piece by piece."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from f5_worker.audio import resample
+
+    wave, rate = sf.read(DEFAULT_VOICE_WAV, dtype="float32")
+    wave = resample(wave, rate, 16000)
+    wave = np.tile(np.concatenate([wave, np.zeros(4800, np.float32)]), repeats)
+    buf = io.BytesIO()
+    sf.write(buf, wave, 16000, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buf.getvalue()).decode(), " ".join([DEFAULT_VOICE_TEXT] * repeats)
+
+
+RAN_BEFORE_THE_STOP_S = 3.0
+
+
+def test_a_job_stopped_while_sphinx_aligns_it_ends_at_once_and_its_decode_is_killed(worker, caplog):
+    """30 repeats is close to three minutes of speech: 3 s into its alignment there is most of it left. The job
+    used to run to the end of its decode (its result thrown away) holding the aligner; now the process that
+    decodes it is killed and the job ends sooner after the stop than it had run before it."""
+    audio_b64, text = long_recording(30)
+    job = {"action": "align", "audio_base64": audio_b64, "text": text, "caption_formats": []}
+    pool = worker.aligner.sphinx
+    before = pool.pids()
+
+    async def scenario():
+        task = asyncio.create_task(worker.handle_async(job, job_id="align-stopped"))
+        await asyncio.to_thread(wait_for_log, caplog, r"job align-stopped: align ")
+        await asyncio.sleep(RAN_BEFORE_THE_STOP_S)  # decoding the WAV takes a fraction of this: it aligns now
+        stopped_at = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(wait_for_log, caplog, r"job align-stopped: stopped: .*\(during alignment\)")
+        return time.monotonic() - stopped_at
+
+    with caplog.at_level("INFO"):
+        ended_in = asyncio.run(scenario())
+    assert ended_in < RAN_BEFORE_THE_STOP_S / 2, ended_in
+    assert before and before.isdisjoint(pool.pids())  # killed, not left to finish its decode
+    out = worker.handle({"action": "align", "audio_base64": long_recording(1)[0], "text": DEFAULT_VOICE_TEXT})
+    assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()  # a new process serves the next job
+    assert out["timings_estimated"] is False
+
+
+def test_a_job_waiting_for_a_busy_aligner_stops_waiting(worker, caplog):
+    """The one sphinx process of a CPU worker aligns one job; a second, stopped while it waits, ends at once and
+    leaves the first to finish. (It used to wait for the in-process aligner's lock, then align all the same.)"""
+    audio_b64, text = long_recording(15)
+    first = {"action": "align", "audio_base64": audio_b64, "text": text, "caption_formats": []}
+    second = {"action": "align", "audio_base64": long_recording(1)[0], "text": DEFAULT_VOICE_TEXT}
+
+    async def scenario():
+        ahead = asyncio.create_task(worker.handle_async(first, job_id="ahead"))
+        await asyncio.to_thread(wait_for_log, caplog, r"job ahead: align ")
+        await asyncio.sleep(1.0)
+        waiting = asyncio.create_task(worker.handle_async(second, job_id="waiting"))
+        await asyncio.to_thread(wait_for_log, caplog, r"job waiting: align ")
+        await asyncio.sleep(0.5)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.to_thread(wait_for_log, caplog, r"job waiting: stopped: .*\(before alignment\)")
+        return ahead.done(), await ahead
+
+    with caplog.at_level("INFO"):
+        ahead_done_when_waiting_stopped, result = asyncio.run(scenario())
+    assert not ahead_done_when_waiting_stopped
+    assert len(result["words"]) == len(text.split()) and result["timings_estimated"] is False
+
+
+def test_a_job_stopped_while_its_audio_downloads_ends_before_the_download_would(worker, caplog, monkeypatch):
+    """A server that sends the file a byte at a time, each well inside the socket timeout: only the download's
+    deadline (DOWNLOAD_TIMEOUT_S) would end it. A stop ends it at once."""
+    import http.server
+
+    monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
+    cut = threading.Event()
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                for _ in range(100000):
+                    self.wfile.write(b"z")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the worker hung up
+                cut.set()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    job = {"action": "align", "audio_url": f"http://127.0.0.1:{server.server_address[1]}/a.wav", "text": "Hello."}
+
+    async def scenario():
+        task = asyncio.create_task(worker.handle_async(job, job_id="download-stopped"))
+        await asyncio.to_thread(wait_for_log, caplog, r"job download-stopped: align ")
+        await asyncio.sleep(1.0)
+        stopped_at = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(wait_for_log, caplog, r"job download-stopped: stopped: .*\(during the download\)")
+        return time.monotonic() - stopped_at
+
+    try:
+        with caplog.at_level("INFO"):
+            ended_in = asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ended_in < worker.settings.download_timeout_s / 4, ended_in
+    assert cut.wait(10), "the worker never hung up"
+
+
+def test_a_stop_ends_decoding_and_every_aligner_in_the_job_thread(worker):
+    """What runs in the job's own thread looks at the flag as it goes: decoding, dtw, sphinx in the worker process
+    (between its pieces) and the quality gate's ``align_audio``, which estimates timings when an aligner fails
+    but must not turn a stop into estimated timings."""
+    from f5_worker import audio
+    from f5_worker.alignment.dtw import DtwAligner
+    from f5_worker.alignment.quality import align_audio
+    from f5_worker.alignment.sphinx import SphinxAligner
+
+    audio_b64, text = long_recording(8)
+    data = __import__("base64").b64decode(audio_b64)
+    wave = audio.decode(data, "audio_base64").wave
+    with stopping.stop_flag() as flag:
+        flag.set()
+        with pytest.raises(stopping.JobStopped, match="while decoding audio"):
+            audio.decode(data, "audio_base64")
+        for aligner in (DtwAligner(), SphinxAligner(), worker.aligner):
+            with pytest.raises(stopping.JobStopped, match=r"\((during|before) alignment\)"):
+                align_audio(aligner, wave, 16000, text, language="en")

@@ -20,6 +20,7 @@ import torchaudio
 import torchaudio.functional as F
 from unidecode import unidecode
 
+from f5_worker import stopping
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.timed_text import Alignment
@@ -168,6 +169,8 @@ class CtcAligner:
         ctx = int(CONTEXT_S * SAMPLE_RATE) // hop * hop
         parts = []
         for start in range(0, len(audio16k), step):
+            if stopping.is_stopped():  # a window takes a second or so on a CPU; 30 minutes are many
+                raise stopping.JobStopped("during alignment")
             lo = max(0, start - ctx)
             window = audio16k[lo : min(len(audio16k), start + step + ctx)]
             out = self._logprobs(window)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from f5_worker import stopping
 from f5_worker.alignment import espeak
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
@@ -52,6 +53,7 @@ RATE_MATCH_TOLERANCE = 0.1  # the rendering is spoken again at a matched rate wh
 # Voices for language tags whose espeak-ng voice has another name ("en" is British English there).
 _VOICE_FOR_TAG = {"en": "en-us", "zh": "cmn"}
 
+STOP_CHECK_ROWS = 500  # rows (5 s of audio, some 50 ms of work) between looks at the job's stop flag
 _STEP_DIAGONAL, _STEP_UP, _STEP_LEFT = 0, 1, 2  # up: the audio advances alone; left: the rendering does
 
 
@@ -106,6 +108,8 @@ def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarra
     padded_cols = np.concatenate([np.zeros((band, cols.shape[1])), cols, np.zeros((band + 1, cols.shape[1]))])
     prev = np.full(width + 2, np.inf)  # previous row's totals, one inf either side
     for i in range(n):
+        if i % STOP_CHECK_ROWS == 0 and stopping.is_stopped():
+            raise stopping.JobStopped("during alignment")
         lo = lows[i]
         j = lo + np.arange(width)
         valid = (j >= 0) & (j < m)

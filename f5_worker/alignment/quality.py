@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from f5_worker import stopping
 from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
@@ -37,12 +38,15 @@ def align_audio(aligner: Aligner, audio: np.ndarray, sample_rate: int, text: str
 
     Falls back to estimated timings if the backend fails, so a job never dies
     on alignment; the fallback is visible as ``estimated=True``. A CUDA error is
-    the exception: it passes, as the GPU is lost for every later job too.
+    the exception: it passes, as the GPU is lost for every later job too; so does
+    a stop (JobStopped), which ends the job.
     """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     t0 = time.perf_counter()
     try:
         result = aligner.align(audio, sample_rate, text, language=language)
+    except stopping.JobStopped:
+        raise  # the job ends: no timings are owed
     except Exception as exc:  # noqa: BLE001 - alignment must never fail a job; the fallback is flagged
         if is_gpu_failure(exc):
             raise  # the GPU is lost for every later job too: Worker.handle has the worker replaced

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from f5_worker import stopping
 from f5_worker.alignment import g2p
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
@@ -230,6 +231,8 @@ class SphinxAligner:
         hop_bytes = 2 * int(SAMPLE_RATE * FRAME_S)
         real = [e for e in entries if e[0] not in FILLERS]
         for a, b, i, j in pieces:
+            if stopping.is_stopped():  # in the worker process (ALIGN_PROCESSES=0): a stop waits for one piece only
+                raise stopping.JobStopped("during alignment")
             if i == j:
                 words.append(("<sil>", a, b - a, 0))
                 continue

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from f5_worker.config import Settings
+from f5_worker.errors import summary
+from f5_worker.logs import echo
 from f5_worker.tts.architecture import build_cfm
 from f5_worker.tts.compile import compile_transformer_blocks, is_dit
 from f5_worker.tts.registry import resolve_model_files
 from f5_worker.tts.weight_init import skipped_weight_init
-from f5_worker.tts.weights import ModelFiles, ModelUnavailableError
+from f5_worker.tts.weights import ModelFiles, ModelUnavailableError, not_a_file
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +105,44 @@ def pick_dtype(requested: str, device: str):
 
 
 def load_checkpoint_state(ckpt_path: Path) -> dict:
-    """The EMA weights of an F5-TTS checkpoint (.safetensors or .pt), as upstream reads them."""
+    """The EMA weights of an F5-TTS checkpoint (.safetensors or .pt), as upstream reads them.
+
+    A file that is no checkpoint (an empty one, a text file, a checkpoint of something else) is a
+    ModelUnavailableError naming the file and what was found: torch's own errors for one ("EOFError: ",
+    "IndexError: list index out of range") say nothing of either.
+    """
     import torch
 
-    if ckpt_path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    problem = not_a_file(ckpt_path)  # a device or a FIFO would be read for ever
+    if problem:
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} {problem}")
+    try:
+        if ckpt_path.stat().st_size == 0:
+            raise ModelUnavailableError(f"checkpoint {ckpt_path} is empty")
+        if ckpt_path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        ema = load_file(str(ckpt_path), device="cpu")
-    else:
-        ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
-        ema = ckpt.get("ema_model_state_dict", ckpt)
+            ema = load_file(str(ckpt_path), device="cpu")
+        else:
+            ckpt = torch.load(str(ckpt_path), map_location="cpu", weights_only=True)
+            ema = ckpt.get("ema_model_state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    except ModelUnavailableError:
+        raise
+    except OSError as exc:
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} cannot be read ({exc.strerror or summary(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for a file that is not theirs
+        kind = "a safetensors file" if ckpt_path.suffix == ".safetensors" else "a PyTorch checkpoint (.pt)"
+        detail = summary(exc, limit=200)
+        if isinstance(exc, pickle.UnpicklingError):  # torch's message would advise weights_only=False: unsafe
+            detail = "torch reads only tensors and plain data from a checkpoint, and this file holds something else"
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not {kind} ({detail})") from None
+    if not isinstance(ema, dict):
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} holds a {type(ema).__name__}, not a model's weights "
+                                    "(names and tensors)")
+    odd = next((k for k, v in ema.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not a model's weights: its entry {echo(odd)} "
+                                    f"holds {type(ema[odd]).__name__}, not a tensor")
     state = {k.replace("ema_model.", "", 1): v for k, v in ema.items() if k not in ("initted", "step")}
     for key in ("mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window"):
         state.pop(key, None)

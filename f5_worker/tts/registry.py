@@ -14,16 +14,18 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from f5_worker.config import TINY_MODEL, Settings, SettingsError
 from f5_worker.errors import JobError
+from f5_worker.logs import hide_credentials, shorten
 from f5_worker.tts.tiny_models import ensure_tiny_models
 from f5_worker.tts.weights import (
     DEFAULT_VOCODER,
     HF_SCHEME,
     ModelFiles,
     ModelUnavailableError,
+    not_a_file,
     resolve_file,
     resolve_vocoder,
     split_hub_location,
@@ -55,6 +57,18 @@ class ModelEntry(BaseModel):
     languages: list[LanguageTag] = Field(default_factory=list, max_length=50)
     license: str = Field("unknown", max_length=100)
     vocoder: str = Field(DEFAULT_VOCODER, min_length=1, max_length=1000)  # a Vocos folder or hub repository
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data):
+        """A location is shown wherever its file is named (a job's ``model`` error, the log), so one with a user
+        name and password in a URL is refused at start, before any field could quote it."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and hide_credentials(value) != value:
+                    raise ValueError(f"{shorten(str(key))} must not hold a user name or password in a URL "
+                                     f"({shorten(value, 200)}); remove the part before '@'")
+        return data
 
     @field_validator("architecture")
     @classmethod
@@ -136,6 +150,8 @@ def parse_entries(text: str, source: str) -> list[ModelEntry]:
         raw = json.loads(text)
     except ValueError as exc:
         raise SettingsError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:  # the decoder recurses per level: no entry nests that deep
+        raise SettingsError(f"{source}: not valid model entries (JSON nested too deeply to read)") from None
     if isinstance(raw, dict):
         items = []
         for index, (name, value) in enumerate(raw.items(), 1):
@@ -155,10 +171,10 @@ def parse_entries(text: str, source: str) -> list[ModelEntry]:
             entries.append(ModelEntry.model_validate(item))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "entry"
+            where = ".".join(str(p) for p in first["loc"])  # none: the entry as a whole (_no_credentials)
             problem = first["msg"].removeprefix("Value error, ").replace("Input should be ", "must be ")
             problem = problem.replace("Extra inputs are not permitted", "unknown field")
-            raise SettingsError(f"{source}: {label}: {where}: {problem}") from None
+            raise SettingsError(f"{source}: {label}: {f'{where}: ' if where else ''}{problem}") from None
     return entries
 
 
@@ -198,6 +214,9 @@ class ModelRegistry:
             add(settings.models_json, "MODELS")
         path = settings.registry_file
         if path is not None and (path.is_file() or settings.model_registry_file is not None):
+            problem = not_a_file(path)  # reading a device (/dev/zero) or a FIFO would never end
+            if problem:
+                raise SettingsError(f"MODEL_REGISTRY_FILE {path} {problem}")
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
@@ -238,8 +257,9 @@ class ModelRegistry:
         architecture = entry.architecture
         if architecture.lower().endswith(YAML_SUFFIXES):
             config_path = Path(architecture)
-            if not config_path.is_file():
-                raise ModelUnavailableError(f"{name}: architecture {config_path} does not exist")
+            problem = not_a_file(config_path)
+            if problem:
+                raise ModelUnavailableError(f"{name}: architecture {config_path} {problem}")
         else:
             config_path = Path(str(files("f5_tts").joinpath(f"configs/{architecture}.yaml")))
         checkpoint = resolve_file(entry.checkpoint, settings, f"{name} checkpoint")

@@ -10,10 +10,12 @@ cached is an error that says what to provide.
 from __future__ import annotations
 
 import logging
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from f5_worker.config import Settings
+from f5_worker.logs import hide_credentials
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,13 @@ WHAT_TO_DO = ("Run scripts/ops/prefetch_models.py with network access, give the 
 
 
 class ModelUnavailableError(RuntimeError):
-    """The models cannot be set up as configured (weights missing, a bad setting); the message says what to do."""
+    """The models cannot be set up as configured (weights missing, a bad setting); the message says what to do.
+
+    It reaches the log and a job's ``model`` error: a URL it quotes (a hub's, in a download's error) has its
+    user name and password hidden (logs.hide_credentials)."""
+
+    def __init__(self, message: str):
+        super().__init__(hide_credentials(message))
 
 
 @dataclass(frozen=True)
@@ -76,9 +84,33 @@ def resolve_file(location: str, settings: Settings, what: str) -> Path:
             raise ModelUnavailableError(f"{what}: {location!r} names a repository, not a file in it")
         return hub_file(repo, filename, settings, what)
     path = Path(location)
-    if not path.is_file():
-        raise ModelUnavailableError(f"{what}: {path} does not exist")
+    problem = not_a_file(path)
+    if problem:
+        raise ModelUnavailableError(f"{what}: {path} {problem}")
     return path
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a model's file, or None when it is a regular file.
+
+    Reading a device (``/dev/zero``) or a FIFO would never end, so anything but a regular file is
+    refused before it is opened, and the message says what is there instead of "does not exist".
+    """
+    try:
+        mode = path.stat().st_mode  # follows links: what a read would open
+    except FileNotFoundError:
+        return "is a link to a file that does not exist" if path.is_symlink() else "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (a named pipe), not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a file"
+    return "is a socket or other special file, not a file"
 
 
 def resolve_vocoder(location: str, settings: Settings) -> Path:
@@ -89,7 +121,14 @@ def resolve_vocoder(location: str, settings: Settings) -> Path:
         found = [hub_file(repo, prefix + name, settings, f"Vocos vocoder {name}") for name in VOCOS_FILES]
         return found[0].parent
     folder = Path(location)
-    missing = [name for name in VOCOS_FILES if not (folder / name).is_file()]
+    if not folder.is_dir():
+        problem = not_a_file(folder) or f"is a file, not a folder of {' and '.join(VOCOS_FILES)}"
+        raise ModelUnavailableError(f"vocoder {folder} {problem}")
+    problems = {name: not_a_file(folder / name) for name in VOCOS_FILES}
+    missing = [name for name, problem in problems.items() if problem == "does not exist"]
     if missing:
         raise ModelUnavailableError(f"vocoder {folder} lacks {', '.join(missing)}")
+    for name, problem in problems.items():
+        if problem:
+            raise ModelUnavailableError(f"vocoder {folder / name} {problem}")
     return folder
