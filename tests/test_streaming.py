@@ -150,6 +150,53 @@ def test_full_pieces_share_the_rest_of_the_text_evenly_in_as_few_pieces_as_it_ne
     assert all(clauses[e - 1] in ",;." for _, e in pieces)
 
 
+LONG_TOKENS = ["9081726354" * 7, "-".join(["427"] * 15), "qwertyuiop" * 30, "%" * 40, "555-123-4567-" * 6,
+               "https://example.com/" + "path/" * 25, "$" + "9" * 30, "ÄÖÜß" * 60, "a-b-c-" * 50, "+1 555-123-4567"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(words=st.lists(st.sampled_from(["a", "word,", "1990", "$5", "3.5%", "x" * 30, "日本語。", *LONG_TOKENS]),
+                      min_size=1, max_size=12),
+       limit=st.integers(20, 300))
+def test_a_token_said_longer_than_a_piece_is_cut_into_parts_that_each_fit_one(words, limit):
+    """A token is one unit to the piece cutter, so one said longer than an item holds (60 digits, a 1,500-letter
+    word, 200 digit groups) was one item of several MB. Cut, its parts follow one another in the written and
+    the spoken text alike, each said in at most ``limit`` bytes, and each part's reading is its own."""
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.text.normalize import normalize
+    from f5_worker.tts.chunking import cut_long_readings
+
+    text = " ".join(words)
+    said = normalize(text, "en")
+    tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(text)])
+    cut, parts = cut_long_readings(said, tokens, limit)
+    assert (cut.written, cut.spoken) == (said.written, said.spoken)
+    rest = iter(parts)
+    for a, b in tokens:
+        mine = [next(rest)]
+        while mine[-1][1] < b:
+            mine.append(next(rest))
+        assert mine[0][0] == a and mine[-1][1] == b and all(s < e for s, e in mine)
+        assert [s for s, _ in mine[1:]] == [e for _, e in mine[:-1]]  # one after another, nothing left out
+        spoken = [cut.within(s, e).spoken for s, e in mine]  # no reading straddles a cut
+        whole = said.spoken[said.to_spoken(a):said.to_spoken(b)]
+        assert "".join(spoken) == whole
+        if len(whole.strip().encode()) <= limit:
+            assert mine == [(a, b)]  # a token that fits is left whole
+        assert all(len(part.strip().encode()) <= limit for part in spoken), (spoken, limit)
+    assert next(rest, None) is None
+
+
+@given(ms=st.integers(1, 600_000), max_seconds=st.floats(0.5, 60.0))
+def test_a_pause_longer_than_an_item_holds_is_shared_evenly_among_as_few_items_as_hold_it(ms, max_seconds):
+    """Adjacent pauses add up ("[pause:10s][pause:10s]" is 20 s), and 20 s of wav silence was one 1.3 MB item."""
+    from f5_worker.tts.chunking import pause_lengths_ms
+
+    lengths = pause_lengths_ms(ms, max_seconds)
+    assert sum(lengths) == ms and all(0 < n <= max_seconds * 1000 for n in lengths)
+    assert max(lengths) - min(lengths) <= 1 and len(lengths) == -(-ms // int(max_seconds * 1000))
+
+
 def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
     import json
 
