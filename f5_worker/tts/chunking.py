@@ -198,10 +198,10 @@ def cut_long_readings(said: NormalizedText, tokens: list[tuple[int, int]], limit
     job's chunker cuts its text: between the readings it holds ("555-|123-|4567"), where one is still too
     long between the words it is said as ("one two three, | four"), and where one word alone is too long
     between its characters. The parts are then pieces' tokens like any other (``piece_end`` shares them out).
-    Inside a reading the written text has no place of its own for a cut: the reading is split where the cut
-    falls in the share of its spoken words (of its characters, for a cut inside a word) between the places
-    where written and spoken meet (``_reading_anchors``), moved past any separator: a digit said as a word
-    is in the part that says it.
+    Inside a reading the written text has no place of its own for a cut: the reading is split where the cut's
+    share of its spoken words (of its characters, for a cut inside a word) falls in its written letters and
+    digits, between the places where written and spoken meet (``_reading_anchors``): a number said digit by
+    digit is cut between the very digits said on either side, and a separator goes with what it follows.
     """
     spoken, cum = said.spoken, [0]
     for ch in spoken:
@@ -304,17 +304,25 @@ def _split_rewrites(said: NormalizedText, cuts: list[tuple[int, int]]) -> Normal
     """``said`` with each reading that a cut (written, spoken) falls inside split into two readings there."""
     from f5_worker.text.normalize import NormalizedText, Rewrite
 
-    if not cuts:
+    inner = [(w, p) for w, p in sorted(cuts) if _inside_a_reading(said, w, p)]
+    if not inner:
         return said
-    rewrites = []
+    rewrites, i = [], 0
     for r in said.rewrites:
         ws, ss = r.written_start, r.spoken_start
-        for w, p in cuts:
-            if r.written_start < w < r.written_end and r.spoken_start < p < r.spoken_end:
+        while i < len(inner) and inner[i][0] < r.written_end:
+            w, p = inner[i]
+            if w > r.written_start:
                 rewrites.append(Rewrite(ws, w, ss, p))
                 ws, ss = w, p
+            i += 1
         rewrites.append(Rewrite(ws, r.written_end, ss, r.spoken_end))
     return NormalizedText(said.written, said.spoken, tuple(rewrites))
+
+
+def _inside_a_reading(said: NormalizedText, written: int, spoken: int) -> bool:
+    return any(r.written_start < written < r.written_end and r.spoken_start < spoken < r.spoken_end
+               for r in said.rewrites_over(written, written + 1))
 
 
 def pause_lengths_ms(ms: int, max_seconds: float) -> list[int]:
