@@ -62,6 +62,7 @@ from f5_worker.storage.stores import Stores
 from f5_worker.text.markup import Pause
 from f5_worker.text.normalize import NormalizedText
 from f5_worker.tts.chunking import (
+    STREAM_ITEM_BYTES,
     StreamPacer,
     cut_long_readings,
     estimated_samples,
@@ -356,7 +357,12 @@ class SynthesizeAction:
                     step.pending.cancel()
         done = self._stream_done(request, job_id, seq=seq, waves=waves, words=words, alignments=alignments,
                                  seed=seed, timing=timing, started=started, warnings=_voice_warnings(parts))
-        yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
+        done = {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
+        if delivery.inline_size(done) > STREAM_ITEM_BYTES - delivery.LAST_ITEM_ROOM_BYTES:
+            stopping.check("upload")
+            delivery.fit_last_item(done, max_bytes=STREAM_ITEM_BYTES, stores=self.stores, job_id=job_id,
+                                   upload=request.output != "inline")
+        yield done
 
     def _piece(self, request: SynthesizeRequest, piece: _Piece, first: SynthesisResult, language: str, aligns: bool,
                retry_seeds: random.Random, timing: dict[str, float]) -> tuple[np.ndarray, Alignment | None, int, int]:
