@@ -197,6 +197,23 @@ def test_a_pause_longer_than_an_item_holds_is_shared_evenly_among_as_few_items_a
     assert max(lengths) - min(lengths) <= 1 and len(lengths) == -(-ms // int(max_seconds * 1000))
 
 
+def test_a_token_that_cannot_be_cut_within_an_item_is_refused_before_any_audio(default_ref):
+    """A reading can be cut no finer than its written letters and digits: "10km" is four, said as "ten
+    kilometers". Where an item holds less (here 0.2 s, as a reference transcript far too short for its audio
+    could make it), the job is refused before the first item, not sent an item RunPod drops."""
+    from f5_worker.actions.script import ScriptPart, VoiceSource
+    from f5_worker.actions.synthesize import _stream_steps
+    from f5_worker.errors import JobError
+    from f5_worker.tts.chunking import StreamPacer
+
+    part = ScriptPart("Take 10km now.", 7, VoiceSource(), 0, 1.0, ref=default_ref)
+    with pytest.raises(JobError) as refused:
+        _stream_steps([part], "en", True, StreamPacer(max_seconds=0.2))
+    assert str(refused.value).startswith("text: '10km' at character 12 is said longer than one streamed item holds")
+    pieces = list(_stream_steps([part], "en", False, StreamPacer(max_seconds=0.2)))  # said as written: cut
+    assert "".join(p.said.spoken for p in pieces) == "Take10kmnow." and all(len(p.said.spoken) <= 2 for p in pieces)
+
+
 def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
     import json
 

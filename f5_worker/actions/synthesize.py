@@ -558,16 +558,16 @@ def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bo
                 plan.append(item)
             continue
         said = spoken_text(item.written, language, normalize)
-        tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+        words = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
         limit = piece_limit_bytes(item.ref, item.speed, pacer.max_seconds)
-        said, tokens = cut_long_readings(said, tokens, limit)
+        said, tokens = cut_long_readings(said, words, limit)
         for a, b in tokens:
             if len(said.spoken[said.to_spoken(a):said.to_spoken(b)].strip().encode("utf-8")) > limit:
+                start, end = next((s, e) for s, e in words if s <= a < e)
                 field = f"segments.{item.segment}.text" if segments else "text"
-                at = item.char_offset + a
-                raise JobError(field, f"{echo(item.written[a:b])} at character {at} is said longer than one streamed "
-                                      f"item holds ({pacer.max_seconds:.0f} s) and cannot be cut there; write it in "
-                                      "shorter words, or leave stream out")
+                raise JobError(field, f"{echo(item.written[start:end])} at character {item.char_offset + start} is "
+                                      f"said longer than one streamed item holds ({pacer.max_seconds:.0f} s) and "
+                                      "cannot be cut into parts that do; write it in shorter words, or leave stream out")
         plan.append((item, said, tokens))
     return _cut_lazily(plan, pacer)
 
