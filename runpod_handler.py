@@ -56,6 +56,7 @@ PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progre
 
 if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
     try:
+        from f5_worker.delivery import KeptStream
         from f5_worker.worker import Worker
 
         WORKER = Worker.from_env()
@@ -108,18 +109,27 @@ async def handler(job):
 
 
 async def stream_handler(job):
-    """The streaming handler (STREAMING=1): a streamed job's items, or any other job's one result."""
+    """The streaming handler (STREAMING=1): a streamed job's items, or any other job's one result.
+
+    On RunPod each item, once sent, is cut down to what the job's result keeps (delivery.KeptStream): runpod
+    appends the very dict yielded here to that result. runpod's local API server gives the items it keeps
+    as the stream itself, and has no limit: there they stay whole."""
     items = []
     reporter = reporter_for(job)
+    kept = KeptStream(WORKER.settings.max_inline_bytes, job.get("id")) if ON_RUNPOD else None
     async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id"), reporter=reporter):
         if reporter is not None:
             await reporter.sent()
         if item.pop("refresh_worker", False):
             # runpod drops a yielded item's refresh_worker; its config flag has the worker replaced instead
             CONFIG["refresh_worker"] = True
+        if kept is not None and item.get("done"):
+            kept.closing(item)
         if RESULT_DUMP_DIR:
-            items.append(item)
+            items.append(dict(item))  # whole: the item itself is cut down once sent
         yield item
+        if kept is not None and "error" not in item:  # runpod has sent it, and holds it in the job's result
+            kept.sent(item)
     if RESULT_DUMP_DIR:
         dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), items)
 

@@ -15,6 +15,7 @@ is refused before synthesis if the estimate already shows it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from f5_worker.errors import JobError
 from f5_worker.schema import OUTPUT_MODES
 from f5_worker.storage.base import StorageError
 from f5_worker.storage.stores import Stores
+
+log = logging.getLogger(__name__)
+
+KEPT_WARNING_BYTES = 400  # room in a streamed job's kept result for the warning its last item may carry
+LAST_ITEM_ROOM_BYTES = 4096  # room a streamed job's last item keeps for links, warnings and RunPod's envelope
 
 CAPTION_CONTENT_TYPES = {
     "srt": "application/x-subrip",
@@ -179,3 +185,90 @@ def _keep_on_volume(stores: Stores, prefix: str, files: list[ResultFile]) -> str
     except StorageError:
         return ""
     return f"; the result was kept on the network volume under {stores.local.root / prefix}"
+
+
+def fit_last_item(item: dict, *, max_bytes: int, stores: Stores | None, job_id: str | None, upload: bool) -> None:
+    """A streamed job's last item cut to one that RunPod takes (``max_bytes``, its 1 MB per item): its caption
+    files, largest first, go to the bucket as links (``caption_urls``) where ``upload``, else are left out,
+    named in its warnings. The captions of a long text in every format, or spoken by many voices, are
+    several MB; a last item over 1 MB would never reach the client, and with it nothing of what only the
+    whole gives. Each piece's words carry their own times, from which any caption can be made."""
+    captions = item.get("captions") or {}
+    size, moved = inline_size(item), []
+    while captions and inline_size(item) > max_bytes - LAST_ITEM_ROOM_BYTES:
+        fmt = max(captions, key=lambda f: len(captions[f]))
+        moved.append((fmt, captions.pop(fmt)))
+    if not moved:
+        return
+    if not captions:
+        item.pop("captions", None)
+    names = ", ".join(fmt for fmt, _ in moved)
+    if upload and stores is not None and stores.bucket is not None:
+        links = upload_result(stores, job_id, [ResultFile(f"captions.{fmt}", text.encode("utf-8"),
+                                                          CAPTION_CONTENT_TYPES.get(fmt, "text/plain; charset=utf-8"))
+                                               for fmt, text in moved])
+        item["caption_urls"] = {fmt: links[f"captions.{fmt}"]["url"] for fmt, _ in moved}
+        item["files"] = {**item.get("files", {}), **links}
+        item["expires_in"] = stores.settings.url_expiry_s
+        return
+    item.setdefault("warnings", []).append(
+        f"captions {names} left out: with them the last item would be {_mb(size)}, more than the "
+        f"{_mb(max_bytes)} RunPod takes in one streamed item; the pieces' words carry their times, a bucket "
+        "would link the files, or ask for fewer caption_formats")
+
+
+class KeptStream:
+    """What RunPod keeps of a streamed job for ``/status`` and ``/runsync``, held under ``max_bytes``.
+
+    runpod-python (``return_aggregate_stream``) posts each item to ``/stream`` and appends that same dict to
+    the job's result, which it posts when the job ends. RunPod refuses a result over its limit (10 MB for
+    ``/run``, 20 MB for ``/runsync``) with HTTP 400, which runpod-python only logs: the job never completes,
+    though its client has read every item on ``/stream``. So once an item has been sent, it is changed in
+    place to what the result keeps: the audio of the first pieces, as far as ``max_bytes`` allows
+    (MAX_INLINE_BYTES, the bound of every inline result), then the later pieces without their audio
+    (``audio_omitted``), each with its offsets and words; the last item's warnings say which.
+    """
+
+    def __init__(self, max_bytes: int, job_id: str | None = None):
+        self.max_bytes = max_bytes
+        self.job_id = job_id
+        self.items: list[dict] = []  # as kept
+        self.bytes = 2  # of the kept list, as JSON: its brackets so far
+        self.omitting = False  # a piece's audio was dropped: every later piece's is too, the kept audio one whole
+
+    def sent(self, item: dict) -> None:
+        """``item`` has been posted to ``/stream``, and RunPod's result holds it."""
+        self.bytes += inline_size(item) + (1 if self.items else 0)
+        self.items.append(item)
+        if self.omitting:
+            self._omit_audio(item)
+        self._fit(self.max_bytes)
+
+    def closing(self, last: dict) -> None:
+        """Before the last item is sent: room for it in the kept result, and its ``warnings`` say which
+        pieces the kept result holds without audio."""
+        self._fit(self.max_bytes - inline_size(last) - 1 - KEPT_WARNING_BYTES)
+        omitted = [item["seq"] for item in self.items if item.get("audio_omitted")]
+        if omitted:
+            last.setdefault("warnings", []).append(
+                f"the result /status and /runsync give holds pieces {omitted[0]}-{omitted[-1]} without their "
+                f"audio (audio_omitted), to stay under {_mb(self.max_bytes)}; /stream had every piece whole")
+        if self.bytes + inline_size(last) + 1 > self.max_bytes:
+            log.warning("job %s: its streamed result is %s without audio, over MAX_INLINE_BYTES (%s): RunPod may "
+                        "refuse it", self.job_id, _mb(self.bytes + inline_size(last)), _mb(self.max_bytes))
+
+    def _fit(self, max_bytes: int) -> None:
+        """Drop the audio of the latest pieces that still hold theirs until the kept result is ``max_bytes``."""
+        for item in reversed(self.items):
+            if self.bytes <= max_bytes:
+                return
+            if "audio_base64" in item and "seq" in item:
+                self.omitting = True
+                self._omit_audio(item)
+
+    def _omit_audio(self, item: dict) -> None:
+        if "audio_base64" in item:
+            before = inline_size(item)
+            del item["audio_base64"]
+            item["audio_omitted"] = True
+            self.bytes += inline_size(item) - before

@@ -13,7 +13,9 @@ channel); only the platform on the other end of the HTTP calls is ours:
 - ``GET  .../job-stop/<worker>?...``: ``{"jobsToStop": [...]}`` (cancel, timeout), or 204;
 - ``GET  /ping/<worker>?job_id=a,b``: the heartbeat, with the jobs in progress.
 
-Each GET holds the request up to ``LONG_POLL_S`` while it has nothing to give, as RunPod's do.
+Each GET holds the request up to ``LONG_POLL_S`` while it has nothing to give, as RunPod's do. A post over
+RunPod's size limits (``STREAM_ITEM_LIMIT``, ``RESULT_LIMIT``) is refused with 400, as RunPod refuses it, and
+never reaches ``streamed`` or ``results``: the item is lost, and a job whose result is refused never ends.
 Standard library only, so that scripts/ci/image_smoke_test.sh can run it with any python3:
 
     python3 tests/runpod_platform.py --port P --job test_input.json --result out.json --timeout 600
@@ -33,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 LONG_POLL_S = 1.0
+STREAM_ITEM_LIMIT = 1_000_000  # bytes of one post to job-stream RunPod takes
+RESULT_LIMIT = 10_000_000  # bytes of a result posted to job-done, as for a job sent to /run (20 MB for /runsync)
 _ROUTES = {
     "take": re.compile(r"^/v2/endpoint/(job-take|job-take-batch)/[^/]+$"),
     "done": re.compile(r"^/v2/endpoint/job-done/[^/]+/(?P<job_id>[^/]+)$"),
@@ -43,7 +47,9 @@ _ROUTES = {
 
 
 class RunPodJobApi:
-    def __init__(self, port: int = 0):
+    def __init__(self, port: int = 0, result_limit: int = RESULT_LIMIT):
+        self.result_limit = result_limit
+        self.refused: list[tuple[str, str, int]] = []  # (route, job id, bytes) of each post refused for its size
         self._jobs: deque[dict] = deque()
         self._stops: list[str] = []
         self._ids = itertools.count(1)
@@ -124,6 +130,11 @@ class RunPodJobApi:
             self.streamed.setdefault(job_id, []).append(body["output"])
             self._changed.notify_all()
 
+    def refuse(self, route: str, job_id: str, size: int) -> None:
+        with self._changed:
+            self.refused.append((route, job_id, size))
+            self._changed.notify_all()
+
     def stops(self) -> list[str]:
         with self._changed:
             self._changed.wait_for(lambda: self._stops, LONG_POLL_S)
@@ -170,6 +181,10 @@ def _handler_for(api: RunPodJobApi):
         def do_POST(self):  # noqa: N802
             url = urlsplit(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            for route, limit in (("done", api.result_limit), ("stream", STREAM_ITEM_LIMIT)):
+                if (match := _ROUTES[route].match(url.path)) and len(body) > limit:
+                    api.refuse(route, match.group("job_id"), len(body))
+                    return self._empty(400)
             if match := _ROUTES["done"].match(url.path):
                 api.done(match.group("job_id"), json.loads(body))  # JSON, sent with a form content type
                 return self._empty(200)

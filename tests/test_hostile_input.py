@@ -176,6 +176,58 @@ def test_an_echoed_value_is_cut_to_80_characters_and_its_length_stated(hostile_w
     assert hostile_worker.handle(job) == {"error": error}
 
 
+# --- streamed items: each one that RunPod takes -----------------------------------------------------
+
+RUNPOD_STREAM_ITEM_BYTES = 1_000_000  # RunPod drops a streamed item over this: its audio never reaches the client
+# per format: one token said longer than any item holds, a way of writing one each, and pauses that add up
+STREAMED_HOSTILE = {  # format: (text, the long token, seconds of pause)
+    "wav": ("My account is {}, thank you. [pause:10s][pause:10s] Bye now.", "9081726354" * 5, 20.0),
+    "pcm": ("Code {} is yours. <break time=\"10s\"/> [pause:6s] Bye.", "-".join(["427"] * 12), 16.0),
+    "flac": ("Now say {} please. [pause:9s]<break time='9s'/> Done.", "qwertyuiop" * 25, 18.0),
+    "mp3": ("Go to {} today. " + "[pause:10s]" * 5 + " Bye now.", "https://example.com/" + "path/" * 20, 50.0),
+    "opus": ("Rates rose {} again. " + "[pause:10s] " * 5 + "Bye now.", "%" * 30, 50.0),
+}
+
+
+@pytest.fixture(scope="module")
+def streaming_hostile_worker(hostile_worker):
+    return Worker(dataclasses.replace(hostile_worker.settings, streaming=True), hostile_worker.models)
+
+
+@pytest.mark.parametrize("fmt", sorted(STREAMED_HOSTILE))
+def test_no_streamed_item_is_over_runpods_1_mb_in_any_format(streaming_hostile_worker, fmt):
+    """Pieces were cut between tokens only, and adjacent pauses made one item: a 1,500-letter word was one
+    item of 9.3 MB, 60 digits one of 1.9 MB, "[pause:10s][pause:10s]" one of 1.3 MB, each dropped by RunPod.
+    Here each format gets a token of its own said longer than one of its items holds (as mp3 or opus, upstream's
+    chunk: far from 1 MB, but the promise is the same), cut into parts each in one item, and pauses that add
+    up to more than one item holds, shared among items."""
+    from f5_worker import audio
+    from f5_worker.tts.chunking import max_piece_seconds
+
+    template, token, pause_s = STREAMED_HOSTILE[fmt]
+    text = template.format(token)
+    items = streaming_hostile_worker.handle({"text": text, "stream": True, "output_format": fmt, "char_timings": True,
+                                             "seed": 5, **CHEAP})
+    assert isinstance(items, list), items
+    *pieces, done = items
+    assert done["done"] and [i["seq"] for i in items] == list(range(len(items)))
+    for item in items:  # as runpod-python posts it
+        size = len(json.dumps({"output": item}, ensure_ascii=False).encode())
+        assert size <= RUNPOD_STREAM_ITEM_BYTES, (fmt, item["seq"], size)
+    most = max_piece_seconds(audio.BYTES_PER_SAMPLE[fmt], 24000)
+    assert all(p["duration"] <= most + 0.01 for p in pieces), [p["duration"] for p in pieces]
+    pauses = [p["pause"] for p in pieces if "pause" in p]
+    assert len(pauses) >= 2 and sum(pauses) == pytest.approx(pause_s)
+    # the token in parts, each in one item, and each of its characters timed once, in order
+    at = text.index(token)
+    parts = [w for p in pieces for w in p.get("words", []) if at <= w["char_start"] < at + len(token)]
+    assert len(parts) >= 2 and "".join(w["word"] for w in parts) == text[at:parts[-1]["char_end"]]
+    assert parts[-1]["char_end"] >= at + len(token)
+    assert [w["char_start"] for w in parts[1:]] == [w["char_end"] for w in parts[:-1]]
+    chars = [c["char_start"] for p in pieces for c in p.get("chars", []) if at <= c["char_start"] < at + len(token)]
+    assert chars == list(range(at, at + len(token)))
+
+
 # --- the hostile-input harness: anything a job can say ----------------------------------------------
 
 HOSTILE_TEXT = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(

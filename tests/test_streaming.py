@@ -150,6 +150,70 @@ def test_full_pieces_share_the_rest_of_the_text_evenly_in_as_few_pieces_as_it_ne
     assert all(clauses[e - 1] in ",;." for _, e in pieces)
 
 
+LONG_TOKENS = ["9081726354" * 7, "-".join(["427"] * 15), "qwertyuiop" * 30, "%" * 40, "555-123-4567-" * 6,
+               "https://example.com/" + "path/" * 25, "$" + "9" * 30, "ÄÖÜß" * 60, "a-b-c-" * 50, "+1 555-123-4567"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(words=st.lists(st.sampled_from(["a", "word,", "1990", "$5", "3.5%", "x" * 30, "日本語。", *LONG_TOKENS]),
+                      min_size=1, max_size=12),
+       limit=st.integers(20, 300))
+def test_a_token_said_longer_than_a_piece_is_cut_into_parts_that_each_fit_one(words, limit):
+    """A token is one unit to the piece cutter, so one said longer than an item holds (60 digits, a 1,500-letter
+    word, 200 digit groups) was one item of several MB. Cut, its parts follow one another in the written and
+    the spoken text alike, each said in at most ``limit`` bytes, and each part's reading is its own."""
+    from f5_worker.alignment.textnorm import tokenize
+    from f5_worker.text.normalize import normalize
+    from f5_worker.tts.chunking import cut_long_readings
+
+    text = " ".join(words)
+    said = normalize(text, "en")
+    tokens = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(text)])
+    cut, parts = cut_long_readings(said, tokens, limit)
+    assert (cut.written, cut.spoken) == (said.written, said.spoken)
+    rest = iter(parts)
+    for a, b in tokens:
+        mine = [next(rest)]
+        while mine[-1][1] < b:
+            mine.append(next(rest))
+        assert mine[0][0] == a and mine[-1][1] == b and all(s < e for s, e in mine)
+        assert [s for s, _ in mine[1:]] == [e for _, e in mine[:-1]]  # one after another, nothing left out
+        spoken = [cut.within(s, e).spoken for s, e in mine]  # no reading straddles a cut
+        whole = said.spoken[said.to_spoken(a):said.to_spoken(b)]
+        assert "".join(spoken) == whole
+        if len(whole.strip().encode()) <= limit:
+            assert mine == [(a, b)]  # a token that fits is left whole
+        assert all(len(part.strip().encode()) <= limit for part in spoken), (spoken, limit)
+    assert next(rest, None) is None
+
+
+@given(ms=st.integers(1, 600_000), max_seconds=st.floats(0.5, 60.0))
+def test_a_pause_longer_than_an_item_holds_is_shared_evenly_among_as_few_items_as_hold_it(ms, max_seconds):
+    """Adjacent pauses add up ("[pause:10s][pause:10s]" is 20 s), and 20 s of wav silence was one 1.3 MB item."""
+    from f5_worker.tts.chunking import pause_lengths_ms
+
+    lengths = pause_lengths_ms(ms, max_seconds)
+    assert sum(lengths) == ms and all(0 < n <= max_seconds * 1000 for n in lengths)
+    assert max(lengths) - min(lengths) <= 1 and len(lengths) == -(-ms // int(max_seconds * 1000))
+
+
+def test_a_token_that_cannot_be_cut_within_an_item_is_refused_before_any_audio(default_ref):
+    """A reading can be cut no finer than its written letters and digits: "10km" is four, said as "ten
+    kilometers". Where an item holds less (here 0.2 s, as a reference transcript far too short for its audio
+    could make it), the job is refused before the first item, not sent an item RunPod drops."""
+    from f5_worker.actions.script import ScriptPart, VoiceSource
+    from f5_worker.actions.synthesize import _stream_steps
+    from f5_worker.errors import JobError
+    from f5_worker.tts.chunking import StreamPacer
+
+    part = ScriptPart("Take 10km now.", 7, VoiceSource(), 0, 1.0, ref=default_ref)
+    with pytest.raises(JobError) as refused:
+        _stream_steps([part], "en", True, StreamPacer(max_seconds=0.2))
+    assert str(refused.value).startswith("text: '10km' at character 12 is said longer than one streamed item holds")
+    pieces = list(_stream_steps([part], "en", False, StreamPacer(max_seconds=0.2)))  # said as written: cut
+    assert "".join(p.said.spoken for p in pieces) == "Take10kmnow." and all(len(p.said.spoken) <= 2 for p in pieces)
+
+
 def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
     import json
 
@@ -377,6 +441,144 @@ def test_a_cancel_mid_stream_stops_the_work(streaming_platform):
     sent = api.streamed[job]
     assert not any(i.get("done") for i in sent) and sent[-1]["text_end"] < len(text)  # the rest never made
     assert job not in api.results  # a stopped job posts no result
+
+
+LONG_STREAM_TEXT = " ".join([STREAM_TEXT] * 2)  # about 25 s: 1.7 MB of wav items
+
+
+@pytest.fixture(scope="module")
+def long_stream(worker):
+    """A stream of several pieces, as the worker's items (made once: each test cuts down its own copy)."""
+    from f5_worker.worker import Worker
+
+    settings = dataclasses.replace(worker.settings, streaming=True, aligner="estimate")
+    items = Worker(settings, worker.models).handle({"text": LONG_STREAM_TEXT, "stream": True, "nfe_step": 4,
+                                                    "seed": 6, "max_retries": 0})
+    assert isinstance(items, list) and len(items) >= 4, items
+    return items
+
+
+@pytest.mark.parametrize("budget", [100_000, 400_000, 900_000, 1_400_000, 10_000_000])
+def test_the_result_runpod_keeps_of_a_stream_stays_under_max_inline_bytes(long_stream, budget, caplog):
+    """runpod-python keeps every item a stream yields (the same dict) and posts the list as the job's result,
+    which RunPod refuses over 10 MB (/run): long streams gave 2.4-17 MB, and never completed. Once posted, an
+    item is cut down to what the result keeps: the first pieces' audio, then pieces without theirs, marked."""
+    import copy
+    import json
+
+    from f5_worker.delivery import KeptStream, inline_size
+
+    stream, posted = copy.deepcopy(long_stream), []
+    kept = KeptStream(budget, "job-kept")
+    for item in stream:  # as runpod_handler.stream_handler and runpod's worker loop take turns
+        if item.get("done"):
+            kept.closing(item)
+        posted.append(json.loads(json.dumps(item)))
+        kept.sent(item)
+    *pieces, done = posted
+    assert [{k: v for k, v in p.items()} for p in pieces] == long_stream[:-1]  # /stream had every piece whole
+    whole = inline_size(long_stream)
+    if whole <= budget:
+        assert stream == long_stream and "warnings" not in done or done["warnings"] == []
+        return
+    no_audio = [p for p in stream[:-1] if "audio_base64" not in p]
+    if inline_size([{k: v for k, v in p.items() if k != "audio_base64"} for p in stream]) > budget:
+        assert len(no_audio) == len(pieces) and "over MAX_INLINE_BYTES" in caplog.text  # said, nothing more to do
+        return
+    assert inline_size(stream) <= budget and no_audio
+    with_audio = ["audio_base64" in p for p in stream[:-1]]
+    assert with_audio == sorted(with_audio, reverse=True)  # the kept audio is the first pieces', one whole
+    for mine, sent in zip(stream[:-1], pieces):
+        assert mine == sent or mine == {**{k: v for k, v in sent.items() if k != "audio_base64"}, "audio_omitted": True}
+    assert stream[-1] == done and f"pieces {no_audio[0]['seq']}-{no_audio[-1]['seq']} without their audio" in \
+        done["warnings"][-1]
+
+
+@pytest.fixture(scope="module")
+def small_result_platform(worker_env, tmp_path_factory):
+    """A streaming worker that keeps its results under 1 MB (MAX_INLINE_BYTES), against a platform that refuses
+    a result over 1.2 MB: RunPod's 10 MB and the default 9 MiB, scaled down to a stream of a few pieces."""
+    log_path = tmp_path_factory.mktemp("kept-worker") / "worker.log"
+    with RunPodJobApi(result_limit=1_200_000) as api, open(log_path, "w") as log:
+        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0",
+               "MAX_INLINE_BYTES": "1000000"}
+        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("kept-worker-cwd"))
+        try:
+            yield api
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.slow
+def test_a_stream_over_the_result_limit_completes_and_every_item_reaches_stream_whole(small_result_platform):
+    """Before, the list of a stream's items went whole to job-done, which refused it: a client had read every
+    item on /stream, and the job never completed (nor did /status or /runsync give anything)."""
+    import json
+
+    api = small_result_platform
+    job = api.submit({"text": LONG_STREAM_TEXT, "stream": True, "nfe_step": 4, "seed": 7, "max_retries": 0})
+    api.wait(lambda: job in api.results or any(r[1] == job for r in api.refused), 180, "the stream's result")
+    assert not api.refused and "error" not in api.results[job], (api.refused, api.results.get(job, {}).get("error"))
+    streamed, kept = api.streamed[job], api.results[job]["output"]
+    check_stream(streamed, LONG_STREAM_TEXT)  # every piece whole on /stream
+    assert len(json.dumps(streamed)) > 1_200_000 >= 1_000_000 >= len(json.dumps(kept, ensure_ascii=False))
+    assert [i["seq"] for i in kept] == [i["seq"] for i in streamed] and kept[-1] == streamed[-1]
+    assert "audio_base64" in kept[0] and kept[-2]["audio_omitted"] is True and "audio_base64" not in kept[-2]
+    assert kept[-2]["words"] == streamed[-2]["words"]  # the timings are all kept
+
+
+def many_voices_captions() -> dict:
+    """The last item of a stream of 2,500 words that switch speaker at each word, in every caption format:
+    1.2 MB of captions, more than one streamed item holds."""
+    from f5_worker.actions.timings import timing_fields
+    from f5_worker.alignment.types import Alignment, TimedSpan
+    from f5_worker.schema import SynthesizeRequest
+
+    words = [TimedSpan("a", i * 0.2, i * 0.2 + 0.15, 0.9, 2 * i, 2 * i + 1, voice=f"speaker{i % 2}", segment=i % 50)
+             for i in range(2500)]
+    options = SynthesizeRequest(text="a", word_timings=False, caption_formats=["srt", "vtt", "ass", "csv", "json"])
+    fields = timing_fields(Alignment(words=words, chars=[], score=0.9, backend="sphinx", estimated=False), options,
+                           500.0)
+    return {"seq": 40, "done": True, "pieces": 40, "duration": 500.0, **fields, "warnings": []}
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_a_last_item_over_1_mb_links_or_leaves_out_its_largest_captions(bucket, request, tmp_path):
+    """The last item carries the captions of the whole text: for a long text in every format, or spoken by
+    many voices, several MB, and an item over 1 MB never reaches the client, nor does anything only the whole
+    gives (quality, timing). Its largest caption files go to the bucket as links, or without one are left out,
+    said in its warnings; the others stay."""
+    import json
+
+    import requests
+
+    from f5_worker.config import StorageSettings
+    from f5_worker.delivery import KEPT_WARNING_BYTES, fit_last_item
+    from f5_worker.storage.stores import Stores
+
+    if bucket:
+        request.getfixturevalue("bucket_env")
+    else:
+        request.getfixturevalue("no_bucket_env")
+    stores = Stores(StorageSettings.from_env(network_volume_path=tmp_path / "absent"))
+    item = many_voices_captions()
+    captions = dict(item["captions"])
+    assert len(json.dumps(item)) > 1_000_000
+    fit_last_item(item, max_bytes=1_000_000, stores=stores, job_id="many-voices", upload=True)
+    assert len(json.dumps({"output": item}, ensure_ascii=False)) <= 1_000_000 - KEPT_WARNING_BYTES
+    left = set(captions) - set(item.get("captions", {}))
+    assert "json" in left and "csv" not in left and all(item["captions"][f] == captions[f] for f in item["captions"])
+    if bucket:
+        assert set(item["caption_urls"]) == left and not item["warnings"]
+        assert all(requests.get(item["caption_urls"][f], timeout=30).text == captions[f] for f in left)
+    else:
+        named = item["warnings"][-1].partition(" left out")[0].removeprefix("captions ")
+        assert "caption_urls" not in item and set(named.split(", ")) == left
 
 
 def test_with_a_bucket_the_last_item_links_the_whole_speech(worker, tiny_settings, tmp_path, bucket_env):

@@ -60,6 +60,7 @@ from f5_worker.alignment.quality import (
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
+from f5_worker.logs import echo
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.text.languages import guess_language
@@ -68,11 +69,15 @@ from f5_worker.text.normalized_text import NormalizedText
 from f5_worker.text.tokens import tokenize
 from f5_worker.timed_text import Alignment, TimedSpan
 from f5_worker.tts.chunking import (
+    STREAM_ITEM_BYTES,
     StreamPacer,
+    cut_long_readings,
     estimated_samples,
     first_piece_end,
     max_piece_seconds,
+    pause_lengths_ms,
     piece_end,
+    piece_limit_bytes,
     plan_chunks,
 )
 from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepare_reference
@@ -300,7 +305,7 @@ class SynthesizeAction:
         retry_seeds = random.Random(seed)
         sample_rate = self.models.sample_rate
         pacer = StreamPacer(max_piece_seconds(audio.BYTES_PER_SAMPLE[request.output_format], sample_rate))
-        steps = _stream_steps(script, language, request.normalize, pacer)
+        steps = _stream_steps(script, language, request.normalize, pacer, request.segments is not None)
         upcoming: deque[Pause | _Piece] = deque()  # cut, not yet sent: pauses, and at most one piece, sampling
 
         def queue_next_piece() -> None:
@@ -333,7 +338,7 @@ class SynthesizeAction:
                     pacer.sampled(step.pending.sampled_in_s, len(first.wave) / sample_rate, step.part.ref.duration)
                     pacer.made(len(first.wave) / sample_rate)
                     queue_next_piece()  # sampled while this one is aligned
-                    spoken_texts.append(step.said.spoken)
+                    spoken_texts.append(step.said.spoken.strip())  # a cut reading leaves a space
                     wave, alignment, piece_seed, retries = self._piece(
                         request, step, first, language, aligns, retry_seeds, timing)
                     duration = len(wave) / sample_rate
@@ -374,7 +379,12 @@ class SynthesizeAction:
                     step.pending.cancel()
         done = self._stream_done(request, job_id, seq=seq, waves=waves, words=words, alignments=alignments,
                                  seed=seed, timing=timing, started=started, warnings=_voice_warnings(parts))
-        yield {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
+        done = {**done, "language": language, "normalized_text": " ".join(spoken_texts)}
+        if delivery.inline_size(done) > STREAM_ITEM_BYTES - delivery.LAST_ITEM_ROOM_BYTES:
+            stopping.check("upload")
+            delivery.fit_last_item(done, max_bytes=STREAM_ITEM_BYTES, stores=self.stores, job_id=job_id,
+                                   upload=request.output != "inline")
+        yield done
 
     def _piece(self, request: SynthesizeRequest, piece: _Piece, first: SynthesisResult, language: str, aligns: bool,
                retry_seeds: random.Random, timing: dict[str, float]) -> tuple[np.ndarray, Alignment | None, int, int]:
@@ -556,12 +566,13 @@ class _Piece:
     pending: PendingSynthesis | None = None
 
 
-def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bool, pacer: StreamPacer
-                  ) -> Iterator[Pause | _Piece]:
+def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bool, pacer: StreamPacer,
+                  segments: bool = False) -> Iterator[Pause | _Piece]:
     """A streamed job's pauses and pieces, each piece cut only when asked for, so that its size follows what
     the stream has measured by then. Each part is said once, as the unstreamed job says it, and pieces never
-    cut inside one reading (``uncut_spans``). The parts are read here, before the first item: a text that
-    cannot be read fails the job before any audio is sent, not in the middle of the stream."""
+    cut inside one reading (``uncut_spans``) but one said longer than an item holds (``cut_long_readings``).
+    The parts are read here, before the first item: a text that cannot be read, or cut into items RunPod
+    takes, fails the job before any audio is sent, not in the middle of the stream."""
     plan: list[Pause | tuple[ScriptPart, NormalizedText, list[tuple[int, int]]]] = []
     for item in script:
         if isinstance(item, Pause):
@@ -569,15 +580,26 @@ def _stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bo
                 plan.append(item)
             continue
         said = spoken_text(item.written, language, normalize)
-        plan.append((item, said, said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])))
+        words = said.uncut_spans([(t.char_start, t.char_end) for t in tokenize(item.written, language)])
+        limit = piece_limit_bytes(item.ref, item.speed, pacer.max_seconds)
+        said, tokens = cut_long_readings(said, words, limit)
+        for a, b in tokens:
+            if len(said.spoken[said.to_spoken(a):said.to_spoken(b)].strip().encode("utf-8")) > limit:
+                start, end = next((s, e) for s, e in words if s <= a < e)
+                field = f"segments.{item.segment}.text" if segments else "text"
+                raise JobError(field, f"{echo(item.written[start:end])} at character {item.char_offset + start} is "
+                                      f"said longer than one streamed item holds ({pacer.max_seconds:.0f} s) and "
+                                      "cannot be cut into parts that do; write it in shorter words, or leave stream out")
+        plan.append((item, said, tokens))
     return _cut_lazily(plan, pacer)
 
 
 def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
     first = True
     for step in plan:
-        if isinstance(step, Pause):
-            yield step
+        if isinstance(step, Pause):  # a long one (adjacent pauses add up) in as many items as it fills
+            for ms in pause_lengths_ms(round(step.seconds * 1000), pacer.max_seconds):
+                yield Pause(ms / 1000, step.char_start)
             continue
         part, said, tokens = step
         if not tokens:

@@ -124,6 +124,13 @@ def max_piece_seconds(bytes_per_sample: float, sample_rate: int) -> float:
     return STREAM_ITEM_BYTES * STREAM_ITEM_SHARE / (base64_per_s + TIMINGS_BYTES_PER_S)
 
 
+def piece_limit_bytes(ref: PreparedReference, speed: float, max_seconds: float) -> int:
+    """The most text, in UTF-8 bytes as said, one streamed piece holds: upstream's chunk, and no more than
+    ``max_seconds`` of speech (max_piece_seconds), as upstream sizes a text's audio (chunk_frames)."""
+    per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
+    return max(1, min(max_chunk_chars(ref, speed), int(per_second * max_seconds * speed)))
+
+
 def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
     """How many of ``tokens`` (the reported words) a stream's first piece holds: a clause or a few words,
     so the first audio comes early, and at least ``SHORT_TEXT_BYTES`` (upstream, followed here, samples a
@@ -157,7 +164,7 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
     sized by what is written would carry ten times the audio one item can.
     """
     per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3)
-    limit = max(1, min(max_chunk_chars(ref, speed), int(per_second * max_seconds * speed)))
+    limit = piece_limit_bytes(ref, speed, max_seconds)
     wanted = min(limit, max(SHORT_TEXT_BYTES, int(per_second * seconds * speed)))
     begin = tokens[start][0]
 
@@ -186,6 +193,151 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
     ends = [j for j, n in fitting.items() if n >= lowest] or [max(fitting)]
     clause_ends = [j for j in ends if _CLAUSE_END.search(text[tokens[j - 1][0]:tokens[j - 1][1]])]
     return min(clause_ends or ends, key=lambda j: (abs(fitting[j] - wanted), -j))
+
+
+def cut_long_readings(said: NormalizedText, tokens: list[tuple[int, int]], limit: int
+                      ) -> tuple[NormalizedText, list[tuple[int, int]]]:
+    """``tokens`` (spans of ``said.written``, none inside a reading: ``uncut_spans``) with each one said in more
+    than ``limit`` bytes cut into parts, and ``said`` with the readings so cut split at the cuts.
+
+    Pieces are cut between tokens, so one token said longer than a streamed item holds ("1234…" of 60 digits,
+    a 1,500-letter word) was one item of several MB, that RunPod drops. Such a token is cut as the unstreamed
+    job's chunker cuts its text: between the readings it holds ("555-|123-|4567"), where one is still too
+    long between the words it is said as ("one two three, | four"), and where one word alone is too long
+    between its characters. The parts are then pieces' tokens like any other (``piece_end`` shares them out).
+    Inside a reading the written text has no place of its own for a cut: the reading is split where the cut's
+    share of its spoken words (of its characters, for a cut inside a word) falls in its written letters and
+    digits, between the places where written and spoken meet (``_reading_anchors``): a number said digit by
+    digit is cut between the very digits said on either side, and a separator goes with what it follows.
+    """
+    spoken, cum = said.spoken, [0]
+    for ch in spoken:
+        cum.append(cum[-1] + len(ch.encode("utf-8")))
+    out: list[tuple[int, int]] = []
+    cuts: list[tuple[int, int]] = []  # (written, spoken) positions where a token is cut
+    for a, b in tokens:
+        s0, s1 = said.to_spoken(a), said.to_spoken(b)
+        if _stripped_bytes(spoken, cum, s0, s1) <= limit:
+            out.append((a, b))
+            continue
+        candidates = _reading_cuts(said, s0, s1)
+        parts = [(s0, a, s1, b)]  # spoken start, written start, spoken end, written end
+        for kind in _CUT_KINDS:
+            finer = []
+            for ps, pw, qs, qw in parts:
+                if _stripped_bytes(spoken, cum, ps, qs) > limit:
+                    for p, w, where in candidates:
+                        if where >= kind and ps < p < qs and pw < w < qw:  # written positions rising
+                            finer.append((ps, pw, p, w))
+                            ps, pw = p, w
+                finer.append((ps, pw, qs, qw))
+            parts = finer
+        out.extend((pw, qw) for _, pw, _, qw in parts)
+        cuts.extend((pw, ps) for ps, pw, _, _ in parts[1:])
+    return _split_rewrites(said, cuts), out
+
+
+# where a cut of a long token falls, best first: between readings (or written words), between the groups
+# of one reading ("555-|123": _reading_anchors), between its spoken words, between characters, and before a
+# mark ("555|-123"), which goes with what it follows
+_BETWEEN_READINGS, _BETWEEN_GROUPS, _BETWEEN_WORDS, _BETWEEN_CHARACTERS, _BEFORE_A_MARK = 4, 3, 2, 1, 0
+_CUT_KINDS = (_BETWEEN_READINGS, _BETWEEN_GROUPS, _BETWEEN_WORDS, _BETWEEN_CHARACTERS, _BEFORE_A_MARK)
+
+
+def _reading_cuts(said: NormalizedText, s0: int, s1: int) -> list[tuple[int, int, int]]:
+    """Where ``said.spoken[s0:s1]`` could be cut, in order: (spoken position, written position, kind)."""
+    spoken, written = said.spoken, said.written
+    readings = [r for r in said.rewrites if r.spoken_start < s1 and r.spoken_end > s0]
+    starts = {r.spoken_start for r in readings}
+    bounds = starts | {r.spoken_end for r in readings}
+    inside = {p for r in readings for p in range(r.spoken_start + 1, r.spoken_end)}
+
+    def kind(p: int, between: int) -> int:
+        mark = not spoken[p].isalnum() and not spoken[p].isspace() and p not in starts
+        return _BEFORE_A_MARK if mark else between if spoken[p - 1].isspace() or p in bounds else _BETWEEN_CHARACTERS
+
+    out = []
+    for p in range(s0 + 1, s1):  # outside every reading, written and spoken are the same text
+        if p not in inside and (p in bounds or not spoken[p].isspace()):
+            out.append((p, said.to_written(p, p)[0], kind(p, _BETWEEN_READINGS)))
+    for r in readings:
+        anchors = _reading_anchors(said, r)
+        for (pa, wa), (pb, wb) in zip(anchors, anchors[1:]):
+            # a cut's share of the segment's spoken words (characters) falls at that share of its written
+            # letters and digits: "-" and "$" are said in no word of their own
+            alnum = [w for w in range(wa, wb) if written[w].isalnum()]
+            words = len(spoken[pa:pb].split())
+            before = 0  # words of spoken[pa:p]
+            for p in range(pa + 1, pb):
+                if spoken[p].isspace():
+                    continue
+                between = spoken[p - 1].isspace()
+                before += between
+                k = round((before / words if between else (p - pa) / (pb - pa)) * len(alnum))
+                if 0 < k < len(alnum):
+                    out.append((p, alnum[k], kind(p, _BETWEEN_WORDS)))
+            if r.spoken_start < pb < r.spoken_end:
+                out.append((pb, wb, kind(pb, _BETWEEN_GROUPS)))
+    return sorted(out)
+
+
+def _reading_anchors(said: NormalizedText, r) -> list[tuple[int, int]]:
+    """Places where reading ``r``'s spoken and written texts meet, as (spoken, written) positions: its ends,
+    and, where its written groups ("555-123-4567") are as many as its spoken clauses ("five five five, one
+    two three, ..."), the start of each."""
+    spoken, written = said.spoken, said.written
+    groups = [w for w in range(r.written_start + 1, r.written_end)
+              if not written[w - 1].isalnum() and written[w].isalnum()]
+    clauses, last = [], ""  # last: the latest character that is not a space
+    for p in range(r.spoken_start + 1, r.spoken_end):
+        if not spoken[p - 1].isspace():
+            last = spoken[p - 1]
+        elif not spoken[p].isspace() and _CLAUSE_END.search(last):
+            clauses.append(p)
+    inner = list(zip(clauses, groups)) if len(groups) == len(clauses) else []
+    return [(r.spoken_start, r.written_start), *inner, (r.spoken_end, r.written_end)]
+
+
+def _stripped_bytes(text: str, cum: list[int], start: int, end: int) -> int:
+    """UTF-8 bytes of ``text[start:end].strip()``, ``cum`` holding the bytes of each prefix of ``text``."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return cum[end] - cum[start]
+
+
+def _split_rewrites(said: NormalizedText, cuts: list[tuple[int, int]]) -> NormalizedText:
+    """``said`` with each reading that a cut (written, spoken) falls inside split into two readings there."""
+    from f5_worker.text.normalize import NormalizedText, Rewrite
+
+    inner = [(w, p) for w, p in sorted(cuts) if _inside_a_reading(said, w, p)]
+    if not inner:
+        return said
+    rewrites, i = [], 0
+    for r in said.rewrites:
+        ws, ss = r.written_start, r.spoken_start
+        while i < len(inner) and inner[i][0] < r.written_end:
+            w, p = inner[i]
+            if w > r.written_start:
+                rewrites.append(Rewrite(ws, w, ss, p))
+                ws, ss = w, p
+            i += 1
+        rewrites.append(Rewrite(ws, r.written_end, ss, r.spoken_end))
+    return NormalizedText(said.written, said.spoken, tuple(rewrites))
+
+
+def _inside_a_reading(said: NormalizedText, written: int, spoken: int) -> bool:
+    return any(r.written_start < written < r.written_end and r.spoken_start < spoken < r.spoken_end
+               for r in said.rewrites_over(written, written + 1))
+
+
+def pause_lengths_ms(ms: int, max_seconds: float) -> list[int]:
+    """A pause of ``ms`` milliseconds as the silences of as few streamed items as hold it, in even shares:
+    adjacent pauses add up ("[pause:10s][pause:10s]" is 20 s), and 20 s of wav is one 1.3 MB item."""
+    most = max(1, int(max_seconds * 1000))
+    n = -(-ms // most)
+    return [ms // n + (k < ms % n) for k in range(n)]
 
 
 class StreamPacer:
