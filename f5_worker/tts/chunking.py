@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
+from f5_worker.text.normalized_text import NormalizedText, Rewrite
 from f5_worker.tts.reference import PreparedReference
-
-if TYPE_CHECKING:
-    from f5_worker.text.normalized_text import NormalizedText
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +306,6 @@ def _stripped_bytes(text: str, cum: list[int], start: int, end: int) -> int:
 
 def _split_rewrites(said: NormalizedText, cuts: list[tuple[int, int]]) -> NormalizedText:
     """``said`` with each reading that a cut (written, spoken) falls inside split into two readings there."""
-    from f5_worker.text.normalize import NormalizedText, Rewrite
-
     inner = [(w, p) for w, p in sorted(cuts) if _inside_a_reading(said, w, p)]
     if not inner:
         return said
