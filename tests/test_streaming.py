@@ -162,8 +162,8 @@ def test_a_token_said_longer_than_a_piece_is_cut_into_parts_that_each_fit_one(wo
     """A token is one unit to the piece cutter, so one said longer than an item holds (60 digits, a 1,500-letter
     word, 200 digit groups) was one item of several MB. Cut, its parts follow one another in the written and
     the spoken text alike, each said in at most ``limit`` bytes, and each part's reading is its own."""
-    from f5_worker.text.tokens import tokenize
     from f5_worker.text.normalize import normalize
+    from f5_worker.text.tokens import tokenize
     from f5_worker.tts.chunking import cut_long_readings
 
     text = " ".join(words)
@@ -536,8 +536,8 @@ def many_voices_captions() -> dict:
     """The last item of a stream of 2,500 words that switch speaker at each word, in every caption format:
     1.2 MB of captions, more than one streamed item holds."""
     from f5_worker.actions.timings import timing_fields
-    from f5_worker.timed_text import Alignment, TimedSpan
     from f5_worker.schema import SynthesizeRequest
+    from f5_worker.timed_text import Alignment, TimedSpan
 
     words = [TimedSpan("a", i * 0.2, i * 0.2 + 0.15, 0.9, 2 * i, 2 * i + 1, voice=f"speaker{i % 2}", segment=i % 50)
              for i in range(2500)]
