@@ -40,18 +40,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # module (relative to the repository) -> the test modules of its concept
 MODULE_TESTS = {
-    "script": ("f5_worker/actions/script.py", ["tests/test_script.py", "tests/test_voice_jobs.py"]),
+    "script": ("f5_worker/actions/script.py", ["tests/test_script.py"]),
     "chunking": ("f5_worker/tts/chunking.py", ["tests/test_streaming.py", "tests/test_sampler.py"]),
     "model_pool": ("f5_worker/tts/model_pool.py", ["tests/test_models.py"]),
     "dtw": ("f5_worker/alignment/dtw.py", ["tests/test_alignment_dtw.py"]),
     "quality": ("f5_worker/alignment/quality.py", ["tests/test_alignment.py", "tests/test_synthesize.py"]),
-    "voices": ("f5_worker/voices.py", ["tests/test_voices.py", "tests/test_voice_jobs.py"]),
+    "voices": ("f5_worker/voices.py", ["tests/test_voices.py"]),
     "bucket": ("f5_worker/storage/bucket.py", ["tests/test_storage.py"]),
     "fetch": ("f5_worker/fetch.py", ["tests/test_fetch.py"]),
     "rewrite_rules": ("f5_worker/text/rewrite_rules.py", ["tests/test_normalize.py", "tests/test_script.py"]),
     "written_timings": ("f5_worker/text/written_timings.py", ["tests/test_written_timings.py", "tests/test_script.py"]),
 }
-DEFAULT_MUTANTS_PER_MODULE = 12
+DEFAULT_MUTANTS_PER_MODULE = 8
 DEFAULT_SEED = 0
 # a mutant's tests may take this many times the unmutated run (plus the slack, in seconds) before the
 # mutant counts as caught by a hang
