@@ -70,9 +70,34 @@ def test_put_if_absent_has_one_winner(storage):
 @pytest.mark.parametrize(
     "key", ["../etc/passwd", "/abs", "a//b", "a/../b", "a/./b", "", "a/b c", "a\\b", "a/\x00", "a/b\n"]
 )
-def test_unsafe_keys_refused(storage, key):
-    with pytest.raises(ValueError):
-        storage.put(key, b"x")
+def test_unsafe_keys_refused_by_every_operation(storage, key):
+    """A key reaches a path on the volume or a bucket's object name: every operation checks it, not only
+    writes, or a delete of ``../x`` would remove a file outside the store."""
+    operations = {"put": lambda: storage.put(key, b"x"), "get": lambda: storage.get(key),
+                  "delete": lambda: storage.delete(key)}
+    if hasattr(storage, "exists"):  # the bucket's, behind put_if_absent where conditional writes are missing
+        operations["exists"] = lambda: storage.exists(key)
+    for name, operation in operations.items():
+        with pytest.raises(ValueError, match="unsafe storage key"):
+            operation()
+            pytest.fail(f"{name} took the unsafe key {key!r}")
+
+
+def test_a_bucket_lookup_tells_a_stored_key_from_a_missing_one(bucket_env):
+    storage = Stores.from_env().bucket
+    assert storage.exists("k/missing") is False
+    storage.put("k/there", b"x")
+    assert storage.exists("k/there") is True
+    storage.delete("k/there")
+    assert storage.exists("k/there") is False
+
+
+def test_a_lookup_the_bucket_refuses_is_an_error_not_a_missing_key(bucket_env, monkeypatch):
+    """Only a 404 means absent. A refused lookup read as "absent" would let put_if_absent overwrite a voice
+    and report a stored voice as missing."""
+    monkeypatch.setenv("BUCKET_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(StorageError, match="lookup failed on bucket"):
+        Stores.from_env().bucket.exists("k/any")
 
 
 @given(st.text(min_size=1, max_size=40))
