@@ -133,6 +133,19 @@ def test_words_after_leading_silence_are_timed_from_the_start_of_the_audio(cases
     assert errors.mean() < MEAN_ERROR_BOUND_S and (errors < 0.050).mean() >= WITHIN_50MS_BOUND, errors
 
 
+@pytest.mark.parametrize("language", ["es", "de"])
+def test_words_before_trailing_silence_keep_their_times(cases, evalmod, language):
+    """espeak-ng's rendering is matched to the length of the speech, trailing silence cut: matched to the
+    whole audio, it would be drawn out over the silence and every word after the first would come late."""
+    silence_s = 6.0
+    padded = []
+    for case in cases[language][:2]:
+        gap = np.zeros(int(silence_s * case.sample_rate), np.float32)
+        padded.append(evalmod.Case(case.text, np.concatenate([case.audio, gap]), case.sample_rate, case.truth, language))
+    errors = start_errors(DtwAligner(), padded)
+    assert errors.mean() < MEAN_ERROR_BOUND_S and (errors < 0.050).mean() >= WITHIN_50MS_BOUND, errors
+
+
 def full_dtw_cost(rows: np.ndarray, cols: np.ndarray) -> float:
     """The textbook recurrence over the whole matrix, for comparison."""
     cost = 1.0 - rows @ cols.T
@@ -264,3 +277,16 @@ def test_the_search_holds_one_byte_per_cell_of_its_band():
     cells = n * (2 * band + 1)
     features = (n + m) * 12 * 8  # one float64 copy of both sides' features
     assert peak <= cells + 4 * features, (peak, cells, features)
+
+
+def test_tokens_espeak_gave_no_word_event_share_the_time_between_their_neighbours():
+    """espeak-ng joins some words to a neighbour and reports one event for both: the tokens between two
+    events are spread evenly between them, each after the one before, none on an event's time."""
+    from f5_worker.text.tokens import tokenize
+
+    text = "one two three four"
+    tokens = tokenize(text, "en")
+    ref_audio = np.full(2 * dtw.SAMPLE_RATE, 0.1, dtype=np.float32)  # sound throughout: ends at the next start
+    spans = dtw.token_spans(tokens, {text.index("one"): 0.0, text.index("four"): 1.5}, ref_audio)
+    assert [round(start, 6) for start, _ in spans] == [0.0, 0.5, 1.0, 1.5]
+    assert [round(end, 6) for _, end in spans[:3]] == [0.5, 1.0, 1.5]

@@ -443,3 +443,19 @@ def test_https_is_pinned_and_still_verifies_the_host_name(tmp_path, loopback_cou
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_finished_download_ends_its_deadline_watcher(server, private_allowed):
+    """Each download has a thread that shuts its sockets down at the deadline; one left waiting after the
+    download would pile up, one per job, for the whole timeout (and could shut down a reused socket)."""
+    server.routes["/ref.bin"] = serve_bytes(REF_WAV)
+
+    def watchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "fetch-deadline"]
+
+    before = set(watchers())
+    assert get(server.base + "/ref.bin", timeout_s=600.0) == REF_WAV
+    waited = time.monotonic()
+    while set(watchers()) - before and time.monotonic() - waited < 30.0:  # a hang guard; it ends at once
+        time.sleep(0.05)
+    assert set(watchers()) - before == set()

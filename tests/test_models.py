@@ -596,3 +596,20 @@ def _settings_error(settings) -> str | None:
     except SettingsError as exc:
         return str(exc)
     return None
+
+
+def test_a_load_failure_is_a_model_error_and_anything_else_passes_unchanged():
+    """A plain failure becomes the job's ``model:`` error; a refusal, a stop, an interrupt and a CUDA fault
+    keep their own kind, so the worker's error policy still sees them (a CUDA fault has it replaced)."""
+    import torch
+
+    from f5_worker.stopping import JobStopped
+    from f5_worker.tts.model_pool import load_error
+
+    passing = [JobError("model", '"x": no such file'), JobStopped("while loading"), KeyboardInterrupt(),
+               RuntimeError("CUDA error: an illegal memory access was encountered"),
+               torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")]
+    for exc in passing:
+        assert load_error("x", exc) is exc, exc
+    error = load_error("x", ValueError("bad header"))
+    assert isinstance(error, JobError) and str(error) == 'model: "x": cannot be loaded: ValueError: bad header'

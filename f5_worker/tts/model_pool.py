@@ -161,7 +161,8 @@ class ModelPool:
 def load_error(name: str, exc: BaseException) -> BaseException:
     """The job's error for a model that could not be loaded: ``model: "<name>": <why>``. Anything but a
     plain failure (a stopped job, a CUDA fault the worker must see) passes unchanged."""
-    if isinstance(exc, JobError) or not isinstance(exc, Exception) or is_gpu_failure(exc) or is_gpu_out_of_memory(exc):
+    if isinstance(exc, (JobError, stopping.JobStopped)) or not isinstance(exc, Exception) or is_gpu_failure(exc) \
+            or is_gpu_out_of_memory(exc):
         return exc
     prefix = f"{json.dumps(name)}: "
     why = str(exc) if isinstance(exc, ModelUnavailableError) else f"cannot be loaded: {type(exc).__name__}: {exc}"
