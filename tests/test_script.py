@@ -763,3 +763,17 @@ def test_short_parts_join_their_neighbours_of_one_voice_and_are_cut_back_into_th
         assert w.text == joined.normalized_text[w.char_start:w.char_end]
     times = [(w.start, w.end) for w in joined.alignment.words]
     assert times == sorted(times) and all(s <= e <= len(joined.wave) / rate for s, e in times)
+
+
+def test_a_flagged_spoken_word_flags_only_the_written_words_it_was_said_for():
+    """Written words may touch (a CJK character is a word of its own): the one after a flagged word starts
+    where the flagged one ends, and is not flagged with it."""
+    from f5_worker.actions.script import written_flagged
+    from f5_worker.text.normalize import normalize
+    from f5_worker.timed_text import Alignment, TimedSpan
+
+    said = normalize("你好世界", "zh")
+    words = [TimedSpan(c, i * 0.2, i * 0.2 + 0.2, 0.9, i, i + 1) for i, c in enumerate(said.spoken)]
+    for flagged in ([0], [1], [3], [1, 2]):
+        found = Alignment(words, [], 0.9, "sphinx", False, flagged_words=flagged)
+        assert written_flagged(said, found, words) == flagged
