@@ -104,6 +104,25 @@ def test_list_models_and_health_show_the_registry(multi_worker):
     assert multi_worker.handle({"action": "health"})["models"] == listed["models"]
 
 
+def test_a_reference_gives_each_model_the_mel_of_its_own_mel_settings(tiny_settings, tiny_model_dir, worker, tmp_path):
+    """Prepared references serve every model, but a reference's mel spectrogram depends on the model's mel
+    settings (here the STFT's window length): a model must sample with its own, whichever model used the
+    reference first. The same job gives the same audio on a fresh worker and after another model's job."""
+    tiny = tiny_model_files(tiny_model_dir)
+    architecture = tmp_path / "F5TTS_v1_Tiny_win768.yaml"
+    architecture.write_text(tiny.config_path.read_text().replace("win_length: 1024", "win_length: 768"))
+    entry = {"name": "tiny-win768", "architecture": str(architecture), "checkpoint": str(tiny.ckpt_path),
+             "vocab": str(tiny.vocab_path), "vocoder": str(tiny.vocoder_dir), "license": "none"}
+    settings = dataclasses.replace(tiny_settings, models_json=json.dumps([entry]), hf_home=tmp_path / "hf")
+    job = {"text": "One reference, two mels.", "model": "tiny-win768", "ref_audio_base64": REF_B64,
+           "ref_text": DEFAULT_VOICE_TEXT, **FAST}
+    alone = Worker(settings, worker.models).handle(job)
+    shared = Worker(settings, worker.models)
+    assert "error" not in shared.handle({**job, "model": "tiny"})  # the tiny model prepares the reference first
+    after = shared.handle(job)
+    assert "error" not in alone and after["audio_base64"] == alone["audio_base64"]
+
+
 # --- clear errors; the worker serves on ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("model, expected", [

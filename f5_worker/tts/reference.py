@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from importlib.resources import files
 
@@ -32,7 +32,7 @@ DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
 
 @dataclass
 class PreparedReference:
-    """A reference voice ready for sampling: cached per voice and reused across jobs."""
+    """A reference voice ready for sampling: cached per voice and reused across jobs, by every model."""
 
     wave: np.ndarray  # 24 kHz mono, RMS-normalised to target_rms when quieter
     text: str  # ends with ". " (or "。") as upstream expects
@@ -40,7 +40,18 @@ class PreparedReference:
     target_rms: float
     duration: float
     warnings: list[str] = field(default_factory=list)
-    mel: object = field(default=None, repr=False)  # filled by the sampler on first use
+    # Its mel spectrogram per mel setting (``mel_for``), filled by the samplers as they use it. One reference
+    # serves every model, and a model whose mel differs (its STFT, hop, mel bands or extractor) must not
+    # sample with another model's mel; models that share the setting share the mel.
+    mels: dict[Hashable, object] = field(default_factory=dict, repr=False)
+
+    def mel_for(self, setting: Hashable, compute: Callable[[], object]) -> object:
+        """The mel for ``setting`` (what the model's mel depends on), computed once by ``compute``. Two
+        samplers computing it at once both get a correct mel; one of them is kept."""
+        mel = self.mels.get(setting)
+        if mel is None:
+            mel = self.mels.setdefault(setting, compute())
+        return mel
 
 
 # F5-TTS sizes the generated audio from the reference's speaking rate (bytes of text per second of
