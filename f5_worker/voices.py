@@ -467,7 +467,7 @@ class VoiceStore:
 
         At most ``PREPARED_PER_VOICE`` × ``cache_size`` are kept in all, least recently used
         out first: a variant is any float a caller sends, and each one holds a prepared
-        reference (its mel on the GPU once sampled), so they must not pile up.
+        reference (its mels on the GPU once sampled), so they must not pile up.
         """
         voice = self.load(name, field, info)
         key = (name, voice.info.version, variant)
