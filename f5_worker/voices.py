@@ -24,7 +24,6 @@ import json
 import re
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from f5_worker import audio
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
+from f5_worker.lru import LRU
 from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
 from f5_worker.tts.reference import MAX_REF_TEXT_CHARS, check_reference_rate
 
@@ -51,6 +51,7 @@ SILENCE_DB = -42.0  # the level below which audio.trim_edges treats frames as si
 ORPHAN_GRACE = timedelta(minutes=10)
 
 Transcriber = Callable[[np.ndarray, int], str]
+_MISSING = object()
 
 
 def check_voice_name(name: Any, field: str = "name") -> str:
@@ -215,9 +216,12 @@ class VoiceStore:
         self.keep_seconds = keep_seconds
         self.max_input_seconds = max_input_seconds
         self.cache_size = cache_size
-        self._lock = threading.Lock()
-        self._voices: OrderedDict[str, StoredVoice] = OrderedDict()
-        self._prepared: OrderedDict[tuple[str, str, Hashable], Any] = OrderedDict()  # LRU, see prepared()
+        # Both caches change together (a voice replaced or evicted takes its prepared forms with it): one lock.
+        self._lock = threading.RLock()
+        self._voices: LRU[str, StoredVoice] = LRU(cache_size, lock=self._lock,
+                                                  on_evict=lambda name, _voice: self._drop_prepared(name))
+        # by (name, version, variant), see prepared()
+        self._prepared: LRU[tuple[str, str, Hashable], Any] = LRU(cache_size * PREPARED_PER_VOICE, lock=self._lock)
 
     # --- keys -----------------------------------------------------------------
     @staticmethod
@@ -428,10 +432,9 @@ class VoiceStore:
                                       f"model {info.model!r} and language {info.language!r} (it kept "
                                       f"{read_by_job.model!r} and {read_by_job.language!r}); send the job again")
             with self._lock:
-                cached = self._voices.get(name)
+                cached = self._voices.peek(name)
                 if cached is not None and cached.info.version == info.version:
-                    self._voices.move_to_end(name)
-                    return cached
+                    return self._voices.get(name)
             try:
                 data = self.storage.get(info.audio_key)
             except NotFound:
@@ -452,11 +455,7 @@ class VoiceStore:
             voice = StoredVoice(info, wave)
             with self._lock:
                 self._drop_prepared(name)
-                self._voices[name] = voice
-                self._voices.move_to_end(name)
-                while len(self._voices) > self.cache_size:
-                    evicted, _ = self._voices.popitem(last=False)
-                    self._drop_prepared(evicted)
+                self._voices.put(name, voice)  # the least recently used voice out, with its prepared forms
             return voice
         raise _damaged(field, name, "audio (missing)")
 
@@ -471,29 +470,20 @@ class VoiceStore:
         """
         voice = self.load(name, field, info)
         key = (name, voice.info.version, variant)
-        with self._lock:
-            if key in self._prepared:
-                self._prepared.move_to_end(key)
-                return self._prepared[key]
+        value = self._prepared.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         value = build(voice)
         with self._lock:
-            current = self._voices.get(name)
-            if current is not None and current.info.version == voice.info.version:
-                self._prepared[key] = value
-                while len(self._prepared) > self.cache_size * PREPARED_PER_VOICE:
-                    self._prepared.popitem(last=False)
+            current = self._voices.peek(name)
+            if current is not None and current.info.version == voice.info.version:  # not replaced meanwhile
+                self._prepared.put(key, value)
         return value
 
     def _drop_prepared(self, name: str) -> None:
-        for key in [k for k in self._prepared if k[0] == name]:
-            del self._prepared[key]
+        self._prepared.drop_where(lambda key: key[0] == name)
 
     def _forget(self, name: str) -> None:
         with self._lock:
-            self._voices.pop(name, None)
+            self._voices.pop(name)
             self._drop_prepared(name)
-
-    def cached_versions(self) -> dict[str, str]:
-        """Which voice versions are in memory (reported by ``health``, used by tests)."""
-        with self._lock:
-            return {name: v.info.version for name, v in self._voices.items()}

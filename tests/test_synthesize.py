@@ -101,27 +101,6 @@ def test_reference_by_base64_is_prepared_once_and_reused(worker):
     assert other is not prepared and not other.mels
 
 
-def test_reference_cache_keeps_the_most_recently_used():
-    from f5_worker.tts.reference import ReferenceCache
-
-    prepared: list[str] = []
-
-    def preparer(key):
-        def prepare():
-            prepared.append(key)
-            return object()
-        return prepare
-
-    cache = ReferenceCache(size=2)
-    a = cache.get_or_prepare("a", preparer("a"))
-    b = cache.get_or_prepare("b", preparer("b"))
-    assert cache.get_or_prepare("a", preparer("a")) is a  # a is now the most recent
-    cache.get_or_prepare("c", preparer("c"))  # over the size: b, the least recent, goes
-    assert cache.get_or_prepare("a", preparer("a")) is a
-    assert cache.get_or_prepare("b", preparer("b")) is not b
-    assert prepared == ["a", "b", "c", "b"]
-
-
 def test_base64_payloads_are_never_logged(worker, caplog):
     ref = wav_base64(*sf.read(DEFAULT_VOICE_WAV, dtype="float32"))
     with caplog.at_level("DEBUG"):

@@ -10,8 +10,6 @@ names a stored voice, pays once.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -20,6 +18,7 @@ import numpy as np
 
 from f5_worker import audio
 from f5_worker.errors import JobError
+from f5_worker.lru import LRU
 
 MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript (a request's, or a stored voice's)
 REFERENCE_CACHE_SIZE = 32  # prepared references kept, most recently used first
@@ -105,45 +104,25 @@ def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_r
     )
 
 
-class ReferenceCache:
-    """Prepared references by content hash, so a reference sent again costs nothing."""
-
-    def __init__(self, size: int = REFERENCE_CACHE_SIZE):
-        self._items: OrderedDict[str, PreparedReference] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get_or_prepare(self, key: str, prepare: Callable[[], PreparedReference]) -> PreparedReference:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        ref = prepare()
-        with self._lock:
-            self._items[key] = ref
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return ref
-
-
 class ReferencePreparer:
     """Turns a job's reference (uploaded bytes, or none: the default voice) into a cached PreparedReference."""
 
-    def __init__(self, *, max_input_seconds: float, keep_seconds: float, cache: ReferenceCache | None = None):
+    def __init__(self, *, max_input_seconds: float, keep_seconds: float,
+                 cache: LRU[str, PreparedReference] | None = None):
         self.max_input_seconds = max_input_seconds
         self.keep_seconds = keep_seconds
-        self.cache = cache or ReferenceCache()
+        self.cache = cache if cache is not None else LRU(REFERENCE_CACHE_SIZE)  # by content hash
 
     def from_bytes(self, data: bytes, text: str, field: str, target_rms: float,
                    text_field: str = "ref_text") -> PreparedReference:
         """A client's clip and transcript; ``field`` and ``text_field`` name where they came from, for errors."""
         key = "audio:" + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
-        return self.cache.get_or_prepare(key, lambda: self._prepare(data, text, field, target_rms, trusted=False,
+        return self.cache.get_or_make(key, lambda: self._prepare(data, text, field, target_rms, trusted=False,
                                                                     text_field=text_field))
 
     def default_voice(self, target_rms: float) -> PreparedReference:
         data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
-        return self.cache.get_or_prepare(f"default:{target_rms}", lambda: self._prepare(
+        return self.cache.get_or_make(f"default:{target_rms}", lambda: self._prepare(
             data, DEFAULT_VOICE_TEXT, "default voice", target_rms, trusted=True))
 
     def _prepare(self, data: bytes, text: str, field: str, target_rms: float, *, trusted: bool,
