@@ -260,6 +260,11 @@ def mean_squares(frames: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / max(frames.shape[1], 1)
 
 
+def rms(wave: np.ndarray) -> float:
+    """The root mean square of a whole wave; 0 for an empty one."""
+    return float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
+
+
 def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> bytes:
     """16-bit PCM bytes of a float wave (clipped to ±1.0), converted block by block: no full-length
     float temporaries."""

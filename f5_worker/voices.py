@@ -38,15 +38,18 @@ from f5_worker.errors import JobError
 from f5_worker.logs import echo
 from f5_worker.lru import LRU
 from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
-from f5_worker.tts.reference import MAX_REF_TEXT_CHARS, check_reference_rate
+from f5_worker.tts.reference import (
+    MAX_REF_TEXT_CHARS,
+    check_reference_rate,
+    check_reference_sound,
+    decode_reference,
+)
 
 MAX_NAME_LENGTH = 64
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VOICES_PREFIX = "voices/"
 META_FILE = "voice.json"
-MIN_VOICE_SECONDS = 1.0
 PREPARED_PER_VOICE = 4  # prepared variants (target RMS) kept per cached voice, on average
-SILENCE_DB = -42.0  # the level below which audio.trim_edges treats frames as silence
 # Audio written by an upload that never committed (lost a race, crashed) is removed after this.
 ORPHAN_GRACE = timedelta(minutes=10)
 
@@ -162,22 +165,17 @@ class StoredVoice:
         return audio.TARGET_SAMPLE_RATE
 
 
-@dataclass(frozen=True)
-class NormalisedReference:
-    wave: np.ndarray
-    clipped_from_s: float | None
-
-
-def normalise_reference(
-    data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float
-) -> NormalisedReference:
-    """Decode (any libsndfile format, recognised by content), 24 kHz mono, clip at a pause, trim edges."""
-    wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
-    seconds = len(wave) / sample_rate
+def normalise_reference(data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float,
+                        with_transcript: bool = False) -> np.ndarray:
+    """An upload's audio as a voice keeps it: decoded (any libsndfile format, recognised by content), 24 kHz
+    mono, clipped at a pause, edges trimmed; checked as any reference is (``tts.reference``): refused when
+    it holds more speech than is kept ``with_transcript``, and when it is silent or too short."""
+    wave, sample_rate = decode_reference(data, field, max_input_seconds=max_input_seconds,
+                                         keep_seconds=keep_seconds, with_transcript=with_transcript)
     wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
-    trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
-    clipped = seconds if trimmed.warning else None
-    return NormalisedReference(trimmed.wave, clipped)
+    wave = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds).wave
+    check_reference_sound(len(wave) / audio.TARGET_SAMPLE_RATE, audio.rms(wave), field)
+    return wave
 
 
 def _damaged(field: str, name: str, what: str) -> JobError:
@@ -258,31 +256,15 @@ class VoiceStore:
         if not overwrite and self._read_info(name, field="name") is not None:
             raise self._exists(name)
 
-        ref = normalise_reference(
-            data, audio_field, max_input_seconds=self.max_input_seconds, keep_seconds=self.keep_seconds
-        )
-        if ref.clipped_from_s is not None and ref_text is not None:
-            raise JobError(
-                audio_field,
-                f"audio is {ref.clipped_from_s:.1f} s; a voice keeps at most {self.keep_seconds:g} s, and the "
-                "given ref_text would not match the clipped audio: upload a shorter clip, or leave out "
-                "ref_text to have the kept part transcribed",
-            )
-        duration = len(ref.wave) / audio.TARGET_SAMPLE_RATE
         # The audio's own problems first: a transcript cannot fit audio that is not there.
-        if float(np.max(audio.frame_db(ref.wave, audio.TARGET_SAMPLE_RATE))) < SILENCE_DB:
-            raise JobError(audio_field, "audio is silent")
-        if duration < MIN_VOICE_SECONDS:
-            raise JobError(
-                audio_field,
-                f"only {duration:.2f} s of sound after trimming silence; "
-                f"a voice needs at least {MIN_VOICE_SECONDS:g} s",
-            )
+        wave = normalise_reference(data, audio_field, max_input_seconds=self.max_input_seconds,
+                                   keep_seconds=self.keep_seconds, with_transcript=ref_text is not None)
+        duration = len(wave) / audio.TARGET_SAMPLE_RATE
         if ref_text is not None:
             check_reference_rate(ref_text, duration)
             text, source = ref_text.strip(), "given"
         else:
-            text, source = self._transcribe(ref.wave), "asr"
+            text, source = self._transcribe(wave), "asr"
             try:  # every job with the voice would be refused (load): refused here, where ref_text can be given
                 check_reference_rate(text, duration)
             except JobError as exc:
@@ -290,7 +272,7 @@ class VoiceStore:
                                            f"({echo(text)}) {exc.problem}; give ref_text") from None
 
         version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        wav = encode_wav(ref.wave, audio.TARGET_SAMPLE_RATE)
+        wav = encode_wav(wave, audio.TARGET_SAMPLE_RATE)
         info = VoiceInfo(
             name=name,
             ref_text=text,

@@ -22,7 +22,10 @@ from f5_worker.lru import LRU
 
 MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript (a request's, or a stored voice's)
 REFERENCE_CACHE_SIZE = 32  # prepared references kept, most recently used first
-MIN_REFERENCE_SECONDS = 0.5  # shorter (after trimming), or silent, is refused
+# The one check of a reference's sound, for a job's clip and an upload alike (``check_reference_sound``): a
+# reference shorter than this after its edges are trimmed (the 50 ms of silence trim_reference adds
+# included), or quieter than this RMS (-80 dBFS: digital silence, or next to it), is refused.
+MIN_REFERENCE_SECONDS = 0.5
 SILENT_RMS = 1e-4
 # The voice used when a job names none: f5-tts's own example clip and its transcript.
 DEFAULT_VOICE_FILE = "infer/examples/basic/basic_ref_en.wav"
@@ -76,6 +79,32 @@ def check_reference_rate(text: str, seconds: float, field: str = "ref_text") -> 
                               "this audio says, and speech made with it would be drawn out as much")
 
 
+def decode_reference(data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float,
+                     with_transcript: bool) -> tuple[np.ndarray, int]:
+    """A reference clip decoded (any format libsndfile reads, ``audio.decode``) as (wave, its rate), refused
+    when it comes ``with_transcript`` and holds more speech than a reference keeps: clipping would keep
+    only the first part of the speech, and the transcript would no longer match it (F5-TTS then sizes and
+    says the text wrongly). The same for a job's clip and for an upload with ``ref_text``; an upload without
+    one is clipped at a pause and the part kept transcribed."""
+    wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
+    if with_transcript:
+        first, last = audio.speech_region(wave, sample_rate)
+        if last - first > keep_seconds:
+            raise JobError(field, f"holds {last - first:.1f} s of speech; a reference keeps at most "
+                                  f"{keep_seconds:g} s, and ref_text would not match the clipped audio: "
+                                  "send a shorter clip with its own transcript")
+    return wave, sample_rate
+
+
+def check_reference_sound(duration: float, rms: float, field: str) -> None:
+    """Refuse a reference with (next to) nothing to clone: silent, or shorter than ``MIN_REFERENCE_SECONDS``
+    once its edges are trimmed. ``duration`` and ``rms`` are the trimmed 24 kHz wave's, before its loudness
+    is normalised. One rule for a job's clip and an upload, so a clip a job may speak with can be stored
+    as a voice, and the other way round."""
+    if duration < MIN_REFERENCE_SECONDS or rms < SILENT_RMS:
+        raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
+
+
 def normalise_ref_text(text: str) -> str:
     """Upstream ends the reference text with sentence punctuation and a space."""
     text = text.strip()
@@ -91,7 +120,7 @@ def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_r
     wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
     trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
     wave = trimmed.wave
-    rms = float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
+    rms = audio.rms(wave)
     if 0 < rms < target_rms:
         wave = wave * (target_rms / rms)
     return PreparedReference(
@@ -128,17 +157,10 @@ class ReferencePreparer:
     def _prepare(self, data: bytes, text: str, field: str, target_rms: float, *, trusted: bool,
                  text_field: str = "ref_text") -> PreparedReference:
         """``trusted``: the default voice, whose clip and transcript are known to match (not re-checked)."""
-        wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
-        first, last = audio.speech_region(wave, sample_rate)
-        if not trusted and last - first > self.keep_seconds:
-            # Clipping would keep only the first part of the speech, and ref_text would no longer
-            # match it (F5-TTS then sizes and says the text wrongly). upload_voice refuses the same.
-            raise JobError(field, f"holds {last - first:.1f} s of speech; a reference keeps at most "
-                                  f"{self.keep_seconds:g} s, and ref_text would not match the "
-                                  "clipped audio: send a shorter clip with its own transcript")
+        wave, sample_rate = decode_reference(data, field, max_input_seconds=self.max_input_seconds,
+                                             keep_seconds=self.keep_seconds, with_transcript=not trusted)
         ref = prepare_reference(wave, sample_rate, text, target_rms=target_rms, keep_seconds=self.keep_seconds)
-        if ref.duration < MIN_REFERENCE_SECONDS or ref.rms < SILENT_RMS:
-            raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
+        check_reference_sound(ref.duration, ref.rms, field)
         if not trusted:
             check_reference_rate(text, ref.duration, text_field)
         return ref
