@@ -265,13 +265,21 @@ def rms(wave: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
 
 
-def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> bytes:
-    """16-bit PCM bytes of a float wave (clipped to ±1.0), converted block by block: no full-length
-    float temporaries."""
+def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> np.ndarray:
+    """The worker's one 16-bit PCM writer: every 16-bit sample it writes (wav, flac and pcm results, stored
+    voices, the audio pocketsphinx reads) comes from here.
+
+    A sample is clipped to ±1.0, taken as float32, scaled by 2^15 (exact) and floored, then held to the
+    int16 range: what libsndfile 1.2 writes for float32 in a 16-bit WAV, so wav results keep the bytes they
+    had when soundfile converted them, and no result depends on the libsndfile version any more.
+    Converted block by block: no full-length float temporaries."""
     out = np.empty(len(wave), dtype="<i2")
     for i in range(0, len(wave), block):
-        out[i : i + block] = np.clip(wave[i : i + block], -1.0, 1.0) * 32767
-    return out.tobytes()
+        scaled = np.clip(np.asarray(wave[i : i + block], dtype=np.float32), -1.0, 1.0) * np.float32(32768)
+        np.floor(scaled, out=scaled)
+        np.minimum(scaled, 32767, out=scaled)
+        out[i : i + block] = scaled
+    return out
 
 
 def frame_db(wave: np.ndarray, sample_rate: int, frame_ms: float = 10.0) -> np.ndarray:
@@ -390,11 +398,14 @@ def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     if fmt not in _ENCODINGS:
         raise JobError("output_format", f"unsupported format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     sf_format, subtype, _ = _ENCODINGS[fmt]
-    clipped = np.clip(wave, -1.0, 1.0)
-    if fmt == "pcm":
-        return (clipped * 32767.0).round().astype("<i2").tobytes()
+    if subtype == "PCM_16":  # written by to_pcm16, not by libsndfile's own conversion
+        samples = to_pcm16(wave)
+        if fmt == "pcm":
+            return samples.tobytes()
+    else:
+        samples = np.clip(wave, -1.0, 1.0)
     buf = io.BytesIO()
-    sf.write(buf, clipped, sample_rate, format=sf_format, subtype=subtype)
+    sf.write(buf, samples, sample_rate, format=sf_format, subtype=subtype)
     return buf.getvalue()
 
 

@@ -19,7 +19,6 @@ another worker is noticed at once.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
@@ -30,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
-import soundfile as sf
 from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
@@ -191,12 +189,6 @@ def _audio_key_of_damaged(data: bytes, name: str) -> str | None:
     return key if is_own_audio_key(key, name) else None
 
 
-def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
 class VoiceStore:
     """Create, read, list and delete voices in a ``Storage``, with a prepared-reference cache."""
 
@@ -272,7 +264,7 @@ class VoiceStore:
                                            f"({echo(text)}) {exc.problem}; give ref_text") from None
 
         version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        wav = encode_wav(wave, audio.TARGET_SAMPLE_RATE)
+        wav = audio.encode_audio(wave, audio.TARGET_SAMPLE_RATE, "wav")
         info = VoiceInfo(
             name=name,
             ref_text=text,

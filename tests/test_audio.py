@@ -41,6 +41,22 @@ def test_pcm_is_raw_s16le():
     assert np.max(np.abs(back - wave)) < 1e-3
 
 
+def test_every_16_bit_output_carries_the_same_samples():
+    """One 16-bit writer (audio.to_pcm16): wav, flac and pcm results, a stored voice's audio and what
+    pocketsphinx reads hold the same samples for the same wave; the wav bytes are what soundfile wrote."""
+    rng = np.random.default_rng(3)
+    wave = np.clip(rng.standard_normal(SR) * 0.4, -1.2, 1.2).astype(np.float32)
+    wave[:8] = [1.0, -1.0, 0.5 / 32768, -0.5 / 32768, 0.25 / 32767, -1.5 / 32768, 1e-9, -1e-9]
+    samples = {fmt: sf.read(io.BytesIO(audio.encode_audio(wave, SR, fmt)), dtype="int16")[0] for fmt in ("wav", "flac")}
+    samples["pcm"] = np.frombuffer(audio.encode_audio(wave, SR, "pcm"), dtype="<i2")
+    samples["to_pcm16"] = audio.to_pcm16(wave)
+    for fmt, got in samples.items():
+        assert np.array_equal(got, samples["wav"]), fmt
+    before = io.BytesIO()  # what the wav result was before the worker wrote its own samples
+    sf.write(before, np.clip(wave, -1.0, 1.0), SR, format="WAV", subtype="PCM_16")
+    assert audio.encode_audio(wave, SR, "wav") == before.getvalue()
+
+
 def test_decode_mixes_stereo_to_mono_and_keeps_rate():
     stereo = np.stack([tone(0.5), -tone(0.5) * 0.5], axis=1)
     buf = io.BytesIO()
