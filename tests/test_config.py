@@ -102,3 +102,20 @@ def test_the_configuration_docs_list_every_variable():
 def test_max_script_parts_is_read_from_its_variable(clean_env):
     clean_env.setenv("MAX_SCRIPT_PARTS", "12")
     assert config.get_settings().max_script_parts == 12
+
+
+def test_the_default_model_is_named_default_model_wherever_a_user_reads():
+    """``WORKER_MODEL`` is only the older name of ``DEFAULT_MODEL``, still read (tests/test_models.py): the
+    settings reader and the configuration table name it; everything else a user reads or runs says
+    DEFAULT_MODEL, so nobody has to wonder which of the two to set."""
+    read = [REPO_ROOT / name for name in ("README.md", "Makefile", "runpod_handler.py", "Dockerfile.runpod",
+                                          "setup_network_venv.py", "test_input.json")]
+    for folder, pattern in (("docs", "*.md"), ("scripts", "*"), (".runpod", "*"), ("f5_worker", "*.py")):
+        read += [p for p in (REPO_ROOT / folder).rglob(pattern) if p.is_file() and "__pycache__" not in p.parts]
+    allowed = {REPO_ROOT / "f5_worker" / "config.py", REPO_ROOT / "docs" / "configuration.md"}
+    mentions = sorted(str(p.relative_to(REPO_ROOT)) for p in read
+                      if p not in allowed and "WORKER_MODEL" in p.read_text(errors="replace"))
+    assert mentions == []
+    table_row = next(line for line in (REPO_ROOT / "docs" / "configuration.md").read_text().splitlines()
+                     if line.startswith("| `WORKER_MODEL`"))
+    assert "older name of `DEFAULT_MODEL`" in table_row

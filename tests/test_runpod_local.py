@@ -79,7 +79,7 @@ def test_local_mode_exits_nonzero_on_bad_job(worker_env, tmp_path):
 
 
 def test_missing_weights_fail_boot_with_clear_message(worker_env, tmp_path):
-    env = {**worker_env, "WORKER_MODEL": "F5TTS_v1_Base", "HF_HOME": str(tmp_path / "hf")}
+    env = {**worker_env, "DEFAULT_MODEL": "F5TTS_v1_Base", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input", json.dumps({"input": {"text": "x"}})],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,

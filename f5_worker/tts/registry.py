@@ -203,7 +203,7 @@ class ModelRegistry:
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"MODEL_REGISTRY_FILE {path}: cannot be read ({exc})") from None
             add(text, f"MODEL_REGISTRY_FILE {path}", path.parent)
-        default = settings.worker_model
+        default = settings.default_model
         names = {e.name for e in entries}
         if default not in names and default in released_config_names() and settings.model_ckpt_path:
             # an f5-tts config given only by its checkpoint's path (benchmarks with random full-size weights)

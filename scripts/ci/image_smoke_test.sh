@@ -96,7 +96,7 @@ mkdir -p "$HOST_UV_CACHE"
 BOOT_FLAGS=(
     --label "f5-smoke=$RUN_ID"
     --ulimit "nofile=$hard_nofile:$hard_nofile" --ulimit nproc=4096:4096
-    -e WORKER_MODEL=tiny -e HF_HUB_OFFLINE=1
+    -e DEFAULT_MODEL=tiny -e HF_HUB_OFFLINE=1
 )
 # The thin image's boots: the volume, and the host's network to build the venv.
 RUN_FLAGS=(
