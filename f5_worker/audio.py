@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from f5_worker.errors import JobError
+from f5_worker.limits import OUTPUT_FORMATS
 
 TARGET_SAMPLE_RATE = 24000
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000  # what decoded audio may declare
@@ -31,9 +32,8 @@ MAX_DECODE_RATE = 48000  # decoded audio above this rate is resampled to it whil
 # Samples beyond full scale (±1.0) by more than this are a broken file, not loud audio: refused.
 # Float files written with integer-range values (±32768) are within it, and are scaled to ±1.0.
 MAX_SAMPLE_PEAK = 1e6
-OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
 
-# (soundfile format, subtype, MIME type) per output format; pcm is raw s16le.
+# (soundfile format, subtype, MIME type) per output format (limits.OUTPUT_FORMATS); pcm is raw s16le.
 _ENCODINGS = {
     "wav": ("WAV", "PCM_16", "audio/wav"),
     "flac": ("FLAC", "PCM_16", "audio/flac"),

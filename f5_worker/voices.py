@@ -20,7 +20,6 @@ another worker is noticed at once.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import uuid
 from collections.abc import Callable, Hashable
@@ -33,18 +32,16 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.errors import JobError
+from f5_worker.limits import MAX_REF_TEXT_CHARS, check_voice_name
 from f5_worker.logs import echo
 from f5_worker.lru import LRU
 from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
 from f5_worker.tts.reference import (
-    MAX_REF_TEXT_CHARS,
     check_reference_rate,
     check_reference_sound,
     decode_reference,
 )
 
-MAX_NAME_LENGTH = 64
-VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VOICES_PREFIX = "voices/"
 META_FILE = "voice.json"
 PREPARED_PER_VOICE = 4  # prepared variants (target RMS) kept per cached voice, on average
@@ -53,19 +50,6 @@ ORPHAN_GRACE = timedelta(minutes=10)
 
 Transcriber = Callable[[np.ndarray, int], str]
 _MISSING = object()
-
-
-def check_voice_name(name: Any, field: str = "name") -> str:
-    """A voice name is a single safe path segment: letters, digits, ``_ . -``, at most 64 chars."""
-    if not isinstance(name, str) or not name:
-        raise JobError(field, "must be a non-empty string")
-    if len(name) > MAX_NAME_LENGTH:
-        raise JobError(field, f"is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if "/" in name or "\\" in name or ".." in name:
-        raise JobError(field, "must not contain path separators or '..'")
-    if not VOICE_NAME.fullmatch(name):
-        raise JobError(field, "may only use letters, digits, '_', '.' and '-', and must start with a letter or digit")
-    return name
 
 
 class DamagedVoice(ValueError):

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import REPO_ROOT, decode_b64_audio
-from f5_worker.actions.synthesize import MAX_RANDOM_SEED
+from f5_worker.limits import MAX_DRAWN_SEED
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_test_input_json_runs_through_local_mode(worker_env, tmp_path):
     # the tiny model speaks noise, so the quality gate may re-sample: the seed returned is the kept attempt's,
     # one of those tried (the job's, then each drawn from a generator seeded with it), the job's when none was
     draws = random.Random(job["seed"])
-    tried = [job["seed"]] + [draws.randint(0, MAX_RANDOM_SEED) for _ in range(result["quality"]["retries"])]
+    tried = [job["seed"]] + [draws.randint(0, MAX_DRAWN_SEED) for _ in range(result["quality"]["retries"])]
     assert result["seed"] in tried, (result["seed"], tried)
     assert len(result["words"]) == len(job["text"].split())
     # runpod's local mode echoes the result, with every run of base64 shortened to a note of its length

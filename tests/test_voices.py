@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.errors import JobError
+from f5_worker.limits import MAX_VOICE_NAME_CHARS, check_voice_name
 from f5_worker.storage.base import check_key
 from f5_worker.storage.local import LocalStorage
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
-from f5_worker.voices import MAX_NAME_LENGTH, VoiceStore, check_voice_name, normalise_reference
+from f5_worker.voices import VoiceStore, normalise_reference
 
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -53,7 +54,7 @@ def store(request, tmp_path):
 # --- names ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "../etc", "a/b", "a\\b", "..", "x..y", "/abs", ".hidden", "-dash", "a b", "naïve", "", "x" * (MAX_NAME_LENGTH + 1),
+    "../etc", "a/b", "a\\b", "..", "x..y", "/abs", ".hidden", "-dash", "a b", "naïve", "", "x" * (MAX_VOICE_NAME_CHARS + 1),
     "a\x00b", "voice\n",
 ])
 def test_unsafe_names_refused(name):
@@ -63,7 +64,7 @@ def test_unsafe_names_refused(name):
 
 
 def test_oversized_name_message():
-    with pytest.raises(JobError, match=f"65 characters long; the limit is {MAX_NAME_LENGTH}"):
+    with pytest.raises(JobError, match=f"65 characters long; the limit is {MAX_VOICE_NAME_CHARS}"):
         check_voice_name("a" * 65)
 
 
@@ -73,7 +74,7 @@ def test_accepted_names_are_single_safe_key_segments(name):
         check_voice_name(name)
     except JobError:
         return
-    assert len(name) <= MAX_NAME_LENGTH and "/" not in name and ".." not in name
+    assert len(name) <= MAX_VOICE_NAME_CHARS and "/" not in name and ".." not in name
     check_key(f"voices/{name}/voice.json")  # never raises for an accepted name
 
 

@@ -25,6 +25,7 @@ from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
+from f5_worker.limits import MAX_SPEED, MIN_SPEED  # the speeds a target duration may imply: a request's own
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
 from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
@@ -37,7 +38,6 @@ from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
 from f5_worker.voices import VoiceInfo, VoiceStore
 
-MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
 PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
 MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)

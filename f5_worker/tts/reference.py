@@ -20,7 +20,6 @@ from f5_worker import audio
 from f5_worker.errors import JobError
 from f5_worker.lru import LRU
 
-MAX_REF_TEXT_CHARS = 1000  # characters of a reference's transcript (a request's, or a stored voice's)
 REFERENCE_CACHE_SIZE = 32  # prepared references kept, most recently used first
 # The one check of a reference's sound, for a job's clip and an upload alike (``check_reference_sound``): a
 # reference shorter than this after its edges are trimmed (the 50 ms of silence trim_reference adds
