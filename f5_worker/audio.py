@@ -76,13 +76,6 @@ class DecodedAudio:
     source_rate: int  # what the file declares
 
 
-def decode_audio(data: bytes, field: str, max_seconds: float | None = None, *,
-                 max_rate: int = MAX_DECODE_RATE) -> tuple[np.ndarray, int]:
-    """``decode`` as (wave, its sample rate)."""
-    decoded = decode(data, field, max_seconds, max_rate=max_rate)
-    return decoded.wave, decoded.sample_rate
-
-
 def decode(data: bytes, field: str, max_seconds: float | None = None, *,
            max_rate: int = MAX_DECODE_RATE) -> DecodedAudio:
     """Decode any format libsndfile knows (wav, flac, mp3, ogg/vorbis/opus...) to mono float32.

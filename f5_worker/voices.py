@@ -401,8 +401,8 @@ class VoiceStore:
             except StorageError as exc:
                 raise self._storage_error(exc, f"could not load voice {name!r}") from None
             try:  # the stored audio is checked like any input: another tool may have replaced it
-                wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
-                wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
+                decoded = audio.decode(data, field, self.max_input_seconds)
+                wave = audio.resample(decoded.wave, decoded.sample_rate, audio.TARGET_SAMPLE_RATE)
             except JobError as exc:
                 raise _damaged(field, name, f"audio ({exc.problem})") from None
             try:  # and its transcript as a request's: it may predate a rule, or have been edited since

@@ -277,3 +277,4 @@ def test_the_hubs_handler_runs_the_worker(tmp_path):
     proc = subprocess.run([sys.executable, str(HUB_DIR / "handler.py"), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "runpod_handler.py" in proc.stdout and list(Path(tmp_path).iterdir()) == []
+    assert "sys.path." not in (HUB_DIR / "handler.py").read_text()  # it runs the handler; it does not patch the path

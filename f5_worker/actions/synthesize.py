@@ -9,7 +9,7 @@ calls of up to 32, a short part joined by its voice's neighbours:
 script.sampled_texts), aligned on what was said and re-sampled while the
 audio does not say it (alignment/quality.py) -> the parts joined with their pauses, timings
 mapped back to the text as written -> captions -> encoding -> inline or bucket
-delivery (delivery.py). A text without markup is one part, as before.
+delivery (delivery.py). A text without markup is one part.
 
 A streamed job (``stream: true``) takes the same path piece by piece
 (``SynthesizeAction.stream``): each piece of the text is sampled, gated and

@@ -85,7 +85,8 @@ def decode_reference(data: bytes, field: str, *, max_input_seconds: float, keep_
     only the first part of the speech, and the transcript would no longer match it (F5-TTS then sizes and
     says the text wrongly). The same for a job's clip and for an upload with ``ref_text``; an upload without
     one is clipped at a pause and the part kept transcribed."""
-    wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
+    decoded = audio.decode(data, field, max_input_seconds)
+    wave, sample_rate = decoded.wave, decoded.sample_rate
     if with_transcript:
         first, last = audio.speech_region(wave, sample_rate)
         if last - first > keep_seconds:
