@@ -37,6 +37,16 @@ def draw_seed(rng: random.Random | Any = random) -> int:
     return rng.randint(0, MAX_DRAWN_SEED)
 
 
+# The built-in voice (f5-tts's own example clip) is named ``default`` wherever a job names a voice: a
+# ``[voice:default]`` tag, a segment's ``voice`` and the request's, in any case. No stored voice can take the
+# name, so the name always means the one voice.
+DEFAULT_VOICE = "default"
+
+
+def is_default_voice(name: str) -> bool:
+    return name.lower() == DEFAULT_VOICE
+
+
 # A stored voice's name: one safe path segment in the voice store.
 MAX_VOICE_NAME_CHARS = 64
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Vali
 from f5_worker.errors import JobError
 from f5_worker.limits import (
     CAPTION_FORMATS,
+    DEFAULT_VOICE,
     LANGUAGE_TAG,
     MAX_REF_TEXT_CHARS,
     MAX_SEED,
@@ -25,6 +26,7 @@ from f5_worker.limits import (
     MIN_SPEED,
     OUTPUT_FORMATS,
     check_voice_name,
+    is_default_voice,
 )
 from f5_worker.logs import echo, shorten
 
@@ -195,6 +197,8 @@ class UploadVoiceRequest(_NamedVoice):
 
     @model_validator(mode="after")
     def _one_audio(self):
+        if is_default_voice(self.name):
+            raise JobError("name", f"'{DEFAULT_VOICE}' names F5-TTS's built-in voice in every job; choose another name")
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
         _check_language(self.language)

@@ -163,6 +163,7 @@ def test_a_job_reads_each_voice_once(request, make_worker, no_bucket_env, store)
     ({"audio_base64": base64.b64encode(b"just text, not audio").decode()}, "audio_base64: could not decode audio"),
     ({"overwrite": "maybe"}, "overwrite: "),
     ({"colour": "blue"}, "colour: unknown field"),
+    ({"name": "Default"}, "name: 'default' names F5-TTS's built-in voice in every job; choose another name"),
 ])
 def test_bad_upload_requests(make_worker, no_bucket_env, job, error):
     w = make_worker()
