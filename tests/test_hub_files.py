@@ -267,6 +267,8 @@ def test_the_hub_builds_the_baked_image_and_finds_a_handler():
 
     assert "ARG BAKE_VENV=1" in body(hub_file) and "ARG BAKE_VENV=0" in body(main_file)
     assert body(hub_file).replace("ARG BAKE_VENV=1", "ARG BAKE_VENV=0") == body(main_file)
+    # the boot log's image label: a build argument, else pyproject's version (scripts/boot/start.sh)
+    assert "ARG F5_IMAGE_VERSION=\nENV F5_IMAGE_VERSION=${F5_IMAGE_VERSION}\n" in main_file
     assert (HUB_DIR / "handler.py").is_file() and (REPO_ROOT / "README.md").is_file()
 
 
