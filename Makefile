@@ -10,7 +10,7 @@ deps:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 
-# DEFAULT_MODEL defaults to the tiny random model here: a fresh machine has no real weights.
+# make run uses the tiny random model unless DEFAULT_MODEL names another: a fresh machine has no real weights.
 # Set DEFAULT_MODEL=F5TTS_v1_Base (weights in the HF cache, or downloadable) for real speech.
 run: deps
 	@mkdir -p data/results
