@@ -147,7 +147,7 @@ class ReferencePreparer:
         """A client's clip and transcript; ``field`` and ``text_field`` name where they came from, for errors."""
         key = "audio:" + hashlib.sha256(data + text.encode() + str(target_rms).encode()).hexdigest()
         return self.cache.get_or_make(key, lambda: self._prepare(data, text, field, target_rms, trusted=False,
-                                                                    text_field=text_field))
+                                                                 text_field=text_field))
 
     def default_voice(self, target_rms: float) -> PreparedReference:
         data = files("f5_tts").joinpath(DEFAULT_VOICE_FILE).read_bytes()
