@@ -10,12 +10,12 @@ deps:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 
-# WORKER_MODEL defaults to the tiny random model here: a fresh machine has no real weights.
-# Set WORKER_MODEL=F5TTS_v1_Base (weights in the HF cache, or downloadable) for real speech.
+# make run uses the tiny random model unless DEFAULT_MODEL names another: a fresh machine has no real weights.
+# Set DEFAULT_MODEL=F5TTS_v1_Base (weights in the HF cache, or downloadable) for real speech.
 run: deps
 	@mkdir -p data/results
-	@echo "WORKER_MODEL=$${WORKER_MODEL:-tiny}"
-	WORKER_MODEL=$${WORKER_MODEL:-tiny} RESULT_DUMP_DIR=data/results $(UV) run --frozen python runpod_handler.py
+	@echo "DEFAULT_MODEL=$${DEFAULT_MODEL:-tiny}"
+	DEFAULT_MODEL=$${DEFAULT_MODEL:-tiny} RESULT_DUMP_DIR=data/results $(UV) run --frozen python runpod_handler.py
 	$(UV) run --frozen python scripts/dev/show_result.py data/results/local_test.json
 
 test: deps

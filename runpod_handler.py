@@ -17,7 +17,7 @@ hand, it uses runpod-python's local modes:
   --rp_debugger            add runpod's timing and system report to each result
   -h, --help               print this and exit, without loading anything
 
-The settings come from environment variables (docs/configuration.md), e.g. WORKER_MODEL=tiny for the small
+The settings come from environment variables (docs/configuration.md), e.g. DEFAULT_MODEL=tiny for the small
 random test model. What it changes: model weights missing from the Hugging Face cache (HF_HOME) are
 downloaded into it; with a network volume mounted (NETWORK_VOLUME_PATH) stored voices and results go
 there; with RESULT_DUMP_DIR set, each job's whole result is written there as <job id>.json (read it with

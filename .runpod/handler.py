@@ -1,15 +1,17 @@
 """The RunPod Hub's name for the worker's entry point, which is runpod_handler.py in the repository root.
 
 The image does not run this file: its start command, scripts/boot/start.sh, runs runpod_handler.py. Run from
-a checkout, this runs runpod_handler.py as it is, with the same options (--help lists them).
+a checkout, this replaces itself with runpod_handler.py (same process, same options: --help lists them).
+Executed as a script of its own, runpod_handler.py has the repository root first on Python's path, as when it
+is run directly, so ``f5_worker`` is found without this file editing ``sys.path``, and its spawned alignment
+processes start it the same way.
 """
 
-import runpy
+import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+HANDLER = Path(__file__).resolve().parent.parent / "runpod_handler.py"
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    runpy.run_path(str(ROOT / "runpod_handler.py"), run_name="__main__")
+    os.execv(sys.executable, [sys.executable, str(HANDLER), *sys.argv[1:]])

@@ -18,6 +18,7 @@ import soundfile as sf
 
 from f5_worker import stopping
 from f5_worker.errors import JobError
+from f5_worker.limits import OUTPUT_FORMATS
 
 TARGET_SAMPLE_RATE = 24000
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000  # what decoded audio may declare
@@ -32,9 +33,8 @@ MAX_DECODE_RATE = 48000  # decoded audio above this rate is resampled to it whil
 # Samples beyond full scale (±1.0) by more than this are a broken file, not loud audio: refused.
 # Float files written with integer-range values (±32768) are within it, and are scaled to ±1.0.
 MAX_SAMPLE_PEAK = 1e6
-OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
 
-# (soundfile format, subtype, MIME type) per output format; pcm is raw s16le.
+# (soundfile format, subtype, MIME type) per output format (limits.OUTPUT_FORMATS); pcm is raw s16le.
 _ENCODINGS = {
     "wav": ("WAV", "PCM_16", "audio/wav"),
     "flac": ("FLAC", "PCM_16", "audio/flac"),
@@ -75,13 +75,6 @@ class DecodedAudio:
     wave: np.ndarray  # mono float32 within ±1.0, at ``sample_rate``
     sample_rate: int  # the wave's: the source's, or ``max_rate`` when the source's was higher
     source_rate: int  # what the file declares
-
-
-def decode_audio(data: bytes, field: str, max_seconds: float | None = None, *,
-                 max_rate: int = MAX_DECODE_RATE) -> tuple[np.ndarray, int]:
-    """``decode`` as (wave, its sample rate)."""
-    decoded = decode(data, field, max_seconds, max_rate=max_rate)
-    return decoded.wave, decoded.sample_rate
 
 
 def decode(data: bytes, field: str, max_seconds: float | None = None, *,
@@ -263,13 +256,26 @@ def mean_squares(frames: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / max(frames.shape[1], 1)
 
 
-def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> bytes:
-    """16-bit PCM bytes of a float wave (clipped to ±1.0), converted block by block: no full-length
-    float temporaries."""
+def rms(wave: np.ndarray) -> float:
+    """The root mean square of a whole wave; 0 for an empty one."""
+    return float(np.sqrt(np.mean(np.square(wave)))) if len(wave) else 0.0
+
+
+def to_pcm16(wave: np.ndarray, block: int = DECODE_BLOCK_FRAMES) -> np.ndarray:
+    """The worker's one 16-bit PCM writer: every 16-bit sample it writes (wav, flac and pcm results, stored
+    voices, the audio pocketsphinx reads) comes from here.
+
+    A sample is clipped to ±1.0, taken as float32, scaled by 2^15 (exact) and floored, then held to the
+    int16 range: what libsndfile 1.2 writes for float32 in a 16-bit WAV, so wav results keep the bytes they
+    had when soundfile converted them, and no result depends on the libsndfile version any more.
+    Converted block by block: no full-length float temporaries."""
     out = np.empty(len(wave), dtype="<i2")
     for i in range(0, len(wave), block):
-        out[i : i + block] = np.clip(wave[i : i + block], -1.0, 1.0) * 32767
-    return out.tobytes()
+        scaled = np.clip(np.asarray(wave[i : i + block], dtype=np.float32), -1.0, 1.0) * np.float32(32768)
+        np.floor(scaled, out=scaled)
+        np.minimum(scaled, 32767, out=scaled)
+        out[i : i + block] = scaled
+    return out
 
 
 def frame_db(wave: np.ndarray, sample_rate: int, frame_ms: float = 10.0) -> np.ndarray:
@@ -388,11 +394,14 @@ def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     if fmt not in _ENCODINGS:
         raise JobError("output_format", f"unsupported format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
     sf_format, subtype, _ = _ENCODINGS[fmt]
-    clipped = np.clip(wave, -1.0, 1.0)
-    if fmt == "pcm":
-        return (clipped * 32767.0).round().astype("<i2").tobytes()
+    if subtype == "PCM_16":  # written by to_pcm16, not by libsndfile's own conversion
+        samples = to_pcm16(wave)
+        if fmt == "pcm":
+            return samples.tobytes()
+    else:
+        samples = np.clip(wave, -1.0, 1.0)
     buf = io.BytesIO()
-    sf.write(buf, clipped, sample_rate, format=sf_format, subtype=subtype)
+    sf.write(buf, samples, sample_rate, format=sf_format, subtype=subtype)
     return buf.getvalue()
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 import pysubs2
 
+from f5_worker.limits import CAPTION_FORMATS
 from f5_worker.timed_text import TimedSpan, floor_ms
 
-CAPTION_FORMATS = ("json", "srt", "vtt", "ass", "csv")
 SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 PAUSE_BREAK_S = 0.6  # a silence this long between words starts a new cue
 CLOSING_PUNCTUATION = "\"'”’)]»"

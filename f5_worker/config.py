@@ -179,7 +179,7 @@ def _region_from_host(host: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    worker_model: str = DEFAULT_MODEL  # the default model's name: DEFAULT_MODEL, or its older name WORKER_MODEL
+    default_model: str = DEFAULT_MODEL  # the default model's name: DEFAULT_MODEL (or WORKER_MODEL, its older name)
     model_ckpt_path: str | None = None
     model_vocab_path: str | None = None
     vocoder_path: str | None = None
@@ -328,7 +328,7 @@ def get_settings() -> Settings:
     if not 0 <= memory_gb < float("inf"):
         raise SettingsError(f"MAX_MODEL_MEMORY_GB must be 0 (automatic) or a positive number (got {memory_gb})")
     return Settings(
-        worker_model=_env_default_model(d["worker_model"]),
+        default_model=_env_default_model(d["default_model"]),
         model_ckpt_path=_env("MODEL_CKPT_PATH"),
         model_vocab_path=_env("MODEL_VOCAB_PATH"),
         vocoder_path=_env("VOCODER_PATH"),

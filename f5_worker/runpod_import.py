@@ -1,6 +1,6 @@
 """``import runpod``, made safe and quick for a worker process.
 
-Two things about importing runpod-python (1.10) need handling:
+Three things about importing runpod-python (1.10) need handling:
 
 * **Its record of jobs in progress.** runpod keeps the jobs a worker has in
   progress in ``.runpod_jobs.pkl`` in the directory that is current when it is

@@ -14,17 +14,24 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from f5_worker.audio import OUTPUT_FORMATS
-from f5_worker.captions import CAPTION_FORMATS
 from f5_worker.errors import JobError
+from f5_worker.limits import (
+    CAPTION_FORMATS,
+    DEFAULT_VOICE,
+    LANGUAGE_TAG,
+    MAX_REF_TEXT_CHARS,
+    MAX_SEED,
+    MAX_SPEED,
+    MAX_VOICE_NAME_CHARS,
+    MIN_SPEED,
+    OUTPUT_FORMATS,
+    check_voice_name,
+    is_default_voice,
+)
 from f5_worker.logs import echo, shorten
-from f5_worker.tts.reference import MAX_REF_TEXT_CHARS
-from f5_worker.tts.registry import LANGUAGE_TAG
-from f5_worker.voices import check_voice_name
 
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
 MAX_URL_CHARS = 4096
-MAX_SEED = 2**63 - 1
 MAX_DURATION_S = 1200.0  # seconds, the longest ``duration`` a job may ask for
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
 
@@ -54,7 +61,7 @@ class _Request(BaseModel):
 
 
 class _ReferenceFields(_Request):
-    voice: str | None = Field(None, min_length=1, max_length=64)
+    voice: str | None = Field(None, min_length=1, max_length=MAX_VOICE_NAME_CHARS)
     ref_audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     ref_audio_base64: str | None = Field(None, min_length=1)
     ref_text: str | None = Field(None, max_length=MAX_REF_TEXT_CHARS)
@@ -88,7 +95,7 @@ class ScriptSegment(_ReferenceFields):
     request's own voice). Checked by the request, so errors name the segment."""
 
     text: str = Field(..., max_length=MAX_TEXT_CHARS)
-    speed: Number | None = Field(None, ge=0.3, le=3.0)  # None: the request's speed
+    speed: Number | None = Field(None, ge=MIN_SPEED, le=MAX_SPEED)  # None: the request's speed
 
 
 class TimingOptions(_Request):
@@ -108,7 +115,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
     normalize: Flag = True  # numbers, symbols and abbreviations spoken as words before synthesis
     duration: Number | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
-    speed: Number = Field(1.0, ge=0.3, le=3.0)
+    speed: Number = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED)
     seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
     nfe_step: Integer = Field(32, ge=4, le=128)
     cfg_strength: Number = Field(2.0, ge=0.0, le=10.0)
@@ -190,6 +197,8 @@ class UploadVoiceRequest(_NamedVoice):
 
     @model_validator(mode="after")
     def _one_audio(self):
+        if is_default_voice(self.name):
+            raise JobError("name", f"'{DEFAULT_VOICE}' names F5-TTS's built-in voice in every job; choose another name")
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise JobError("audio_url", "give exactly one of audio_url or audio_base64")
         _check_language(self.language)

@@ -63,11 +63,3 @@ class Alignment:
     # False where a low score is no sign that the audio says something else (dtw: its score measures
     # likeness to espeak-ng's voice as much as to the text); the quality gate then ignores it.
     score_is_evidence: bool = True
-
-    def quality(self) -> dict:
-        return {
-            "alignment_score": round(self.score, 3),
-            "flagged_words": list(self.flagged_words),
-            "estimated": self.estimated,
-            "backend": self.backend,
-        }

@@ -19,51 +19,37 @@ another worker is noticed at once.
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
-import soundfile as sf
 from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.errors import JobError
+from f5_worker.limits import MAX_REF_TEXT_CHARS, check_voice_name
 from f5_worker.logs import echo
+from f5_worker.lru import LRU
 from f5_worker.storage.base import NotFound, Storage, StorageError, check_key
-from f5_worker.tts.reference import MAX_REF_TEXT_CHARS, check_reference_rate
+from f5_worker.tts.reference import (
+    check_reference_rate,
+    check_reference_sound,
+    decode_reference,
+)
 
-MAX_NAME_LENGTH = 64
-VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VOICES_PREFIX = "voices/"
 META_FILE = "voice.json"
-MIN_VOICE_SECONDS = 1.0
 PREPARED_PER_VOICE = 4  # prepared variants (target RMS) kept per cached voice, on average
-SILENCE_DB = -42.0  # the level below which audio.trim_edges treats frames as silence
 # Audio written by an upload that never committed (lost a race, crashed) is removed after this.
 ORPHAN_GRACE = timedelta(minutes=10)
 
 Transcriber = Callable[[np.ndarray, int], str]
-
-
-def check_voice_name(name: Any, field: str = "name") -> str:
-    """A voice name is a single safe path segment: letters, digits, ``_ . -``, at most 64 chars."""
-    if not isinstance(name, str) or not name:
-        raise JobError(field, "must be a non-empty string")
-    if len(name) > MAX_NAME_LENGTH:
-        raise JobError(field, f"is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if "/" in name or "\\" in name or ".." in name:
-        raise JobError(field, "must not contain path separators or '..'")
-    if not VOICE_NAME.fullmatch(name):
-        raise JobError(field, "may only use letters, digits, '_', '.' and '-', and must start with a letter or digit")
-    return name
+_MISSING = object()
 
 
 class DamagedVoice(ValueError):
@@ -161,22 +147,17 @@ class StoredVoice:
         return audio.TARGET_SAMPLE_RATE
 
 
-@dataclass(frozen=True)
-class NormalisedReference:
-    wave: np.ndarray
-    clipped_from_s: float | None
-
-
-def normalise_reference(
-    data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float
-) -> NormalisedReference:
-    """Decode (any libsndfile format, recognised by content), 24 kHz mono, clip at a pause, trim edges."""
-    wave, sample_rate = audio.decode_audio(data, field, max_seconds=max_input_seconds)
-    seconds = len(wave) / sample_rate
+def normalise_reference(data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float,
+                        with_transcript: bool = False) -> np.ndarray:
+    """An upload's audio as a voice keeps it: decoded (any libsndfile format, recognised by content), 24 kHz
+    mono, clipped at a pause, edges trimmed; checked as any reference is (``tts.reference``): refused when
+    it holds more speech than is kept ``with_transcript``, and when it is silent or too short."""
+    wave, sample_rate = decode_reference(data, field, max_input_seconds=max_input_seconds,
+                                         keep_seconds=keep_seconds, with_transcript=with_transcript)
     wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
-    trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
-    clipped = seconds if trimmed.warning else None
-    return NormalisedReference(trimmed.wave, clipped)
+    wave = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds).wave
+    check_reference_sound(len(wave) / audio.TARGET_SAMPLE_RATE, audio.rms(wave), field)
+    return wave
 
 
 def _damaged(field: str, name: str, what: str) -> JobError:
@@ -190,12 +171,6 @@ def _audio_key_of_damaged(data: bytes, name: str) -> str | None:
     except (ValueError, AttributeError, RecursionError):
         return None
     return key if is_own_audio_key(key, name) else None
-
-
-def encode_wav(wave: np.ndarray, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(wave, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
 
 
 class VoiceStore:
@@ -215,9 +190,12 @@ class VoiceStore:
         self.keep_seconds = keep_seconds
         self.max_input_seconds = max_input_seconds
         self.cache_size = cache_size
-        self._lock = threading.Lock()
-        self._voices: OrderedDict[str, StoredVoice] = OrderedDict()
-        self._prepared: OrderedDict[tuple[str, str, Hashable], Any] = OrderedDict()  # LRU, see prepared()
+        # Both caches change together (a voice replaced or evicted takes its prepared forms with it): one lock.
+        self._lock = threading.RLock()
+        self._voices: LRU[str, StoredVoice] = LRU(cache_size, lock=self._lock,
+                                                  on_evict=lambda name, _voice: self._drop_prepared(name))
+        # by (name, version, variant), see prepared()
+        self._prepared: LRU[tuple[str, str, Hashable], Any] = LRU(cache_size * PREPARED_PER_VOICE, lock=self._lock)
 
     # --- keys -----------------------------------------------------------------
     @staticmethod
@@ -254,31 +232,15 @@ class VoiceStore:
         if not overwrite and self._read_info(name, field="name") is not None:
             raise self._exists(name)
 
-        ref = normalise_reference(
-            data, audio_field, max_input_seconds=self.max_input_seconds, keep_seconds=self.keep_seconds
-        )
-        if ref.clipped_from_s is not None and ref_text is not None:
-            raise JobError(
-                audio_field,
-                f"audio is {ref.clipped_from_s:.1f} s; a voice keeps at most {self.keep_seconds:g} s, and the "
-                "given ref_text would not match the clipped audio: upload a shorter clip, or leave out "
-                "ref_text to have the kept part transcribed",
-            )
-        duration = len(ref.wave) / audio.TARGET_SAMPLE_RATE
         # The audio's own problems first: a transcript cannot fit audio that is not there.
-        if float(np.max(audio.frame_db(ref.wave, audio.TARGET_SAMPLE_RATE))) < SILENCE_DB:
-            raise JobError(audio_field, "audio is silent")
-        if duration < MIN_VOICE_SECONDS:
-            raise JobError(
-                audio_field,
-                f"only {duration:.2f} s of sound after trimming silence; "
-                f"a voice needs at least {MIN_VOICE_SECONDS:g} s",
-            )
+        wave = normalise_reference(data, audio_field, max_input_seconds=self.max_input_seconds,
+                                   keep_seconds=self.keep_seconds, with_transcript=ref_text is not None)
+        duration = len(wave) / audio.TARGET_SAMPLE_RATE
         if ref_text is not None:
             check_reference_rate(ref_text, duration)
             text, source = ref_text.strip(), "given"
         else:
-            text, source = self._transcribe(ref.wave), "asr"
+            text, source = self._transcribe(wave), "asr"
             try:  # every job with the voice would be refused (load): refused here, where ref_text can be given
                 check_reference_rate(text, duration)
             except JobError as exc:
@@ -286,7 +248,7 @@ class VoiceStore:
                                            f"({echo(text)}) {exc.problem}; give ref_text") from None
 
         version = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-        wav = encode_wav(ref.wave, audio.TARGET_SAMPLE_RATE)
+        wav = audio.encode_audio(wave, audio.TARGET_SAMPLE_RATE, "wav")
         info = VoiceInfo(
             name=name,
             ref_text=text,
@@ -428,10 +390,9 @@ class VoiceStore:
                                       f"model {info.model!r} and language {info.language!r} (it kept "
                                       f"{read_by_job.model!r} and {read_by_job.language!r}); send the job again")
             with self._lock:
-                cached = self._voices.get(name)
+                cached = self._voices.peek(name)
                 if cached is not None and cached.info.version == info.version:
-                    self._voices.move_to_end(name)
-                    return cached
+                    return self._voices.get(name)
             try:
                 data = self.storage.get(info.audio_key)
             except NotFound:
@@ -440,8 +401,8 @@ class VoiceStore:
             except StorageError as exc:
                 raise self._storage_error(exc, f"could not load voice {name!r}") from None
             try:  # the stored audio is checked like any input: another tool may have replaced it
-                wave, sample_rate = audio.decode_audio(data, field, max_seconds=self.max_input_seconds)
-                wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
+                decoded = audio.decode(data, field, self.max_input_seconds)
+                wave = audio.resample(decoded.wave, decoded.sample_rate, audio.TARGET_SAMPLE_RATE)
             except JobError as exc:
                 raise _damaged(field, name, f"audio ({exc.problem})") from None
             try:  # and its transcript as a request's: it may predate a rule, or have been edited since
@@ -452,11 +413,7 @@ class VoiceStore:
             voice = StoredVoice(info, wave)
             with self._lock:
                 self._drop_prepared(name)
-                self._voices[name] = voice
-                self._voices.move_to_end(name)
-                while len(self._voices) > self.cache_size:
-                    evicted, _ = self._voices.popitem(last=False)
-                    self._drop_prepared(evicted)
+                self._voices.put(name, voice)  # the least recently used voice out, with its prepared forms
             return voice
         raise _damaged(field, name, "audio (missing)")
 
@@ -467,33 +424,24 @@ class VoiceStore:
 
         At most ``PREPARED_PER_VOICE`` × ``cache_size`` are kept in all, least recently used
         out first: a variant is any float a caller sends, and each one holds a prepared
-        reference (its mel on the GPU once sampled), so they must not pile up.
+        reference (its mels on the GPU once sampled), so they must not pile up.
         """
         voice = self.load(name, field, info)
         key = (name, voice.info.version, variant)
-        with self._lock:
-            if key in self._prepared:
-                self._prepared.move_to_end(key)
-                return self._prepared[key]
+        value = self._prepared.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         value = build(voice)
         with self._lock:
-            current = self._voices.get(name)
-            if current is not None and current.info.version == voice.info.version:
-                self._prepared[key] = value
-                while len(self._prepared) > self.cache_size * PREPARED_PER_VOICE:
-                    self._prepared.popitem(last=False)
+            current = self._voices.peek(name)
+            if current is not None and current.info.version == voice.info.version:  # not replaced meanwhile
+                self._prepared.put(key, value)
         return value
 
     def _drop_prepared(self, name: str) -> None:
-        for key in [k for k in self._prepared if k[0] == name]:
-            del self._prepared[key]
+        self._prepared.drop_where(lambda key: key[0] == name)
 
     def _forget(self, name: str) -> None:
         with self._lock:
-            self._voices.pop(name, None)
+            self._voices.pop(name)
             self._drop_prepared(name)
-
-    def cached_versions(self) -> dict[str, str]:
-        """Which voice versions are in memory (reported by ``health``, used by tests)."""
-        with self._lock:
-            return {name: v.info.version for name, v in self._voices.items()}

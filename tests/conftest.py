@@ -43,7 +43,7 @@ def tiny_settings(tiny_model_dir, tmp_path_factory):
     from f5_worker.config import Settings
 
     return Settings(
-        worker_model="tiny",
+        default_model="tiny",
         tiny_model_dir=tiny_model_dir,
         network_volume_path=tmp_path_factory.mktemp("novolume") / "absent",
         hf_offline=True,
@@ -63,7 +63,7 @@ def worker_env(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
     """Environment for a runpod_handler.py subprocess on the tiny models."""
     env = dict(os.environ)
     env.update(
-        WORKER_MODEL="tiny",
+        DEFAULT_MODEL="tiny",
         TINY_MODEL_DIR=str(tiny_model_dir),
         NETWORK_VOLUME_PATH=str(tmp_path_factory.mktemp("novolume-sub") / "absent"),
         HF_HUB_OFFLINE="1",

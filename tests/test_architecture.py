@@ -190,3 +190,14 @@ def test_the_timing_values_are_a_leaf():
     imported |= {node.module for node in ast.walk(ast.parse(path.read_text()))
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_the_request_schema_is_a_leaf():
+    """Every front door parses requests with ``schema``, and modules below the actions read its bounds: it
+    imports only the error type, the log helpers and ``limits`` (the bounds and vocabularies it shares with
+    the modules that act on them), never the voices, captions, audio or model code. ``limits`` itself
+    imports only the error type."""
+    graph = import_graph()
+    assert reachable(graph, "f5_worker.schema") <= {"f5_worker", "f5_worker.errors", "f5_worker.logs",
+                                                    "f5_worker.limits"}
+    assert reachable(graph, "f5_worker.limits") <= {"f5_worker", "f5_worker.errors", "f5_worker.logs"}

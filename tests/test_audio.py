@@ -15,6 +15,11 @@ from f5_worker.errors import JobError
 SR = 24000
 
 
+def decode_pair(data: bytes, field: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    out = audio.decode(data, field, max_seconds)
+    return out.wave, out.sample_rate
+
+
 def tone(seconds: float, freq: float = 220.0, amp: float = 0.3, sr: int = SR) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
@@ -24,7 +29,7 @@ def tone(seconds: float, freq: float = 220.0, amp: float = 0.3, sr: int = SR) ->
 def test_encoded_formats_decode_to_same_rate_and_duration(fmt):
     wave = tone(1.5)
     data = audio.encode_audio(wave, SR, fmt)
-    decoded, sr = audio.decode_audio(data, "x")
+    decoded, sr = decode_pair(data, "x")
     assert sr == SR
     # mp3/opus codecs add a little priming/padding; lossless formats are exact
     tolerance = 0 if fmt in ("wav", "flac") else int(0.08 * SR)
@@ -41,11 +46,27 @@ def test_pcm_is_raw_s16le():
     assert np.max(np.abs(back - wave)) < 1e-3
 
 
+def test_every_16_bit_output_carries_the_same_samples():
+    """One 16-bit writer (audio.to_pcm16): wav, flac and pcm results, a stored voice's audio and what
+    pocketsphinx reads hold the same samples for the same wave; the wav bytes are what soundfile wrote."""
+    rng = np.random.default_rng(3)
+    wave = np.clip(rng.standard_normal(SR) * 0.4, -1.2, 1.2).astype(np.float32)
+    wave[:8] = [1.0, -1.0, 0.5 / 32768, -0.5 / 32768, 0.25 / 32767, -1.5 / 32768, 1e-9, -1e-9]
+    samples = {fmt: sf.read(io.BytesIO(audio.encode_audio(wave, SR, fmt)), dtype="int16")[0] for fmt in ("wav", "flac")}
+    samples["pcm"] = np.frombuffer(audio.encode_audio(wave, SR, "pcm"), dtype="<i2")
+    samples["to_pcm16"] = audio.to_pcm16(wave)
+    for fmt, got in samples.items():
+        assert np.array_equal(got, samples["wav"]), fmt
+    before = io.BytesIO()  # what the wav result was before the worker wrote its own samples
+    sf.write(before, np.clip(wave, -1.0, 1.0), SR, format="WAV", subtype="PCM_16")
+    assert audio.encode_audio(wave, SR, "wav") == before.getvalue()
+
+
 def test_decode_mixes_stereo_to_mono_and_keeps_rate():
     stereo = np.stack([tone(0.5), -tone(0.5) * 0.5], axis=1)
     buf = io.BytesIO()
     sf.write(buf, stereo, 16000, format="WAV")
-    mono, sr = audio.decode_audio(buf.getvalue(), "ref_audio_base64")
+    mono, sr = decode_pair(buf.getvalue(), "ref_audio_base64")
     assert sr == 16000 and mono.ndim == 1
     np.testing.assert_allclose(mono, stereo.mean(axis=1), atol=2 / 32768)  # 16-bit WAV: within a step of each
 
@@ -53,7 +74,7 @@ def test_decode_mixes_stereo_to_mono_and_keeps_rate():
 @pytest.mark.parametrize("junk", [b"", b"not audio at all", b"RIFF\x00\x00\x00\x00WAVEfmt "])
 def test_undecodable_audio_is_a_job_error(junk):
     with pytest.raises(JobError, match="^ref_audio_base64: "):
-        audio.decode_audio(junk, "ref_audio_base64")
+        audio.decode(junk, "ref_audio_base64")
 
 
 def test_base64_is_strict():
@@ -105,7 +126,7 @@ def test_decode_refuses_an_unusable_declared_rate(rate):
     buf = io.BytesIO()
     sf.write(buf, np.zeros(1000, dtype=np.float32), rate, format="WAV", subtype="PCM_16")
     with pytest.raises(JobError, match=f"ref_audio_base64: audio declares a sample rate of {rate} Hz"):
-        audio.decode_audio(buf.getvalue(), "ref_audio_base64")
+        audio.decode(buf.getvalue(), "ref_audio_base64")
 
 
 def test_long_reference_is_clipped_at_a_pause_with_a_warning():
@@ -231,7 +252,7 @@ def test_a_long_recording_is_refused_without_decoding_all_of_it():
     tracemalloc.reset_peak()
     try:
         with pytest.raises(JobError, match=r"^audio_base64: audio is 3600\.0 s long; the limit is 120 s"):
-            audio.decode_audio(data, "audio_base64", max_seconds=120)
+            audio.decode(data, "audio_base64", max_seconds=120)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         if started_here:
@@ -248,14 +269,14 @@ def test_a_header_that_undercounts_still_stops_at_the_limit():
     with sf.SoundFile(io.BytesIO(bytes(data))) as f:
         assert f.frames != 200 * 48000  # the header no longer tells (libsndfile: "unknown")
     with pytest.raises(JobError, match=r"^audio_base64: audio is longer than 120 s, the limit"):
-        audio.decode_audio(bytes(data), "audio_base64", max_seconds=120)
+        audio.decode(bytes(data), "audio_base64", max_seconds=120)
 
 
 def test_channels_are_mixed_to_mono_and_short_audio_is_whole():
     stereo = np.stack([tone(1.0), -tone(1.0) * 0.5], axis=1)
     buf = io.BytesIO()
     sf.write(buf, stereo, SR, format="WAV", subtype="FLOAT")
-    wave, sr = audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+    wave, sr = decode_pair(buf.getvalue(), "f", max_seconds=5)
     assert sr == SR and len(wave) == SR
     np.testing.assert_allclose(wave, stereo.mean(axis=1), atol=1e-7)
 
@@ -279,13 +300,13 @@ def test_float_audio_beyond_full_scale_is_scaled_and_absurd_values_refused():
     loud = tone(1.0, amp=3000.0)
     buf = io.BytesIO()
     sf.write(buf, loud, SR, format="WAV", subtype="FLOAT")
-    wave, _ = audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+    wave, _ = decode_pair(buf.getvalue(), "f", max_seconds=5)
     assert abs(float(np.max(np.abs(wave))) - 1.0) < 1e-6
     np.testing.assert_allclose(wave, loud / np.max(np.abs(loud)), atol=1e-6)
     buf = io.BytesIO()
     sf.write(buf, np.full(2400, -1e38, dtype=np.float32), SR, format="WAV", subtype="FLOAT")
     with pytest.raises(JobError, match=r"^f: audio has samples of 1e\+38, beyond full scale"):
-        audio.decode_audio(buf.getvalue(), "f", max_seconds=5)
+        audio.decode(buf.getvalue(), "f", max_seconds=5)
 
 
 def test_decode_errors_say_what_is_wrong_without_naming_our_objects():
@@ -293,7 +314,7 @@ def test_decode_errors_say_what_is_wrong_without_naming_our_objects():
     mp3 = audio.encode_audio(tone(1.0), SR, "mp3")
     for junk in (b"not audio at all", mp3[:300], b"RIFF\x00\x00\x00\x00WAVEfmt "):
         with pytest.raises(JobError) as caught:
-            audio.decode_audio(junk, "audio_base64")
+            audio.decode(junk, "audio_base64")
         message = str(caught.value)
         assert message.startswith("audio_base64: ") and "object at 0x" not in message, message
         assert "does not exist" not in message and "pipe" not in message, message

@@ -76,14 +76,16 @@ def test_start_sh_logs_phases_and_execs_the_venv_python(app, tmp_path):
         assert f"phase {phase}:" in run.stderr
     assert "phase venv done in " in run.stderr
     assert "boot took " in run.stderr
+    assert ", image 0.1.0\n" in run.stderr, "an image built without F5_IMAGE_VERSION is labelled pyproject's version"
 
 
 def test_start_sh_failure_names_the_phase_and_exits_non_zero(app, tmp_path):
     volume = tmp_path / "volume"
     volume.mkdir()
     run = subprocess.run(["bash", str(app / "scripts" / "boot" / "start.sh")],
-                         env=start_env(app, volume, F5_UV="/nonexistent/uv"), capture_output=True, text=True,
-                         timeout=120)
+                         env=start_env(app, volume, F5_UV="/nonexistent/uv", F5_IMAGE_VERSION="0.1.0+abc1234"),
+                         capture_output=True, text=True, timeout=120)
+    assert ", image 0.1.0+abc1234\n" in run.stderr, "the build's (or the endpoint's) F5_IMAGE_VERSION wins"
     assert run.returncode == 1
     assert "ERROR: /nonexistent/uv not found" in run.stderr
     assert "BOOT FAILED in phase 'venv' (exit 1)" in run.stderr

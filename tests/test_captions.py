@@ -13,7 +13,8 @@ import webvtt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from f5_worker.captions import CAPTION_FORMATS, CaptionLayout, as_reported, group_cues, render_captions
+from f5_worker.captions import CaptionLayout, as_reported, group_cues, render_captions
+from f5_worker.limits import CAPTION_FORMATS
 from f5_worker.timed_text import TimedSpan
 
 

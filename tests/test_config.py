@@ -124,3 +124,20 @@ def test_an_operators_hostile_setting_stops_the_worker_with_one_line(worker_env,
     lines = [line for line in proc.stderr.splitlines() if "cannot start" in line]
     assert len(lines) == 1 and lines[0].endswith(f"cannot start: {message}"), proc.stderr[-2000:]
     assert "s3cretPASS" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_the_default_model_is_named_default_model_wherever_a_user_reads():
+    """``WORKER_MODEL`` is only the older name of ``DEFAULT_MODEL``, still read (tests/test_models.py): the
+    settings reader and the configuration table name it; everything else a user reads or runs says
+    DEFAULT_MODEL, so nobody has to wonder which of the two to set."""
+    read = [REPO_ROOT / name for name in ("README.md", "Makefile", "runpod_handler.py", "Dockerfile.runpod",
+                                          "setup_network_venv.py", "test_input.json")]
+    for folder, pattern in (("docs", "*.md"), ("scripts", "*"), (".runpod", "*"), ("f5_worker", "*.py")):
+        read += [p for p in (REPO_ROOT / folder).rglob(pattern) if p.is_file() and "__pycache__" not in p.parts]
+    allowed = {REPO_ROOT / "f5_worker" / "config.py", REPO_ROOT / "docs" / "configuration.md"}
+    mentions = sorted(str(p.relative_to(REPO_ROOT)) for p in read
+                      if p not in allowed and "WORKER_MODEL" in p.read_text(errors="replace"))
+    assert mentions == []
+    table_row = next(line for line in (REPO_ROOT / "docs" / "configuration.md").read_text().splitlines()
+                     if line.startswith("| `WORKER_MODEL`"))
+    assert "older name of `DEFAULT_MODEL`" in table_row

@@ -98,7 +98,7 @@ if mode == "lean":  # the worker's loader: lean imports, skipped random init, as
     from f5_worker.tts.loading import load_models
     from f5_worker.config import Settings
 
-    models = load_models(Settings(worker_model="tiny", tiny_model_dir=Path(tiny_dir), hf_offline=True,
+    models = load_models(Settings(default_model="tiny", tiny_model_dir=Path(tiny_dir), hf_offline=True,
                                   device="cpu", network_volume_path=Path(tiny_dir) / "no-volume"))
     cfm, vocoder = models.cfm, models.vocoder
 else:  # upstream's own loader on the same files, with upstream's full imports

@@ -215,8 +215,8 @@ def test_local_server_only_with_opt_in(server, monkeypatch):
     monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
     data = get(url)
     assert data == REF_WAV
-    wave, rate = audio.decode_audio(data, "ref_audio_url")  # recognised by decoding, not by name
-    assert rate == 24000 and len(wave) / rate == pytest.approx(5.333, abs=0.01)
+    decoded = audio.decode(data, "ref_audio_url")  # recognised by decoding, not by name
+    assert decoded.sample_rate == 24000 and len(decoded.wave) / decoded.sample_rate == pytest.approx(5.333, abs=0.01)
 
 
 def test_redirect_to_metadata_refused(server, loopback_counts_as_public):

@@ -130,7 +130,7 @@ from f5_worker.worker import Worker
 from f5_worker.tts.loading import load_models
 from f5_worker.config import Settings
 
-settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), network_volume_path=Path(sys.argv[2]),
+settings = Settings(default_model="tiny", tiny_model_dir=Path(sys.argv[1]), network_volume_path=Path(sys.argv[2]),
                     hf_offline=True)
 worker = Worker(settings, load_models(settings))
 job = {"text": "Before and after the fault.", "seed": 1, "nfe_step": 8, "max_retries": 0}

@@ -267,6 +267,8 @@ def test_the_hub_builds_the_baked_image_and_finds_a_handler():
 
     assert "ARG BAKE_VENV=1" in body(hub_file) and "ARG BAKE_VENV=0" in body(main_file)
     assert body(hub_file).replace("ARG BAKE_VENV=1", "ARG BAKE_VENV=0") == body(main_file)
+    # the boot log's image label: a build argument, else pyproject's version (scripts/boot/start.sh)
+    assert "ARG F5_IMAGE_VERSION=\nENV F5_IMAGE_VERSION=${F5_IMAGE_VERSION}\n" in main_file
     assert (HUB_DIR / "handler.py").is_file() and (REPO_ROOT / "README.md").is_file()
 
 
@@ -277,3 +279,4 @@ def test_the_hubs_handler_runs_the_worker(tmp_path):
     proc = subprocess.run([sys.executable, str(HUB_DIR / "handler.py"), "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "runpod_handler.py" in proc.stdout and list(Path(tmp_path).iterdir()) == []
+    assert "sys.path." not in (HUB_DIR / "handler.py").read_text()  # it runs the handler; it does not patch the path

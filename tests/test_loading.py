@@ -40,13 +40,13 @@ def test_both_tiny_models_load_through_production_loader(tiny_settings):
 
 
 def test_unknown_model_name_is_a_clear_error(tmp_path):
-    settings = Settings(worker_model="NoSuchModel", network_volume_path=tmp_path / "none", hf_offline=True)
+    settings = Settings(default_model="NoSuchModel", network_volume_path=tmp_path / "none", hf_offline=True)
     with pytest.raises(SettingsError, match="NoSuchModel.*tiny"):
         resolve_model_files(settings)
 
 
 def test_offline_without_weights_names_what_is_missing(tmp_path):
-    settings = Settings(worker_model="F5TTS_v1_Base", network_volume_path=tmp_path / "none",
+    settings = Settings(default_model="F5TTS_v1_Base", network_volume_path=tmp_path / "none",
                         hf_home=tmp_path / "hf", hf_offline=True)
     with pytest.raises(ModelUnavailableError) as err:
         resolve_model_files(settings)
@@ -57,7 +57,7 @@ def test_offline_without_weights_names_what_is_missing(tmp_path):
 
 def test_explicit_paths_take_precedence(tiny_model_dir, tmp_path):
     tiny = tiny_model_files(tiny_model_dir)
-    settings = Settings(worker_model="F5TTS_v1_Base", network_volume_path=tmp_path / "none", hf_offline=True,
+    settings = Settings(default_model="F5TTS_v1_Base", network_volume_path=tmp_path / "none", hf_offline=True,
                         model_ckpt_path=str(tiny.ckpt_path), vocoder_path=str(tiny.vocoder_dir))
     found = resolve_model_files(settings)
     assert found.ckpt_path == tiny.ckpt_path and found.vocoder_dir == tiny.vocoder_dir
@@ -85,7 +85,7 @@ def test_hub_cache_on_volume_is_used(tiny_model_dir, tmp_path):
         target.write_bytes(source.read_bytes())
         (repo_dir / "refs").mkdir(exist_ok=True)
         (repo_dir / "refs" / constants.DEFAULT_REVISION).write_text(commit)
-    settings = Settings(worker_model="F5TTS_v1_Base", network_volume_path=volume, hf_offline=True)
+    settings = Settings(default_model="F5TTS_v1_Base", network_volume_path=volume, hf_offline=True)
     found = resolve_model_files(settings)
     assert found.ckpt_path.name == "model_1250000.safetensors"
     assert str(found.ckpt_path).startswith(str(cache))

@@ -104,6 +104,25 @@ def test_list_models_and_health_show_the_registry(multi_worker):
     assert multi_worker.handle({"action": "health"})["models"] == listed["models"]
 
 
+def test_a_reference_gives_each_model_the_mel_of_its_own_mel_settings(tiny_settings, tiny_model_dir, worker, tmp_path):
+    """Prepared references serve every model, but a reference's mel spectrogram depends on the model's mel
+    settings (here the STFT's window length): a model must sample with its own, whichever model used the
+    reference first. The same job gives the same audio on a fresh worker and after another model's job."""
+    tiny = tiny_model_files(tiny_model_dir)
+    architecture = tmp_path / "F5TTS_v1_Tiny_win768.yaml"
+    architecture.write_text(tiny.config_path.read_text().replace("win_length: 1024", "win_length: 768"))
+    entry = {"name": "tiny-win768", "architecture": str(architecture), "checkpoint": str(tiny.ckpt_path),
+             "vocab": str(tiny.vocab_path), "vocoder": str(tiny.vocoder_dir), "license": "none"}
+    settings = dataclasses.replace(tiny_settings, models_json=json.dumps([entry]), hf_home=tmp_path / "hf")
+    job = {"text": "One reference, two mels.", "model": "tiny-win768", "ref_audio_base64": REF_B64,
+           "ref_text": DEFAULT_VOICE_TEXT, **FAST}
+    alone = Worker(settings, worker.models).handle(job)
+    shared = Worker(settings, worker.models)
+    assert "error" not in shared.handle({**job, "model": "tiny"})  # the tiny model prepares the reference first
+    after = shared.handle(job)
+    assert "error" not in alone and after["audio_base64"] == alone["audio_base64"]
+
+
 # --- clear errors; the worker serves on ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("model, expected", [
@@ -353,15 +372,15 @@ def test_a_name_in_both_the_setting_and_the_volume_file_names_both(tiny_settings
 def test_the_default_model_must_be_registered_and_named_once(tiny_settings, monkeypatch):
     with pytest.raises(SettingsError, match="DEFAULT_MODEL='NoSuchModel' is not a registered model; use one of "
                                             "F5TTS_v1_Base, F5TTS_Base, E2TTS_Base, tiny"):
-        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, worker_model="NoSuchModel"))
+        ModelRegistry.from_settings(dataclasses.replace(tiny_settings, default_model="NoSuchModel"))
     monkeypatch.setenv("WORKER_MODEL", "tiny")
     monkeypatch.setenv("DEFAULT_MODEL", "tiny")
-    assert get_settings().worker_model == "tiny"
+    assert get_settings().default_model == "tiny"
     monkeypatch.setenv("DEFAULT_MODEL", "F5TTS_Base")
     with pytest.raises(SettingsError, match="DEFAULT_MODEL='F5TTS_Base' and WORKER_MODEL='tiny' disagree"):
         get_settings()
     monkeypatch.delenv("WORKER_MODEL")
-    assert get_settings().worker_model == "F5TTS_Base"
+    assert get_settings().default_model == "F5TTS_Base"
     monkeypatch.setenv("MAX_LOADED_MODELS", "0")
     with pytest.raises(SettingsError, match="MAX_LOADED_MODELS must be at least 1"):
         get_settings()
@@ -429,7 +448,7 @@ def test_prefetch_takes_registered_model_names(tmp_path, tiny_model_dir):
     fr = {"name": "fr", "architecture": "F5TTS_Base", "license": "cc-by-nc-4.0",
           "checkpoint": "hf://RASPIAUDIO/F5-French-MixedSpeakers-reduced/model_last_reduced.pt",
           "vocab": "hf://RASPIAUDIO/F5-French-MixedSpeakers-reduced/vocab.txt"}
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "TORCH_HOME", "WORKER_MODEL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "TORCH_HOME", "DEFAULT_MODEL", "WORKER_MODEL")}
     env.update(NETWORK_VOLUME_PATH=str(tmp_path), HF_HUB_OFFLINE="1", MODELS=json.dumps([fr]))
     run = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "ops" / "prefetch_models.py"), "--dry-run",
                           "--no-aligner", "fr", "F5TTS_v1_Base", "tiny"], env=env, capture_output=True, text=True,

@@ -33,6 +33,10 @@ CASES = {
         ("Call +1 555-123-4567", "Call plus one, five five five, one two three, four five six seven"),
         ("AT&T and R&D", "A T and T and R and D"),
         ("NASA and the FBI use HTML", "NASA and the F B I use H T M L"),
+        # a spelled acronym's letters are words of their own: a hyphen beside it joins no letter to its neighbour
+        ("Hello from F5-TTS on RunPod.", "Hello from F5 T T S on RunPod."),
+        ("GPT-4, USB-C, X-MEN, TTS-based, the U.S.-based", "G P T four, U S B C, X M E N, T T S based, the U S based"),
+        ("NASA-funded, a well-known FAQ - yes", "NASA-funded, a well-known F A Q - yes"),
         ("Go to https://www.example.com/docs.", "Go to w w w dot example dot com slash docs."),
         ("Mail john.doe@example.com now", "Mail john dot doe at example dot com now"),
         ("In 1999 and on 2024-03-15", "In nineteen ninety-nine and on March fifteenth, twenty twenty-four"),

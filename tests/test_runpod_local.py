@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import REPO_ROOT, decode_b64_audio
-from f5_worker.actions.synthesize import MAX_RANDOM_SEED
+from f5_worker.limits import MAX_DRAWN_SEED
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_test_input_json_runs_through_local_mode(worker_env, tmp_path):
     # the tiny model speaks noise, so the quality gate may re-sample: the seed returned is the kept attempt's,
     # one of those tried (the job's, then each drawn from a generator seeded with it), the job's when none was
     draws = random.Random(job["seed"])
-    tried = [job["seed"]] + [draws.randint(0, MAX_RANDOM_SEED) for _ in range(result["quality"]["retries"])]
+    tried = [job["seed"]] + [draws.randint(0, MAX_DRAWN_SEED) for _ in range(result["quality"]["retries"])]
     assert result["seed"] in tried, (result["seed"], tried)
     assert len(result["words"]) == len(job["text"].split())
     # runpod's local mode echoes the result, with every run of base64 shortened to a note of its length
@@ -79,7 +79,7 @@ def test_local_mode_exits_nonzero_on_bad_job(worker_env, tmp_path):
 
 
 def test_missing_weights_fail_boot_with_clear_message(worker_env, tmp_path):
-    env = {**worker_env, "WORKER_MODEL": "F5TTS_v1_Base", "HF_HOME": str(tmp_path / "hf")}
+    env = {**worker_env, "DEFAULT_MODEL": "F5TTS_v1_Base", "HF_HOME": str(tmp_path / "hf")}
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input", json.dumps({"input": {"text": "x"}})],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,

@@ -286,6 +286,18 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, monkeypa
     assert run(worker, text="Still serving.")["duration"] > 0
 
 
+def test_the_built_in_voice_is_default_wherever_a_job_names_a_voice(worker):
+    """``[voice:default]``, a segment's ``"voice": "default"`` and the request's own ``voice`` all name F5-TTS's
+    built-in voice (in any case), and its words carry the voice ``default``: one name for one voice."""
+    tagged = run(worker, text="Hello there. [voice:default] Bye now.", seed=3)
+    segments = run(worker, segments=[{"text": "Hello there."}, {"voice": "default", "text": "Bye now."}], seed=3)
+    assert "error" not in tagged and "error" not in segments, (tagged, segments)
+    assert [w["voice"] for w in segments["words"]] == ["default"] * 4 == [w["voice"] for w in tagged["words"]]
+    own = run(worker, text="Bye now.", voice="DEFAULT", seed=3)
+    assert own["audio_base64"] == run(worker, text="Bye now.", seed=3)["audio_base64"]
+    assert run(worker, text="Hi.", voice="default", ref_text="x")["error"].startswith("ref_text: does not apply")
+
+
 def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_proportion_to_the_text(worker):
     from f5_worker.actions.script import ScriptPart, VoiceSource, fit_duration
 

@@ -4,6 +4,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -28,8 +29,10 @@ def speech():
     return wave, sr
 
 
-def spans(alignment):
-    return [(w.text, w.start, w.end, w.confidence) for w in alignment.words], alignment.score
+def same_alignment(got, want) -> bool:
+    return [(w.text, w.start, w.end) for w in got.words] == [(w.text, w.start, w.end) for w in want.words] \
+        and np.allclose([w.confidence for w in got.words] + [got.score],
+                        [w.confidence for w in want.words] + [want.score], rtol=0, atol=1e-4)
 
 
 def test_pool_gives_the_in_process_timings(pool, speech):
@@ -39,7 +42,9 @@ def test_pool_gives_the_in_process_timings(pool, speech):
     texts = [DEFAULT_VOICE_TEXT] * 4 + ["Some call me nature."]
     with ThreadPoolExecutor(5) as threads:
         got = list(threads.map(lambda text: pool.align(wave, sr, text), texts))
-    assert all(spans(g) == spans(want) for g in got[:4])
+    # the same words and times; pocketsphinx's confidences and score can differ in the fifth decimal between
+    # the pytest process and a spawned one, for the same samples (a plain process and a spawned one agree)
+    assert all(same_alignment(g, want) for g in got[:4])
     assert [w.text for w in got[4].words] == ["Some", "call", "me", "nature."]
     assert len(pool.pids()) == 2 and os.getpid() not in pool.pids()
 

@@ -218,10 +218,11 @@ def test_a_streamed_item_stays_under_runpods_1_mb_in_every_format():
     import json
 
     from f5_worker import audio
+    from f5_worker.limits import OUTPUT_FORMATS
     from f5_worker.tts.chunking import max_piece_seconds
 
     assert 12 < max_piece_seconds(audio.BYTES_PER_SAMPLE["wav"], 24000) < 14
-    for fmt in audio.OUTPUT_FORMATS:
+    for fmt in OUTPUT_FORMATS:
         seconds = max_piece_seconds(audio.BYTES_PER_SAMPLE[fmt], 24000)
         wave = (np.random.default_rng(0).standard_normal(int(seconds * 24000)) * 0.3).astype(np.float32)
         chars = [{"char": "x", "start": 123.456, "end": 123.567, "char_start": 12345, "char_end": 12346,

@@ -91,36 +91,14 @@ def test_reference_by_base64_is_prepared_once_and_reused(worker):
     first = run(worker, **job)
     assert "error" not in first, first
     prepared = worker.synthesize.reference_for(parse_job({**FAST, **job}))
-    assert prepared.mel is not None  # the object the first job sampled with
-    mel = prepared.mel
+    (mel,) = prepared.mels.values()  # the object the first job sampled with: one model, one mel
     second = run(worker, **job)
     assert first["audio_base64"] == second["audio_base64"]
     again = worker.synthesize.reference_for(parse_job({**FAST, **job}))
-    assert again is prepared and again.mel is mel
+    assert again is prepared and [m is mel for m in again.mels.values()] == [True]
     # the cache key is the content: other audio (or other text for it) is prepared on its own
     other = worker.synthesize.reference_for(parse_job({**FAST, **job, "ref_text": "Some call me nature."}))
-    assert other is not prepared and other.mel is None
-
-
-def test_reference_cache_keeps_the_most_recently_used():
-    from f5_worker.tts.reference import ReferenceCache
-
-    prepared: list[str] = []
-
-    def preparer(key):
-        def prepare():
-            prepared.append(key)
-            return object()
-        return prepare
-
-    cache = ReferenceCache(size=2)
-    a = cache.get_or_prepare("a", preparer("a"))
-    b = cache.get_or_prepare("b", preparer("b"))
-    assert cache.get_or_prepare("a", preparer("a")) is a  # a is now the most recent
-    cache.get_or_prepare("c", preparer("c"))  # over the size: b, the least recent, goes
-    assert cache.get_or_prepare("a", preparer("a")) is a
-    assert cache.get_or_prepare("b", preparer("b")) is not b
-    assert prepared == ["a", "b", "c", "b"]
+    assert other is not prepared and not other.mels
 
 
 def test_base64_payloads_are_never_logged(worker, caplog):

@@ -96,7 +96,7 @@ from f5_worker.worker import Worker
 from f5_worker.tts.loading import load_models
 from f5_worker.config import Settings
 
-settings = Settings(worker_model="tiny", tiny_model_dir=Path(sys.argv[1]), hf_offline=True, device="cpu",
+settings = Settings(default_model="tiny", tiny_model_dir=Path(sys.argv[1]), hf_offline=True, device="cpu",
                     network_volume_path=Path(sys.argv[1]) / "no-volume", torch_compile=True)
 worker = Worker(settings, load_models(settings))  # the warm-up compiles, with inductor as in production
 out = worker.handle({"text": "Compiled.", "nfe_step": 4, "max_retries": 0})

@@ -62,6 +62,11 @@ def synth(w, job_id: str | None = None, **fields):
     return w.handle(job, job_id=job_id or f"job-{time.monotonic_ns()}")
 
 
+def cached_versions(w) -> dict[str, str]:
+    """The voice versions the worker holds in memory."""
+    return {name: voice.info.version for name, voice in w.voices._voices.items()}
+
+
 def decode(data: bytes) -> tuple[np.ndarray, int]:
     return sf.read(io.BytesIO(data), dtype="float32")
 
@@ -90,7 +95,7 @@ def test_voice_lifecycle_and_synthesis_with_stored_voice(voice_worker):
     assert "error" not in first, first
     wave, rate = decode(base64.b64decode(first["audio_base64"]))
     assert rate == 24000 and abs(len(wave) / rate - first["duration"]) < 0.01
-    assert w.voices.cached_versions() == {"anna": out["voice"]["version"]}
+    assert cached_versions(w) == {"anna": out["voice"]["version"]}
     again = synth(w, voice="anna")
     assert again["audio_base64"] == first["audio_base64"]  # same seed, same cached reference
 
@@ -112,7 +117,7 @@ def test_replaced_voice_is_used_at_once(voice_worker):
     assert replaced["voice"]["duration"] == pytest.approx(3.05, abs=0.05)
     after = synth(w, voice="anna")
     assert after["audio_base64"] != before["audio_base64"]
-    assert w.voices.cached_versions()["anna"] == replaced["voice"]["version"]
+    assert cached_versions(w)["anna"] == replaced["voice"]["version"]
 
 
 @pytest.mark.parametrize("store", ["volume", "bucket"])
@@ -158,6 +163,7 @@ def test_a_job_reads_each_voice_once(request, make_worker, no_bucket_env, store)
     ({"audio_base64": base64.b64encode(b"just text, not audio").decode()}, "audio_base64: could not decode audio"),
     ({"overwrite": "maybe"}, "overwrite: "),
     ({"colour": "blue"}, "colour: unknown field"),
+    ({"name": "Default"}, "name: 'default' names F5-TTS's built-in voice in every job; choose another name"),
 ])
 def test_bad_upload_requests(make_worker, no_bucket_env, job, error):
     w = make_worker()

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker.errors import JobError
+from f5_worker.limits import MAX_VOICE_NAME_CHARS, check_voice_name
 from f5_worker.storage.base import check_key
 from f5_worker.storage.local import LocalStorage
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
-from f5_worker.voices import MAX_NAME_LENGTH, VoiceStore, check_voice_name, normalise_reference
+from f5_worker.voices import VoiceStore, normalise_reference
 
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -53,7 +54,7 @@ def store(request, tmp_path):
 # --- names ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [
-    "../etc", "a/b", "a\\b", "..", "x..y", "/abs", ".hidden", "-dash", "a b", "naïve", "", "x" * (MAX_NAME_LENGTH + 1),
+    "../etc", "a/b", "a\\b", "..", "x..y", "/abs", ".hidden", "-dash", "a b", "naïve", "", "x" * (MAX_VOICE_NAME_CHARS + 1),
     "a\x00b", "voice\n",
 ])
 def test_unsafe_names_refused(name):
@@ -63,7 +64,7 @@ def test_unsafe_names_refused(name):
 
 
 def test_oversized_name_message():
-    with pytest.raises(JobError, match=f"65 characters long; the limit is {MAX_NAME_LENGTH}"):
+    with pytest.raises(JobError, match=f"65 characters long; the limit is {MAX_VOICE_NAME_CHARS}"):
         check_voice_name("a" * 65)
 
 
@@ -73,7 +74,7 @@ def test_accepted_names_are_single_safe_key_segments(name):
         check_voice_name(name)
     except JobError:
         return
-    assert len(name) <= MAX_NAME_LENGTH and "/" not in name and ".." not in name
+    assert len(name) <= MAX_VOICE_NAME_CHARS and "/" not in name and ".." not in name
     check_key(f"voices/{name}/voice.json")  # never raises for an accepted name
 
 
@@ -162,10 +163,38 @@ def test_audio_recognised_by_content_not_name(tmp_path):
     assert store.save("flac", flac.getvalue(), ref_text="A flac file.").duration_s > 1.9
     with pytest.raises(JobError, match="^audio: could not decode audio"):
         store.save("junk", b"ID3 this is not audio at all" * 10, ref_text="x")
-    with pytest.raises(JobError, match="^audio: audio is silent"):
+    with pytest.raises(JobError, match="^audio: reference audio is silent or shorter than 0.5 s"):
         store.save("silent", wav_bytes(np.zeros(48000, dtype=np.float32), 24000), ref_text="x")
-    with pytest.raises(JobError, match="^audio: only 0.[0-9]+ s of sound"):
+    with pytest.raises(JobError, match="^audio: reference audio is silent or shorter than 0.5 s"):
         store.save("short", wav_bytes(speechlike(0.4, pad_s=1.0), 24000), ref_text="x")
+
+
+REFERENCE_CLIPS = {  # a clip and its transcript: what both checks see
+    "0.7 s of speech": (speechlike(0.7, pad_s=0.5), "Hi there."),
+    "0.3 s of speech": (speechlike(0.3, pad_s=0.5), "Hi."),
+    "speech at -50 dBFS": (speechlike(2.0) * np.float32(0.015), "A quiet recording."),
+    "digital silence": (np.zeros(48000, dtype=np.float32), "Nothing at all."),
+    "20 s of speech": (speechlike(20.0), "twenty seconds of words " * 12),
+}
+
+
+@pytest.mark.parametrize("clip", REFERENCE_CLIPS)
+def test_a_reference_is_checked_the_same_as_a_jobs_clip_and_as_an_upload(tmp_path, clip):
+    """One rule for a reference voice, wherever it comes from (docs/api.md, "The reference voice"): a clip a
+    job may speak with can be stored as a voice, and one an upload refuses is refused in a job alike."""
+    from f5_worker.tts.reference import ReferencePreparer
+
+    wave, text = REFERENCE_CLIPS[clip]
+    data = wav_bytes(wave, 24000)
+    outcomes = []
+    for check in (lambda: ReferencePreparer(max_input_seconds=120, keep_seconds=12).from_bytes(data, text, "audio", 0.1),
+                  lambda: VoiceStore(LocalStorage(tmp_path)).save("anna", data, ref_text=text)):
+        try:
+            check()
+            outcomes.append(None)
+        except JobError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1], outcomes
 
 
 def test_long_reference_with_text_refused_and_without_text_clipped_then_transcribed(tmp_path):
@@ -177,7 +206,7 @@ def test_long_reference_with_text_refused_and_without_text_clipped_then_transcri
 
     store = VoiceStore(LocalStorage(tmp_path), transcriber=transcriber)
     long = wav_bytes(speechlike(20.0), 24000)
-    with pytest.raises(JobError, match="^audio: audio is 20.0 s; a voice keeps at most 12 s"):
+    with pytest.raises(JobError, match="^audio: holds 20.0 s of speech; a reference keeps at most 12 s"):
         store.save("long", long, ref_text="twenty seconds of words")
     quiet_tail = wav_bytes(np.concatenate([speechlike(5.0), np.zeros(10 * 24000, np.float32)]), 24000)
     kept = store.save("quiet-tail", quiet_tail, ref_text="five seconds of words and then silence")
@@ -305,7 +334,7 @@ def test_concurrent_uploads_of_one_name_have_one_winner(store):
     w = winners[0]
     voice = VoiceStore(store.storage).load("race")  # a fresh reader: no cache involved
     assert voice.info.ref_text == f"Voice number {w}."
-    expected = normalise_reference(payloads[w], "audio", max_input_seconds=120, keep_seconds=12).wave
+    expected = normalise_reference(payloads[w], "audio", max_input_seconds=120, keep_seconds=12)
     assert len(voice.wave) == len(expected)
     assert np.max(np.abs(voice.wave - expected)) < 1e-3  # 16-bit storage
     assert sorted(o.key for o in store.storage.list("voices/race/")) == sorted(
@@ -319,7 +348,7 @@ def test_concurrent_overwrites_leave_one_consistent_voice(store):
     assert all(not isinstance(o, Exception) for o in outcomes.values())
     voice = VoiceStore(store.storage).load("race")
     i = int(voice.info.ref_text.split()[-1].rstrip("."))
-    expected = normalise_reference(payloads[i], "audio", max_input_seconds=120, keep_seconds=12).wave
+    expected = normalise_reference(payloads[i], "audio", max_input_seconds=120, keep_seconds=12)
     assert len(voice.wave) == len(expected)  # text and audio come from the same upload
 
 

@@ -25,9 +25,10 @@ from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
+from f5_worker.limits import DEFAULT_VOICE, MAX_SPEED, MIN_SPEED, is_default_voice
 from f5_worker.logs import echo
 from f5_worker.schema import SynthesizeRequest
-from f5_worker.text.markup import DEFAULT_VOICE, Pause, PauseRules, SpeechPart, check_total_pause, parse_script
+from f5_worker.text.markup import Pause, PauseRules, SpeechPart, check_total_pause, parse_script
 from f5_worker.text.normalize import normalize
 from f5_worker.text.normalized_text import NormalizedText
 from f5_worker.text.written_timings import written_timings
@@ -37,7 +38,6 @@ from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
 from f5_worker.voices import VoiceInfo, VoiceStore
 
-MIN_SPEED, MAX_SPEED = 0.3, 3.0  # the speeds a target duration may imply (the request's own speed bounds)
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
 PART_FADE_S = 0.01  # seconds: each part of a script fades in and out over this long
 MAX_PARALLEL_PARTS = 4  # parts of one job aligned at once (threads; the aligners serialise what they must)
@@ -130,9 +130,14 @@ def _script_items(request: SynthesizeRequest, rules: PauseRules, max_segments: i
         for n, seg in enumerate(request.segments):
             field = f"segments.{n}.text"
             given = seg.voice is not None or seg.ref_audio_url is not None or seg.ref_audio_base64 is not None
-            source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
-                                 label=seg.voice or audio_label[(seg.ref_audio_url, seg.ref_audio_base64)],
-                                 prefix=f"segments.{n}.") if given else own
+            if not given:
+                source = own
+            elif seg.voice is not None and is_default_voice(seg.voice):
+                source = VoiceSource(label=DEFAULT_VOICE, prefix=f"segments.{n}.")
+            else:
+                source = VoiceSource(seg.voice, seg.ref_audio_url, seg.ref_audio_base64, seg.ref_text,
+                                     label=seg.voice or audio_label[(seg.ref_audio_url, seg.ref_audio_base64)],
+                                     prefix=f"segments.{n}.")
             for item in parse_script(seg.text, field, rules=rules, needs_speech=False):
                 if isinstance(item, Pause):
                     items.append(item)
@@ -180,13 +185,15 @@ def audio_labels(request: SynthesizeRequest) -> dict[tuple[str | None, str | Non
 
 
 def own_source(request: SynthesizeRequest) -> VoiceSource:
+    if request.voice is not None and is_default_voice(request.voice):
+        return VoiceSource(label=DEFAULT_VOICE)
     audio = (request.ref_audio_url, request.ref_audio_base64)
     label = request.voice or (audio_labels(request)[audio] if audio != (None, None) else DEFAULT_VOICE)
     return VoiceSource(request.voice, request.ref_audio_url, request.ref_audio_base64, request.ref_text, label)
 
 
 def _tag_source(part: SpeechPart) -> VoiceSource:
-    if part.voice.lower() == DEFAULT_VOICE:
+    if is_default_voice(part.voice):
         return VoiceSource(label=DEFAULT_VOICE, tag_at=part.voice_at)
     return VoiceSource(voice=part.voice, label=part.voice, tag_at=part.voice_at)
 

@@ -9,7 +9,7 @@ calls of up to 32, a short part joined by its voice's neighbours:
 script.sampled_texts), aligned on what was said and re-sampled while the
 audio does not say it (alignment/quality.py) -> the parts joined with their pauses, timings
 mapped back to the text as written -> captions -> encoding -> inline or bucket
-delivery (delivery.py). A text without markup is one part, as before.
+delivery (delivery.py). A text without markup is one part.
 
 A streamed job (``stream: true``) takes the same path piece by piece
 (``SynthesizeAction.stream``): each piece of the text is sampled, gated and
@@ -60,6 +60,7 @@ from f5_worker.alignment.quality import (
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
+from f5_worker.limits import draw_seed
 from f5_worker.logs import echo
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
@@ -84,7 +85,6 @@ from f5_worker.tts.reference import PreparedReference, ReferencePreparer, prepar
 from f5_worker.tts.sampler import PendingSynthesis, SynthesisEngine, SynthesisParams, SynthesisResult
 from f5_worker.voices import VoiceInfo, VoiceStore
 
-MAX_RANDOM_SEED = 2**31 - 1  # seeds drawn for jobs that give none
 EDGE_FADE_S = 0.01  # each streamed piece fades in and out over this long, so pieces joined end to end meet at zero
 
 
@@ -119,7 +119,7 @@ class SynthesizeAction:
         chunks = [plan_chunks(run.ref, run.text, run.speed) for run in runs]
         planned = self.check_result_fits(request, runs, chunks, spoken, sum(pauses.values()))
 
-        seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
+        seed = request.seed if request.seed is not None else draw_seed()
         params = SynthesisParams(
             nfe_step=request.nfe_step,
             cfg_strength=request.cfg_strength,
@@ -262,7 +262,7 @@ class SynthesizeAction:
                 pending = failed
                 if not pending or attempt == request.max_retries:
                     break
-                seed = retry_seeds.randint(0, MAX_RANDOM_SEED)
+                seed = draw_seed(retry_seeds)
                 current = sample(pending, seed)
                 retries_ms += sum(spent.values())
         outcomes = [kept[i] for i in range(len(runs))]
@@ -294,7 +294,7 @@ class SynthesizeAction:
                                  max_inline_bytes=self.settings.max_inline_bytes)
         script, parts, language = self.script_with_voices(request, resolved, timing)
         labelled = has_voices(request, parts)
-        seed = request.seed if request.seed is not None else random.randint(0, MAX_RANDOM_SEED)
+        seed = request.seed if request.seed is not None else draw_seed()
         params = SynthesisParams(
             nfe_step=request.nfe_step, cfg_strength=request.cfg_strength,
             sway_sampling_coef=request.sway_sampling_coef, speed=request.speed,
@@ -407,7 +407,7 @@ class SynthesizeAction:
             return attempt(params.seed)[0], None, params.seed, 0
         gated = synthesize_until_aligned(
             attempt, self.aligner, piece.said.spoken, seed=params.seed, max_retries=request.max_retries,
-            language=language, new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+            language=language, new_seed=lambda: draw_seed(retry_seeds),
         )
         timing["alignment_ms"] = timing.get("alignment_ms", 0.0) + gated.alignment.align_seconds * 1000
         return gated.wave, gated.alignment, gated.seed, gated.retries
@@ -476,7 +476,7 @@ class SynthesizeAction:
         retry_seeds = random.Random(params.seed)
         gated = synthesize_until_aligned(
             attempt, self.aligner, text, seed=params.seed, max_retries=request.max_retries,
-            language=language, new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED),
+            language=language, new_seed=lambda: draw_seed(retry_seeds),
         )
         result = attempts[gated.seed]
         result.timing_ms["alignment"] = gated.alignment.align_seconds * 1000

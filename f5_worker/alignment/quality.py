@@ -7,7 +7,6 @@ F5-TTS sometimes skips, repeats or garbles words. The aligner's score tells;
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from f5_worker import stopping
 from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
+from f5_worker.limits import draw_seed
 from f5_worker.timed_text import Alignment
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def synthesize_until_aligned(
     ranks below any attempt with sound. ``attempt`` must return the final audio (after cross-fades and
     silence removal), so the timings match what is heard.
     """
-    new_seed = new_seed or (lambda: random.randint(0, 2**31 - 1))
+    new_seed = new_seed or draw_seed
     best: GatedResult | None = None
     for n in range(max_retries + 1):
         wave, sample_rate = attempt(seed)

@@ -120,7 +120,7 @@ class SphinxAligner:
         if not spoken or len(audio) < SAMPLE_RATE * 0.05 or not english:
             # Nothing to align, or a language the English model cannot judge: flagged estimates.
             return EstimateAligner().align(audio, SAMPLE_RATE, text, language=language)
-        pcm = to_pcm16(audio)
+        pcm = to_pcm16(audio).tobytes()
         spoken_tokens = [tok for tok in tokens if tok.spoken]
         units = [[tok.spoken, *tok.alternatives] for tok in spoken_tokens]
         with self._lock:

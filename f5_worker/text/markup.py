@@ -28,7 +28,6 @@ from f5_worker.logs import echo
 
 # SSML's <break strength>, in seconds (the values of the major cloud voices; SSML leaves them to the engine)
 BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "strong": 1.0, "x-strong": 1.25}
-DEFAULT_VOICE = "default"  # ``[voice:default]``: the voice shipped with f5-tts
 
 _BRACKET_TAG = re.compile(r"\[([A-Za-z][\w-]*)(?::([^\[\]\n]*))?\]")
 _BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that starts but never closes

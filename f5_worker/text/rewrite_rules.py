@@ -160,6 +160,7 @@ class _Scanner:
         text = self.text
         edits: list[Edit] = []
         pos = 0
+        self.edited_to = 0  # where the last edit ends: a rule reaching back before ``pos`` stops there
         while pos < len(text):
             if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])) \
                     or self._glued_by_dot(pos, edits[-1][1] if edits else 0):
@@ -172,6 +173,7 @@ class _Scanner:
                         found = [(s, e, said.upper()) for s, e, said in found]
                     edits.extend(e for e in found if e[0] < e[1])
                     pos = max(pos + 1, found[-1][1])
+                    self.edited_to = max(self.edited_to, found[-1][1])
                     break
             else:
                 pos += 1
@@ -572,7 +574,7 @@ class _Scanner:
             letters = m.group().replace(".", " ").strip()
             end = m.end() - 1 if self._sentence_ends_after(m.end()) and m.end() == len(self.text.rstrip()) \
                 else m.end()
-            return [(m.start(), end, letters)]
+            return [(*self._apart(m.start(), end), letters)]
         m = self.p["acronym"].match(self.text, pos)
         if not m or self.shouted:
             return None
@@ -580,8 +582,20 @@ class _Scanner:
         if set(word) <= _ROMAN and len(word) <= 4:
             return None
         if len(word) <= SPELL_ACRONYM_MAX_LETTERS or not set(word) & _VOWELS:
-            return [(m.start(), m.end(), " ".join(word))]
+            return [(*self._apart(m.start(), m.end()), " ".join(word))]
         return None
+
+    def _apart(self, start: int, end: int) -> tuple[int, int]:
+        """A spelled acronym's span, taking in a hyphen that joins it to a word beside it ("F5-TTS", "GPT-4",
+        "TTS-based"): its letters are words of their own, and the hyphen would glue the first or the last
+        of them to the neighbour ("F5-T T S", one word "F5-T" for the model and the aligner). The reading
+        then replaces the hyphen, and ``normalize`` puts a space in its place."""
+        text = self.text
+        if start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum() and start - 1 >= self.edited_to:
+            start -= 1
+        if end + 1 < len(text) and text[end] == "-" and text[end + 1].isalnum():
+            end += 1
+        return start, end
 
     def _symbol(self, pos: int) -> list[Edit] | None:
         ch = self.text[pos]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from f5_worker.config import TINY_MODEL, Settings, SettingsError
 from f5_worker.errors import JobError
+from f5_worker.limits import LANGUAGE_TAG
 from f5_worker.logs import hide_credentials, shorten
 from f5_worker.tts.tiny_models import ensure_tiny_models
 from f5_worker.tts.weights import (
@@ -32,7 +33,6 @@ from f5_worker.tts.weights import (
 )
 
 MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-LANGUAGE_TAG = r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*"
 YAML_SUFFIXES = (".yaml", ".yml")
 TINY_CHECKPOINT = "random weights written into TINY_MODEL_DIR"  # what the tiny entry shows for its files
 
@@ -222,7 +222,7 @@ class ModelRegistry:
             except (OSError, UnicodeDecodeError) as exc:
                 raise SettingsError(f"MODEL_REGISTRY_FILE {path}: cannot be read ({exc})") from None
             add(text, f"MODEL_REGISTRY_FILE {path}", path.parent)
-        default = settings.worker_model
+        default = settings.default_model
         names = {e.name for e in entries}
         if default not in names and default in released_config_names() and settings.model_ckpt_path:
             # an f5-tts config given only by its checkpoint's path (benchmarks with random full-size weights)

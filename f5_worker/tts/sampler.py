@@ -8,6 +8,7 @@ instead of one thread per chunk, and batches concurrent jobs together.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import logging
 import queue
@@ -411,13 +412,22 @@ class SynthesisEngine:
             self.models.cfm.transformer.clear_cache()
 
     def _reference_mel(self, ref: PreparedReference):
-        """The reference's mel spectrogram, computed once per prepared reference and kept with it."""
+        """The reference's mel spectrogram for this model, computed once per prepared reference and mel setting,
+        and kept with the reference (``PreparedReference.mel_for``)."""
         import torch
 
-        if ref.mel is None:
+        def compute():
             wave = torch.from_numpy(ref.wave).to(self.models.device)  # float32: f5-tts's mel is fp32
-            ref.mel = self.models.cfm.mel_spec(wave.unsqueeze(0)).permute(0, 2, 1)[0]  # (frames, mels)
-        return ref.mel
+            return self.models.cfm.mel_spec(wave.unsqueeze(0)).permute(0, 2, 1)[0]  # (frames, mels)
+
+        return ref.mel_for(self._mel_setting, compute)
+
+    @functools.cached_property
+    def _mel_setting(self) -> tuple:
+        """What this model's mel of a wave depends on (f5-tts's ``MelSpec``), and the device it is kept on."""
+        spec = self.models.cfm.mel_spec
+        return (getattr(spec.extractor, "__name__", repr(spec.extractor)), spec.target_sample_rate, spec.n_fft,
+                spec.win_length, spec.hop_length, spec.n_mel_channels, str(self.models.device))
 
     def _sample(self, batch: list[SampleRequest]) -> list[SampledWaves]:
         import torch

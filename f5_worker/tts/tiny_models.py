@@ -227,7 +227,7 @@ def ensure_random_models(root: Path, config_name: str = "F5TTS_v1_Base", seed: i
 
     The architecture, file format and therefore the compute per step are those of
     the released checkpoints; only the values are random (the speech is noise).
-    Load them with WORKER_MODEL=<config_name>, MODEL_CKPT_PATH, MODEL_VOCAB_PATH, VOCODER_PATH.
+    Load them with DEFAULT_MODEL=<config_name>, MODEL_CKPT_PATH, MODEL_VOCAB_PATH, VOCODER_PATH.
     """
     root = Path(root)
     paths = random_model_files(root, config_name)

@@ -375,7 +375,7 @@ def model_setup(args) -> tuple[dict, dict]:
 
         root = Path(args.models_dir or REPO_ROOT / "data" / "models" / f"random-{args.config}")
         paths = ensure_random_models(root, args.config)
-        env.update(WORKER_MODEL=args.config, MODEL_CKPT_PATH=str(paths.ckpt_path),
+        env.update(DEFAULT_MODEL=args.config, MODEL_CKPT_PATH=str(paths.ckpt_path),
                    MODEL_VOCAB_PATH=str(paths.vocab_path), VOCODER_PATH=str(paths.vocoder_dir))
         if args.ctc:  # ALIGNER=ctc with random weights where prefetch_models.py --english-ctc puts the real ones
             from f5_worker.tts.tiny_models import ensure_random_ctc
@@ -389,7 +389,7 @@ def model_setup(args) -> tuple[dict, dict]:
 
         root = Path(args.models_dir) if args.models_dir else get_settings().tiny_models_path
         paths = ensure_tiny_models(root)
-        env.update(WORKER_MODEL="tiny", TINY_MODEL_DIR=str(root))
+        env.update(DEFAULT_MODEL="tiny", TINY_MODEL_DIR=str(root))
         # F5TTS() reads configs/<model>.yaml inside the f5_tts package; a relative name reaches our config
         # file without changing upstream's code path.
         configs = Path(str(files("f5_tts").joinpath("configs")))

@@ -65,13 +65,13 @@ def load(args):
         from f5_worker.tts.tiny_models import ensure_random_models
 
         paths = ensure_random_models(Path(args.models_dir), args.config)
-        settings = Settings(worker_model=args.config, model_ckpt_path=str(paths.ckpt_path),
+        settings = Settings(default_model=args.config, model_ckpt_path=str(paths.ckpt_path),
                             model_vocab_path=str(paths.vocab_path), vocoder_path=str(paths.vocoder_dir))
     else:
         from f5_worker.tts.tiny_models import ensure_tiny_models
 
         ensure_tiny_models(Path(args.models_dir))
-        settings = Settings(worker_model="tiny", tiny_model_dir=Path(args.models_dir))
+        settings = Settings(default_model="tiny", tiny_model_dir=Path(args.models_dir))
     settings = dataclasses.replace(settings, device=args.device, cuda_graphs=False, hf_offline=True,
                                    network_volume_path=Path("/nonexistent-volume"))
     return load_models(settings)

@@ -156,7 +156,7 @@ def main() -> int:
         parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
 
     with tempfile.TemporaryDirectory(prefix="f5-soak-") as tmp:
-        os.environ.setdefault("WORKER_MODEL", "tiny")
+        os.environ.setdefault("DEFAULT_MODEL", "tiny")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ["NETWORK_VOLUME_PATH"] = str(Path(tmp) / "volume")
         os.environ["STREAMING"] = "1"

@@ -40,8 +40,16 @@ on_error() {
 }
 trap on_error ERR
 
+# The image's label: F5_IMAGE_VERSION (the build's --build-arg, or the endpoint's), else the project's version
+# in the app's pyproject.toml, so every image says which code it runs.
+project_version() {
+    awk '/^\[/ { in_project = ($0 == "[project]") }
+         in_project && /^version *=/ { gsub(/^version *= *"|".*$/, ""); print; exit }' "$APP_DIR/pyproject.toml" 2>/dev/null
+}
+IMAGE_VERSION="${F5_IMAGE_VERSION:-$(project_version || true)}"
+
 phase preflight "who and where"
-log "host $(hostname), user $(id -un), app $APP_DIR, image ${F5_IMAGE_VERSION:-unversioned}"
+log "host $(hostname), user $(id -un), app $APP_DIR, image ${IMAGE_VERSION:-unversioned}"
 if ! command -v python3 >/dev/null 2>&1; then
     log "ERROR: python3 not found on PATH; the base image must provide Python 3.11 or 3.12"
     false

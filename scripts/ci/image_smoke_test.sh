@@ -96,7 +96,7 @@ mkdir -p "$HOST_UV_CACHE"
 BOOT_FLAGS=(
     --label "f5-smoke=$RUN_ID"
     --ulimit "nofile=$hard_nofile:$hard_nofile" --ulimit nproc=4096:4096
-    -e WORKER_MODEL=tiny -e HF_HUB_OFFLINE=1
+    -e DEFAULT_MODEL=tiny -e HF_HUB_OFFLINE=1
 )
 # The thin image's boots: the volume, and the host's network to build the venv.
 RUN_FLAGS=(
@@ -145,6 +145,10 @@ thin_image() {
         fail "boot 1 could not hold the venv's use lock"
     fi
     grep -q "completed successfully" "$WORK/boot1.log" || fail "boot 1 did not complete the job"
+    # built without F5_IMAGE_VERSION: the boot log names the project's version (Dockerfile.runpod, start.sh)
+    version=$(awk '/^\[/ { p = ($0 == "[project]") } p && /^version *=/ { gsub(/^version *= *"|".*$/, ""); print; exit }' \
+        "$CONTEXT/pyproject.toml")
+    grep -q ", image $version\$" "$WORK/boot1.log" || fail "boot 1's log does not name the image's version ($version)"
     # runpod's log shows the result with its base64 shortened; the whole result (RESULT_DUMP_DIR) holds a WAV.
     grep "Job result:" "$WORK/boot1.log" | grep -qE "'audio_base64': '<[0-9]+ characters of base64>'" ||
         fail "boot 1's logged job result does not show its audio shortened"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """For developers: write randomly initialised F5-TTS + Vocos checkpoints in the real on-disk format, for
-tests and offline demos (WORKER_MODEL=tiny loads them). The tiny model speaks noise.
+tests and offline demos (DEFAULT_MODEL=tiny loads them). The tiny model speaks noise.
 
 Changes: writes the five model files into the directory given (created if missing) and prints their paths;
 an existing set of the current version is left as it is.

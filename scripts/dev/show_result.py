@@ -19,7 +19,7 @@ SHOWN_WORDS = 8
 TINY_MODEL_NOTE = (
     "note: the tiny model has random weights and speaks noise, not the text. An alignment score near 0,\n"
     "      every word flagged, estimated timings and retries are expected with it. For real speech run\n"
-    "      WORKER_MODEL=F5TTS_v1_Base make run (downloads about 1.4 GB of weights on first use)."
+    "      DEFAULT_MODEL=F5TTS_v1_Base make run (downloads about 1.4 GB of weights on first use)."
 )
 
 
