@@ -5,7 +5,7 @@ words is shared among them, and every written word is timed once, in order."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from text_samples import LANGUAGES, TEXTS
 
 from f5_worker.text.normalize import normalize
@@ -70,6 +70,7 @@ def test_voice_and_segment_follow_the_words():
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=TEXTS, language=LANGUAGES)
+@example(text="㐀@$A", language="en")
 def test_written_timings_cover_every_written_word_once_in_order(text, language):
     norm = normalize(text, language)
     words, chars = spoken_timings(norm)
@@ -86,8 +87,11 @@ def test_written_timings_cover_every_written_word_once_in_order(text, language):
     touched = {p for r in norm.rewrites for p in range(r.written_start, r.written_end)}
     spoken_by_start = {w.char_start: w for w in words}
     for w in out_words:
-        if not touched & set(range(w.char_start, w.char_end)):
-            same = spoken_by_start[_spoken_start(norm, w.char_start)]
+        same = spoken_by_start.get(_spoken_start(norm, w.char_start))
+        # An untouched word said as one spoken word of its own keeps that word's timings. (In "㐀@$A" the
+        # "A" is untouched, yet said inside "$A": a CJK character takes the marks after it, "㐀@$", while
+        # the spoken "㐀 at $A" splits them off.)
+        if not touched & set(range(w.char_start, w.char_end)) and same is not None:
             assert (w.text, w.start, w.end) == (same.text, same.start, same.end)
 
 
