@@ -102,3 +102,16 @@ def _spoken_start(norm: NormalizedText, written_pos: int) -> int:
             break
         shift = r.spoken_end - r.written_end
     return written_pos + shift
+
+
+def test_each_written_word_of_a_shared_reading_gets_the_part_its_characters_are_of_it():
+    """French reads "12 345,67 €" as one amount over three written words: each gets the stretch of the
+    reading's time that its characters take of the 11 written, "12" the first 2/11, "€" the last 1/11."""
+    norm = normalize("Il paie 12 345,67 € demain", "fr")
+    words, chars = spoken_timings(norm)
+    out_words, _ = written_timings(norm, words, chars)
+    assert [w.text for w in out_words] == ["Il", "paie", "12", "345,67", "€", "demain"]
+    reading = [w for w in words if 8 <= w.char_start < 73]  # "douze" .. "centimes"
+    first, last = reading[0].start, reading[-1].end
+    at = [first + (last - first) * k / 11 for k in (0, 2, 3, 9, 10, 11)]
+    assert [t for w in out_words[2:5] for t in (w.start, w.end)] == pytest.approx(at)
