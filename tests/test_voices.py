@@ -526,3 +526,18 @@ def test_a_transcript_far_too_short_for_the_audio_is_refused_given_heard_or_stor
               r"its audio$")
     with pytest.raises(JobError, match=stored):
         VoiceStore(store.storage).load("anna", "segments.2.voice")
+
+
+def test_a_deleted_or_replaced_voice_leaves_no_prepared_form_behind(tmp_path):
+    """A prepared form holds a reference and its mels (on the GPU once sampled): those of a voice that was
+    deleted or replaced can never be asked for again, so they go with it, not when the cache fills."""
+    store = VoiceStore(LocalStorage(tmp_path))
+    store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    store.save("bob", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    for name in ("anna", "bob"):
+        store.prepared(name, 0.1, lambda voice: object())
+    store.delete("anna")
+    assert {key[0] for key, _ in store._prepared.items()} == {"bob"}
+    store.save("bob", REF_WAV, ref_text=DEFAULT_VOICE_TEXT, overwrite=True)
+    store.load("bob")
+    assert store._prepared.items() == []
