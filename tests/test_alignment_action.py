@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wav_base64
 from f5_worker.actions.align import AlignAction
-from f5_worker.actions.timings import quality_field, timing_fields
 from f5_worker.alignment.selection import load_aligner
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
 from f5_worker.schema import parse_job
+from f5_worker.timings import quality_field, timing_fields
 
 REF_B64 = base64.b64encode(DEFAULT_VOICE_WAV.read_bytes()).decode()
 
@@ -123,7 +123,7 @@ def test_quality_and_timing_fields_shape():
     fields = timing_fields(result, TimingOptions(char_timings=True, caption_formats=["csv"]), len(wave) / sr)
     assert fields["timings_estimated"] is True and fields["aligner"] == "estimate"
     assert set(fields) == {"words", "chars", "captions", "timings_estimated", "aligner"}
-    assert quality_field(result, retries=2) == {"alignment_score": 0.0, "retries": 2, "flagged_words": []}
+    assert quality_field([(result, 1.0, 2)]) == {"alignment_score": 0.0, "retries": 2, "flagged_words": []}
 
 
 # --- through the worker, as RunPod calls it ---------------------------------------------------
@@ -184,7 +184,7 @@ def test_quality_gate_resamples_until_the_audio_matches():
     assert calls == [11, 12, 13]
     assert result.seed == 13 and result.retries == 2
     assert result.alignment.score > 0.6
-    assert quality_field(result.alignment, result.retries)["retries"] == 2
+    assert quality_field([(result.alignment, 1.0, result.retries)])["retries"] == 2
 
 
 class _Recording:

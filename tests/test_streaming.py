@@ -535,9 +535,9 @@ def test_a_stream_over_the_result_limit_completes_and_every_item_reaches_stream_
 def many_voices_captions() -> dict:
     """The last item of a stream of 2,500 words that switch speaker at each word, in every caption format:
     1.2 MB of captions, more than one streamed item holds."""
-    from f5_worker.actions.timings import timing_fields
     from f5_worker.schema import SynthesizeRequest
     from f5_worker.timed_text import Alignment, TimedSpan
+    from f5_worker.timings import timing_fields
 
     words = [TimedSpan("a", i * 0.2, i * 0.2 + 0.15, 0.9, 2 * i, 2 * i + 1, voice=f"speaker{i % 2}", segment=i % 50)
              for i in range(2500)]

@@ -338,8 +338,8 @@ def test_a_result_too_big_with_its_timings_is_refused_before_synthesis(make_work
 def test_the_size_check_counts_the_words_as_said_not_as_written(make_worker):
     """Digits said one by one are ten words for one written: their normalized_words and normalized_chars
     are reported too, so the bound checked before synthesis counts the spoken text, not the written one."""
-    from f5_worker.actions.timings import timing_bytes_bound
     from f5_worker.schema import SynthesizeRequest
+    from f5_worker.timings import timing_bytes_bound
 
     job = dict(text="$7,777,777,777 12345678901234567890 " * 6, char_timings=True, max_retries=0)
     out = synth(make_worker(), **job)

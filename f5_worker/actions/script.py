@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from f5_worker import audio
-from f5_worker.actions.timings import quality_field, stream_quality
 from f5_worker.alignment.quality import GatedResult
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
@@ -32,6 +31,7 @@ from f5_worker.text.normalize import normalize
 from f5_worker.text.normalized_text import NormalizedText
 from f5_worker.text.written_timings import written_timings
 from f5_worker.timed_text import Alignment, TimedSpan, floor_ms
+from f5_worker.timings import quality_field
 from f5_worker.tts.chunking import plan_chunks, too_short
 from f5_worker.tts.reference import PreparedReference
 from f5_worker.tts.sampler import SynthesisResult
@@ -486,7 +486,7 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
                           " ".join(s.spoken for s in spoken))
     if per_part:
         first = per_part[0][0]
-        quality = (quality_field(first, per_part[0][2]) if len(per_part) == 1 else stream_quality(per_part))
+        quality = quality_field(per_part)
         estimated = any(a.estimated for a, _, _ in per_part)
         joined.alignment = Alignment(written_words, written_chars, quality["alignment_score"], first.backend,
                                      estimated, list(quality["flagged_words"]))

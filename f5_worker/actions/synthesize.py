@@ -48,7 +48,6 @@ from f5_worker.actions.script import (
     spoken_text,
     tag_voice_error,
 )
-from f5_worker.actions.timings import stream_quality, timing_bytes_bound, timing_fields
 from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.quality import (
     GatedResult,
@@ -68,6 +67,7 @@ from f5_worker.text.markup import Pause
 from f5_worker.text.normalized_text import NormalizedText
 from f5_worker.text.tokens import tokenize
 from f5_worker.timed_text import Alignment, TimedSpan
+from f5_worker.timings import quality_field, timing_bytes_bound, timing_fields
 from f5_worker.tts.chunking import (
     STREAM_ITEM_BYTES,
     StreamPacer,
@@ -428,7 +428,7 @@ class SynthesizeAction:
             options = request.model_copy(update={"word_timings": False, "char_timings": False})
             fields = timing_fields(whole, options, duration, speaker_prefix=self.settings.caption_speaker_prefix)
             out.update(fields)
-            out["quality"] = stream_quality(alignments)
+            out["quality"] = quality_field(alignments)
             timing["captions_ms"] = (time.perf_counter() - t0) * 1000
         if request.output != "inline" and self.stores.bucket is not None:
             stopping.check("upload")
