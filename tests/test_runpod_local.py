@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import REPO_ROOT, decode_b64_audio
-from f5_worker.actions.synthesize import MAX_RANDOM_SEED
+from f5_worker.synthesis.prepared import MAX_RANDOM_SEED
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from f5_worker.alignment.aligner import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.alignment.quality import align_audio
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
+from f5_worker.job import Job
 from f5_worker.schema import AlignRequest
 from f5_worker.text.languages import guess_language
 from f5_worker.timings import quality_field, timing_fields
@@ -28,7 +29,7 @@ class AlignAction:
         self.downloads = downloads
         self.max_audio_seconds = max_audio_seconds
 
-    def __call__(self, request: AlignRequest, job_id: str | None = None) -> dict:
+    def __call__(self, request: AlignRequest, job: Job) -> dict:
         data, field = self.downloads.audio(request.audio_url, request.audio_base64)
         decoded = audio.decode(data, field, max_seconds=self.max_audio_seconds, max_rate=ALIGN_SAMPLE_RATE)
         wave, sample_rate = decoded.wave, decoded.sample_rate

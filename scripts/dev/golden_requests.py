@@ -8,8 +8,9 @@ duration, a speed, a client's clip, a stored voice, another model), scripts (pau
 segments, short parts joined, a duration spread over parts), streamed jobs (STREAMING=1), align, the voice
 actions, list_models, health, and a table of bad inputs. For each result it keeps: every key; the sha256 of
 each audio; the words, characters, captions, quality and errors as returned. Wall-clock values (``timing``'s
-figures, ``load_seconds``, a voice's ``created`` and ``version``) keep their keys only, in order, and the
-temporary directory's path reads ``<tmp>``. A stream's pieces after the first are sized by wall-clock measurements
+figures, ``load_seconds``, a voice's ``created`` and ``version``) keep their keys only (``timing``'s as a
+sorted list: which stages were timed, not in which order they were summed), and the temporary directory's
+path reads ``<tmp>``. A stream's pieces after the first are sized by wall-clock measurements
 (tts/chunking.StreamPacer); here they are pinned to ``STREAM_PIECE_S`` so the cut is the same on every run.
 
 Usage:
@@ -203,7 +204,7 @@ def summarised(value: Any, tmp: str, key: str | None = None, fmt: str | None = N
     if key in AUDIO and isinstance(value, str):
         return audio_hash(value, fmt)
     if key in WALL_CLOCK:
-        return list(value) if isinstance(value, dict) else "<wall-clock>"
+        return sorted(value) if isinstance(value, dict) else "<wall-clock>"
     if isinstance(value, dict):
         return {k: summarised(v, tmp, k, value.get("format")) for k, v in value.items()}
     if isinstance(value, list):

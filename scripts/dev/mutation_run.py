@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # module (relative to the repository) -> the test modules of its concept
 MODULE_TESTS = {
-    "script": ("f5_worker/actions/script.py", ["tests/test_script.py", "tests/test_voice_jobs.py"]),
+    "script": ("f5_worker/synthesis/script.py", ["tests/test_script.py", "tests/test_voice_jobs.py"]),
     "chunking": ("f5_worker/tts/chunking.py", ["tests/test_streaming.py", "tests/test_sampler.py"]),
     "model_pool": ("f5_worker/tts/model_pool.py", ["tests/test_models.py"]),
     "dtw": ("f5_worker/alignment/dtw.py", ["tests/test_alignment_dtw.py"]),
