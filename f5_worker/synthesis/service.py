@@ -24,8 +24,9 @@ from f5_worker.job import Job
 from f5_worker.schema import ReferenceAudio, SynthesizeRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.synthesis import streaming, unstreamed
-from f5_worker.synthesis.prepared import MAX_RANDOM_SEED, PreparedJob, finished_timing
+from f5_worker.synthesis.prepared import MAX_RANDOM_SEED, PreparedJob
 from f5_worker.synthesis.script import ResolvedScript, VoiceSource, resolve_script, tag_voice_error
+from f5_worker.synthesis.unstreamed import Speech
 from f5_worker.text.languages import guess_language
 from f5_worker.text.markup import PauseRules
 from f5_worker.tts.model_pool import ModelPool
@@ -51,12 +52,16 @@ class SynthesisService:
         self.references = references
         self.pause_rules = PauseRules.of(settings)
 
+    def speak(self, request: SynthesizeRequest, job: Job) -> Speech:
+        """The job's encoded audio and every other field of its result, not yet delivered: for a front door
+        that sends the audio itself (``synthesize`` gives the native result)."""
+        resolved, engine = self.resolve(request)
+        return unstreamed.speak(self.prepare(request, job, resolved, engine, time.perf_counter()))
+
     def synthesize(self, request: SynthesizeRequest, job: Job) -> dict:
         """The job's result: the audio (inline as base64, or a link in the bucket), its timings, captions and
         quality, as docs/api.md describes them."""
-        resolved, engine = self.resolve(request)
-        started = time.perf_counter()
-        speech = unstreamed.speak(self.prepare(request, job, resolved, engine, started))
+        speech = self.speak(request, job)
         out = {
             "audio_base64": base64.b64encode(speech.audio).decode("ascii"),
             "format": speech.format,
@@ -68,7 +73,7 @@ class SynthesisService:
             "model": speech.model,
             "language": speech.language,
             **speech.fields,
-            "timing": finished_timing(speech.timing, started, time.perf_counter(), speech.duration),
+            "timing": speech.timing,
             "warnings": speech.warnings,
         }
         return delivery.finish_output(

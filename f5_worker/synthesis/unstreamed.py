@@ -20,7 +20,7 @@ from f5_worker import audio, delivery, progress, stopping
 from f5_worker.alignment.quality import GatedResult, align_audio, synthesize_until_aligned
 from f5_worker.synthesis.duration import fit_duration
 from f5_worker.synthesis.joining import join_script
-from f5_worker.synthesis.prepared import MAX_RANDOM_SEED, PreparedJob, add_times
+from f5_worker.synthesis.prepared import MAX_RANDOM_SEED, PreparedJob, add_times, finished_timing
 from f5_worker.synthesis.runs import MAX_RUNS_PER_CALL, SampledText, sampled_texts, split_sampled
 from f5_worker.synthesis.script import has_voices, spoken_text
 from f5_worker.text.markup import Pause
@@ -47,7 +47,7 @@ class Speech:
     model: str
     language: str
     fields: dict
-    timing: dict[str, float]  # stage milliseconds so far; the response adds total_ms and rtf
+    timing: dict[str, float]  # milliseconds per stage, the whole job's (total_ms), and the real-time factor
     warnings: list[str]
     planned: str
 
@@ -103,7 +103,8 @@ def speak(job: PreparedJob) -> Speech:
         sample_rate=sample_rate, duration=duration,
         seed=outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one run: the seed of the audio kept
         chunks=sum(len(result.chunks) for result, _ in outcomes), model=models.name, language=job.language,
-        fields=fields, timing=timing, warnings=job.voice_warnings(), planned=planned,
+        fields=fields, timing=finished_timing(timing, job.started, time.perf_counter(), duration),
+        warnings=job.voice_warnings(), planned=planned,
     )
 
 
