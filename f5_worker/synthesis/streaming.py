@@ -217,7 +217,7 @@ def _done(job: PreparedJob, *, seq: int, waves: list[np.ndarray], words: list[Ti
         options = request.model_copy(update={"word_timings": False, "char_timings": False})
         out.update(timing_fields(whole, options, duration, speaker_prefix=job.settings.caption_speaker_prefix))
         out["quality"] = quality_field(alignments)
-        timing = {**timing, "captions_ms": (time.perf_counter() - t0) * 1000}
+        timing = add_times(timing, {"captions": (time.perf_counter() - t0) * 1000})
     if request.output != "inline" and stores.bucket is not None:
         stopping.check("upload")
         whole_audio = audio.encode_audio(np.concatenate(waves), sample_rate, request.output_format)

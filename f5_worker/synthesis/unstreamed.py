@@ -91,17 +91,16 @@ def speak(job: PreparedJob) -> Speech:
         if request.char_timings:
             fields["normalized_chars"] = [c.to_dict() for c in joined.normalized.chars]
         fields["quality"] = joined.quality
-        timing = {**timing, "captions_ms": (time.perf_counter() - t0) * 1000}
+        timing = add_times(timing, {"captions": (time.perf_counter() - t0) * 1000})
 
     stopping.check("encoding")
     t0 = time.perf_counter()
     encoded = audio.encode_audio(joined.wave, sample_rate, request.output_format)
-    timing = {**timing, "encoding_ms": (time.perf_counter() - t0) * 1000}
-    seed = job.params.seed
+    timing = add_times(timing, {"encoding": (time.perf_counter() - t0) * 1000})
     return Speech(
         audio=encoded, format=request.output_format, content_type=audio.content_type(request.output_format),
         sample_rate=sample_rate, duration=duration,
-        seed=outcomes[0][0].seed if len(outcomes) == 1 else seed,  # one run: the seed of the audio kept
+        seed=outcomes[0][0].seed if len(outcomes) == 1 else job.params.seed,  # one run: the seed of the audio kept
         chunks=sum(len(result.chunks) for result, _ in outcomes), model=models.name, language=job.language,
         fields=fields, timing=finished_timing(timing, job.started, time.perf_counter(), duration),
         warnings=job.voice_warnings(), planned=planned,
@@ -146,25 +145,23 @@ def sample_runs(job: PreparedJob, runs: list[SampledText], report_chunks: int
             note("aligning", len(rounds), audio_seconds=round(len(first.wave) / first.sample_rate, 3))
         return [(done[i].wave, done[i].sample_rate) for i in indices]
 
-    if not aligns:
+    if aligns:
+        retry_seeds = random.Random(params.seed)
+        gated = synthesize_until_aligned([run.text for run in runs], sample, job.aligner, seed=params.seed,
+                                         max_retries=job.request.max_retries, language=job.language,
+                                         new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED))
+        kept = [rounds[g.attempt][i] for i, g in enumerate(gated)]
+    else:
         sample(list(range(len(runs))), params.seed)
-        kept = [rounds[0][i] for i in range(len(runs))]
-        stage_ms: dict[str, float] = {}
-        for result in kept:  # each call's sampling and vocoding times are on its first result: they add up once
-            for stage, ms in result.timing_ms.items():
-                stage_ms[stage] = stage_ms.get(stage, 0.0) + ms
-        return [(result, None) for result in kept], stage_ms
-    retry_seeds = random.Random(params.seed)
-    gated = synthesize_until_aligned([run.text for run in runs], sample, job.aligner, seed=params.seed,
-                                     max_retries=job.request.max_retries, language=job.language,
-                                     new_seed=lambda: retry_seeds.randint(0, MAX_RANDOM_SEED))
-    kept = [rounds[g.attempt][i] for i, g in enumerate(gated)]
+        gated, kept = [None] * len(runs), [rounds[0][i] for i in range(len(runs))]
+    # each call's sampling and vocoding times are on its first result: summed over a round, they add up once
     stage_ms = {stage: sum(r.timing_ms.get(stage, 0.0) for r in rounds[0].values())
                 for stage in ("synthesis", "vocoding")}
     stage_ms["postprocess"] = sum(r.timing_ms.get("postprocess", 0.0) for r in kept)
-    stage_ms["alignment"] = sum(g.aligning_s for g in gated) * 1000
-    stage_ms["retries"] = sum(r.timing_ms.get("synthesis", 0.0) + r.timing_ms.get("vocoding", 0.0)
-                              for done in rounds[1:] for r in done.values())
+    if aligns:
+        stage_ms["alignment"] = sum(g.aligning_s for g in gated) * 1000
+        stage_ms["retries"] = sum(r.timing_ms.get("synthesis", 0.0) + r.timing_ms.get("vocoding", 0.0)
+                                  for done in rounds[1:] for r in done.values())
     return list(zip(kept, gated)), stage_ms
 
 
