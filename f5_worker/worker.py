@@ -20,16 +20,16 @@ from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.models import ListModelsAction
-from f5_worker.actions.script import ResolvedScript, resolve_script
 from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
 from f5_worker.config import Settings, get_settings
 from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu_failure, is_gpu_out_of_memory, summary
 from f5_worker.fetch import DownloadLimits
+from f5_worker.job import Job
 from f5_worker.logs import echo, hide_credentials
 from f5_worker.storage.stores import Stores
-from f5_worker.text.markup import PauseRules
+from f5_worker.synthesis.service import SynthesisService
 from f5_worker.transcribe import WhisperTranscriber
 from f5_worker.tts.loading import LoadedModels, load_model
 from f5_worker.tts.model_pool import ModelPool
@@ -40,7 +40,7 @@ from f5_worker.voices import VoiceStore
 
 log = logging.getLogger(__name__)
 
-Action = Callable[[Any, "str | None"], dict]
+Action = Callable[[Any, Job], "dict | Iterator[dict]"]  # every action: (request, job) -> result, or a stream's items
 
 
 class Worker:
@@ -72,14 +72,14 @@ class Worker:
             keep_seconds=settings.ref_audio_keep_seconds,
             max_input_seconds=settings.max_ref_audio_seconds,
         )
-        self.pause_rules = PauseRules.of(settings)
         self.downloads = DownloadLimits(settings.max_download_bytes, settings.download_timeout_s)
         self.references = ReferencePreparer(max_input_seconds=settings.max_ref_audio_seconds,
                                             keep_seconds=settings.ref_audio_keep_seconds)
-        self.synthesize = self._synthesize_action(self.engine)  # the default model's
+        self.synthesis = SynthesisService(settings, self.registry, self.pool, self.aligner, self.voices,
+                                          self.stores, self.downloads, self.references)
         voice_actions = VoiceActions(self.voices, self.downloads, self.registry.entry)
         self.actions: dict[str, Action] = {
-            "synthesize": self._synthesize_job,
+            "synthesize": SynthesizeAction(self.synthesis),
             "align": AlignAction(self.aligner, self.downloads),
             "upload_voice": voice_actions.upload,
             "list_voices": voice_actions.list,
@@ -101,28 +101,6 @@ class Worker:
     def _make_engine(self, models: LoadedModels) -> SynthesisEngine:
         return SynthesisEngine(models, max_batch_jobs=self.settings.max_batch_jobs,
                                max_wait_s=self.settings.batch_wait_ms / 1000)
-
-    def _synthesize_action(self, engine: SynthesisEngine) -> SynthesizeAction:
-        """The synthesize action on one model's engine; references prepared once serve every model."""
-        entry = self.registry.entries.get(engine.models.name)
-        return SynthesizeAction(self.settings, engine, self.aligner, self.voices, self.stores, self.downloads,
-                                references=self.references,
-                                model_languages=tuple(entry.languages) if entry is not None else ())
-
-    def _synthesis_for(self, request: schema.SynthesizeRequest) -> tuple[SynthesizeAction, ResolvedScript]:
-        """The job's script resolved (script.resolve_script: parsed, and its voices' metadata read, once), and
-        the synthesize action on the model it names: the job's ``model``, else the model its voices keep, else
-        the default (loaded here when it is not yet)."""
-        if request.model is not None:
-            self.registry.entry(request.model)  # a name this worker lacks is refused before any voice is read
-        resolved = resolve_script(request, self.pause_rules, self.settings.max_segments, self.voices,
-                                  self.registry.names(), self.settings.max_script_parts)
-        engine = self.pool.engine(resolved.model)
-        return (self.synthesize if engine is self.engine else self._synthesize_action(engine)), resolved
-
-    def _synthesize_job(self, request: schema.SynthesizeRequest, job_id: str | None = None) -> dict:
-        action, resolved = self._synthesis_for(request)
-        return action(request, resolved, job_id)
 
     def _check_storage(self) -> None:
         """The bucket is checked once at start-up (docs/storage.md); a bad one is reported, not fatal."""
@@ -226,14 +204,14 @@ class Worker:
             stopping.check("start")  # stopped while it waited for a thread
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
-            if getattr(request, "stream", False):
-                if not self.settings.streaming:
-                    raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
-                                             "(every result is then a list), or leave stream out")
-                action, resolved = self._synthesis_for(request)
-                yield from action.stream(request, resolved, job_id)
-            else:
-                yield self.actions[request.action](request, job_id)
+            if getattr(request, "stream", False) and not self.settings.streaming:
+                raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
+                                         "(every result is then a list), or leave stream out")
+            output = self.actions[request.action](request, Job(job_id))
+            if isinstance(output, dict):
+                yield output
+            else:  # a streamed job's items
+                yield from output
         except JobError as exc:
             log.info("job %s refused: %s", job_id, exc)
             yield {"error": str(exc)}

@@ -77,6 +77,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     from f5_worker.alignment.selection import load_aligner
     from f5_worker.errors import JobError
     from f5_worker.fetch import DownloadLimits
+    from f5_worker.job import Job
     from f5_worker.schema import parse_job
     from f5_worker.tts.reference import ReferencePreparer
     from f5_worker.voices import VoiceStore
@@ -92,7 +93,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     voices = VoiceStore(LocalStorage(sys.argv[2]), max_input_seconds=120)
     jobs = {
         "align": lambda data: align(parse_job({"action": "align", "text": "Hello there.",
-                                               "audio_base64": base64.b64encode(data).decode()})),
+                                               "audio_base64": base64.b64encode(data).decode()}), Job()),
         "reference": lambda data: refs.from_bytes(data, "Hello there.", "ref_audio_base64", 0.1),
         "upload_voice": lambda data: voices.save("bomb", data, ref_text="Hello there.", overwrite=True),
     }

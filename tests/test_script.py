@@ -1,4 +1,6 @@
-"""Scripts in the synthesize action: markup (pauses, SSML breaks, voice tags), segments, a target duration."""
+"""A synthesize job as a script (synthesis/script.py): its parts and pauses from tags or segments, each part in
+its own voice, the labels of voices given as audio, the model and language its stored voices keep (each read
+once), the bound on its parts; and scripts spoken through the worker."""
 
 import base64
 import dataclasses
@@ -6,212 +8,19 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import assume, example, given
-from hypothesis import strategies as st
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, decode_b64_audio, wav_base64
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
-from f5_worker.text.markup import BREAK_STRENGTH_S, Pause, PauseRules, SpeechPart, parse_script
+from f5_worker.schema import parse_job
+from f5_worker.synthesis.script import resolve_script, script_of
+from f5_worker.text.markup import Pause, PauseRules
 
 FAST = {"nfe_step": 4, "max_retries": 0}
 
 
 def run(worker, **fields):
     return worker.handle({**FAST, **fields}, job_id="test")
-
-
-# -- the markup --------------------------------------------------------------------------------------
-
-
-def test_every_pause_form_and_its_length():
-    text = ('One [pause] two [pause:1.5s] three [pause:250ms] four <break time="1s"/> five '
-            "<break time='500ms'/> six <break strength=\"x-strong\"/> seven <break/> eight.\n\nNine.")
-    script = parse_script(text)
-    pauses = [i.seconds for i in script if isinstance(i, Pause)]
-    assert pauses == [0.5, 1.5, 0.25, 1.0, 0.5, BREAK_STRENGTH_S["x-strong"], BREAK_STRENGTH_S["medium"], 0.6]
-    said = [text[i.char_start:i.char_end] for i in script if isinstance(i, SpeechPart)]
-    assert said == ["One", "two", "three", "four", "five", "six", "seven", "eight.", "Nine."]
-
-
-def test_the_pause_settings_set_the_lengths_and_bounds():
-    rules = PauseRules.of(Settings(pause_s=0.2, paragraph_pause_s=1.0, max_pause_s=2.0, max_total_pause_s=3.5))
-    script = parse_script("A [pause] b.\n\nC [pause:2s] d", rules=rules)
-    assert [i.seconds for i in script if isinstance(i, Pause)] == [0.2, 1.0, 2.0]
-    with pytest.raises(JobError, match="^text: pause of 2.5 s at character 2 is longer than 2 s"):
-        parse_script("A [pause:2.5s] b", rules=rules)
-    with pytest.raises(JobError, match="^text: pauses add up to 4 s, more than 3.5 s"):
-        parse_script("A [pause:2s] b [pause:2s] c", rules=rules)
-
-
-def test_pauses_in_one_gap_add_up_and_a_written_pause_replaces_the_paragraph_pause():
-    script = parse_script("A.\n\n[pause:1s] [pause:2s]\n\nB. [pause:300ms]")
-    assert [type(i).__name__ for i in script] == ["SpeechPart", "Pause", "SpeechPart", "Pause"]
-    assert script[1].seconds == 3.0 and script[3].seconds == 0.3  # a pause at the end is kept
-
-
-def test_voice_tags_make_segments_and_other_brackets_are_text():
-    text = "Intro [see page 4]. [voice:anna] Hi, 3 < 4. [voice:default] Bye. [voice:anna] Again."
-    parts = [i for i in parse_script(text) if isinstance(i, SpeechPart)]
-    assert [(text[p.char_start:p.char_end], p.voice, p.segment) for p in parts] == [
-        ("Intro [see page 4].", None, 0), ("Hi, 3 < 4.", "anna", 1), ("Bye.", "default", 2), ("Again.", "anna", 3)]
-    assert parts[1].voice_at == text.index("[voice:anna]")
-
-
-@pytest.mark.parametrize("text, error", [
-    ("Hello [pause:1.5s and more", "text: unclosed tag at character 6"),
-    ("Well <break time=\"1s\" and on", "text: unclosed tag at character 5"),
-    ("Hey! [paws] then", "text: unknown tag '[paws]' at character 5"),
-    ("Ha [laughs] ha", "text: unknown tag '[laughs]' at character 3"),
-    ("So <emphasis>this</emphasis>", "text: unknown tag '<emphasis>' at character 3"),
-    ("Some words here and then [pause:30s] more", "text: pause of 30 s at character 25 is longer than 10 s"),
-    ("A <break time=\"12000ms\"/> b", "text: pause of 12 s at character 2 is longer than 10 s"),
-    ("A [pause:fast] b", "text: tag '[pause:fast]' at character 2: the length must be like 1.5s or 500ms"),
-    ("A <break strength=\"huge\"/> b", "text: <break> at character 2: strength must be one of"),
-    ("A [voice:] b", "text: tag '[voice:]' at character 2 names no voice"),
-    ("[pause:1s] <break/>", "text: has no words to speak outside its tags"),
-    ("A" + " [pause:10s] a" * 7, "text: pauses add up to 70 s, more than 60 s"),
-])
-def test_markup_errors_name_the_character(text, error):
-    from f5_worker.errors import JobError
-
-    with pytest.raises(JobError) as caught:
-        parse_script(text)
-    assert str(caught.value).startswith(error), str(caught.value)
-
-
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("A <break time=“3s”/> b", 3.0), ("A <break time=‘2s’/> b", 2.0), ("A <break time=1500ms/> b", 1.5),
-])
-def test_a_break_time_in_typographic_quotes_or_unquoted_is_read(text, seconds):
-    """Pasted from a word processor or written as HTML allows: the length written, never the 0.75 s default."""
-    assert [i.seconds for i in parse_script(text) if isinstance(i, Pause)] == [seconds]
-
-
-@pytest.mark.parametrize("text", ['A <break time="3s" foo/> b', "A <break time=3 s/> b"])
-def test_a_break_with_words_it_cannot_read_is_refused(text):
-    from f5_worker.errors import JobError
-
-    with pytest.raises(JobError, match="<break> at character 2: cannot read"):
-        parse_script(text)
-
-
-@pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b"])
-def test_a_less_than_sign_before_a_space_is_text(text):
-    """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""
-    assert parse_script(text) == [SpeechPart(0, len(text))]
-
-
-_WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])
-_TAGS = st.sampled_from(["[pause]", "[pause:1s]", "[pause:250ms]", '<break time="300ms"/>', "<break/>",
-                         "[voice:default]", "\n\n", " [see 2] "])
-
-
-@given(st.lists(st.one_of(_WORDS, _TAGS), min_size=1, max_size=14))
-@example(["[voice:default]", "Hello", "\n\n", "$42.50"])
-def test_parts_are_the_text_as_written_without_its_tags(tokens):
-    text = " ".join(tokens)
-    if not any(ch.isalnum() for tok in tokens if tok in _WORDS.elements for ch in tok) and "[see 2]" not in text:
-        with pytest.raises(JobError, match="^text: has no words to speak"):
-            parse_script(text)
-        return
-    script = parse_script(text)
-    parts = [i for i in script if isinstance(i, SpeechPart)]
-    spoken = " ".join(text[p.char_start:p.char_end] for p in parts)
-    assert not re.search(r"\[(pause|voice)|<break", spoken)
-    # every character outside the parts is a tag or whitespace: nothing written is lost
-    covered = np.zeros(len(text), dtype=bool)
-    for p in parts:
-        covered[p.char_start:p.char_end] = True
-    rest = "".join(ch if not c else " " for ch, c in zip(text, covered))
-    leftover = re.sub(r"\[pause(:[^\]]*)?\]|\[voice:[^\]]*\]|<break[^>]*>|\s", "", rest)
-    assert not any(ch.isalnum() for ch in leftover), leftover
-    starts = [p.char_start for p in parts]
-    assert starts == sorted(starts)
-
-
-# -- timings mapped to the text as written (estimate aligner: pure mapping, no model) ------------------
-
-
-@given(st.lists(st.one_of(_WORDS, _TAGS), min_size=1, max_size=12), st.booleans())
-@example(["Hello", "[pause:1s]", "$42.50", "[voice:default]", "3rd"], True)
-def test_every_word_is_the_text_as_written_at_its_offsets(tokens, as_segments):
-    from f5_worker.actions.script import has_voices, join_script, script_of
-    from f5_worker.alignment.estimate import EstimateAligner
-    from f5_worker.alignment.quality import GatedResult
-    from f5_worker.schema import parse_job
-    from f5_worker.tts.sampler import SynthesisResult
-
-    text = " ".join(tokens)
-    assume(any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", text)))  # tags alone: refused, not timed
-    if as_segments:  # the same text as two segments: offsets index each segment's own text
-        cut = len(tokens) // 2
-        texts = [" ".join(tokens[:cut]), " ".join(tokens[cut:])]
-        texts = [t.replace("[voice:default]", "") for t in texts]
-        texts = [t for t in texts if any(ch.isalnum() for ch in re.sub(r"\[[^\]]*\]|<[^>]*>", "", t))]
-        assert texts  # every word outside the tags is in one half or the other
-        request = parse_job({"segments": [{"text": t} for t in texts]})
-    else:
-        texts = [text]
-        request = parse_job({"text": text})
-    script = script_of(request, PauseRules.of(Settings()), 50)
-    parts = [i for i in script if not isinstance(i, Pause)]
-    from f5_worker.actions.script import spoken_text
-
-    spoken = [spoken_text(p.written, "en", True) for p in parts]
-    rate, rng = 24000, np.random.default_rng(0)
-    outcomes = []
-    for p in parts:
-        wave = (rng.standard_normal(rate // 2) * 0.1).astype(np.float32)
-        alignment = EstimateAligner().align(wave, rate, spoken[len(outcomes)].spoken)
-        outcomes.append((SynthesisResult(wave, rate, [p.written], {}), GatedResult(wave, rate, alignment, 0, 0)))
-    assert any(s.spoken != s.written for s in spoken) or not any("$42.50" in p.written for p in parts)
-    pauses = {id(i): round(i.seconds * rate) for i in script if isinstance(i, Pause)}
-    joined = join_script(script, parts, spoken, outcomes, pauses, rate, has_voices(request, parts))
-    assert len(joined.wave) == sum(len(o[0].wave) for o in outcomes) + sum(pauses.values())
-    assert len(joined.alignment.words) == sum(len(p.written.split()) for p in parts)
-    for w in joined.alignment.words:
-        assert w.text == (texts[w.segment] if as_segments else text)[w.char_start:w.char_end]
-        assert w.voice == ("default" if as_segments else w.voice)  # segments without a voice: the request's
-    for w in joined.normalized.words:
-        assert w.text == joined.normalized_text[w.char_start:w.char_end]
-    times = [w.start for w in joined.alignment.words]
-    assert times == sorted(times) and all(w.end <= len(joined.wave) / rate + 1e-3 for w in joined.alignment.words)
-
-
-def test_a_pause_is_its_exact_samples_of_silence_and_the_next_part_is_timed_from_their_end():
-    """Where the pause lies, without an aligner landing in noise: the silence is exactly the pause's samples,
-    right after the first part, and every word of the next part is timed from the silence's end (its own
-    time in its part plus that offset, to the millisecond)."""
-    from f5_worker import audio
-    from f5_worker.actions.script import PART_FADE_S, join_script, script_of, spoken_text
-    from f5_worker.alignment.estimate import EstimateAligner
-    from f5_worker.alignment.quality import GatedResult
-    from f5_worker.schema import parse_job
-    from f5_worker.tts.sampler import SynthesisResult
-
-    rate = 24000
-    script = script_of(parse_job({"text": "Before the pause. [pause:1.5s] After it."}), PauseRules.of(Settings()), 50)
-    parts = [i for i in script if not isinstance(i, Pause)]
-    spoken = [spoken_text(p.written, "en", True) for p in parts]
-    rng = np.random.default_rng(0)
-    waves = [(rng.uniform(0.1, 0.5, n) * rng.choice([-1, 1], n)).astype(np.float32) for n in (30_000, 20_003)]
-    alignments = [EstimateAligner().align(w, rate, s.spoken) for w, s in zip(waves, spoken)]
-    outcomes = [(SynthesisResult(w, rate, [p.written], {}), GatedResult(w, rate, a, 0, 0))
-                for w, p, a in zip(waves, parts, alignments)]
-    pause = 36_000  # 1.5 s
-    joined = join_script(script, parts, spoken, outcomes, {id(script[1]): pause}, rate)
-
-    first = len(waves[0])
-    assert np.array_equal(joined.wave[:first], audio.fade_edges(waves[0], rate, PART_FADE_S))
-    assert np.array_equal(joined.wave[first:first + pause], np.zeros(pause, np.float32))
-    assert np.array_equal(joined.wave[first + pause:], audio.fade_edges(waves[1], rate, PART_FADE_S))
-    offset = (first + pause) / rate
-    after = [w for w in joined.alignment.words if w.char_start >= parts[1].char_offset]
-    assert [w.text for w in after] == ["After", "it."]
-    assert [(w.start, w.end) for w in after] == [
-        (round(offset + w.start, 3), round(offset + w.end, 3)) for w in alignments[1].words]
-    assert after[0].start >= offset > joined.alignment.words[2].end
 
 
 # -- through the worker, on the tiny model --------------------------------------------------------------
@@ -266,7 +75,7 @@ def test_two_voices_as_segments_and_as_tags_give_the_same_words(worker, monkeypa
     assert "default: Hello" in out["captions"]["srt"] and "ref: And" in out["captions"]["srt"]
     import dataclasses
 
-    action = worker.synthesize
+    action = worker.synthesis
     monkeypatch.setattr(action, "settings", dataclasses.replace(action.settings, caption_speaker_prefix=False))
     bare = run(worker, segments=segments, seed=2)
     assert "default:" not in bare["captions"]["srt"] and "\nAnd" in bare["captions"]["srt"]
@@ -296,50 +105,6 @@ def test_the_built_in_voice_is_default_wherever_a_job_names_a_voice(worker):
     own = run(worker, text="Bye now.", voice="DEFAULT", seed=3)
     assert own["audio_base64"] == run(worker, text="Bye now.", seed=3)["audio_base64"]
     assert run(worker, text="Hi.", voice="default", ref_text="x")["error"].startswith("ref_text: does not apply")
-
-
-def test_duration_sets_the_total_length_within_one_frame_and_splits_it_in_proportion_to_the_text(worker):
-    from f5_worker.actions.script import ScriptPart, VoiceSource, fit_duration
-
-    ref = worker.synthesize.reference_for(__import__("f5_worker.schema", fromlist=["x"]).parse_job({"text": "x"}))
-    texts = ["A short line.", "A much longer line of text, which should get a larger share of the time."]
-    parts = [ScriptPart(t, 0, VoiceSource(), 0, 1.0, ref=ref) for t in texts]
-    natural = fit_duration(parts, texts, 24000, 6.0, sample_rate=24000, hop_length=256, cross_fade_s=0.15)
-    shares = [sum(p.chunk_frames) for p in parts]
-    assert shares[1] / shares[0] == pytest.approx(len(texts[1]) / len(texts[0]), rel=0.05)
-    assert parts[0].speed == parts[1].speed == natural
-
-    hop = worker.models.hop_length
-    for target in (5.0, 8.5):
-        out = run(worker, text="Dubbing needs a target length. [pause:0.5s] This one has two parts.",
-                  duration=target, seed=1)
-        assert "error" not in out, out
-        wave, rate = decode_b64_audio(out["audio_base64"])
-        assert abs(len(wave) - target * rate) <= hop, (len(wave), target * rate)
-    long_text = ("This sentence is here to make a long text, so that it is cut into several chunks. " * 8).strip()
-    out = run(worker, text=long_text + " [pause:1s] And a short part.", duration=40, seed=2, word_timings=False,
-              caption_formats=[])
-    wave, rate = decode_b64_audio(out["audio_base64"])
-    assert out["chunks"] >= 3 and abs(len(wave) - 40 * rate) <= hop  # cross-fades between chunks counted
-    out = run(worker, text="Far too many words for so little time, surely.", duration=0.2)
-    assert re.fullmatch(r"duration: 0\.2 s would need speed [\d.]+; the text needs between [\d.]+ and [\d.]+ s",
-                        out["error"]), out
-    assert run(worker, text="Hi there.", duration=3, speed=1.2)["error"].startswith("duration: sets the speed")
-
-
-def test_a_scripts_parts_are_sampled_in_one_call_per_round_of_the_quality_gate(worker, monkeypatch):
-    """Three parts, two voices: one engine call holds them all; the gate re-samples the parts that fail
-    (the tiny model speaks noise: all of them) in one more call."""
-    queued = []
-    monkeypatch.setattr(worker.synthesize.engine, "on_queued", queued.append)
-    text = "One part here. [pause:0.3s] [voice:default] Another part. [voice:default] A third one."
-    out = worker.handle({"text": text, "nfe_step": 4, "max_retries": 1, "seed": 8})
-    assert "error" not in out, out
-    assert [len(r.texts) for r in queued] == [3, 3]
-    assert len({id(r) for q in queued for r in q.chunk_refs}) == 1  # the same voice: one prepared reference
-    assert out["quality"]["retries"] == 3 and out["timing"]["retries_ms"] > 0
-    again = worker.handle({"text": text, "nfe_step": 4, "max_retries": 1, "seed": 8})
-    assert again["audio_base64"] == out["audio_base64"]  # a script with a seed is reproducible as a whole
 
 
 def test_numbers_are_said_in_words_and_timed_as_written(worker):
@@ -416,8 +181,6 @@ def test_an_empty_list_of_segments_is_refused_in_words_of_its_own(worker):
 def test_each_voice_given_as_audio_has_its_own_label_and_the_same_audio_keeps_one():
     """Labels are decided from the request alone: the same URL or base64 string is one voice; a label a
     stored voice of the script has is skipped."""
-    from f5_worker.actions.script import script_of
-    from f5_worker.schema import parse_job
 
     clip = {"ref_text": "Some words."}
     request = parse_job({"ref_audio_url": "https://example.com/own.wav", "ref_text": "Own.", "segments": [
@@ -482,7 +245,7 @@ def test_each_part_of_a_script_is_sampled_with_the_reference_of_its_own_voice(tw
     they come from the script, not from the reference loaded."""
     w = two_voice_worker
     queued = []
-    w.synthesize.engine.on_queued = queued.append  # this worker's own engine: records what it is handed
+    w.engine.on_queued = queued.append  # this worker's own engine: records what it is handed
 
     def say(first: str, second: str) -> dict:
         if form == "tags":
@@ -510,9 +273,6 @@ def test_the_first_voices_that_keep_a_model_and_a_language_decide_each_read_once
     order they speak; each voice's metadata read once, for the model, the language and the references."""
     from collections import Counter
 
-    from f5_worker.actions.script import resolve_script
-    from f5_worker.errors import JobError
-    from f5_worker.schema import parse_job
     from f5_worker.storage.local import LocalStorage
     from f5_worker.voices import VoiceStore
 
@@ -564,71 +324,11 @@ def test_the_first_voices_that_keep_a_model_and_a_language_decide_each_read_once
     assert str(refused.value) == "text: unknown voice 'nobody' at character 4"
 
 
-def test_no_word_or_character_is_rounded_past_the_end_of_the_audio(worker):
-    """Times are placed in the whole to the millisecond; a last word ending less than half a millisecond
-    before the end of the audio (10.6987 s here, on the tiny model) must not end at 10.699."""
-    from f5_worker.actions.script import shifted
-    from f5_worker.timed_text import TimedSpan
-
-    word = TimedSpan("end.", 0.5, 0.69866, 1.0, 0, 4)
-    assert (shifted(word, 1.0, 0, 1.69866).start, shifted(word, 1.0, 0, 1.69866).end) == (1.5, 1.698)
-    out = run(worker, text="Às 2:00, 22:00:00 e 1:00; cartão 4111-1111-1111-1111.", language="pt", seed=1,
-              char_timings=True)
-    assert "error" not in out, out
-    assert all(0 <= s["start"] <= s["end"] <= out["duration"] for s in out["words"] + out["chars"]), out["duration"]
-
-
-# -- bounds: pauses compared in whole milliseconds, parts counted, tags read once ----------------------
-
-
-def test_pauses_exactly_at_the_total_bound_are_taken_in_whole_milliseconds():
-    """Thirty 0.1 s pauses add up to 3.0000000000000013 as floats: at a 3 s bound they were refused as
-    "pauses add up to 3 s, more than 3 s"."""
-    rules = PauseRules.of(Settings(max_total_pause_s=3.0))
-    script = parse_script("Go [pause:100ms] " * 30, rules=rules)
-    assert sum(isinstance(i, Pause) for i in script) == 30
-    with pytest.raises(Exception, match=r"^text: pauses add up to 3\.1 s, more than 3 s$"):
-        parse_script("Go [pause:100ms] " * 31, rules=rules)
-    tenths = PauseRules.of(Settings(max_total_pause_s=0.3))
-    assert len(parse_script('A <break time="0.1s"/> b <break time="100ms"/> c [pause:.1s] d', rules=tenths)) == 7
-
-
-def test_a_refused_total_names_the_paragraph_breaks_it_counts():
-    rules = PauseRules.of(Settings(paragraph_pause_s=0.75, max_total_pause_s=3.0))
-    assert len(parse_script("Para.\n\n" * 5, rules=rules)) == 9  # four breaks, 3 s: at the bound
-    with pytest.raises(Exception) as refused:
-        parse_script("Para.\n\n" * 6, rules=rules)
-    assert str(refused.value) == ("text: pauses add up to 3.75 s, more than 3 s (5 of them are blank lines "
-                                  "between paragraphs, 0.75 s each)")
-    with pytest.raises(Exception) as refused:
-        parse_script("One. [pause:2.5s] Two.\n\nThree.", rules=rules)
-    assert str(refused.value).endswith("(1 of them is a blank line between paragraphs, 0.75 s each)")
-    with pytest.raises(Exception) as refused:
-        parse_script("One. [pause:2s] Two. [pause:2s] Three.", rules=rules)
-    assert str(refused.value) == "text: pauses add up to 4 s, more than 3 s"  # no paragraph: none named
-
-
-@pytest.mark.parametrize("tag", ['<break time="1s" time="9s"/>', "<break strength='weak' STRENGTH='x-strong'/>",
-                                 '<break time="2s" strength="weak" time=2s/>'])
-def test_a_break_that_gives_an_attribute_twice_is_refused(tag):
-    with pytest.raises(Exception) as refused:
-        parse_script(f"Wait {tag} now.")
-    name = re.search(r"(\w+)=.*\b\1=", tag.lower()).group(1)
-    assert str(refused.value) == f"text: <break> at character 5 gives the attribute '{name}' twice"
-
-
-@pytest.mark.parametrize("length", ["9" * 400 + "s", "1" + "0" * 330 + "ms", "9" * 309 + ".5s"])
-def test_a_pause_too_long_to_be_a_number_is_refused_with_the_real_bound(length):
-    with pytest.raises(Exception) as refused:
-        parse_script(f"Hi [pause:{length}] there", rules=PauseRules.of(Settings(max_pause_s=7.5)))
-    assert str(refused.value) == "text: pause at character 3 is longer than 7.5 s"
+# -- bounds: parts counted --------------------------------------------------------------------------
 
 
 def test_parts_made_by_tags_are_bounded_like_segments(worker):
     """``MAX_SEGMENTS`` bounded segments only: "a[pause:0s]" × 454 was sampled, 454 references in one call."""
-    from f5_worker.actions.script import script_of
-    from f5_worker.schema import parse_job
-
     rules = PauseRules.of(Settings())
     many = "Go. <break strength='none'/> " * 12
     assert sum(not isinstance(i, Pause) for i in script_of(parse_job({"text": many}), rules, 50, 12)) == 12
@@ -641,151 +341,3 @@ def test_parts_made_by_tags_are_bounded_like_segments(worker):
         script_of(segments, rules, 50, 12)
     out = run(worker, text="x [pause:0s] " * (Settings().max_script_parts + 1))
     assert out["error"].startswith(f"text: holds {Settings().max_script_parts + 1} parts"), out
-
-
-# -- short parts: sampled with the parts of their voice next to them -----------------------------------
-
-
-def test_short_segments_of_one_voice_last_as_long_as_the_same_words_as_one_text(worker):
-    """Each part under 10 bytes was sampled alone at upstream's speed 0.3: "Yes.", "No.", "Okay.", "Sure." as
-    segments lasted 5.42 s and as one text 1.92 s. Parts of one voice with no pause between are sampled
-    together, as a stream's first piece grows with the words after it, and cut back into their parts."""
-    texts = ["Hi.", "Go on, then.", "Ok.", "Fine."]
-    plain = run(worker, text=" ".join(texts), seed=4)
-    script = run(worker, segments=[{"text": t} for t in texts], seed=4, char_timings=True)
-    assert "error" not in script, script
-    assert script["duration"] == pytest.approx(plain["duration"], abs=0.05)
-    words = script["words"]
-    assert [(w["word"], w["segment"]) for w in words] == [("Hi.", 0), ("Go", 1), ("on,", 1), ("then.", 1),
-                                                          ("Ok.", 2), ("Fine.", 3)]
-    for span in words + script["chars"]:
-        key = "word" if "word" in span else "char"
-        assert span[key] == texts[span["segment"]][span["char_start"]:span["char_end"]]
-    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
-    assert words[-1]["end"] <= script["duration"]
-    tagged = run(worker, text="Hi. [voice:default] Go on, then. [voice:default] Ok. [voice:default] Fine.", seed=4)
-    assert tagged["duration"] == pytest.approx(plain["duration"], abs=0.05)
-    untimed = run(worker, segments=[{"text": t} for t in texts], seed=4, word_timings=False, caption_formats=[])
-    assert untimed["duration"] == script["duration"] and "words" not in untimed
-
-
-def test_a_short_part_joins_only_its_own_voice_with_no_pause_between(worker, monkeypatch):
-    """What each sampling call speaks: a pause of a whole millisecond or more, another voice or another speed
-    keeps parts apart; ``<break strength="none"/>`` (no silence) does not."""
-    queued = []
-    monkeypatch.setattr(worker.synthesize.engine, "on_queued", queued.append)
-    clip = wav_base64(*__import__("soundfile").read(DEFAULT_VOICE_WAV, dtype="float32"))
-
-    def said(**job) -> list[str]:
-        queued.clear()
-        out = run(worker, seed=1, word_timings=False, caption_formats=[], **job)
-        assert "error" not in out, out
-        return ["".join(t).removeprefix(DEFAULT_VOICE_TEXT + " ") for r in queued for t in r.texts]
-
-    assert said(text="Yes. <break strength='none'/> No. [pause:1ms] Okay.") == ["Yes. No.", "Okay."]
-    assert said(segments=[{"text": "Yes."}, {"text": "No.", "speed": 1.2}, {"text": "Okay."}]) == [
-        "Yes.", "No.", "Okay."]
-    assert said(segments=[{"text": "Yes."}, {"ref_audio_base64": clip, "ref_text": DEFAULT_VOICE_TEXT, "text": "No."},
-                          {"text": "A longer line of text."}, {"text": "Sure."}]) == [
-        "Yes.", "No.", "A longer line of text. Sure."]
-
-
-def test_a_scripts_parts_are_sampled_in_calls_of_a_bounded_size(worker, monkeypatch):
-    """All of a script's parts were one engine call: 454 parts took 4 GB on the CPU. Calls hold at most
-    ``MAX_RUNS_PER_CALL`` parts, and the result is the same whole."""
-    from f5_worker.actions import script
-
-    queued = []
-    monkeypatch.setattr(worker.synthesize.engine, "on_queued", queued.append)
-    count = 35
-    text = " ".join(f"Line {n} of the script. [pause:20ms]" for n in range(count))
-    out = run(worker, text=text, seed=2, caption_formats=[])
-    assert "error" not in out, out
-    calls = [len(r.texts) for r in queued]
-    assert sum(calls) == count and len(calls) > 1, calls
-    assert calls == [script.MAX_RUNS_PER_CALL, count - script.MAX_RUNS_PER_CALL]
-    assert len(out["words"]) == 5 * count and out["chunks"] == count
-
-
-_SHORT_OR_LONG = st.sampled_from(["Yes.", "No.", "Ok", "Hi there.", "A longer line, said in full.", "$5", "7",
-                                  "[pause:0s] Yes.", "No. [pause:300ms]", "Go. <break strength='none'/> on."])
-
-
-@given(st.lists(_SHORT_OR_LONG, min_size=1, max_size=8), st.lists(st.booleans(), min_size=8, max_size=8))
-@example(["Yes.", "No.", "Ok", "Hi there."], [False] * 8)
-@example(["A longer line, said in full.", "Yes.", "No. [pause:300ms]", "Ok"], [False, False, True] + [False] * 5)
-def test_short_parts_join_their_neighbours_of_one_voice_and_are_cut_back_into_their_own_words(texts, faster):
-    """Runs (``sampled_texts``) take the parts in order; a run of several parts has no pause between them, one
-    voice and speed, and each part joined it because the run or the part was short; two runs that could have
-    joined are both long enough. Cut back (``split_sampled``), each part has its own words at their offsets
-    in its own segment's text, and the audio is all there, in order."""
-    from f5_worker.actions.script import join_script, sampled_texts, script_of, split_sampled, spoken_text
-    from f5_worker.alignment.estimate import EstimateAligner
-    from f5_worker.alignment.quality import GatedResult
-    from f5_worker.schema import parse_job
-    from f5_worker.tts.chunking import too_short
-    from f5_worker.tts.reference import prepare_reference
-    from f5_worker.tts.sampler import SynthesisResult
-
-    rate = 24000
-    ref = prepare_reference(np.full(rate, 0.1, np.float32), rate, "Reference words.")
-    request = parse_job({"segments": [{"text": t, "speed": 1.25 if fast else None} for t, fast in zip(texts, faster)]})
-    script = script_of(request, PauseRules.of(Settings()), 50)
-    parts = [i for i in script if not isinstance(i, Pause)]
-    for part in parts:
-        part.ref = ref
-    spoken = [spoken_text(p.written, "en", True) for p in parts]
-    runs = sampled_texts(script, parts, spoken)
-    assert [i for r in runs for i in r.members] == list(range(len(parts)))
-    gap_after = {}  # part index -> whether a pause of a millisecond or more follows it before the next part
-    n = -1
-    for item in script:
-        if isinstance(item, Pause):
-            if n >= 0 and round(item.seconds * 1000):
-                gap_after[n] = True
-        else:
-            n += 1
-    for r in runs:
-        assert r.text == " ".join(spoken[i].spoken for i in r.members)
-        assert all(r.text[s:].startswith(spoken[i].spoken) for s, i in zip(r.starts, r.members))
-        for a, b in zip(r.members, r.members[1:]):
-            assert not gap_after.get(a) and parts[a].speed == parts[b].speed
-            assert too_short(r.text[:r.starts[r.members.index(b)] - 1]) or too_short(spoken[b].spoken)
-    for before, after in zip(runs, runs[1:]):
-        last, first = before.members[-1], after.members[0]
-        if not gap_after.get(last) and parts[last].speed == parts[first].speed:
-            assert not too_short(before.text) and not too_short(spoken[first].spoken)
-
-    rng, per_part = np.random.default_rng(0), []
-    for r in runs:
-        wave = (rng.standard_normal(rate // 4 * len(r.members)) * 0.1).astype(np.float32)
-        found = EstimateAligner().align(wave, rate, r.text)
-        outcome = (SynthesisResult(wave, rate, [r.text], {}), GatedResult(wave, rate, found, 0, 1))
-        cut = split_sampled(r, outcome, spoken, align=None)
-        assert sum(len(res.wave) for res, _ in cut) == len(wave)
-        assert np.array_equal(np.concatenate([res.wave for res, _ in cut]), wave)
-        assert [g.retries for _, g in cut] == [1] + [0] * (len(cut) - 1)  # a run's retries counted once
-        per_part += cut
-    pauses = {id(i): round(i.seconds * rate) for i in script if isinstance(i, Pause)}
-    joined = join_script(script, parts, spoken, per_part, pauses, rate, True)
-    assert len(joined.alignment.words) == sum(len(p.written.split()) for p in parts)
-    for w in joined.alignment.words:
-        assert w.text == texts[w.segment][w.char_start:w.char_end]
-    for w in joined.normalized.words:
-        assert w.text == joined.normalized_text[w.char_start:w.char_end]
-    times = [(w.start, w.end) for w in joined.alignment.words]
-    assert times == sorted(times) and all(s <= e <= len(joined.wave) / rate for s, e in times)
-
-
-def test_a_flagged_spoken_word_flags_only_the_written_words_it_was_said_for():
-    """Written words may touch (a CJK character is a word of its own): the one after a flagged word starts
-    where the flagged one ends, and is not flagged with it."""
-    from f5_worker.actions.script import written_flagged
-    from f5_worker.text.normalize import normalize
-    from f5_worker.timed_text import Alignment, TimedSpan
-
-    said = normalize("你好世界", "zh")
-    words = [TimedSpan(c, i * 0.2, i * 0.2 + 0.2, 0.9, i, i + 1) for i, c in enumerate(said.spoken)]
-    for flagged in ([0], [1], [3], [1, 2]):
-        found = Alignment(words, [], 0.9, "sphinx", False, flagged_words=flagged)
-        assert written_flagged(said, found, words) == flagged

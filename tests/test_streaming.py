@@ -66,7 +66,7 @@ def check_stream(items: list[dict], text: str, fmt: str = "wav") -> list[np.ndar
 
 @pytest.fixture(scope="module")
 def default_ref(worker):
-    return worker.synthesize.references.default_voice(0.1)
+    return worker.references.default_voice(0.1)
 
 
 WAV_PIECE_S = 13.0  # about max_piece_seconds for wav at 24 kHz
@@ -201,16 +201,16 @@ def test_a_token_that_cannot_be_cut_within_an_item_is_refused_before_any_audio(d
     """A reading can be cut no finer than its written letters and digits: "10km" is four, said as "ten
     kilometers". Where an item holds less (here 0.2 s, as a reference transcript far too short for its audio
     could make it), the job is refused before the first item, not sent an item RunPod drops."""
-    from f5_worker.actions.script import ScriptPart, VoiceSource
-    from f5_worker.actions.synthesize import _stream_steps
     from f5_worker.errors import JobError
+    from f5_worker.synthesis.script import ScriptPart, VoiceSource
+    from f5_worker.synthesis.streaming import stream_steps
     from f5_worker.tts.chunking import StreamPacer
 
     part = ScriptPart("Take 10km now.", 7, VoiceSource(), 0, 1.0, ref=default_ref)
     with pytest.raises(JobError) as refused:
-        _stream_steps([part], "en", True, StreamPacer(max_seconds=0.2))
+        stream_steps([part], "en", True, StreamPacer(max_seconds=0.2))
     assert str(refused.value).startswith("text: '10km' at character 12 is said longer than one streamed item holds")
-    pieces = list(_stream_steps([part], "en", False, StreamPacer(max_seconds=0.2)))  # said as written: cut
+    pieces = list(stream_steps([part], "en", False, StreamPacer(max_seconds=0.2)))  # said as written: cut
     assert "".join(p.said.spoken for p in pieces) == "Take10kmnow." and all(len(p.said.spoken) <= 2 for p in pieces)
 
 
@@ -536,9 +536,9 @@ def test_a_stream_over_the_result_limit_completes_and_every_item_reaches_stream_
 def many_voices_captions() -> dict:
     """The last item of a stream of 2,500 words that switch speaker at each word, in every caption format:
     1.2 MB of captions, more than one streamed item holds."""
-    from f5_worker.actions.timings import timing_fields
     from f5_worker.schema import SynthesizeRequest
     from f5_worker.timed_text import Alignment, TimedSpan
+    from f5_worker.timings import timing_fields
 
     words = [TimedSpan("a", i * 0.2, i * 0.2 + 0.15, 0.9, 2 * i, 2 * i + 1, voice=f"speaker{i % 2}", segment=i % 50)
              for i in range(2500)]

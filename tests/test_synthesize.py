@@ -90,14 +90,14 @@ def test_reference_by_base64_is_prepared_once_and_reused(worker):
     job = dict(text="Cloned voice.", seed=5, ref_audio_base64=ref, ref_text=DEFAULT_VOICE_TEXT)
     first = run(worker, **job)
     assert "error" not in first, first
-    prepared = worker.synthesize.reference_for(parse_job({**FAST, **job}))
+    prepared = worker.synthesis.reference_for(parse_job({**FAST, **job}))
     (mel,) = prepared.mels.values()  # the object the first job sampled with: one model, one mel
     second = run(worker, **job)
     assert first["audio_base64"] == second["audio_base64"]
-    again = worker.synthesize.reference_for(parse_job({**FAST, **job}))
+    again = worker.synthesis.reference_for(parse_job({**FAST, **job}))
     assert again is prepared and [m is mel for m in again.mels.values()] == [True]
     # the cache key is the content: other audio (or other text for it) is prepared on its own
-    other = worker.synthesize.reference_for(parse_job({**FAST, **job, "ref_text": "Some call me nature."}))
+    other = worker.synthesis.reference_for(parse_job({**FAST, **job, "ref_text": "Some call me nature."}))
     assert other is not prepared and not other.mels
 
 

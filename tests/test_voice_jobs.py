@@ -311,8 +311,8 @@ def test_a_result_found_too_big_after_synthesis_without_a_bucket_is_refused(make
 def test_without_a_bucket_big_results_are_refused_before_synthesis(make_worker, no_bucket_env):
     w = make_worker(max_inline_bytes=20_000)
     calls = []
-    real = w.engine.synthesize
-    w.engine.synthesize = lambda *a, **k: calls.append(1) or real(*a, **k)
+    real = w.engine.synthesize_parts
+    w.engine.synthesize_parts = lambda *a, **k: calls.append(1) or real(*a, **k)
     out = synth(w)
     assert out["error"].startswith("text: the result would be about"), out
     assert "no bucket is configured" in out["error"]
@@ -334,8 +334,8 @@ def test_a_result_too_big_with_its_timings_is_refused_before_synthesis(make_work
     assert timings > 40_000  # tens of kB of timings that the audio-only estimate left out
     w = make_worker(max_inline_bytes=actual - 1)  # the audio alone would fit; audio and timings do not
     calls = []
-    real = w.engine.synthesize
-    w.engine.synthesize = lambda *a, **k: calls.append(1) or real(*a, **k)
+    real = w.engine.synthesize_parts
+    w.engine.synthesize_parts = lambda *a, **k: calls.append(1) or real(*a, **k)
     out = synth(w, **job)
     assert out["error"].startswith("text: the result would be about"), out
     assert calls == []
@@ -344,8 +344,8 @@ def test_a_result_too_big_with_its_timings_is_refused_before_synthesis(make_work
 def test_the_size_check_counts_the_words_as_said_not_as_written(make_worker):
     """Digits said one by one are ten words for one written: their normalized_words and normalized_chars
     are reported too, so the bound checked before synthesis counts the spoken text, not the written one."""
-    from f5_worker.actions.timings import timing_bytes_bound
     from f5_worker.schema import SynthesizeRequest
+    from f5_worker.timings import timing_bytes_bound
 
     job = dict(text="$7,777,777,777 12345678901234567890 " * 6, char_timings=True, max_retries=0)
     out = synth(make_worker(), **job)
@@ -362,13 +362,13 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
     w = make_worker()
     assert "error" not in upload(w)
     assert w.handle({"action": "health"})["storage"]["bucket"]["writable"]
-    real = w.engine.synthesize
+    real = w.engine.synthesize_parts
 
     def synthesize_while_the_bucket_dies(*args, **kwargs):
         seaweed.stop()
         return real(*args, **kwargs)
 
-    w.engine.synthesize = synthesize_while_the_bucket_dies
+    w.engine.synthesize_parts = synthesize_while_the_bucket_dies
     try:
         started = time.monotonic()
         out = synth(w, voice="anna", output="bucket", job_id="outage-1")
@@ -378,7 +378,7 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
         assert seaweed.endpoint in out["error"]
         kept = make_worker.volume / "f5-worker" / "results" / "outage-1" / "speech.wav"
         assert str(kept.parent) in out["error"] and decode(kept.read_bytes())[1] == 24000
-        w.engine.synthesize = real
+        w.engine.synthesize_parts = real
 
         # jobs that do not need the bucket keep working
         inline = synth(w, ref_audio_base64=REF_B64, ref_text=DEFAULT_VOICE_TEXT, output="inline")
@@ -396,7 +396,7 @@ def test_bucket_outage_mid_job(make_worker, bucket_env, seaweed):
         assert not fresh.handle({"action": "health"})["storage"]["bucket"]["writable"]
         assert "error" not in synth(fresh, output="inline")
     finally:
-        w.engine.synthesize = real
+        w.engine.synthesize_parts = real
         seaweed.start()
     # back up: the stored voice is there again
     assert "error" not in synth(w, voice="anna", output="bucket")

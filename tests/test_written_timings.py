@@ -115,3 +115,17 @@ def test_each_written_word_of_a_shared_reading_gets_the_part_its_characters_are_
     first, last = reading[0].start, reading[-1].end
     at = [first + (last - first) * k / 11 for k in (0, 2, 3, 9, 10, 11)]
     assert [t for w in out_words[2:5] for t in (w.start, w.end)] == pytest.approx(at)
+
+
+def test_a_flagged_spoken_word_flags_only_the_written_words_it_was_said_for():
+    """Written words may touch (a CJK character is a word of its own): the one after a flagged word starts
+    where the flagged one ends, and is not flagged with it."""
+    from f5_worker.text.normalize import normalize
+    from f5_worker.text.written_timings import written_flagged
+    from f5_worker.timed_text import Alignment, TimedSpan
+
+    said = normalize("你好世界", "zh")
+    words = [TimedSpan(c, i * 0.2, i * 0.2 + 0.2, 0.9, i, i + 1) for i, c in enumerate(said.spoken)]
+    for flagged in ([0], [1], [3], [1, 2]):
+        found = Alignment(words, [], 0.9, "sphinx", False, flagged_words=flagged)
+        assert written_flagged(said, found, words) == flagged

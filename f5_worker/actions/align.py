@@ -7,13 +7,14 @@ true timings are known.
 from __future__ import annotations
 
 from f5_worker import audio, stopping
-from f5_worker.actions.timings import quality_field, timing_fields
 from f5_worker.alignment.aligner import ALIGN_SAMPLE_RATE, Aligner
 from f5_worker.alignment.quality import align_audio
 from f5_worker.errors import JobError
 from f5_worker.fetch import DownloadLimits
+from f5_worker.job import Job
 from f5_worker.schema import AlignRequest
 from f5_worker.text.languages import guess_language
+from f5_worker.timings import quality_field, timing_fields
 
 MAX_ALIGN_AUDIO_SECONDS = 1800.0  # 30 minutes: longer recordings are refused before decoding
 # Memory: the recording is decoded, block by block, straight to the aligners' 16 kHz (audio.decode),
@@ -28,7 +29,7 @@ class AlignAction:
         self.downloads = downloads
         self.max_audio_seconds = max_audio_seconds
 
-    def __call__(self, request: AlignRequest, job_id: str | None = None) -> dict:
+    def __call__(self, request: AlignRequest, job: Job) -> dict:
         data, field = self.downloads.audio(request.audio_url, request.audio_base64)
         decoded = audio.decode(data, field, max_seconds=self.max_audio_seconds, max_rate=ALIGN_SAMPLE_RATE)
         wave, sample_rate = decoded.wave, decoded.sample_rate
@@ -40,6 +41,6 @@ class AlignAction:
         result = align_audio(self.aligner, wave, sample_rate, request.text, language=language)
         out = {"duration": round(duration, 4), "sample_rate": decoded.source_rate, "language": language}
         out.update(timing_fields(result, request, duration))
-        out["quality"] = quality_field(result)
+        out["quality"] = quality_field([(result, duration, 0)])
         out["timing"] = {"align_ms": round(result.align_seconds * 1000, 2)}
         return out

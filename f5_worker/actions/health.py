@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import f5_worker
 from f5_worker.alignment.aligner import Aligner
+from f5_worker.job import Job
 from f5_worker.schema import HealthRequest
 from f5_worker.storage.stores import Stores
 from f5_worker.tts.loading import LoadedModels
@@ -35,7 +36,7 @@ class HealthAction:
         self.align_processes = align_processes
         self.stores = stores
 
-    def __call__(self, request: HealthRequest, job_id: str | None = None) -> dict:
+    def __call__(self, request: HealthRequest, job: Job) -> dict:
         import torch
 
         m = self.models

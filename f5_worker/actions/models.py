@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from f5_worker.job import Job
 from f5_worker.schema import ListModelsRequest
 from f5_worker.tts.model_pool import ModelPool
 
@@ -10,6 +11,6 @@ class ListModelsAction:
     def __init__(self, pool: ModelPool):
         self.pool = pool
 
-    def __call__(self, request: ListModelsRequest, job_id: str | None = None) -> dict:
+    def __call__(self, request: ListModelsRequest, job: Job) -> dict:
         return {"models": self.pool.describe(), "default": self.pool.default,
                 "max_loaded": self.pool.max_models}

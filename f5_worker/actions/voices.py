@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from f5_worker import audio
 from f5_worker.fetch import DownloadLimits
+from f5_worker.job import Job
 from f5_worker.schema import DeleteVoiceRequest, GetVoiceRequest, ListVoicesRequest, UploadVoiceRequest
 from f5_worker.voices import VoiceStore
 
@@ -24,7 +25,7 @@ class VoiceActions:
         self.downloads = downloads
         self.check_model = check_model
 
-    def upload(self, request: UploadVoiceRequest, job_id: str | None = None) -> dict:
+    def upload(self, request: UploadVoiceRequest, job: Job) -> dict:
         if request.model is not None:
             self.check_model(request.model)  # before the download: a voice for a model nobody serves is a typo
         data, field = self.downloads.audio(request.audio_url, request.audio_base64)
@@ -32,11 +33,11 @@ class VoiceActions:
                                audio_field=field, model=request.model, language=request.language)
         return {"voice": info.public(), "storage": self.store.storage.kind}
 
-    def list(self, request: ListVoicesRequest, job_id: str | None = None) -> dict:
+    def list(self, request: ListVoicesRequest, job: Job) -> dict:
         voices = [v.public() for v in self.store.list()]
         return {"voices": voices, "count": len(voices), "storage": self.store.storage.kind}
 
-    def get(self, request: GetVoiceRequest, job_id: str | None = None) -> dict:
+    def get(self, request: GetVoiceRequest, job: Job) -> dict:
         if not request.include_audio:
             return {"voice": self.store.info(request.name).public()}
         voice = self.store.load(request.name, "name")
@@ -47,6 +48,6 @@ class VoiceActions:
             "content_type": "audio/wav",
         }
 
-    def delete(self, request: DeleteVoiceRequest, job_id: str | None = None) -> dict:
+    def delete(self, request: DeleteVoiceRequest, job: Job) -> dict:
         info = self.store.delete(request.name)  # None: its metadata was damaged, and it is gone all the same
         return {"deleted": request.name, "voice": info.public() if info is not None else None}

@@ -1,15 +1,18 @@
 """The quality gate: does the audio say the text? Aligning is how we know, so it lives here.
 
 F5-TTS sometimes skips, repeats or garbles words. The aligner's score tells;
-``synthesize_until_aligned`` re-samples with a new seed while it is too low.
+``synthesize_until_aligned`` re-samples with a new seed while it is too low, for one text or many.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,7 +20,6 @@ from f5_worker import stopping
 from f5_worker.alignment.aligner import Aligner
 from f5_worker.alignment.estimate import EstimateAligner
 from f5_worker.errors import free_gpu_memory, is_gpu_failure, is_gpu_out_of_memory
-from f5_worker.limits import draw_seed
 from f5_worker.timed_text import Alignment
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 # ``alignment_mismatch`` default: the overall score below which audio and text disagree.
 MISMATCH_SCORE = 0.6
 SILENT_PEAK = 1e-3  # audio whose loudest sample stays below this (full scale 1.0) says nothing at all
+MAX_PARALLEL_ALIGNMENTS = 4  # texts of one job aligned at once (threads; the aligners serialise what they must)
 
 
 def is_silent(wave: np.ndarray) -> bool:
@@ -81,7 +84,7 @@ def gate_rank(wave: np.ndarray, alignment: Alignment) -> tuple[bool, float]:
     return not is_silent(np.asarray(wave)), alignment.score
 
 
-@dataclass
+@dataclass(frozen=True)
 class GatedResult:
     """The attempt a quality-gated synthesis keeps."""
 
@@ -90,42 +93,65 @@ class GatedResult:
     alignment: Alignment
     seed: int
     retries: int  # attempts after the first
+    attempt: int = 0  # which attempt at its text it is (0: the first)
+    aligning_s: float = 0.0  # wall seconds spent aligning every attempt at its text (a job's alignment_ms)
 
 
 def kept_attempt(kept: GatedResult | None, attempt: GatedResult) -> GatedResult:
     """The attempt to keep of the one kept so far (None before the first) and a new one: the new one when it
-    passes the gate or ranks above (``gate_rank``). One rule for a single text's retries and for a script's
-    parts re-sampled in rounds, so both keep the same attempt."""
+    passes the gate or ranks above (``gate_rank``)."""
     if kept is None or passes_gate(attempt.wave, attempt.alignment):
         return attempt
     return attempt if gate_rank(attempt.wave, attempt.alignment) > gate_rank(kept.wave, kept.alignment) else kept
 
 
 def synthesize_until_aligned(
-    attempt: Callable[[int], tuple[np.ndarray, int]],
+    texts: Sequence[str],
+    sample: Callable[[list[int], int], Sequence[tuple[np.ndarray, int]]],
     aligner: Aligner,
-    text: str,
     *,
     seed: int,
     max_retries: int,
+    new_seed: Callable[[], int],
     language: str = "en",
-    new_seed: Callable[[], int] | None = None,
-) -> GatedResult:
-    """Synthesise with ``attempt(seed)``, align the final audio, and re-sample with a new seed
-    while the audio does not match the text, up to ``max_retries`` times.
+) -> list[GatedResult]:
+    """The quality gate, in rounds over ``texts``: ``sample(indices, seed)`` gives the final audio (after
+    cross-fades and silence removal, so the timings match what is heard) and its sample rate for each text
+    of ``indices``, in that order, sampled with ``seed``. Each round's audio is aligned (several texts in
+    threads, in the job's context), each text keeps its best attempt (``kept_attempt``), and the texts whose
+    audio does not say them are sampled again in the next round with a new seed, at most ``max_retries``
+    times. One loop for a single text, a script's sampling runs and a stream's pieces, so all three keep the
+    same attempt; a script's failing runs are re-sampled together, in as few calls as they fit.
 
-    Returns the first attempt that passes, else the best-scoring one. Silent audio never passes, and
-    ranks below any attempt with sound. ``attempt`` must return the final audio (after cross-fades and
-    silence removal), so the timings match what is heard.
+    A new seed is drawn after every round that leaves a text failing, the last one too: a stream draws its
+    pieces' seeds from one generator, and the seeds a piece is given must not depend on how this loop ends.
+    Each result's ``retries`` is the number of attempts after its text's first. Silent audio never passes,
+    and ranks below any attempt with sound.
     """
-    new_seed = new_seed or draw_seed
-    best: GatedResult | None = None
-    for n in range(max_retries + 1):
-        wave, sample_rate = attempt(seed)
-        alignment = align_audio(aligner, wave, sample_rate, text, language=language)
-        best = kept_attempt(best, GatedResult(wave, sample_rate, alignment, seed, n))
-        if passes_gate(wave, alignment):
-            break
-        seed = new_seed()
-    best.retries = n
-    return best
+    kept: dict[int, GatedResult] = {}
+    aligning = [0.0] * len(texts)
+    pending = list(range(len(texts)))
+    workers = min(len(texts), MAX_PARALLEL_ALIGNMENTS)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="align") if workers > 1 else nullcontext() as pool:
+        for attempt in range(max_retries + 1):
+            said = sample(pending, seed)
+            stopping.check("alignment")
+            if pool is None:
+                found = [align_audio(aligner, wave, rate, texts[i], language=language)
+                         for i, (wave, rate) in zip(pending, said)]
+            else:
+                futures = [pool.submit(contextvars.copy_context().run, align_audio, aligner, wave, rate, texts[i],
+                                       language=language) for i, (wave, rate) in zip(pending, said)]
+                found = [future.result() for future in futures]
+            failed = []
+            for i, (wave, rate), alignment in zip(pending, said, found):
+                aligning[i] += alignment.align_seconds
+                tried = GatedResult(wave, rate, alignment, seed, attempt, attempt=attempt)
+                kept[i] = replace(kept_attempt(kept.get(i), tried), retries=attempt, aligning_s=aligning[i])
+                if not passes_gate(wave, alignment):
+                    failed.append(i)
+            pending = failed
+            if not pending:
+                break
+            seed = new_seed()
+    return [kept[i] for i in range(len(texts))]

@@ -2,7 +2,8 @@
 
 The aligner times what the model said ("four dollars ninety-nine cents"); a response reports the words the
 request wrote ("$4.99"). The map between the two texts (``text.normalized_text``) says which spoken words
-each written word became; see ``written_timings`` for how their times are shared.
+each written word became; see ``written_timings`` for how their times are shared. ``as_written`` turns a
+whole alignment (words, characters and flagged words) over, as a synthesized part or a streamed piece needs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import replace
 
 from f5_worker.text.normalized_text import NormalizedText
 from f5_worker.text.tokens import token_spans
-from f5_worker.timed_text import TimedSpan
+from f5_worker.timed_text import Alignment, TimedSpan
 
 
 def written_timings(norm: NormalizedText, words: list[TimedSpan], chars: list[TimedSpan]
@@ -59,6 +60,22 @@ def written_timings(norm: NormalizedText, words: list[TimedSpan], chars: list[Ti
         out_words.append(TimedSpan(text, start, end, conf, ts, te, **extra))
         cursor = start
     return out_words, _written_chars(norm, out_words, chars)
+
+
+def as_written(said: NormalizedText, found: Alignment) -> Alignment:
+    """An alignment of the spoken text as one of the written text: its words, characters and flagged words."""
+    words, chars = written_timings(said, found.words, found.chars)
+    return replace(found, words=words, chars=chars, flagged_words=written_flagged(said, found, words))
+
+
+def written_flagged(said: NormalizedText, found: Alignment, written_words: list[TimedSpan]) -> list[int]:
+    """``flagged_words`` of the spoken words, as indices of the written words they were said for."""
+    flagged = set()
+    for i in found.flagged_words:
+        start, end = said.to_written(found.words[i].char_start, found.words[i].char_end)
+        flagged.update(n for n, w in enumerate(written_words)
+                       if w.char_start < max(end, start + 1) and start < max(w.char_end, w.char_start + 1))
+    return sorted(flagged)
 
 
 def _share(norm: NormalizedText, ts: int, te: int, parts: list[TimedSpan]) -> tuple[float, float]:

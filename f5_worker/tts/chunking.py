@@ -80,7 +80,7 @@ def max_chunk_chars(ref: PreparedReference, speed: float) -> int:
 
 def too_short(text: str) -> bool:
     """Whether upstream draws ``text`` out (``chunk_frames``): the one test of a stream's first piece
-    (``first_piece_end``) and of a script's parts (actions/script.sampled_texts), which grow such a text
+    (``first_piece_end``) and of a script's parts (synthesis/runs.sampled_texts), which grow such a text
     with the words next to it where they can."""
     return len(text.encode("utf-8")) < SHORT_TEXT_BYTES
 

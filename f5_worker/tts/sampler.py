@@ -39,7 +39,7 @@ class SynthesisParams:
     cross_fade_duration: float = 0.15
     remove_silence: bool = False
     seed: int = 0
-    # Generated frames per chunk, in place of the lengths ``speed`` gives (a target duration, actions/script.py).
+    # Generated frames per chunk, in place of the lengths ``speed`` gives (a target duration, synthesis/duration.py).
     chunk_frames: tuple[int, ...] | None = None
     # The sampler's order among waiting work (SynthesisEngine): a stream's first piece before anything else,
     # then the work of the jobs that started first. ``job_started`` is a time.perf_counter() reading.

@@ -40,11 +40,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # module (relative to the repository) -> the test modules of its concept
 MODULE_TESTS = {
-    "script": ("f5_worker/actions/script.py", ["tests/test_script.py"]),
+    "script": ("f5_worker/synthesis/script.py", ["tests/test_script.py"]),
+    "joining": ("f5_worker/synthesis/joining.py", ["tests/test_joining.py"]),
     "chunking": ("f5_worker/tts/chunking.py", ["tests/test_streaming.py", "tests/test_sampler.py"]),
     "model_pool": ("f5_worker/tts/model_pool.py", ["tests/test_models.py"]),
     "dtw": ("f5_worker/alignment/dtw.py", ["tests/test_alignment_dtw.py"]),
-    "quality": ("f5_worker/alignment/quality.py", ["tests/test_quality.py", "tests/test_alignment.py",
+    "quality": ("f5_worker/alignment/quality.py", ["tests/test_quality_gate.py", "tests/test_alignment.py",
                                                  "tests/test_synthesize.py"]),
     "voices": ("f5_worker/voices.py", ["tests/test_voices.py"]),
     "bucket": ("f5_worker/storage/bucket.py", ["tests/test_storage.py"]),

@@ -1,8 +1,11 @@
-"""The timing part of a response, shared by ``synthesize`` and ``align``: words, chars, captions, quality."""
+"""The timing part of a response, shared by ``synthesize`` and ``align``: words, chars, captions, quality.
+
+Below the actions and the synthesis service, which both build responses from it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from f5_worker.captions import CaptionLayout, render_captions
 from f5_worker.schema import TimingOptions
@@ -58,25 +61,20 @@ def timing_bytes_bound(written: str, spoken: str, options: TimingOptions) -> int
     return size
 
 
-def quality_field(alignment: Alignment, retries: int = 0) -> dict:
-    """The ``quality`` response field: how well the audio matches the text."""
-    return {
-        "alignment_score": round(alignment.score, 3),
-        "retries": retries,
-        "flagged_words": list(alignment.flagged_words),
-    }
-
-
-def stream_quality(pieces: list[tuple[Alignment, float, int]]) -> dict:
-    """``quality`` of a streamed job from its pieces' (alignment, seconds, retries): the score weighted by
-    each piece's duration, flagged words counted in the whole text, and every piece's re-samplings."""
-    total = sum(seconds for _, seconds, _ in pieces) or 1.0
+def quality_field(parts: Sequence[tuple[Alignment, float, int]]) -> dict:
+    """The ``quality`` response field, from the (alignment, seconds of audio, re-samplings) of each part the
+    audio was aligned in: one for a single text and for ``align``, one per part of a script or piece of a
+    stream. The score is weighted by each part's duration (one part's is its own, not re-weighted), flagged
+    words are counted in the whole text (a part's after the words of the parts before it), and every part's
+    re-samplings add up. One builder, so a text, a script and a stream report quality alike."""
+    total = sum(seconds for _, seconds, _ in parts) or 1.0
     flagged, before = [], 0
-    for alignment, _, _ in pieces:
+    for alignment, _, _ in parts:
         flagged.extend(before + i for i in alignment.flagged_words)
         before += len(alignment.words)
+    score = parts[0][0].score if len(parts) == 1 else sum(a.score * seconds for a, seconds, _ in parts) / total
     return {
-        "alignment_score": round(sum(a.score * seconds for a, seconds, _ in pieces) / total, 3),
-        "retries": sum(retries for _, _, retries in pieces),
+        "alignment_score": round(score, 3),
+        "retries": sum(retries for _, _, retries in parts),
         "flagged_words": flagged,
     }
