@@ -234,7 +234,6 @@ def run(models_dir: Path | None, tmp: str) -> dict:
     os.environ.update(DEFAULT_MODEL="tiny", TINY_MODEL_DIR=str(models), NETWORK_VOLUME_PATH=str(volume),
                       HF_HUB_OFFLINE="1", HF_HOME=str(Path(tmp) / "hf"), STREAMING="1", MODELS=json.dumps([entry]),
                       DEVICE="cpu", ALIGNER="auto", MAX_BATCH_JOBS="1", CAPTION_SPEAKER_PREFIX="1")
-    os.environ.pop("DEFAULT_MODEL", None)
 
     import dataclasses
 
