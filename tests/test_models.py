@@ -632,3 +632,35 @@ def test_a_load_failure_is_a_model_error_and_anything_else_passes_unchanged():
         assert load_error("x", exc) is exc, exc
     error = load_error("x", ValueError("bad header"))
     assert isinstance(error, JobError) and str(error) == 'model: "x": cannot be loaded: ValueError: bad header'
+
+
+def test_a_job_stopped_while_its_own_model_load_runs_stops_at_once_and_the_load_goes_on(models_settings, worker):
+    """A stop used to wait for the model the job itself had started loading (a download took 21 s to
+    honour a cancel): the job stops waiting at once, and the load is kept for the jobs after it."""
+    from f5_worker import stopping
+
+    pool = fresh_pool(models_settings, worker.models)
+    stopped: list = []
+
+    def job(flag_holder: list) -> None:
+        with stopping.stop_flag() as flag:
+            flag_holder.append(flag)
+            try:
+                pool.engine("tiny-fr")
+            except stopping.JobStopped as exc:
+                stopped.append(exc)
+
+    flags: list = []
+    with skipped_weight_init():  # holds the load at its first step
+        first = threading.Thread(target=job, args=(flags,))
+        first.start()
+        deadline = time.monotonic() + 60  # a hang guard: the wait ends as soon as the load has begun
+        while "tiny-fr" not in pool._loading or not flags:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        flags[0].set()  # RunPod stops the job while its load is held
+        first.join(30)  # a job that ignored its stop would wait here for the held load: for ever
+        assert not first.is_alive(), "a stopped job kept waiting for the model it was loading"
+    assert len(stopped) == 1 and "model tiny-fr was loaded" in str(stopped[0])
+    engine = pool.engine("tiny-fr")  # the load went on: the next job finds it, or waits for its end
+    assert pool.loaded() == ["tiny", "tiny-fr"] and pool.loads == 1 and pool.engine("tiny-fr") is engine

@@ -68,7 +68,7 @@ class ModelPool:
             return list(self._engines)
 
     def engine(self, name: str | None) -> SynthesisEngine:
-        """The engine of model ``name`` (None: the default), loaded here if it is not yet.
+        """The engine of model ``name`` (None: the default), loaded now if it is not yet.
 
         Raises JobError("model", ...) for a name the registry lacks or a model that cannot be loaded.
         """
@@ -85,28 +85,30 @@ class ModelPool:
                 loads_here = True
             else:
                 loads_here = False
-        if not loads_here:
+        if loads_here:
+            # the load runs in a thread of its own, outside the job's stop flag: a download takes as long as it
+            # takes, and a job stopped meanwhile stops waiting at once while the load goes on for later jobs
+            threading.Thread(target=self._load_for, args=(name, pending), daemon=True, name=f"load-{name}").start()
+        else:
             log.info("waiting for model %s, which another job is loading", name)
-            # a job stopped meanwhile stops waiting; the load goes on for the jobs that still want it
-            return stopping.result_unless_stopped(pending, f"model {name} was loaded", shared=True)
+        return stopping.result_unless_stopped(pending, f"model {name} was loaded", shared=True)
+
+    def _load_for(self, name: str, pending: Future) -> None:
+        """Load ``name`` and settle ``pending`` with its engine or its job's error (``load_error``)."""
         try:
             engine = self._load(name)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every waiter gets it, the worker's policy decides
             with self._lock:
                 del self._loading[name]
-            error = load_error(name, exc)
-            pending.set_exception(error)
-            if error is exc:
-                raise
-            raise error from exc
+            pending.set_exception(load_error(name, exc))
+            return
         with self._lock:
             self._engines[name] = engine
             del self._loading[name]
             evicted = self._evict(keep=name)
-        pending.set_result(engine)
-        if evicted:
+        if evicted:  # first: the new model's jobs start once the old one's memory is given back
             self._retire(evicted)
-        return engine
+        pending.set_result(engine)
 
     def _retire(self, evicted: list[tuple[str, SynthesisEngine]]) -> None:
         """End the evicted engines' threads and give their memory back: at once when they are idle, else
