@@ -312,8 +312,8 @@ class TrimmedReference:
     warning: str | None
 
 
-def trim_reference(wave: np.ndarray, sample_rate: int, max_seconds: float = 12.0) -> TrimmedReference:
-    """Keep at most ``max_seconds`` of a reference, cut at a silence when one exists.
+def trim_reference(wave: np.ndarray, sample_rate: int, max_seconds: float) -> TrimmedReference:
+    """Keep at most ``max_seconds`` of a reference (``REF_AUDIO_KEEP_SECONDS``), cut at a silence when one exists.
 
     Mirrors upstream's preprocess_ref_audio_text: prefer a long pause (1 s at
     -50 dBFS), then a short one (100 ms at -40 dBFS), else a hard cut; then trim

@@ -4,16 +4,18 @@ RunPod endpoints are configured through environment variables, so every knob a
 deployer may turn is one; docs/configuration.md lists them all, together with
 the boot's (``setup_network_venv.py`` reads those, standard library only, and
 ``tests/test_config.py`` checks that the names both read agree). Each default
-is written once, as a field default of ``Settings`` or a constant here.
+is written once, as a field default of ``Settings`` or a constant here; ``VARIABLES`` names the variable
+each field is read from and how, and ``get_settings`` hands each reader its field's default.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from f5_worker.logs import hide_credentials
@@ -24,6 +26,7 @@ REGISTRY_FILE_NAME = "models.json"  # the model registry file's default name, in
 DEFAULT_NETWORK_VOLUME = Path("/runpod-volume")  # where RunPod mounts an endpoint's network volume
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voices sent without ref_text
 DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
+DEFAULT_REF_AUDIO_KEEP_SECONDS = 12.0  # seconds of a reference or uploaded voice kept, cut at a pause
 DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job's input
 
 ALIGNER_KINDS = ("auto", "ctc", "sphinx", "dtw", "estimate")
@@ -56,13 +59,14 @@ def refuse_credentials(name: str, value: str | None) -> None:
                             f"({hide_credentials(value.strip())[:200]}); {instead}")
 
 
-def network_volume_from_env(env: Mapping[str, str] | None = None) -> Path | None:
+def network_volume_from_env(env: Mapping[str, str] | None = None, *,
+                            default: Path | None = DEFAULT_NETWORK_VOLUME) -> Path | None:
     """``NETWORK_VOLUME_PATH``: unset means ``/runpod-volume``; set to "" means no volume, as the boot
     (start.sh, setup_network_venv.py) reads it, e.g. to keep off a read-only volume."""
     raw = (os.environ if env is None else env).get("NETWORK_VOLUME_PATH")
     refuse_credentials("NETWORK_VOLUME_PATH", raw)
     if raw is None:
-        return DEFAULT_NETWORK_VOLUME
+        return default
     return Path(raw.strip()) if raw.strip() else None
 
 
@@ -190,7 +194,7 @@ class Settings:
     dtype: str = "auto"
     aligner: str = "auto"
     max_ref_audio_seconds: float = 120.0
-    ref_audio_keep_seconds: float = 12.0
+    ref_audio_keep_seconds: float = DEFAULT_REF_AUDIO_KEEP_SECONDS  # a reference is trimmed to this (tts/reference.py)
     max_download_bytes: int = 50 * 1024 * 1024
     download_timeout_s: float = 30.0
     max_inline_bytes: int = 9 * 1024 * 1024
@@ -248,9 +252,6 @@ class Settings:
         return self.tiny_model_dir or self.data_dir / "models" / "tiny"
 
 
-_DEFAULTS = {f.name: f.default for f in fields(Settings)}
-
-
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     refuse_credentials(name, value)
@@ -287,84 +288,117 @@ def _env_seconds(name: str, default: float) -> float:
     return value
 
 
-def _env_choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+def _env_positive_seconds(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds (got {_env(name)!r})")
+    return value
+
+
+def _env_aligner(name: str, default: str) -> str:
     value = _env(name, default).strip().lower()
-    if value not in allowed:
-        raise SettingsError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+    if value not in ALIGNER_KINDS:
+        raise SettingsError(f"{name} must be one of {', '.join(ALIGNER_KINDS)} (got {value!r})")
     return value
 
 
-def _env_device() -> str:
-    value = _env("DEVICE", _DEFAULTS["device"]).strip().lower()
+def _env_device(name: str, default: str) -> str:
+    value = _env(name, default).strip().lower()
     if not _DEVICE.fullmatch(value):
-        raise SettingsError(f"DEVICE must be one of auto, cpu, cuda or cuda:N (got {value!r})")
+        raise SettingsError(f"{name} must be one of auto, cpu, cuda or cuda:N (got {value!r})")
     return value
 
 
-def _env_path(name: str) -> Path | None:
+def _env_path(name: str, default: Path | None) -> Path | None:
     value = _env(name)
-    return Path(value) if value else None
+    return Path(value) if value else default
 
 
-def _env_default_model(default: str) -> str:
+def _env_volume(name: str, default: Path | None) -> Path | None:
+    return network_volume_from_env(default=default)
+
+
+def _env_default_model(name: str, default: str) -> str:
     """``DEFAULT_MODEL``, or ``WORKER_MODEL`` (its older name); both set to different models is refused."""
-    new, old = _env("DEFAULT_MODEL"), _env("WORKER_MODEL")
+    new, old = _env(name), _env(OLDER_NAMES[name])
     if new and old and new.strip() != old.strip():
         raise SettingsError(f"DEFAULT_MODEL={new!r} and WORKER_MODEL={old!r} disagree; WORKER_MODEL is the older "
                             "name of DEFAULT_MODEL: set one of them")
     return (new or old or default).strip()
 
 
+def _env_loaded_models(name: str, default: int) -> int:
+    value = _env_int(name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+def _env_memory_gb(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not 0 <= value < float("inf"):
+        raise SettingsError(f"{name} must be 0 (automatic) or a positive number (got {value})")
+    return value
+
+
+# Each field of Settings: the variable it is read from, and how. The default is the field's (Settings), passed
+# to the reader when the variable is unset; nothing here or in get_settings writes a default of its own.
+VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "default_model": ("DEFAULT_MODEL", _env_default_model),
+    "model_ckpt_path": ("MODEL_CKPT_PATH", _env),
+    "model_vocab_path": ("MODEL_VOCAB_PATH", _env),
+    "vocoder_path": ("VOCODER_PATH", _env),
+    "network_volume_path": ("NETWORK_VOLUME_PATH", _env_volume),
+    "hf_home": ("HF_HOME", _env_path),
+    "tiny_model_dir": ("TINY_MODEL_DIR", _env_path),
+    "device": ("DEVICE", _env_device),
+    "dtype": ("MODEL_DTYPE", _env),
+    "aligner": ("ALIGNER", _env_aligner),
+    "max_ref_audio_seconds": ("MAX_REF_AUDIO_SECONDS", _env_float),
+    "ref_audio_keep_seconds": ("REF_AUDIO_KEEP_SECONDS", _env_positive_seconds),
+    "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _env_int),
+    "download_timeout_s": ("DOWNLOAD_TIMEOUT_S", _env_float),
+    "max_inline_bytes": ("MAX_INLINE_BYTES", _env_int),
+    "max_concurrency": ("MAX_CONCURRENCY", _env_int),
+    "max_batch_jobs": ("MAX_BATCH_JOBS", _env_int),
+    "batch_wait_ms": ("BATCH_WAIT_MS", _env_float),
+    "align_processes": ("ALIGN_PROCESSES", _env_int),
+    "torch_compile": ("TORCH_COMPILE", _env_bool),
+    "cuda_graphs": ("CUDA_GRAPHS", _env_bool),
+    "hf_offline": ("HF_HUB_OFFLINE", _env_bool),
+    "asr_model": ("ASR_MODEL", _env),
+    "asr_language": ("ASR_LANGUAGE", _env),
+    "pause_s": ("PAUSE_S", _env_seconds),
+    "paragraph_pause_s": ("PARAGRAPH_PAUSE_S", _env_seconds),
+    "max_pause_s": ("MAX_PAUSE_S", _env_seconds),
+    "max_total_pause_s": ("MAX_TOTAL_PAUSE_S", _env_seconds),
+    "max_segments": ("MAX_SEGMENTS", _env_int),
+    "max_script_parts": ("MAX_SCRIPT_PARTS", _env_int),
+    "caption_speaker_prefix": ("CAPTION_SPEAKER_PREFIX", _env_bool),
+    "streaming": ("STREAMING", _env_bool),
+    "result_dump_dir": ("RESULT_DUMP_DIR", _env_path),
+    "models_json": ("MODELS", _env),
+    "model_registry_file": ("MODEL_REGISTRY_FILE", _env_path),
+    "max_loaded_models": ("MAX_LOADED_MODELS", _env_loaded_models),
+    "max_model_memory_gb": ("MAX_MODEL_MEMORY_GB", _env_memory_gb),
+}
+OLDER_NAMES = {"DEFAULT_MODEL": "WORKER_MODEL"}  # a variable's older name, still read
+
+
 def get_settings() -> Settings:
     """Read the settings from the environment (call once per process, or per test)."""
-    d = _DEFAULTS
     # The bucket's settings are read with the stores (StorageSettings), after the models are loaded: a URL
     # that must stop the worker stops it here, at once.
     refuse_credentials("BUCKET_ENDPOINT_URL", os.environ.get("BUCKET_ENDPOINT_URL"))
-    max_loaded = _env_int("MAX_LOADED_MODELS", d["max_loaded_models"])
-    if max_loaded < 1:
-        raise SettingsError(f"MAX_LOADED_MODELS must be at least 1 (got {max_loaded})")
-    memory_gb = _env_float("MAX_MODEL_MEMORY_GB", d["max_model_memory_gb"])
-    if not 0 <= memory_gb < float("inf"):
-        raise SettingsError(f"MAX_MODEL_MEMORY_GB must be 0 (automatic) or a positive number (got {memory_gb})")
-    return Settings(
-        default_model=_env_default_model(d["default_model"]),
-        model_ckpt_path=_env("MODEL_CKPT_PATH"),
-        model_vocab_path=_env("MODEL_VOCAB_PATH"),
-        vocoder_path=_env("VOCODER_PATH"),
-        network_volume_path=network_volume_from_env(),
-        hf_home=_env_path("HF_HOME"),
-        tiny_model_dir=_env_path("TINY_MODEL_DIR"),
-        device=_env_device(),
-        dtype=_env("MODEL_DTYPE", d["dtype"]),
-        aligner=_env_choice("ALIGNER", d["aligner"], ALIGNER_KINDS),
-        max_ref_audio_seconds=_env_float("MAX_REF_AUDIO_SECONDS", d["max_ref_audio_seconds"]),
-        max_download_bytes=_env_int("MAX_DOWNLOAD_BYTES", d["max_download_bytes"]),
-        download_timeout_s=_env_float("DOWNLOAD_TIMEOUT_S", d["download_timeout_s"]),
-        max_inline_bytes=_env_int("MAX_INLINE_BYTES", d["max_inline_bytes"]),
-        max_concurrency=_env_int("MAX_CONCURRENCY", d["max_concurrency"]),
-        max_batch_jobs=_env_int("MAX_BATCH_JOBS", d["max_batch_jobs"]),
-        batch_wait_ms=_env_float("BATCH_WAIT_MS", d["batch_wait_ms"]),
-        align_processes=_env_int("ALIGN_PROCESSES", d["align_processes"]),
-        torch_compile=_env_bool("TORCH_COMPILE", d["torch_compile"]),
-        cuda_graphs=_env_bool("CUDA_GRAPHS", d["cuda_graphs"]),
-        hf_offline=_env_bool("HF_HUB_OFFLINE", d["hf_offline"]),
-        asr_model=_env("ASR_MODEL", d["asr_model"]),
-        asr_language=_env("ASR_LANGUAGE"),
-        streaming=_env_bool("STREAMING", d["streaming"]),
-        pause_s=_env_seconds("PAUSE_S", d["pause_s"]),
-        paragraph_pause_s=_env_seconds("PARAGRAPH_PAUSE_S", d["paragraph_pause_s"]),
-        max_pause_s=_env_seconds("MAX_PAUSE_S", d["max_pause_s"]),
-        max_total_pause_s=_env_seconds("MAX_TOTAL_PAUSE_S", d["max_total_pause_s"]),
-        max_segments=_env_int("MAX_SEGMENTS", d["max_segments"]),
-        max_script_parts=_env_int("MAX_SCRIPT_PARTS", d["max_script_parts"]),
-        caption_speaker_prefix=_env_bool("CAPTION_SPEAKER_PREFIX", d["caption_speaker_prefix"]),
-        result_dump_dir=_env_path("RESULT_DUMP_DIR"),
-        models_json=_env("MODELS"),
-        model_registry_file=_env_path("MODEL_REGISTRY_FILE"),
-        max_loaded_models=max_loaded,
-        max_model_memory_gb=memory_gb,
-    )
+    values = {}
+    for f in fields(Settings):
+        name, read = VARIABLES[f.name]
+        values[f.name] = read(name, f.default)
+    settings = Settings(**values)
+    if _env("REF_AUDIO_KEEP_SECONDS") is not None and settings.ref_audio_keep_seconds > settings.max_ref_audio_seconds:
+        raise SettingsError(f"REF_AUDIO_KEEP_SECONDS ({settings.ref_audio_keep_seconds:g}) must be at most "
+                            f"MAX_REF_AUDIO_SECONDS ({settings.max_ref_audio_seconds:g})")
+    return settings
 
 
 # -- read where they are used, before any Settings exist ----------------------------------------

@@ -1,8 +1,8 @@
 """Saved voices: a name -> normalised reference audio + transcript, kept in ``Storage``.
 
 Users clone a voice once and use it in thousands of jobs, so the reference is
-normalised at upload (24 kHz mono, at most 12 s cut at a pause, edges
-trimmed), transcribed once if no ``ref_text`` was given, and stored as two
+normalised at upload (24 kHz mono, at most ``REF_AUDIO_KEEP_SECONDS`` cut at a
+pause, edges trimmed), transcribed once if no ``ref_text`` was given, and stored as two
 objects under ``voices/<name>/``:
 
 - ``audio-<version>.wav``: the reference, a new key per upload;
@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
+from f5_worker.config import DEFAULT_REF_AUDIO_KEEP_SECONDS
 from f5_worker.errors import JobError
 from f5_worker.limits import MAX_REF_TEXT_CHARS, check_voice_name
 from f5_worker.logs import echo
@@ -181,7 +182,7 @@ class VoiceStore:
         storage: Storage,
         *,
         transcriber: Transcriber | None = None,
-        keep_seconds: float = 12.0,
+        keep_seconds: float = DEFAULT_REF_AUDIO_KEEP_SECONDS,
         max_input_seconds: float = 120.0,
         cache_size: int = 32,
     ):

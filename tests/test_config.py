@@ -52,6 +52,67 @@ def test_unset_variables_give_the_written_defaults(clean_env):
     assert storage.url_expiry_s == config.DEFAULT_URL_EXPIRY_S
 
 
+def test_each_default_is_written_once_as_the_fields_default(clean_env):
+    """Every field of Settings is read through one row of config.VARIABLES, whose reader gets the field's own
+    default: with each default moved, an empty environment reads the moved ones, so get_settings keeps no copy
+    of any default (a copy would still give the old value here)."""
+    names = [f.name for f in dataclasses.fields(config.Settings)]
+    assert list(config.VARIABLES) == names
+    settings = config.get_settings()
+    for name in names:
+        assert getattr(settings, name) == getattr(config.Settings(), name), name
+
+    def moved(f: dataclasses.Field):
+        d = f.default
+        if isinstance(d, bool):
+            return not d
+        if isinstance(d, int | float):
+            return d + 1
+        if isinstance(d, Path) or "Path" in str(f.type):
+            return Path("/moved") / f.name
+        return {"device": "cpu", "aligner": "ctc"}.get(f.name, f"moved-{f.name}")
+
+    original = config.Settings
+    other = dataclasses.make_dataclass(
+        "MovedSettings", [(f.name, f.type, dataclasses.field(default=moved(f))) for f in dataclasses.fields(original)],
+        bases=(original,), frozen=True)
+    clean_env.setattr(config, "Settings", other)
+    read = config.get_settings()
+    assert {n: getattr(read, n) for n in names} == {n: getattr(other(), n) for n in names}
+    assert all(getattr(read, n) != getattr(original(), n) for n in names)  # every default was moved
+
+
+def test_the_configuration_table_has_a_row_for_every_variable_the_settings_read():
+    rows = {line.split("|")[1].strip() for line in (REPO_ROOT / "docs" / "configuration.md").read_text().splitlines()
+            if line.startswith("| `")}
+    read = {name for name, _ in config.VARIABLES.values()} | set(config.OLDER_NAMES.values())
+    assert sorted(f"`{name}`" for name in read if f"`{name}`" not in rows) == []
+
+
+def test_the_reference_keep_seconds_are_read_and_bounded(clean_env):
+    assert config.get_settings().ref_audio_keep_seconds == config.DEFAULT_REF_AUDIO_KEEP_SECONDS == 12.0
+    clean_env.setenv("REF_AUDIO_KEEP_SECONDS", "8.5")
+    assert config.get_settings().ref_audio_keep_seconds == 8.5
+    for bad in ("0", "-3", "inf", "nan"):
+        clean_env.setenv("REF_AUDIO_KEEP_SECONDS", bad)
+        with pytest.raises(config.SettingsError, match=f"REF_AUDIO_KEEP_SECONDS must be a positive number of "
+                                                       f"seconds \\(got '{bad}'\\)"):
+            config.get_settings()
+    clean_env.setenv("REF_AUDIO_KEEP_SECONDS", "twelve")
+    with pytest.raises(config.SettingsError, match="REF_AUDIO_KEEP_SECONDS must be a number"):
+        config.get_settings()
+    clean_env.setenv("REF_AUDIO_KEEP_SECONDS", "30")
+    clean_env.setenv("MAX_REF_AUDIO_SECONDS", "20")
+    with pytest.raises(config.SettingsError, match=r"REF_AUDIO_KEEP_SECONDS \(30\) must be at most "
+                                                   r"MAX_REF_AUDIO_SECONDS \(20\)"):
+        config.get_settings()
+    clean_env.setenv("REF_AUDIO_KEEP_SECONDS", "20")
+    assert config.get_settings().ref_audio_keep_seconds == 20.0
+    clean_env.delenv("REF_AUDIO_KEEP_SECONDS")  # unset, the default is not held to a lower MAX_REF_AUDIO_SECONDS
+    clean_env.setenv("MAX_REF_AUDIO_SECONDS", "10")
+    assert config.get_settings().ref_audio_keep_seconds == 12.0
+
+
 @pytest.mark.parametrize("field, variable, value, expected", [
     ("max_concurrency", "MAX_CONCURRENCY", "7", 7),
     ("download_timeout_s", "DOWNLOAD_TIMEOUT_S", "2.5", 2.5),

@@ -17,6 +17,7 @@ from importlib.resources import files
 import numpy as np
 
 from f5_worker import audio
+from f5_worker.config import DEFAULT_REF_AUDIO_KEEP_SECONDS
 from f5_worker.errors import JobError
 from f5_worker.lru import LRU
 
@@ -116,7 +117,7 @@ def normalise_ref_text(text: str) -> str:
 
 
 def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_rms: float = 0.1,
-                      keep_seconds: float = 12.0) -> PreparedReference:
+                      keep_seconds: float = DEFAULT_REF_AUDIO_KEEP_SECONDS) -> PreparedReference:
     wave = audio.resample(wave, sample_rate, audio.TARGET_SAMPLE_RATE)
     trimmed = audio.trim_reference(wave, audio.TARGET_SAMPLE_RATE, keep_seconds)
     wave = trimmed.wave
