@@ -82,7 +82,7 @@ class ProgressPoster:
     def __call__(self, progress: dict) -> None:
         from runpod.serverless.modules import rp_progress
 
-        post = rp_progress._thread_target  # noqa: SLF001 - the post progress_update runs, pinned runpod 1.10
+        post = rp_progress._thread_target  # noqa: SLF001 - progress_update's post (runpod 1.10.0-1.12.0; docs/architecture.md)
         thread = threading.Thread(target=post, args=(self.job, progress), daemon=True)
         thread.start()
         self.threads.append(thread)
