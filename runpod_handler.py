@@ -32,6 +32,7 @@ mode calls the handler once and never iterates a generator, so it always gets th
 import asyncio
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -81,7 +82,7 @@ class ProgressPoster:
     def __call__(self, progress: dict) -> None:
         from runpod.serverless.modules import rp_progress
 
-        post = rp_progress._thread_target  # noqa: SLF001 - the post progress_update runs, pinned runpod 1.10
+        post = rp_progress._thread_target  # noqa: SLF001 - progress_update's post (runpod 1.10.0-1.12.0; docs/architecture.md)
         thread = threading.Thread(target=post, args=(self.job, progress), daemon=True)
         thread.start()
         self.threads.append(thread)
@@ -121,8 +122,7 @@ async def stream_handler(job):
         if reporter is not None:
             await reporter.sent()
         if item.pop("refresh_worker", False):
-            # runpod drops a yielded item's refresh_worker; its config flag has the worker replaced instead
-            CONFIG["refresh_worker"] = True
+            ask_to_replace_this_worker()  # runpod drops a yielded item's refresh_worker
         if kept is not None and item.get("done"):
             kept.closing(item)
         if RESULT_DUMP_DIR:
@@ -146,6 +146,46 @@ def dump_result(directory: Path, job_id: str, result: dict | list) -> None:
     (directory / f"{safe_id}.json").write_text(json.dumps(result))
 
 
+def sigterm_stops_the_local_server() -> None:
+    """``--rp_serve_api``: SIGTERM stops the local server at once, a job in progress included.
+
+    runpod serves its local API with uvicorn (0.54 in uv.lock), which takes a first SIGINT or SIGTERM as
+    "stop once every request in progress has its answer" and only a second SIGINT as "stop now": a server
+    sent SIGTERM (``kill``, ``docker stop``, a process supervisor) while a long job ran kept running until
+    the job ended, and repeating the SIGTERM changed nothing. Here a SIGTERM does what the second Ctrl-C
+    does: the server stops, requests in progress get no answer, and uvicorn then raises the signal again,
+    which ends the process (exit status -15). SIGINT is left as uvicorn has it. Only this mode: on RunPod,
+    SIGTERM means "finish the jobs in progress, then exit" (runpod's JobScaler; tests/test_runpod_worker.py).
+    """
+    import uvicorn
+
+    handle_exit = uvicorn.Server.handle_exit
+    if getattr(handle_exit, "sigterm_stops", False):
+        return
+
+    def handle_exit_now_on_sigterm(self, sig, frame):
+        handle_exit(self, sig, frame)
+        if sig == signal.SIGTERM:
+            self.force_exit = True  # what uvicorn sets on a second SIGINT
+
+    handle_exit_now_on_sigterm.sigterm_stops = True
+    uvicorn.Server.handle_exit = handle_exit_now_on_sigterm
+
+
+def ask_to_replace_this_worker() -> None:
+    """Have RunPod replace this worker once the job in progress ends (a streamed job's ``refresh_worker``).
+
+    runpod-python (1.10 to 1.12) takes ``refresh_worker`` from two places: the dict a plain handler
+    returns (``rp_job.run_job`` pops it and asks for ``stopPod``), and the ``CONFIG`` dict passed to
+    ``runpod.serverless.start``, which it reads after every job (``rp_job.handle_job`` and
+    ``JobScaler.handle_job``, which then stops taking jobs). From a generator handler's items it takes
+    nothing: ``run_job_generator`` yields each one as ``{"output": item}`` and ``handle_job`` never looks
+    inside. So a streaming worker has only ``CONFIG``; setting it ends this worker after the job, as a plain
+    handler's ``refresh_worker`` does (the failure policy sets it only once the GPU has failed, when every
+    later job would fail too)."""
+    CONFIG["refresh_worker"] = True
+
+
 CONFIG = {"handler": handler, "concurrency_modifier": concurrency}
 # taking jobs from RunPod's queue (or the tests' stand-in), not one of runpod's local modes
 ON_RUNPOD = not runpod_local_test_mode(sys.argv) and "--rp_serve_api" not in sys.argv
@@ -154,4 +194,6 @@ if __name__ == "__main__":
     if WORKER.settings.streaming and not runpod_local_test_mode(sys.argv):
         # return_aggregate_stream: /runsync and /status answer with the list of items, not an empty list
         CONFIG.update(handler=stream_handler, return_aggregate_stream=True)
+    if "--rp_serve_api" in sys.argv:
+        sigterm_stops_the_local_server()
     runpod.serverless.start(CONFIG)

@@ -1,6 +1,8 @@
 """``import runpod``, made safe and quick for a worker process.
 
-Three things about importing runpod-python (1.10) need handling:
+Three things about importing runpod-python (1.10.0, the version uv.lock installs) need handling; each
+reaches into runpod's internals (docs/architecture.md, "Where the worker depends on a library's
+internals", says what 1.12 changes):
 
 * **Its record of jobs in progress.** runpod keeps the jobs a worker has in
   progress in ``.runpod_jobs.pkl`` in the directory that is current when it is

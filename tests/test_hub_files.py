@@ -1,11 +1,14 @@
 """The RunPod Hub's files: .runpod/hub.json and .runpod/tests.json checked against the Hub's documented
 format (docs.runpod.io, "Hub publishing guide": its field tables, GPU pools and GPU ids), and against what
-this image supports; the Hub's Dockerfile and handler.py where the Hub looks for them."""
+this image supports; the Hub's Dockerfile and handler.py where the Hub looks for them. And the library versions
+that docs/architecture.md says the worker's reaches into library internals were checked on: those uv.lock
+installs in the image."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -280,3 +283,26 @@ def test_the_hubs_handler_runs_the_worker(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "runpod_handler.py" in proc.stdout and list(Path(tmp_path).iterdir()) == []
     assert "sys.path." not in (HUB_DIR / "handler.py").read_text()  # it runs the handler; it does not patch the path
+
+
+INTERNALS_SECTION = "## Where the worker depends on a library's internals"
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+
+
+def checked_versions() -> dict[str, str]:
+    """The "Checked on:" line of docs/architecture.md's section on library internals, as {name: version}."""
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    section = text.split(INTERNALS_SECTION, 1)[1].split("\n## ", 1)[0]
+    line = re.search(r"^Checked on: (.+)\.$", section, re.MULTILINE).group(1)
+    return dict(item.split(" ") for item in line.split(", "))
+
+
+def test_the_libraries_whose_internals_the_worker_uses_are_at_the_versions_checked():
+    """An upgrade in uv.lock must come with a new look at what each patch touches (docs/architecture.md)."""
+    checked, locked = checked_versions(), locked_versions()
+    assert {"runpod", "f5-tts", "torch", "torchaudio", "uvicorn", "espeakng-loader"} <= checked.keys()
+    assert {name: locked.get(name) for name in checked} == checked

@@ -5,9 +5,11 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,7 +104,7 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log_path = workdir / "server.log"
         self._log = open(self.log_path, "w+")
-        self._proc = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
              "--rp_api_host", "127.0.0.1", "--rp_api_port", self.url.rsplit(":", 1)[1]],
             cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -111,7 +113,7 @@ class ApiServer:
     def ready(self) -> str:
         deadline = time.time() + 180
         while time.time() < deadline:
-            if self._proc.poll() is not None:
+            if self.proc.poll() is not None:
                 pytest.fail(f"API server exited: {self.log_path.read_text()[-3000:]}")
             try:
                 requests.get(f"{self.url}/docs", timeout=1)
@@ -132,12 +134,39 @@ class ApiServer:
         self.stop()
 
     def stop(self) -> None:
-        self._proc.terminate()
+        self.proc.terminate()
         try:
-            self._proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
+            self.proc.kill()
         self._log.close()
+
+
+def test_sigterm_stops_the_local_server_while_a_long_job_runs(worker_env, tmp_path):
+    """kill, docker stop or a supervisor send SIGTERM; uvicorn alone would wait for the job's answer first."""
+    with ApiServer({**worker_env, "ALIGN_PROCESSES": "0"}, tmp_path) as server:
+        job = {"text": "This sentence runs on for a good while, and then some more. " * 8, "nfe_step": 128,
+               "seed": 2, "max_retries": 0}
+        answered = []
+
+        def runsync():  # the request is open for as long as the job runs
+            try:
+                answered.append(requests.post(f"{server.url}/runsync", json={"input": job}, timeout=300).status_code)
+            except requests.RequestException as exc:
+                answered.append(exc)
+
+        threading.Thread(target=runsync, daemon=True).start()
+        deadline = time.time() + 120
+        while not re.search(r"sampling 1 job\(s\).* 128 steps", server.log_path.read_text()):
+            assert time.time() < deadline and server.proc.poll() is None, server.log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        sent = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        status = server.proc.wait(timeout=60)  # hang guard: the job alone runs for minutes here
+        waited = time.monotonic() - sent
+        log = server.log_path.read_text()
+    assert status == -signal.SIGTERM, log[-3000:]
+    assert waited < 30 and not re.search(r"job \S+ done in", log), (waited, log[-3000:])
 
 
 @pytest.fixture(scope="module")
@@ -356,9 +385,9 @@ def test_hostile_jobs_over_http_answer_by_field_log_cleanly_and_stay_within_memo
     with sf.SoundFile(buf, "w", 384000, 1, format="FLAC", subtype="PCM_16") as f:
         for _ in range(60):
             f.write(np.zeros(384000, dtype=np.int16))
-    status_path = f"/proc/{server._proc.pid}/status"
+    status_path = f"/proc/{server.proc.pid}/status"
     baseline = int(re.search(r"VmRSS:\s+(\d+) kB", open(status_path).read()).group(1)) * 1024
-    with open(f"/proc/{server._proc.pid}/clear_refs", "w") as clear:
+    with open(f"/proc/{server.proc.pid}/clear_refs", "w") as clear:
         clear.write("5")  # the server's peak from here on
     body = run({"action": "align", "text": "Hello there.", "audio_base64": base64.b64encode(buf.getvalue()).decode()})
     peak = int(re.search(r"VmHWM:\s+(\d+) kB", open(status_path).read()).group(1)) * 1024 - baseline

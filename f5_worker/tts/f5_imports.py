@@ -23,7 +23,9 @@ little:
 
 The model classes are the real upstream classes either way, so a state dict gives
 bit-identical outputs (``tests/test_f5_imports.py`` checks this against a plain
-``import f5_tts.model``). ``F5_WORKER_LEAN_IMPORTS=0`` turns the shims off.
+``import f5_tts.model``). ``F5_WORKER_LEAN_IMPORTS=0`` turns the shims off. The module paths and names
+are f5-tts 1.1.22's (pinned in pyproject.toml; docs/architecture.md, "Where the worker depends on a
+library's internals").
 """
 
 from __future__ import annotations
