@@ -174,10 +174,6 @@ def test_a_refused_duration_quotes_a_speed_outside_the_range(worker):
         assert out_of_range(quoted), error
 
 
-def test_an_empty_list_of_segments_is_refused_in_words_of_its_own(worker):
-    assert run(worker, segments=[])["error"] == "segments: is empty; give at least one segment, or text"
-
-
 def test_each_voice_given_as_audio_has_its_own_label_and_the_same_audio_keeps_one():
     """Labels are decided from the request alone: the same URL or base64 string is one voice; a label a
     stored voice of the script has is skipped."""

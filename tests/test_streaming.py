@@ -377,11 +377,6 @@ def test_a_piece_is_sized_by_its_text_as_said_so_no_item_is_over_1_mb(streaming_
     assert all(piece["duration"] <= WAV_PIECE_S + 1 for piece in items[:-1])
 
 
-def test_stream_is_refused_where_the_worker_does_not_stream(worker):
-    out = worker.handle({"text": "Hi there.", "stream": True})
-    assert out["error"].startswith("stream: this endpoint does not stream")
-
-
 def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(monkeypatch):
     from f5_worker.config import runpod_local_test_mode
 
