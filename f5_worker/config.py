@@ -30,6 +30,7 @@ DEFAULT_REF_AUDIO_KEEP_SECONDS = 12.0  # seconds of a reference or uploaded voic
 DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job's input
 
 ALIGNER_KINDS = ("auto", "ctc", "sphinx", "dtw", "estimate")
+SERVE_MODES = ("queue", "http")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -220,6 +221,9 @@ class Settings:
     model_registry_file: Path | None = None  # None: <volume>/f5-worker/models.json when a volume is mounted
     max_loaded_models: int = 2  # models kept loaded at once, the default model included
     max_model_memory_gb: float = 0.0  # GB of weights kept loaded; 0: half the GPU's memory (no bound on CPU)
+    serve: str = "queue"  # queue: RunPod's queue worker; http: the HTTP server (http_server.py, docs/http.md)
+    port: int = 80  # SERVE=http: the port it listens on (RunPod's load-balancing endpoints set PORT)
+    port_health: int = 0  # SERVE=http: a second port the server (so /ping) listens on; 0: PORT alone
 
     @property
     def volume_mounted(self) -> bool:
@@ -292,6 +296,28 @@ def _env_positive_seconds(name: str, default: float) -> float:
     value = _env_float(name, default)
     if not 0 < value < float("inf"):
         raise SettingsError(f"{name} must be a positive number of seconds (got {_env(name)!r})")
+    return value
+
+
+def _env_serve(name: str, default: str) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in SERVE_MODES:
+        raise SettingsError(f"{name} must be one of {', '.join(SERVE_MODES)} (got {value!r})")
+    return value
+
+
+def _env_port(name: str, default: int) -> int:
+    value = _env_int(name, default)
+    if not 0 < value < 65536:
+        raise SettingsError(f"{name} must be a port number, 1 to 65535 (got {value})")
+    return value
+
+
+def _env_health_port(name: str, default: int) -> int:
+    """``PORT_HEALTH``: a port, or 0 (or unset) for the same as ``PORT``."""
+    value = _env_int(name, default)
+    if not 0 <= value < 65536:
+        raise SettingsError(f"{name} must be a port number, 1 to 65535, or 0 for PORT's (got {value})")
     return value
 
 
@@ -381,6 +407,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "model_registry_file": ("MODEL_REGISTRY_FILE", _env_path),
     "max_loaded_models": ("MAX_LOADED_MODELS", _env_loaded_models),
     "max_model_memory_gb": ("MAX_MODEL_MEMORY_GB", _env_memory_gb),
+    "serve": ("SERVE", _env_serve),
+    "port": ("PORT", _env_port),
+    "port_health": ("PORT_HEALTH", _env_health_port),
 }
 OLDER_NAMES = {"DEFAULT_MODEL": "WORKER_MODEL"}  # a variable's older name, still read
 

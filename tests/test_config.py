@@ -70,7 +70,7 @@ def test_each_default_is_written_once_as_the_fields_default(clean_env):
             return d + 1
         if isinstance(d, Path) or "Path" in str(f.type):
             return Path("/moved") / f.name
-        return {"device": "cpu", "aligner": "ctc"}.get(f.name, f"moved-{f.name}")
+        return {"device": "cpu", "aligner": "ctc", "serve": "http"}.get(f.name, f"moved-{f.name}")
 
     original = config.Settings
     other = dataclasses.make_dataclass(
@@ -202,3 +202,19 @@ def test_the_default_model_is_named_default_model_wherever_a_user_reads():
     table_row = next(line for line in (REPO_ROOT / "docs" / "configuration.md").read_text().splitlines()
                      if line.startswith("| `WORKER_MODEL`"))
     assert "older name of `DEFAULT_MODEL`" in table_row
+
+
+def test_serve_and_ports(clean_env):
+    """SERVE picks the front door; PORT and PORT_HEALTH are ports (PORT_HEALTH 0: PORT alone)."""
+    settings = config.get_settings()
+    assert (settings.serve, settings.port, settings.port_health) == ("queue", 80, 0)
+    clean_env.setenv("SERVE", "HTTP")
+    clean_env.setenv("PORT", "8123")
+    clean_env.setenv("PORT_HEALTH", "8124")
+    settings = config.get_settings()
+    assert (settings.serve, settings.port, settings.port_health) == ("http", 8123, 8124)
+    for name, value in (("SERVE", "grpc"), ("PORT", "0"), ("PORT", "70000"), ("PORT_HEALTH", "-1")):
+        clean_env.setenv(name, value)
+        with pytest.raises(config.SettingsError, match=name):
+            config.get_settings()
+        clean_env.delenv(name)
