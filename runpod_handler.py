@@ -38,7 +38,7 @@ import threading
 from pathlib import Path
 
 from f5_worker import logs
-from f5_worker.config import SettingsError, runpod_local_test_mode, runpod_log_level
+from f5_worker.config import SettingsError, get_settings, runpod_local_test_mode, runpod_log_level
 from f5_worker.runpod_import import import_runpod
 from f5_worker.transcribe import hub_logs_once
 from f5_worker.tts.weights import ModelUnavailableError
@@ -55,7 +55,20 @@ log = logging.getLogger("f5_worker")
 
 PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progress posts to finish
 
-if __name__ != "__mp_main__":  # not in the alignment processes, which import this file when spawned
+
+
+def serve_http() -> bool:
+    """``SERVE=http``: whether this run starts the worker's HTTP server instead of runpod's (run as a script)."""
+    try:
+        return __name__ == "__main__" and get_settings().serve == "http"
+    except SettingsError as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
+
+
+SERVE_HTTP = __name__ != "__mp_main__" and serve_http()
+
+if __name__ != "__mp_main__" and not SERVE_HTTP:  # not in the alignment processes, which import this file
     try:
         from f5_worker.delivery import KeptStream
         from f5_worker.worker import Worker
@@ -190,7 +203,21 @@ CONFIG = {"handler": handler, "concurrency_modifier": concurrency}
 # taking jobs from RunPod's queue (or the tests' stand-in), not one of runpod's local modes
 ON_RUNPOD = not runpod_local_test_mode(sys.argv) and "--rp_serve_api" not in sys.argv
 
-if __name__ == "__main__":
+
+
+def run_http_server() -> int:
+    """``SERVE=http``: the HTTP server (f5_worker/http_server.py) on PORT (and PORT_HEALTH), answering /ping
+    with 204 while the models load in a thread; exit status 2 when they cannot be."""
+    from f5_worker.http_server import serve
+    from f5_worker.worker import Worker
+
+    settings = get_settings()
+    return serve(settings.port, settings.port_health, Worker.from_env)
+
+
+if __name__ == "__main__" and SERVE_HTTP:
+    sys.exit(run_http_server())
+elif __name__ == "__main__":
     if WORKER.settings.streaming and not runpod_local_test_mode(sys.argv):
         # return_aggregate_stream: /runsync and /status answer with the list of items, not an empty list
         CONFIG.update(handler=stream_handler, return_aggregate_stream=True)

@@ -225,12 +225,12 @@ class Worker:
             yield {"error": "internal: out of memory; try a shorter text"}
             return
         except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; _failure logs it
-            yield self._failure(exc, job_id)
+            yield self.failure(exc, job_id)
             return
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
 
-    def _failure(self, exc: Exception, job_id: str | None) -> dict:
-        """The error for an unexpected exception; a CUDA failure also marks the worker for replacement."""
+    def failure(self, exc: Exception, job_id: str | None) -> dict:
+        """The error for an unexpected exception (any front door's); a CUDA failure also marks the worker for replacement."""
         if is_gpu_out_of_memory(exc):
             free_gpu_memory()
             return {"error": "internal: out of GPU memory; try a shorter text"}
