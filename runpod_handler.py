@@ -17,6 +17,10 @@ hand, it uses runpod-python's local modes:
   --rp_debugger            add runpod's timing and system report to each result
   -h, --help               print this and exit, without loading anything
 
+With SERVE=http (docs/http.md) it serves HTTP itself instead, for RunPod's load-balancing endpoints or any
+host: an OpenAI-compatible /v1/audio/speech, /v1/models, the native /v1/synthesize, /ping and /health, on
+$PORT (and $PORT_HEALTH); the options above do not apply then.
+
 The settings come from environment variables (docs/configuration.md), e.g. DEFAULT_MODEL=tiny for the small
 random test model. What it changes: model weights missing from the Hugging Face cache (HF_HOME) are
 downloaded into it; with a network volume mounted (NETWORK_VOLUME_PATH) stored voices and results go
