@@ -224,7 +224,7 @@ class Worker:
             log.exception("job %s ran out of memory", job_id)
             yield {"error": "internal: out of memory; try a shorter text"}
             return
-        except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; _failure logs it
+        except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; failure() logs it
             yield self.failure(exc, job_id)
             return
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
