@@ -211,6 +211,8 @@ def speech_input(body: dict) -> tuple[dict, str | None]:
         if not isinstance(body[name], str):
             raise ApiError(400, f"{name}: must be a string", param=name)
     fmt = body.get("response_format", "mp3")
+    if not isinstance(fmt, str):
+        raise ApiError(400, f"response_format: must be one of {', '.join(SPEECH_FORMATS)}", param="response_format")
     if fmt == "aac":
         raise ApiError(400, "response_format: aac is not available (the worker's encoders cannot write it); use "
                             f"one of {', '.join(SPEECH_FORMATS)}", param="response_format", code="unsupported_value")

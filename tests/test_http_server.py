@@ -130,6 +130,8 @@ def test_body_refused_before_any_work(server):
         (requests.post(url, data="model=tts-1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
         (requests.post(url, data="{not json", headers={"Content-Type": "application/json"}), 400),
         (requests.post(url, json=["a list"]), 400),
+        (requests.post(url, json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": [1]}), 400),
+        (requests.post(url, json={"model": "tts-1", "voice": 7, "input": "Hi."}), 400),
         (requests.post(url, data=b" " * (31 * 1024 * 1024), headers={"Content-Type": "application/json"}), 413),
     ]
     for response, status in cases:
