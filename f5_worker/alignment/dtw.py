@@ -24,7 +24,7 @@ import torch
 import torchaudio
 
 from f5_worker import stopping
-from f5_worker.alignment import espeak
+from f5_worker.alignment import espeak, onsets
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.audio import mean_squares, resample, speech_region
@@ -48,6 +48,8 @@ MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame loude
 SILENCE_DBFS = -60.0  # dB full scale: ...and always a frame quieter than this
 LONG_PAUSE_S = 0.15  # s: silence longer than a stop consonant's closure is a pause, not part of a word
 CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before its first sound
+MAX_CLOSURE_S = 0.1  # s: the most silence a rendered word is taken to open with (``opening_silence``)
+CLOSURE_SILENCE_DB = -50.0  # dB below the rendering's peak sample: a millisecond this quiet is silent
 RATE_RANGE_WPM = (80, 450)  # espeak-ng's usable speaking rates (words per minute)
 RATE_MATCH_TOLERANCE = 0.1  # the rendering is spoken again at a matched rate when its speech is this much off
 # Voices for language tags whose espeak-ng voice has another name ("en" is British English there).
@@ -170,6 +172,10 @@ class DtwAligner:
 
     name = "dtw"
 
+    def __init__(self, *, onsets: bool = True):
+        # False: the warping path's boundaries as they are (to measure what ``onsets.refine`` adds)
+        self.onsets = onsets
+
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         t0 = time.perf_counter()
         audio16, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
@@ -210,6 +216,13 @@ class DtwAligner:
             on_word = (path_i >= start_f) & (path_i < end_f)
             confidence = float(np.clip(similarity[on_word].mean(), 0.0, 1.0)) if on_word.any() else 0.0
             timings.extend(split_token(tok.spoken, lo + start_f * FRAME_S, lo + end_f * FRAME_S, confidence))
+        if self.onsets:
+            # A word keeps before its sound the silence its rendering opens with (a stop's closure).
+            closures = [c for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken
+                        for c in [opening_silence(ref_audio, span[0])] + [0.0] * (len(tok.spoken) - 1)]
+            spans = onsets.refine(onsets.loudness(audio16), [(t.start, t.end) for t in timings], closures,
+                                  len(audio16) / SAMPLE_RATE)
+            timings = [WordTiming(start, end, t.confidence) for (start, end), t in zip(spans, timings, strict=True)]
         result = build_alignment(text, tokens, timings, duration=duration, backend=self.name, estimated=False,
                                  align_seconds=time.perf_counter() - t0)
         result.score_is_evidence = False
@@ -277,6 +290,19 @@ def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> lis
         end = (lo_f + sounding[-1] + 1) * FRAME_S if len(sounding) else nxt
         spans.append((s, min(max(end, s + FRAME_S), max(nxt, s + FRAME_S))))
     return spans
+
+
+def opening_silence(ref_audio: np.ndarray, start: float) -> float:
+    """Seconds of silence the rendering has from ``start`` (a word event) to its first sound, at most
+    ``MAX_CLOSURE_S``: espeak-ng starts a word that opens with a stop at its silent closure."""
+    hop = SAMPLE_RATE // 1000
+    piece = ref_audio[int(start * SAMPLE_RATE) : int((start + MAX_CLOSURE_S) * SAMPLE_RATE)]
+    n = len(piece) // hop
+    if n == 0 or not len(ref_audio):
+        return 0.0
+    threshold = float(np.max(np.abs(ref_audio))) ** 2 * 10 ** (CLOSURE_SILENCE_DB / 10)
+    sounds = np.flatnonzero(mean_squares(piece[: n * hop].reshape(n, hop)) > threshold)
+    return (int(sounds[0]) if len(sounds) else n) * hop / SAMPLE_RATE
 
 
 def sounding_frames(audio: np.ndarray) -> np.ndarray:
