@@ -33,7 +33,10 @@ FLOOR_PERCENTILE = 10  # a band's noise floor: this percentile of its frames' le
 PEAK_PERCENTILE = 99  # ...but never lower than this percentile of them...
 DYNAMIC_RANGE_DB = 50.0  # ...less this many dB (digital silence has no floor to speak of)
 MAX_EXCESS_DB = 30.0  # dB: a band counts at most this far above its floor (one loud band does not decide)
-SOUND_DB = 6.0  # dB above the floor, averaged over the bands: a frame at least this loud sounds
+SOUND_DB = 6.0  # dB above the floor, averaged over the bands: a frame at least this loud sounds...
+QUIET_PERCENTILE = 20  # ...or, in noise that comes and goes (voices), at least NOISE_MARGIN_DB above this
+NOISE_MARGIN_DB = 4.0  # percentile of the frames' levels...
+MAX_SOUND_DB = 10.0  # ...but no frame this loud is quiet
 CONTRAST_DB = 4.0  # dB: the 30 ms after a rise must average at least this much above the quiet before it
 CONTRAST_FRAMES = 15  # frames (30 ms) on either side of a boundary that its contrast is measured over
 MIN_QUIET_S = 0.05  # s: a boundary is moved only where at least this much quiet lies on its quiet side...
@@ -41,6 +44,7 @@ MIN_PAUSE_S = 0.10  # s: ...and past the aligner's boundary into the word only o
 SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's start (onsets given to the silence)
 SEARCH_FORWARD_S = 0.08  # s: an end is looked for this far after the aligner's end
 END_BACK_S = 3.0  # s: an end is looked for this far back into the word (a pause swallowed into it)
+MAX_BLIP_S = 0.03  # s: sound this long between the aligner's boundary and a pause's edge is speech, not noise
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
 MIN_RANGE_DB = 20.0  # dB: below this spread between loud and quiet frames, speech and noise are not told apart
 BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
@@ -54,6 +58,7 @@ class Loudness:
 
     excess: np.ndarray
     usable: bool
+    sound_db: float = SOUND_DB  # dB: frames at least this loud sound
 
     def frame(self, t: float) -> int:
         """The first frame whose centre is at or after ``t`` (s), within 0..len."""
@@ -89,7 +94,19 @@ def loudness(audio: np.ndarray) -> Loudness:
     floor, peak, loud = np.percentile(level, [FLOOR_PERCENTILE, PEAK_PERCENTILE, 90], axis=0)
     floor = np.maximum(floor, peak - DYNAMIC_RANGE_DB)
     excess = np.clip(level - floor, 0.0, MAX_EXCESS_DB).mean(axis=1)
-    return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB))
+    sound_db = float(np.clip(np.percentile(excess, QUIET_PERCENTILE) + NOISE_MARGIN_DB, SOUND_DB, MAX_SOUND_DB))
+    return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db)
+
+
+def pauses(loud: Loudness, min_s: float) -> list[tuple[float, float]]:
+    """Stretches of at least ``min_s`` seconds where nothing sounds above the noise floor, as (start, end)
+    in seconds; none where speech and noise are not told apart (``Loudness.usable``)."""
+    if not loud.usable:
+        return []
+    quiet = np.concatenate([[False], loud.excess < loud.sound_db, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return [(loud.time(int(a)), loud.time(int(b))) for a, b in zip(edges[::2], edges[1::2], strict=True)
+            if (b - a) * HOP_S >= min_s]
 
 
 def refine(loud: Loudness, spans: list[tuple[float, float]], closures: list[float],
@@ -119,9 +136,9 @@ def _start(loud: Loudness, start: float, end: float, previous_end: float, closur
     i1 = loud.frame(max(start, end - MIN_WORD_S))
     if i1 <= i0:
         return start
-    t = i0 + int(np.argmin(np.concatenate([[0.0], np.cumsum(x[i0:i1] - SOUND_DB)])))
+    t = i0 + int(np.argmin(np.concatenate([[0.0], np.cumsum(x[i0:i1] - loud.sound_db)])))
     quiet = t
-    while quiet > 0 and x[quiet - 1] < SOUND_DB and (t - quiet) * HOP_S < MIN_PAUSE_S:
+    while quiet > 0 and x[quiet - 1] < loud.sound_db and (t - quiet) * HOP_S < MIN_PAUSE_S:
         quiet -= 1
     quiet_s = (t - quiet) * HOP_S
     at_edge = quiet == 0  # quiet from the very start of the audio
@@ -131,8 +148,10 @@ def _start(loud: Loudness, start: float, end: float, previous_end: float, closur
         return start
     if after.mean() - (before.mean() if len(before) else 0.0) < CONTRAST_DB:
         return start
-    needed = MIN_PAUSE_S if t > loud.frame(start) else MIN_QUIET_S  # into the word: only out of a pause
-    if quiet_s < needed - 1e-9 and not at_edge:
+    moved_in = t > loud.frame(start)  # into the word: only out of a pause the aligner's start lies in
+    if moved_in and _sounds(x[loud.frame(start) : t], (loud.sound_db + after.mean()) / 2):
+        return start
+    if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
         return start
     onset = loud.time(t)
     return max(onset - closure, loud.time(quiet), previous_end)
@@ -144,9 +163,9 @@ def _end(loud: Loudness, start: float, end: float, next_start: float) -> float:
     i1 = loud.frame(min(next_start, end + SEARCH_FORWARD_S))
     if i1 <= i0:
         return end
-    t = i0 + int(np.argmax(np.concatenate([[0.0], np.cumsum(x[i0:i1] - SOUND_DB)])))
+    t = i0 + int(np.argmax(np.concatenate([[0.0], np.cumsum(x[i0:i1] - loud.sound_db)])))
     quiet = t
-    while quiet < len(x) and x[quiet] < SOUND_DB and (quiet - t) * HOP_S < MIN_PAUSE_S:
+    while quiet < len(x) and x[quiet] < loud.sound_db and (quiet - t) * HOP_S < MIN_PAUSE_S:
         quiet += 1
     quiet_s = (quiet - t) * HOP_S
     at_edge = quiet == len(x)  # quiet to the very end of the audio
@@ -156,7 +175,18 @@ def _end(loud: Loudness, start: float, end: float, next_start: float) -> float:
         return end
     if before.mean() - (after.mean() if len(after) else 0.0) < CONTRAST_DB:
         return end
-    needed = MIN_PAUSE_S if t < loud.frame(end) else MIN_QUIET_S  # back into the word: only into a pause
-    if quiet_s < needed - 1e-9 and not at_edge:
+    moved_in = t < loud.frame(end)  # back into the word: only into a pause the aligner's end lies in
+    if moved_in and _sounds(x[t : loud.frame(end)], (loud.sound_db + before.mean()) / 2):
+        return end
+    if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
         return end
     return min(max(loud.time(t), start), next_start)
+
+
+def _sounds(x: np.ndarray, sound_db: float) -> bool:
+    """Whether frames ``x`` hold sound of at least ``sound_db`` lasting ``MAX_BLIP_S`` or more (speech; a
+    click, a breath or a voice in the background does not). ``sound_db`` is halfway between the quiet and
+    the word's own level, so noise that comes and goes is not taken for the word."""
+    loud = np.concatenate([[False], x >= sound_db, [False]])
+    edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
+    return bool(len(edges)) and int(np.max(edges[1::2] - edges[::2])) * HOP_S >= MAX_BLIP_S
