@@ -32,6 +32,7 @@ BANDS_HZ = (100, 400, 1000, 2500, 5000, 8000)  # edges of the frequency bands co
 FLOOR_PERCENTILE = 10  # a band's noise floor: this percentile of its frames' levels over the utterance...
 PEAK_PERCENTILE = 99  # ...but never lower than this percentile of them...
 DYNAMIC_RANGE_DB = 50.0  # ...less this many dB (digital silence has no floor to speak of)
+TOP_BANDS = 2  # the loudest bands (over their floors) of a frame that its loudness is the mean of
 MAX_EXCESS_DB = 30.0  # dB: a band counts at most this far above its floor (one loud band does not decide)
 SOUND_DB = 6.0  # dB above the floor, averaged over the bands: a frame at least this loud sounds...
 QUIET_PERCENTILE = 20  # ...or, in noise that comes and goes (voices), at least NOISE_MARGIN_DB above this
@@ -93,7 +94,7 @@ def loudness(audio: np.ndarray) -> Loudness:
                      axis=1)
     floor, peak, loud = np.percentile(level, [FLOOR_PERCENTILE, PEAK_PERCENTILE, 90], axis=0)
     floor = np.maximum(floor, peak - DYNAMIC_RANGE_DB)
-    excess = np.clip(level - floor, 0.0, MAX_EXCESS_DB).mean(axis=1)
+    excess = np.sort(np.clip(level - floor, 0.0, MAX_EXCESS_DB), axis=1)[:, -TOP_BANDS:].mean(axis=1)
     sound_db = float(np.clip(np.percentile(excess, QUIET_PERCENTILE) + NOISE_MARGIN_DB, SOUND_DB, MAX_SOUND_DB))
     return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db)
 
