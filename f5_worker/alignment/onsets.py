@@ -45,7 +45,7 @@ MIN_PAUSE_S = 0.10  # s: ...and past the aligner's boundary into the word only o
 SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's start (onsets given to the silence)
 SEARCH_FORWARD_S = 0.08  # s: an end is looked for this far after the aligner's end
 END_BACK_S = 3.0  # s: an end is looked for this far back into the word (a pause swallowed into it)
-MAX_BLIP_S = 0.03  # s: sound this long between the aligner's boundary and a pause's edge is speech, not noise
+MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
 MIN_RANGE_DB = 20.0  # dB: below this spread between loud and quiet frames, speech and noise are not told apart
 BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
@@ -60,6 +60,7 @@ class Loudness:
     excess: np.ndarray
     usable: bool
     sound_db: float = SOUND_DB  # dB: frames at least this loud sound
+    sharp: np.ndarray | None = None  # ``excess`` before smoothing: where exactly within a few frames a rise is
 
     def frame(self, t: float) -> int:
         """The first frame whose centre is at or after ``t`` (s), within 0..len."""
@@ -94,9 +95,15 @@ def loudness(audio: np.ndarray) -> Loudness:
                      axis=1)
     floor, peak, loud = np.percentile(level, [FLOOR_PERCENTILE, PEAK_PERCENTILE, 90], axis=0)
     floor = np.maximum(floor, peak - DYNAMIC_RANGE_DB)
-    excess = np.sort(np.clip(level - floor, 0.0, MAX_EXCESS_DB), axis=1)[:, -TOP_BANDS:].mean(axis=1)
+    excess = _over(level, floor)
     sound_db = float(np.clip(np.percentile(excess, QUIET_PERCENTILE) + NOISE_MARGIN_DB, SOUND_DB, MAX_SOUND_DB))
-    return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db)
+    return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db,
+                    sharp=_over(10 * np.log10(power + 1e-10), floor))
+
+
+def _over(level: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Per frame: the mean of its ``TOP_BANDS`` loudest bands over their floors (dB, each at most MAX_EXCESS_DB)."""
+    return np.sort(np.clip(level - floor, 0.0, MAX_EXCESS_DB), axis=1)[:, -TOP_BANDS:].mean(axis=1)
 
 
 def pauses(loud: Loudness, min_s: float) -> list[tuple[float, float]]:
@@ -149,12 +156,13 @@ def _start(loud: Loudness, start: float, end: float, previous_end: float, closur
         return start
     if after.mean() - (before.mean() if len(before) else 0.0) < CONTRAST_DB:
         return start
-    moved_in = t > loud.frame(start)  # into the word: only out of a pause the aligner's start lies in
-    if moved_in and _sounds(x[loud.frame(start) : t], (loud.sound_db + after.mean()) / 2):
+    moved_in = t > loud.frame(start)  # into the word, past a pause: only if most of its sound lies past it
+    level = (loud.sound_db + after.mean()) / 2
+    if moved_in and _sound_s(x[loud.frame(start) : t], level) >= _sound_s(x[t : loud.frame(end)], level):
         return start
     if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
         return start
-    onset = loud.time(t)
+    onset = loud.time(_sharpened(loud, t, forward=True))
     return max(onset - closure, loud.time(quiet), previous_end)
 
 
@@ -176,18 +184,34 @@ def _end(loud: Loudness, start: float, end: float, next_start: float) -> float:
         return end
     if before.mean() - (after.mean() if len(after) else 0.0) < CONTRAST_DB:
         return end
-    moved_in = t < loud.frame(end)  # back into the word: only into a pause the aligner's end lies in
-    if moved_in and _sounds(x[t : loud.frame(end)], (loud.sound_db + before.mean()) / 2):
+    moved_in = t < loud.frame(end)  # back into the word, before a pause: only if most of its sound lies before
+    level = (loud.sound_db + before.mean()) / 2
+    if moved_in and _sound_s(x[t : loud.frame(end)], level) >= _sound_s(x[loud.frame(start) : t], level):
         return end
     if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
         return end
-    return min(max(loud.time(t), start), next_start)
+    return min(max(loud.time(_sharpened(loud, t, forward=False)), start), next_start)
 
 
-def _sounds(x: np.ndarray, sound_db: float) -> bool:
-    """Whether frames ``x`` hold sound of at least ``sound_db`` lasting ``MAX_BLIP_S`` or more (speech; a
-    click, a breath or a voice in the background does not). ``sound_db`` is halfway between the quiet and
-    the word's own level, so noise that comes and goes is not taken for the word."""
-    loud = np.concatenate([[False], x >= sound_db, [False]])
+def _sharpened(loud: Loudness, t: int, *, forward: bool) -> int:
+    """Frame ``t`` of a rise (``forward``) or fall found on smoothed levels, moved to where the unsmoothed
+    ones cross: smoothing over SMOOTH_FRAMES spreads a sudden rise earlier and a fall later by up to its
+    half-width (10 ms measured), which the smoothed levels cannot tell from the edge itself."""
+    if loud.sharp is None:
+        return t
+    if forward:
+        above = np.flatnonzero(loud.sharp[t : t + SMOOTH_FRAMES] >= loud.sound_db)
+        return t + int(above[0]) if len(above) else t
+    above = np.flatnonzero(loud.sharp[max(0, t - SMOOTH_FRAMES) : t] >= loud.sound_db)
+    return max(0, t - SMOOTH_FRAMES) + int(above[-1]) + 1 if len(above) else t
+
+
+
+def _sound_s(x: np.ndarray, level: float) -> float:
+    """Seconds of frames ``x`` at least ``level`` loud, not counting runs shorter than ``MAX_BLIP_S`` (a
+    click, a breath, a voice in the background). ``level`` is halfway between the quiet and the word's
+    own loudness, so noise that comes and goes is not taken for the word."""
+    loud = np.concatenate([[False], x >= level, [False]])
     edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
-    return bool(len(edges)) and int(np.max(edges[1::2] - edges[::2])) * HOP_S >= MAX_BLIP_S
+    runs = edges[1::2] - edges[::2]
+    return float(runs[runs * HOP_S >= MAX_BLIP_S].sum()) * HOP_S
