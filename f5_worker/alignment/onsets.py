@@ -5,15 +5,18 @@ meets silence they miss in known ways: the first word put at 0 s when the speech
 word after a pause started where the pause begins or with its onset given to the silence, and in noise
 a pause swallowed into the words on either side (the silence model no longer fits the pause). Where a
 word meets silence the boundary is visible in the audio itself: the sound rises out of the noise floor.
-This module finds that rise (and the fall at a word's end) near the aligner's boundary, on 2 ms frames.
+This module finds that rise (and the fall at a word's end) near the aligner's boundary, on 2 ms frames,
+and the long pauses dtw shortens before it warps (``pauses``).
 
-How sound is told from noise: each frame's energy in a few frequency bands is compared with the band's
+How sound is told from noise: each frame's energy in five frequency bands is compared with the band's
 noise floor (the utterance's quietest frames), so a hiss or hum in one band does not hide a rise in
 another. A boundary is the change point of a cumulative sum (the frames before it mostly quiet, the
 frames after it mostly sounding), so a single noisy frame does not move it. It is moved only where the
 quiet side is long enough to be a pause (a stop's silent closure inside a word is not) and the step is
-clear; otherwise the aligner's boundary stands. Audio whose speech barely stands out of its noise is
-left as the aligner timed it. A boundary never crosses a neighbouring word's.
+clear; otherwise the aligner's boundary stands. A boundary moves past a pause into the word only when
+most of the word's sound lies beyond it (a short word the aligner stretched over a pause keeps the side
+it sounds on). Audio whose speech barely stands out of its noise is left as the aligner timed it. A
+boundary never crosses a neighbouring word's.
 
 Measured on the development set of ``scripts/bench/eval_alignment.py --dev-set`` (docs/timings.md).
 """
@@ -27,35 +30,40 @@ import numpy as np
 SAMPLE_RATE = 16000  # Hz: the rate the aligners hand their audio over at
 HOP_S = 0.002  # s: step between frames, the resolution of a refined boundary
 WINDOW_S = 0.008  # s: the analysis window of one frame (Hann)
-SMOOTH_FRAMES = 8  # frames (16 ms) of band power averaged, so a boundary is not decided by one frame
-BANDS_HZ = (100, 400, 1000, 2500, 5000, 8000)  # edges of the frequency bands compared with their noise floor
-FLOOR_PERCENTILE = 10  # a band's noise floor: this percentile of its frames' levels over the utterance...
+SMOOTH_FRAMES = 8  # frames (16 ms) of band power averaged where a boundary is looked for
+BANDS_HZ = (100, 400, 1000, 2500, 5000, 8000)  # Hz: edges of the bands each compared with its own noise floor
+FLOOR_PERCENTILE = 10  # a band's noise floor: this percentile of its frames' levels over the utterance,...
 PEAK_PERCENTILE = 99  # ...but never lower than this percentile of them...
 DYNAMIC_RANGE_DB = 50.0  # ...less this many dB (digital silence has no floor to speak of)
-TOP_BANDS = 2  # the loudest bands (over their floors) of a frame that its loudness is the mean of
-MAX_EXCESS_DB = 30.0  # dB: a band counts at most this far above its floor (one loud band does not decide)
-SOUND_DB = 6.0  # dB above the floor, averaged over the bands: a frame at least this loud sounds...
-QUIET_PERCENTILE = 20  # ...or, in noise that comes and goes (voices), at least NOISE_MARGIN_DB above this
-NOISE_MARGIN_DB = 4.0  # percentile of the frames' levels...
-MAX_SOUND_DB = 10.0  # ...but no frame this loud is quiet
-CONTRAST_DB = 4.0  # dB: the 30 ms after a rise must average at least this much above the quiet before it
+# A frame's loudness: the mean of its TOP_BANDS bands that stand highest over their floors. One band would
+# follow the noise's own flicker; all five would hide a fricative, which sounds in one or two (measured:
+# five put the German main set's first words and "f"/"v" onsets 20-90 ms late, two moved words in 20 dB noise).
+TOP_BANDS = 3
+MAX_EXCESS_DB = 30.0  # dB: a band counts at most this far above its floor
+SOUND_DB = 6.0  # dB over the floors: a frame at least this loud sounds...
+QUIET_PERCENTILE = 20  # ...and so does one NOISE_MARGIN_DB over this percentile of the utterance's frames
+NOISE_MARGIN_DB = 4.0  # (dB; noise that comes and goes, such as voices in the background, lifts it)...
+MAX_SOUND_DB = 10.0  # ...which is never taken above this (dB)
+CONTRAST_DB = 4.0  # dB: the CONTRAST_FRAMES after a rise must average at least this much over the quiet before
 CONTRAST_FRAMES = 15  # frames (30 ms) on either side of a boundary that its contrast is measured over
 MIN_QUIET_S = 0.05  # s: a boundary is moved only where at least this much quiet lies on its quiet side...
 MIN_PAUSE_S = 0.10  # s: ...and past the aligner's boundary into the word only out of a pause this long
-SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's start (onsets given to the silence)
+SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
+#   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)
 SEARCH_FORWARD_S = 0.08  # s: an end is looked for this far after the aligner's end
-END_BACK_S = 3.0  # s: an end is looked for this far back into the word (a pause swallowed into it)
+END_BACK_S = 3.0  # s: an end is looked for this far back into the word (in noise a pause is swallowed whole)
 MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
-MIN_RANGE_DB = 20.0  # dB: below this spread between loud and quiet frames, speech and noise are not told apart
+MIN_RANGE_DB = 20.0  # dB: below this median spread between a band's loud frames (90th percentile) and its
+#   floor, speech and noise are not told apart and nothing moves (about 10 dB SNR; moving made it worse there)
 BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
 
 
 @dataclass(frozen=True)
 class Loudness:
-    """How far each frame of an utterance sounds above its noise floor: ``excess[k]`` (dB, averaged over
-    bands) is frame ``k``'s, centred at ``k * HOP_S + WINDOW_S / 2``. ``usable`` is False where speech and
-    noise are too close to be told apart."""
+    """How far each frame of an utterance sounds above its noise floor: ``excess[k]`` (dB, see TOP_BANDS) is
+    frame ``k``'s, smoothed over SMOOTH_FRAMES and centred at ``k * HOP_S + WINDOW_S / 2``; ``sharp`` the same
+    unsmoothed. ``usable`` is False where speech and noise are too close to be told apart."""
 
     excess: np.ndarray
     usable: bool
