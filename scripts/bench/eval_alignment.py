@@ -17,7 +17,13 @@ through ``f5_worker.alignment.quality.align_audio``, the same call the
 
 ``--method all`` runs every method that applies: sphinx for English only, ctc
 only where its weights are cached. ``--held-out`` measures the sentences kept
-out of development instead.
+out of development instead. ``--dev-set`` measures where word starts go wrong:
+the development sentences spoken in pieces after 0-300 ms of leading silence and
+0.2-1.5 s pauses, dry, in a simulated room and in pink or babble noise at 30, 20
+and 10 dB SNR, with figures per condition for the first word, words after a
+pause, the others and the ends of words before a pause (``dev_cases``).
+``--no-onsets`` turns off sphinx's and dtw's pass that moves boundaries at
+pauses to where the sound rises and falls, to measure what it adds.
 
 Changes: nothing but the --json report, where told.
 """
