@@ -193,7 +193,9 @@ class DtwAligner:
         kept = kept_frames(max(0, int(loud[0]) - round(EDGE_S / FRAME_S)),
                            min(len(sounding), int(loud[-1]) + 1 + round(EDGE_S / FRAME_S)),
                            onsets.pauses(levels, LONG_PAUSE_S) if levels is not None else [])
-        test = audio16[(kept[:, None] * hop + np.arange(hop)).ravel().clip(0, len(audio16) - 1)]
+        # Runs of consecutive kept frames, copied slice by slice (an index per sample would take 8 bytes each).
+        breaks = np.flatnonzero(np.diff(kept) > 1) + 1
+        test = np.concatenate([audio16[run[0] * hop : (run[-1] + 1) * hop] for run in np.split(kept, breaks)])
         rendering = None
         for voice in espeak_voices(language):
             try:

@@ -91,14 +91,14 @@ def loudness(audio: np.ndarray) -> Loudness:
     band_of = np.digitize(freqs, BANDS_HZ) - 1  # band index per bin; -1 and len-1 are outside every band
     n_bands = len(BANDS_HZ) - 1
     window = np.hanning(win).astype(np.float32)
-    power = np.empty((n, n_bands), np.float64)
+    power = np.empty((n, n_bands), np.float32)  # float32: 20 bytes a frame, 18 MB for 30 minutes
     for lo in range(0, n, BLOCK_FRAMES):
         hi = min(n, lo + BLOCK_FRAMES)
         frames = np.lib.stride_tricks.sliding_window_view(audio[lo * hop : (hi - 1) * hop + win], win)[::hop]
         spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
         for b in range(n_bands):
             power[lo:hi, b] = spectrum[:, band_of == b].sum(axis=1)
-    kernel = np.ones(SMOOTH_FRAMES) / SMOOTH_FRAMES
+    kernel = np.full(SMOOTH_FRAMES, 1 / SMOOTH_FRAMES, np.float32)
     level = np.stack([10 * np.log10(np.convolve(power[:, b], kernel, mode="same") + 1e-10) for b in range(n_bands)],
                      axis=1)
     floor, peak, loud = np.percentile(level, [FLOOR_PERCENTILE, PEAK_PERCENTILE, 90], axis=0)
