@@ -112,3 +112,44 @@ def test_held_out_sentences_are_not_the_development_ones(evalmod):
         held_out = set(evalmod.corpus(language, held_out=True))
         assert len(held_out) >= 12 and not held_out & set(evalmod.corpus(language))
         assert len(evalmod.corpus(language)) >= 30
+
+
+def test_the_development_set_shows_each_failure_mode(evalmod):
+    """Development sentences only, spoken in pieces after silences, each heard in every condition with the
+    same truth; the first word after the leading silence, words after a pause and the rest are told apart,
+    and the noise is as far below the speech as its condition says."""
+    cases = evalmod.dev_cases("fr", limit=2)
+    assert [c.condition for c in cases] == list(evalmod.DEV_CONDITIONS) * 2
+    for c in cases:
+        assert c.text in evalmod.corpus("fr") and c.text not in evalmod.corpus("fr", held_out=True)
+    clean = [c for c in cases if c.condition == "clean"]
+    for case in clean:
+        ordered = sorted(case.truth)
+        assert case.modes[ordered[0]] == "first" and "pause" in case.modes.values()
+        assert evalmod.DEV_LEAD_S[0] <= case.truth[ordered[0]] <= evalmod.DEV_LEAD_S[1] + 0.1
+        assert ordered[-1] in case.ends and case.ends[ordered[-1]] > case.truth[ordered[-1]]
+        # A word after a pause starts after silence: nothing sounds in the PAUSE_BEFORE_S before it.
+        sounding = evalmod._sounding_ms(case.audio, case.sample_rate)
+        for i, mode in case.modes.items():
+            ms = int(case.truth[i] * 1000)
+            assert (mode == "other") == bool(sounding[ms - int(evalmod.PAUSE_BEFORE_S * 1000) : ms].any())
+    for case in cases:
+        dry = next(c for c in clean if c.text == case.text)
+        assert case.truth == dry.truth and len(case.audio) == len(dry.audio)
+        if case.condition.startswith("noise"):
+            noise = case.audio.astype(np.float64) - dry.audio
+            snr = 10 * np.log10(evalmod._speech_power(dry.audio, dry.sample_rate) / np.mean(noise**2))
+            assert snr == pytest.approx(float(case.condition.removeprefix("noise")), abs=0.5)
+
+
+def test_figures_per_failure_mode(evalmod):
+    """Every counted word falls in one mode, and the words before a pause get an end figure."""
+    from f5_worker.alignment.estimate import EstimateAligner
+
+    cases = [c for c in evalmod.dev_cases("es", limit=2) if c.condition == "clean"]
+    figures = evalmod.evaluate(EstimateAligner(), cases)
+    assert sum(f["words"] for f in figures["modes"].values()) == figures["words"]
+    assert set(figures["modes"]) <= set(evalmod.MODES) and figures["modes"]["first"]["words"] == 2
+    assert figures["ends"]["words"] == sum(len(c.ends) for c in cases)
+    for f in [*figures["modes"].values(), figures["ends"]]:
+        assert 0 <= f["within_20ms"] <= f["within_50ms"] <= 100 and f["max_abs_ms"] >= f["mean_abs_ms"]

@@ -24,7 +24,7 @@ import torch
 import torchaudio
 
 from f5_worker import stopping
-from f5_worker.alignment import espeak
+from f5_worker.alignment import espeak, onsets
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.audio import mean_squares, resample, speech_region
@@ -47,7 +47,10 @@ NOISE_PERCENTILE = 10  # ...taken as this percentile of the frames' energies...
 MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame louder than this...
 SILENCE_DBFS = -60.0  # dB full scale: ...and always a frame quieter than this
 LONG_PAUSE_S = 0.15  # s: silence longer than a stop consonant's closure is a pause, not part of a word
+PAUSE_KEPT_S = 0.1  # s: a long pause in the audio is shortened to this before warping (``kept_frames``)
 CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before its first sound
+MAX_CLOSURE_S = 0.1  # s: the most silence a rendered word is taken to open with (``opening_silence``)
+CLOSURE_SILENCE_DB = -50.0  # dB below the rendering's peak sample: a millisecond this quiet is silent
 RATE_RANGE_WPM = (80, 450)  # espeak-ng's usable speaking rates (words per minute)
 RATE_MATCH_TOLERANCE = 0.1  # the rendering is spoken again at a matched rate when its speech is this much off
 # Voices for language tags whose espeak-ng voice has another name ("en" is British English there).
@@ -170,6 +173,10 @@ class DtwAligner:
 
     name = "dtw"
 
+    def __init__(self, *, onsets: bool = True):
+        # False: the warping path's boundaries as they are (to measure what ``onsets.refine`` adds)
+        self.onsets = onsets
+
     def align(self, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
         t0 = time.perf_counter()
         audio16, duration, tokens, spoken = backend_input(audio, sample_rate, text, language, SAMPLE_RATE)
@@ -180,26 +187,32 @@ class DtwAligner:
         if not sounding.any():
             return unalignable(audio, sample_rate, text, language, duration, t0, self.name)
         loud = np.flatnonzero(sounding)
-        lo = max(0.0, loud[0] * FRAME_S - EDGE_S)
-        hi = min(len(audio16) / SAMPLE_RATE, (loud[-1] + 1) * FRAME_S + EDGE_S)
+        hop = round(SAMPLE_RATE * FRAME_S)
+        levels = onsets.loudness(audio16) if self.onsets else None
+        # The frames warped: the speech region and EDGE_S around it, with long pauses shortened.
+        kept = kept_frames(max(0, int(loud[0]) - round(EDGE_S / FRAME_S)),
+                           min(len(sounding), int(loud[-1]) + 1 + round(EDGE_S / FRAME_S)),
+                           onsets.pauses(levels, LONG_PAUSE_S) if levels is not None else [])
+        # Runs of consecutive kept frames, copied slice by slice (an index per sample would take 8 bytes each).
+        breaks = np.flatnonzero(np.diff(kept) > 1) + 1
+        test = np.concatenate([audio16[run[0] * hop : (run[-1] + 1) * hop] for run in np.split(kept, breaks)])
         rendering = None
         for voice in espeak_voices(language):
             try:
-                rendering = render_matched(text, voice, hi - lo)
+                rendering = render_matched(text, voice, len(test) / SAMPLE_RATE)
                 break
             except espeak.NoSuchVoice:
                 continue
         if rendering is None:  # espeak-ng cannot say this text: nothing to warp onto
             return EstimateAligner().align(audio, sample_rate, text, language=language)
         ref_audio, anchors = rendering
-        test = audio16[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)]
         if len(test) < 2 * WINDOW_SAMPLES:
             return unalignable(audio, sample_rate, text, language, duration, t0, self.name)
         rows, cols = mfcc_features(test), mfcc_features(ref_audio)
         path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)))
         ref_spans = token_spans(tokens, anchors, ref_audio)
         spoken_tokens = [tok for tok in tokens if tok.spoken]
-        frames = [trim_silence(*map_span(span, path_i, path_j), sounding, int(round(lo / FRAME_S)))
+        frames = [trim_silence(*map_span(span, path_i, path_j), sounding[kept], 0)
                   for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken]
         # Where the path steps through the rendering alone, one audio frame ends a word and starts the next:
         # it is the next word's, so words never overlap.
@@ -209,12 +222,56 @@ class DtwAligner:
         for tok, (start_f, end_f) in zip(spoken_tokens, frames, strict=True):
             on_word = (path_i >= start_f) & (path_i < end_f)
             confidence = float(np.clip(similarity[on_word].mean(), 0.0, 1.0)) if on_word.any() else 0.0
-            timings.extend(split_token(tok.spoken, lo + start_f * FRAME_S, lo + end_f * FRAME_S, confidence))
+            start, end = (f * FRAME_S for f in unwarped_span(start_f, end_f, kept))
+            timings.extend(split_token(tok.spoken, start, end, confidence))
+        if levels is not None:
+            # A word keeps before its sound the silence its rendering opens with (a stop's closure).
+            closures = [c for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken
+                        for c in [opening_silence(ref_audio, span[0])] + [0.0] * (len(tok.spoken) - 1)]
+            spans = onsets.refine(levels, [(t.start, t.end) for t in timings], closures, len(audio16) / SAMPLE_RATE)
+            timings = [WordTiming(start, end, t.confidence) for (start, end), t in zip(spans, timings, strict=True)]
         result = build_alignment(text, tokens, timings, duration=duration, backend=self.name, estimated=False,
                                  align_seconds=time.perf_counter() - t0)
         result.score_is_evidence = False
         result.flagged_words = []  # confidences are likeness to espeak-ng's voice: no word stands out by them
         return result
+
+
+def kept_frames(first: int, stop: int, pauses: list[tuple[float, float]]) -> np.ndarray:
+    """Indices of the ``FRAME_S`` frames in [first, stop) that are warped: a pause (start, end in seconds)
+    longer than ``LONG_PAUSE_S`` keeps ``PAUSE_KEPT_S`` of itself, half at either end.
+
+    The rendering pauses briefly at punctuation or not at all; a speaker may pause for seconds, and the
+    path, paying for every frame of silence matched to speech, then drags words into the pause. So the
+    audio's long pauses are shortened to about the rendering's before warping, and times mapped back."""
+    keep = np.zeros(max(stop, first), dtype=bool)
+    keep[first:stop] = True
+    half = round(PAUSE_KEPT_S / FRAME_S / 2)
+    for start, end in pauses:
+        a, b = int(np.ceil(start / FRAME_S - 1e-6)) + half, int(end / FRAME_S + 1e-6) - half
+        if b > a:
+            keep[max(a, first) : min(b, stop)] = False
+    return np.flatnonzero(keep)
+
+
+def unwarped_span(start_f: int, end_f: int, kept: np.ndarray) -> tuple[int, int]:
+    """Frames [start, end) of the audio for frames [start_f, end_f) of its shortened copy (``kept_frames``).
+
+    Nothing sounds where a pause was cut, so a word does not start in the part of a pause kept before
+    the cut, nor end in the part kept after it: such a start moves to the cut's end, such an end to its
+    start."""
+    n = len(kept)
+    start_f, end_f = min(max(start_f, 0), n - 1), min(max(end_f, start_f + 1), n)
+    half = round(PAUSE_KEPT_S / FRAME_S / 2)
+    jumps = np.flatnonzero(np.diff(kept) > 1)  # kept[k + 1] follows a cut after kept[k]
+    start, end = int(kept[start_f]), int(kept[end_f - 1]) + 1
+    ahead = jumps[(jumps >= start_f) & (jumps <= start_f + half)]
+    if len(ahead):
+        start = int(kept[ahead[0] + 1])
+    behind = jumps[(jumps < end_f - 1) & (jumps >= end_f - 2 - half)]
+    if len(behind):
+        end = int(kept[behind[-1]]) + 1
+    return start, max(start, end)
 
 
 def render_matched(text: str, voice: str, speech_s: float):
@@ -277,6 +334,19 @@ def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> lis
         end = (lo_f + sounding[-1] + 1) * FRAME_S if len(sounding) else nxt
         spans.append((s, min(max(end, s + FRAME_S), max(nxt, s + FRAME_S))))
     return spans
+
+
+def opening_silence(ref_audio: np.ndarray, start: float) -> float:
+    """Seconds of silence the rendering has from ``start`` (a word event) to its first sound, at most
+    ``MAX_CLOSURE_S``: espeak-ng starts a word that opens with a stop at its silent closure."""
+    hop = SAMPLE_RATE // 1000
+    piece = ref_audio[int(start * SAMPLE_RATE) : int((start + MAX_CLOSURE_S) * SAMPLE_RATE)]
+    n = len(piece) // hop
+    if n == 0 or not len(ref_audio):
+        return 0.0
+    threshold = float(np.max(np.abs(ref_audio))) ** 2 * 10 ** (CLOSURE_SILENCE_DB / 10)
+    sounds = np.flatnonzero(mean_squares(piece[: n * hop].reshape(n, hop)) > threshold)
+    return (int(sounds[0]) if len(sounds) else n) * hop / SAMPLE_RATE
 
 
 def sounding_frames(audio: np.ndarray) -> np.ndarray:

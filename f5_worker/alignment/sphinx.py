@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from f5_worker import stopping
-from f5_worker.alignment import g2p
+from f5_worker.alignment import g2p, onsets
 from f5_worker.alignment.aligner import WordTiming, backend_input, build_alignment
 from f5_worker.alignment.estimate import EstimateAligner, unalignable
 from f5_worker.audio import mean_squares, to_pcm16
@@ -54,15 +54,17 @@ class SphinxAligner:
     """pocketsphinx forced alignment.
 
     ``beams``: decoding is tried with each beam in turn (narrow is faster, wide
-    finds a path through unusual audio). Extra keyword arguments are pocketsphinx
-    decoder options.
+    finds a path through unusual audio). ``onsets``: where a word meets a pause, its
+    start and end are moved to where the sound rises and falls (``onsets.refine``).
+    Extra keyword arguments are pocketsphinx decoder options.
     """
 
     name = "sphinx"
 
     def __init__(self, *, beams: tuple[float, ...] = (1e-80, 1e-200), max_added_words: int = MAX_ADDED_WORDS,
-                 **decoder_options):
+                 onsets: bool = True, **decoder_options):
         self._beams, self._options = beams, decoder_options
+        self.onsets = onsets  # False: the decoder's boundaries as they are (to measure what ``onsets`` adds)
         self._decoders = [self._new_decoder(b) for b in beams]
         self._coarse = len(self._decoders) - 1  # the widest beam does the word pass over long audio
         self._known: list[set[str]] = [set() for _ in self._decoders]
@@ -135,7 +137,11 @@ class SphinxAligner:
             words, phones, first_phone, chosen = found
             for tok, unit, k in zip(spoken_tokens, units, chosen, strict=True):
                 tok.spoken = unit[k]  # report timings for the reading the audio has
-            timings = _word_timings(words, phones, sum(len(t.spoken) for t in spoken_tokens), first_phone)
+            timed = _word_timings(words, phones, sum(len(t.spoken) for t in spoken_tokens), first_phone)
+            if timed is not None:
+                timings, openings = timed
+                if self.onsets:
+                    timings = _at_onsets(audio, timings, openings)
         if timings is None:
             return unalignable(audio, SAMPLE_RATE, text, language, duration, t0, backend="sphinx")
         return build_alignment(
@@ -299,11 +305,37 @@ def _speech_explained(audio16k: np.ndarray, words) -> float:
     return 1.0 - float((loud & silence).sum()) / max(int(loud.sum()), 1)
 
 
-def _word_timings(words, phones, n_expected: int, first_phone: dict[str, list[str]]) -> list[WordTiming] | None:
-    """Per spoken word: start/end (s), confidence, and phone segments, from frame-level results."""
+def _at_onsets(audio16k: np.ndarray, timings: list[WordTiming], openings: list[str | None]) -> list[WordTiming]:
+    """``timings`` with starts and ends moved where the audio's sound rises and falls (``onsets.refine``).
+
+    A word opening with a voiceless stop keeps ``CLOSURE_S`` of silence before its sound, as the
+    decoder's own starts after a pause do (see ``_word_timings``).
+    """
+    closures = [CLOSURE_S if opening in VOICELESS_STOPS else 0.0 for opening in openings]
+    spans = onsets.refine(onsets.loudness(audio16k), [(t.start, t.end) for t in timings], closures,
+                          len(audio16k) / SAMPLE_RATE)
+    return [WordTiming(start, end, t.confidence, _clipped(t.units, start, end))
+            for (start, end), t in zip(spans, timings, strict=True)]
+
+
+def _clipped(units: list[tuple[float, float]], start: float, end: float) -> list[tuple[float, float]]:
+    """Phone segments kept inside a word's moved span: the first starts with it, the last ends with it."""
+    if not units:
+        return units
+    units = [(min(max(a, start), end), min(max(b, start), end)) for a, b in units]
+    units[0] = (start, max(units[0][1], start))
+    units[-1] = (units[-1][0], end)
+    return units
+
+
+def _word_timings(words, phones, n_expected: int,
+                  first_phone: dict[str, list[str]]) -> tuple[list[WordTiming], list[str | None]] | None:
+    """Per spoken word: start/end (s), confidence, and phone segments, from frame-level results; and the
+    phone each word opens with."""
     if sum(w[0] not in FILLERS for w in words) != n_expected:
         return None
     timings: list[WordTiming] = []
+    openings: list[str | None] = []
     pi = 0
     previous = None
     for name, start, dur, score in words:
@@ -331,5 +363,6 @@ def _word_timings(words, phones, n_expected: int, first_phone: dict[str, list[st
             if units:
                 units[0] = (start_s, units[0][1])
         timings.append(WordTiming(start_s, end * FRAME_S, confidence, units))
+        openings.append(opening)
         previous = (name, start, dur)
-    return timings
+    return timings, openings

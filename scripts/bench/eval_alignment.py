@@ -12,11 +12,18 @@ through ``f5_worker.alignment.quality.align_audio``, the same call the
 ``align`` action makes.
 
     uv run python scripts/bench/eval_alignment.py [--language en|fr|de|es|it|pt|all]
-        [--method sphinx|dtw|estimate|ctc|auto|all] [--held-out] [--limit N] [--json FILE]
+        [--method sphinx|dtw|estimate|ctc|auto|all] [--held-out | --dev-set] [--no-onsets] [--limit N]
+        [--json FILE]
 
 ``--method all`` runs every method that applies: sphinx for English only, ctc
 only where its weights are cached. ``--held-out`` measures the sentences kept
-out of development instead.
+out of development instead. ``--dev-set`` measures where word starts go wrong:
+the development sentences spoken in pieces after 0-300 ms of leading silence and
+0.2-1.5 s pauses, dry, in a simulated room and in pink or babble noise at 30, 20
+and 10 dB SNR, with figures per condition for the first word, words after a
+pause, the others and the ends of words before a pause (``dev_cases``).
+``--no-onsets`` turns off sphinx's and dtw's pass that moves boundaries at
+pauses to where the sound rises and falls, to measure what it adds.
 
 Changes: nothing but the --json report, where told.
 """
@@ -27,16 +34,17 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from f5_worker.alignment import espeak
 from f5_worker.alignment.ctc import CtcAligner, find_weights
-from f5_worker.alignment.dtw import espeak_voice
+from f5_worker.alignment.dtw import DtwAligner, espeak_voice
 from f5_worker.alignment.quality import align_audio
 from f5_worker.alignment.selection import load_aligner
+from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.text.tokens import tokenize
 
 SENTENCES = [
@@ -362,6 +370,26 @@ METHODS = ("sphinx", "dtw", "estimate", "ctc", "auto")
 # which the dtw aligner's reference uses.
 TEST_VOICE = {"variant": "f3", "rate_wpm": 140, "pitch": 30}
 
+# The development set (``--dev-set``): where word starts go wrong. Each development sentence is spoken in
+# pieces, with silence before the first piece and between pieces, then heard dry, in a room and in noise.
+# The held-out sentences are never used.
+DEV_VARIANTS = ("f2", "f3", "m3", "m7", "klatt3")  # espeak-ng voice variants, one drawn per sentence
+DEV_RATE_WPM = (130, 210)  # words a minute, drawn uniformly per sentence
+DEV_PITCH = (30, 70)  # espeak-ng base pitch (0-100), drawn uniformly per sentence
+DEV_LEAD_S = (0.0, 0.3)  # s: silence before the first word, drawn uniformly
+DEV_PAUSE_S = (0.2, 1.5)  # s: silence between pieces, drawn log-uniformly
+DEV_PIECES = (2, 3)  # pieces a sentence is spoken in, drawn (fewer where it has too few words)
+MIN_PIECE_WORDS = 2  # words in a piece, at least
+DEV_CONDITIONS = ("clean", "reverb", "noise30", "noise20", "noise10")  # noiseN: N dB signal-to-noise ratio
+DEV_RT60_S = (0.2, 0.6)  # s: the simulated room's reverberation time, drawn uniformly
+DEV_DRR_DB = (3.0, 10.0)  # dB: direct sound over the reverberation, drawn uniformly
+BABBLE_TALKERS = 6  # voices speaking other sentences at once, for babble noise (every other sentence)
+ACTIVE_DB = -40.0  # dB below the loudest 10 ms: quieter frames do not count in the speech level for the SNR
+SILENT_DB = -50.0  # dB below a piece's loudest millisecond: silence in the dry rendering
+PAUSE_BEFORE_S = 0.15  # s: a word with at least this much silence before it is a word after a pause
+DEV_SEED = 29
+MODES = ("first", "pause", "other")  # the utterance's first word, a word after a pause, any other word
+
 
 def corpus(language: str, held_out: bool = False) -> list[str]:
     if held_out:
@@ -376,6 +404,11 @@ class Case:
     sample_rate: int
     truth: dict[int, float]  # token index -> true start (s)
     language: str = "en"
+    # Development set only: token index -> where the word is (one of MODES), and for a word before a pause
+    # (or the last), token index -> true end (s); the condition the audio was heard in (DEV_CONDITIONS).
+    modes: dict[int, str] = field(default_factory=dict)
+    ends: dict[int, float] = field(default_factory=dict)
+    condition: str = "clean"
 
 
 def make_case(text: str, language: str = "en", *, variant: str | None = None,
@@ -394,11 +427,170 @@ def make_case(text: str, language: str = "en", *, variant: str | None = None,
     return Case(text, audio, sr, truth, language)
 
 
+def dev_cases(language: str, limit: int | None = None) -> list[Case]:
+    """The development set for ``language``: every condition of every development sentence, in that order.
+
+    Each sentence is cut between words into pieces, each spoken as its own utterance (in a voice variant,
+    rate and pitch drawn for the sentence), with silence before the first and between them. Starts come
+    from the word events, as in ``make_case``; ends are where the dry rendering last sounds before a
+    pause. Deterministic for a given espeak-ng (``DEV_SEED``).
+    """
+    texts = [t for t in corpus(language) if t != PARAGRAPH]
+    texts = texts[:limit] if limit else texts
+    cases = []
+    for n, text in enumerate(texts):
+        rng = np.random.default_rng([DEV_SEED, n, LANGUAGES.index(language)])
+        dry = _dev_utterance(text, language, rng)
+        babble = n % 2 == 1
+        noise = _babble(len(dry.audio), dry.sample_rate, language, rng) if babble else _pink(len(dry.audio), rng)
+        room = _room(dry.sample_rate, rng)
+        for condition in DEV_CONDITIONS:
+            if condition == "clean":
+                audio = dry.audio
+            elif condition == "reverb":
+                audio = _reverberate(dry.audio, room)
+            else:
+                audio = _add_noise(dry.audio, dry.sample_rate, noise, float(condition.removeprefix("noise")))
+            cases.append(Case(text, audio.astype(np.float32), dry.sample_rate, dry.truth, language,
+                              dry.modes, dry.ends, condition))
+    return cases
+
+
+def _dev_utterance(text: str, language: str, rng: np.random.Generator) -> Case:
+    """``text`` spoken in pieces with silences between, dry, with its truth (see ``dev_cases``)."""
+    tokens = tokenize(text, language)
+    variant = DEV_VARIANTS[rng.integers(len(DEV_VARIANTS))]
+    rate = int(rng.integers(DEV_RATE_WPM[0], DEV_RATE_WPM[1] + 1))
+    pitch = int(rng.integers(DEV_PITCH[0], DEV_PITCH[1] + 1))
+    n_pieces = min(int(rng.integers(DEV_PIECES[0], DEV_PIECES[1] + 1)), max(1, len(tokens) // MIN_PIECE_WORDS))
+    # Cuts between tokens, after punctuation where there is some (where a speaker pauses), else anywhere.
+    allowed = [i for i in range(MIN_PIECE_WORDS, len(tokens) - MIN_PIECE_WORDS + 1)]
+    cuts: list[int] = []
+    for _ in range(n_pieces - 1):
+        free = [i for i in allowed if all(abs(i - c) >= MIN_PIECE_WORDS for c in cuts)]
+        if not free:
+            break
+        marked = [i for i in free if not tokens[i - 1].text[-1].isalnum()]
+        pool = marked or free
+        cuts.append(pool[rng.integers(len(pool))])
+    bounds = [0, *sorted(cuts), len(tokens)]
+    voice = espeak_voice(language) + f"+{variant}"
+    sr = None
+    parts: list[np.ndarray] = []
+    at_position: dict[int, float] = {}
+    offset = 0
+    lead = rng.uniform(*DEV_LEAD_S)
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        lo, hi = tokens[a].char_start, tokens[b - 1].char_end
+        audio, sr, events = espeak.synthesize(text[lo:hi], voice=voice, rate_wpm=rate, pitch=pitch)
+        audio = audio[: _last_sound(audio, sr)]
+        silence = lead if k == 0 else float(np.exp(rng.uniform(*np.log(DEV_PAUSE_S))))
+        parts.append(np.zeros(int(round(silence * sr)), np.float32))
+        offset += len(parts[-1])
+        for ev in events:
+            at_position.setdefault(lo + ev.text_position, (offset + ev.sample) / sr)
+        parts.append(audio)
+        offset += len(audio)
+    dry = np.concatenate(parts)
+    sounding = _sounding_ms(dry, sr)
+    truth, modes, ends = {}, {}, {}
+    for i, tok in enumerate(tokens):
+        first = next((p for p in range(tok.char_start, tok.char_end) if text[p].isalnum()), None)
+        if tok.spoken and first is not None and first in at_position:
+            truth[i] = at_position[first]
+    ordered = sorted(truth)
+    for n, i in enumerate(ordered):
+        ms = int(truth[i] * 1000)
+        before = sounding[max(0, ms - int(PAUSE_BEFORE_S * 1000)) : ms]
+        modes[i] = "first" if n == 0 else "pause" if not before.any() else "other"
+        nxt = int(truth[ordered[n + 1]] * 1000) if n + 1 < len(ordered) else len(sounding)
+        sound = np.flatnonzero(sounding[ms:nxt])
+        if len(sound) and (nxt - (ms + sound[-1] + 1)) >= PAUSE_BEFORE_S * 1000 or n + 1 == len(ordered):
+            ends[i] = (ms + (sound[-1] + 1 if len(sound) else 0)) / 1000
+    return Case(text, dry, sr, truth, language, modes, ends)
+
+
+def _sounding_ms(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Per millisecond of a dry rendering: louder than ``SILENT_DB`` below its loudest millisecond."""
+    hop = sample_rate // 1000
+    n = len(audio) // hop
+    energy = 10 * np.log10(np.mean(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64), axis=1) + 1e-12)
+    return energy > energy.max() + SILENT_DB
+
+
+def _last_sound(audio: np.ndarray, sample_rate: int) -> int:
+    """The sample after a rendering's last sounding millisecond (its trailing silence is dropped)."""
+    loud = np.flatnonzero(_sounding_ms(audio, sample_rate))
+    return (int(loud[-1]) + 1) * (sample_rate // 1000) if len(loud) else len(audio)
+
+
+def _speech_power(audio: np.ndarray, sample_rate: int) -> float:
+    """Mean square over the 10 ms frames within ``ACTIVE_DB`` of the loudest: the speech level for an SNR."""
+    hop = sample_rate // 100
+    n = len(audio) // hop
+    power = np.mean(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64), axis=1)
+    return float(power[power > power.max() * 10 ** (ACTIVE_DB / 10)].mean())
+
+
+def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Pink (1/f) noise, ``n`` samples."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    return np.fft.irfft(spectrum, n)
+
+
+def _babble(n: int, sample_rate: int, language: str, rng: np.random.Generator) -> np.ndarray:
+    """``BABBLE_TALKERS`` voices saying other development sentences at once, each looped to ``n`` samples."""
+    texts = [t for t in corpus(language) if t != PARAGRAPH]
+    out = np.zeros(n)
+    for _ in range(BABBLE_TALKERS):
+        variant = DEV_VARIANTS[rng.integers(len(DEV_VARIANTS))]
+        audio, sr, _ = espeak.synthesize(texts[rng.integers(len(texts))], voice=espeak_voice(language) + f"+{variant}",
+                                          rate_wpm=int(rng.integers(*DEV_RATE_WPM)), pitch=int(rng.integers(*DEV_PITCH)))
+        assert sr == sample_rate
+        audio = np.tile(audio, n // max(len(audio), 1) + 2)
+        start = int(rng.integers(len(audio) - n))
+        out += audio[start : start + n] / np.sqrt(_speech_power(audio, sr))
+    return out
+
+
+def _add_noise(audio: np.ndarray, sample_rate: int, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``audio`` with ``noise`` added ``snr_db`` below its speech level (``_speech_power``)."""
+    gain = np.sqrt(_speech_power(audio, sample_rate) / np.mean(np.square(noise)) / 10 ** (snr_db / 10))
+    return _fit(audio + gain * noise)
+
+
+def _room(sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A room's impulse response: the direct sound, then exponentially decaying noise (``DEV_RT60_S``,
+    ``DEV_DRR_DB``)."""
+    rt60 = rng.uniform(*DEV_RT60_S)
+    t = np.arange(int(rt60 * sample_rate)) / sample_rate
+    tail = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    tail[: sample_rate // 1000] = 0.0  # the first reflection arrives after a millisecond
+    tail *= np.sqrt(10 ** (-rng.uniform(*DEV_DRR_DB) / 10) / np.sum(np.square(tail)))
+    tail[0] = 1.0
+    return tail
+
+
+def _reverberate(audio: np.ndarray, room: np.ndarray) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    return _fit(fftconvolve(audio, room)[: len(audio)])
+
+
+def _fit(audio: np.ndarray) -> np.ndarray:
+    """Scaled down where it would clip."""
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    return audio / peak * 0.99 if peak > 0.99 else audio
+
+
 def evaluate(aligner, cases: list[Case]) -> dict:
     errors: list[float] = []
     signed: list[float] = []
     align_s = cpu_s = audio_s = 0.0
     worst: list[tuple[float, str, str]] = []
+    by_mode: dict[str, list[float]] = {}
+    end_errors: list[float] = []
     for case in cases:
         t0, c0 = time.perf_counter(), time.thread_time()
         result = align_audio(aligner, case.audio, case.sample_rate, case.text, language=case.language)
@@ -410,9 +602,14 @@ def evaluate(aligner, cases: list[Case]) -> dict:
             err = abs(signed[-1])
             errors.append(err)
             worst.append((err, result.words[i].text, case.text[:40]))
+            if i in case.modes:
+                by_mode.setdefault(case.modes[i], []).append(err)
+        end_errors.extend(abs(result.words[i].end - true_end) for i, true_end in case.ends.items())
     err = np.array(errors)
     worst.sort(reverse=True)
     return {
+        **({"modes": {mode: error_figures(by_mode[mode]) for mode in MODES if mode in by_mode},
+            "ends": error_figures(end_errors)} if by_mode else {}),
         "words": int(len(err)),
         "sentences": len(cases),
         "mean_abs_ms": round(float(err.mean() * 1000), 2) if len(err) else None,
@@ -431,6 +628,17 @@ def evaluate(aligner, cases: list[Case]) -> dict:
     }
 
 
+def error_figures(errors: list[float]) -> dict:
+    """Mean, worst and the shares within 20 and 50 ms of absolute errors in seconds (figures in ms and %)."""
+    err = np.array(errors)
+    if not len(err):
+        return {"words": 0}
+    return {"words": int(len(err)), "mean_abs_ms": round(float(err.mean() * 1000), 2),
+            "within_20ms": round(float((err <= 0.020).mean() * 100), 2),
+            "within_50ms": round(float((err <= 0.050).mean() * 100), 2),
+            "max_abs_ms": round(float(err.max() * 1000), 1)}
+
+
 def methods_for(language: str, asked: str) -> list[str]:
     """The methods ``--method`` names for a language: sphinx is English only, ctc needs cached weights."""
     if asked != "all":
@@ -441,10 +649,39 @@ def methods_for(language: str, asked: str) -> list[str]:
     return found
 
 
-def aligner_for(method: str, language: str):
+def aligner_for(method: str, language: str, onsets: bool = True):
+    """The aligner ``method`` names; ``onsets`` False: sphinx or dtw without their pass that moves boundaries
+    to where the sound rises and falls (``f5_worker.alignment.onsets``), to measure what it adds."""
     if method == "ctc" and language != "en":
         return CtcAligner(multilingual=True)
+    if not onsets and method in ("sphinx", "dtw"):
+        return SphinxAligner(onsets=False) if method == "sphinx" else DtwAligner(onsets=False)
     return load_aligner(method)
+
+
+def report_dev_set(aligner, cases: list[Case], method: str) -> list[dict]:
+    """Figures per condition of the development set, printed as a table: start errors of all words, the
+    first word, words after a pause and the others, then end errors of words before a pause."""
+    language = cases[0].language
+    print(f"{language} {method} (backend {getattr(aligner, 'name', '?')}), development set: "
+          f"{len({c.text for c in cases})} sentences")
+    print("  condition  words |  all words  |    first    | after pause |    other    | end before pause"
+          "   (mean ms, % within 20/50 ms, worst ms)")
+
+    def cell(f: dict) -> str:
+        return f"{f['mean_abs_ms']:5.1f} {f['within_20ms']:3.0f}/{f['within_50ms']:3.0f} {f['max_abs_ms']:4.0f}" \
+            if f.get("words") else " " * 18
+
+    results = []
+    for condition in DEV_CONDITIONS:
+        figures = evaluate(aligner, [c for c in cases if c.condition == condition])
+        figures.update(method=method, condition=condition)
+        results.append(figures)
+        overall = {**figures, "max_abs_ms": figures["worst"][0]["error_ms"] if figures["worst"] else 0.0}
+        modes = [figures["modes"].get(m, {}) for m in MODES]
+        print(f"  {condition:9s} {figures['words']:5d} | " + " | ".join(cell(f) for f in [overall, *modes])
+              + f" | {cell(figures['ends'])}   cpu/audio {figures['align_cpu_rtf']}")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", default="en", choices=LANGUAGES + ("all",),
                         help="the sentences' language, or all six (default en)")
     parser.add_argument("--held-out", action="store_true", help="the sentences kept out of development")
+    parser.add_argument("--dev-set", action="store_true",
+                        help="the development set: sentences in pieces after silences, dry, in a room and in noise, "
+                             "with figures per condition and per place of the word (first, after a pause, other)")
+    parser.add_argument("--no-onsets", action="store_true",
+                        help="sphinx and dtw without the pass that moves boundaries to where the sound rises and falls")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences (the paragraph is last)")
     parser.add_argument("--json", dest="json_path", help="write the figures to this file")
     parser.add_argument("--threads", type=int, default=1, help="CPU cores to use (default 1, as the target states)")
@@ -466,12 +708,20 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     results = []
     for language in LANGUAGES if args.language == "all" else (args.language,):
-        texts = corpus(language, args.held_out)
-        texts = texts[: args.limit] if args.limit else texts
-        cases = [make_case(t, language, **TEST_VOICE) for t in texts]
+        if args.dev_set:
+            if args.held_out:
+                parser.error("--dev-set is made of development sentences only")
+            cases = dev_cases(language, args.limit)
+        else:
+            texts = corpus(language, args.held_out)
+            texts = texts[: args.limit] if args.limit else texts
+            cases = [make_case(t, language, **TEST_VOICE) for t in texts]
         for method in methods_for(language, args.method):
-            aligner = aligner_for(method, language)
+            aligner = aligner_for(method, language, onsets=not args.no_onsets)
             align_audio(aligner, cases[0].audio, cases[0].sample_rate, cases[0].text, language=language)  # warm-up
+            if args.dev_set:
+                results.extend(report_dev_set(aligner, cases, method))
+                continue
             figures = evaluate(aligner, cases)
             figures["method"] = method
             results.append(figures)
@@ -483,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  align_rtf: {figures['align_rtf']} (wall clock; "
                   f"CPU time of the aligning thread: {figures['align_cpu_rtf']})")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps({"held_out": args.held_out, "results": results}, indent=2) + "\n")
+        Path(args.json_path).write_text(json.dumps({"held_out": args.held_out, "dev_set": args.dev_set,
+                                                    "results": results}, indent=2) + "\n")
     return 0
 
 

@@ -1,0 +1,225 @@
+"""Word starts and ends moved to where the sound begins and ends, at a finer step than the aligners'.
+
+sphinx and dtw decide boundaries on 10 ms frames and over the whole utterance's path, so where a word
+meets silence they miss in known ways: the first word put at 0 s when the speech starts tens of ms in, a
+word after a pause started where the pause begins or with its onset given to the silence, and in noise
+a pause swallowed into the words on either side (the silence model no longer fits the pause). Where a
+word meets silence the boundary is visible in the audio itself: the sound rises out of the noise floor.
+This module finds that rise (and the fall at a word's end) near the aligner's boundary, on 2 ms frames,
+and the long pauses dtw shortens before it warps (``pauses``).
+
+How sound is told from noise: each frame's energy in five frequency bands is compared with the band's
+noise floor (the utterance's quietest frames), so a hiss or hum in one band does not hide a rise in
+another. A boundary is the change point of a cumulative sum (the frames before it mostly quiet, the
+frames after it mostly sounding), so a single noisy frame does not move it. It is moved only where the
+quiet side is long enough to be a pause (a stop's silent closure inside a word is not) and the step is
+clear; otherwise the aligner's boundary stands. A boundary moves past a pause into the word only when
+most of the word's sound lies beyond it (a short word the aligner stretched over a pause keeps the side
+it sounds on). Audio whose speech barely stands out of its noise is left as the aligner timed it. A
+boundary never crosses a neighbouring word's.
+
+Measured on the development set of ``scripts/bench/eval_alignment.py --dev-set`` (docs/timings.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz: the rate the aligners hand their audio over at
+HOP_S = 0.002  # s: step between frames, the resolution of a refined boundary
+WINDOW_S = 0.008  # s: the analysis window of one frame (Hann)
+SMOOTH_FRAMES = 8  # frames (16 ms) of band power averaged where a boundary is looked for
+BANDS_HZ = (100, 400, 1000, 2500, 5000, 8000)  # Hz: edges of the bands each compared with its own noise floor
+FLOOR_PERCENTILE = 10  # a band's noise floor: this percentile of its frames' levels over the utterance,...
+PEAK_PERCENTILE = 99  # ...but never lower than this percentile of them...
+DYNAMIC_RANGE_DB = 50.0  # ...less this many dB (digital silence has no floor to speak of)
+# A frame's loudness: the mean of its TOP_BANDS bands that stand highest over their floors. One band would
+# follow the noise's own flicker; all five would hide a fricative, which sounds in one or two (measured:
+# five put the German main set's first words and "f"/"v" onsets 20-90 ms late, two moved words in 20 dB noise).
+TOP_BANDS = 3
+MAX_EXCESS_DB = 30.0  # dB: a band counts at most this far above its floor
+SOUND_DB = 6.0  # dB over the floors: a frame at least this loud sounds...
+QUIET_PERCENTILE = 20  # ...and so does one NOISE_MARGIN_DB over this percentile of the utterance's frames
+NOISE_MARGIN_DB = 4.0  # (dB; noise that comes and goes, such as voices in the background, lifts it)...
+MAX_SOUND_DB = 10.0  # ...which is never taken above this (dB)
+CONTRAST_DB = 4.0  # dB: the CONTRAST_FRAMES after a rise must average at least this much over the quiet before
+CONTRAST_FRAMES = 15  # frames (30 ms) on either side of a boundary that its contrast is measured over
+MIN_QUIET_S = 0.05  # s: a boundary is moved only where at least this much quiet lies on its quiet side...
+MIN_PAUSE_S = 0.10  # s: ...and past the aligner's boundary into the word only out of a pause this long
+SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
+#   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)
+SEARCH_FORWARD_S = 0.08  # s: an end is looked for this far after the aligner's end
+END_BACK_S = 3.0  # s: an end is looked for this far back into the word (in noise a pause is swallowed whole)
+MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
+MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
+MIN_RANGE_DB = 20.0  # dB: below this median spread between a band's loud frames (90th percentile) and its
+#   floor, speech and noise are not told apart and nothing moves (about 10 dB SNR; moving made it worse there)
+BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """How far each frame of an utterance sounds above its noise floor: ``excess[k]`` (dB, see TOP_BANDS) is
+    frame ``k``'s, smoothed over SMOOTH_FRAMES and centred at ``k * HOP_S + WINDOW_S / 2``; ``sharp`` the same
+    unsmoothed. ``usable`` is False where speech and noise are too close to be told apart."""
+
+    excess: np.ndarray
+    usable: bool
+    sound_db: float = SOUND_DB  # dB: frames at least this loud sound
+    sharp: np.ndarray | None = None  # ``excess`` before smoothing: where exactly within a few frames a rise is
+
+    def frame(self, t: float) -> int:
+        """The first frame whose centre is at or after ``t`` (s), within 0..len."""
+        return int(min(max(np.ceil((t - WINDOW_S / 2) / HOP_S), 0), len(self.excess)))
+
+    @staticmethod
+    def time(k: int) -> float:
+        """The boundary before frame ``k`` (s): its centre less half a step."""
+        return max(0.0, k * HOP_S + WINDOW_S / 2 - HOP_S / 2)
+
+
+def loudness(audio: np.ndarray) -> Loudness:
+    """``Loudness`` of 16 kHz mono audio."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    hop, win = round(HOP_S * SAMPLE_RATE), round(WINDOW_S * SAMPLE_RATE)
+    n = max(0, (len(audio) - win) // hop + 1)
+    if n < SMOOTH_FRAMES:
+        return Loudness(np.zeros(n), usable=False)
+    freqs = np.fft.rfftfreq(win, 1 / SAMPLE_RATE)
+    band_of = np.digitize(freqs, BANDS_HZ) - 1  # band index per bin; -1 and len-1 are outside every band
+    n_bands = len(BANDS_HZ) - 1
+    window = np.hanning(win).astype(np.float32)
+    power = np.empty((n, n_bands), np.float32)  # float32: 20 bytes a frame, 18 MB for 30 minutes
+    for lo in range(0, n, BLOCK_FRAMES):
+        hi = min(n, lo + BLOCK_FRAMES)
+        frames = np.lib.stride_tricks.sliding_window_view(audio[lo * hop : (hi - 1) * hop + win], win)[::hop]
+        spectrum = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+        for b in range(n_bands):
+            power[lo:hi, b] = spectrum[:, band_of == b].sum(axis=1)
+    kernel = np.full(SMOOTH_FRAMES, 1 / SMOOTH_FRAMES, np.float32)
+    level = np.stack([10 * np.log10(np.convolve(power[:, b], kernel, mode="same") + 1e-10) for b in range(n_bands)],
+                     axis=1)
+    floor, peak, loud = np.percentile(level, [FLOOR_PERCENTILE, PEAK_PERCENTILE, 90], axis=0)
+    floor = np.maximum(floor, peak - DYNAMIC_RANGE_DB)
+    excess = _over(level, floor)
+    sound_db = float(np.clip(np.percentile(excess, QUIET_PERCENTILE) + NOISE_MARGIN_DB, SOUND_DB, MAX_SOUND_DB))
+    return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db,
+                    sharp=_over(10 * np.log10(power + 1e-10), floor))
+
+
+def _over(level: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Per frame: the mean of its ``TOP_BANDS`` loudest bands over their floors (dB, each at most MAX_EXCESS_DB)."""
+    return np.sort(np.clip(level - floor, 0.0, MAX_EXCESS_DB), axis=1)[:, -TOP_BANDS:].mean(axis=1)
+
+
+def pauses(loud: Loudness, min_s: float) -> list[tuple[float, float]]:
+    """Stretches of at least ``min_s`` seconds where nothing sounds above the noise floor, as (start, end)
+    in seconds; none where speech and noise are not told apart (``Loudness.usable``)."""
+    if not loud.usable:
+        return []
+    quiet = np.concatenate([[False], loud.excess < loud.sound_db, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    return [(loud.time(int(a)), loud.time(int(b))) for a, b in zip(edges[::2], edges[1::2], strict=True)
+            if (b - a) * HOP_S >= min_s]
+
+
+def refine(loud: Loudness, spans: list[tuple[float, float]], closures: list[float],
+           duration: float) -> list[tuple[float, float]]:
+    """Each word's (start, end) in seconds, moved to where its sound rises out of a pause and falls into one.
+
+    ``spans`` are the aligner's, in order and not overlapping; ``closures[i]`` is how much silence word
+    ``i`` opens with when it follows a pause (a voiceless stop's closure), which its start keeps before
+    the sound. A start moves only within the previous word's end and the word's own end, an end only
+    within the word's start and the next word's start, so no boundary crosses a neighbour's.
+    """
+    out = [(float(s), float(e)) for s, e in spans]
+    if not loud.usable:
+        return out
+    for i, (start, end) in enumerate(out):
+        previous_end = out[i - 1][1] if i else 0.0
+        next_start = out[i + 1][0] if i + 1 < len(out) else duration
+        start = _start(loud, start, end, previous_end, closures[i])
+        end = _end(loud, start, end, next_start)
+        out[i] = (start, max(end, start))
+    return out
+
+
+def _start(loud: Loudness, start: float, end: float, previous_end: float, closure: float) -> float:
+    x = loud.excess
+    i0 = loud.frame(max(previous_end, start - SEARCH_BACK_S))
+    i1 = loud.frame(max(start, end - MIN_WORD_S))
+    if i1 <= i0:
+        return start
+    t = i0 + int(np.argmin(np.concatenate([[0.0], np.cumsum(x[i0:i1] - loud.sound_db)])))
+    quiet = t
+    while quiet > 0 and x[quiet - 1] < loud.sound_db and (t - quiet) * HOP_S < MIN_PAUSE_S:
+        quiet -= 1
+    quiet_s = (t - quiet) * HOP_S
+    at_edge = quiet == 0  # quiet from the very start of the audio
+    before = x[max(quiet, t - CONTRAST_FRAMES) : t]
+    after = x[t : t + CONTRAST_FRAMES]
+    if not len(after) or not len(before) and not at_edge:
+        return start
+    if after.mean() - (before.mean() if len(before) else 0.0) < CONTRAST_DB:
+        return start
+    moved_in = t > loud.frame(start)  # into the word, past a pause: only if most of its sound lies past it
+    level = (loud.sound_db + after.mean()) / 2
+    if moved_in and _sound_s(x[loud.frame(start) : t], level) >= _sound_s(x[t : loud.frame(end)], level):
+        return start
+    if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
+        return start
+    onset = loud.time(_sharpened(loud, t, forward=True))
+    return max(onset - closure, loud.time(quiet), previous_end)
+
+
+def _end(loud: Loudness, start: float, end: float, next_start: float) -> float:
+    x = loud.excess
+    i0 = loud.frame(max(start + MIN_WORD_S, end - END_BACK_S))
+    i1 = loud.frame(min(next_start, end + SEARCH_FORWARD_S))
+    if i1 <= i0:
+        return end
+    t = i0 + int(np.argmax(np.concatenate([[0.0], np.cumsum(x[i0:i1] - loud.sound_db)])))
+    quiet = t
+    while quiet < len(x) and x[quiet] < loud.sound_db and (quiet - t) * HOP_S < MIN_PAUSE_S:
+        quiet += 1
+    quiet_s = (quiet - t) * HOP_S
+    at_edge = quiet == len(x)  # quiet to the very end of the audio
+    before = x[max(0, t - CONTRAST_FRAMES) : t]
+    after = x[t:min(quiet, t + CONTRAST_FRAMES)]
+    if not len(before) or not len(after) and not at_edge:
+        return end
+    if before.mean() - (after.mean() if len(after) else 0.0) < CONTRAST_DB:
+        return end
+    moved_in = t < loud.frame(end)  # back into the word, before a pause: only if most of its sound lies before
+    level = (loud.sound_db + before.mean()) / 2
+    if moved_in and _sound_s(x[t : loud.frame(end)], level) >= _sound_s(x[loud.frame(start) : t], level):
+        return end
+    if quiet_s < (MIN_PAUSE_S if moved_in else MIN_QUIET_S) - 1e-9 and not at_edge:
+        return end
+    return min(max(loud.time(_sharpened(loud, t, forward=False)), start), next_start)
+
+
+def _sharpened(loud: Loudness, t: int, *, forward: bool) -> int:
+    """Frame ``t`` of a rise (``forward``) or fall found on smoothed levels, moved to where the unsmoothed
+    ones cross: smoothing over SMOOTH_FRAMES spreads a sudden rise earlier and a fall later by up to its
+    half-width (10 ms measured), which the smoothed levels cannot tell from the edge itself."""
+    if loud.sharp is None:
+        return t
+    if forward:
+        above = np.flatnonzero(loud.sharp[t : t + SMOOTH_FRAMES] >= loud.sound_db)
+        return t + int(above[0]) if len(above) else t
+    above = np.flatnonzero(loud.sharp[max(0, t - SMOOTH_FRAMES) : t] >= loud.sound_db)
+    return max(0, t - SMOOTH_FRAMES) + int(above[-1]) + 1 if len(above) else t
+
+
+
+def _sound_s(x: np.ndarray, level: float) -> float:
+    """Seconds of frames ``x`` at least ``level`` loud, not counting runs shorter than ``MAX_BLIP_S`` (a
+    click, a breath, a voice in the background). ``level`` is halfway between the quiet and the word's
+    own loudness, so noise that comes and goes is not taken for the word."""
+    loud = np.concatenate([[False], x >= level, [False]])
+    edges = np.flatnonzero(np.diff(loud.astype(np.int8)))
+    runs = edges[1::2] - edges[::2]
+    return float(runs[runs * HOP_S >= MAX_BLIP_S].sum()) * HOP_S

@@ -1,0 +1,196 @@
+"""Word starts where the sound begins: after leading silence, after a pause, and in noise (``onsets``).
+
+The speech is espeak-ng's steady voice (the same samples whatever was said before), with silence and
+pink noise added from a fixed seed, so every figure here is the same on every run. Each test names
+what the aligners did without the pass (``onsets=False``), which it must not do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from f5_worker.alignment import dtw, espeak, onsets
+from f5_worker.alignment.dtw import DtwAligner, espeak_voice
+from f5_worker.alignment.quality import align_audio
+from f5_worker.alignment.sphinx import SphinxAligner
+
+SR = onsets.SAMPLE_RATE
+
+
+def pink(n: int, seed: int = 0) -> np.ndarray:
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    return np.fft.irfft(spectrum, n)
+
+
+def speak(pieces: list[str], language: str = "en", *, lead: float, pause: float = 0.0, snr_db: float | None = None,
+          rate_wpm: int = espeak.DEFAULT_RATE_WPM, pitch: int = espeak.DEFAULT_PITCH):
+    """``pieces`` spoken one after another with ``lead`` seconds of silence before the first and ``pause``
+    between them, optionally in pink noise ``snr_db`` below the speech: (audio, rate, true word starts)."""
+    parts, truth, at = [np.zeros(int(lead * 22050), np.float32)], [], lead
+    for k, text in enumerate(pieces):
+        audio, sr, events = espeak.synthesize(text, voice=espeak_voice(language), rate_wpm=rate_wpm, pitch=pitch,
+                                              steady=True)
+        audio = audio[: np.flatnonzero(np.abs(audio) > 1e-3)[-1] + 1]  # without its trailing silence
+        truth += [at + e.sample / sr for e in events]
+        gap = np.zeros(int(pause * sr) if k + 1 < len(pieces) else 0, np.float32)
+        parts += [audio, gap]
+        at += (len(audio) + len(gap)) / sr
+    audio = np.concatenate(parts)
+    if snr_db is not None:
+        noise = pink(len(audio))
+        speech = np.mean(audio[np.abs(audio) > 1e-3] ** 2)
+        audio = (audio + noise * np.sqrt(speech / np.mean(noise**2) / 10 ** (snr_db / 10))).astype(np.float32)
+    return audio, sr, truth
+
+
+@pytest.fixture(scope="module")
+def sphinx():
+    return SphinxAligner(), SphinxAligner(onsets=False)
+
+
+def starts(aligner, audio, sr, text, language="en") -> np.ndarray:
+    return np.array([w.start for w in align_audio(aligner, audio, sr, text, language=language).words])
+
+
+@pytest.mark.parametrize("text, snr_db", [("We also need a small plastic snake.", None),
+                                           ("Keep calm and carry on.", 20.0)])
+def test_a_word_after_leading_silence_is_not_put_at_zero(sphinx, text, snr_db):
+    """0.3 s of silence (clean, or noise at 20 dB SNR) before the first word: it starts where the sound
+    does, within 20 ms. Without the pass sphinx put it 30 ms late in the silence, or 35 ms early in the noise."""
+    audio, sr, truth = speak([text], lead=0.3, snr_db=snr_db)
+    refined, plain = sphinx
+    assert abs(starts(refined, audio, sr, text)[0] - truth[0]) <= 0.020
+    assert abs(starts(plain, audio, sr, text)[0] - truth[0]) > 0.025
+
+
+@pytest.mark.parametrize("snr_db", [None, 20.0])
+def test_a_pause_does_not_swallow_the_next_words_onset(sphinx, snr_db):
+    """0.7 s of pause before "to": its onset is not given to the silence (sphinx alone put it 116 ms late
+    in clean speech, 44 ms early in noise)."""
+    pieces = ["Anna wrote a letter", "to her uncle in Boston."]
+    text = " ".join(pieces)
+    audio, sr, truth = speak(pieces, lead=0.2, pause=0.7, snr_db=snr_db)
+    refined, plain = sphinx
+    assert abs(starts(refined, audio, sr, text)[4] - truth[4]) <= 0.025
+    assert abs(starts(plain, audio, sr, text)[4] - truth[4]) > 0.040
+
+
+def test_noise_does_not_move_a_clean_words_boundary(sphinx):
+    """The same speech clean and in pink noise at 20 dB SNR: no word starts more than 30 ms apart (sphinx
+    alone moved "Keep" by 40 ms and "and" by 100 ms)."""
+    text = "Keep calm and carry on."
+    clean, sr, _ = speak([text], lead=0.3)
+    noisy, _, _ = speak([text], lead=0.3, snr_db=20.0)
+    refined, plain = sphinx
+    assert np.abs(starts(refined, noisy, sr, text) - starts(refined, clean, sr, text)).max() <= 0.030
+    assert np.abs(starts(plain, noisy, sr, text) - starts(plain, clean, sr, text)).max() > 0.060
+
+
+@pytest.mark.parametrize("language, pieces", [
+    ("de", ["Der alte Mann ging", "langsam über die schmale Brücke."]),
+    ("es", ["Mañana iremos a", "la playa si hace buen tiempo."]),
+])
+def test_dtw_times_the_first_word_and_the_word_after_a_long_pause(language, pieces):
+    """0.3 s of silence, then a second of pause the rendering does not have: every word within 30 ms. Without
+    the pass dtw started the first word 90-100 ms early and put a word on the wrong side of the pause (1.0-1.3 s
+    off)."""
+    text = " ".join(pieces)
+    audio, sr, truth = speak(pieces, language, lead=0.3, pause=1.0, rate_wpm=140, pitch=30)
+    errors = np.abs(starts(DtwAligner(), audio, sr, text, language) - truth)
+    assert errors.max() <= 0.030, errors
+    plain = np.abs(starts(DtwAligner(onsets=False), audio, sr, text, language) - truth)
+    assert plain[0] > 0.080 and plain.max() > 0.5
+
+
+def tone(seconds: float, seed: int) -> np.ndarray:
+    """A voiced-sounding burst: harmonics of 150 Hz and a little noise."""
+    t = np.arange(int(seconds * SR)) / SR
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 20))
+    return (0.1 * voiced + 0.01 * np.random.default_rng(seed).standard_normal(len(t))).astype(np.float32)
+
+
+def utterance(sounds: list[tuple[float, float]], duration: float, noise_db: float = -60.0) -> np.ndarray:
+    """Bursts at (start, end) seconds over a pink noise floor ``noise_db`` below full scale."""
+    audio = (pink(int(duration * SR), seed=1) * 10 ** (noise_db / 20) / 0.05).astype(np.float32)
+    for k, (a, b) in enumerate(sounds):
+        burst = tone(b - a, k)[: len(audio) - int(a * SR)]
+        audio[int(a * SR) : int(a * SR) + len(burst)] += burst
+    return audio
+
+
+def test_a_start_moves_to_the_sound_at_a_finer_step_than_a_frame():
+    """A word whose sound starts at 0.5123 s, aligned 50 ms early (in the pause) or 40 ms late (its onset
+    given to the silence): both starts move to within 4 ms of the sound, below sphinx's 10 ms frame."""
+    audio = utterance([(0.1, 0.3), (0.5123, 0.9)], 1.2)
+    loud = onsets.loudness(audio)
+    for aligned in (0.4623, 0.5523):
+        (_, first_end), (start, _) = onsets.refine(loud, [(0.1, 0.3), (aligned, 0.9)], [0.0, 0.0], 1.2)
+        assert abs(start - 0.5123) <= 0.004 and first_end <= start
+
+
+def test_a_pause_swallowed_into_a_word_is_given_back():
+    """In noise the silence model may not fit a pause, so the words on either side take it: the first word's
+    end goes back to where its sound stops and the next one's start to where its sound begins. A word that
+    opens with a voiceless stop keeps its closure's silence before the sound."""
+    audio = utterance([(0.1, 0.5), (0.9, 1.3)], 1.5, noise_db=-45.0)
+    loud = onsets.loudness(audio)
+    (_, end), (start, _) = onsets.refine(loud, [(0.1, 0.7), (0.7, 1.3)], [0.0, 0.0], 1.5)
+    assert abs(end - 0.5) <= 0.006 and abs(start - 0.9) <= 0.006
+    (_, _), (start, _) = onsets.refine(loud, [(0.1, 0.7), (0.7, 1.3)], [0.0, 0.045], 1.5)
+    assert abs(start - (0.9 - 0.045)) <= 0.006
+
+
+def test_a_word_keeps_the_side_of_a_pause_where_its_sound_is():
+    """A short word aligned over a long pause keeps the sound before it (and gives the pause back at its
+    end) rather than jump to the next word's sound after it."""
+    audio = utterance([(0.1, 0.5), (0.6, 0.75), (1.8, 2.2)], 2.4, noise_db=-45.0)
+    loud = onsets.loudness(audio)
+    spans = onsets.refine(loud, [(0.1, 0.5), (0.6, 1.75), (1.75, 2.2)], [0.0] * 3, 2.4)
+    assert abs(spans[1][0] - 0.6) <= 0.010 and abs(spans[1][1] - 0.75) <= 0.010
+    assert abs(spans[2][0] - 1.8) <= 0.010
+
+
+def test_speech_buried_in_noise_keeps_the_aligners_boundaries():
+    """Where speech stands barely above the noise (10 dB SNR), rises cannot be told from the noise's own:
+    nothing moves (measured: moving made words in 10 dB noise worse, not better)."""
+    audio = utterance([(0.1, 0.5), (0.9, 1.3)], 1.5, noise_db=-12.0)
+    loud = onsets.loudness(audio)
+    assert not loud.usable
+    spans = [(0.05, 0.7), (0.7, 1.3)]
+    assert onsets.refine(loud, spans, [0.0, 0.0], 1.5) == spans
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 2.0), min_size=2, max_size=12), st.integers(0, 3))
+def test_no_boundary_crosses_a_neighbours(edges, seed):
+    """Whatever the spans and the audio: starts stay in order, each word within the previous word's end and
+    the next word's start, and inside the audio."""
+    edges = sorted(edges)
+    spans = list(zip(edges[::2], edges[1::2]))
+    sounds = [(0.1 + 0.4 * k, 0.3 + 0.4 * k + 0.05 * seed) for k in range(5)]
+    audio = utterance(sounds, 2.0, noise_db=-60.0 + 10 * seed)
+    out = onsets.refine(onsets.loudness(audio), spans, [0.045] * len(spans), 2.0)
+    assert len(out) == len(spans)
+    for i, (start, end) in enumerate(out):
+        assert 0.0 <= start <= end <= 2.0
+        if i:
+            assert start >= out[i - 1][1] - 1e-12
+        if i + 1 < len(spans):
+            assert end <= spans[i + 1][0] + 1e-12
+
+
+def test_dtw_warps_long_pauses_shortened_and_maps_back():
+    """A 1.2 s pause keeps 0.1 s (half at either end); a word start the path puts in the half before the cut
+    lies in silence, so it moves past the cut, and an end in the half after the cut moves before it."""
+    pause = [(1.0, 2.2)]
+    kept = dtw.kept_frames(0, 300, pause)
+    assert len(kept) == 300 - (120 - 10)
+    cut = int(np.flatnonzero(np.diff(kept) > 1)[0])
+    assert kept[cut] == 104 and kept[cut + 1] == 215
+    assert dtw.unwarped_span(cut - 2, cut + 20, kept) == (215, int(kept[cut + 19]) + 1)
+    assert dtw.unwarped_span(cut - 30, cut + 3, kept) == (int(kept[cut - 30]), 105)
+    assert dtw.unwarped_span(10, 20, kept) == (10, 20)
