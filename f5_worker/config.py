@@ -203,6 +203,7 @@ class Settings:
     max_batch_jobs: int = 1  # jobs per sampling call; batching measured no gain (docs/performance.md)
     batch_wait_ms: float = 10.0
     align_processes: int = -1  # -1: auto (docs/performance.md); 0: align in the worker process
+    align_onsets: bool = False  # word starts and ends moved to where the sound rises and falls (docs/timings.md)
     torch_compile: bool = False  # torch.compile the DiT's blocks at load (docs/performance.md)
     cuda_graphs: bool = True  # replay the DiT's blocks from CUDA graphs on GPU (docs/performance.md)
     hf_offline: bool = False
@@ -389,6 +390,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "max_batch_jobs": ("MAX_BATCH_JOBS", _env_int),
     "batch_wait_ms": ("BATCH_WAIT_MS", _env_float),
     "align_processes": ("ALIGN_PROCESSES", _env_int),
+    "align_onsets": ("ALIGN_ONSETS", _env_bool),
     "torch_compile": ("TORCH_COMPILE", _env_bool),
     "cuda_graphs": ("CUDA_GRAPHS", _env_bool),
     "hf_offline": ("HF_HUB_OFFLINE", _env_bool),

@@ -60,10 +60,12 @@ class Worker:
             processes = auto_processes(models.device)
         self.align_processes = processes
         try:  # once, next to F5-TTS (docs/timings.md)
-            self.aligner = load_aligner(settings.aligner, device=models.device, processes=processes)
+            self.aligner = load_aligner(settings.aligner, device=models.device, processes=processes,
+                                        onsets=settings.align_onsets)
         except FileNotFoundError as exc:  # ALIGNER=ctc without cached weights: serve with the fallback
             log.error("%s; using ALIGNER=auto", exc)
-            self.aligner = load_aligner("auto", device=models.device, processes=processes)
+            self.aligner = load_aligner("auto", device=models.device, processes=processes,
+                                        onsets=settings.align_onsets)
         self.stores = stores or Stores.from_env(network_volume_path=settings.network_volume_path)
         self.voices = VoiceStore(
             self.stores.voices,

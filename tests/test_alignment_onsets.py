@@ -194,3 +194,13 @@ def test_dtw_warps_long_pauses_shortened_and_maps_back():
     assert dtw.unwarped_span(cut - 2, cut + 20, kept) == (215, int(kept[cut + 19]) + 1)
     assert dtw.unwarped_span(cut - 30, cut + 3, kept) == (int(kept[cut - 30]), 105)
     assert dtw.unwarped_span(10, 20, kept) == (10, 20)
+
+
+def test_the_worker_moves_boundaries_only_where_align_onsets_asks():
+    """The pass is the aligner classes' own (the eval measures it), and off in a worker until ALIGN_ONSETS=1."""
+    from f5_worker.alignment.selection import load_aligner
+
+    assert load_aligner("dtw").onsets is False and load_aligner("sphinx").onsets is False
+    assert load_aligner("dtw", onsets=True).onsets is True and load_aligner("sphinx", onsets=True).onsets is True
+    auto = load_aligner("auto", onsets=True)
+    assert auto.dtw.onsets is True and auto.sphinx.onsets is True

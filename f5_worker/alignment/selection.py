@@ -79,12 +79,13 @@ class AutoAligner:
 
     name = "auto"
 
-    def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0):
+    def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0,
+                 onsets: bool = False):
         self.ctc_multilingual = None
         if find_weights(model_dir, "mul"):
             self.ctc_multilingual = CtcAligner(device=device, model_dir=model_dir, multilingual=True)
-        self.sphinx = sphinx_aligner(processes)
-        self.dtw = DtwAligner()
+        self.sphinx = sphinx_aligner(processes, onsets=onsets)
+        self.dtw = DtwAligner(onsets=onsets)
         self.estimate = EstimateAligner()
         self.backends: dict[str, Aligner] = {"sphinx": self.sphinx, "dtw": self.dtw}
         if self.ctc_multilingual is not None:
@@ -98,30 +99,31 @@ class AutoAligner:
         return self.backend_for(language).align(audio, sample_rate, text, language=language)
 
 
-def sphinx_aligner(processes: int = 0) -> Aligner:
+def sphinx_aligner(processes: int = 0, *, onsets: bool = False) -> Aligner:
     """pocketsphinx in this process (``processes`` 0), or in a pool of worker processes."""
     if processes > 0:
-        return SphinxProcessPool(processes)
-    return SphinxAligner()
+        return SphinxProcessPool(processes, onsets=onsets)
+    return SphinxAligner(onsets=onsets)
 
 
 def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | None = None,
-                 processes: int = 0) -> Aligner:
+                 processes: int = 0, onsets: bool = False) -> Aligner:
     """Build the aligner named by the ``ALIGNER`` setting once, at worker start.
 
     ``ctc`` fails loudly when its weights are not in the cache (nothing is
     downloaded here); ``auto`` quietly uses what is there.
-    ``processes`` > 0 runs sphinx in that many worker processes.
+    ``processes`` > 0 runs sphinx in that many worker processes; ``onsets`` (``ALIGN_ONSETS``) moves word
+    starts and ends at pauses to where the sound rises and falls (alignment/onsets.py).
     """
     kind = (kind or "auto").lower()
     if kind == "auto":
-        return AutoAligner(device=device, model_dir=model_dir, processes=processes)
+        return AutoAligner(device=device, model_dir=model_dir, processes=processes, onsets=onsets)
     if kind == "ctc":
         return CtcAligner(device=device, model_dir=model_dir)
     if kind == "sphinx":
-        return sphinx_aligner(processes)
+        return sphinx_aligner(processes, onsets=onsets)
     if kind == "dtw":
-        return DtwAligner()
+        return DtwAligner(onsets=onsets)
     if kind == "estimate":
         return EstimateAligner()
     raise ValueError(f"unknown aligner {kind!r}; expected one of {', '.join(ALIGNER_KINDS)}")

@@ -41,9 +41,9 @@ START_TIMEOUT_S = 120.0  # a new process has this long to build its decoders
 START_ATTEMPTS = 3  # a replacement that fails to start is tried again, this many times in all
 
 
-def _serve(conn) -> None:
+def _serve(conn, onsets: bool = True) -> None:
     """A pool process: build the aligner, say so (its pid), then align each task sent until told to end."""
-    aligner = SphinxAligner()
+    aligner = SphinxAligner(onsets=onsets)
     conn.send(os.getpid())
     while True:
         try:
@@ -80,9 +80,9 @@ class _ProcessDied(Exception):
 class _AlignProcess:
     """One pool process and the pipe to it."""
 
-    def __init__(self, context):
+    def __init__(self, context, onsets: bool = True):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child,), name="sphinx-align", daemon=True)
+        self.process = context.Process(target=_serve, args=(child, onsets), name="sphinx-align", daemon=True)
         self.process.start()
         child.close()  # the parent keeps only its own end: a dead child then reads as end of file
 
@@ -111,8 +111,9 @@ class SphinxProcessPool:
 
     name = "sphinx"
 
-    def __init__(self, processes: int):
+    def __init__(self, processes: int, *, onsets: bool = True):
         self.processes = max(1, processes)
+        self.onsets = onsets  # ``SphinxAligner``'s, in every process
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.SimpleQueue[_AlignProcess] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -126,7 +127,7 @@ class SphinxProcessPool:
         log.info("sphinx alignment in %d processes (%d started)", self.processes, len(self.pids()))
 
     def _spawn(self) -> _AlignProcess:
-        member = _AlignProcess(self._context)
+        member = _AlignProcess(self._context, self.onsets)
         with self._lock:
             self._members.add(member)
         return member

@@ -41,10 +41,9 @@ import numpy as np
 
 from f5_worker.alignment import espeak
 from f5_worker.alignment.ctc import CtcAligner, find_weights
-from f5_worker.alignment.dtw import DtwAligner, espeak_voice
+from f5_worker.alignment.dtw import espeak_voice
 from f5_worker.alignment.quality import align_audio
 from f5_worker.alignment.selection import load_aligner
-from f5_worker.alignment.sphinx import SphinxAligner
 from f5_worker.text.tokens import tokenize
 
 SENTENCES = [
@@ -654,9 +653,7 @@ def aligner_for(method: str, language: str, onsets: bool = True):
     to where the sound rises and falls (``f5_worker.alignment.onsets``), to measure what it adds."""
     if method == "ctc" and language != "en":
         return CtcAligner(multilingual=True)
-    if not onsets and method in ("sphinx", "dtw"):
-        return SphinxAligner(onsets=False) if method == "sphinx" else DtwAligner(onsets=False)
-    return load_aligner(method)
+    return load_aligner(method, onsets=onsets)
 
 
 def report_dev_set(aligner, cases: list[Case], method: str) -> list[dict]:
