@@ -220,21 +220,25 @@ def test_two_jobs_asking_for_one_unloaded_model_load_it_once(models_settings, wo
     assert sum("loading model tiny-fr" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settings, worker, caplog):
+def stoppable_job(pool: ModelPool, name: str, flags: list, stopped: list) -> None:
+    """A job asking ``pool`` for model ``name`` under a stop flag of its own (put in ``flags``); the stop it
+    meets goes to ``stopped``."""
     from f5_worker import stopping
+
+    with stopping.stop_flag() as flag:
+        flags.append(flag)
+        try:
+            pool.engine(name)
+        except stopping.JobStopped as exc:
+            stopped.append(exc)
+
+
+def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settings, worker, caplog):
 
     pool = fresh_pool(models_settings, worker.models)
     loaded: list = []
     stopped: list = []
     caplog.set_level(logging.INFO, logger="f5_worker.tts.model_pool")
-
-    def waiting_job(flag_holder: list) -> None:
-        with stopping.stop_flag() as flag:
-            flag_holder.append(flag)
-            try:
-                pool.engine("tiny-fr")
-            except stopping.JobStopped as exc:
-                stopped.append(exc)
 
     flags: list = []
     with skipped_weight_init():  # holds the load at its first step
@@ -244,7 +248,7 @@ def test_a_job_stopped_while_another_loads_its_model_stops_waiting(models_settin
         while "tiny-fr" not in pool._loading:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        waiter = threading.Thread(target=waiting_job, args=(flags,))
+        waiter = threading.Thread(target=stoppable_job, args=(pool, "tiny-fr", flags, stopped))
         waiter.start()
         while not any("another job is loading" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, "the second job never waited for the first one's load"
@@ -637,22 +641,13 @@ def test_a_load_failure_is_a_model_error_and_anything_else_passes_unchanged():
 def test_a_job_stopped_while_its_own_model_load_runs_stops_at_once_and_the_load_goes_on(models_settings, worker):
     """A stop used to wait for the model the job itself had started loading (a download took 21 s to
     honour a cancel): the job stops waiting at once, and the load is kept for the jobs after it."""
-    from f5_worker import stopping
 
     pool = fresh_pool(models_settings, worker.models)
     stopped: list = []
 
-    def job(flag_holder: list) -> None:
-        with stopping.stop_flag() as flag:
-            flag_holder.append(flag)
-            try:
-                pool.engine("tiny-fr")
-            except stopping.JobStopped as exc:
-                stopped.append(exc)
-
     flags: list = []
     with skipped_weight_init():  # holds the load at its first step
-        first = threading.Thread(target=job, args=(flags,))
+        first = threading.Thread(target=stoppable_job, args=(pool, "tiny-fr", flags, stopped))
         first.start()
         deadline = time.monotonic() + 60  # a hang guard: the wait ends as soon as the load has begun
         while "tiny-fr" not in pool._loading or not flags:
