@@ -8,10 +8,12 @@ The item properties over runpod's local ``/run`` + ``/stream`` are in tests/test
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,22 +391,30 @@ def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(mon
 # -- runpod-python's worker loop, streaming ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def streaming_platform(worker_env, tmp_path_factory):
-    """A worker with STREAMING=1 under runpod-python's JobScaler, against the stand-in platform."""
-    log_path = tmp_path_factory.mktemp("stream-worker") / "worker.log"
-    with RunPodJobApi() as api, open(log_path, "w") as log:
-        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0"}
+@contextlib.contextmanager
+def streaming_handler_process(api: RunPodJobApi, worker_env: dict, folder: Path, **settings: str):
+    """runpod_handler.py with STREAMING=1 under runpod-python's JobScaler, taking jobs from ``api``; yields
+    a reader of its log. Stopped (SIGTERM, then killed after 60 s) when the block ends."""
+    log_path = folder / "worker.log"
+    with open(log_path, "w") as log:
+        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0", **settings}
         proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("stream-worker-cwd"))
+                                stderr=subprocess.STDOUT, cwd=folder)
         try:
-            yield api, log_path.read_text
+            yield log_path.read_text
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="module")
+def streaming_platform(worker_env, tmp_path_factory):
+    """A worker with STREAMING=1 under runpod-python's JobScaler, against the stand-in platform."""
+    with RunPodJobApi() as api, streaming_handler_process(api, worker_env, tmp_path_factory.mktemp("stream-worker")) as read:
+        yield api, read
 
 
 @pytest.mark.slow
@@ -494,20 +504,9 @@ def test_the_result_runpod_keeps_of_a_stream_stays_under_max_inline_bytes(long_s
 def small_result_platform(worker_env, tmp_path_factory):
     """A streaming worker that keeps its results under 1 MB (MAX_INLINE_BYTES), against a platform that refuses
     a result over 1.2 MB: RunPod's 10 MB and the default 9 MiB, scaled down to a stream of a few pieces."""
-    log_path = tmp_path_factory.mktemp("kept-worker") / "worker.log"
-    with RunPodJobApi(result_limit=1_200_000) as api, open(log_path, "w") as log:
-        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0",
-               "MAX_INLINE_BYTES": "1000000"}
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp("kept-worker-cwd"))
-        try:
-            yield api
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with RunPodJobApi(result_limit=1_200_000) as api, \
+            streaming_handler_process(api, worker_env, tmp_path_factory.mktemp("kept-worker"), MAX_INLINE_BYTES="1000000"):
+        yield api
 
 
 @pytest.mark.slow
