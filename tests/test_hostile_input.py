@@ -7,6 +7,7 @@ the log they leave, are in test_runpod_local.py, and damaged voice metadata in t
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import inspect
 import io
@@ -280,9 +281,10 @@ def test_a_good_job_is_served_after_the_harness(hostile_worker):
     assert [w["word"] for w in out["words"]] == DEFAULT_VOICE_TEXT.split()
 
 
-def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
-    """The worker's log format (runpod_handler.py) as configured, with a job's text in a message
-    and in an exception's message, the way ``log.exception`` writes an internal error."""
+@contextlib.contextmanager
+def worker_log(name: str):
+    """A logger ``name`` writing to a string in the worker's own log format (runpod_handler.py configures it
+    with logs.configure): yields the logger and the string's stream."""
     import logging
 
     from f5_worker import logs
@@ -290,17 +292,27 @@ def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.SafeFormatter(logs.LOG_FORMAT))
-    log = logging.getLogger("f5_worker.test_hostile")
+    log = logging.getLogger(name)
     log.addHandler(handler)
     try:
+        yield log, stream
+    finally:
+        log.removeHandler(handler)
+
+
+def test_no_logged_value_can_start_a_log_line_not_even_in_a_traceback():
+    """The worker's log format (runpod_handler.py) as configured, with a job's text in a message
+    and in an exception's message, the way ``log.exception`` writes an internal error."""
+
+    from f5_worker import logs
+
+    with worker_log("f5_worker.test_hostile") as (log, stream):
         forged = "\n2026-01-01 00:00:00,000 INFO f5_worker.worker: FORGED\x00\r\u2028"
         log.warning("job %s: voice=%s", "j1", forged)
         try:
             raise ValueError(f"bad{forged}")
         except ValueError:
             log.exception("job j2 failed")
-    finally:
-        log.removeHandler(handler)
     lines = stream.getvalue().splitlines()
     starts = [line for line in lines if not line.startswith(logs.CONTINUATION)]
     assert len(starts) == 2 and all(" f5_worker.test_hostile: job j" in line for line in starts), lines
@@ -460,19 +472,12 @@ def test_what_the_worker_says_about_any_url_hides_its_credentials():
     from f5_worker.tts.weights import ModelUnavailableError
 
     url = f"http://AKIAUSER:{SECRET}@mirror.example.com/owner/repo/resolve/main/model.pt"
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.SafeFormatter(logs.LOG_FORMAT))
-    log = logging.getLogger("f5_worker.test_credentials")
-    log.addHandler(handler)
-    try:
+    with worker_log("f5_worker.test_credentials") as (log, stream):
         log.warning("could not read %s", url)
         try:
             raise OSError(f"connection refused by {url}")
         except OSError:
             log.exception("download failed")
-    finally:
-        log.removeHandler(handler)
     assert SECRET not in stream.getvalue() and stream.getvalue().count("http://***@mirror.example.com") == 2
     try:  # a record another handler formatted first: logging caches its traceback text with the record
         raise OSError(f"connection refused by {url}")
