@@ -247,6 +247,25 @@ def long_recording(repeats: int) -> tuple[str, str]:
 RAN_BEFORE_THE_STOP_S = 3.0
 
 
+def seconds_to_stop(worker, caplog, job: dict, job_id: str, run_s: float, stage: str) -> float:
+    """Run ``job`` as RunPod does (``handle_async``), cancel it ``run_s`` after its log says it began, and
+    return how long it took from the cancel to its log saying it stopped ``stage``."""
+
+    async def scenario() -> float:
+        task = asyncio.create_task(worker.handle_async(job, job_id=job_id))
+        await asyncio.to_thread(wait_for_log, caplog, rf"job {job_id}: {job['action']} ")
+        await asyncio.sleep(run_s)
+        stopped_at = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(wait_for_log, caplog, rf"job {job_id}: stopped: .*\({stage}\)")
+        return time.monotonic() - stopped_at
+
+    with caplog.at_level("INFO"):
+        return asyncio.run(scenario())
+
+
 def test_a_job_stopped_while_sphinx_aligns_it_ends_at_once_and_its_decode_is_killed(worker, caplog):
     """30 repeats is close to three minutes of speech: 3 s into its alignment there is most of it left. The job
     used to run to the end of its decode (its result thrown away) holding the aligner; now the process that
@@ -256,19 +275,8 @@ def test_a_job_stopped_while_sphinx_aligns_it_ends_at_once_and_its_decode_is_kil
     pool = worker.aligner.sphinx
     before = pool.pids()
 
-    async def scenario():
-        task = asyncio.create_task(worker.handle_async(job, job_id="align-stopped"))
-        await asyncio.to_thread(wait_for_log, caplog, r"job align-stopped: align ")
-        await asyncio.sleep(RAN_BEFORE_THE_STOP_S)  # decoding the WAV takes a fraction of this: it aligns now
-        stopped_at = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.to_thread(wait_for_log, caplog, r"job align-stopped: stopped: .*\(during alignment\)")
-        return time.monotonic() - stopped_at
-
-    with caplog.at_level("INFO"):
-        ended_in = asyncio.run(scenario())
+    # decoding the WAV takes a fraction of RAN_BEFORE_THE_STOP_S: it aligns when stopped
+    ended_in = seconds_to_stop(worker, caplog, job, "align-stopped", RAN_BEFORE_THE_STOP_S, "during alignment")
     assert ended_in < RAN_BEFORE_THE_STOP_S / 2, ended_in
     assert before and before.isdisjoint(pool.pids())  # killed, not left to finish its decode
     out = worker.handle({"action": "align", "audio_base64": long_recording(1)[0], "text": DEFAULT_VOICE_TEXT})
@@ -329,20 +337,8 @@ def test_a_job_stopped_while_its_audio_downloads_ends_before_the_download_would(
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     job = {"action": "align", "audio_url": f"http://127.0.0.1:{server.server_address[1]}/a.wav", "text": "Hello."}
 
-    async def scenario():
-        task = asyncio.create_task(worker.handle_async(job, job_id="download-stopped"))
-        await asyncio.to_thread(wait_for_log, caplog, r"job download-stopped: align ")
-        await asyncio.sleep(1.0)
-        stopped_at = time.monotonic()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await asyncio.to_thread(wait_for_log, caplog, r"job download-stopped: stopped: .*\(during the download\)")
-        return time.monotonic() - stopped_at
-
     try:
-        with caplog.at_level("INFO"):
-            ended_in = asyncio.run(scenario())
+        ended_in = seconds_to_stop(worker, caplog, job, "download-stopped", 1.0, "during the download")
     finally:
         server.shutdown()
         server.server_close()
