@@ -300,13 +300,6 @@ def _env_positive_seconds(name: str, default: float) -> float:
     return value
 
 
-def _env_serve(name: str, default: str) -> str:
-    value = _env(name, default).strip().lower()
-    if value not in SERVE_MODES:
-        raise SettingsError(f"{name} must be one of {', '.join(SERVE_MODES)} (got {value!r})")
-    return value
-
-
 def _env_port(name: str, default: int) -> int:
     value = _env_int(name, default)
     if not 0 < value < 65536:
@@ -322,11 +315,16 @@ def _env_health_port(name: str, default: int) -> int:
     return value
 
 
-def _env_aligner(name: str, default: str) -> str:
-    value = _env(name, default).strip().lower()
-    if value not in ALIGNER_KINDS:
-        raise SettingsError(f"{name} must be one of {', '.join(ALIGNER_KINDS)} (got {value!r})")
-    return value
+def _env_one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """A reader of a variable that names one of ``choices`` (any case, spaces around ignored)."""
+
+    def read(name: str, default: str) -> str:
+        value = _env(name, default).strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    return read
 
 
 def _env_device(name: str, default: str) -> str:
@@ -380,7 +378,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "tiny_model_dir": ("TINY_MODEL_DIR", _env_path),
     "device": ("DEVICE", _env_device),
     "dtype": ("MODEL_DTYPE", _env),
-    "aligner": ("ALIGNER", _env_aligner),
+    "aligner": ("ALIGNER", _env_one_of(ALIGNER_KINDS)),
     "max_ref_audio_seconds": ("MAX_REF_AUDIO_SECONDS", _env_float),
     "ref_audio_keep_seconds": ("REF_AUDIO_KEEP_SECONDS", _env_positive_seconds),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _env_int),
@@ -409,7 +407,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "model_registry_file": ("MODEL_REGISTRY_FILE", _env_path),
     "max_loaded_models": ("MAX_LOADED_MODELS", _env_loaded_models),
     "max_model_memory_gb": ("MAX_MODEL_MEMORY_GB", _env_memory_gb),
-    "serve": ("SERVE", _env_serve),
+    "serve": ("SERVE", _env_one_of(SERVE_MODES)),
     "port": ("PORT", _env_port),
     "port_health": ("PORT_HEALTH", _env_health_port),
 }
