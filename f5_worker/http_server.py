@@ -21,7 +21,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -29,56 +28,18 @@ from fastapi.responses import JSONResponse, Response
 from f5_worker import schema, stopping
 from f5_worker.errors import JobError
 from f5_worker.job import Job
-from f5_worker.limits import is_default_voice
+from f5_worker.openai_speech import (
+    OPENAI_MODELS,
+    SPEECH_FIELD_NAMES,
+    ApiError,
+    from_job_error,
+    speech_input,
+)
 from f5_worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
-# OpenAI's model names: each means this worker's default model.
-OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-# OpenAI's built-in voices: a stored voice of that name if there is one, else the default voice.
-OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
-                 "shimmer", "verse")
-# OpenAI's response_format -> the encoders' format (audio.py); aac is refused: libsndfile cannot write it.
-SPEECH_FORMATS = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "pcm": "pcm"}
-# The native synthesize fields a speech request may also give (an extension: the OpenAI SDK's extra_body).
-SPEECH_EXTENSIONS = ("seed", "nfe_step", "cfg_strength", "sway_sampling_coef", "language", "normalize",
-                     "remove_silence", "cross_fade_duration", "target_rms")
-SPEECH_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
-# A native field named in an error -> the speech request's field it came from.
-SPEECH_FIELD_NAMES = {"text": "input", "output_format": "response_format"}
-
-
-class ApiError(Exception):
-    """A request refused: its HTTP status, message, and the field it names (``param``)."""
-
-    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
-                 code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
-
-    def openai(self) -> JSONResponse:
-        """OpenAI's error object, so its SDKs raise BadRequestError (and the like) with the message."""
-        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status, headers=_retry_after(self.status))
-
-    def native(self) -> JSONResponse:
-        """The queue worker's error form: ``{"error": "<field>: <problem>"}``."""
-        text = f"{self.param}: {self.message}" if self.param and not self.message.startswith(self.param) \
-            else self.message
-        return JSONResponse({"error": text}, status_code=self.status, headers=_retry_after(self.status))
-
-
-def _retry_after(status: int) -> dict[str, str]:
-    return {"Retry-After": "5"} if status == 503 else {}
-
-
-def _from_job_error(exc: JobError, names: dict[str, str] | None = None) -> ApiError:
-    field = (names or {}).get(exc.field, exc.field)
-    return ApiError(400, f"{field}: {exc.problem}", param=field)
-
-
 @dataclass
 class Loading:
     """The Worker the app serves, once loaded; ``failed``: why it could not be."""
@@ -129,7 +90,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             worker = ready()
         except ApiError as exc:
-            return exc.native()
+            return _native_error(exc)
         return JSONResponse(await asyncio.to_thread(worker.handle, {"action": "health"}, _job_id()))
 
     @app.get("/v1/models")
@@ -137,7 +98,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             worker = ready()
         except ApiError as exc:
-            return exc.openai()
+            return _openai_error(exc)
         names = list(worker.registry.names())
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "f5-worker"} for name in names]
         data += [{"id": name, "object": "model", "created": 0, "owned_by": "f5-worker",
@@ -152,7 +113,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             job_id = _job_id()
             audio, content_type, headers = await asyncio.to_thread(_speak, worker, body, job_id)
         except ApiError as exc:
-            return exc.openai()
+            return _openai_error(exc)
         return Response(audio, media_type=content_type, headers={**headers, "X-Job-Id": job_id})
 
     @app.post("/v1/synthesize")
@@ -161,7 +122,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             body = await _json_object(request)
             worker = ready()
         except ApiError as exc:
-            return exc.native()
+            return _native_error(exc)
         result = await asyncio.to_thread(worker.handle, body, _job_id())
         if isinstance(result, dict) and "error" in result:
             status = 500 if str(result["error"]).startswith("internal:") else 400
@@ -169,6 +130,18 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         return JSONResponse(result)
 
     return app
+
+
+def _openai_error(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.openai_body(), status_code=exc.status, headers=_retry_after(exc.status))
+
+
+def _native_error(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.native_body(), status_code=exc.status, headers=_retry_after(exc.status))
+
+
+def _retry_after(status: int) -> dict[str, str]:
+    return {"Retry-After": "5"} if status == 503 else {}
 
 
 def _job_id() -> str:
@@ -198,50 +171,6 @@ async def _json_object(request: Request) -> dict:
     return body
 
 
-def speech_input(body: dict) -> tuple[dict, str | None]:
-    """An OpenAI speech request as a native synthesize job's input; also the OpenAI voice name that, where
-    no stored voice has it, stands for the default voice (None when the request names no such voice)."""
-    unknown = [k for k in body if k not in SPEECH_FIELDS and k not in SPEECH_EXTENSIONS]
-    if unknown:
-        raise ApiError(400, f"{unknown[0]}: unknown field; this route takes {', '.join(SPEECH_FIELDS)} and the "
-                            f"extensions {', '.join(SPEECH_EXTENSIONS)}", param=unknown[0])
-    for name in ("model", "input", "voice"):
-        if name not in body:
-            raise ApiError(400, f"{name}: is required", param=name)
-        if not isinstance(body[name], str):
-            raise ApiError(400, f"{name}: must be a string", param=name)
-    fmt = body.get("response_format", "mp3")
-    if not isinstance(fmt, str):
-        raise ApiError(400, f"response_format: must be one of {', '.join(SPEECH_FORMATS)}", param="response_format")
-    if fmt == "aac":
-        raise ApiError(400, "response_format: aac is not available (the worker's encoders cannot write it); use "
-                            f"one of {', '.join(SPEECH_FORMATS)}", param="response_format", code="unsupported_value")
-    if fmt not in SPEECH_FORMATS:
-        raise ApiError(400, f"response_format: must be one of {', '.join(SPEECH_FORMATS)} (got {fmt!r})",
-                       param="response_format")
-    if body.get("instructions"):
-        raise ApiError(400, "instructions: not supported; F5-TTS takes its manner of speaking from the voice's "
-                            "reference audio: pick (or upload) a voice that sounds the way you want, and leave "
-                            "instructions out", param="instructions", code="unsupported_value")
-    stream_format = body.get("stream_format", "audio")
-    if stream_format != "audio":
-        raise ApiError(400, f"stream_format: only 'audio' is served (got {stream_format!r}); sse is not yet "
-                            "available", param="stream_format", code="unsupported_value")
-    native: dict[str, Any] = {"action": "synthesize", "text": body["input"], "output_format": SPEECH_FORMATS[fmt]}
-    model = body["model"]
-    if model not in OPENAI_MODELS:
-        native["model"] = model
-    voice, openai_voice = body["voice"], None
-    if body["voice"].lower() in OPENAI_VOICES:
-        openai_voice = voice
-    elif not is_default_voice(voice):
-        native["voice"] = voice
-    if "speed" in body:
-        native["speed"] = body["speed"]
-    native.update({k: body[k] for k in SPEECH_EXTENSIONS if k in body})
-    return native, openai_voice
-
-
 def _speak(worker: Worker, body: dict, job_id: str) -> tuple[bytes, str, dict[str, str]]:
     """One speech request, in a thread: its audio, content type and headers, or an ApiError."""
     native, openai_voice = speech_input(body)
@@ -254,7 +183,7 @@ def _speak(worker: Worker, body: dict, job_id: str) -> tuple[bytes, str, dict[st
         request = schema.parse_job(native)
         speech = worker.synthesis.speak(request, Job(job_id))
     except JobError as exc:
-        raise _from_job_error(exc, SPEECH_FIELD_NAMES) from None
+        raise from_job_error(exc, SPEECH_FIELD_NAMES) from None
     except stopping.JobStopped as exc:
         raise ApiError(503, str(exc), kind="server_error") from None
     except MemoryError:

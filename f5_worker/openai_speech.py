@@ -1,0 +1,95 @@
+"""OpenAI's speech API in the worker's terms: a ``/v1/audio/speech`` body as a native synthesize job's input,
+and a refusal as OpenAI's error object.
+
+One home for the mapping (docs/http.md) that every front door speaking OpenAI's dialect shares: the HTTP
+server (http_server.py) and, on a queue endpoint, RunPod's ``openai_route`` jobs. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from f5_worker.errors import JobError
+from f5_worker.limits import is_default_voice
+
+# OpenAI's model names: each means this worker's default model.
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+# OpenAI's built-in voices: a stored voice of that name if there is one, else the default voice.
+OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
+                 "shimmer", "verse")
+# OpenAI's response_format -> the encoders' format (audio.py); aac is refused: libsndfile cannot write it.
+SPEECH_FORMATS = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "pcm": "pcm"}
+# The native synthesize fields a speech request may also give (an extension: the OpenAI SDK's extra_body).
+SPEECH_EXTENSIONS = ("seed", "nfe_step", "cfg_strength", "sway_sampling_coef", "language", "normalize",
+                     "remove_silence", "cross_fade_duration", "target_rms")
+SPEECH_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
+# A native field named in an error -> the speech request's field it came from.
+SPEECH_FIELD_NAMES = {"text": "input", "output_format": "response_format"}
+
+
+class ApiError(Exception):
+    """A request refused: its HTTP status, message, and the field it names (``param``)."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.kind, self.code = status, message, param, kind, code
+
+    def openai_body(self) -> dict:
+        """OpenAI's error object, so its SDKs raise BadRequestError (and the like) with the message."""
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+    def native_body(self) -> dict:
+        """The queue worker's error form: ``{"error": "<field>: <problem>"}``."""
+        text = f"{self.param}: {self.message}" if self.param and not self.message.startswith(self.param) \
+            else self.message
+        return {"error": text}
+
+
+def from_job_error(exc: JobError, names: dict[str, str] | None = None) -> ApiError:
+    field = (names or {}).get(exc.field, exc.field)
+    return ApiError(400, f"{field}: {exc.problem}", param=field)
+
+
+def speech_input(body: dict) -> tuple[dict, str | None]:
+    """An OpenAI speech request as a native synthesize job's input; also the OpenAI voice name that, where
+    no stored voice has it, stands for the default voice (None when the request names no such voice)."""
+    unknown = [k for k in body if k not in SPEECH_FIELDS and k not in SPEECH_EXTENSIONS]
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; this route takes {', '.join(SPEECH_FIELDS)} and the "
+                            f"extensions {', '.join(SPEECH_EXTENSIONS)}", param=unknown[0])
+    for name in ("model", "input", "voice"):
+        if name not in body:
+            raise ApiError(400, f"{name}: is required", param=name)
+        if not isinstance(body[name], str):
+            raise ApiError(400, f"{name}: must be a string", param=name)
+    fmt = body.get("response_format", "mp3")
+    if not isinstance(fmt, str):
+        raise ApiError(400, f"response_format: must be one of {', '.join(SPEECH_FORMATS)}", param="response_format")
+    if fmt == "aac":
+        raise ApiError(400, "response_format: aac is not available (the worker's encoders cannot write it); use "
+                            f"one of {', '.join(SPEECH_FORMATS)}", param="response_format", code="unsupported_value")
+    if fmt not in SPEECH_FORMATS:
+        raise ApiError(400, f"response_format: must be one of {', '.join(SPEECH_FORMATS)} (got {fmt!r})",
+                       param="response_format")
+    if body.get("instructions"):
+        raise ApiError(400, "instructions: not supported; F5-TTS takes its manner of speaking from the voice's "
+                            "reference audio: pick (or upload) a voice that sounds the way you want, and leave "
+                            "instructions out", param="instructions", code="unsupported_value")
+    stream_format = body.get("stream_format", "audio")
+    if stream_format != "audio":
+        raise ApiError(400, f"stream_format: only 'audio' is served (got {stream_format!r}); sse is not yet "
+                            "available", param="stream_format", code="unsupported_value")
+    native: dict[str, Any] = {"action": "synthesize", "text": body["input"], "output_format": SPEECH_FORMATS[fmt]}
+    model = body["model"]
+    if model not in OPENAI_MODELS:
+        native["model"] = model
+    voice, openai_voice = body["voice"], None
+    if body["voice"].lower() in OPENAI_VOICES:
+        openai_voice = voice
+    elif not is_default_voice(voice):
+        native["voice"] = voice
+    if "speed" in body:
+        native["speed"] = body["speed"]
+    native.update({k: body[k] for k in SPEECH_EXTENSIONS if k in body})
+    return native, openai_voice
