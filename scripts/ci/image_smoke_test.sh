@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# For CI: build the worker's images on a local Debian base and boot them: the thin Dockerfile.runpod three
+# For CI: build the worker's images on a local Debian base and boot them: the thin Dockerfile.runpod four
 # times against a temporary directory standing in for the network volume, the Hub's .runpod/Dockerfile
 # (environment baked in) once with neither volume nor network.
 #
@@ -11,14 +11,16 @@
 #   boot 3: as deployed on an endpoint: runpod's worker loop takes the same job from a stand-in for
 #           RunPod's job API (tests/runpod_platform.py), posts the result back and sends heartbeats;
 #           then SIGTERM, as RunPod scales a worker down, must end it with exit code 0;
-#   boot 4: the baked image as the Hub runs it: no volume and --network none; answers test_input.json from
+#   boot 4: as on a load-balancing endpoint: SERVE=http with PORT and PORT_HEALTH; /ping answers 204 while
+#           loading, then 200; POST /v1/audio/speech answers a WAV that is decoded; SIGTERM ends it with 0;
+#   boot 5: the baked image as the Hub runs it: no volume and --network none; answers test_input.json from
 #           the environment in the image (a venv build at boot fails the test).
 #
 # Prints each image's build and boot times and size, then "thin image: PASS" or "baked image: PASS" as that
 # image's part passes; the last line is PASS or FAILED. Changes: builds the base image
 # (scripts/ci/build_base_image.sh, cached in ~/.cache/f5-worker) and the test images (the baked one, 8 GB,
 # with the host's uv cache mounted so nothing is downloaded); removes its containers, its images (the baked
-# one as soon as boot 4 is done) and its work directory at the end, also when stopped by SIGTERM or SIGINT
+# one as soon as boot 5 is done) and its work directory at the end, also when stopped by SIGTERM or SIGINT
 # (sent to its process group, so the command in progress stops too). Host workarounds live here, not in the
 # Dockerfiles: --runtime runc (crun fails on hybrid cgroups), --ulimit (no CAP_SYS_RESOURCE), the host's CA
 # bundle (TLS to PyPI through a proxy).
@@ -44,6 +46,7 @@ say() { printf '[smoke %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 cleanup() {
     local code=$?
@@ -162,7 +165,7 @@ thin_image() {
     venv_size=$(du -sh "$venv_dir" | cut -f1)
 
     # ---------------------------------------------------------------- boot 2
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     say "boot 2: same volume (reuses the venv), API on 127.0.0.1:$port"
     t0=$(now)
     "${PODMAN[@]}" run -d --name "$RUN_ID-boot2" "${RUN_FLAGS[@]}" "$IMAGE_TAG" \
@@ -203,7 +206,7 @@ print(f"[smoke] boot 2 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio; 
 EOF
 
     # ---------------------------------------------------------------- boot 3
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     api="http://127.0.0.1:$port"
     say "boot 3: as deployed (runpod's worker loop), jobs from a stand-in for RunPod's job API at $api"
     python3 "$REPO/tests/runpod_platform.py" --port "$port" --job "$CONTEXT/test_input.json" \
@@ -240,6 +243,56 @@ assert seconds > 0.5, f"only {seconds:.2f}s of audio"
 assert report["pings"], "no heartbeat reached the platform"
 print(f"[smoke] boot 3 posted: {seconds:.2f}s of audio; {len(report['pings'])} heartbeats", file=sys.stderr)
 EOF
+
+    # ---------------------------------------------------------------- boot 4
+    port=$(free_port)
+    health_port=$(free_port)
+    say "boot 4: SERVE=http as on a load-balancing endpoint, PORT=$port, PORT_HEALTH=$health_port"
+    t0=$(now)
+    "${PODMAN[@]}" run -d --name "$RUN_ID-boot4" "${RUN_FLAGS[@]}" \
+        -e SERVE=http -e PORT="$port" -e PORT_HEALTH="$health_port" "$IMAGE_TAG" >/dev/null
+    # RunPod's health contract: 204 while loading, 200 once ready; no answer yet (000) while the boot runs.
+    ready="" pings_204=0
+    for _ in $(seq 1 1200); do
+        if ! podman ps --filter "name=$RUN_ID-boot4" --filter status=running -q | grep -q .; then
+            podman logs "$RUN_ID-boot4" 2>&1 | tail -n 60 | cut -c1-400 >&2
+            fail "boot 4 exited before /ping answered 200"
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$health_port/ping" 2>/dev/null || true)
+        case "$code" in
+            200) ready=1; break ;;
+            204) pings_204=$((pings_204 + 1)) ;;
+            000) ;;
+            *) podman logs "$RUN_ID-boot4" 2>&1 | tail -n 30 | cut -c1-400 >&2; fail "boot 4's /ping answered $code" ;;
+        esac
+        sleep 0.5
+    done
+    boot4_ready=$(secs "$t0" "$(now)")
+    spoke=""
+    if [ -n "$ready" ]; then
+        curl -sf -o "$WORK/speech.wav" -D "$WORK/speech.headers" -H 'Content-Type: application/json' \
+            --data '{"model": "tts-1", "voice": "alloy", "input": "Hello there, over HTTP.", "response_format": "wav"}' \
+            "http://127.0.0.1:$port/v1/audio/speech" && spoke=1
+    fi
+    boot4_total=$(secs "$t0" "$(now)")
+    podman stop -t 60 "$RUN_ID-boot4" >/dev/null 2>&1  # SIGTERM: uvicorn finishes and the worker exits
+    boot4_exit=$(podman inspect --format '{{.State.ExitCode}}' "$RUN_ID-boot4")
+    podman logs "$RUN_ID-boot4" >"$WORK/boot4.log" 2>&1 || true
+    podman rm -f "$RUN_ID-boot4" >/dev/null
+    [ -n "$ready" ] || { tail -n 60 "$WORK/boot4.log" | cut -c1-400 >&2; fail "boot 4's /ping never answered 200"; }
+    [ -n "$spoke" ] || { tail -n 60 "$WORK/boot4.log" | cut -c1-400 >&2; fail "boot 4's /v1/audio/speech failed"; }
+    [ "$boot4_exit" = "0" ] || { tail -n 30 "$WORK/boot4.log" | cut -c1-400 >&2; fail "boot 4 exited $boot4_exit on SIGTERM"; }
+    grep -q "is ready; reusing it" "$WORK/boot4.log" || fail "boot 4 did not reuse the venv"
+    grep -qi "^content-type: audio/wav" "$WORK/speech.headers" || fail "boot 4's speech is not audio/wav"
+
+    python3 - "$WORK/speech.wav" "$pings_204" <<'EOF' || fail "boot 4's speech is not valid audio"
+import sys, wave
+with wave.open(sys.argv[1]) as wav:
+    seconds = wav.getnframes() / wav.getframerate()
+assert seconds > 0.5, f"only {seconds:.2f}s of audio"
+print(f"[smoke] boot 4 spoke: {seconds:.2f}s of {wav.getframerate()} Hz audio from /v1/audio/speech; "
+      f"/ping answered 204 {sys.argv[2]} times before 200", file=sys.stderr)
+EOF
 }
 
 # ---------------------------------------------------------------- baked image
@@ -257,28 +310,28 @@ baked_image() {
     grep -q "phase=publish" "$WORK/baked-build.log" || fail "the baked build did not build the venv"
     say "baked image built in ${baked_build_s}s (${baked_cached} steps from the cache)"
 
-    # ---------------------------------------------------------------- boot 4
-    say "boot 4: baked image, no volume, --network none (runs test_input.json from the baked venv)"
+    # ---------------------------------------------------------------- boot 5
+    say "boot 5: baked image, no volume, --network none (runs test_input.json from the baked venv)"
     mkdir -p "$WORK/baked-results"
     t0=$(now)
-    "${PODMAN[@]}" run --name "$RUN_ID-boot4" "${BOOT_FLAGS[@]}" --network none \
+    "${PODMAN[@]}" run --name "$RUN_ID-boot5" "${BOOT_FLAGS[@]}" --network none \
         -v "$WORK/baked-results:/results" -e RESULT_DUMP_DIR=/results \
-        "$BAKED_TAG" >"$WORK/boot4.log" 2>&1 || {
-        tail -n 60 "$WORK/boot4.log" | cut -c1-400 >&2
-        fail "boot 4 exited non-zero"
+        "$BAKED_TAG" >"$WORK/boot5.log" 2>&1 || {
+        tail -n 60 "$WORK/boot5.log" | cut -c1-400 >&2
+        fail "boot 5 exited non-zero"
     }
-    boot4_total=$(secs "$t0" "$(now)")
-    podman rm -f "$RUN_ID-boot4" >/dev/null
+    boot5_total=$(secs "$t0" "$(now)")
+    podman rm -f "$RUN_ID-boot5" >/dev/null
     # The ~8 GB image goes now, not at the end: the host's disk is shared.
     [ "${F5_SMOKE_KEEP:-0}" = "1" ] || podman rmi -f "$BAKED_TAG" >/dev/null
-    grep -q "no network volume at '/runpod-volume'" "$WORK/boot4.log" || fail "boot 4 found a volume"
-    grep -q "is ready; reusing it" "$WORK/boot4.log" || fail "boot 4 did not use the baked venv"
-    if grep -qE "phase=(create-venv|install)" "$WORK/boot4.log"; then fail "boot 4 built a venv at boot"; fi
-    grep -q "completed successfully" "$WORK/boot4.log" || fail "boot 4 did not complete the job"
-    boot4_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot4.log" | tail -n1)
-    [ -n "$boot4_setup" ] || fail "boot 4 log lacks start.sh's 'boot took' line"
+    grep -q "no network volume at '/runpod-volume'" "$WORK/boot5.log" || fail "boot 5 found a volume"
+    grep -q "is ready; reusing it" "$WORK/boot5.log" || fail "boot 5 did not use the baked venv"
+    if grep -qE "phase=(create-venv|install)" "$WORK/boot5.log"; then fail "boot 5 built a venv at boot"; fi
+    grep -q "completed successfully" "$WORK/boot5.log" || fail "boot 5 did not complete the job"
+    boot5_setup=$(sed -n 's/.*boot took \([0-9.]*\)s.*/\1/p' "$WORK/boot5.log" | tail -n1)
+    [ -n "$boot5_setup" ] || fail "boot 5 log lacks start.sh's 'boot took' line"
 
-    python3 - "$WORK"/baked-results/*.json <<'EOF' || fail "boot 4's job result has no valid audio"
+    python3 - "$WORK"/baked-results/*.json <<'EOF' || fail "boot 5's job result has no valid audio"
 import base64, io, json, sys, wave
 output = json.load(open(sys.argv[1]))
 assert "error" not in output, output.get("error")
@@ -286,7 +339,7 @@ audio = base64.b64decode(output["audio_base64"])
 with wave.open(io.BytesIO(audio)) as wav:
     seconds = wav.getnframes() / wav.getframerate()
 assert seconds > 0.5, f"only {seconds:.2f}s of audio"
-print(f"[smoke] boot 4 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio", file=sys.stderr)
+print(f"[smoke] boot 5 answer: {seconds:.2f}s of {wav.getframerate()} Hz audio", file=sys.stderr)
 EOF
 }
 
@@ -308,6 +361,7 @@ if [ "$IMAGES" != baked ]; then
         "boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer" \
         "boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer" \
         "boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM"
+        "boot 4 (SERVE=http, load-balancing): ${boot4_ready}s to /ping 200, ${boot4_total}s to the speech; exit 0 on SIGTERM"
     say "thin image: PASS"
     # The volume's 8 GB venv is done with; the baked build needs the disk (about 30 GB while it commits).
     rm -rf "$VOLUME/f5-worker" 2>/dev/null || podman unshare rm -rf "$VOLUME/f5-worker"
@@ -316,6 +370,6 @@ if [ "$IMAGES" != thin ]; then
     baked_image
     report \
         "baked image: $(mb "$baked_bytes") ($(mb "$((baked_bytes - base_bytes))") over the base), built in ${baked_build_s}s (${baked_cached} steps cached)" \
-        "boot 4 (baked, no volume, no network): ${boot4_setup}s to the handler, ${boot4_total}s to the job's answer"
+        "boot 5 (baked, no volume, no network): ${boot5_setup}s to the handler, ${boot5_total}s to the job's answer"
     say "baked image: PASS"
 fi
