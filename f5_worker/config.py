@@ -24,6 +24,9 @@ TINY_MODEL = "tiny"
 DEFAULT_MODEL = "F5TTS_v1_Base"
 REGISTRY_FILE_NAME = "models.json"  # the model registry file's default name, in the worker's folder on the volume
 DEFAULT_NETWORK_VOLUME = Path("/runpod-volume")  # where RunPod mounts an endpoint's network volume
+# where RunPod puts the Hugging Face repository named in an endpoint's "Model" field (its cached models), in the
+# hub's cache layout: models--<org>--<name>/snapshots/<hash>/; there with or without a network volume
+DEFAULT_CACHED_MODELS = Path("/runpod-volume/huggingface-cache/hub")
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voices sent without ref_text
 DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
 DEFAULT_REF_AUDIO_KEEP_SECONDS = 12.0  # seconds of a reference or uploaded voice kept, cut at a pause
@@ -190,6 +193,7 @@ class Settings:
     vocoder_path: str | None = None
     network_volume_path: Path | None = DEFAULT_NETWORK_VOLUME  # None: no volume (NETWORK_VOLUME_PATH="")
     hf_home: Path | None = None
+    cached_models_dir: Path = DEFAULT_CACHED_MODELS  # hub files are looked for here first (tts/weights.py)
     tiny_model_dir: Path | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -375,6 +379,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "vocoder_path": ("VOCODER_PATH", _env),
     "network_volume_path": ("NETWORK_VOLUME_PATH", _env_volume),
     "hf_home": ("HF_HOME", _env_path),
+    "cached_models_dir": ("CACHED_MODELS_DIR", _env_path),
     "tiny_model_dir": ("TINY_MODEL_DIR", _env_path),
     "device": ("DEVICE", _env_device),
     "dtype": ("MODEL_DTYPE", _env),

@@ -1,6 +1,7 @@
 """The tiny checkpoints are in the real on-disk format and load through the production loader."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -131,3 +132,85 @@ def test_speed_ups_apply_to_the_dit_backbone_only(tiny_settings):
     assert not is_dit(unet)
     m = load_models(dataclasses.replace(tiny_settings, device="cpu"))
     assert is_dit(m.cfm.transformer)
+
+
+# --- RunPod's cached models: the endpoint's "Model" repository, on the host before the worker starts ---------
+
+def place_cached(root, repo: str, files: dict, snapshot: str = "317b7eb96312eda0c431d1dab1af958a308cb35e"):
+    """``files`` (name in the repository -> source) as RunPod's docs lay a cached model out:
+    <root>/models--<org>--<name>/snapshots/<hash>/<name>, and nothing else (no refs/, no blobs/)."""
+    folder = root / f"models--{repo.replace('/', '--')}" / "snapshots" / snapshot
+    for name, source in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(source.read_bytes())
+    return folder
+
+
+def test_a_cached_model_on_the_endpoint_is_loaded_from_runpods_layout(tiny_model_dir, tmp_path, monkeypatch):
+    """A checkpoint and vocabulary in the exact layout RunPod documents, found through CACHED_MODELS_DIR and
+    loaded by the production loader, offline; the vocoder, from another repository, comes from elsewhere
+    (here a folder, as the image or the volume would hold it)."""
+    from f5_worker.config import get_settings
+
+    tiny = tiny_model_files(tiny_model_dir)
+    root = tmp_path / "runpod-volume" / "huggingface-cache" / "hub"
+    snapshot = place_cached(root, "someone/f5-tts-tiny", {"tiny/model_1.safetensors": tiny.ckpt_path,
+                                                          "tiny/vocab.txt": tiny.vocab_path})
+    entry = {"name": "tiny-cached", "architecture": str(tiny.config_path),
+             "checkpoint": "hf://someone/f5-tts-tiny/tiny/model_1.safetensors",
+             "vocab": "hf://someone/f5-tts-tiny/tiny/vocab.txt", "vocoder": str(tiny.vocoder_dir)}
+    for name, value in {"CACHED_MODELS_DIR": str(root), "DEFAULT_MODEL": "tiny-cached", "MODELS": json.dumps([entry]),
+                        "NETWORK_VOLUME_PATH": str(tmp_path / "absent"), "HF_HOME": str(tmp_path / "hf"),
+                        "HF_HUB_OFFLINE": "1", "DEVICE": "cpu"}.items():
+        monkeypatch.setenv(name, value)
+    models = load_models(get_settings())
+    assert models.files.ckpt_path == snapshot / "tiny" / "model_1.safetensors"
+    assert models.files.vocab_path == snapshot / "tiny" / "vocab.txt"
+    loaded = models.cfm.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in load_checkpoint_state(tiny.ckpt_path).items())
+
+
+def test_the_cached_model_comes_before_the_volumes_cache_and_the_vocoder_from_the_volume(tiny_model_dir, tmp_path):
+    """F5-TTS's repository as the endpoint's cached model: the built-in model's checkpoint is read from there even
+    with a copy in the volume's cache, and Vocos (the one other repository) from the volume's cache."""
+    from huggingface_hub import constants
+
+    tiny = tiny_model_files(tiny_model_dir)
+    root = tmp_path / "cached"
+    snapshot = place_cached(root, "SWivid/F5-TTS", {"F5TTS_v1_Base/model_1250000.safetensors": tiny.ckpt_path})
+    volume = tmp_path / "volume"
+    cache = volume / "f5-worker" / "cache" / "huggingface" / "hub"
+    for repo, name, source in (("SWivid/F5-TTS", "F5TTS_v1_Base/model_1250000.safetensors", tiny.ckpt_path),
+                               ("charactr/vocos-mel-24khz", "config.yaml", tiny.vocoder_dir / "config.yaml"),
+                               ("charactr/vocos-mel-24khz", "pytorch_model.bin", tiny.vocoder_dir / "pytorch_model.bin")):
+        place_cached(cache, repo, {name: source}, "0" * 40)
+        (cache / f"models--{repo.replace('/', '--')}" / "refs").mkdir(exist_ok=True)
+        (cache / f"models--{repo.replace('/', '--')}" / "refs" / constants.DEFAULT_REVISION).write_text("0" * 40)
+    settings = Settings(default_model="F5TTS_v1_Base", network_volume_path=volume, hf_offline=True,
+                        cached_models_dir=root)
+    found = resolve_model_files(settings)
+    assert found.ckpt_path == snapshot / "F5TTS_v1_Base" / "model_1250000.safetensors"
+    assert found.vocoder_dir == cache / "models--charactr--vocos-mel-24khz" / "snapshots" / ("0" * 40)
+    # without the vocoder anywhere, the error says where the worker looked, the cached models included
+    bare = dataclasses.replace(settings, network_volume_path=tmp_path / "absent", hf_home=tmp_path / "hf")
+    with pytest.raises(ModelUnavailableError, match=f"charactr/vocos-mel-24khz/config.yaml.*cached models {root}"):
+        resolve_model_files(bare)
+
+
+def test_of_several_cached_snapshots_refs_main_wins_then_the_newest(tiny_model_dir, tmp_path):
+    import os
+
+    from f5_worker.tts.weights import cached_model_file
+
+    tiny = tiny_model_files(tiny_model_dir)
+    root = tmp_path / "cached"
+    old = place_cached(root, "org/name", {"vocab.txt": tiny.vocab_path}, "a" * 40)
+    new = place_cached(root, "org/name", {"vocab.txt": tiny.vocab_path}, "b" * 40)
+    os.utime(old, (1_000_000, 1_000_000))
+    assert cached_model_file(root, "org/name", "vocab.txt") == new / "vocab.txt"
+    (root / "models--org--name" / "refs").mkdir()
+    (root / "models--org--name" / "refs" / "main").write_text("a" * 40)
+    assert cached_model_file(root, "org/name", "vocab.txt") == old / "vocab.txt"
+    assert cached_model_file(root, "org/name", "absent.txt") is None
+    assert cached_model_file(root, "org/other", "vocab.txt") is None
+    assert cached_model_file(tmp_path / "nothing", "org/name", "vocab.txt") is None

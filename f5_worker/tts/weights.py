@@ -1,10 +1,12 @@
-"""Where a model's files are: a path, the Hugging Face cache, or a hub download.
+"""Where a model's files are: a path, RunPod's cached models, the Hugging Face cache, or a hub download.
 
 A location is a path (on the volume, in the image) or ``hf://<owner>/<repo>/<file>``,
 the notation of f5-tts's own inference code and of its community model cards
-(SHARED.md). A hub file is looked up in the Hugging Face cache (on the network
-volume when mounted) and downloaded into it when allowed; offline with nothing
-cached is an error that says what to provide.
+(SHARED.md). A hub file is looked up first among RunPod's cached models (the one
+repository an endpoint's "Model" field puts on the host before the worker starts:
+local disk, and no download billed), then in the Hugging Face cache (on the network
+volume when mounted), and downloaded into that cache when allowed; offline with
+nothing cached is an error that says what to provide.
 """
 
 from __future__ import annotations
@@ -54,18 +56,46 @@ def split_hub_location(location: str) -> tuple[str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:])
 
 
+def cached_model_file(root: Path, repo: str, filename: str) -> Path | None:
+    """``filename`` of ``repo`` among RunPod's cached models under ``root``, or None.
+
+    RunPod's docs promise the hub's cache layout down to ``models--<org>--<name>/snapshots/<hash>/``, not the
+    ``refs/main`` beside it that the hub's own lookup needs: so the snapshot ``refs/main`` names is tried
+    first, then every snapshot there, the newest first."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.file_download import repo_folder_name
+
+    try:
+        snapshots = root / repo_folder_name(repo_id=repo, repo_type="model") / "snapshots"
+        hashes = [p.name for p in sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)]
+        for revision in (None, *hashes):
+            found = try_to_load_from_cache(repo, filename, cache_dir=root, revision=revision)
+            if isinstance(found, str):  # a regular file (links followed); not a cached "does not exist"
+                return Path(found)
+    except (OSError, ValueError):  # no such folder; a repository name the hub refuses
+        pass
+    return None
+
+
 def hub_file(repo: str, filename: str, settings: Settings, what: str) -> Path:
-    """A file of a hub repository, from the model cache or downloaded into it (unless offline)."""
+    """A file of a hub repository: from RunPod's cached models, the model cache, or downloaded (unless offline)."""
     from huggingface_hub import hf_hub_download
 
+    found = cached_model_file(settings.cached_models_dir, repo, filename)
+    if found is not None:
+        log.info("%s: %s/%s from the endpoint's cached models (%s)", what, repo, filename, found)
+        return found
     cache = settings.model_cache_dir / "hub"
     try:
         return Path(hf_hub_download(repo, filename, cache_dir=cache, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached (or a broken cache entry): fall through to the download
         pass
     if settings.hf_offline:
+        also = (f" nor in the endpoint's cached models {settings.cached_models_dir}"
+                if settings.cached_models_dir.is_dir() else "")
         raise ModelUnavailableError(
-            f"{what} ({repo}/{filename}) is not in the model cache {cache} and HF_HUB_OFFLINE is set. {WHAT_TO_DO}")
+            f"{what} ({repo}/{filename}) is not in the model cache {cache}{also} and HF_HUB_OFFLINE is set. "
+            f"{WHAT_TO_DO}")
     try:
         log.info("downloading %s from %s/%s into %s", what, repo, filename, cache)
         return Path(hf_hub_download(repo, filename, cache_dir=cache))
