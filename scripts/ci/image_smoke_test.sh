@@ -360,7 +360,7 @@ if [ "$IMAGES" != baked ]; then
         "venv on the volume: $venv_size at ${venv_dir#"$VOLUME"/}" \
         "boot 1 (cold, builds the venv): ${boot1_setup}s to the handler, ${boot1_total}s to the job's answer" \
         "boot 2 (warm, reuses the venv): ${boot2_setup:-?}s to the handler, ${boot2_total}s to the job's answer" \
-        "boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM"
+        "boot 3 (as deployed, runpod's worker loop): ${boot3_total}s to the posted result; exit 0 on SIGTERM" \
         "boot 4 (SERVE=http, load-balancing): ${boot4_ready}s to /ping 200, ${boot4_total}s to the speech; exit 0 on SIGTERM"
     say "thin image: PASS"
     # The volume's 8 GB venv is done with; the baked build needs the disk (about 30 GB while it commits).
