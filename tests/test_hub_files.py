@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from f5_worker.config import ALIGNER_KINDS
+from f5_worker.config import ALIGNER_KINDS, SERVE_MODES, Settings
 from f5_worker.schema import parse_job
 from f5_worker.tts.registry import BUILTIN_NAMES
 
@@ -243,6 +243,13 @@ def test_the_env_offered_is_what_the_worker_reads():
     assert options["DEFAULT_MODEL"] == list(BUILTIN_NAMES), "the registry's built-in models, in its order"
     assert options["ALIGNER"] == list(ALIGNER_KINDS)
     assert env["DEFAULT_MODEL"]["input"]["default"] == "F5TTS_v1_Base"
+    defaults = {key: item["input"].get("default") for key, item in env.items()}
+    assert options["SERVE"] == list(SERVE_MODES) and defaults["SERVE"] == Settings().serve
+    assert defaults["CACHED_MODELS_DIR"] == str(Settings().cached_models_dir)
+    # PORT_HEALTH as RunPod defaults it, PORT's value: the worker's own 0 ("PORT's") is no port to RunPod
+    assert defaults["PORT"] == defaults["PORT_HEALTH"] == Settings().port
+    for key in ("PORT", "PORT_HEALTH"):
+        assert (env[key]["input"]["min"], env[key]["input"]["max"]) == (1, 65535), key
 
 
 def test_the_hub_tests_are_valid_jobs_on_the_default_model_without_a_volume():
@@ -250,6 +257,7 @@ def test_the_hub_tests_are_valid_jobs_on_the_default_model_without_a_volume():
     env = {item["key"]: item["value"] for item in tests["config"]["env"]}
     assert env.get("DEFAULT_MODEL", "F5TTS_v1_Base") == "F5TTS_v1_Base", "the Hub tests the real model"
     assert "NETWORK_VOLUME_PATH" not in env
+    assert env.get("SERVE", "queue") == "queue", "the Hub's tests are queue jobs"
     for case in tests["tests"]:
         parse_job(case["input"])  # raises on a job the worker would refuse
     actions = {case["input"].get("action", "synthesize") for case in tests["tests"]}
