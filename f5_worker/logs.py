@@ -115,7 +115,11 @@ def _continued(text: str) -> str:
 
 
 def configure(level: str, stream: IO[str]) -> None:
-    """The worker's logging: every record through ``SafeFormatter`` to ``stream`` (runpod_handler.py)."""
+    """The worker's logging: every record through ``SafeFormatter`` to ``stream`` (runpod_handler.py).
+
+    ``force``: importing runpod has already given the root logger a handler of its own format (its
+    ``rp_upload`` calls ``basicConfig`` at import), and without it this call would change nothing: no record
+    would pass through ``SafeFormatter``."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler])
+    logging.basicConfig(level=level, handlers=[handler], force=True)
