@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from f5_worker.logs import hide_credentials
+from f5_worker.logs import hide_credentials, keep_secret
 
 TINY_MODEL = "tiny"
 DEFAULT_MODEL = "F5TTS_v1_Base"
@@ -35,6 +35,8 @@ DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job
 ALIGNER_KINDS = ("auto", "ctc", "sphinx", "dtw", "estimate")
 SERVE_MODES = ("queue", "http")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+MIN_TOKEN_CHARS = 16  # API_TOKEN: shorter is too easy to guess
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750's b64token: what a bearer token may hold
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -229,6 +231,7 @@ class Settings:
     serve: str = "queue"  # queue: RunPod's queue worker; http: the HTTP server (http_server.py, docs/http.md)
     port: int = 80  # SERVE=http: the port it listens on (RunPod's load-balancing endpoints set PORT)
     port_health: int = 0  # SERVE=http: a second port the server (so /ping) listens on; 0: PORT alone
+    api_token: str | None = field(default=None, repr=False)  # SERVE=http: the bearer token every route but /ping needs
 
     @property
     def volume_mounted(self) -> bool:
@@ -316,6 +319,20 @@ def _env_health_port(name: str, default: int) -> int:
     value = _env_int(name, default)
     if not 0 <= value < 65536:
         raise SettingsError(f"{name} must be a port number, 1 to 65535, or 0 for PORT's (got {value})")
+    return value
+
+
+def _env_token(name: str, default: str | None) -> str | None:
+    """``API_TOKEN``: a bearer token of at least MIN_TOKEN_CHARS characters, hidden in every log line from
+    here on (logs.keep_secret). A value refused for its form is not quoted."""
+    value = (_env(name) or "").strip()
+    if not value:
+        return default
+    if len(value) < MIN_TOKEN_CHARS or not _TOKEN.fullmatch(value):
+        raise SettingsError(f"{name} must be at least {MIN_TOKEN_CHARS} characters of A-Z, a-z, 0-9 and -._~+/, "
+                            f"with = only at the end (a bearer token's characters; got {len(value)} characters); "
+                            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    keep_secret(value)
     return value
 
 
@@ -415,6 +432,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "serve": ("SERVE", _env_one_of(SERVE_MODES)),
     "port": ("PORT", _env_port),
     "port_health": ("PORT_HEALTH", _env_health_port),
+    "api_token": ("API_TOKEN", _env_token),
 }
 OLDER_NAMES = {"DEFAULT_MODEL": "WORKER_MODEL"}  # a variable's older name, still read
 

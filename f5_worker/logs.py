@@ -10,6 +10,8 @@ into the log, one that looks like the worker's own, and a NUL byte reaches the l
   setting's, may carry them, and a message or a log line that quotes it would hand them to whoever reads
   it (``echo``, ``shorten``, ``cut`` and ``SafeFormatter`` all apply it, before any cut, so no piece of a
   secret survives either);
+- ``keep_secret`` adds a secret setting's value (``API_TOKEN``) to what those same four blank, wherever it
+  appears: a client that sends the token in a URL's query, or as a field's value, finds it in no log line;
 - ``escape`` turns control characters into visible escapes (``\\n``, ``\\x00``);
 - ``SafeFormatter``, the worker's log format (``configure``), escapes every message, and indents
   every continuation line of a traceback, so no input can start a line of its own in the log.
@@ -34,6 +36,8 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # does, and across spaces, which urlsplit keeps in a user name. At worst it hides a host followed by an ``@``.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\r\n/?#]*@")
 HIDDEN = "***"
+MIN_SECRET_CHARS = 8  # a shorter value is not kept: hiding it would blank common words in every line
+_SECRETS: set[str] = set()  # secret settings' values, blanked in every message and log line (keep_secret)
 
 
 def _escaped(match: re.Match) -> str:
@@ -44,6 +48,20 @@ def _escaped(match: re.Match) -> str:
 def hide_credentials(text: str) -> str:
     """``text`` with the user information of every URL in it replaced by ``***``."""
     return _USERINFO.sub(rf"\g<1>{HIDDEN}@", text) if "@" in text else text
+
+
+def keep_secret(value: str) -> None:
+    """Blank ``value`` (a secret setting's) in every message and log line from now on."""
+    if len(value) >= MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
+def _hidden(text: str) -> str:
+    """``text`` with URLs' user information and every kept secret blanked."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, HIDDEN)
+    return hide_credentials(text)
 
 
 def escape(text: str) -> str:
@@ -57,7 +75,7 @@ def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     Counting the escapes keeps a cut field name within an error's bound for fields (errors.MAX_FIELD_CHARS),
     so it is never cut a second time, which would state the length of the first cut instead of the value's.
     """
-    text = hide_credentials(text)
+    text = _hidden(text)
     whole = escape(text[: limit + 1])
     if len(whole) <= limit:
         return whole
@@ -78,7 +96,7 @@ def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
 
 def cut(text: str, limit: int) -> str:
     """``text`` within ``limit`` characters (a message's last line of defence against a huge echo)."""
-    text = hide_credentials(text)
+    text = _hidden(text)
     return text if len(text) <= limit else f"{text[: max(limit - 30, 0)]}... ({len(text)} characters)"
 
 
@@ -97,7 +115,7 @@ class SafeFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's names
         message = record.message
-        record.message = escape(hide_credentials(message))
+        record.message = escape(_hidden(message))
         try:
             return super().formatMessage(record)
         finally:
@@ -111,7 +129,7 @@ class SafeFormatter(logging.Formatter):
 
 
 def _continued(text: str) -> str:
-    return "\n".join(CONTINUATION + escape(hide_credentials(line)) for line in text.split("\n"))
+    return "\n".join(CONTINUATION + escape(_hidden(line)) for line in text.split("\n"))
 
 
 def configure(level: str, stream: IO[str]) -> None:
