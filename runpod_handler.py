@@ -216,7 +216,7 @@ def run_http_server() -> int:
     from f5_worker.worker import Worker
 
     settings = get_settings()
-    return serve(settings.port, settings.port_health, Worker.from_env)
+    return serve(settings.port, settings.port_health, Worker.from_env, api_token=settings.api_token)
 
 
 if __name__ == "__main__" and SERVE_HTTP:

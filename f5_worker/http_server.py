@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from f5_worker import schema, stopping
 from f5_worker.errors import JobError
+from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
 from f5_worker.job import Job
 from f5_worker.openai_speech import (
     OPENAI_MODELS,
@@ -49,8 +50,10 @@ class Loading:
 
 
 def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | None = None,
-               on_load_failure: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The app over ``worker``, or over the Worker ``load`` returns (called in a thread once the server runs)."""
+               on_load_failure: Callable[[BaseException], None] | None = None,
+               api_token: str | None = None) -> FastAPI:
+    """The app over ``worker``, or over the Worker ``load`` returns (called in a thread once the server runs);
+    with ``api_token``, every route but /ping needs it as a bearer token (http_auth.py)."""
     state = Loading(worker=worker)
 
     def load_in_thread() -> None:
@@ -68,7 +71,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             threading.Thread(target=load_in_thread, name="load-worker", daemon=True).start()
         yield
 
-    app = FastAPI(title="f5-worker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="f5-worker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                  dependencies=token_dependencies(api_token), exception_handlers=EXCEPTION_HANDLERS)
     app.state.loading = state
 
     def ready() -> Worker:
@@ -216,7 +220,7 @@ def listening_sockets(port: int, port_health: int = 0, host: str = "0.0.0.0") ->
     return sockets
 
 
-def serve(port: int, port_health: int, load: Callable[[], Worker]) -> int:
+def serve(port: int, port_health: int, load: Callable[[], Worker], api_token: str | None = None) -> int:
     """Run the server until it is stopped; the exit status: 0, or 2 when the worker could not start."""
     import uvicorn
 
@@ -228,10 +232,12 @@ def serve(port: int, port_health: int, load: Callable[[], Worker]) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(load, on_load_failure=stop)
+    app = create_app(load, on_load_failure=stop, api_token=api_token)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=30))
     sockets = listening_sockets(port, port_health)
     log.info("HTTP server on port%s %s", "s" if len(sockets) > 1 else "",
              " and ".join(str(s.getsockname()[1]) for s in sockets))
+    if api_token:
+        log.info("every route but /ping needs the bearer token (API_TOKEN)")
     server.run(sockets=sockets)
     return outcome["status"]
