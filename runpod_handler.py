@@ -44,6 +44,7 @@ from pathlib import Path
 from f5_worker import logs
 from f5_worker.config import SettingsError, get_settings, runpod_local_test_mode, runpod_log_level
 from f5_worker.runpod_import import import_runpod
+from f5_worker.schema import is_openai_route
 from f5_worker.transcribe import hub_logs_once
 from f5_worker.tts.weights import ModelUnavailableError
 
@@ -116,13 +117,21 @@ def reporter_for(job) -> ProgressPoster | None:
 
 
 async def handler(job):
-    """RunPod calls this once per job, several at a time; the Worker never raises."""
+    """RunPod calls this once per job, several at a time; the Worker never raises.
+
+    An OpenAI route's job (``openai_route``) answers a list of its one answer, as a streaming worker's does
+    (docs/http.md): runpod-python takes an ``"error"`` in a returned dict as the job's failure, and one that
+    is not a string (OpenAI's error object) loses the job's output; in a list, the answer is the output."""
     reporter = reporter_for(job)
     result = await WORKER.handle_async(job.get("input"), job_id=job.get("id"), reporter=reporter)
     if reporter is not None:
         await reporter.sent()
     if RESULT_DUMP_DIR:
         dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), result)
+    if is_openai_route(job.get("input")):
+        if result.pop("refresh_worker", False):
+            ask_to_replace_this_worker()  # runpod reads refresh_worker from a returned dict only
+        return [result]
     return result
 
 

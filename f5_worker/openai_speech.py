@@ -1,14 +1,17 @@
 """OpenAI's speech API in the worker's terms: a ``/v1/audio/speech`` body as a native synthesize job's input,
-and a refusal as OpenAI's error object.
+the ``/v1/models`` list, and a refusal as OpenAI's error object.
 
 One home for the mapping (docs/http.md) that every front door speaking OpenAI's dialect shares: the HTTP
-server (http_server.py) and, on a queue endpoint, RunPod's ``openai_route`` jobs. Nothing here knows HTTP.
+server (http_server.py) and, on a queue endpoint, RunPod's ``openai_route`` jobs (actions/openai_routes.py).
+Nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from f5_worker import stopping
 from f5_worker.errors import JobError
 from f5_worker.limits import is_default_voice
 
@@ -25,6 +28,8 @@ SPEECH_EXTENSIONS = ("seed", "nfe_step", "cfg_strength", "sway_sampling_coef", "
 SPEECH_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
 # A native field named in an error -> the speech request's field it came from.
 SPEECH_FIELD_NAMES = {"text": "input", "output_format": "response_format"}
+OUT_OF_MEMORY = "internal: out of memory; try a shorter input"
+OWNER = "f5-worker"  # owned_by of every model in /v1/models
 
 
 class ApiError(Exception):
@@ -49,6 +54,31 @@ class ApiError(Exception):
 def from_job_error(exc: JobError, names: dict[str, str] | None = None) -> ApiError:
     field = (names or {}).get(exc.field, exc.field)
     return ApiError(400, f"{field}: {exc.problem}", param=field)
+
+
+def refusal(exc: Exception, failure: Callable[[Exception], dict]) -> ApiError:
+    """What an OpenAI route answers for an exception its job raised, on every front door: a JobError names
+    the field as the speech request names it (``input``, not ``text``); a stopped job is a 503; running out
+    of memory and any other failure a 500, the latter with the message of ``failure`` (the worker's failure
+    policy, which logs it and tells a CUDA failure)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, JobError):
+        return from_job_error(exc, SPEECH_FIELD_NAMES)
+    if isinstance(exc, stopping.JobStopped):
+        return ApiError(503, str(exc), kind="server_error")
+    if isinstance(exc, MemoryError):
+        return ApiError(500, OUT_OF_MEMORY, kind="server_error")
+    return ApiError(500, failure(exc)["error"], kind="server_error")
+
+
+def model_list(names: Iterable[str], default: str) -> dict:
+    """OpenAI's ``/v1/models``: every registered model, then OpenAI's names with the model they stand for."""
+    names = list(names)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": OWNER} for name in names]
+    data += [{"id": name, "object": "model", "created": 0, "owned_by": OWNER, "alias_of": default}
+             for name in OPENAI_MODELS if name not in names]
+    return {"object": "list", "data": data}
 
 
 def speech_input(body: dict) -> tuple[dict, str | None]:

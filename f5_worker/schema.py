@@ -2,6 +2,8 @@
 
 All request models are declared here, and ``ACTIONS`` is a plain table of
 them, so what a job may say does not depend on which modules were imported.
+A queue endpoint's OpenAI route (``openai_route``, docs/http.md) is a job of
+its own kind, not an action: ``OpenAIRouteRequest``.
 ``parse_job`` turns a raw ``job["input"]`` into one of these or raises a
 JobError whose message names the field and the problem. docs/api.md describes
 each field.
@@ -10,7 +12,7 @@ each field.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
@@ -32,6 +34,8 @@ from f5_worker.logs import echo, shorten
 
 MAX_TEXT_CHARS = 5000  # characters of text to speak or align in one job
 MAX_URL_CHARS = 4096
+MAX_ROUTE_CHARS = 200  # of an OpenAI route's path, e.g. /v1/audio/speech
+OPENAI_ROUTE = "openai_route"  # the dispatch key of a queue endpoint's OpenAI route jobs (OpenAIRouteRequest)
 MAX_DURATION_S = 1200.0  # seconds, the longest ``duration`` a job may ask for
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
 
@@ -226,6 +230,21 @@ class HealthRequest(_Request):
     action: Literal["health"]
 
 
+class OpenAIRouteRequest(_Request):
+    """An OpenAI route through a queue endpoint: RunPod turns ``https://api.runpod.ai/v2/<id>/openai/v1/...``
+    into a job whose input is the route and the request's body (docs/http.md). The body is checked by the
+    route, as the HTTP server checks it (openai_speech.py)."""
+
+    action: ClassVar[str] = OPENAI_ROUTE  # how the worker dispatches it; not a field a job gives
+    openai_route: str = Field(..., min_length=1, max_length=MAX_ROUTE_CHARS)
+    openai_input: dict[str, Any] | None = None  # the body; none (or {}) for a GET such as /v1/models
+
+
+def is_openai_route(raw: Any) -> bool:
+    """Whether a job's input is an OpenAI route's (``openai_route`` and no ``action``), answered in OpenAI's form."""
+    return isinstance(raw, dict) and OPENAI_ROUTE in raw and "action" not in raw
+
+
 def _check_text(text: str, verb: str, field: str = "text") -> None:
     if not text.strip():
         raise JobError(field, "is empty")
@@ -271,10 +290,13 @@ def parse_job(raw: Any) -> _Request:
     """Validate a job's input. Raises JobError naming the first bad field(s)."""
     if not isinstance(raw, dict):
         raise JobError("input", "must be a JSON object")
-    action = raw.get("action", "synthesize")
-    if not isinstance(action, str) or action not in ACTIONS:
-        raise JobError("action", f"unknown action {echo(action)}; use one of {', '.join(sorted(ACTIONS))}")
-    model = ACTIONS[action]
+    if is_openai_route(raw):
+        model = OpenAIRouteRequest
+    else:
+        action = raw.get("action", "synthesize")
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise JobError("action", f"unknown action {echo(action)}; use one of {', '.join(sorted(ACTIONS))}")
+        model = ACTIONS[action]
     try:
         return model.model_validate(raw)  # JobErrors from validators pass through unchanged
     except ValidationError as exc:

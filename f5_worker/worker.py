@@ -1,7 +1,8 @@
 """The worker: models loaded once (the default at start, others when a job first names them), then each
 job is parse -> dispatch -> error policy.
 
-Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}``;
+Every failure a job can cause comes back as ``{"error": "<field>: <problem>"}`` (an OpenAI route's job:
+OpenAI's error object, as the HTTP server answers it);
 unexpected ones are logged with their traceback and the worker keeps serving.
 A CUDA error other than running out of memory leaves this process's GPU
 unusable: the job answers with ``refresh_worker`` and the worker takes no more
@@ -20,6 +21,7 @@ from f5_worker import progress, schema, stopping
 from f5_worker.actions.align import AlignAction
 from f5_worker.actions.health import HealthAction
 from f5_worker.actions.models import ListModelsAction
+from f5_worker.actions.openai_routes import OpenAIRoutesAction
 from f5_worker.actions.synthesize import SynthesizeAction
 from f5_worker.actions.voices import VoiceActions
 from f5_worker.alignment.selection import auto_processes, load_aligner
@@ -28,6 +30,7 @@ from f5_worker.errors import JobError, free_gpu_memory, free_host_memory, is_gpu
 from f5_worker.fetch import DownloadLimits
 from f5_worker.job import Job
 from f5_worker.logs import echo, hide_credentials
+from f5_worker.openai_speech import ApiError, refusal
 from f5_worker.storage.stores import Stores
 from f5_worker.synthesis.service import SynthesisService
 from f5_worker.transcribe import WhisperTranscriber
@@ -89,8 +92,9 @@ class Worker:
             "delete_voice": voice_actions.delete,
             "list_models": ListModelsAction(self.pool),
             "health": HealthAction(models, self.aligner, processes, self.stores, self.pool.describe),
+            schema.OPENAI_ROUTE: OpenAIRoutesAction(self.synthesis),
         }
-        assert self.actions.keys() == schema.ACTIONS.keys(), "every request model has its action"
+        assert self.actions.keys() == schema.ACTIONS.keys() | {schema.OPENAI_ROUTE}, "every request model has its action"
         self._check_storage()
 
     @classmethod
@@ -197,10 +201,11 @@ class Worker:
 
     def items(self, job_input: Any, job_id: str | None = None) -> Iterator[dict]:
         """parse -> dispatch -> error policy, as a generator: one result, or a streamed job's items. A failure
-        is always the last item, ``{"error": ...}``, also after items already sent."""
+        is always the last item, ``{"error": ...}`` (``refusal``), also after items already sent."""
         started = time.perf_counter()
+        openai = schema.is_openai_route(job_input)  # answered in OpenAI's form, its errors too
         if self.gpu_failure is not None:
-            yield self._gpu_failed_result()
+            yield self._gpu_failed_result(openai)
             return
         try:
             stopping.check("start")  # stopped while it waited for a thread
@@ -214,22 +219,31 @@ class Worker:
                 yield output
             else:  # a streamed job's items
                 yield from output
-        except JobError as exc:
-            log.info("job %s refused: %s", job_id, exc)
-            yield {"error": str(exc)}
-            return
-        except stopping.JobStopped as exc:
-            log.info("job %s: %s", job_id, exc)
-            yield {"error": str(exc)}
-            return
-        except MemoryError:
-            log.exception("job %s ran out of memory", job_id)
-            yield {"error": "internal: out of memory; try a shorter text"}
-            return
-        except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; failure() logs it
-            yield self.failure(exc, job_id)
+        except Exception as exc:  # noqa: BLE001 - never let a job kill the worker; refusal() says how it ended
+            yield self.refusal(exc, job_id, openai=openai)
             return
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - started) * 1000)
+
+    def refusal(self, exc: Exception, job_id: str | None, *, openai: bool = False) -> dict:
+        """The error policy: a failed job's answer, ``{"error": "<field>: <problem>"}``, or for an OpenAI route's
+        job OpenAI's error object (openai_speech.refusal, the HTTP server's rule), with ``refresh_worker``
+        once the GPU has failed. Refusals are logged in a line, failures with their traceback."""
+        if isinstance(exc, JobError | ApiError):
+            log.info("job %s refused: %s", job_id, exc)
+        elif isinstance(exc, stopping.JobStopped):
+            log.info("job %s: %s", job_id, exc)
+        elif isinstance(exc, MemoryError):
+            log.exception("job %s ran out of memory", job_id)
+        if openai:
+            answer = refusal(exc, lambda failed: self.failure(failed, job_id)).openai_body()
+            return {**answer, "refresh_worker": True} if self.gpu_failure is not None else answer
+        if isinstance(exc, ApiError):
+            return exc.native_body()
+        if isinstance(exc, JobError | stopping.JobStopped):
+            return {"error": str(exc)}
+        if isinstance(exc, MemoryError):
+            return {"error": "internal: out of memory; try a shorter text"}
+        return self.failure(exc, job_id)  # it logs the traceback
 
     def failure(self, exc: Exception, job_id: str | None) -> dict:
         """The error for an unexpected exception (any front door's); a CUDA failure also marks the worker for replacement."""
@@ -244,10 +258,11 @@ class Worker:
         log.exception("job %s failed", job_id)
         return {"error": f"internal: {type(exc).__name__}: {hide_credentials(str(exc))[:300]}"}
 
-    def _gpu_failed_result(self) -> dict:
+    def _gpu_failed_result(self, openai: bool = False) -> dict:
         """After a CUDA error the worker would fail every job it takes; ``refresh_worker`` makes RunPod replace it."""
-        return {"error": f"internal: the GPU failed ({self.gpu_failure}); this worker is being replaced, "
-                         "send the job again", "refresh_worker": True}
+        message = f"internal: the GPU failed ({self.gpu_failure}); this worker is being replaced, send the job again"
+        answer = ApiError(500, message, kind="server_error").openai_body() if openai else {"error": message}
+        return {**answer, "refresh_worker": True}
 
 
 def _describe_request(request) -> str:
@@ -256,7 +271,7 @@ def _describe_request(request) -> str:
     text = getattr(request, "text", None)
     if text is not None:
         parts.append(f"text={len(text)} chars")
-    for name in ("model", "voice", "ref_audio_url", "audio_url", "name"):
+    for name in ("openai_route", "model", "voice", "ref_audio_url", "audio_url", "name"):
         value = getattr(request, name, None)
         if value:
             parts.append(f"{name}={echo(value)}")  # the job's own text: cut and escaped (logs.py)

@@ -232,6 +232,28 @@ def test_a_job_not_streamed_keeps_its_result_inside_a_list_on_a_streaming_server
     assert refused["status"] == "FAILED" and refused["error"].startswith("stream: this endpoint does not stream")
 
 
+def test_an_openai_route_job_answers_the_same_list_on_a_plain_and_a_streaming_worker(api_server, streaming_api_server):
+    """/runsync with RunPod's OpenAI-route input: a list of the one answer whether or not the worker streams, the
+    speech's audio the same bytes for the same seed; a refusal the same error object on both."""
+    speech = {"openai_route": "/v1/audio/speech", "openai_input": {
+        "model": "tts-1", "voice": "alloy", "input": "Same shape.", "response_format": "wav", "seed": 9,
+        "nfe_step": 4}}
+    bad = {"openai_route": "/v1/audio/speech", "openai_input": {"model": "tts-1", "voice": "alloy", "input": ""}}
+    answers = []
+    for url in (api_server, streaming_api_server):
+        body = requests.post(f"{url}/runsync", json={"input": speech}, timeout=180).json()
+        assert body["status"] == "COMPLETED", body
+        [out] = body["output"]
+        wave, rate = decode_b64_audio(out["audio_base64"])
+        assert rate == out["sample_rate"] == 24000 and abs(len(wave) / rate - out["duration"]) < 0.002
+        refused = requests.post(f"{url}/runsync", json={"input": bad}, timeout=60).json()
+        assert refused["status"] == "COMPLETED", refused
+        answers.append((out, refused["output"]))
+    assert answers[0] == answers[1]
+    assert answers[0][1] == [{"error": {"message": "input: is empty", "type": "invalid_request_error",
+                                        "param": "input", "code": None}}]
+
+
 def test_runsync_over_http(api_server):
     resp = requests.post(f"{api_server}/runsync", json={"input": {"text": "Over HTTP.", "seed": 9, "nfe_step": 4,
                                                                   "output_format": "flac", "max_retries": 0}}, timeout=120)

@@ -132,6 +132,31 @@ def test_a_long_job_reports_its_progress_before_its_result(platform):
     assert "audio_base64" in api.result(short)["output"] and short not in api.progress  # too short to report
 
 
+def test_openai_route_jobs_post_a_list_of_their_answer_and_refusals_complete(platform):
+    """What RunPod hands a queue worker for ``/openai/v1/...``: the answer is the output, a list of one as a
+    streaming worker's; a refusal is OpenAI's error object in that list, the job COMPLETED (no top-level
+    ``error``, which runpod-python would take as the job's failure and post without the object)."""
+    api, read_log, _ = platform
+    speech = api.submit({"openai_route": "/v1/audio/speech", "openai_input": {
+        "model": "tts-1", "voice": "alloy", "input": "Hello there.", "response_format": "mp3", "seed": 1,
+        "nfe_step": 4}})
+    models = api.submit({"openai_route": "/v1/models", "openai_input": {}})
+    refused = api.submit({"openai_route": "/v1/audio/speech", "openai_input": {
+        "model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": "aac"}})
+    [audio] = api.result(speech, timeout=300)["output"]
+    assert (audio["format"], audio["content_type"], audio["voice"]) == ("mp3", "audio/mpeg", "default")
+    wave, rate = decode_b64_audio(audio["audio_base64"])
+    assert rate == audio["sample_rate"] == 24000 and len(wave) > 2400
+    [listed] = api.result(models)["output"]
+    assert listed["object"] == "list" and "tts-1" in [m["id"] for m in listed["data"]]
+    body = api.result(refused)
+    assert body == {"output": [{"error": {
+        "message": "response_format: aac is not available (the worker's encoders cannot write it); use one of "
+                   "mp3, opus, flac, wav, pcm",
+        "type": "invalid_request_error", "param": "response_format", "code": "unsupported_value"}}]}, body
+    assert "Traceback" not in read_log()
+
+
 def test_on_sigterm_jobs_in_progress_finish_and_are_delivered(platform):
     """RunPod sends SIGTERM when it scales a worker down; work already paid for must still arrive. Runs last."""
     api, read_log, proc = platform
