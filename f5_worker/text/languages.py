@@ -1,6 +1,6 @@
 """How each language says what is written, where no library knows it: how numbers are written, the words
 for symbols and units, abbreviations, month names and how times and dates are said; and a guess at a text's
-language from its script, for requests that do not name one.
+language from its writing system, for requests that do not name one.
 
 One table per language, read by both who need to know how a word is said: the normaliser, which rewrites
 the text the model is given (``text.normalize``), and the aligner's reading of each word (``text.tokens``),
@@ -226,10 +226,10 @@ RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}
 
 
 def guess_language(text: str) -> str:
-    """A language tag from the script the text is written in, for requests that do not say.
+    """A language tag from the writing system the text is written in, for requests that do not say.
 
-    Only scripts are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
-    arabic: ar); Latin-script text is taken as English.
+    Only writing systems are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
+    arabic: ar); text in Latin letters is taken as English.
     """
     counts = {"ja": 0, "ko": 0, "zh": 0, "ru": 0, "el": 0, "ar": 0, "en": 0}
     for ch in text:

@@ -45,7 +45,7 @@ _URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
 # English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
 _SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
                    "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
-# Scripts written without spaces: a number next to their characters still stands alone.
+# Writing systems without spaces between words: a number next to their characters still stands alone.
 _ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characters aside)
 _ALONE_AFTER = rf"(?![^\W{CJK}])"
 _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
@@ -632,8 +632,8 @@ def _round_numbers(groups: list[str]) -> bool:
 def _shouted(text: str) -> bool:
     """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
     short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
-    so its spoken text is shouted as well (normalising it again changes nothing). A script without case
-    (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
+    so its spoken text is shouted as well (normalising it again changes nothing). A writing system without
+    case (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
     return not any(ch.islower() for ch in text) and \
         sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2
 

@@ -19,7 +19,7 @@ from unidecode import unidecode
 from f5_worker.text.languages import EN, RULES
 from f5_worker.text.numbers import CURRENCY_NAMES, base_language, say_currency, say_number, say_ordinal
 
-# Scripts written without spaces: each character is its own token.
+# Writing systems without spaces between words: each character is its own token.
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A CJK character keeps the punctuation that follows it ("好，"); other tokens run to whitespace.
 _TOKEN_RE = re.compile(rf"[{CJK}][^\w\s{CJK}]*|[^\s{CJK}]+")
