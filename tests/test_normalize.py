@@ -1,5 +1,5 @@
-"""Text normalisation for synthesis (``text.normalize`` and its rules, ``text.rewrite_rules``): what each
-language says for what is written, and a normalised text that reads the same when normalised again."""
+"""Text normalization for synthesis (``text.normalize`` and its rules, ``text.rewrite_rules``): what each
+language says for what is written, and a normalized text that reads the same when normalized again."""
 
 from __future__ import annotations
 

@@ -274,7 +274,7 @@ class _Scanner:
     def _hours_minutes_seconds(self, pos: int) -> list[Edit] | None:
         """Hours, minutes and seconds ("9:05:30", "1:30:00"), and in English minutes and seconds where the first
         number is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
-        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normaliser
+        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normalizer
         reads hours, minutes and seconds; the names leave no doubt whether a race time or a clock is meant,
         and a part that is zero is left out ("1:30:00" is no "zero seconds")."""
         m = self.p["hours_minutes_seconds"].match(self.text, pos)
@@ -632,7 +632,7 @@ def _round_numbers(groups: list[str]) -> bool:
 def _shouted(text: str) -> bool:
     """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
     short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
-    so its spoken text is shouted as well (normalising it again changes nothing). A writing system without
+    so its spoken text is shouted as well (normalizing it again changes nothing). A writing system without
     case (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
     return not any(ch.islower() for ch in text) and \
         sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2

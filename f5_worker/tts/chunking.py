@@ -156,7 +156,7 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
     waiting), and a clause mark near the even share is preferred only where the rest still fits in as
     few pieces.
 
-    Sizes are those of the text as said (``said``: ``text``'s normalisation; without it, ``text`` is said as
+    Sizes are those of the text as said (``said``: ``text``'s normalization; without it, ``text`` is said as
     written), as upstream sizes the audio: "123456789" is 9 bytes written and nearly 90 said, and a piece
     sized by what is written would carry ten times the audio one item can.
     """
