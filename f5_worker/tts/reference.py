@@ -2,9 +2,9 @@
 
 F5-TTS clones the voice of a short reference clip with its transcript. Preparing
 one (decode, resample to 24 kHz, trim to ``REF_AUDIO_KEEP_SECONDS``, raise a
-quiet one to ``target_rms``, later its mel spectrogram) costs milliseconds to seconds, so prepared
-references are cached by content: a client that sends the same clip again, or
-names a stored voice, pays once.
+quiet one to ``target_rms``, later its mel spectrogram) costs milliseconds to
+seconds, so prepared references are cached by content: a client that sends the
+same clip again, or names a stored voice, pays once.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def decode_reference(data: bytes, field: str, *, max_input_seconds: float, keep_
 def check_reference_sound(duration: float, rms: float, field: str) -> None:
     """Refuse a reference with (next to) nothing to clone: silent, or shorter than ``MIN_REFERENCE_SECONDS``
     once its edges are trimmed. ``duration`` and ``rms`` are the trimmed 24 kHz wave's, before its loudness
-    is raised to ``target_rms``. One rule for a job's clip and an upload, so a clip a job may speak with can be stored
-    as a voice, and the other way round."""
+    is raised to ``target_rms``. One rule for a job's clip and an upload, so a clip a job may speak with can
+    be stored as a voice, and the other way round."""
     if duration < MIN_REFERENCE_SECONDS or rms < SILENT_RMS:
         raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
 
