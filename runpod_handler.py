@@ -63,7 +63,7 @@ PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progre
 
 
 def serve_http() -> bool:
-    """``SERVE=http``: whether this run starts the worker's HTTP server instead of runpod's (run as a script)."""
+    """``SERVE=http``: whether this run starts the worker's HTTP server instead of runpod's (run as the main program)."""
     try:
         return __name__ == "__main__" and get_settings().serve == "http"
     except SettingsError as exc:

@@ -5,7 +5,7 @@ Runs before any venv exists, so it uses the standard library only.
 
 Every worker of a RunPod endpoint mounts the same network volume, often booting
 at the same moment. The venv (torch, f5-tts, runpod: ~8 GB) lives on that volume
-so the image stays small. This script makes sure that:
+so the image stays small. This program makes sure that:
 
 * a venv is keyed by a hash of ``uv.lock``, the interpreter (version and path),
   the platform and the CUDA flavour, so images never share an incompatible venv;
@@ -787,7 +787,7 @@ def env_exports(venv: Path, layout: Layout, cfg: Config, key: str, volume_layout
         "VIRTUAL_ENV": str(venv),
         "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         # The venv holds the dependencies only (it is shared by every image with this uv.lock); the
-        # worker's own code is the image's, so its python finds f5_worker there, from any script.
+        # worker's own code is the image's, so its python finds f5_worker there, whatever it runs.
         "PYTHONPATH": os.pathsep.join(p for p in (str(cfg.app_dir), os.environ.get("PYTHONPATH", "")) if p),
     }
     # Model caches on the volume when there is one, unless the deployer chose otherwise. TORCH_COMPILE's

@@ -2,7 +2,7 @@
 
 The image does not run this file: its start command, scripts/boot/start.sh, runs runpod_handler.py. Run from
 a checkout, this replaces itself with runpod_handler.py (same process, same options: --help lists them).
-Executed as a script of its own, runpod_handler.py has the repository root first on Python's path, as when it
+Run as a program of its own, runpod_handler.py has the repository root first on Python's path, as when it
 is run directly, so ``f5_worker`` is found without this file editing ``sys.path``, and its spawned alignment
 processes start it the same way.
 """

@@ -31,7 +31,7 @@ from f5_worker.errors import JobError
 
 MAX_REDIRECTS = 5
 USER_AGENT = "f5-worker (+https://github.com/runpod-workers)"
-_CHUNK = 64 * 1024
+_READ_BLOCK_BYTES = 64 * 1024
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetch-dns")
@@ -310,10 +310,10 @@ def _read_capped(
     body = bytearray()
     try:
         while True:
-            chunk = response.read1(_CHUNK)
-            if not chunk:
+            block = response.read1(_READ_BLOCK_BYTES)
+            if not block:
                 break
-            body += chunk
+            body += block
             if len(body) > max_bytes:
                 raise JobError(field, f"file is over the {max_bytes} byte limit")
     except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -160,14 +160,14 @@ async def _json_object(request: Request) -> dict:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
+    blocks, size = [], 0
+    async for block in request.stream():
+        size += len(block)
         if size > MAX_BODY_BYTES:
             raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+        blocks.append(block)
     try:
-        body = json.loads(b"".join(chunks))
+        body = json.loads(b"".join(blocks))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the body is not valid JSON ({exc})") from None
     if not isinstance(body, dict):

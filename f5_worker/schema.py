@@ -116,7 +116,7 @@ class SynthesizeRequest(ReferenceAudio, TimingOptions):
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)  # or segments (docs/api.md, "Scripts")
     # at most MAX_SEGMENTS (a setting, checked by the action); here only what the text bound allows
     segments: list[ScriptSegment] | None = Field(None, max_length=MAX_TEXT_CHARS)  # empty: refused in _valid
-    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
+    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's writing system
     normalize: Flag = True  # numbers, symbols and abbreviations spoken as words before synthesis
     duration: Number | None = Field(None, gt=0.0, le=MAX_DURATION_S)  # seconds of audio in all; sets the speed
     speed: Number = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED)
@@ -170,7 +170,7 @@ class AlignRequest(TimingOptions):
     text: str = Field(..., max_length=MAX_TEXT_CHARS)
     audio_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     audio_base64: str | None = Field(None, min_length=1)
-    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's script
+    language: str | None = Field(None, min_length=2, max_length=16)  # None: guessed from the text's writing system
 
     @model_validator(mode="after")
     def _valid(self):

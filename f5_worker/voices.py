@@ -1,7 +1,7 @@
-"""Saved voices: a name -> normalised reference audio + transcript, kept in ``Storage``.
+"""Saved voices: a name -> reference audio (as a voice keeps it) + transcript, kept in ``Storage``.
 
 Users clone a voice once and use it in thousands of jobs, so the reference is
-normalised at upload (24 kHz mono, at most ``REF_AUDIO_KEEP_SECONDS`` cut at a
+converted at upload (24 kHz mono, at most ``REF_AUDIO_KEEP_SECONDS`` cut at a
 pause, edges trimmed), transcribed once if no ``ref_text`` was given, and stored as two
 objects under ``voices/<name>/``:
 
@@ -148,8 +148,8 @@ class StoredVoice:
         return audio.TARGET_SAMPLE_RATE
 
 
-def normalise_reference(data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float,
-                        with_transcript: bool = False) -> np.ndarray:
+def voice_audio_from_upload(data: bytes, field: str, *, max_input_seconds: float, keep_seconds: float,
+                            with_transcript: bool = False) -> np.ndarray:
     """An upload's audio as a voice keeps it: decoded (any libsndfile format, recognised by content), 24 kHz
     mono, clipped at a pause, edges trimmed; checked as any reference is (``tts.reference``): refused when
     it holds more speech than is kept ``with_transcript``, and when it is silent or too short."""
@@ -222,7 +222,7 @@ class VoiceStore:
         model: str | None = None,
         language: str | None = None,
     ) -> VoiceInfo:
-        """Normalise, transcribe if needed, store; returns the committed metadata.
+        """Convert the audio, transcribe it if needed, store; returns the committed metadata.
 
         Without ``overwrite`` an existing name is refused, also when another
         upload of the same name commits first while this one is in flight.
@@ -234,8 +234,8 @@ class VoiceStore:
             raise self._exists(name)
 
         # The audio's own problems first: a transcript cannot fit audio that is not there.
-        wave = normalise_reference(data, audio_field, max_input_seconds=self.max_input_seconds,
-                                   keep_seconds=self.keep_seconds, with_transcript=ref_text is not None)
+        wave = voice_audio_from_upload(data, audio_field, max_input_seconds=self.max_input_seconds,
+                                       keep_seconds=self.keep_seconds, with_transcript=ref_text is not None)
         duration = len(wave) / audio.TARGET_SAMPLE_RATE
         if ref_text is not None:
             check_reference_rate(ref_text, duration)

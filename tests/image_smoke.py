@@ -2,12 +2,12 @@
 
 Building and booting the images (scripts/ci/image_smoke_test.sh) takes minutes, most of it podman writing
 layers to disk, while the rest of the suite is CPU-bound: run one after the other they would add those
-minutes to every run. So when the run selects a `container` test, one background run of the script starts
+minutes to every run. So when the run selects a `container` test, one background run of the smoke test starts
 as soon as collection ends, covering the images the selected tests check (a test marked `baked` checks the
 baked image, any other the thin one; a test that will be skipped needs none). The container tests are moved
 to the end, where each waits for that run and reads its own image's verdict from the log ("thin image:
 PASS", "baked image: PASS"). When the session ends, however early, a run still going gets SIGTERM on its
-process group (the command in progress stops, the script's clean-up removes its containers and images) and
+process group (the command in progress stops, the smoke test's clean-up removes its containers and images) and
 is waited for. Hooks and the fixture are imported by conftest.py.
 """
 
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ci" / "image_smoke_test.sh"
+SMOKE_TEST = Path(__file__).resolve().parents[1] / "scripts" / "ci" / "image_smoke_test.sh"
 RUN_TIMEOUT_S = 1800  # from the start of a run to its end; a cold first run (debootstrap, empty uv cache) fits
-STOP_TIMEOUT_S = 180  # for the script's clean-up after SIGTERM (removing an 8 GB image takes a while)
+STOP_TIMEOUT_S = 180  # for the smoke test's clean-up after SIGTERM (removing an 8 GB image takes a while)
 # a container test's limit: the background run's, then perhaps a run of its own (see ImageSmokeRuns.log_of)
 TEST_TIMEOUT_S = 2 * (RUN_TIMEOUT_S + STOP_TIMEOUT_S)
 LOG_TAIL_CHARS = 6000  # of the log shown by a failing test
 PR_SET_PDEATHSIG = 1  # prctl option: the signal the child gets when its parent dies
-IMAGES_ORDER = ("thin", "baked")  # the script's order of the parts
+IMAGES_ORDER = ("thin", "baked")  # the smoke test's order of the parts
 
 
 def image_of(item: pytest.Item) -> str:
@@ -54,7 +54,7 @@ def die_with_parent() -> None:
 
 
 class ImageSmokeRun:
-    """One background run of the smoke script for a set of images, its log in a temporary file."""
+    """One background run of the smoke test for a set of images, its log in a temporary file."""
 
     def __init__(self, images: set[str]):
         self.images = [image for image in IMAGES_ORDER if image in images]
@@ -63,17 +63,17 @@ class ImageSmokeRun:
         self.log_path = Path(name)
         self.started = time.time()
         with os.fdopen(fd, "w") as log:
-            # Its own session: SIGTERM reaches the command in progress too, not only the script, which would
+            # Its own session: SIGTERM reaches the command in progress too, not only the smoke test, which would
             # otherwise wait for a minutes-long build before its clean-up ran.
-            self.proc = subprocess.Popen([str(SCRIPT)], stdin=subprocess.DEVNULL, stdout=log,
+            self.proc = subprocess.Popen([str(SMOKE_TEST)], stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          preexec_fn=die_with_parent,
                                          env={**os.environ, "F5_SMOKE_IMAGES": self.setting})
-        self.ended: float | None = None  # when the script last wrote to its log: its end, not when it was reaped
+        self.ended: float | None = None  # when the smoke test last wrote to its log: its end, not when it was reaped
         self.waited_s = 0.0  # how long the tests waited for it: what it added to the session
 
     def wait(self) -> int:
-        """The script's exit code, waiting up to RUN_TIMEOUT_S from its start; stops it past that."""
+        """The smoke test's exit code, waiting up to RUN_TIMEOUT_S from its start; stops it past that."""
         left = RUN_TIMEOUT_S - (time.time() - self.started)
         waiting = time.monotonic()
         try:
@@ -87,7 +87,7 @@ class ImageSmokeRun:
         return code
 
     def stop(self) -> None:
-        """SIGTERM to the run's process group, then wait for the script's clean-up; SIGKILL only past that."""
+        """SIGTERM to the run's process group, then wait for the smoke test's clean-up; SIGKILL only past that."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -110,7 +110,7 @@ class ImageSmokeRun:
         code = self.wait()
         log = self.log()
         if f"{image} image: PASS" not in log:
-            pytest.fail(f"the {image} image's smoke test failed (script exit {code}, F5_SMOKE_IMAGES="
+            pytest.fail(f"the {image} image's smoke test failed (exit {code}, F5_SMOKE_IMAGES="
                         f"{self.setting})\n{self.tail()}")
         return log
 
@@ -135,7 +135,7 @@ class ImageSmokeRuns:
 
     def log_of(self, image: str) -> str:
         """This image's log, after checking that its part passed. In a run of both images a thin failure stops
-        the script before the baked part: then the baked image gets a run of its own, so each test still
+        the smoke test before the baked part: then the baked image gets a run of its own, so each test still
         answers for its own image only."""
         run = self.background
         if run is None or image not in run.images or not run.reached(image):

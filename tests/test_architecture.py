@@ -101,7 +101,7 @@ def test_no_import_cycles():
 def test_every_module_imports_on_its_own():
     """Each module imported first, in a process where no other f5_worker module has run yet (third-party
     modules stay loaded between them, so the whole check takes one interpreter)."""
-    script = """
+    program = """
 import importlib, json, sys, traceback
 failures = {}
 for name in json.loads(sys.argv[1]):
@@ -113,7 +113,7 @@ for name in json.loads(sys.argv[1]):
         failures[name] = traceback.format_exc(limit=3)
 print(json.dumps(failures))
 """
-    run = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(MODULES))], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", program, json.dumps(sorted(MODULES))], capture_output=True, text=True,
                          cwd=REPO_ROOT, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {}

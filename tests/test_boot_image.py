@@ -9,9 +9,9 @@ volume and no network and answers test_input.json; committing its 8 GB layer tak
 runs only with F5_TEST_BAKED_IMAGE=1 (.ci/run sets it). Needs root (rootful podman, apt-get for missing
 tools); measured times in docs/testing.md.
 
-One run of the script, started in the background as soon as the run's tests are collected, builds the
-images these tests check while the other tests run (tests/image_smoke.py); these tests run last and read
-their own image's verdict from its log.
+One run of the smoke test (scripts/ci/image_smoke_test.sh), started in the background as soon as the run's
+tests are collected, builds the images these tests check while the other tests run (tests/image_smoke.py);
+these tests run last and read their own image's verdict from its log.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ BAKED_SWITCH = "F5_TEST_BAKED_IMAGE"
 @pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_the_thin_image_builds_boots_four_ways_and_answers_the_test_job(image_smoke_runs):
     log = image_smoke_runs.log_of("thin")
-    # That boot 1 built the venv and boot 2 reused it without building is checked by the script, in each boot's
+    # That boot 1 built the venv and boot 2 reused it without building is checked by the smoke test, in each boot's
     # own log (phase=publish; "is ready; reusing it" and no phase=create-venv): it fails otherwise. Boot times
     # are reported, not compared: how fast a boot is depends on the machine.
     assert re.search(r"boot 1 \(cold, builds the venv\): [\d.]+s to the handler, [\d.]+s", log)
@@ -52,7 +52,7 @@ def test_the_thin_image_builds_boots_four_ways_and_answers_the_test_job(image_sm
                     reason=f"the baked image's build commits 8 GB (minutes): set {BAKED_SWITCH}=1, as .ci/run does")
 def test_the_baked_image_boots_without_volume_or_network_and_answers_the_test_job(image_smoke_runs):
     log = image_smoke_runs.log_of("baked")
-    # The script checks the build's log (the venv was built into the image) and boot 5's: no volume found, the
+    # The smoke test checks the build's log (the venv was built into the image) and boot 5's: no volume found, the
     # baked venv reused, no venv phase run at boot, the job completed; and decodes the WAV it answered.
     assert re.search(r"baked image: \d+ MB \(\d+ MB over the base\), built in [\d.]+s", log)
     assert re.search(r"boot 5 answer: [\d.]+s of \d+ Hz audio", log)

@@ -24,11 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "setup_network_venv.py"
+SETUP_VENV = REPO / "setup_network_venv.py"
 FIXTURES = Path(__file__).resolve().parent / "boot_fixtures"
 SMALL_A = FIXTURES / "small_a"
 SMALL_B = FIXTURES / "small_b"
-# The container runs the script with the system python; here, the base interpreter of .venv.
+# The container runs setup_network_venv.py with the system python; here, the base interpreter of .venv.
 BASE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
@@ -57,12 +57,12 @@ def boot_env(volume: Path | str, local_root: Path, app: Path = SMALL_A, **extra:
 
 
 def run_boot(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([BASE_PYTHON, str(SCRIPT), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([BASE_PYTHON, str(SETUP_VENV), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
 def exports(proc: subprocess.CompletedProcess) -> dict:
-    """The ``export NAME=value`` lines the script prints for start.sh."""
+    """The ``export NAME=value`` lines setup_network_venv.py prints for start.sh."""
     import shlex
 
     result = {}
@@ -97,9 +97,9 @@ def area(tmp_path):
 
 
 def load_module():
-    """The script as a module (it is a file at the repo root, not a package)."""
+    """setup_network_venv.py as a module (it is a file at the repo root, not a package)."""
     name = "setup_network_venv_under_test"
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    spec = importlib.util.spec_from_file_location(name, SETUP_VENV)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -188,7 +188,7 @@ def test_key_depends_on_cuda_flavour_and_interpreter(tmp_path, monkeypatch):
 def test_eight_concurrent_boots_build_once(area):
     volume, local = area
     env = boot_env(volume, local)
-    procs = [subprocess.Popen([BASE_PYTHON, str(SCRIPT)], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([BASE_PYTHON, str(SETUP_VENV)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(8)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     for code, _, err in results:
@@ -213,7 +213,7 @@ def boot_killed_at(env: dict, phase: str) -> tuple[int, str]:
 
     The builder's own log says when, not a clock. Returns the exit status and everything it logged.
     """
-    proc = subprocess.Popen([BASE_PYTHON, str(SCRIPT)], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([BASE_PYTHON, str(SETUP_VENV)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = []
     for line in proc.stderr:
@@ -423,7 +423,7 @@ def test_missing_lock_is_a_clear_error(area, tmp_path):
 def in_private_mount(volume: Path, mount_options: str, env: dict) -> subprocess.CompletedProcess:
     """Run a boot with a tmpfs mounted on ``volume`` in a private mount namespace (gone afterwards)."""
     shell = (f"mount -t tmpfs -o {mount_options} tmpfs {volume} && "
-             f"exec {BASE_PYTHON} {SCRIPT}")
+             f"exec {BASE_PYTHON} {SETUP_VENV}")
     return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", shell], env=env,
                           capture_output=True, text=True, timeout=180)
 
@@ -538,9 +538,9 @@ def test_a_full_volume_still_boots_workers_whose_venv_is_ready(area):
     volume, local = area
     fill = volume / "f5-worker" / "filler"
     shell = (f"mount -t tmpfs -o size=200m tmpfs {volume} && "
-             f"{BASE_PYTHON} {SCRIPT} > /dev/null && "  # builds the venv on the volume
+             f"{BASE_PYTHON} {SETUP_VENV} > /dev/null && "  # builds the venv on the volume
              f"(dd if=/dev/zero of={fill} bs=1M 2>/dev/null; true) && "
-             f"exec {BASE_PYTHON} {SCRIPT}")
+             f"exec {BASE_PYTHON} {SETUP_VENV}")
     result = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", shell],
                             env=boot_env(volume, local), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,5 +1,5 @@
-"""Every script answers --help with what it does, its options and what it changes, and does nothing else;
-show_result.py's summary of a job."""
+"""Every command (under scripts/, and the entry points at the root) answers --help with what it does, its
+options and what it changes, and does nothing else; show_result.py's summary of a job."""
 
 from __future__ import annotations
 
@@ -15,42 +15,42 @@ import pytest
 
 from conftest import REPO_ROOT
 
-SCRIPTS = sorted(
+COMMANDS = sorted(
     [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "scripts").glob("*/*") if p.suffix in (".sh", ".py")]
     + ["runpod_handler.py", "setup_network_venv.py", ".runpod/handler.py"]
 )
 FOR_DEVELOPERS_OR_CI = ("scripts/bench/", "scripts/ci/", "scripts/dev/")
 
 
-def run_script(script: str, *args: str, cwd: Path, home: Path, **env_extra: str) -> subprocess.CompletedProcess:
-    interpreter = ["bash"] if script.endswith(".sh") else [sys.executable]
+def run_command(command: str, *args: str, cwd: Path, home: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    interpreter = ["bash"] if command.endswith(".sh") else [sys.executable]
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(home), "PYTHONDONTWRITEBYTECODE": "1", **env_extra}
-    return subprocess.run([*interpreter, str(REPO_ROOT / script), *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([*interpreter, str(REPO_ROOT / command), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)
 
 
-def test_every_script_is_listed():
+def test_every_command_is_listed():
     assert {"scripts/boot/start.sh", "scripts/ops/prefetch_models.py", "scripts/dev/show_result.py",
-            "scripts/ci/image_smoke_test.sh", "scripts/bench/bench.py", "runpod_handler.py"} <= set(SCRIPTS)
+            "scripts/ci/image_smoke_test.sh", "scripts/bench/bench.py", "runpod_handler.py"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_help_explains_and_changes_nothing(script, flag, tmp_path):
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_explains_and_changes_nothing(command, flag, tmp_path):
     """Run where anything it wrote would show: an empty working directory, HOME, TMPDIR and $OUT, and the
     settings pointed into them."""
     cwd, home, out = tmp_path / "cwd", tmp_path / "home", tmp_path / "out"
     for d in (cwd, home, out):
         d.mkdir()
-    proc = run_script(script, flag, cwd=cwd, home=home, OUT=str(out), NETWORK_VOLUME_PATH=str(home / "volume"),
+    proc = run_command(command, flag, cwd=cwd, home=home, OUT=str(out), NETWORK_VOLUME_PATH=str(home / "volume"),
                       F5_LOCAL_ROOT=str(home / "local"), F5_WORKER_CACHE=str(home / "cache"),
                       HF_HOME=str(home / "hf"), RESULT_DUMP_DIR=str(out / "results"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert re.search(r"^usage:", text, re.IGNORECASE | re.MULTILINE), text
-    assert "changes" in text.lower(), f"{script} --help does not say what it changes:\n{text}"
-    if script.startswith(FOR_DEVELOPERS_OR_CI):
-        assert re.search(r"for (developers|CI)", text, re.IGNORECASE), f"{script} is not marked as a developer's or CI's"
+    assert "changes" in text.lower(), f"{command} --help does not say what it changes:\n{text}"
+    if command.startswith(FOR_DEVELOPERS_OR_CI):
+        assert re.search(r"for (developers|CI)", text, re.IGNORECASE), f"{command} is not marked as a developer's or CI's"
     assert proc.stderr.strip() == ""
     assert [list(d.iterdir()) for d in (cwd, home, out)] == [[], [], []]
 
@@ -60,11 +60,11 @@ def test_the_handlers_help_lists_runpods_own_options(tmp_path):
     loads, must describe each of them."""
     from runpod.serverless import parser
 
-    text = run_script("runpod_handler.py", "--help", cwd=tmp_path, home=tmp_path).stdout
+    text = run_command("runpod_handler.py", "--help", cwd=tmp_path, home=tmp_path).stdout
     options = {s for action in parser._actions for s in action.option_strings}
     assert options >= {"--test_input", "--rp_serve_api", "--rp_log_level"}
     assert {o for o in options if o not in text} == set()
-    assert "loading" not in run_script("runpod_handler.py", "-h", cwd=tmp_path, home=tmp_path).stderr
+    assert "loading" not in run_command("runpod_handler.py", "-h", cwd=tmp_path, home=tmp_path).stderr
 
 
 def result_of(model: str, **extra) -> dict:
@@ -82,7 +82,7 @@ def result_of(model: str, **extra) -> dict:
 def test_show_result_says_where_the_files_are(model, tmp_path):
     path = tmp_path / "local_test.json"
     path.write_text(json.dumps(result_of(model)))
-    proc = run_script("scripts/dev/show_result.py", str(path), cwd=tmp_path, home=tmp_path)
+    proc = run_command("scripts/dev/show_result.py", str(path), cwd=tmp_path, home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for suffix in (".wav", ".srt", ".vtt"):
@@ -98,14 +98,14 @@ def test_show_result_says_where_the_files_are(model, tmp_path):
 def test_show_result_on_a_failed_job_and_a_bucket_delivery(tmp_path):
     failed = tmp_path / "failed.json"
     failed.write_text(json.dumps({"error": "text: is empty"}))
-    proc = run_script("scripts/dev/show_result.py", str(failed), cwd=tmp_path, home=tmp_path)
+    proc = run_command("scripts/dev/show_result.py", str(failed), cwd=tmp_path, home=tmp_path)
     assert proc.returncode == 1 and "job failed: text: is empty" in proc.stdout
     linked = tmp_path / "linked.json"
     result = result_of("F5TTS_v1_Base", delivery="bucket", audio_url="https://bucket.example/a.wav",
                        caption_urls={"srt": "https://bucket.example/a.srt"})
     del result["audio_base64"], result["captions"]
     linked.write_text(json.dumps(result))
-    proc = run_script("scripts/dev/show_result.py", str(linked), cwd=tmp_path, home=tmp_path)
+    proc = run_command("scripts/dev/show_result.py", str(linked), cwd=tmp_path, home=tmp_path)
     assert proc.returncode == 0
     assert "https://bucket.example/a.wav" in proc.stdout and "srt: https://bucket.example/a.srt" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["failed.json", "linked.json"]
@@ -113,5 +113,5 @@ def test_show_result_on_a_failed_job_and_a_bucket_delivery(tmp_path):
 
 @pytest.mark.parametrize("args", [[], ["missing.json"]])
 def test_show_result_without_a_readable_file_is_a_usage_error(args, tmp_path):
-    proc = run_script("scripts/dev/show_result.py", *args, cwd=tmp_path, home=tmp_path)
+    proc = run_command("scripts/dev/show_result.py", *args, cwd=tmp_path, home=tmp_path)
     assert proc.returncode == 2 and "usage:" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""The accuracy script on a subset of its corpus: ground truth from espeak-ng word events, and the bound."""
+"""The accuracy command (scripts/bench/eval_alignment.py) on a subset of its corpus: ground truth from
+espeak-ng word events, and the bound."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def test_json_output(evalmod, tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     (figures,) = json.loads(out.read_text())["results"]
-    # The first three sentences only, aligned by sphinx, and the file holds the figures the script printed.
+    # The first three sentences only, aligned by sphinx, and the file holds the figures the command printed.
     assert figures["sentences"] == 3 and figures["backend"] == "sphinx"
     assert {w["sentence"] for w in figures["worst"]} <= {s[:40] for s in evalmod.SENTENCES[:3]}
     assert 20 <= figures["words"] <= sum(len(s.split()) for s in evalmod.SENTENCES[:3])

@@ -70,7 +70,7 @@ def silence_flac(seconds: int, rate: int = 384000) -> bytes:
 
 # --- memory: bounded by what a job may produce, not by what its input declares -----------------------
 
-MEMORY_SCRIPT = textwrap.dedent("""
+MEMORY_PROGRAM = textwrap.dedent("""
     import base64, io, json, re, sys
     import numpy as np
     import soundfile as sf
@@ -131,7 +131,7 @@ def test_audio_bombs_stay_within_their_memory_bound(tmp_path):
     with /proc's resettable peak), so other tests do not count.
     """
     helpers = "\n\n".join(inspect.getsource(f) for f in (wav_b64, silence_flac))
-    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, helpers, str(tmp_path)],
+    result = subprocess.run([sys.executable, "-c", MEMORY_PROGRAM, helpers, str(tmp_path)],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])

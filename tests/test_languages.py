@@ -1,5 +1,5 @@
 """The per-language tables (``text.languages``): what they hold agrees with itself, and a text's language
-is guessed from its script."""
+is guessed from its writing system."""
 
 from __future__ import annotations
 

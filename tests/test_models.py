@@ -291,7 +291,7 @@ def test_a_voice_keeps_its_model_and_language(models_settings, worker, tmp_path,
     plain = w.handle({**upload, "name": "bob"})
     assert plain["voice"]["model"] is None and plain["voice"]["language"] is None
     assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["model"] == "tiny"
-    assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["language"] == "en"  # guessed from the script
+    assert w.handle({"text": "Hello.", "voice": "bob", **FAST})["language"] == "en"  # guessed from the writing system
     # a script: the top-level voice's model and language first, else the first voice in it that keeps one
     segments = w.handle({"segments": [{"voice": "bob", "text": "Salut."}, {"voice": "amelie", "text": "Bonjour."}],
                          **FAST})

@@ -125,7 +125,7 @@ def test_numbers_are_said_in_words_and_timed_as_written(worker):
 
 
 def test_the_language_is_guessed_from_the_words_not_from_the_tags(worker):
-    """A Chinese script with its tags has more Latin letters in the tags than Chinese characters in the text."""
+    """A Chinese text with its tags has more Latin letters in the tags than Chinese characters in the text."""
     text = "[voice:default] 你好。[pause:1s] <break time=\"500ms\"/> 再见。"
     out = run(worker, text=text, word_timings=False, caption_formats=[])
     assert out["language"] == "zh", out.get("error")

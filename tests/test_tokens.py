@@ -1,5 +1,5 @@
 """The reported words of a text and what the aligner listens for in each (``text.tokens``): the token as
-written is kept, what is said for it comes from the language tables the normaliser reads too."""
+written is kept, what is said for it comes from the language tables the normalizer reads too."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from f5_worker.text.tokens import spoken_words, token_spans, tokenize
         ("“naïve”", ["naive"]),
     ],
 )
-def test_normalisation_for_alignment_keeps_the_original_word(token, spoken):
+def test_normalization_for_alignment_keeps_the_original_word(token, spoken):
     (tok,) = tokenize(token)
     assert tok.text == token
     assert tok.spoken == spoken
@@ -57,7 +57,7 @@ def test_other_readings_are_offered_for_years_and_abbreviations():
     ("C#", ["c", "hash"]),
 ])
 def test_the_number_sign_is_number_before_a_digit_and_hash_elsewhere(token, spoken):
-    """As the normaliser says it: what the aligner listens for is what the model was given to say."""
+    """As the normalizer says it: what the aligner listens for is what the model was given to say."""
     assert spoken_words(token) == spoken
     said = normalize(token, "en").spoken
     assert [w for s, e in token_spans(said) for w in spoken_words(said[s:e])] == spoken

@@ -20,7 +20,7 @@ from f5_worker.transcribe import WhisperTranscriber
 SILENCE = np.zeros(24000, dtype=np.float32)
 
 # as runpod_handler.py sets up logging, then one transcription; prints the job's error and the pipeline's state
-SCRIPT = """
+CHILD_PROGRAM = """
 import json, logging, sys
 import numpy as np
 logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -46,7 +46,7 @@ def closed_port() -> int:
 def transcribe_in_a_process(model: str, mode: str, hf_home: Path, **env_extra: str) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(hf_home), PYTHONPATH=str(REPO_ROOT), **env_extra)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, model, mode], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD_PROGRAM, model, mode], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr

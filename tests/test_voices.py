@@ -1,4 +1,4 @@
-"""The voice store on both backends: names, normalisation, overwrite, races, cache, outages."""
+"""The voice store on both backends: names, the audio as stored, overwrite, races, cache, outages."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from f5_worker.storage.base import check_key
 from f5_worker.storage.local import LocalStorage
 from f5_worker.storage.stores import Stores
 from f5_worker.transcribe import WhisperTranscriber
-from f5_worker.voices import VoiceStore, normalise_reference
+from f5_worker.voices import VoiceStore, voice_audio_from_upload
 
 
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
@@ -145,7 +145,7 @@ def test_voice_names_are_case_sensitive(store):
     assert store.load("Anna").info.duration_s == upper.duration_s != lower.duration_s
 
 
-def test_reference_is_normalised_to_24k_mono_and_trimmed(tmp_path):
+def test_reference_is_stored_as_24k_mono_and_trimmed(tmp_path):
     store = VoiceStore(LocalStorage(tmp_path))
     voice = speechlike(3.0, sample_rate=44100, pad_s=1.0)
     stereo = np.stack([voice, voice * 0.5], axis=1)
@@ -334,7 +334,7 @@ def test_concurrent_uploads_of_one_name_have_one_winner(store):
     w = winners[0]
     voice = VoiceStore(store.storage).load("race")  # a fresh reader: no cache involved
     assert voice.info.ref_text == f"Voice number {w}."
-    expected = normalise_reference(payloads[w], "audio", max_input_seconds=120, keep_seconds=12)
+    expected = voice_audio_from_upload(payloads[w], "audio", max_input_seconds=120, keep_seconds=12)
     assert len(voice.wave) == len(expected)
     assert np.max(np.abs(voice.wave - expected)) < 1e-3  # 16-bit storage
     assert sorted(o.key for o in store.storage.list("voices/race/")) == sorted(
@@ -348,7 +348,7 @@ def test_concurrent_overwrites_leave_one_consistent_voice(store):
     assert all(not isinstance(o, Exception) for o in outcomes.values())
     voice = VoiceStore(store.storage).load("race")
     i = int(voice.info.ref_text.split()[-1].rstrip("."))
-    expected = normalise_reference(payloads[i], "audio", max_input_seconds=120, keep_seconds=12)
+    expected = voice_audio_from_upload(payloads[i], "audio", max_input_seconds=120, keep_seconds=12)
     assert len(voice.wave) == len(expected)  # text and audio come from the same upload
 
 

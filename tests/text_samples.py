@@ -1,6 +1,6 @@
-"""Texts that exercise every rule of the normaliser, in the languages with tables and some without: shared by
-the property tests of the normalised text (test_normalize) and of the timings mapped back to it
-(test_written_timings)."""
+"""Texts that exercise every rule of the normalizer, in the languages with tables and some without: shared by
+the property tests of the normalized text (test_normalize), of one pass of its rules (test_rewrite_scan) and
+of the timings mapped back to it (test_written_timings)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class Aligner(Protocol):
 
 @dataclass
 class WordTiming:
-    """What a backend found for one *spoken* (normalised) word.
+    """What a backend found for one *spoken* (normalized) word.
 
     ``units`` are the word's sub-segments in order (phones for sphinx, letters
     for ctc) as ``(start, end)``; characters are placed on them.

@@ -74,7 +74,7 @@ def espeak_voices(language: str) -> list[str]:
 def mfcc_features(audio: np.ndarray) -> np.ndarray:
     """Unit-length MFCC vectors (frames x coefficients) of 16 kHz audio, one per ``FRAME_S``.
 
-    Each coefficient is normalised over the utterance (mean 0, variance 1), which removes most of
+    Each coefficient is standardised over the utterance (mean 0, variance 1), which removes most of
     what a voice and a channel add; cosine similarity then compares what is said.
     """
     transform = torchaudio.transforms.MFCC(

@@ -100,7 +100,7 @@ class _Espeak:
         self.data_path = espeakng_loader.get_data_path()
         self._steady_dir: tempfile.TemporaryDirectory | None = None
         self._steady_files: dict[str, str] = {}
-        self._chunks: list[np.ndarray] = []
+        self._blocks: list[np.ndarray] = []
         self._events: list[tuple[int, int, int, int]] = []
         self._callback = _SynthCallback(self._on_synth)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
@@ -109,7 +109,7 @@ class _Espeak:
 
     def _on_synth(self, wav, n, events) -> int:
         if n > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            self._blocks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0
         while events[i].type != EVENT_LIST_TERMINATED:
             e = events[i]
@@ -195,14 +195,14 @@ def synthesize(text: str, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM
         es.set_voice(voice, steady)
         es.lib.espeak_SetParameter(PARAM_RATE, rate_wpm, 0)
         es.lib.espeak_SetParameter(PARAM_PITCH, pitch, 0)
-        es._chunks, es._events = [], []  # noqa: SLF001
+        es._blocks, es._events = [], []  # noqa: SLF001
         raw = text.encode("utf-8")
         buf = ctypes.create_string_buffer(raw)
         status = es.lib.espeak_Synth(buf, len(raw) + 1, 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
         if status != 0:
             raise RuntimeError(f"espeak_Synth failed ({status})")
-        chunks, events = es._chunks, es._events  # noqa: SLF001
-        es._chunks, es._events = [], []  # noqa: SLF001
-    audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+        blocks, events = es._blocks, es._events  # noqa: SLF001
+        es._blocks, es._events = [], []  # noqa: SLF001
+    audio = (np.concatenate(blocks) if blocks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
     words = [WordEvent(pos - 1, length, sample) for kind, pos, length, sample in events if kind == EVENT_WORD]
     return audio, es.sample_rate, words

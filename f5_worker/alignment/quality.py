@@ -37,7 +37,7 @@ def is_silent(wave: np.ndarray) -> bool:
 
 
 def align_audio(aligner: Aligner, audio: np.ndarray, sample_rate: int, text: str, *, language: str = "en") -> Alignment:
-    """The one entry point the ``align`` action, synthesize and the accuracy script all use.
+    """The one entry point the ``align`` action, synthesize and the accuracy command (``eval_alignment.py``) all use.
 
     Falls back to estimated timings if the backend fails, so a job never dies
     on alignment; the fallback is visible as ``estimated=True``. A CUDA error is

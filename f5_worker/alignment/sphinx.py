@@ -5,7 +5,7 @@ silences between words, and a branch per reading where a token can be read
 two ways), then a phone/state-level pass that scores each word and gives
 phone segments for character timings. ``bestpath`` is off because the lattice
 rescoring pass drops final words from alignments. Audio over 30 s is cut at
-pauses into pieces after a word-level pass over all of it. Every decode starts
+pauses into stretches after a word-level pass over all of it. Every decode starts
 from reset front-end state, so a result depends only on (audio, text, language),
 never on what the worker aligned before.
 """
@@ -41,11 +41,11 @@ LOUD_DB = -30.0  # frames this close to the loudest count as speech for ``_speec
 # with P/T/K/CH after a pause were placed 45-55 ms late (median 48 ms); 45 ms is moved back.
 VOICELESS_STOPS = {"P", "T", "K", "CH"}
 CLOSURE_S = 0.045
-LONG_AUDIO_S = 30.0  # longer audio is aligned in pieces (see ``_align_long``)
+LONG_AUDIO_S = 30.0  # longer audio is aligned in stretches (see ``_align_long``)
 # After a word pass over more than this, its decoder is rebuilt: pocketsphinx keeps buffers sized for the
 # longest utterance it has decoded (0.23 GB after 30 minutes), and a new decoder costs about 0.2 s.
 REBUILD_AFTER_S = 300.0
-PIECE_S = 15.0
+STRETCH_S = 15.0
 MIN_CUT_FRAMES = 8  # pauses of at least 80 ms are places to cut
 MAX_ADDED_WORDS = 20000  # out-of-dictionary words a decoder learns before it is rebuilt
 
@@ -127,7 +127,7 @@ class SphinxAligner:
         units = [[tok.spoken, *tok.alternatives] for tok in spoken_tokens]
         with self._lock:
             if len(audio) <= LONG_AUDIO_S * SAMPLE_RATE:
-                found = self._align_piece(pcm, units, refine=True)
+                found = self._align_stretch(pcm, units, refine=True)
             else:
                 found = self._align_long(pcm, units)
                 if len(audio) > REBUILD_AFTER_S * SAMPLE_RATE:
@@ -181,7 +181,7 @@ class SphinxAligner:
         d.add_fsg("_readings", fsg)
         d.activate_search("_readings")
 
-    def _align_piece(self, pcm: bytes, units: list[list[list[str]]], refine: bool, decoders: list[int] | None = None):
+    def _align_stretch(self, pcm: bytes, units: list[list[list[str]]], refine: bool, decoders: list[int] | None = None):
         """Align ``units`` to ``pcm``: (words, phones, first phones, chosen readings), or None when no path fits.
 
         ``words`` are in frames and include filler (silence) segments, as (name, start, duration, score).
@@ -211,39 +211,39 @@ class SphinxAligner:
         return None
 
     def _align_long(self, pcm: bytes, units: list[list[list[str]]]):
-        """Long audio: a word-level pass over all of it finds the pauses, then pieces of about
-        PIECE_S seconds, cut in the middle of pauses, get the full treatment one by one.
+        """Long audio: a word-level pass over all of it finds the pauses, then stretches of about
+        STRETCH_S seconds, cut in the middle of pauses, get the full treatment one by one.
 
         The phone pass over minutes of audio at once is slow, needs the wide beam, and its
-        scores sag; pieces keep cost linear and confidences comparable to short audio.
+        scores sag; stretches keep cost linear and confidences comparable to short audio.
         """
-        coarse = self._align_piece(pcm, units, refine=False, decoders=[self._coarse])
+        coarse = self._align_stretch(pcm, units, refine=False, decoders=[self._coarse])
         if coarse is None:
             return None
         entries, chosen = coarse[0], coarse[3]
         spoken = [w for unit, k in zip(units, chosen, strict=True) for w in unit[k]]
         n_frames = len(pcm) // 2 // int(SAMPLE_RATE * FRAME_S)
-        pieces, start_frame, first_word, n_words = [], 0, 0, 0
+        stretches, start_frame, first_word, n_words = [], 0, 0, 0
         for name, start, dur, _ in entries:
             if name not in FILLERS:
                 n_words += 1
             elif (n_words > first_word and dur >= MIN_CUT_FRAMES
-                  and start + dur // 2 - start_frame >= PIECE_S / FRAME_S):
+                  and start + dur // 2 - start_frame >= STRETCH_S / FRAME_S):
                 cut = start + dur // 2
-                pieces.append((start_frame, cut, first_word, n_words))
+                stretches.append((start_frame, cut, first_word, n_words))
                 start_frame, first_word = cut, n_words
-        pieces.append((start_frame, max(n_frames, start_frame + 1), first_word, n_words))
+        stretches.append((start_frame, max(n_frames, start_frame + 1), first_word, n_words))
         words, phones, first_phone = [], [], dict(coarse[2])
         hop_bytes = 2 * int(SAMPLE_RATE * FRAME_S)
         real = [e for e in entries if e[0] not in FILLERS]
-        for a, b, i, j in pieces:
-            if stopping.is_stopped():  # in the worker process (ALIGN_PROCESSES=0): a stop waits for one piece only
+        for a, b, i, j in stretches:
+            if stopping.is_stopped():  # in the worker process (ALIGN_PROCESSES=0): a stop waits for one stretch only
                 raise stopping.JobStopped("during alignment")
             if i == j:
                 words.append(("<sil>", a, b - a, 0))
                 continue
-            piece_units = [[[w]] for w in spoken[i:j]]
-            found = self._align_piece(pcm[a * hop_bytes : b * hop_bytes], piece_units, refine=True)
+            stretch_units = [[[w]] for w in spoken[i:j]]
+            found = self._align_stretch(pcm[a * hop_bytes : b * hop_bytes], stretch_units, refine=True)
             if found is None:  # keep the coarse boundaries; no score for these words
                 words.extend((n, s, d, CONFIDENCE_MIDPOINT * d * 2) for n, s, d, _ in real[i:j])
                 continue

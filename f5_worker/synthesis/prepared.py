@@ -27,7 +27,7 @@ class PreparedJob:
     request: SynthesizeRequest
     job: Job
     engine: SynthesisEngine  # the model the job speaks with
-    language: str  # chooses the normaliser and the aligner
+    language: str  # chooses the normalizer and the aligner
     script: list[ScriptPart | Pause]
     parts: list[ScriptPart]
     params: SynthesisParams

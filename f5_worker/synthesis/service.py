@@ -135,10 +135,10 @@ class SynthesisService:
         return loaded
 
     def language_for(self, resolved: ResolvedScript, model: str) -> str:
-        """The language that chooses the normaliser and the aligner: as the job says, else the one its voices
+        """The language that chooses the normalizer and the aligner: as the job says, else the one its voices
         keep (``resolved.language``), else guessed from the words to speak (the parts: tags such as
-        ``[voice:anna]`` are no Latin text). The guess only tells scripts apart (Latin script reads as
-        English), so where the model (its registry entry) speaks one language and it is not the guess, the
+        ``[voice:anna]`` are no Latin text). The guess only tells writing systems apart (Latin letters read
+        as English), so where the model (its registry entry) speaks one language and it is not the guess, the
         model's language is the better one."""
         if resolved.language:
             return resolved.language

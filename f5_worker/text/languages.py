@@ -1,8 +1,8 @@
 """How each language says what is written, where no library knows it: how numbers are written, the words
 for symbols and units, abbreviations, month names and how times and dates are said; and a guess at a text's
-language from its script, for requests that do not name one.
+language from its writing system, for requests that do not name one.
 
-One table per language, read by both who need to know how a word is said: the normaliser, which rewrites
+One table per language, read by both who need to know how a word is said: the normalizer, which rewrites
 the text the model is given (``text.normalize``), and the aligner's reading of each word (``text.tokens``),
 so the two cannot come to say one thing two ways. Numbers themselves are said by num2words
 (``text.numbers``). Languages without a table here get their numbers read (where num2words knows the
@@ -62,10 +62,10 @@ class LanguageRules:
     agreeing_last_words: tuple[tuple[str, str, str], ...] = ()
     # Titles that, with no name after them, are a street's name: "Elm St." is Elm Street.
     street_readings: dict[str, str] = field(default_factory=dict)
-    # The word for × ("3×4": three times four). The aligner says it; the normaliser leaves × as written.
+    # The word for × ("3×4": three times four). The aligner says it; the normalizer leaves × as written.
     times: str = ""
     # The titles and abbreviations the aligner reads as words. It reads one word at a time, with none of the
-    # context the normaliser weighs: "No." is the word "no" as often as a number, so any abbreviation not
+    # context the normalizer weighs: "No." is the word "no" as often as a number, so any abbreviation not
     # here is read by its letters. Adding one changes how the align action (and synthesis without
     # ``normalize``) times it.
     aligner_abbreviations: frozenset[str] = frozenset()
@@ -226,10 +226,10 @@ RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}
 
 
 def guess_language(text: str) -> str:
-    """A language tag from the script the text is written in, for requests that do not say.
+    """A language tag from the writing system the text is written in, for requests that do not say.
 
-    Only scripts are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
-    arabic: ar); Latin-script text is taken as English.
+    Only writing systems are told apart (kana: ja, hangul: ko, han: zh, cyrillic: ru, greek: el,
+    arabic: ar); text in Latin letters is taken as English.
     """
     counts = {"ja": 0, "ko": 0, "zh": 0, "ru": 0, "el": 0, "ar": 0, "en": 0}
     for ch in text:

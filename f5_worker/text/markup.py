@@ -180,11 +180,11 @@ def _renumber_segments(items: list[ScriptItem]) -> None:
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
     """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit)."""
-    chunk = text[start:end]
-    if not any(ch.isalnum() for ch in chunk):
+    span = text[start:end]
+    if not any(ch.isalnum() for ch in span):
         return None
-    lead = len(chunk) - len(chunk.lstrip())
-    return start + lead, start + len(chunk.rstrip())
+    lead = len(span) - len(span.lstrip())
+    return start + lead, start + len(span.rstrip())
 
 
 def _find_tags(text: str, field: str, rules: PauseRules) -> list[_Tag]:

@@ -1,11 +1,11 @@
 """The text as it is said, for the model to synthesize, with a map back to the text as written.
 
 F5-TTS reads digits and symbols poorly: "$4.99" must reach it as "four dollars ninety-nine cents". The
-rules in ``text.rewrite_rules`` find what to say for what is written (an address, a date, money, ...);
-everything else is copied as is, so text that is already words, and the punctuation that shapes prosody,
-reach the model unchanged. This module applies the rules' rewrites, gives a reading the spaces it needs
-from its neighbours, and reads the text again until nothing changes, so normalising twice gives what
-normalising once gives.
+rules in ``text.rewrite_rules``, tried along the text by ``text.rewrite_scan``, find what to say for what is
+written (an address, a date, money, ...); everything else is copied as is, so text that is already words,
+and the punctuation that shapes prosody, reach the model unchanged. This module applies the rules'
+rewrites, gives a reading the spaces it needs from its neighbours, and reads the text again until nothing
+changes, so normalizing twice gives what normalizing once gives.
 
 Each rewrite records the span it replaced and the span it produced (``text.normalized_text``), so timings
 aligned on the spoken text are turned back into timings of the words as written (``text.written_timings``):
@@ -18,9 +18,9 @@ from __future__ import annotations
 from f5_worker.text.languages import RULES, LanguageRules
 from f5_worker.text.normalized_text import NormalizedText, Rewrite, compose
 from f5_worker.text.numbers import base_language, num2words_knows
-from f5_worker.text.rewrite_rules import scan
+from f5_worker.text.rewrite_scan import scan
 
-# Normalising the normalised text again until nothing changes takes at most this many passes.
+# Normalizing the normalized text again until nothing changes takes at most this many passes.
 MAX_PASSES = 3
 
 
@@ -29,7 +29,7 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed.
 
     A reading can meet the text beside it and make something another rule reads (an address's last word
-    and the period after it, "ca."): the text is normalised again until nothing changes, at most
+    and the period after it, "ca."): the text is normalized again until nothing changes, at most
     ``MAX_PASSES`` times, and the passes' rewrites are merged, so the result is its own normal form.
     """
     lang = base_language(language)

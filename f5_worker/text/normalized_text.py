@@ -1,6 +1,6 @@
 """A text as written and as said, and the map between the two (``NormalizedText``).
 
-The normaliser rewrites spans of the text ("$4.99" -> "four dollars ninety-nine cents"); each ``Rewrite``
+The normalizer rewrites spans of the text ("$4.99" -> "four dollars ninety-nine cents"); each ``Rewrite``
 records the span it replaced and the span it produced, and outside them both texts are the same. With that
 map, a span of the spoken text (an aligned word) is found in the text as written, a position of the written
 text in the spoken one, and a part of the text (a streamed piece) keeps the readings the whole text gave it.
@@ -63,8 +63,8 @@ class NormalizedText:
         return written_pos + (self.rewrites[i].spoken_end - self.rewrites[i].written_end if i >= 0 else 0)
 
     def within(self, start: int, end: int) -> NormalizedText:
-        """The part of this normalisation that reads ``written[start:end]``, a span no rewrite straddles
-        (see ``uncut_spans``): a streamed piece is said as the whole text says it, not normalised alone,
+        """The part of this normalization that reads ``written[start:end]``, a span no rewrite straddles
+        (see ``uncut_spans``): a streamed piece is said as the whole text says it, not normalized alone,
         where a reading could change with what is cut off ("$5 | million", "March 15, | 2024")."""
         s0, s1 = self.to_spoken(start), self.to_spoken(end)
         inside = tuple(Rewrite(r.written_start - start, r.written_end - start, r.spoken_start - s0, r.spoken_end - s0)
@@ -98,7 +98,7 @@ class NormalizedText:
 
 
 def compose(first: NormalizedText, second: NormalizedText) -> NormalizedText:
-    """``first`` followed by ``second`` (which normalised ``first.spoken``) as one normalisation.
+    """``first`` followed by ``second`` (which normalized ``first.spoken``) as one normalization.
 
     Rewrites of either pass that overlap in the middle text are merged into one; the text between them
     is copied by both passes, so each merged rewrite's ends are found by counting how much the rewrites

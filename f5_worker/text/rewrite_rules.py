@@ -1,19 +1,18 @@
 """The rules that read what is written and say it: an address, a date, a time, a phone number, money, a
 percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
 
-A text is scanned left to right; at each place where a token can start, the first rule that recognises
-what is written there gives what is said for it (an ``Edit``: the span and its reading), and the scan goes
-on after it. Nothing is rewritten inside a word. How each language says things comes from its table
-(``text.languages``) and numbers from ``text.numbers``; the regular expressions are compiled once per
-language. ``text.normalize`` applies the edits and reads the result again.
+Each rule looks at one place of a text and, where what is written there is a token of its kind, gives
+what is said for it (an ``Edit``: the span and its reading); where two could start at the same place, the
+one earlier in ``TextRules.in_order`` wins. What each recognises is in ``text.rewrite_patterns``, how each
+language says things in its table (``text.languages``), numbers in ``text.numbers``. ``text.rewrite_scan``
+tries the rules along a text, and ``text.normalize`` applies their edits.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
-from f5_worker.text.languages import EN, RULES, LanguageRules
+from f5_worker.text.languages import EN, LanguageRules
 from f5_worker.text.numbers import (
     before_noun,
     currency_names,
@@ -23,7 +22,7 @@ from f5_worker.text.numbers import (
     say_number,
     say_ordinal,
 )
-from f5_worker.text.tokens import CJK
+from f5_worker.text.rewrite_patterns import SCALE_SUFFIXES, patterns
 
 # Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
 PHONE_DIGITS = (7, 15)
@@ -38,157 +37,27 @@ ROUND_NUMBER_ZEROS = 2
 SPELL_ACRONYM_MAX_LETTERS = 3
 _VOWELS = set("AEIOUY")
 _ROMAN = set("IVXLC")
-_CURRENCY = "(R\\$|[$€£¥])"
-_TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
-                      "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
-_URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
-# English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
-_SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
-                   "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
-# Scripts written without spaces: a number next to their characters still stands alone.
-_ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characters aside)
-_ALONE_AFTER = rf"(?![^\W{CJK}])"
 _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 # What a rule found: the span of the text it reads (start, end) and what is said for it.
 Edit = tuple[int, int, str]
 
 
-def scan(text: str, rules: LanguageRules | None, lang: str) -> list[Edit]:
-    """The edits of one pass over ``text``, in order and not overlapping; ``rules`` None (a language
-    without a table) reads numbers only."""
-    return _Scanner(text, rules, lang).run()
-
-
-@lru_cache(maxsize=16)
-def _patterns(lang: str) -> dict[str, re.Pattern]:
-    """The language's regular expressions, compiled once."""
-    rules = RULES.get(lang)
-    if rules is None:
-        number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
-    elif lang == "en":
-        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
-    else:
-        sep = re.escape(rules.thousands)
-        dec = re.escape(rules.decimal)
-        number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
-    # never the start of a longer number: "$1.2B" is no "$1" followed by ".2B"
-    num = rf"(?:{number})(?!\.\d)"
-    scale = (rf"(?:\s(million|billion|trillion)\b|({'|'.join(sorted(_SCALE_SUFFIXES, key=len, reverse=True))})(?!\w))?"
-             if lang == "en" else "()()")
-    out = {
-        "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
-        "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
-        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
-                                      rf"{scale}{_ALONE_AFTER}"),
-        "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
-        "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
-        "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
-        "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
-                             rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
-        "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-        "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
-        "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
-        "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
-                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
-        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
-                           r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
-                           r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
-                           # German full hours are written without minutes too: "1 Uhr"
-                           r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)(\s+Uhr\b)?"
-                           if lang == "de" else
-                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
-        # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
-        "hours_minutes_seconds": re.compile(
-            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?!:|[.,]\d)"
-            # English a.m./p.m., written apart or glued ("10:30:15pm"); German "Uhr"
-            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" else
-               r"(?!\w)(\s+Uhr\b)?" if lang == "de" else r"(?!\w)")),
-        # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
-        "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
-        # card and account numbers: three groups or more of digits, the first of four to six, one space or
-        # hyphen between each two (the same throughout); their length is checked by the rule
-        "digit_groups": re.compile(r"(?<![\w+.\-])\d{4,6}([ \-])\d{3,6}(?:\1\d{3,6})*\1\d{1,6}(?![\w]|[.,\-]\d)"),
-        "sign": re.compile(r"#(?=\d)"),
-        "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
-        "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
-        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
-        # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
-        # whether they increase is checked by the rule
-        "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"
-                                r"(?:\1(?:1[1-9]\d\d|20\d\d))+(?![\w\-–]|[.,]\d)"),
-        "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
-        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
-    }
-    if rules is not None:
-        units = sorted(rules.units, key=len, reverse=True)
-        out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
-        out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
-                                    re.IGNORECASE if lang == "en" else 0)
-        out["title"] = re.compile(_alternatives(rules.titles))
-        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
-        # Month names as the language writes them ("may" is no month in English, "May" is).
-        months = "|".join(rules.months)
-        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
-        out["date_context"] = re.compile(
-            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
-            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
-        out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
-    return out
-
-
-def _alternatives(words) -> str:
-    """A regular expression for any of ``words`` standing alone, the longest first."""
-    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
-
-
-class _Scanner:
-    """One pass over a text, collecting its rewrites in order."""
+class TextRules:
+    """The rules over one text: each reads what is written at a place (``pos``) and returns the edits for the
+    token it recognises there, or None. ``text.rewrite_scan`` tries them at each place, in ``in_order``."""
 
     def __init__(self, text: str, rules: LanguageRules | None, lang: str):
         self.text = text
         self.rules = rules
         self.lang = lang
-        self.p = _patterns(lang)
+        self.p = patterns(lang)
         self.shouted = _shouted(text)
+        self.edited_to = 0  # where the scan's last edit ends: a rule reaching back before its place stops there
         # In order: a rule earlier in the list wins where two could start at the same place.
-        self.steps = [self._number] if rules is None else [
+        self.in_order = [self._number] if rules is None else [
             self._address, self._date, self._time, self._year_list, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
-
-    def run(self) -> list[Edit]:
-        text = self.text
-        edits: list[Edit] = []
-        pos = 0
-        self.edited_to = 0  # where the last edit ends: a rule reaching back before ``pos`` stops there
-        while pos < len(text):
-            if text[pos].isspace() or (pos > 0 and _joined(text[pos - 1], text[pos])) \
-                    or self._glued_by_dot(pos, edits[-1][1] if edits else 0):
-                pos += 1
-                continue
-            for step in self.steps:
-                found = step(pos)
-                if found:
-                    if self.shouted:
-                        found = [(s, e, said.upper()) for s, e, said in found]
-                    edits.extend(e for e in found if e[0] < e[1])
-                    pos = max(pos + 1, found[-1][1])
-                    self.edited_to = max(self.edited_to, found[-1][1])
-                    break
-            else:
-                pos += 1
-        return edits
-
-    def _glued_by_dot(self, pos: int, rewritten_to: int) -> bool:
-        """Whether a number at ``pos`` continues, through a period, a token of letters and digits ("v1.2.3",
-        "Python3.11"): it is part of that token, kept as written like "v2", not a number of its own. A word
-        before the period ("Fig.3") or what a rule rewrote (up to ``rewritten_to``) is no such token."""
-        text = self.text
-        if not (text[pos].isdigit() and pos > 0 and text[pos - 1] == "."):
-            return False
-        token = _TOKEN_BEFORE.search(text, max(rewritten_to, pos - 64), pos)
-        return token is not None and any(ch.isalpha() for ch in token.group()) \
-            and any(ch.isdigit() for ch in token.group())
 
     # -- what the rules share ----------------------------------------------------------------------
 
@@ -274,7 +143,7 @@ class _Scanner:
     def _hours_minutes_seconds(self, pos: int) -> list[Edit] | None:
         """Hours, minutes and seconds ("9:05:30", "1:30:00"), and in English minutes and seconds where the first
         number is past any hour of a clock ("45:30"), each named: "nine hours five minutes and thirty seconds",
-        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normaliser
+        "one hour and thirty minutes", "forty-five minutes and thirty seconds". As NeMo's English normalizer
         reads hours, minutes and seconds; the names leave no doubt whether a race time or a clock is meant,
         and a part that is zero is left out ("1:30:00" is no "zero seconds")."""
         m = self.p["hours_minutes_seconds"].match(self.text, pos)
@@ -415,7 +284,7 @@ class _Scanner:
         if m:
             symbol, amount = m.group(1), m.group(4)
             sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
-            scale = m.group(5) or _SCALE_SUFFIXES.get(m.group(6))
+            scale = m.group(5) or SCALE_SUFFIXES.get(m.group(6))
             if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
                 many = currency_names(symbol, "en")[1]
                 return [(m.start(), m.end(), f"{sign}{self._say(amount)} {scale} {many}")]
@@ -607,15 +476,6 @@ class _Scanner:
         return None
 
 
-def _joined(before: str, char: str) -> bool:
-    """Whether ``char`` continues the word ``before`` ends (no rule starts inside a word)."""
-    return before.isalnum() and char.isalnum() and not _CJK_CHAR.match(before) and not _CJK_CHAR.match(char)
-
-
-_CJK_CHAR = re.compile(f"[{CJK}]")
-_TOKEN_BEFORE = re.compile(r"[^\W_][\w.]*\Z")  # the word or dotted token that ends where a number starts
-
-
 def _years_in_order(groups: list[str]) -> bool:
     """Whether groups of digits are years from 1100 to 2099 in increasing order ("1990 2000 2010 2020"): a
     list of years written without commas, not a card number."""
@@ -632,8 +492,8 @@ def _round_numbers(groups: list[str]) -> bool:
 def _shouted(text: str) -> bool:
     """A text in capitals throughout (two words or more in capitals, no lowercase letter) is shouted: its
     short words are words, not acronyms to spell, and what is rewritten in it is written in capitals too,
-    so its spoken text is shouted as well (normalising it again changes nothing). A script without case
-    (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
+    so its spoken text is shouted as well (normalizing it again changes nothing). A writing system without
+    case (Chinese, Japanese) has no lowercase letters either, and is not shouted."""
     return not any(ch.islower() for ch in text) and \
         sum(any(ch.isupper() for ch in word) for word in re.findall(r"[^\W\d_]{2,}", text)) >= 2
 

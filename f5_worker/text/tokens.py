@@ -3,8 +3,8 @@
 The words we report are the input's own whitespace-separated tokens, punctuation attached, with character
 offsets into the input (``token_spans``). The aligner needs what is *said*: "$42.50" is "forty two dollars
 fifty cents", "3rd" is "third", "—" is nothing. Each token therefore maps to zero or more spoken words
-(``tokenize``). Unlike the normaliser, which reads a whole text and weighs each word's neighbours, this
-reads one token at a time, so that any text, normalised or not, can be aligned word by word; both take how
+(``tokenize``). Unlike the normalizer, which reads a whole text and weighs each word's neighbours, this
+reads one token at a time, so that any text, normalized or not, can be aligned word by word; both take how
 a word is said from the same tables (``text.languages``, ``text.numbers``).
 """
 
@@ -19,15 +19,15 @@ from unidecode import unidecode
 from f5_worker.text.languages import EN, RULES
 from f5_worker.text.numbers import CURRENCY_NAMES, base_language, say_currency, say_number, say_ordinal
 
-# Scripts written without spaces: each character is its own token.
+# Writing systems without spaces between words: each character is its own token.
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A CJK character keeps the punctuation that follows it ("好，"); other tokens run to whitespace.
 _TOKEN_RE = re.compile(rf"[{CJK}][^\w\s{CJK}]*|[^\s{CJK}]+")
 
-# Symbols inside a token, said in English in every language. In a normalised text (what the model is given)
-# the normaliser has said most of them already, in the language; a text aligned as written (the align
+# Symbols inside a token, said in English in every language. In a normalized text (what the model is given)
+# the normalizer has said most of them already, in the language; a text aligned as written (the align
 # action, or ``normalize`` off) reaches these. "#" is "hash" ("#", "#tag") and "number" before a digit
-# ("#5"), as the normaliser reads it, so that both say one sign one way.
+# ("#5"), as the normalizer reads it, so that both say one sign one way.
 _SYMBOL_WORDS = {**EN.symbols, "%": EN.percent, "°": EN.units["°"][1], "×": EN.times}
 _NUMBER_SIGN = re.compile(r"#(?=\d)")
 # Per language, the abbreviations read as words (``LanguageRules.aligner_abbreviations``), by the token

@@ -1,4 +1,5 @@
-"""Text cut into the pieces F5-TTS samples, and their lengths in frames, as upstream sizes them."""
+"""Text cut into the chunks F5-TTS samples, and their lengths in frames, as upstream sizes them; and a
+streamed job's pieces, cut between words and sized by the stream's measured speed."""
 
 from __future__ import annotations
 
@@ -33,43 +34,43 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
             current = ""
             chunks.extend(_split_long_sentence(sentence, max_chars))
             continue
-        piece = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
+        spaced = sentence + " " if len(sentence[-1].encode("utf-8")) == 1 else sentence
         if len(current.encode("utf-8")) + len(sentence.encode("utf-8")) <= max_chars:
-            current += piece
+            current += spaced
         else:
             if current:
                 chunks.append(current.strip())
-            current = piece
+            current = spaced
     if current.strip():
         chunks.append(current.strip())
     return chunks
 
 
 def _split_long_sentence(sentence: str, max_chars: int) -> list[str]:
-    """Pieces of at most ``max_chars`` bytes, cut at spaces; inside a word only when it alone is longer."""
-    def fits(piece: str) -> bool:
-        return len(piece.encode("utf-8")) <= max_chars
+    """Chunks of at most ``max_chars`` bytes, cut at spaces; inside a word only when it alone is longer."""
+    def fits(text: str) -> bool:
+        return len(text.encode("utf-8")) <= max_chars
 
     words = []
     for word in sentence.split():
-        part = ""
+        fragment = ""
         for ch in word:
-            if part and not fits(part + ch):
-                words.append(part)
-                part = ""
-            part += ch
-        words.append(part)
-    pieces, current = [], ""
+            if fragment and not fits(fragment + ch):
+                words.append(fragment)
+                fragment = ""
+            fragment += ch
+        words.append(fragment)
+    chunks, current = [], ""
     for word in words:
         joined = f"{current} {word}" if current else word
         if current and not fits(joined):
-            pieces.append(current)
+            chunks.append(current)
             current = word
         else:
             current = joined
     if current:
-        pieces.append(current)
-    return pieces
+        chunks.append(current)
+    return chunks
 
 
 def max_chunk_chars(ref: PreparedReference, speed: float) -> int:
@@ -156,7 +157,7 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
     waiting), and a clause mark near the even share is preferred only where the rest still fits in as
     few pieces.
 
-    Sizes are those of the text as said (``said``: ``text``'s normalisation; without it, ``text`` is said as
+    Sizes are those of the text as said (``said``: ``text``'s normalization; without it, ``text`` is said as
     written), as upstream sizes the audio: "123456789" is 9 bytes written and nearly 90 said, and a piece
     sized by what is written would carry ten times the audio one item can.
     """
@@ -195,13 +196,13 @@ def piece_end(ref: PreparedReference, text: str, speed: float, tokens: list[tupl
 def cut_long_readings(said: NormalizedText, tokens: list[tuple[int, int]], limit: int
                       ) -> tuple[NormalizedText, list[tuple[int, int]]]:
     """``tokens`` (spans of ``said.written``, none inside a reading: ``uncut_spans``) with each one said in more
-    than ``limit`` bytes cut into parts, and ``said`` with the readings so cut split at the cuts.
+    than ``limit`` bytes cut into shorter tokens, and ``said`` with the readings so cut split at the cuts.
 
     Pieces are cut between tokens, so one token said longer than a streamed item holds ("1234…" of 60 digits,
     a 1,500-letter word) was one item of several MB, that RunPod drops. Such a token is cut as the unstreamed
     job's chunker cuts its text: between the readings it holds ("555-|123-|4567"), where one is still too
     long between the words it is said as ("one two three, | four"), and where one word alone is too long
-    between its characters. The parts are then pieces' tokens like any other (``piece_end`` shares them out).
+    between its characters. Those are then tokens like any other (``piece_end`` shares them out among pieces).
     Inside a reading the written text has no place of its own for a cut: the reading is split where the cut's
     share of its spoken words (of its characters, for a cut inside a word) falls in its written letters and
     digits, between the places where written and spoken meet (``_reading_anchors``): a number said digit by
@@ -218,19 +219,19 @@ def cut_long_readings(said: NormalizedText, tokens: list[tuple[int, int]], limit
             out.append((a, b))
             continue
         candidates = _reading_cuts(said, s0, s1)
-        parts = [(s0, a, s1, b)]  # spoken start, written start, spoken end, written end
+        stretches = [(s0, a, s1, b)]  # spoken start, written start, spoken end, written end
         for kind in _CUT_KINDS:
             finer = []
-            for ps, pw, qs, qw in parts:
+            for ps, pw, qs, qw in stretches:
                 if _stripped_bytes(spoken, cum, ps, qs) > limit:
                     for p, w, where in candidates:
                         if where >= kind and ps < p < qs and pw < w < qw:  # written positions rising
                             finer.append((ps, pw, p, w))
                             ps, pw = p, w
                 finer.append((ps, pw, qs, qw))
-            parts = finer
-        out.extend((pw, qw) for _, pw, _, qw in parts)
-        cuts.extend((pw, ps) for ps, pw, _, _ in parts[1:])
+            stretches = finer
+        out.extend((pw, qw) for _, pw, _, qw in stretches)
+        cuts.extend((pw, ps) for ps, pw, _, _ in stretches[1:])
     return _split_rewrites(said, cuts), out
 
 

@@ -1,10 +1,10 @@
 """A reference voice made ready for sampling, and the cache that keeps it across jobs.
 
 F5-TTS clones the voice of a short reference clip with its transcript. Preparing
-one (decode, resample to 24 kHz, trim to ``REF_AUDIO_KEEP_SECONDS``, normalise
-loudness, later its mel spectrogram) costs milliseconds to seconds, so prepared
-references are cached by content: a client that sends the same clip again, or
-names a stored voice, pays once.
+one (decode, resample to 24 kHz, trim to ``REF_AUDIO_KEEP_SECONDS``, raise a
+quiet one to ``target_rms``, later its mel spectrogram) costs milliseconds to
+seconds, so prepared references are cached by content: a client that sends the
+same clip again, or names a stored voice, pays once.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
 class PreparedReference:
     """A reference voice ready for sampling: cached per voice and reused across jobs, by every model."""
 
-    wave: np.ndarray  # 24 kHz mono, RMS-normalised to target_rms when quieter
+    wave: np.ndarray  # 24 kHz mono, raised to target_rms (RMS) when quieter
     text: str  # ends with ". " (or "。") as upstream expects
-    rms: float  # RMS before normalisation; generated audio is scaled back to it
+    rms: float  # RMS before it was raised; generated audio is scaled back to it
     target_rms: float
     duration: float
     warnings: list[str] = field(default_factory=list)
@@ -100,13 +100,13 @@ def decode_reference(data: bytes, field: str, *, max_input_seconds: float, keep_
 def check_reference_sound(duration: float, rms: float, field: str) -> None:
     """Refuse a reference with (next to) nothing to clone: silent, or shorter than ``MIN_REFERENCE_SECONDS``
     once its edges are trimmed. ``duration`` and ``rms`` are the trimmed 24 kHz wave's, before its loudness
-    is normalised. One rule for a job's clip and an upload, so a clip a job may speak with can be stored
-    as a voice, and the other way round."""
+    is raised to ``target_rms``. One rule for a job's clip and an upload, so a clip a job may speak with can
+    be stored as a voice, and the other way round."""
     if duration < MIN_REFERENCE_SECONDS or rms < SILENT_RMS:
         raise JobError(field, f"reference audio is silent or shorter than {MIN_REFERENCE_SECONDS:g} s")
 
 
-def normalise_ref_text(text: str) -> str:
+def punctuated_ref_text(text: str) -> str:
     """Upstream ends the reference text with sentence punctuation and a space."""
     text = text.strip()
     if text.endswith("。"):
@@ -126,7 +126,7 @@ def prepare_reference(wave: np.ndarray, sample_rate: int, text: str, *, target_r
         wave = wave * (target_rms / rms)
     return PreparedReference(
         wave=wave.astype(np.float32),
-        text=normalise_ref_text(text),
+        text=punctuated_ref_text(text),
         rms=rms,
         target_rms=target_rms,
         duration=len(wave) / audio.TARGET_SAMPLE_RATE,

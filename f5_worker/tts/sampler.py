@@ -129,7 +129,7 @@ class PendingSynthesis:
             final = audio.cross_fade_join(waves, self.sample_rate, params.cross_fade_duration)
             if params.remove_silence:  # at the loudness sampled: its -50 dBFS threshold is meant for speech there
                 final = audio.remove_long_silences(final, self.sample_rate)
-            if ref.rms < ref.target_rms:  # a quiet reference was normalised up: give the speech its loudness back
+            if ref.rms < ref.target_rms:  # a quiet reference was raised to target_rms: give the speech its loudness back
                 final = final * np.float32(ref.rms / ref.target_rms)
             timing = dict(sampled.timing_ms) if n == 0 else {}
             timing["postprocess"] = (time.perf_counter() - started) * 1000

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """For developers: benchmark the worker against upstream F5-TTS on the same work, side by side.
 
-Each side runs in its own fresh process, started by this script, so that cold
+Each side runs in its own fresh process, started by this command, so that cold
 start (process start -> ready), first-job latency and peak memory are measured
 the same way for both:
 

@@ -66,7 +66,7 @@ cleanup() {
     exit "$code"
 }
 trap cleanup EXIT
-# Stopped (the test suite sends SIGTERM to the script's process group when it ends early): exit through the
+# Stopped (the test suite sends SIGTERM to this command's process group when it ends early): exit through the
 # clean-up with a failing code, once the command in progress has stopped.
 trap 'exit 143' TERM
 trap 'exit 130' INT

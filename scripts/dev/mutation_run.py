@@ -51,6 +51,8 @@ MODULE_TESTS = {
     "bucket": ("f5_worker/storage/bucket.py", ["tests/test_storage.py"]),
     "fetch": ("f5_worker/fetch.py", ["tests/test_fetch.py"]),
     "rewrite_rules": ("f5_worker/text/rewrite_rules.py", ["tests/test_normalize.py", "tests/test_script.py"]),
+    "rewrite_patterns": ("f5_worker/text/rewrite_patterns.py", ["tests/test_normalize.py"]),
+    "rewrite_scan": ("f5_worker/text/rewrite_scan.py", ["tests/test_rewrite_scan.py", "tests/test_normalize.py"]),
     "written_timings": ("f5_worker/text/written_timings.py", ["tests/test_written_timings.py", "tests/test_script.py"]),
 }
 DEFAULT_MUTANTS_PER_MODULE = 8

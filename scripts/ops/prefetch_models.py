@@ -36,7 +36,7 @@ MARK = "F5_PREFETCH_REEXEC"
 
 
 def reexec_in_venv() -> None:
-    """Set up (or reuse) the worker venv, then run this script again with its python."""
+    """Set up (or reuse) the worker venv, then run this command again with its python."""
     if os.environ.get(MARK):
         sys.exit("prefetch: the worker venv still lacks huggingface_hub/torch or f5_worker; see the setup log above")
     setup = subprocess.run([sys.executable, str(APP_DIR / "setup_network_venv.py")], stdout=subprocess.PIPE,

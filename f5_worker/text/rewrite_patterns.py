@@ -1,0 +1,109 @@
+"""What each rewrite rule recognises, per language: the regular expressions ``text.rewrite_rules`` matches,
+built from the language's table (its separators, units, ordinal suffixes, titles, abbreviations, months)
+and compiled once per language.
+
+Kept apart from the rules, which say what is said for what these find: what is recognised can be read
+(and changed) in one place, for every language at once.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from f5_worker.text.languages import EN, RULES
+from f5_worker.text.tokens import CJK
+
+_CURRENCY = "(R\\$|[$€£¥])"
+_TOP_LEVEL_DOMAINS = ("com", "org", "net", "edu", "gov", "io", "ai", "dev", "info", "co", "uk", "us", "de",
+                      "fr", "es", "it", "pt", "br", "eu", "ca", "ch", "nl", "be", "at")
+_URL_CHARACTERS = r"[^\s<>\"'()\[\]{}]"
+# English amounts of money written with a scale's letters: "$5k", "£1m", "$1.2B", "$3bn"
+SCALE_SUFFIXES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million",
+                  "b": "billion", "B": "billion", "bn": "billion", "T": "trillion", "tn": "trillion"}
+# Writing systems without spaces between words: a number next to their characters still stands alone.
+_ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characters aside)
+_ALONE_AFTER = rf"(?![^\W{CJK}])"
+
+
+@lru_cache(maxsize=16)
+def patterns(lang: str) -> dict[str, re.Pattern]:
+    """The language's regular expressions, compiled once."""
+    rules = RULES.get(lang)
+    if rules is None:
+        number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
+    elif lang == "en":
+        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+    else:
+        sep = re.escape(rules.thousands)
+        dec = re.escape(rules.decimal)
+        number = (rf"\d{{1,3}}(?:[{sep}]\d{{3}})+(?:{dec}\d+)?(?!\d)|\d+{dec}\d+|\d+\.(?!\d{{3}}(?!\d))\d+|\d+")
+    # never the start of a longer number: "$1.2B" is no "$1" followed by ".2B"
+    num = rf"(?:{number})(?!\.\d)"
+    scale = (rf"(?:\s(million|billion|trillion)\b|({'|'.join(sorted(SCALE_SUFFIXES, key=len, reverse=True))})(?!\w))?"
+             if lang == "en" else "()()")
+    out = {
+        "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
+        "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
+                                      rf"{scale}{_ALONE_AFTER}"),
+        "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
+        "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
+        "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
+                             rf"(?:/{_URL_CHARACTERS}*)?(?![\w@])", re.IGNORECASE),
+        "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
+        "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
+        "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
+        "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
+                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
+        "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
+                           r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
+                           r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
+                           # German full hours are written without minutes too: "1 Uhr"
+                           r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)(\s+Uhr\b)?"
+                           if lang == "de" else
+                           r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
+        # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"
+        "hours_minutes_seconds": re.compile(
+            rf"(?<![\w:.])(\d{{1,2}}):([0-5]\d):([0-5]\d(?:{re.escape((rules or EN).decimal)}\d+)?)(?!:|[.,]\d)"
+            # English a.m./p.m., written apart or glued ("10:30:15pm"); German "Uhr"
+            + (r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" else
+               r"(?!\w)(\s+Uhr\b)?" if lang == "de" else r"(?!\w)")),
+        # "45:30": minutes and seconds where the minutes are past any hour of a clock (checked by the rule)
+        "minutes_seconds": re.compile(r"(?<![\w:.])(\d{2}):([0-5]\d)(?![\w:]|[.,]\d)"),
+        # card and account numbers: three groups or more of digits, the first of four to six, one space or
+        # hyphen between each two (the same throughout); their length is checked by the rule
+        "digit_groups": re.compile(r"(?<![\w+.\-])\d{4,6}([ \-])\d{3,6}(?:\1\d{3,6})*\1\d{1,6}(?![\w]|[.,\-]\d)"),
+        "sign": re.compile(r"#(?=\d)"),
+        "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
+        "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
+        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
+        # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
+        # whether they increase is checked by the rule
+        "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"
+                                r"(?:\1(?:1[1-9]\d\d|20\d\d))+(?![\w\-–]|[.,]\d)"),
+        "dotted_acronym": re.compile(r"(?<!\w)(?:[A-Z]\.){2,}(?!\w)"),
+        "acronym": re.compile(r"(?<!\w)[A-Z]{2,}(?!\w|\.\w)"),
+    }
+    if rules is not None:
+        units = sorted(rules.units, key=len, reverse=True)
+        out["unit"] = re.compile(rf"(?<!\w)({num})(\s?)({'|'.join(map(re.escape, units))})(?![\w/°])")
+        out["ordinal"] = re.compile(rf"(?<!\w)(\d+)({rules.ordinal_suffixes})(?!\w)",
+                                    re.IGNORECASE if lang == "en" else 0)
+        out["title"] = re.compile(_alternatives(rules.titles))
+        out["abbreviation"] = re.compile(_alternatives(rules.abbreviations), re.IGNORECASE)
+        # Month names as the language writes them ("may" is no month in English, "May" is).
+        months = "|".join(rules.months)
+        out["month"] = re.compile(rf"\b(?:{months})\.?,?\s+\Z")
+        out["date_context"] = re.compile(
+            rf"(?:\b(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+|\b(?:{months}),?\s+"
+            + (r"|\b(?i:in|since|from|until|by|of|year)\s+" if lang == "en" else "") + r")\Z")
+        out["article"] = re.compile(r"\b(?:der|die|das|den|dem|am|im|zum|zur|vom|ab|bis)\s+\Z", re.IGNORECASE)
+    return out
+
+
+def _alternatives(words) -> str:
+    """A regular expression for any of ``words`` standing alone, the longest first."""
+    return r"(?<!\w)(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?!\w)"
+
