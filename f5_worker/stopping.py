@@ -15,10 +15,11 @@ a stopped ``align`` of half an hour of audio ends within moments, not at its end
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
@@ -96,3 +97,44 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str, *, s
                 raise JobStopped(f"before {stage}") from None
         if flag.is_set() and (shared or future.cancel()):
             raise JobStopped(f"before {stage}") from None
+
+
+async def made_in_thread(make: Callable[[], Iterable[T]], context: contextvars.Context, flag: threading.Event,
+                         on_stop: Callable[[], None]) -> AsyncIterator[T]:
+    """What ``make()`` yields, made in a thread run in ``context`` (holding ``flag``, from flagged_context), as
+    each is made: for a front door that sends a job's items as they come (RunPod's stream, the HTTP server).
+
+    The thread makes them without waiting for the one before to be sent, so making the next piece overlaps
+    sending this one. Cancelled while it waits for the next item, or closed before the last, it raises the
+    flag and tells ``on_stop``, and the thread stops at its next check (at the latest at the next sampling
+    step): no later piece is made. A front door that may be stopped outside this generator (while it sends
+    an item) raises the flag itself, or closes it. An exception ``make`` raises comes out here after the
+    items made before it.
+    """
+    loop = asyncio.get_running_loop()
+    made: asyncio.Queue[tuple[T] | None] = asyncio.Queue()
+
+    def hand_over(item: tuple[T] | None) -> None:
+        try:
+            loop.call_soon_threadsafe(made.put_nowait, item)
+        except RuntimeError:  # the loop has closed: nobody is left to read it
+            pass
+
+    def produce() -> None:
+        try:
+            for item in make():
+                hand_over((item,))
+        finally:
+            hand_over(None)
+
+    producer = loop.run_in_executor(None, context.run, produce)
+    try:
+        while (item := await made.get()) is not None:
+            yield item[0]
+        await producer
+    finally:
+        if not producer.done() and not flag.is_set():  # cancelled or closed while the job goes on
+            on_stop()
+            flag.set()
+        # what the thread raises once nobody reads any more ends the job; it is not an unread exception
+        producer.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -12,6 +12,7 @@ jobs, so RunPod replaces it (docs/architecture.md, "Failure policy").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -143,65 +144,53 @@ class Worker:
         """For RunPod's streaming (generator) handler: a streamed job's items as each is made, any other
         job's one result.
 
-        The items are made in a thread, under the job's stop flag, without waiting for RunPod to post the
-        one before, so sampling the next piece overlaps sending this one. RunPod stops a job by cancelling
-        the task that iterates this generator, possibly while it posts an item, outside this generator; so
-        the flag is raised when that task ends, and the thread stops at its next check (at the latest at
-        the next sampling step): no later piece is made.
+        The items are made in a thread, under the job's stop flag (stopping.made_in_thread). RunPod stops a
+        job by cancelling the task that iterates this generator, possibly while it posts an item, outside
+        this generator; so the flag is raised when that task ends, and the thread stops at its next check
+        (at the latest at the next sampling step): no later piece is made.
         """
         with progress.reporting(reporter):  # the job's context, copied for its thread, holds the reporter
             context, flag = stopping.flagged_context()
-        loop = asyncio.get_running_loop()
-        made: asyncio.Queue[dict | None] = asyncio.Queue()
 
-        def hand_over(item: dict | None) -> None:
-            try:
-                loop.call_soon_threadsafe(made.put_nowait, item)
-            except RuntimeError:  # the loop has closed: nobody is left to read it
-                pass
-
-        def produce() -> None:
-            try:
-                for item in self.items(job_input, job_id):
-                    hand_over(item)
-            finally:
-                free_host_memory()  # what the job freed goes back to the system
-                hand_over(None)
+        def stopped() -> None:
+            log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
 
         def task_ended(task: asyncio.Task) -> None:
             if not flag.is_set() and task.cancelled():
-                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
+                stopped()
             flag.set()
 
         task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(task_ended)
-        producer = loop.run_in_executor(None, context.run, produce)
+        items = stopping.made_in_thread(lambda: self.items(job_input, job_id), context, flag, stopped)
         try:
-            while (item := await made.get()) is not None:
-                yield item
-            await producer
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    yield item
         finally:
             if task is not None:
                 task.remove_done_callback(task_ended)
-            if not producer.done() and not flag.is_set():  # cancelled or closed while in this generator
-                log.info("job %s: stopped by RunPod; its work ends at its next step", job_id)
-                flag.set()
 
     def handle(self, job_input: Any, job_id: str | None = None) -> dict | list:
         """The whole result: a job's one result, or, for a streamed job run where nothing reads a stream
         (runpod's test_input.json mode), its items as a list, as RunPod's ``/runsync`` aggregates them."""
-        try:
-            results = list(self.items(job_input, job_id))
-        finally:
-            free_host_memory()  # what the job freed goes back to the system
+        results = list(self.items(job_input, job_id))
         if len(results) == 1 or "error" in results[-1]:
             return results[-1]
         return results
 
-    def items(self, job_input: Any, job_id: str | None = None) -> Iterator[dict]:
+    def items(self, job_input: Any, job_id: str | None = None, *, streams: bool | None = None) -> Iterator[dict]:
         """parse -> dispatch -> error policy, as a generator: one result, or a streamed job's items. A failure
-        is always the last item, ``{"error": ...}`` (``refusal``), also after items already sent."""
+        is always the last item, ``{"error": ...}`` (``refusal``), also after items already sent. ``streams``: whether a
+        job may stream (``stream: true``); by default the ``STREAMING`` setting, which exists because
+        RunPod's queue turns every result of a streaming worker into a list (the HTTP server always streams)."""
+        try:
+            yield from self._items(job_input, job_id, self.settings.streaming if streams is None else streams)
+        finally:
+            free_host_memory()  # what the job freed goes back to the system
+
+    def _items(self, job_input: Any, job_id: str | None, streams: bool) -> Iterator[dict]:
         started = time.perf_counter()
         openai = schema.is_openai_route(job_input)  # answered in OpenAI's form, its errors too
         if self.gpu_failure is not None:
@@ -211,7 +200,7 @@ class Worker:
             stopping.check("start")  # stopped while it waited for a thread
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
-            if getattr(request, "stream", False) and not self.settings.streaming:
+            if getattr(request, "stream", False) and not streams:
                 raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
                                          "(every result is then a list), or leave stream out")
             output = self.actions[request.action](request, Job(job_id))
