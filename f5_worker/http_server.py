@@ -2,32 +2,39 @@
 
 For RunPod's load-balancing endpoints (the worker is reached directly over HTTP, no queue in between) and any
 other host. Routes (docs/http.md): ``GET /ping`` (RunPod's health contract: 204 while the models load, 200 once
-ready), ``GET /health`` (the ``health`` action's body), ``POST /v1/audio/speech`` (OpenAI's speech route, the
-whole audio file as the body), ``GET /v1/models`` (OpenAI's list) and ``POST /v1/synthesize`` (a native job's
-input in, its native result out).
+ready), ``GET /health`` (the ``health`` action's body), ``POST /v1/audio/speech`` (OpenAI's speech route: the
+whole audio file, the audio as it is made, or OpenAI's speech events), ``GET /v1/models`` (OpenAI's list) and
+``POST /v1/synthesize`` (a native job's input in, its native result, or its streamed items as events, out).
 
 The app exists before its Worker: ``create_app(load)`` starts ``load`` in a thread once the server runs, so
-``/ping`` answers while the models load. Every job runs in a thread (the worker's synchronous calls), never
-on the event loop. A body that is too large, not JSON or not sent as JSON is refused before any work.
+``/ping`` answers while the models load. A body that is too large, not JSON or not sent as JSON is refused
+before any work; a job the worker has no slot for is refused at once (admission.py). Every job runs in a
+thread (the worker's synchronous calls), never on the event loop, under a stop flag: a client that goes away
+stops its job, whether it waits for the answer to start or reads a stream (http_streaming.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import logging
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from f5_worker import schema, stopping
+from f5_worker import audio, schema, stopping
+from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
 from f5_worker.errors import JobError
 from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
+from f5_worker.http_streaming import JobStream, speech_events, sse
 from f5_worker.job import Job
 from f5_worker.openai_speech import (
     OPENAI_MODELS,
@@ -35,18 +42,30 @@ from f5_worker.openai_speech import (
     ApiError,
     from_job_error,
     speech_input,
+    timestamp_granularities,
 )
+from f5_worker.synthesis.unstreamed import Speech
 from f5_worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
+LOADING_RETRY_AFTER_S = 5  # what a 503 while the models load asks the client to wait, in seconds
+# a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
 @dataclass
 class Loading:
-    """The Worker the app serves, once loaded; ``failed``: why it could not be."""
+    """The Worker the app serves, once loaded, and its job slots; ``failed``: why it could not be."""
 
     worker: Worker | None = None
     failed: str | None = None
+    admission: Admission | None = None
+
+
+class ClientGone(Exception):
+    """The client went away before its answer started; its job has been stopped."""
 
 
 def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | None = None,
@@ -81,6 +100,16 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             raise ApiError(503, f"{why}; try again shortly", kind="server_error", code="not_ready")
         return state.worker
 
+    def admit(worker: Worker) -> Slot:
+        """A slot for a job (speech, synthesize), or the 429 that says to come back."""
+        if state.admission is None:
+            state.admission = Admission(worker.settings.max_concurrency)
+        slot = state.admission.take()
+        if slot is None:
+            raise ApiError(429, f"the worker is busy: it runs at most {state.admission.limit} jobs at once "
+                                "(MAX_CONCURRENCY); try again in a moment", kind="requests", code="rate_limit_exceeded")
+        return slot
+
     @app.get("/ping")
     async def ping() -> Response:
         if state.worker is not None:
@@ -114,26 +143,125 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             body = await _json_object(request)
             worker = ready()
-            job_id = _job_id()
-            audio, content_type, headers = await asyncio.to_thread(_speak, worker, body, job_id)
+            native, openai_voice = speech_input(body)
+            slot = admit(worker)
         except ApiError as exc:
             return _openai_error(exc)
-        return Response(audio, media_type=content_type, headers={**headers, "X-Job-Id": job_id})
+        job_id = _job_id()
+        headers = {"X-Job-Id": job_id}  # and X-Voice, set as the job starts
+        fmt, granularities = native["output_format"], timestamp_granularities(body)
+        stream_format = body.get("stream_format")
+
+        def make() -> Iterator[Any]:
+            with _openai_errors(worker, job_id):
+                _choose_voice(worker, native, openai_voice, headers)
+                if stream_format is None:
+                    yield worker.synthesis.speak(schema.parse_job(native), Job(job_id))
+                    return
+            native.update(stream=True, output_format="pcm", output="inline")  # pieces re-encoded as one file
+            yield from speech_events(worker.items(native, job_id, streams=True), fmt, stream_format == "sse",
+                                     granularities, lambda model: worker.pool.engine(model).models.hop_length)
+
+        job = _job_items(make, job_id)
+        try:
+            first = await _start(request, slot, job)
+        except ApiError as exc:
+            return _openai_error(exc)
+        except ClientGone:
+            return Response(status_code=499)
+        if stream_format is not None:
+            media_type = "text/event-stream" if stream_format == "sse" else audio.content_type(fmt)
+            return JobStream(first, job, lambda chunk: chunk, slot.free, media_type=media_type,
+                             headers={**headers, **STREAM_HEADERS})
+        await _end(slot, job)
+        headers["X-Model"] = first.model
+        if granularities:
+            return JSONResponse(_timed_speech(first), headers=headers)
+        return Response(first.audio, media_type=first.content_type, headers=headers)
 
     @app.post("/v1/synthesize")
     async def synthesize(request: Request) -> Response:
         try:
             body = await _json_object(request)
             worker = ready()
+            slot = admit(worker)
         except ApiError as exc:
             return _native_error(exc)
-        result = await asyncio.to_thread(worker.handle, body, _job_id())
-        if isinstance(result, dict) and "error" in result:
-            status = 500 if str(result["error"]).startswith("internal:") else 400
-            return JSONResponse({"error": result["error"]}, status_code=status)
-        return JSONResponse(result)
+        job_id = _job_id()
+        headers = {"X-Job-Id": job_id}
+        streamed = body.get("stream") is True  # as the schema takes it: JSON's true, nothing else
+
+        def make() -> Iterator[dict | list]:
+            if streamed:  # over HTTP a streamed job always streams, whatever STREAMING says (docs/http.md)
+                yield from worker.items(body, job_id, streams=True)
+            else:
+                yield worker.handle(body, job_id)
+
+        job = _job_items(make, job_id)
+        try:
+            first = await _start(request, slot, job)
+        except ClientGone:
+            return Response(status_code=499)
+        if isinstance(first, dict) and "error" in first:  # refused before its first item: a plain error
+            await _end(slot, job)
+            status = 500 if str(first["error"]).startswith("internal:") else 400
+            return JSONResponse({"error": first["error"]}, status_code=status, headers=headers)
+        if streamed:  # one event per item, an error after the first included (the last, then)
+            return JobStream(sse(first), job, sse, slot.free, media_type="text/event-stream",
+                             headers={**headers, **STREAM_HEADERS})
+        await _end(slot, job)
+        return JSONResponse(first, headers=headers)
 
     return app
+
+
+def _job_items(make: Callable[[], Iterator[Any]], job_id: str) -> AsyncGenerator:
+    """A job's items, made in a thread under a new stop flag (stopping.made_in_thread)."""
+    context, flag = stopping.flagged_context()
+
+    def stopped() -> None:
+        log.info("job %s: stopped: its client went away, or the server is stopping; its work ends at its next "
+                 "step", job_id)
+
+    return stopping.made_in_thread(make, context, flag, stopped)
+
+
+async def _start(request: Request, slot: Slot, job: AsyncGenerator) -> Any:
+    """The job's first item; where there is none (the job refused, its client gone, this request cancelled by
+    a stopping server), the job is closed and its slot freed."""
+    try:
+        return await _first(request, job)
+    except BaseException:
+        await _end(slot, job)
+        raise
+
+
+async def _end(slot: Slot, job: AsyncGenerator) -> None:
+    """A job's answer is out, or will never be: its slot is free at once, and it is stopped if not done."""
+    slot.free()
+    await job.aclose()
+
+
+async def _first(request: Request, job: AsyncGenerator) -> Any:
+    """The job's first item (a job that is not streamed: its one result), or ClientGone where its client goes
+    away first: uvicorn says so to a reader of the request's (already read) body, and the job is stopped."""
+
+    async def client_gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    pull = asyncio.ensure_future(anext(job))
+    gone = asyncio.ensure_future(client_gone())
+    try:
+        done, _ = await asyncio.wait({pull, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not pull.done():  # gone, or this request cancelled: the job stops (made_in_thread raises its flag)
+            pull.cancel()
+            await asyncio.wait({pull})
+    if pull not in done:
+        raise ClientGone
+    return pull.result()
 
 
 def _openai_error(exc: ApiError) -> JSONResponse:
@@ -145,7 +273,8 @@ def _native_error(exc: ApiError) -> JSONResponse:
 
 
 def _retry_after(status: int) -> dict[str, str]:
-    return {"Retry-After": "5"} if status == 503 else {}
+    seconds = {503: LOADING_RETRY_AFTER_S, 429: RETRY_AFTER_S}.get(status)
+    return {"Retry-After": str(seconds)} if seconds else {}
 
 
 def _job_id() -> str:
@@ -175,17 +304,12 @@ async def _json_object(request: Request) -> dict:
     return body
 
 
-def _speak(worker: Worker, body: dict, job_id: str) -> tuple[bytes, str, dict[str, str]]:
-    """One speech request, in a thread: its audio, content type and headers, or an ApiError."""
-    native, openai_voice = speech_input(body)
-    headers = {}
+@contextlib.contextmanager
+def _openai_errors(worker: Worker, job_id: str) -> Iterator[None]:
+    """A speech job's failure as an ApiError: a bad request (400) as OpenAI's error, the worker's own failure
+    policy (as for a queue job) for the rest."""
     try:
-        if openai_voice is not None:  # a stored voice of that name wins; else the default voice
-            if _stored_voice(worker, openai_voice):
-                native["voice"] = openai_voice
-            headers["X-Voice"] = native.get("voice", "default")
-        request = schema.parse_job(native)
-        speech = worker.synthesis.speak(request, Job(job_id))
+        yield
     except JobError as exc:
         raise from_job_error(exc, SPEECH_FIELD_NAMES) from None
     except stopping.JobStopped as exc:
@@ -195,16 +319,29 @@ def _speak(worker: Worker, body: dict, job_id: str) -> tuple[bytes, str, dict[st
         raise ApiError(500, "internal: out of memory; try a shorter input", kind="server_error") from None
     except Exception as exc:  # noqa: BLE001 - the worker's failure policy, as for a queue job
         raise ApiError(500, worker.failure(exc, job_id)["error"], kind="server_error") from None
-    headers["X-Model"] = speech.model
-    return speech.audio, speech.content_type, headers
 
 
-def _stored_voice(worker: Worker, name: str) -> bool:
+def _choose_voice(worker: Worker, native: dict, openai_voice: str | None, headers: dict[str, str]) -> None:
+    """An OpenAI voice name: the stored voice of that name where there is one, else the default voice."""
+    if openai_voice is None:
+        return
     try:
-        worker.voices.info(name)
+        worker.voices.info(openai_voice)
+        native["voice"] = openai_voice
     except JobError:
-        return False
-    return True
+        pass
+    headers["X-Voice"] = native.get("voice", "default")
+
+
+def _timed_speech(speech: Speech) -> dict:
+    """A speech with timings asked (``timestamp_granularities``): the audio and its words, as the native result
+    names them, in one JSON answer."""
+    out = {"audio_base64": base64.b64encode(speech.audio).decode("ascii"), "format": speech.format,
+           "content_type": speech.content_type, "sample_rate": speech.sample_rate,
+           "duration": round(speech.duration, 4), "seed": speech.seed, "model": speech.model,
+           "language": speech.language}
+    out.update({name: speech.fields[name] for name in ("words", "chars") if name in speech.fields})
+    return out
 
 
 def listening_sockets(port: int, port_health: int = 0, host: str = "0.0.0.0") -> list[socket.socket]:

@@ -25,7 +25,13 @@ SPEECH_FORMATS = {"mp3": "mp3", "opus": "opus", "flac": "flac", "wav": "wav", "p
 # The native synthesize fields a speech request may also give (an extension: the OpenAI SDK's extra_body).
 SPEECH_EXTENSIONS = ("seed", "nfe_step", "cfg_strength", "sway_sampling_coef", "language", "normalize",
                      "remove_silence", "cross_fade_duration", "target_rms")
-SPEECH_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format")
+SPEECH_FIELDS = ("model", "input", "voice", "response_format", "speed", "instructions", "stream_format",
+                 "timestamp_granularities")  # the last is ours: word timings, as OpenAI's transcription asks
+# stream_format: "audio" sends the audio as it is made (chunked), "sse" OpenAI's speech events; absent, the
+# whole file at once.
+STREAM_FORMATS = ("audio", "sse")
+# timestamp_granularities: each one asked -> the native flag that gives it ("words", "chars" in the answer).
+TIMESTAMP_GRANULARITIES = {"word": "word_timings", "character": "char_timings"}
 # A native field named in an error -> the speech request's field it came from.
 SPEECH_FIELD_NAMES = {"text": "input", "output_format": "response_format"}
 OUT_OF_MEMORY = "internal: out of memory; try a shorter input"
@@ -81,6 +87,23 @@ def model_list(names: Iterable[str], default: str) -> dict:
     return {"object": "list", "data": data}
 
 
+def from_native_error(error: str) -> ApiError:
+    """A native job's ``{"error": "<field>: <problem>"}`` as OpenAI's error, the field named as the speech
+    request names it; the worker's own failures (``internal:``) are 500s, a stopped job a 503."""
+    field, _, problem = error.partition(": ")
+    if field == "internal":
+        return ApiError(500, error, kind="server_error")
+    if field == "stopped":
+        return ApiError(503, error, kind="server_error")
+    field = SPEECH_FIELD_NAMES.get(field, field)
+    return ApiError(400, f"{field}: {problem}", param=field)
+
+
+def timestamp_granularities(body: dict) -> tuple[str, ...]:
+    """The timings a (checked) speech request asks for: ``()``, ``("word",)``, ``("character",)`` or both."""
+    return tuple(body.get("timestamp_granularities") or ())
+
+
 def speech_input(body: dict) -> tuple[dict, str | None]:
     """An OpenAI speech request as a native synthesize job's input; also the OpenAI voice name that, where
     no stored voice has it, stands for the default voice (None when the request names no such voice)."""
@@ -106,11 +129,12 @@ def speech_input(body: dict) -> tuple[dict, str | None]:
         raise ApiError(400, "instructions: not supported; F5-TTS takes its manner of speaking from the voice's "
                             "reference audio: pick (or upload) a voice that sounds the way you want, and leave "
                             "instructions out", param="instructions", code="unsupported_value")
-    stream_format = body.get("stream_format", "audio")
-    if stream_format != "audio":
-        raise ApiError(400, f"stream_format: only 'audio' is served (got {stream_format!r}); sse is not yet "
-                            "available", param="stream_format", code="unsupported_value")
+    stream_format = body.get("stream_format")
+    if stream_format is not None and stream_format not in STREAM_FORMATS:
+        raise ApiError(400, f"stream_format: must be one of {', '.join(STREAM_FORMATS)} (got {stream_format!r})",
+                       param="stream_format", code="unsupported_value")
     native: dict[str, Any] = {"action": "synthesize", "text": body["input"], "output_format": SPEECH_FORMATS[fmt]}
+    native.update(_timings(body.get("timestamp_granularities"), stream_format))
     model = body["model"]
     if model not in OPENAI_MODELS:
         native["model"] = model
@@ -123,3 +147,24 @@ def speech_input(body: dict) -> tuple[dict, str | None]:
         native["speed"] = body["speed"]
     native.update({k: body[k] for k in SPEECH_EXTENSIONS if k in body})
     return native, openai_voice
+
+
+def _timings(granularities: Any, stream_format: str | None) -> dict[str, bool]:
+    """The native timing flags for ``timestamp_granularities``; none where it is absent or empty."""
+    if granularities is None:
+        return {}
+    names = ", ".join(repr(name) for name in TIMESTAMP_GRANULARITIES)
+    if not isinstance(granularities, list) or not all(isinstance(g, str) for g in granularities):
+        raise ApiError(400, f"timestamp_granularities: must be a list of {names}", param="timestamp_granularities")
+    unknown = [g for g in granularities if g not in TIMESTAMP_GRANULARITIES]
+    if unknown:
+        raise ApiError(400, f"timestamp_granularities: {unknown[0]!r} is not one of {names}",
+                       param="timestamp_granularities", code="unsupported_value")
+    if not granularities:
+        return {}
+    if stream_format == "audio":
+        raise ApiError(400, "timestamp_granularities: not available with stream_format 'audio' (raw audio has "
+                            "nowhere to carry timings); use stream_format 'sse' for timings with each piece, or "
+                            "leave stream_format out for one JSON answer", param="timestamp_granularities",
+                       code="unsupported_value")
+    return {flag: name in granularities for name, flag in TIMESTAMP_GRANULARITIES.items()}
