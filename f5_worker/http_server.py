@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import logging
+import signal
 import socket
 import threading
 import uuid
@@ -50,6 +51,7 @@ from f5_worker.worker import Worker
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
+SHUTDOWN_GRACE_S = 30  # on SIGTERM, how long requests in progress (streams too) may take to end, in seconds
 LOADING_RETRY_AFTER_S = 5  # what a 503 while the models load asks the client to wait, in seconds
 # a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -358,7 +360,12 @@ def listening_sockets(port: int, port_health: int = 0, host: str = "0.0.0.0") ->
 
 
 def serve(port: int, port_health: int, load: Callable[[], Worker], api_token: str | None = None) -> int:
-    """Run the server until it is stopped; the exit status: 0, or 2 when the worker could not start."""
+    """Run the server until it is stopped; the exit status: 0, or 2 when the worker could not start.
+
+    SIGTERM (RunPod scaling the worker down, ``docker stop``) stops it gracefully: uvicorn stops taking
+    requests and gives those in progress, streams included, up to SHUTDOWN_GRACE_S to end, then cuts them
+    (which stops their jobs). uvicorn then raises the signal again for the handler it found; that is a
+    no-op here, so a stop asked for ends with status 0, not as a process killed by SIGTERM."""
     import uvicorn
 
     outcome = {"status": 0}
@@ -370,11 +377,15 @@ def serve(port: int, port_health: int, load: Callable[[], Worker], api_token: st
             server.should_exit = True
 
     app = create_app(load, on_load_failure=stop, api_token=api_token)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=30))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     sockets = listening_sockets(port, port_health)
     log.info("HTTP server on port%s %s", "s" if len(sockets) > 1 else "",
              " and ".join(str(s.getsockname()[1]) for s in sockets))
     if api_token:
         log.info("every route but /ping needs the bearer token (API_TOKEN)")
-    server.run(sockets=sockets)
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: setattr(server, "should_exit", True))
+    try:
+        server.run(sockets=sockets)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return outcome["status"]

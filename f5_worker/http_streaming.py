@@ -22,6 +22,7 @@ repeat its header):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -164,7 +165,7 @@ def speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: 
     later ends the events with an error event (OpenAI's SDK raises it), or an audio body with StreamBroken.
     ``hop_length``: the model's mel hop, for the usage's frames."""
     stream: AudioStream | None = None
-    for item in items:
+    for item in items:  # to the end, where the job logs that it is done
         if "error" in item:
             error = from_native_error(item["error"])
             if stream is None:
@@ -172,28 +173,27 @@ def speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: 
             if not events:
                 raise StreamBroken(error.message)
             yield sse({"type": "error", **error.openai_body()})
-            return
-        if item.get("done"):
+        elif item.get("done"):
             tail = stream.end() if stream is not None else b""
             if not events:
                 yield tail
-                return
+                continue
             said = len(item.get("normalized_text", ""))
             frames = round(item["duration"] * item["sample_rate"] / hop_length(item["model"]))
             yield (sse(_delta(tail)) if tail else b"") + sse({
                 "type": "speech.audio.done",
                 "usage": {"input_tokens": said, "output_tokens": frames, "total_tokens": said + frames}})
-            return
-        if stream is None:
-            stream = AudioStream(fmt, item["sample_rate"])
-        chunk = stream.add(np.frombuffer(base64.b64decode(item["audio_base64"]), dtype="<i2"))
-        if not events:
-            yield chunk
-            continue
-        out = sse(_delta(chunk)) if chunk else b""
-        if granularities and "pause" not in item:
-            out += sse(_timestamps(item))
-        yield out
+        else:
+            if stream is None:
+                stream = AudioStream(fmt, item["sample_rate"])
+            chunk = stream.add(np.frombuffer(base64.b64decode(item["audio_base64"]), dtype="<i2"))
+            if not events:
+                yield chunk
+                continue
+            out = sse(_delta(chunk)) if chunk else b""
+            if granularities and "pause" not in item:
+                out += sse(_timestamps(item))
+            yield out
 
 
 def _delta(audio: bytes) -> dict:
@@ -232,6 +232,8 @@ class JobStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         except StreamBroken as exc:  # returned unfinished, the answer's connection is closed: the body is cut
             log.warning("a streamed answer was cut: %s", exc)
+        except asyncio.CancelledError:  # uvicorn's grace period is over: the same, without a traceback in the log
+            log.warning("a streamed answer was cut: the server is stopping")
         finally:
             self.on_end()
             await self.body_iterator.aclose()

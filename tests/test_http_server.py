@@ -1,26 +1,40 @@
 """The HTTP server (SERVE=http, f5_worker/http_server.py) over real HTTP: the official openai client and
-plain requests against ``python runpod_handler.py`` run as a subprocess on the tiny models (one per module),
-and the app run in this process where a test must hold the model load (``/ping`` 204, then 200)."""
+plain requests against ``python runpod_handler.py`` run as a subprocess on the tiny models (one per module,
+and one more a test stops with SIGTERM), and the app served by uvicorn in this process where a test must hold
+the model load (``/ping`` 204, then 200) or the sampler (at a given step, test_stopping.StepWatch), to see
+what arrives before a job ends, what is refused while jobs are in flight, and where a job stops."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import io
+import json
+import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import openai
 import pytest
 import requests
 import soundfile as sf
+from test_stopping import StepWatch
 
 from conftest import REPO_ROOT
 
 FAST = {"nfe_step": 4, "seed": 1}  # our extension fields, through the SDK's extra_body
+NFE = 8  # the sampling steps of the jobs a test holds: the first piece takes calls 1-8, the second from 9
+HELD = {"nfe_step": NFE, "seed": 2}  # ALIGNER=estimate: the quality gate re-samples only silence, never made here
+HANG_S = 120  # hang guards only: every wait below ends as soon as what it waits for happens
+LONG_TEXT = ("Hello there, this stream comes in pieces. The first one is short, so it is ready soon, "
+             "and the rest follows while the first one plays. Then it ends.")
 
 
 def free_port() -> int:
@@ -47,28 +61,35 @@ def wait_for(url: str, status: int, seconds: float, proc: subprocess.Popen | Non
     raise AssertionError(f"{url} never answered {status}: {seen}")
 
 
-@pytest.fixture(scope="module")
-def server(worker_env, tmp_path_factory):
-    """``SERVE=http python runpod_handler.py`` on two ports (PORT, PORT_HEALTH); yields (base URL, health URL)."""
+@contextlib.contextmanager
+def handler_process(env: dict, workdir: Path):
+    """``SERVE=http python runpod_handler.py`` on two ports (PORT, PORT_HEALTH), run until the block ends;
+    yields (process, base URL, health URL)."""
     port, health_port = free_port(), free_port()
-    env = dict(worker_env, SERVE="http", PORT=str(port), PORT_HEALTH=str(health_port), ALIGNER="estimate")
-    workdir = tmp_path_factory.mktemp("http")  # its data folder (no volume) goes here
-    log_path = workdir / "server.log"
+    env = dict(env, SERVE="http", PORT=str(port), PORT_HEALTH=str(health_port), ALIGNER="estimate")
+    log_path = workdir / "server.log"  # its data folder (no volume) goes in workdir too
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], cwd=workdir, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         seen = wait_for(f"http://127.0.0.1:{health_port}/ping", 200, 180, proc)
         assert set(seen) <= {0, 204, 200}, seen  # refused until it listens, 204 while loading, then 200
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}"
+        yield proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}"
     finally:
         proc.terminate()
         try:
-            proc.wait(30)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         print(log_path.read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture(scope="module")
+def server(worker_env, tmp_path_factory):
+    """The server as a subprocess; yields (base URL, health URL)."""
+    with handler_process(worker_env, tmp_path_factory.mktemp("http")) as (_, base, health_base):
+        yield base, health_base
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +128,10 @@ def test_openai_model_names_and_registry_names(client, server):
     ({"model": "no-such-model"}, "model", "no-such-model"),
     ({"voice": "nobody"}, "voice", "no voice named"),
     ({"input": ""}, "input", "input"),
-    ({"extra_body": {"stream_format": "sse"}}, "stream_format", "sse"),
+    ({"extra_body": {"stream_format": "ogg"}}, "stream_format", "must be one of audio, sse"),
+    ({"extra_body": {"timestamp_granularities": ["segment"]}}, "timestamp_granularities", "'segment' is not one"),
+    ({"stream_format": "audio", "extra_body": {"timestamp_granularities": ["word"]}}, "timestamp_granularities",
+     "not available with stream_format 'audio'"),
     ({"extra_body": {"colour": "blue"}}, "colour", "unknown field"),
 ])
 def test_openai_bad_request_raises_with_our_message(client, kwargs, param, words):
@@ -193,3 +217,309 @@ def test_a_worker_that_cannot_load_stops_the_server_with_status_2(worker_env, tm
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot start" in proc.stderr
+
+
+# -- streamed answers, over the subprocess server -----------------------------------------------------------
+
+
+def sse_events(response: requests.Response) -> list[dict]:
+    """A text/event-stream answer's events: each ``data: <JSON>`` line."""
+    assert response.headers["content-type"].startswith("text/event-stream"), response.headers
+    return [json.loads(line[len(b"data: "):]) for line in response.iter_lines() if line.startswith(b"data: ")]
+
+
+def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:
+    if fmt == "pcm":
+        return sf.read(io.BytesIO(data), format="RAW", subtype="PCM_16", samplerate=24000, channels=1,
+                       endian="LITTLE")
+    return sf.read(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus", "pcm"])
+def test_streamed_speech_joins_into_audio_that_decodes(client, fmt):
+    with client.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input=LONG_TEXT, response_format=fmt, stream_format="audio",
+            extra_body=FAST) as response:
+        assert response.headers["transfer-encoding"] == "chunked" and response.headers["x-voice"] == "default"
+        data = b"".join(response.iter_bytes())
+    wave, rate = decode(data, fmt)
+    assert rate == 24000 and wave.ndim == 1 and len(wave) > 5 * rate and np.isfinite(wave).all()
+
+
+def test_openai_events_carry_the_audio_its_word_timings_and_the_usage(server):
+    response = requests.post(server[0] + "/v1/audio/speech", stream=True, timeout=120, json={
+        "model": "tts-1", "voice": "alloy", "input": LONG_TEXT, "response_format": "wav", "stream_format": "sse",
+        "timestamp_granularities": ["word", "character"], **FAST})
+    assert response.status_code == 200
+    events = sse_events(response)
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "speech.audio.done" and kinds.count("speech.audio.done") == 1
+    assert set(kinds) == {"speech.audio.delta", "speech.audio.timestamps", "speech.audio.done"}
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert all(set(e) == {"type", "audio"} for e in deltas)  # openai-python's SpeechAudioDeltaEvent
+    usage = events[-1]["usage"]  # SpeechAudioDoneEvent: usage of three whole numbers
+    assert set(events[-1]) == {"type", "usage"} and set(usage) == {"input_tokens", "output_tokens", "total_tokens"}
+    assert usage["input_tokens"] > 0 and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+    wave, rate = decode(b"".join(base64.b64decode(e["audio"]) for e in deltas), "wav")
+    timed = [e for e in events if e["type"] == "speech.audio.timestamps"]
+    assert len(timed) >= 2  # a short first piece, then the rest
+    for before, after in zip(timed, timed[1:]):
+        assert after["offset"] == pytest.approx(before["offset"] + before["duration"], abs=1e-3)
+    assert len(wave) / rate == pytest.approx(timed[-1]["offset"] + timed[-1]["duration"], abs=1e-3)
+    words = [w for e in timed for w in e["words"]]
+    assert [w["word"] for w in words] == LONG_TEXT.split()
+    assert all(e["offset"] <= w["start"] <= w["end"] <= e["offset"] + e["duration"] + 1e-3
+               for e in timed for w in e["words"])
+    assert "".join(c["char"] for e in timed for c in e["chars"]) == LONG_TEXT.replace(" ", "")
+
+
+def test_word_timings_make_the_answer_json_with_the_audio(client):
+    response = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there, friend.",
+                                          response_format="mp3",
+                                          extra_body={"timestamp_granularities": ["word"], **FAST})
+    assert response.response.headers["content-type"] == "application/json"
+    answer = response.json()
+    assert answer["format"] == "mp3" and "chars" not in answer
+    assert [w["word"] for w in answer["words"]] == ["Hello", "there,", "friend."]
+    wave, rate = sf.read(io.BytesIO(base64.b64decode(answer["audio_base64"])))
+    assert len(wave) / rate == pytest.approx(answer["duration"], abs=0.05)
+
+
+def test_native_stream_answers_the_items_as_events_whatever_streaming_says(server):
+    """The subprocess runs with STREAMING unset: over HTTP ``stream: true`` streams all the same."""
+    response = requests.post(server[0] + "/v1/synthesize", stream=True, timeout=120,
+                             json={"text": LONG_TEXT, "stream": True, **FAST})
+    assert response.status_code == 200 and response.headers["x-job-id"]
+    items = sse_events(response)
+    pieces, done = items[:-1], items[-1]
+    assert [item["seq"] for item in items] == list(range(len(items))) and len(pieces) >= 2
+    assert done["done"] is True and done["pieces"] == len(pieces) and "captions" in done
+    offset = 0.0
+    for item in pieces:  # each a piece as RunPod's /stream gives it
+        assert item["offset"] == pytest.approx(offset, abs=1e-3) and item["words"]
+        wave, rate = sf.read(io.BytesIO(base64.b64decode(item["audio_base64"])))
+        assert len(wave) / rate == pytest.approx(item["duration"], abs=1e-3)
+        offset += item["duration"]
+    assert done["duration"] == pytest.approx(offset, abs=1e-3)
+
+    refused = requests.post(server[0] + "/v1/synthesize", json={"text": "Hi.", "stream": True, "speed": 50})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.json() == {"error": "speed: must be less than or equal to 3"}
+
+
+def test_on_sigterm_mid_stream_the_server_takes_no_more_requests_finishes_the_stream_and_exits_0(
+        worker_env, tmp_path):
+    with handler_process(worker_env, tmp_path) as (proc, base, health_base):
+        response = requests.post(base + "/v1/audio/speech", stream=True, timeout=HANG_S, json={
+            "model": "tts-1", "voice": "alloy", "input": LONG_TEXT, "response_format": "wav",
+            "stream_format": "audio", **HELD})
+        chunks = response.iter_content(None)
+        data = [next(chunks)]  # the stream has started
+        proc.send_signal(signal.SIGTERM)
+        seen = wait_for(health_base + "/ping", 0, HANG_S)  # then connections are refused
+        assert seen[-1] == 0
+        data += list(chunks)  # the stream in progress goes on to its end (within the grace period)
+        assert proc.wait(HANG_S) == 0
+    wave, rate = sf.read(io.BytesIO(b"".join(data)))
+    assert len(wave) > 5 * rate
+
+
+# -- in this process, with the sampler held at a given step ------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(worker, grace_s: float = 30, **settings):
+    """The app over a Worker of its own (the session's models, ``settings`` changed), served by uvicorn in a
+    thread; yields (base URL, that Worker, the uvicorn server)."""
+    import uvicorn
+
+    from f5_worker.http_server import create_app, listening_sockets
+    from f5_worker.worker import Worker
+
+    own = Worker(dataclasses.replace(worker.settings, aligner="estimate", **settings), worker.models)
+    server = uvicorn.Server(uvicorn.Config(create_app(worker=own), log_config=None,
+                                           timeout_graceful_shutdown=grace_s))
+    sockets = listening_sockets(free_port(), host="127.0.0.1")
+    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread.start()
+    try:
+        wait_for(base + "/ping", 200, HANG_S)
+        yield base, own, server
+    finally:
+        server.should_exit = True
+        thread.join(HANG_S)
+
+
+@pytest.fixture(scope="module")
+def local(worker):
+    with serving(worker, max_concurrency=2) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def held_at(own, step: int, action=None):
+    """The sampler held at its ``step``-th step from now until released (or runs ``action`` there instead);
+    yields (the event set once it is held, the release)."""
+    reached, release = threading.Event(), threading.Event()
+
+    def hold():
+        reached.set()
+        if action is not None:
+            action()
+        else:
+            release.wait(HANG_S)
+
+    watch = StepWatch(own, step, hold)
+    try:
+        yield reached, release
+    finally:
+        release.set()
+        watch.remove()
+
+
+def wait_for_log(caplog, pattern: str) -> re.Match:
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        if match := re.search(pattern, caplog.text):
+            return match
+        time.sleep(0.05)
+    raise AssertionError(f"no log line matching {pattern!r} in:\n{caplog.text[-3000:]}")
+
+
+def test_streamed_audio_starts_before_the_job_has_made_its_last_piece(local):
+    """The sampler is held at the first step of the second piece until the client has the first chunk: were
+    the audio sent only once the job ended, the first chunk could not come while the job is held."""
+    base, own, _ = local
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=HANG_S)
+    first_chunk = threading.Event()
+    came = []
+    with held_at(own, NFE + 1, lambda: came.append(first_chunk.wait(HANG_S))):
+        with client.audio.speech.with_streaming_response.create(
+                model="tts-1", voice="alloy", input=LONG_TEXT, response_format="mp3", stream_format="audio",
+                extra_body=HELD) as response:
+            chunks = response.iter_bytes()
+            data = [next(chunks)]
+            first_chunk.set()
+            data += list(chunks)
+    assert came == [True]  # the second piece was held until the first chunk had arrived
+    wave, rate = sf.read(io.BytesIO(b"".join(data)))
+    assert rate == 24000 and len(wave) > 5 * rate
+
+
+def test_past_max_concurrency_jobs_are_refused_at_once_with_429(local):
+    base, own, _ = local
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=HANG_S)
+    queued = []
+    answers = []
+
+    def job():
+        answers.append(requests.post(base + "/v1/synthesize", json={"text": "Held in flight.", **HELD},
+                                     timeout=HANG_S))
+
+    with held_at(own, 2) as (reached, release):
+        own.engine.on_queued = queued.append
+        threads = [threading.Thread(target=job) for _ in range(2)]
+        try:
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + HANG_S
+            while len(queued) < 2 and time.monotonic() < deadline:  # both jobs in flight (MAX_CONCURRENCY=2)
+                time.sleep(0.02)
+            assert len(queued) == 2 and reached.wait(HANG_S) and not answers
+
+            with pytest.raises(openai.RateLimitError) as caught:
+                client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", extra_body=HELD)
+            assert caught.value.status_code == 429 and caught.value.response.headers["retry-after"] == "1"
+            assert caught.value.body["type"] == "requests" and caught.value.body["code"] == "rate_limit_exceeded"
+            assert "MAX_CONCURRENCY" in caught.value.body["message"]
+            native = requests.post(base + "/v1/synthesize", json={"text": "Hi."}, timeout=HANG_S)
+            assert native.status_code == 429 and native.headers["retry-after"] == "1"
+            assert set(native.json()) == {"error"} and "at most 2 jobs at once" in native.json()["error"]
+            for path in ("/ping", "/health", "/v1/models"):  # not jobs: never refused
+                assert requests.get(base + path, timeout=HANG_S).status_code == 200
+        finally:
+            own.engine.on_queued = None
+            release.set()
+            for thread in threads:
+                thread.join(HANG_S)
+    assert [a.status_code for a in answers] == [200, 200]
+
+
+def test_an_error_after_the_stream_has_started_is_its_last_event(local):
+    base, own, _ = local
+
+    def fail():
+        raise RuntimeError("the sampler broke")
+
+    with held_at(own, NFE + 1, fail):
+        response = requests.post(base + "/v1/synthesize", stream=True, timeout=HANG_S,
+                                 json={"text": LONG_TEXT, "stream": True, **HELD})
+        assert response.status_code == 200
+        items = sse_events(response)
+    assert items[0]["seq"] == 0 and items[0]["audio_base64"]
+    assert items[-1] == {"error": "internal: RuntimeError: the sampler broke"}
+
+
+def open_stream(base: str, body: dict) -> socket.socket:
+    """A streamed /v1/synthesize over a plain socket, read up to the end of its first event."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=HANG_S)
+    data = json.dumps(body).encode()
+    sock.sendall(b"POST /v1/synthesize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    seen = b""
+    while b"data: " not in seen or b"\n\n" not in seen[seen.index(b"data: "):]:
+        more = sock.recv(65536)
+        assert more, seen[:300]
+        seen += more
+    assert seen.startswith(b"HTTP/1.1 200"), seen[:300]
+    return sock
+
+
+def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker, caplog):
+    with serving(worker, max_concurrency=1) as (base, own, _), caplog.at_level("INFO"), \
+            held_at(own, NFE + 1) as (reached, release):
+        sock = open_stream(base, {"text": LONG_TEXT, "stream": True, **HELD})
+        assert reached.wait(HANG_S)  # the second piece is being sampled, held at its first step
+        sock.close()
+        job = wait_for_log(caplog, r"job (http-\w+): stopped: its client went away").group(1)
+
+        queued, answers = threading.Event(), []
+        own.engine.on_queued = lambda request: queued.set()
+        next_job = threading.Thread(target=lambda: answers.append(
+            requests.post(base + "/v1/synthesize", json={"text": "The next one.", **FAST}, timeout=HANG_S)))
+        next_job.start()
+        try:
+            deadline = time.monotonic() + HANG_S
+            while not queued.is_set() and next_job.is_alive() and time.monotonic() < deadline:
+                queued.wait(0.02)
+            # admitted (MAX_CONCURRENCY=1) while the stopped job's sampling is still held
+            assert queued.is_set(), [a.text for a in answers]
+        finally:
+            own.engine.on_queued = None
+            release.set()
+            next_job.join(HANG_S)
+        assert answers[0].status_code == 200
+        stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
+        assert int(stopped.group(1)) == 2  # the step held when the client left was the last one it ran
+    assert f"job {job} done" not in caplog.text
+
+
+def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker, caplog):
+    """On SIGTERM uvicorn waits SHUTDOWN_GRACE_S for the answers in progress, then cancels them: the client
+    gets a body cut short (no last chunk), and the job stops."""
+    with caplog.at_level("INFO"), serving(worker, grace_s=1) as (base, own, server), \
+            held_at(own, NFE + 1) as (reached, release):
+        response = requests.post(base + "/v1/synthesize", stream=True, timeout=HANG_S,
+                                 json={"text": LONG_TEXT, "stream": True, **HELD})
+        lines = response.iter_lines()
+        assert next(lines).startswith(b"data: ") and reached.wait(HANG_S)
+        server.should_exit = True  # what uvicorn's SIGTERM handler sets
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            list(lines)
+        job = wait_for_log(caplog, r"job (http-\w+): stopped: its client went away, or the server is stopping").group(1)
+        release.set()
+        stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
+    assert int(stopped.group(1)) == 2
