@@ -22,6 +22,8 @@ Usage:
     uv run python scripts/bench/bench.py --nfe 32 --jobs 16 --text-seconds 10 --json bench.json
     uv run python scripts/bench/bench.py --stream --text-seconds 30 --concurrency 1,4 --skip-upstream
                                                               # time to first audio, streamed vs not
+    uv run python scripts/bench/bench.py --http --text-seconds 30 --concurrency 1,4 --skip-upstream
+                                                              # a stream over the HTTP server vs the queue's
 
 docs/performance.md gives the method and the latest figures.
 
@@ -217,6 +219,8 @@ def child_ours(cfg: dict) -> dict:
     out.update(peak_memory())  # before upstream shares the process
     if cfg["stream"]:
         out["stream"] = stream_runs(worker, cfg)
+    if cfg["http"]:
+        out["http"] = http_runs(worker, cfg)
     if cfg["paired"]:
         out["paired"] = paired_runs(worker, cfg)
     return out
@@ -257,6 +261,67 @@ def stream_runs(worker, cfg: dict) -> dict:
             streamed += asyncio.run(together(stream_job(worker, j) for j in jobs))
             plain += asyncio.run(together(run_job_async(worker, j) for j in jobs))
         levels[str(concurrency)] = {"streamed": streamed, "unstreamed": plain}
+    return levels
+
+
+def http_stream_job(url: str, job: dict) -> dict:
+    """One streamed job over the HTTP server (``POST /v1/synthesize`` with ``stream: true``, its items as
+    server-sent events), read as a client reads it: time to its first audio byte, and to its last item."""
+    import httpx  # its lines come as the bytes do (requests' wait for a whole block of 512)
+
+    started = time.perf_counter()
+    first = duration = None
+    with httpx.stream("POST", url, json={**job, "stream": True}, timeout=3600) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"benchmark job failed: {response.status_code} {response.read()[:300]!r}")
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            item = json.loads(line[len("data: "):])
+            if "error" in item:
+                raise RuntimeError(f"benchmark job failed: {item['error']}")
+            if first is None and "audio_base64" in item:
+                first = time.perf_counter() - started
+            if item.get("done"):
+                duration = float(item["duration"])
+    return {"first_audio_s": first, "total_s": time.perf_counter() - started, "duration": duration}
+
+
+def http_runs(worker, cfg: dict) -> dict:
+    """The worker's HTTP server (SERVE=http's app, over this process's worker, on a local port) and, at each
+    concurrency, rounds of that many streamed jobs over HTTP and that many through RunPod's streaming handler
+    path (``Worker.stream_async``), alternately, so load from other processes hits both alike."""
+    import threading
+
+    import uvicorn
+
+    from f5_worker.http_server import create_app, listening_sockets
+
+    server = uvicorn.Server(uvicorn.Config(create_app(worker=worker), log_config=None))
+    sockets = listening_sockets(0, host="127.0.0.1")
+    url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/v1/synthesize"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    async def together(coroutines):
+        return await asyncio.gather(*coroutines)
+
+    levels, seed = {}, 5000
+    try:
+        for concurrency in cfg["concurrency"]:
+            over_http, queue = [], []
+            for _ in range(max(1, cfg["jobs"] // concurrency)):
+                jobs = [synth_job(cfg, seed + i) for i in range(concurrency)]
+                seed += concurrency
+                with ThreadPoolExecutor(concurrency) as pool:
+                    over_http += list(pool.map(lambda j: http_stream_job(url, j), jobs))
+                queue += asyncio.run(together(stream_job(worker, j) for j in jobs))
+            levels[str(concurrency)] = {"http": over_http, "queue": queue}
+    finally:
+        server.should_exit = True
+        thread.join(60)
     return levels
 
 
@@ -500,6 +565,21 @@ def build_report(args, cfg: dict, ours: dict, upstream: dict | None, extra_cold:
                 "stalled_s": percentile([r["stalled_s"] for r in level["streamed"]], 50),
                 "stalled_p95_s": percentile([r["stalled_s"] for r in level["streamed"]], 95),
             }
+    if "http" in ours:
+        report["http"] = {}
+        for c, level in ours["http"].items():
+            http_first = percentile([r["first_audio_s"] for r in level["http"]], 50)
+            queue_first = percentile([r["first_audio_s"] for r in level["queue"]], 50)
+            report["http"][c] = {
+                "jobs": len(level["http"]),
+                "http_first_audio_s": http_first,
+                "http_first_audio_p95_s": percentile([r["first_audio_s"] for r in level["http"]], 95),
+                "http_total_s": percentile([r["total_s"] for r in level["http"]], 50),
+                "queue_first_audio_s": queue_first,
+                "queue_first_audio_p95_s": percentile([r["first_audio_s"] for r in level["queue"]], 95),
+                "queue_total_s": percentile([r["total_s"] for r in level["queue"]], 50),
+                "first_audio_ratio": http_first / queue_first,
+            }
     return report
 
 
@@ -544,6 +624,10 @@ def print_report(r: dict) -> None:
               f"{st['first_audio_ratio']:.2f} x the unstreamed job's {st['unstreamed_s']:.3f} s; whole stream "
               f"{st['streamed_total_s']:.3f} s = {st['total_ratio']:.2f} x; playback stalled "
               f"{st['stalled_s']:.3f} s (p95 {st['stalled_p95_s']:.3f} s)")
+    for c, h in (r.get("http") or {}).items():
+        print(f"streamed over HTTP, concurrency {c} ({h['jobs']} jobs, p50): first audio {h['http_first_audio_s']:.3f} s, "
+              f"whole {h['http_total_s']:.3f} s; through the queue's handler: first audio "
+              f"{h['queue_first_audio_s']:.3f} s, whole {h['queue_total_s']:.3f} s ({h['first_audio_ratio']:.2f} x)")
     print(f"cold start samples: ours {[round(x, 2) for x in r['cold_start_samples_s']]}, "
           f"upstream {[round(x, 2) for x in r.get('upstream_cold_start_samples_s') or []]}")
 
@@ -578,6 +662,11 @@ def parse_args(argv=None):
     p.add_argument("--stream", action="store_true",
                    help="also run each concurrency level's jobs streamed, alternating with unstreamed ones: "
                         "first_audio_s, and both as ratios to the unstreamed job's latency")
+    p.add_argument("--http", action="store_true",
+                   help="also run each concurrency level's jobs streamed over the HTTP server (SERVE=http's app, "
+                        "in our process), alternating with the same jobs streamed through RunPod's streaming "
+                        "handler path: time to the first audio byte and to the whole (levels up to "
+                        "MAX_CONCURRENCY, default 4; past it the server answers 429)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per benchmark process")
     p.add_argument("--log-dir", help="where the benchmark processes' logs go (default: a temporary dir)")
     p.add_argument("--json", dest="json_path", help="write the figures to this file")
@@ -587,12 +676,12 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     files_cfg, env = model_setup(args)
-    if args.stream:
-        env = dict(env, STREAMING="1")  # the worker streams only where the endpoint lets it
+    if args.stream or args.http:
+        env = dict(env, STREAMING="1")  # the queue's handler streams only where the endpoint lets it
     concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     cfg = dict(files_cfg, nfe=args.nfe, sway=args.sway, jobs=args.jobs, concurrency=concurrency,
                upstream_jobs=args.upstream_jobs or args.jobs, text=bench_text(args.text_seconds),
-               paired=not args.skip_upstream, stream=args.stream, retries=args.retries, timings=not args.no_timings,
+               paired=not args.skip_upstream, stream=args.stream, http=args.http, retries=args.retries, timings=not args.no_timings,
                ref_b64=base64.b64encode(ref_wav_path().read_bytes()).decode(),
                device=None if args.device == "auto" else args.device)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="f5-bench-"))
