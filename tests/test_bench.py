@@ -113,7 +113,7 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--models-dir", str(tiny_model_dir), "--jobs", "1", "--upstream-jobs", "1", "--concurrency", "1,2",
-         "--nfe", "4", "--text-seconds", "3", "--cold-starts", "1", "--stream", "--json", str(out),
+         "--nfe", "4", "--text-seconds", "3", "--cold-starts", "1", "--stream", "--http", "--json", str(out),
          "--log-dir", str(tmp_path / "logs")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -148,6 +148,13 @@ def test_bench_runs_both_sides_and_writes_the_figures(tiny_model_dir, tmp_path):
         assert level["first_audio_ratio"] == pytest.approx(level["first_audio_s"] / level["unstreamed_s"])
         assert 0 <= level["stalled_s"] <= level["stalled_p95_s"] and level["stalled_s"] < level["streamed_total_s"]
     assert "first audio" in proc.stdout
+    # --http: the same jobs streamed over the HTTP server and through the queue's handler, side by side
+    assert set(r["http"]) == {"1", "2"}
+    for level in r["http"].values():
+        assert 0 < level["http_first_audio_s"] <= level["http_total_s"]
+        assert 0 < level["queue_first_audio_s"] <= level["queue_total_s"]
+        assert level["first_audio_ratio"] == pytest.approx(level["http_first_audio_s"] / level["queue_first_audio_s"])
+    assert "streamed over HTTP" in proc.stdout
 
 
 def test_gpu_profile_script_runs_on_cpu(tmp_path, tiny_model_dir):
