@@ -37,14 +37,7 @@ from f5_worker.errors import JobError
 from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
 from f5_worker.http_streaming import JobStream, speech_events, sse
 from f5_worker.job import Job
-from f5_worker.openai_speech import (
-    OPENAI_MODELS,
-    SPEECH_FIELD_NAMES,
-    ApiError,
-    from_job_error,
-    speech_input,
-    timestamp_granularities,
-)
+from f5_worker.openai_speech import ApiError, model_list, refusal, speech_input, timestamp_granularities
 from f5_worker.synthesis.unstreamed import Speech
 from f5_worker.worker import Worker
 
@@ -134,11 +127,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             worker = ready()
         except ApiError as exc:
             return _openai_error(exc)
-        names = list(worker.registry.names())
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "f5-worker"} for name in names]
-        data += [{"id": name, "object": "model", "created": 0, "owned_by": "f5-worker",
-                  "alias_of": worker.pool.default} for name in OPENAI_MODELS if name not in names]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(model_list(worker.registry.names(), worker.pool.default))
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request) -> Response:
@@ -308,19 +297,14 @@ async def _json_object(request: Request) -> dict:
 
 @contextlib.contextmanager
 def _openai_errors(worker: Worker, job_id: str) -> Iterator[None]:
-    """A speech job's failure as an ApiError: a bad request (400) as OpenAI's error, the worker's own failure
-    policy (as for a queue job) for the rest."""
+    """A speech job's failure as an ApiError (openai_speech.refusal: the rule every OpenAI route follows), the
+    worker's own failure policy deciding on the failures that are not the request's."""
     try:
         yield
-    except JobError as exc:
-        raise from_job_error(exc, SPEECH_FIELD_NAMES) from None
-    except stopping.JobStopped as exc:
-        raise ApiError(503, str(exc), kind="server_error") from None
-    except MemoryError:
-        log.exception("job %s ran out of memory", job_id)
-        raise ApiError(500, "internal: out of memory; try a shorter input", kind="server_error") from None
     except Exception as exc:  # noqa: BLE001 - the worker's failure policy, as for a queue job
-        raise ApiError(500, worker.failure(exc, job_id)["error"], kind="server_error") from None
+        if isinstance(exc, MemoryError):
+            log.exception("job %s ran out of memory", job_id)
+        raise refusal(exc, lambda failed: worker.failure(failed, job_id)) from None
 
 
 def _choose_voice(worker: Worker, native: dict, openai_voice: str | None, headers: dict[str, str]) -> None:

@@ -101,7 +101,8 @@ SAME_AS_HTTP = [
     {**SPEECH, "voice": "nobody"},
     {**SPEECH, "input": ""},
     {**SPEECH, "input": "x" * 5001},
-    {**SPEECH, "stream_format": "sse"},
+    {**SPEECH, "stream_format": "ogg"},
+    {**SPEECH, "timestamp_granularities": ["segment"]},
     {**SPEECH, "colour": "blue"},
     {**SPEECH, "nfe_step": 1000},
     {**SPEECH, "voice": 7},
@@ -122,10 +123,16 @@ def test_a_bad_speech_request_gets_the_http_routes_error(worker, http, body):
 
 
 def test_streamed_speech_is_refused_on_a_queue_endpoint_for_now(worker):
-    """Whatever the HTTP route comes to do with sse, a queue job cannot answer it in one JSON output: refused,
-    naming the field, until the queue streams it (docs/http.md)."""
+    """The HTTP route streams sse; a queue job cannot answer it in one JSON output: refused, naming the field,
+    until the queue streams it (docs/http.md)."""
     error = route(worker, "/v1/audio/speech", {**SPEECH, "stream_format": "sse"})["error"]
-    assert error["param"] == "stream_format" and error["message"].endswith("sse is not yet available"), error
+    assert error["param"] == "stream_format" and "sse is not available on a queue endpoint" in error["message"]
+
+
+def test_word_timings_come_with_the_speech_as_on_the_http_route(worker):
+    answer = route(worker, "/v1/audio/speech", {**SPEECH, "timestamp_granularities": ["word", "character"]})
+    assert answer["words"] and answer["chars"] and answer["words"][0]["char_start"] == 0
+    assert "words" not in route(worker, "/v1/audio/speech", SPEECH)
 
 
 def test_a_speech_job_without_a_body_names_what_is_missing(worker):

@@ -17,7 +17,7 @@ from f5_worker import delivery, schema
 from f5_worker.errors import JobError
 from f5_worker.job import Job
 from f5_worker.logs import echo
-from f5_worker.openai_speech import ApiError, model_list, speech_input
+from f5_worker.openai_speech import ApiError, model_list, speech_input, timestamp_granularities
 from f5_worker.schema import OpenAIRouteRequest
 from f5_worker.synthesis.service import SynthesisService
 
@@ -39,8 +39,13 @@ class OpenAIRoutesAction:
                             f"{' and '.join(ROUTES)}", param="openai_route", code="unknown_route")
 
     def speech(self, body: dict, job: Job) -> dict:
-        """A speech request's answer: its audio as base64, with what the HTTP route says in its headers."""
+        """A speech request's answer: its audio as base64, with what the HTTP route says in its headers, and
+        the words (and characters) ``timestamp_granularities`` asks for, as the HTTP route's JSON answer."""
         native, openai_voice = speech_input(body)
+        if body.get("stream_format") == "sse":
+            raise ApiError(400, "stream_format: sse is not available on a queue endpoint yet (a queue job answers "
+                                "one JSON output); leave stream_format out, or stream from the worker's HTTP "
+                                "server (SERVE=http)", param="stream_format", code="unsupported_value")
         if openai_voice is not None and self._stored(openai_voice):  # a stored voice of that name wins
             native["voice"] = openai_voice
         speech = self.service.speak(schema.parse_job(native), job)
@@ -53,6 +58,8 @@ class OpenAIRoutesAction:
             "model": speech.model,
             "voice": native.get("voice", "default"),
         }
+        if timestamp_granularities(body):
+            out.update({name: speech.fields[name] for name in ("words", "chars") if name in speech.fields})
         return delivery.finish_output(
             out, planned=speech.planned, job_id=job.id, stores=self.service.stores,
             max_inline_bytes=self.service.settings.max_inline_bytes, audio_bytes=speech.audio,
