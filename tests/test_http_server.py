@@ -330,7 +330,7 @@ def test_on_sigterm_mid_stream_the_server_takes_no_more_requests_finishes_the_st
 
 @contextlib.contextmanager
 def serving(worker, grace_s: float = 30, **settings):
-    """The app over a Worker of its own (the session's models, ``settings`` changed), served by uvicorn in a
+    """The app over a Worker of its own (the models every test shares, ``settings`` changed), served by uvicorn in a
     thread; yields (base URL, that Worker, the uvicorn server)."""
     import uvicorn
 
