@@ -3,8 +3,9 @@
 For RunPod's load-balancing endpoints (the worker is reached directly over HTTP, no queue in between) and any
 other host. Routes (docs/http.md): ``GET /ping`` (RunPod's health contract: 204 while the models load, 200 once
 ready), ``GET /health`` (the ``health`` action's body), ``POST /v1/audio/speech`` (OpenAI's speech route: the
-whole audio file, the audio as it is made, or OpenAI's speech events), ``GET /v1/models`` (OpenAI's list) and
-``POST /v1/synthesize`` (a native job's input in, its native result, or its streamed items as events, out).
+whole audio file, the audio as it is made, or OpenAI's speech events), ``GET /v1/models`` (OpenAI's list),
+``POST /v1/synthesize`` (a native job's input in, its native result, or its streamed items as events, out) and
+``GET /`` (the page, f5_worker/page).
 
 The app exists before its Worker: ``create_app(load)`` starts ``load`` in a thread once the server runs, so
 ``/ping`` answers while the models load. A body that is too large, not JSON or not sent as JSON is refused
@@ -31,7 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from f5_worker import audio, schema, stopping
+from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
 from f5_worker.errors import JobError
 from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
@@ -88,6 +89,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
     app = FastAPI(title="f5-worker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   dependencies=token_dependencies(api_token), exception_handlers=EXCEPTION_HANDLERS)
     app.state.loading = state
+    app.include_router(page.router)  # GET /: the page that speaks a text and lights its words (docs/page.md)
 
     def ready() -> Worker:
         if state.worker is None:
