@@ -232,6 +232,8 @@ class Settings:
     port: int = 80  # SERVE=http: the port it listens on (RunPod's load-balancing endpoints set PORT)
     port_health: int = 0  # SERVE=http: a second port the server (so /ping) listens on; 0: PORT alone
     api_token: str | None = field(default=None, repr=False)  # SERVE=http: the bearer token every route but /ping needs
+    # python -m f5_worker.page --endpoint: the key its forwarder sends to RunPod (never to the page); not the worker's
+    runpod_api_key: str | None = field(default=None, repr=False)
 
     @property
     def volume_mounted(self) -> bool:
@@ -268,6 +270,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     refuse_credentials(name, value)
     return value if value not in (None, "") else default
+
+
+def _env_secret(name: str, default: str | None) -> str | None:
+    """A key, as pasted: spaces and a line end around it dropped (a key read from a file ends with one); hidden
+    in every log line from here on (logs.keep_secret)."""
+    value = (_env(name) or "").strip()
+    if value:
+        keep_secret(value)
+    return value or default
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -433,6 +444,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "port": ("PORT", _env_port),
     "port_health": ("PORT_HEALTH", _env_health_port),
     "api_token": ("API_TOKEN", _env_token),
+    "runpod_api_key": ("RUNPOD_API_KEY", _env_secret),
 }
 OLDER_NAMES = {"DEFAULT_MODEL": "WORKER_MODEL"}  # a variable's older name, still read
 
