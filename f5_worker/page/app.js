@@ -215,11 +215,13 @@ class Track {
     this.playing = false;
     this.pausedAt = 0;
     this.anchor = 0;  // the audio clock's time at position 0, while playing
+    this.origin = 0;  // where playing last started
     this.lit = -1;
     this.focused = 0;
     this.spec = {text: ""};
     this.urls.forEach((url) => URL.revokeObjectURL(url));
     this.urls = [];
+    this.files = {};  // file name -> Blob, as offered for download
     $$("canvas, .word", this.lane).forEach((node) => node.remove());
     this.lane.style.width = "";
     this.reader.textContent = "";
@@ -249,6 +251,7 @@ class Track {
       const context = audioContext();
       if (context.currentTime - this.anchor > offset - LEAD_S) {  // it came late: play on from it, now
         this.anchor = context.currentTime + LEAD_S - offset;
+        this.origin = offset;
       }
       this.schedule(piece);
     }
@@ -272,7 +275,8 @@ class Track {
 
   position() {
     if (!this.playing) return this.pausedAt;
-    return Math.max(0, Math.min(audioContext().currentTime - this.anchor, this.duration));
+    // until the audio begins (LEAD_S), the position is where playing was asked to start
+    return Math.max(this.origin, Math.min(audioContext().currentTime - this.anchor, this.duration));
   }
 
   play(from = this.position()) {
@@ -281,6 +285,7 @@ class Track {
     const context = audioContext();
     this.stopSources();
     this.anchor = context.currentTime + LEAD_S - from;
+    this.origin = from;
     this.playing = true;
     this.pieces.forEach((piece) => { piece.started = piece.end <= from ? piece.started : false; this.schedule(piece); });
     this.playButton.textContent = "Pause";
@@ -495,6 +500,7 @@ class Track {
   offer(label, name, blob) {
     const url = URL.createObjectURL(blob);
     this.urls.push(url);
+    this.files[name] = blob;
     this.link(label, name, url);
   }
 
@@ -590,7 +596,7 @@ async function speak(event) {
   requestStarted = performance.now();
   $("#speak-stop").disabled = false;
   const run = {format: request.body.output_format, bytes: [], buffers: [], seq: 0, rate: SAMPLE_RATE};
-  note("request", {stream: true}, "asked for the speech, streamed");
+  note("request", {body: request.body}, "asked for the speech, streamed");
   try {
     let response = await post({...request.body, stream: true}, {signal: controller.signal, accept: "text/event-stream"});
     if (!response.ok) {
@@ -601,7 +607,9 @@ async function speak(event) {
       if (!response.ok) throw new ApiError(await errorOf(response));
     }
     let done = false;
-    if ((response.headers.get("content-type") || "").startsWith("text/event-stream")) {
+    const type = response.headers.get("content-type") || "";
+    note("answer", {contentType: type}, `answered with ${type.split(";")[0]}`);
+    if (type.startsWith("text/event-stream")) {
       for await (const item of sseItems(response)) done = (await onItem(item, run, controller)) || done;
     } else {
       const data = await response.json();
