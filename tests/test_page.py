@@ -238,6 +238,11 @@ def test_speaking_lights_each_word_as_it_is_said(page):
         t = page.seek("speak", (w["start"] + w["end"]) / 2)
         holding = [j for j, v in enumerate(words) if v["start"] <= t < v["end"]]
         assert page.lit("speak") == (holding[0], words[holding[0]]["word"], holding[0]), (t, i, holding)
+    touching = [i for i in range(1, len(words)) if words[i - 1]["end"] == words[i]["start"] < words[i]["end"]]
+    assert touching, words
+    for i in touching:  # where one word ends the next begins: [start, end) lights the next
+        assert page.seek("speak", words[i]["start"]) == words[i]["start"]
+        assert page.lit("speak")[0] == i
     pause = (words[3]["end"] + words[4]["start"]) / 2  # inside the written pause: no word is said
     assert words[4]["start"] - words[3]["end"] >= 0.9
     page.seek("speak", pause)
@@ -266,7 +271,7 @@ def test_a_longer_stream_plays_its_first_piece_before_the_last_arrives(page):
     answer = next(e for e in events if e["type"] == "answer")
     assert answer["contentType"].startswith("text/event-stream"), answer
     received = [e for e in events if e["type"] == "received"]
-    assert len(received) >= 3, received
+    assert len(received) >= 2, received  # the first piece is a clause; the rest is sized by the stream's pace
     order = [(e["type"], e.get("seq")) for e in events]
     assert order.index(("playing", 0)) < order.index(("received", received[-1]["seq"])), order
     page.shot("streamed")

@@ -1,0 +1,265 @@
+"""The page's forwarder (f5_worker/page/forward.py, ``python -m f5_worker.page --endpoint``) over real HTTP:
+to the worker's HTTP server (a load-balancing endpoint: the same paths, with the key), and to runpod's own
+local queue server (``--rp_serve_api`` with STREAMING=1: /runsync, and /run with /stream re-emitted as SSE)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import requests
+import soundfile as sf
+
+from conftest import REPO_ROOT
+from f5_worker.page import CONTENT_SECURITY_POLICY
+from f5_worker.page.forward import Endpoint, create_app
+
+pytestmark = pytest.mark.slow
+
+KEY = "test-key-7f3a"
+FAST = {"nfe_step": 4, "seed": 1}
+WAIT_S = 180  # a hang guard for a server's start on a busy machine, not a speed requirement
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app):
+    """``app`` under uvicorn in a thread, on a free loopback port; its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, f"{url} never answered"
+        try:
+            requests.get(url, timeout=5)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+
+
+def sse_items(response: requests.Response) -> list[dict]:
+    assert response.headers["content-type"].startswith("text/event-stream"), response.headers
+    blocks = [b for b in response.text.split("\n\n") if b.strip()]
+    assert all(b.startswith("data: ") and "\n" not in b for b in blocks), blocks[:2]
+    return [json.loads(b.removeprefix("data: ")) for b in blocks]
+
+
+def check_stream(items: list[dict]) -> None:
+    """A stream as the HTTP server sends it: pieces in order, end to end, each decoding to its duration; done last."""
+    *pieces, last = items
+    assert last["done"] is True and last["pieces"] == len(pieces) >= 1
+    offset = 0.0
+    for seq, item in enumerate(pieces):
+        assert item["seq"] == seq and abs(item["offset"] - offset) < 1e-6
+        wave, rate = sf.read(io.BytesIO(base64.b64decode(item["audio_base64"])))
+        assert abs(len(wave) / rate - item["duration"]) < 1 / rate
+        offset += item["duration"]
+    assert abs(offset - last["duration"]) < 1e-6
+
+
+# -- a load-balancing endpoint: the worker's HTTP server -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def worker_server(worker):
+    """The worker's HTTP server app, in this process, noting the Authorization header of each request."""
+    from f5_worker.http_server import create_app as worker_app
+
+    app = worker_app(worker=worker)
+    seen: list[tuple[str, str | None]] = []
+
+    @app.middleware("http")
+    async def note_the_key(request, call_next):
+        seen.append((request.url.path, request.headers.get("authorization")))
+        return await call_next(request)
+
+    with serving(app) as url:
+        yield url, seen
+
+
+@pytest.fixture(scope="module")
+def forwarded(worker_server):
+    """The forwarder to the worker's HTTP server, with a key; (its URL, the worker's URL, what the worker saw)."""
+    url, seen = worker_server
+    with serving(create_app(Endpoint.parse(url, api_key=KEY))) as forwarder:
+        yield forwarder, url, seen
+
+
+def test_the_page_is_served_by_the_worker_and_by_the_forwarder(forwarded):
+    forwarder, worker_url, _ = forwarded
+    for base in (worker_url, forwarder):
+        index = requests.get(base + "/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert index.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            asset = requests.get(f"{base}/page/{name}")
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+            assert f"page/{name}" in index.text
+            assert KEY not in asset.text
+        assert KEY not in index.text
+        missing = requests.get(base + "/page/secrets.txt")
+        assert missing.status_code == 404 and missing.json() == {"error": "page: no file 'secrets.txt'"}
+    # nothing the page loads comes from another site
+    script = requests.get(forwarder + "/page/app.js").text
+    assert "http://" not in script and "https://" not in script
+
+
+def test_a_load_balancing_endpoint_gets_the_same_calls_with_the_key(forwarded):
+    forwarder, worker_url, seen = forwarded
+    seen.clear()
+    post = lambda base, body: requests.post(base + "/v1/synthesize", json=body, timeout=120)  # noqa: E731
+    assert post(forwarder, {"action": "list_models"}).json() == post(worker_url, {"action": "list_models"}).json()
+    result = post(forwarder, {"text": "Hello there.", **FAST})
+    assert result.status_code == 200
+    wave, rate = sf.read(io.BytesIO(base64.b64decode(result.json()["audio_base64"])))
+    assert rate == 24000 and abs(len(wave) / rate - result.json()["duration"]) < 1 / rate
+    refused = post(forwarder, {"text": "Hello.", "speed": 9})
+    assert refused.status_code == 400 and refused.json() == {"error": "speed: must be less than or equal to 3"}
+    assert requests.get(forwarder + "/health").json()["status"] == "ok"
+    assert "tiny" in [m["id"] for m in requests.get(forwarder + "/v1/models").json()["data"]]
+    through = [(path, key) for path, key in seen if key is not None]
+    assert [path for path, _ in through] == ["/v1/synthesize"] * 3 + ["/health", "/v1/models"]
+    assert {key for _, key in through} == {f"Bearer {KEY}"}
+    assert len(seen) == len(through) + 1  # the one call made directly, without a key
+
+
+def test_a_streamed_job_passes_through_as_its_events(forwarded):
+    forwarder, _, _ = forwarded
+    answer = requests.post(forwarder + "/v1/synthesize", timeout=120, stream=True,
+                           json={"text": "Hello there, my friend. This is streamed to you.", "stream": True, **FAST})
+    assert answer.status_code == 200
+    check_stream(sse_items(answer))
+    refused = requests.post(forwarder + "/v1/synthesize", json={"text": "Hi [paws]", "stream": True}, timeout=60)
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"].startswith("text: unknown tag '[paws]'")
+
+
+def test_what_goes_wrong_on_the_way_names_the_endpoint(worker_server):
+    url, _ = worker_server
+    closed = f"http://127.0.0.1:{free_port()}"
+    with serving(create_app(Endpoint.parse(closed))) as forwarder:
+        answer = requests.post(forwarder + "/v1/synthesize", json={"action": "list_voices"}, timeout=60)
+    assert answer.status_code == 502 and answer.json()["error"].startswith(f"endpoint: cannot reach {closed}")
+    with serving(create_app(Endpoint.parse(url, "queue"))) as forwarder:  # an HTTP server is no queue endpoint
+        answer = requests.post(forwarder + "/v1/synthesize", json={"action": "list_voices"}, timeout=60)
+        assert answer.status_code == 404
+        assert answer.json()["error"].startswith("endpoint: RunPod answered 404 (Not Found)")
+        body = requests.post(forwarder + "/v1/synthesize", data="[1]", headers={"Content-Type": "application/json"})
+        assert body.status_code == 400 and body.json() == {"error": "input: must be a JSON object"}
+
+
+@pytest.mark.parametrize("url, kind, expected", [
+    ("https://api.runpod.ai/v2/abc123", "auto", ("https://api.runpod.ai/v2/abc123", "queue")),
+    ("https://api.runpod.ai/v2/abc123/", "auto", ("https://api.runpod.ai/v2/abc123", "queue")),
+    ("https://abc123.api.runpod.ai", "auto", ("https://abc123.api.runpod.ai", "http")),
+    ("http://localhost:8000/", "auto", ("http://localhost:8000", "http")),
+    ("http://localhost:8000", "queue", ("http://localhost:8000", "queue")),
+])
+def test_the_kind_of_endpoint_is_told_by_its_url(url, kind, expected):
+    endpoint = Endpoint.parse(url, kind, KEY)
+    assert (endpoint.url, endpoint.kind) == expected and endpoint.headers == {"Authorization": f"Bearer {KEY}"}
+    assert KEY not in repr(endpoint)
+
+
+@pytest.mark.parametrize("url, words", [
+    ("ftp://example.com", "must be an http(s) URL"),
+    ("https://user:secret@api.runpod.ai/v2/x", "must not hold a user name or password"),
+    ("https://api.runpod.ai/v2/x?key=1", "must not hold a query"),
+])
+def test_an_endpoint_url_that_cannot_be_used_is_refused(url, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")) as caught:
+        Endpoint.parse(url)
+    assert "secret" not in str(caught.value)
+
+
+# -- a queue endpoint: runpod's local API server, and the command ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def queue_page(worker_env, tmp_path_factory):
+    """``runpod_handler.py --rp_serve_api`` (STREAMING=1), and ``python -m f5_worker.page --endpoint <it>
+    --kind queue``, the key in RUNPOD_API_KEY; the page's URL."""
+    workdir = tmp_path_factory.mktemp("queue-page")
+    queue_port, page_port = free_port(), free_port()
+    procs = []
+    try:
+        with open(workdir / "queue.log", "wb") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api", "--rp_api_host",
+                 "127.0.0.1", "--rp_api_port", str(queue_port)],
+                cwd=workdir, env=dict(worker_env, STREAMING="1", ALIGNER="estimate"), stdout=log,
+                stderr=subprocess.STDOUT))
+        with open(workdir / "page.log", "wb") as log:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "f5_worker.page", "--endpoint", f"http://127.0.0.1:{queue_port}",
+                 "--kind", "queue", "--port", str(page_port)],
+                cwd=workdir, env=dict(worker_env, RUNPOD_API_KEY=KEY, PYTHONPATH=str(REPO_ROOT)), stdout=log,
+                stderr=subprocess.STDOUT))
+        wait_ready(f"http://127.0.0.1:{queue_port}/docs", procs[0], workdir / "queue.log")
+        wait_ready(f"http://127.0.0.1:{page_port}/", procs[1], workdir / "page.log")
+        yield f"http://127.0.0.1:{page_port}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        page_log = (workdir / "page.log").read_text(errors="replace")
+        print(page_log[-3000:])
+        assert KEY not in page_log
+
+
+def test_a_queue_endpoint_answers_through_runsync(queue_page):
+    post = lambda body: requests.post(queue_page + "/v1/synthesize", json=body, timeout=120)  # noqa: E731
+    assert post({"action": "list_voices"}).json()["voices"] == []  # STREAMING=1's list of one, unwrapped
+    result = post({"text": "Hello there.", **FAST})
+    assert result.status_code == 200, result.text
+    wave, rate = sf.read(io.BytesIO(base64.b64decode(result.json()["audio_base64"])))
+    assert abs(len(wave) / rate - result.json()["duration"]) < 1 / rate
+    refused = post({"text": "Hello.", "speed": 9})
+    assert refused.status_code == 400 and refused.json() == {"error": "speed: must be less than or equal to 3"}
+    assert "page/app.js" in requests.get(queue_page + "/").text
+
+
+def test_a_queue_endpoints_stream_is_sent_on_as_events(queue_page):
+    answer = requests.post(queue_page + "/v1/synthesize", timeout=120, stream=True,
+                           json={"text": "Hello there, my friend. This is streamed to you.", "stream": True, **FAST})
+    assert answer.status_code == 200
+    check_stream(sse_items(answer))
+    refused = requests.post(queue_page + "/v1/synthesize", json={"text": "Hi [paws]", "stream": True}, timeout=60)
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"].startswith("text: unknown tag '[paws]'")
