@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 from f5_worker import page
 from f5_worker.logs import hide_credentials
@@ -179,8 +178,15 @@ async def _pass_on(client: httpx.AsyncClient, method: str, url: str, body: bytes
         raise Refused(upstream.status_code, _answered(upstream.status_code, text))
     passed = {name: value for name, value in upstream.headers.items()
               if name.lower() in ("content-type", "cache-control", "x-job-id", "x-model")}
-    return StreamingResponse(upstream.aiter_bytes(), status_code=upstream.status_code, headers=passed,
-                             background=BackgroundTask(upstream.aclose))
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_bytes():
+                yield chunk
+        finally:  # also when the page goes away: the worker sees its client gone, and stops the job
+            await upstream.aclose()
+
+    return StreamingResponse(body(), status_code=upstream.status_code, headers=passed)
 
 
 def _answered(status: int, text: str) -> str:
@@ -315,6 +321,8 @@ async def _stream_items(client: httpx.AsyncClient, endpoint: Endpoint, job_id: s
         if status == "COMPLETED":
             return
         if status in FINISHED:
+            if status == "FAILED" and "error" not in answer:  # /stream may leave the error to /status
+                answer = await _poll(client, f"{endpoint.url}/status/{job_id}")
             try:
                 _finished(answer)
             except Refused as exc:
