@@ -267,7 +267,7 @@ def test_a_longer_stream_plays_its_first_piece_before_the_last_arrives(page):
     text = ("This longer text is spoken in several pieces. The first of them plays while the others are made, "
             "one after another, until the very last words of it are heard.")
     page.open()
-    events = page.speak(text)
+    events = page.speak(text, nfe_step="")  # the default 32 steps: each piece takes long enough to be seen coming
     answer = next(e for e in events if e["type"] == "answer")
     assert answer["contentType"].startswith("text/event-stream"), answer
     received = [e for e in events if e["type"] == "received"]
