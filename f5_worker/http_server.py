@@ -109,6 +109,11 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
 
     @app.get("/ping")
     async def ping() -> Response:
+        if state.worker is not None and state.worker.gpu_failure is not None:
+            # RunPod takes anything but 200 and 204 for an unhealthy worker: after a CUDA error every job here
+            # would fail (worker.py), so the endpoint sends none and replaces it, as refresh_worker does on a queue
+            return JSONResponse({"status": "failed", "error": f"the GPU failed ({state.worker.gpu_failure}); "
+                                 "this worker must be replaced"}, status_code=503)
         if state.worker is not None:
             return JSONResponse({"status": "healthy"})
         if state.failed is not None:

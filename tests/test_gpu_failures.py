@@ -57,6 +57,22 @@ def test_a_cuda_error_asks_runpod_to_replace_the_worker_and_later_jobs_fail_fast
     assert own_worker.concurrency() == 0  # and it takes no more jobs from the endpoint's queue
 
 
+def test_after_a_cuda_error_the_http_servers_ping_reports_the_worker_unhealthy(own_worker):
+    """A load-balancing endpoint has no refresh_worker: RunPod replaces a worker whose /ping is not 200 or 204."""
+    from fastapi.testclient import TestClient
+
+    from f5_worker.http_server import create_app
+
+    with TestClient(create_app(worker=own_worker)) as client:
+        assert client.get("/ping").status_code == 200
+        fail_next_step(own_worker, torch.AcceleratorError("CUDA error: an illegal memory access was encountered"))
+        failed = client.post("/v1/synthesize", json=dict(JOB))
+        assert failed.status_code == 500 and "the GPU failed" in failed.json()["error"]
+        ping = client.get("/ping")
+        assert ping.status_code == 503 and ping.json()["status"] == "failed"
+        assert "illegal memory access" in ping.json()["error"]
+
+
 def test_runpod_turns_refresh_worker_into_stop_pod(own_worker):
     """runpod-python's own run_job builds the result body a deployed worker posts back."""
     from runpod.serverless.modules.rp_job import run_job
