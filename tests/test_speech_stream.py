@@ -13,10 +13,9 @@ import pytest
 import soundfile as sf
 
 from f5_worker.delivery import inline_size
-from f5_worker.tts.chunking import STREAM_ITEM_BYTES, TIMINGS_BYTES_PER_S, max_piece_seconds
-
-from f5_worker.speech_stream import MAX_DELTA_BYTES, AudioStream, StreamBroken, speech_events, sse
 from f5_worker.openai_speech import ApiError
+from f5_worker.speech_stream import MAX_DELTA_BYTES, AudioStream, StreamBroken, speech_events, sse
+from f5_worker.tts.chunking import STREAM_ITEM_BYTES, TIMINGS_BYTES_PER_S, max_piece_seconds
 
 RATE = 24000
 # pieces as a stream sends them: whole milliseconds, of unlike lengths, the last much shorter than a frame
