@@ -129,6 +129,8 @@ async def handler(job):
     if RESULT_DUMP_DIR:
         dump_result(RESULT_DUMP_DIR, str(job.get("id", "job")), result)
     if is_openai_route(job.get("input")):
+        if isinstance(result, list):  # events, in runpod's local test_input.json mode with STREAMING=1
+            return result
         if result.pop("refresh_worker", False):
             ask_to_replace_this_worker()  # runpod reads refresh_worker from a returned dict only
         return [result]
@@ -140,13 +142,19 @@ async def stream_handler(job):
 
     On RunPod each item, once sent, is cut down to what the job's result keeps (delivery.KeptStream): runpod
     appends the very dict yielded here to that result. runpod's local API server gives the items it keeps
-    as the stream itself, and has no limit: there they stay whole."""
+    as the stream itself, and has no limit: there they stay whole. An OpenAI route's events are text, which
+    cannot be cut down: the result holds them whole (docs/http.md)."""
     items = []
     reporter = reporter_for(job)
     kept = KeptStream(WORKER.settings.max_inline_bytes, job.get("id")) if ON_RUNPOD else None
     async for item in WORKER.stream_async(job.get("input"), job_id=job.get("id"), reporter=reporter):
         if reporter is not None:
             await reporter.sent()
+        if isinstance(item, str):  # an OpenAI route's event text (docs/http.md), passed on as it is
+            if RESULT_DUMP_DIR:
+                items.append(item)
+            yield item
+            continue
         if item.pop("refresh_worker", False):
             ask_to_replace_this_worker()  # runpod drops a yielded item's refresh_worker
         if kept is not None and item.get("done"):

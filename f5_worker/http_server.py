@@ -34,11 +34,11 @@ from fastapi.responses import JSONResponse, Response
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
-from f5_worker.errors import JobError
 from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
-from f5_worker.http_streaming import JobStream, speech_events, sse
+from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
-from f5_worker.openai_speech import ApiError, model_list, refusal, speech_input, timestamp_granularities
+from f5_worker.openai_speech import ApiError, choose_voice, model_list, refusal, speech_input, timestamp_granularities
+from f5_worker.speech_stream import speech_body, sse
 from f5_worker.synthesis.unstreamed import Speech
 from f5_worker.worker import Worker
 
@@ -152,13 +152,15 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
 
         def make() -> Iterator[Any]:
             with _openai_errors(worker, job_id):
-                _choose_voice(worker, native, openai_voice, headers)
+                voice = choose_voice(worker.voices, native, openai_voice)
+                if openai_voice is not None:
+                    headers["X-Voice"] = voice
                 if stream_format is None:
                     yield worker.synthesis.speak(schema.parse_job(native), Job(job_id))
                     return
-            native.update(stream=True, output_format="pcm", output="inline")  # pieces re-encoded as one file
-            yield from speech_events(worker.items(native, job_id, streams=True), fmt, stream_format == "sse",
-                                     granularities, lambda model: worker.pool.engine(model).models.hop_length)
+            yield from speech_body(lambda streamed: worker.items(streamed, job_id, streams=True), native,
+                                   stream_format == "sse", granularities,
+                                   lambda model: worker.pool.engine(model).models.hop_length)
 
         job = _job_items(make, job_id)
         try:
@@ -215,11 +217,10 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
 
 def _job_items(make: Callable[[], Iterator[Any]], job_id: str) -> AsyncGenerator:
     """A job's items, made in a thread under a new stop flag (stopping.made_in_thread)."""
-    context, flag = stopping.flagged_context()
+    context, flag = stopping.flagged_context(stopping.HTTP_STOP)
 
     def stopped() -> None:
-        log.info("job %s: stopped: its client went away, or the server is stopping; its work ends at its next "
-                 "step", job_id)
+        log.info("job %s: stopped: %s; its work ends at its next step", job_id, flag.cause)
 
     return stopping.made_in_thread(make, context, flag, stopped)
 
@@ -312,18 +313,6 @@ def _openai_errors(worker: Worker, job_id: str) -> Iterator[None]:
         if isinstance(exc, MemoryError):
             log.exception("job %s ran out of memory", job_id)
         raise refusal(exc, lambda failed: worker.failure(failed, job_id)) from None
-
-
-def _choose_voice(worker: Worker, native: dict, openai_voice: str | None, headers: dict[str, str]) -> None:
-    """An OpenAI voice name: the stored voice of that name where there is one, else the default voice."""
-    if openai_voice is None:
-        return
-    try:
-        worker.voices.info(openai_voice)
-        native["voice"] = openai_voice
-    except JobError:
-        pass
-    headers["X-Voice"] = native.get("voice", "default")
 
 
 def _timed_speech(speech: Speech) -> dict:

@@ -9,7 +9,7 @@ Nothing here knows HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from f5_worker import stopping
 from f5_worker.errors import JobError
@@ -36,6 +36,10 @@ TIMESTAMP_GRANULARITIES = {"word": "word_timings", "character": "char_timings"}
 SPEECH_FIELD_NAMES = {"text": "input", "output_format": "response_format"}
 OUT_OF_MEMORY = "internal: out of memory; try a shorter input"
 OWNER = "f5-worker"  # owned_by of every model in /v1/models
+
+
+class Voices(Protocol):
+    def info(self, name: str) -> dict: ...  # a stored voice's description, or JobError where none has ``name``
 
 
 class ApiError(Exception):
@@ -168,3 +172,15 @@ def _timings(granularities: Any, stream_format: str | None) -> dict[str, bool]:
                             "leave stream_format out for one JSON answer", param="timestamp_granularities",
                        code="unsupported_value")
     return {flag: name in granularities for name, flag in TIMESTAMP_GRANULARITIES.items()}
+
+
+def choose_voice(voices: Voices, native: dict, openai_voice: str | None) -> str:
+    """The voice that speaks, set in ``native`` (the job speech_input made): for an OpenAI voice name the stored
+    voice of that name where there is one, else the default voice; ``default`` or the stored voice's name."""
+    if openai_voice is not None:
+        try:
+            voices.info(openai_voice)
+            native["voice"] = openai_voice
+        except JobError:
+            pass
+    return native.get("voice", "default")

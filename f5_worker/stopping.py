@@ -1,4 +1,5 @@
-"""Jobs that RunPod stops (``/cancel``, the endpoint's execution timeout) stop here too.
+"""Jobs that RunPod stops (``/cancel``, the endpoint's execution timeout) stop here too, as do those of the HTTP
+server whose client goes away or that a stopping server cuts; a stopped job's error says which (StopFlag).
 
 runpod-python stops a job by cancelling its asyncio task. Our jobs run in threads
 (``Worker.handle_async``), which a cancelled task cannot interrupt: without more,
@@ -27,22 +28,36 @@ from typing import TypeVar
 T = TypeVar("T")
 
 POLL_SECONDS = 0.1  # how often a job waiting for the sampler looks at its flag
+# why each front door stops a job, as a stopped job's error and log line say it
+QUEUE_STOP = "RunPod cancelled the job or its time ran out"
+HTTP_STOP = "its client went away, or the server is stopping"
 
-_flag: ContextVar[threading.Event | None] = ContextVar("f5_worker_stop_flag", default=None)
+class StopFlag(threading.Event):
+    """A job's stop flag, and why its front door raises it (``cause``)."""
+
+    def __init__(self, cause: str = QUEUE_STOP):
+        super().__init__()
+        self.cause = cause
+
+
+_flag: ContextVar[StopFlag | None] = ContextVar("f5_worker_stop_flag", default=None)
 
 
 class JobStopped(Exception):
-    """The job was stopped by RunPod; its result would be thrown away, so its work ends here."""
+    """The job was stopped by its front door; its result would be thrown away, so its work ends here. The
+    message says why, as this job's flag does (a queue's when made outside any job, as by the sampler)."""
 
     def __init__(self, stage: str):
         self.stage = stage
-        super().__init__(f"stopped: RunPod cancelled the job or its time ran out ({stage})")
+        flag = _flag.get()
+        self.cause = flag.cause if flag is not None else QUEUE_STOP
+        super().__init__(f"stopped: {self.cause} ({stage})")
 
 
 @contextmanager
-def stop_flag() -> Iterator[threading.Event]:
+def stop_flag(cause: str = QUEUE_STOP) -> Iterator[StopFlag]:
     """A new flag for the job run in this context (and in threads started from it with its context)."""
-    flag = threading.Event()
+    flag = StopFlag(cause)
     token = _flag.set(flag)
     try:
         yield flag
@@ -50,16 +65,16 @@ def stop_flag() -> Iterator[threading.Event]:
         _flag.reset(token)
 
 
-def flagged_context() -> tuple[contextvars.Context, threading.Event]:
+def flagged_context(cause: str = QUEUE_STOP) -> tuple[contextvars.Context, StopFlag]:
     """A context holding a new flag, for a job whose steps run one by one in threads (a streamed job):
     each step is run with ``context.run``, so its thread sees the flag the job's task raises."""
-    flag = threading.Event()
+    flag = StopFlag(cause)
     context = contextvars.copy_context()
     context.run(_flag.set, flag)
     return context, flag
 
 
-def current_flag() -> threading.Event | None:
+def current_flag() -> StopFlag | None:
     """This job's flag; None outside a stoppable job (local modes, tests, the benchmark's direct calls)."""
     return _flag.get()
 
@@ -95,11 +110,13 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str, *, s
                 return future.result()
             except concurrent.futures.CancelledError:  # the sampler found it stopped first (SampleRequest.claim)
                 raise JobStopped(f"before {stage}") from None
+            except JobStopped as exc:  # the sampler's, made outside the job: said again with this job's cause
+                raise JobStopped(exc.stage) from None
         if flag.is_set() and (shared or future.cancel()):
             raise JobStopped(f"before {stage}") from None
 
 
-async def made_in_thread(make: Callable[[], Iterable[T]], context: contextvars.Context, flag: threading.Event,
+async def made_in_thread(make: Callable[[], Iterable[T]], context: contextvars.Context, flag: StopFlag,
                          on_stop: Callable[[], None]) -> AsyncIterator[T]:
     """What ``make()`` yields, made in a thread run in ``context`` (holding ``flag``, from flagged_context), as
     each is made: for a front door that sends a job's items as they come (RunPod's stream, the HTTP server).

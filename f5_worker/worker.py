@@ -44,7 +44,8 @@ from f5_worker.voices import VoiceStore
 
 log = logging.getLogger(__name__)
 
-Action = Callable[[Any, Job], "dict | Iterator[dict]"]  # every action: (request, job) -> result, or a stream's items
+# every action: (request, job) -> result, or a stream's items (an OpenAI route's events: text, worker-vllm's form)
+Action = Callable[[Any, Job], "dict | Iterator[dict | str]"]
 
 
 class Worker:
@@ -93,7 +94,7 @@ class Worker:
             "delete_voice": voice_actions.delete,
             "list_models": ListModelsAction(self.pool),
             "health": HealthAction(models, self.aligner, processes, self.stores, self.pool.describe),
-            schema.OPENAI_ROUTE: OpenAIRoutesAction(self.synthesis),
+            schema.OPENAI_ROUTE: OpenAIRoutesAction(self.synthesis, self.items),
         }
         assert self.actions.keys() == schema.ACTIONS.keys() | {schema.OPENAI_ROUTE}, "every request model has its action"
         self._check_storage()
@@ -176,11 +177,12 @@ class Worker:
         """The whole result: a job's one result, or, for a streamed job run where nothing reads a stream
         (runpod's test_input.json mode), its items as a list, as RunPod's ``/runsync`` aggregates them."""
         results = list(self.items(job_input, job_id))
-        if len(results) == 1 or "error" in results[-1]:
+        if len(results) == 1 or isinstance(results[-1], dict) and "error" in results[-1]:
             return results[-1]
         return results
 
-    def items(self, job_input: Any, job_id: str | None = None, *, streams: bool | None = None) -> Iterator[dict]:
+    def items(self, job_input: Any, job_id: str | None = None, *,
+              streams: bool | None = None) -> Iterator[dict | str]:
         """parse -> dispatch -> error policy, as a generator: one result, or a streamed job's items. A failure
         is always the last item, ``{"error": ...}`` (``refusal``), also after items already sent. ``streams``: whether a
         job may stream (``stream: true``); by default the ``STREAMING`` setting, which exists because
@@ -190,7 +192,7 @@ class Worker:
         finally:
             free_host_memory()  # what the job freed goes back to the system
 
-    def _items(self, job_input: Any, job_id: str | None, streams: bool) -> Iterator[dict]:
+    def _items(self, job_input: Any, job_id: str | None, streams: bool) -> Iterator[dict | str]:
         started = time.perf_counter()
         openai = schema.is_openai_route(job_input)  # answered in OpenAI's form, its errors too
         if self.gpu_failure is not None:
@@ -200,10 +202,10 @@ class Worker:
             stopping.check("start")  # stopped while it waited for a thread
             request = schema.parse_job(job_input)
             log.info("job %s: %s", job_id, _describe_request(request))
-            if getattr(request, "stream", False) and not streams:
-                raise JobError("stream", "this endpoint does not stream; set STREAMING=1 on it "
-                                         "(every result is then a list), or leave stream out")
-            output = self.actions[request.action](request, Job(job_id))
+            job = Job(job_id, streams=streams)
+            if getattr(request, "stream", False):
+                job.require_streaming("stream")
+            output = self.actions[request.action](request, job)
             if isinstance(output, dict):
                 yield output
             else:  # a streamed job's items
@@ -256,7 +258,7 @@ class Worker:
 
 def _describe_request(request) -> str:
     """A log line for a job: sizes and choices, never payloads."""
-    parts = [request.action]
+    parts = [] if request.action == schema.OPENAI_ROUTE else [request.action]  # openai_route=... says it
     text = getattr(request, "text", None)
     if text is not None:
         parts.append(f"text={len(text)} chars")

@@ -8,14 +8,17 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import threading
 
 import pytest
 import requests
 import soundfile as sf
-from test_http_server import FAST, free_port, wait_for
+from test_http_server import FAST, LONG_TEXT, free_port, wait_for
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from f5_worker import audio
+from f5_worker.tts.chunking import STREAM_ITEM_BYTES
 
 SPEECH = {"model": "tts-1", "voice": "alloy", "input": "Hello there.", "response_format": "wav", **FAST}
 
@@ -122,11 +125,67 @@ def test_a_bad_speech_request_gets_the_http_routes_error(worker, http, body):
     assert error["message"].startswith(error["param"]), error
 
 
-def test_streamed_speech_is_refused_on_a_queue_endpoint_for_now(worker):
-    """The HTTP route streams sse; a queue job cannot answer it in one JSON output: refused, naming the field,
-    until the queue streams it (docs/http.md)."""
+def test_streamed_speech_needs_a_worker_that_streams(worker):
+    """Without STREAMING a queue keeps one result: sse is refused before any work, naming the field and the
+    setting, in OpenAI's form."""
     error = route(worker, "/v1/audio/speech", {**SPEECH, "stream_format": "sse"})["error"]
-    assert error["param"] == "stream_format" and "sse is not available on a queue endpoint" in error["message"]
+    assert error["param"] == "stream_format" and error["type"] == "invalid_request_error"
+    assert error["message"].startswith("stream_format: this endpoint does not stream; set STREAMING=1"), error
+
+
+def streamed(worker, body: dict, job_id: str = "sse") -> list:
+    """A speech job's items on a worker that streams (STREAMING=1)."""
+    return list(worker.items({"openai_route": "/v1/audio/speech", "openai_input": body}, job_id, streams=True))
+
+
+def events_of(text: str) -> list[dict]:
+    assert text.endswith("\n\n") and all(block.startswith("data: ") for block in text.split("\n\n") if block)
+    return [json.loads(block.removeprefix("data: ")) for block in text.split("\n\n") if block]
+
+
+def delta_audio(events: list[dict]) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+
+
+def test_streamed_speech_is_the_http_routes_events_as_text_items(worker, http):
+    """Each item is text, ``data: {...}\n\n``, as worker-vllm yields its streamed chat completions; joined,
+    they are the HTTP route's event stream: the same events, the same audio, which decodes as one file."""
+    body = {**SPEECH, "input": LONG_TEXT, "stream_format": "sse", "timestamp_granularities": ["word"]}
+    items = streamed(worker, body)
+    assert items and all(isinstance(item, str) and item.startswith("data: ") for item in items), items[:1]
+    assert all(len(json.dumps(item)) < STREAM_ITEM_BYTES for item in items)
+    events = events_of("".join(items))
+    assert [e["type"] for e in events].count("speech.audio.done") == 1 and events[-1]["type"] == "speech.audio.done"
+    over_http = events_of(requests.post(http + "/v1/audio/speech", json=body, timeout=300).text)
+    assert [e["type"] for e in events] == [e["type"] for e in over_http]
+    assert delta_audio(events) == delta_audio(over_http)
+    wave, rate = sf.read(io.BytesIO(delta_audio(events)))
+    timed = [e for e in events if e["type"] == "speech.audio.timestamps"]
+    assert len(timed) >= 2 and rate == 24000
+    assert len(wave) / rate == pytest.approx(timed[-1]["offset"] + timed[-1]["duration"], abs=1e-3)
+
+
+def test_streamed_speech_refused_before_its_first_piece_is_one_error_object(worker):
+    assert streamed(worker, {**SPEECH, "input": "", "stream_format": "sse"}) == [{"error": {
+        "message": "input: is empty", "type": "invalid_request_error", "param": "input", "code": None}}]
+
+
+def test_streamed_speech_that_fails_after_its_first_piece_ends_with_an_error_event(worker, monkeypatch):
+    encode, calls = audio.encode_audio, []
+
+    def fails_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(audio, "encode_audio", fails_second)
+    items = streamed(worker, {**SPEECH, "input": LONG_TEXT, "stream_format": "sse"}, job_id="broken")
+    assert all(isinstance(item, str) for item in items)
+    events = events_of("".join(items))
+    assert events[0]["type"] == "speech.audio.delta" and "speech.audio.done" not in [e["type"] for e in events]
+    assert events[-1] == {"type": "error", "error": {"message": "internal: RuntimeError: boom",
+                                                     "type": "server_error", "param": None, "code": None}}
 
 
 def test_word_timings_come_with_the_speech_as_on_the_http_route(worker):

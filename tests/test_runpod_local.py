@@ -1,6 +1,7 @@
 """runpod_handler.py in RunPod's own local modes: test_input.json, and the local API server over HTTP."""
 
 import base64
+import io
 import json
 import random
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import soundfile as sf
 
 from conftest import REPO_ROOT, decode_b64_audio
 from f5_worker.limits import MAX_DRAWN_SEED
@@ -252,6 +254,26 @@ def test_an_openai_route_job_answers_the_same_list_on_a_plain_and_a_streaming_wo
     assert answers[0] == answers[1]
     assert answers[0][1] == [{"error": {"message": "input: is empty", "type": "invalid_request_error",
                                         "param": "input", "code": None}}]
+
+
+def test_openai_speech_events_stream_as_text_items_on_a_streaming_worker(api_server, streaming_api_server):
+    """stream_format sse through runpod's local server: on a streaming worker each item is event text, which
+    joined decodes to one file; without STREAMING the job completes with OpenAI's error naming the field."""
+    speech = {"openai_route": "/v1/audio/speech", "openai_input": {
+        "model": "tts-1", "voice": "alloy", "input": "Events, one by one.", "response_format": "wav", "seed": 9,
+        "nfe_step": 4, "stream_format": "sse"}}
+    body = requests.post(f"{streaming_api_server}/runsync", json={"input": speech}, timeout=180).json()
+    assert body["status"] == "COMPLETED", body
+    assert all(isinstance(item, str) and item.startswith("data: ") for item in body["output"]), body["output"][:1]
+    events = [json.loads(block.removeprefix("data: ")) for block in "".join(body["output"]).split("\n\n") if block]
+    assert events[-1]["type"] == "speech.audio.done"
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    wave, rate = sf.read(io.BytesIO(audio))
+    assert rate == 24000 and len(wave) > 0.5 * rate
+    refused = requests.post(f"{api_server}/runsync", json={"input": speech}, timeout=60).json()
+    assert refused["status"] == "COMPLETED", refused
+    [answer] = refused["output"]
+    assert answer["error"]["param"] == "stream_format" and "STREAMING=1" in answer["error"]["message"]
 
 
 def test_runsync_over_http(api_server):

@@ -8,6 +8,7 @@ tests/test_runpod_worker.py does it through the whole worker loop over HTTP.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import threading
 import time
@@ -365,3 +366,23 @@ def test_a_stop_ends_decoding_and_every_aligner_in_the_job_thread(worker):
         for aligner in (DtwAligner(), SphinxAligner(), worker.aligner):
             with pytest.raises(stopping.JobStopped, match=r"\((during|before) alignment\)"):
                 align_audio(aligner, wave, 16000, text, language="en")
+
+
+def test_a_stopped_job_says_why_its_own_front_door_stopped_it():
+    """The HTTP server stops a job when its client leaves or the server stops, not RunPod: the error says so,
+    also for a stop the sampler raised outside the job (said again in the job's context)."""
+    outside = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        def sampler_stops():
+            raise stopping.JobStopped("during sampling, at step 2 of 4")
+
+        context, _ = stopping.flagged_context(stopping.HTTP_STOP)
+        future = outside.submit(sampler_stops)
+        with pytest.raises(stopping.JobStopped) as caught:
+            context.run(stopping.result_unless_stopped, future, "alignment")
+        assert str(caught.value) == ("stopped: its client went away, or the server is stopping "
+                                     "(during sampling, at step 2 of 4)")
+        with stopping.stop_flag():
+            assert str(stopping.JobStopped("before start")).startswith("stopped: RunPod cancelled the job")
+    finally:
+        outside.shutdown()

@@ -7,18 +7,23 @@ form differs, since a queue job's output is JSON: ``/v1/models`` gives OpenAI's 
 headers, as fields), delivered as every result is (inline, or a bucket link when too big, delivery.py).
 A refusal (an ApiError, or a JobError naming a native field) is answered by the worker's error policy as
 OpenAI's error object, with the speech request's field names (openai_speech.refusal).
+
+``stream_format: "sse"`` on a worker that streams (STREAMING=1): OpenAI's speech events, the HTTP route's
+own (speech_stream.speech_body), each yielded as one item of text, ``data: {...}\n\n``, as RunPod's
+worker-vllm yields its streamed chat completions for RunPod's proxy to pass on as an event stream.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
 
 from f5_worker import delivery, schema
-from f5_worker.errors import JobError
 from f5_worker.job import Job
 from f5_worker.logs import echo
-from f5_worker.openai_speech import ApiError, model_list, speech_input, timestamp_granularities
+from f5_worker.openai_speech import ApiError, choose_voice, model_list, speech_input, timestamp_granularities
 from f5_worker.schema import OpenAIRouteRequest
+from f5_worker.speech_stream import speech_body
 from f5_worker.synthesis.service import SynthesisService
 
 SPEECH_ROUTE = "/v1/audio/speech"
@@ -27,10 +32,12 @@ ROUTES = (SPEECH_ROUTE, MODELS_ROUTE)
 
 
 class OpenAIRoutesAction:
-    def __init__(self, service: SynthesisService):
-        self.service = service
+    def __init__(self, service: SynthesisService, items: Callable[..., Iterator[dict | str]]):
+        """``items``: the worker's parse, dispatch and error policy (Worker.items), which a streamed speech's
+        synthesize job runs through, as on the HTTP route."""
+        self.service, self.items = service, items
 
-    def __call__(self, request: OpenAIRouteRequest, job: Job) -> dict:
+    def __call__(self, request: OpenAIRouteRequest, job: Job) -> dict | Iterator[str]:
         if request.openai_route == MODELS_ROUTE:  # a GET: its input, if any, is not read
             return model_list(self.service.registry.names(), self.service.pool.default)
         if request.openai_route == SPEECH_ROUTE:
@@ -38,16 +45,16 @@ class OpenAIRoutesAction:
         raise ApiError(404, f"openai_route: {echo(request.openai_route)} is not served here; this worker serves "
                             f"{' and '.join(ROUTES)}", param="openai_route", code="unknown_route")
 
-    def speech(self, body: dict, job: Job) -> dict:
+    def speech(self, body: dict, job: Job) -> dict | Iterator[str]:
         """A speech request's answer: its audio as base64, with what the HTTP route says in its headers, and
-        the words (and characters) ``timestamp_granularities`` asks for, as the HTTP route's JSON answer."""
+        the words (and characters) ``timestamp_granularities`` asks for, as the HTTP route's JSON answer; with
+        ``stream_format: "sse"``, OpenAI's speech events as text."""
         native, openai_voice = speech_input(body)
         if body.get("stream_format") == "sse":
-            raise ApiError(400, "stream_format: sse is not available on a queue endpoint yet (a queue job answers "
-                                "one JSON output); leave stream_format out, or stream from the worker's HTTP "
-                                "server (SERVE=http)", param="stream_format", code="unsupported_value")
-        if openai_voice is not None and self._stored(openai_voice):  # a stored voice of that name wins
-            native["voice"] = openai_voice
+            job.require_streaming("stream_format")  # refused here, before any work, not in the first item
+        voice = choose_voice(self.service.voices, native, openai_voice)
+        if body.get("stream_format") == "sse":
+            return self._events(native, timestamp_granularities(body), job)
         speech = self.service.speak(schema.parse_job(native), job)
         out = {
             "audio_base64": base64.b64encode(speech.audio).decode("ascii"),
@@ -56,7 +63,7 @@ class OpenAIRoutesAction:
             "sample_rate": speech.sample_rate,
             "duration": round(speech.duration, 4),
             "model": speech.model,
-            "voice": native.get("voice", "default"),
+            "voice": voice,
         }
         if timestamp_granularities(body):
             out.update({name: speech.fields[name] for name in ("words", "chars") if name in speech.fields})
@@ -65,9 +72,11 @@ class OpenAIRoutesAction:
             max_inline_bytes=self.service.settings.max_inline_bytes, audio_bytes=speech.audio,
             audio_format=speech.format, audio_content_type=speech.content_type)
 
-    def _stored(self, name: str) -> bool:
-        try:
-            self.service.voices.info(name)
-        except JobError:
-            return False
-        return True
+    def _events(self, native: dict, granularities: tuple[str, ...], job: Job) -> Iterator[str]:
+        """The events, each its own item (never over RunPod's 1 MB per item: speech_stream.MAX_DELTA_BYTES);
+        a job refused before its first piece raises its ApiError, answered as every refusal is."""
+        body = speech_body(lambda streamed: self.items(streamed, job.id, streams=True), native, True,
+                           granularities, lambda model: self.service.pool.engine(model).models.hop_length)
+        for event in body:
+            if event:
+                yield event.decode("ascii")  # JSON as json.dumps writes it: ASCII only

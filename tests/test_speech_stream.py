@@ -1,4 +1,4 @@
-"""The bodies of the HTTP server's streamed answers (f5_worker/http_streaming.py): a speech's pieces encoded
+"""A streamed speech's body (f5_worker/speech_stream.py), as every front door sends it: a speech's pieces encoded
 one after another as one file, whose bytes joined decode with soundfile to the speech's length, and OpenAI's
 speech events made from a streamed job's items. tests/test_http_server.py sends them over real HTTP."""
 
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from f5_worker.http_streaming import AudioStream, StreamBroken, speech_events, sse
+from f5_worker.delivery import inline_size
 from f5_worker.openai_speech import ApiError
+from f5_worker.speech_stream import MAX_DELTA_BYTES, AudioStream, StreamBroken, speech_events, sse
+from f5_worker.tts.chunking import STREAM_ITEM_BYTES, TIMINGS_BYTES_PER_S, max_piece_seconds
 
 RATE = 24000
 # pieces as a stream sends them: whole milliseconds, of unlike lengths, the last much shorter than a frame
@@ -86,7 +88,7 @@ def events(body: list[bytes]) -> list[dict]:
 
 def test_openai_events_carry_the_audio_the_timings_and_the_usage():
     body = list(speech_events(iter(job_items()), "wav", True, ("word",), hop_length=lambda model: 256))
-    assert len(body) == 4  # one per item: the first is there as soon as the first piece is made
+    assert len(body) == 6  # one per event, the first there as soon as the first piece is made
     got = events(body)
     assert [e["type"] for e in got] == ["speech.audio.delta", "speech.audio.timestamps", "speech.audio.delta",
                                         "speech.audio.delta", "speech.audio.timestamps", "speech.audio.done"]
@@ -118,3 +120,25 @@ def test_a_job_that_fails_after_its_first_piece_ends_the_events_with_an_error_or
 
 def test_an_event_is_one_data_line():
     assert sse({"text": "two\nlines"}) == b'data: {"text": "two\\nlines"}\n\n'
+
+
+@pytest.mark.parametrize("fmt", ["pcm", "wav", "flac"])
+def test_every_event_fits_in_one_of_runpods_streamed_items(fmt):
+    """On a queue endpoint each event is one item of text, which RunPod takes up to 1 MB as JSON (a string's
+    quotes escaped): pieces of the most speech an item carries, with timings of the most bytes they may take,
+    and flac's whole file at the end, cut into deltas of at most MAX_DELTA_BYTES."""
+    seconds = max_piece_seconds(2, RATE)
+    rng = np.random.default_rng(1)
+    waves = [(rng.uniform(-0.5, 0.5, round(seconds * RATE)) * 32767).astype(np.int16) for _ in range(3)]
+    word = {"word": "ab", "start": 0.0, "end": 0.1, "confidence": 0.5, "char_start": 0, "char_end": 2}
+    words = [word] * int(seconds * TIMINGS_BYTES_PER_S / inline_size(word))
+    items = [item(n, w, n * seconds, text_start=0, text_end=2, words=words) for n, w in enumerate(waves)]
+    items.append({"seq": 3, "done": True, "duration": 3 * seconds, "sample_rate": RATE, "model": "tiny"})
+    body = [e for e in speech_events(iter(items), fmt, True, ("word",), lambda m: 256) if e]
+    assert all(inline_size(event.decode()) < STREAM_ITEM_BYTES for event in body), max(map(len, body))
+    deltas = [e for e in events(body) if e["type"] == "speech.audio.delta"]
+    assert all(len(base64.b64decode(e["audio"])) <= MAX_DELTA_BYTES for e in deltas)
+    if fmt == "flac":  # 40 s of noise: several MB, in several deltas
+        assert len(deltas) > 2
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert np.array_equal(decode(audio, fmt), np.concatenate(waves))
