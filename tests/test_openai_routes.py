@@ -18,7 +18,7 @@ from test_http_server import FAST, LONG_TEXT, free_port, wait_for
 
 from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
 from f5_worker import audio
-from f5_worker.tts.chunking import STREAM_ITEM_BYTES
+from f5_worker.tts.chunking import STREAM_ITEM_BYTES, StreamPacer
 
 SPEECH = {"model": "tts-1", "voice": "alloy", "input": "Hello there.", "response_format": "wav", **FAST}
 
@@ -147,9 +147,12 @@ def delta_audio(events: list[dict]) -> bytes:
     return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
 
 
-def test_streamed_speech_is_the_http_routes_events_as_text_items(worker, http):
+def test_streamed_speech_is_the_http_routes_events_as_text_items(worker, http, monkeypatch):
     """Each item is text, ``data: {...}\n\n``, as worker-vllm yields its streamed chat completions; joined,
-    they are the HTTP route's event stream: the same events, the same audio, which decodes as one file."""
+    they are the HTTP route's event stream: the same events, the same audio, which decodes as one file.
+    Where a stream cuts its later pieces depends on its measured speed (chunking.StreamPacer), which a busy
+    machine changes between two runs: here every later piece is as long as a piece may be, in both."""
+    monkeypatch.setattr(StreamPacer, "next_seconds", lambda pacer, now, ref_seconds: pacer.max_seconds)
     body = {**SPEECH, "input": LONG_TEXT, "stream_format": "sse", "timestamp_granularities": ["word"]}
     items = streamed(worker, body)
     assert items and all(isinstance(item, str) and item.startswith("data: ") for item in items), items[:1]
@@ -186,6 +189,20 @@ def test_streamed_speech_that_fails_after_its_first_piece_ends_with_an_error_eve
     assert events[0]["type"] == "speech.audio.delta" and "speech.audio.done" not in [e["type"] for e in events]
     assert events[-1] == {"type": "error", "error": {"message": "internal: RuntimeError: boom",
                                                      "type": "server_error", "param": None, "code": None}}
+
+
+def test_a_stream_past_what_runpod_keeps_of_a_result_ends_saying_why(worker, monkeypatch):
+    """RunPod keeps every item in the job's result and never completes a job whose result passes its limit:
+    the events stop, with an error event naming ``input``, while what is kept is still under the limit."""
+    limit = 150_000
+    monkeypatch.setattr(worker.synthesis, "settings", dataclasses.replace(worker.synthesis.settings,
+                                                                          max_inline_bytes=limit))
+    items = streamed(worker, {**SPEECH, "input": LONG_TEXT, "stream_format": "sse", "response_format": "wav"})
+    assert len(json.dumps(items)) <= limit
+    events = events_of("".join(items))
+    assert events[0]["type"] == "speech.audio.delta" and "speech.audio.done" not in [e["type"] for e in events]
+    assert events[-1]["error"]["code"] == "stream_too_long" and events[-1]["error"]["param"] == "input"
+    assert "mp3 or opus" in events[-1]["error"]["message"]
 
 
 def test_word_timings_come_with_the_speech_as_on_the_http_route(worker):

@@ -16,6 +16,7 @@ worker-vllm yields its streamed chat completions for RunPod's proxy to pass on a
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 
 from f5_worker import delivery, schema
@@ -23,12 +24,22 @@ from f5_worker.job import Job
 from f5_worker.logs import echo
 from f5_worker.openai_speech import ApiError, choose_voice, model_list, speech_input, timestamp_granularities
 from f5_worker.schema import OpenAIRouteRequest
-from f5_worker.speech_stream import speech_body
+from f5_worker.speech_stream import speech_body, sse
 from f5_worker.synthesis.service import SynthesisService
 
 SPEECH_ROUTE = "/v1/audio/speech"
 MODELS_ROUTE = "/v1/models"
 ROUTES = (SPEECH_ROUTE, MODELS_ROUTE)
+
+
+def kept_result_full(limit: int) -> ApiError:
+    """RunPod keeps every streamed item in the job's result, and a result over its limit (10 MB) is refused
+    with the job never completing; text items cannot be kept without their audio as native pieces are
+    (delivery.KeptStream). So a stream stops, saying why, once its events pass MAX_INLINE_BYTES."""
+    return ApiError(400, f"input: the speech streamed so far fills the {limit / 2**20:.1f} MB RunPod keeps of a "
+                         "job's result, so the stream ends here; ask for mp3 or opus (about a tenth of the size), "
+                         "a shorter input, or use a load-balancing endpoint (SERVE=http), which keeps nothing",
+                    param="input", code="stream_too_long")
 
 
 class OpenAIRoutesAction:
@@ -77,6 +88,14 @@ class OpenAIRoutesAction:
         a job refused before its first piece raises its ApiError, answered as every refusal is."""
         body = speech_body(lambda streamed: self.items(streamed, job.id, streams=True), native, True,
                            granularities, lambda model: self.service.pool.engine(model).models.hop_length)
+        kept, limit = 2, self.service.settings.max_inline_bytes  # the kept result: a JSON list of the events
         for event in body:
-            if event:
-                yield event.decode("ascii")  # JSON as json.dumps writes it: ASCII only
+            if not event:
+                continue
+            text = event.decode("ascii")  # JSON as json.dumps writes it: ASCII only
+            kept += len(json.dumps(text)) + 2
+            if kept > limit:
+                body.close()  # the job's work stops here
+                yield sse({"type": "error", **kept_result_full(limit).openai_body()}).decode("ascii")
+                return
+            yield text
