@@ -37,7 +37,7 @@ def kept_result_full(limit: int) -> ApiError:
     with the job never completing; text items cannot be kept without their audio as native pieces are
     (delivery.KeptStream). So a stream stops, saying why, once its events pass MAX_INLINE_BYTES."""
     return ApiError(400, f"input: the speech streamed so far fills the {limit / 2**20:.1f} MB RunPod keeps of a "
-                         "job's result, so the stream ends here; ask for mp3 or opus (about a tenth of the size), "
+                         "job's result, so the stream ends here; ask for mp3 or opus (about a fifth of the size), "
                          "a shorter input, or use a load-balancing endpoint (SERVE=http), which keeps nothing",
                     param="input", code="stream_too_long")
 
