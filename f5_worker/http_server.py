@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
@@ -61,7 +62,8 @@ class Loading:
 
 
 class ClientGone(Exception):
-    """The client went away before its answer started; its job has been stopped."""
+    """The client went away before its answer started (before its body was whole, or before its job's first
+    item); its job, if any, has been stopped."""
 
 
 def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | None = None,
@@ -145,6 +147,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             slot = admit(worker)
         except ApiError as exc:
             return _openai_error(exc)
+        except ClientGone:
+            return Response(status_code=499)
         job_id = _job_id()
         headers = {"X-Job-Id": job_id}  # and X-Voice, set as the job starts
         fmt, granularities = native["output_format"], timestamp_granularities(body)
@@ -185,6 +189,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             slot = admit(worker)
         except ApiError as exc:
             return _native_error(exc)
+        except ClientGone:
+            return Response(status_code=499)
         job_id = _job_id()
         headers = {"X-Job-Id": job_id}
         streamed = body.get("stream") is True  # as the schema takes it: JSON's true, nothing else
@@ -288,11 +294,14 @@ async def _json_object(request: Request) -> dict:
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     blocks, size = [], 0
-    async for block in request.stream():
-        size += len(block)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        blocks.append(block)
+    try:
+        async for block in request.stream():
+            size += len(block)
+            if size > MAX_BODY_BYTES:
+                raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+            blocks.append(block)
+    except ClientDisconnect:  # gone before its body was whole: nobody to answer, and no job started
+        raise ClientGone from None
     try:
         body = json.loads(b"".join(blocks))
     except (ValueError, UnicodeDecodeError) as exc:

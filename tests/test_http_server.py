@@ -523,3 +523,19 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker
         release.set()
         stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
     assert int(stopped.group(1)) == 2
+
+
+def test_a_client_that_goes_away_while_sending_its_body_leaves_no_traceback(worker, caplog):
+    with serving(worker) as (base, _, server), caplog.at_level("INFO"):
+        host, port = base.removeprefix("http://").split(":")
+        for path in ("/v1/audio/speech", "/v1/synthesize"):
+            with socket.create_connection((host, int(port)), timeout=HANG_S) as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 100\r\n\r\n{\"mod".encode())
+            deadline = time.monotonic() + HANG_S
+            while server.server_state.tasks and time.monotonic() < deadline:  # its request handled to its end
+                time.sleep(0.02)
+            assert not server.server_state.tasks
+        assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
+        assert requests.post(base + "/v1/synthesize", json={"text": "Still here.", **FAST},
+                             timeout=HANG_S).status_code == 200
