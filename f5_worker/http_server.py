@@ -304,7 +304,7 @@ async def _json_object(request: Request) -> dict:
         raise ClientGone from None
     try:
         body = json.loads(b"".join(blocks))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise ApiError(400, f"the body is not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")

@@ -153,6 +153,7 @@ def test_body_refused_before_any_work(server):
     cases = [
         (requests.post(url, data="model=tts-1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
         (requests.post(url, data="{not json", headers={"Content-Type": "application/json"}), 400),
+        (requests.post(url, data="[" * 100_000 + "]" * 100_000, headers={"Content-Type": "application/json"}), 400),
         (requests.post(url, json=["a list"]), 400),
         (requests.post(url, json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": [1]}), 400),
         (requests.post(url, json={"model": "tts-1", "voice": 7, "input": "Hi."}), 400),
