@@ -31,12 +31,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
 from f5_worker.errors import JobError
-from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
+from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream, speech_events, sse
 from f5_worker.job import Job
 from f5_worker.openai_speech import ApiError, model_list, refusal, speech_input, timestamp_granularities
@@ -89,7 +90,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         yield
 
     app = FastAPI(title="f5-worker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
-                  dependencies=token_dependencies(api_token), exception_handlers=EXCEPTION_HANDLERS)
+                  dependencies=token_dependencies(api_token),
+                  exception_handlers={**EXCEPTION_HANDLERS, HTTPException: _no_such_route})
     app.state.loading = state
     app.include_router(page.router)  # GET /: the page that speaks a text and lights its words (docs/page.md)
 
@@ -266,6 +268,17 @@ async def _first(request: Request, job: AsyncGenerator) -> Any:
     if pull not in done:
         raise ClientGone
     return pull.result()
+
+
+async def _no_such_route(request: Request, exc: HTTPException) -> JSONResponse:
+    """A path or method the server does not serve (404, 405): the route's own error form, as every refusal,
+    so that an OpenAI SDK raises NotFoundError (or the like) with a message that says what was asked."""
+    allowed = (exc.headers or {}).get("Allow")
+    message = f"{request.method} {request.url.path}: {str(exc.detail).lower()}" + \
+        (f"; this route takes {allowed}" if allowed else "")
+    error = ApiError(exc.status_code, message, code="unknown_url" if exc.status_code == 404 else None)
+    body = error.openai_body() if request.url.path.startswith(OPENAI_PATHS) else error.native_body()
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def _openai_error(exc: ApiError) -> JSONResponse:

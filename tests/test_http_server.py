@@ -148,6 +148,20 @@ def test_openai_models_list(client):
     assert "tiny" in ids and "tts-1" in ids
 
 
+def test_a_path_or_method_not_served_is_refused_in_the_routes_own_form(client, server):
+    with pytest.raises(openai.NotFoundError) as caught:  # OpenAI has GET /v1/models/{model}; we do not
+        client.models.retrieve("tiny")
+    assert caught.value.body["message"] == "GET /v1/models/tiny: not found" and caught.value.code == "unknown_url"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.get("/audio/speech", cast_to=object)
+    assert caught.value.status_code == 405 and caught.value.response.headers["allow"] == "POST"
+    assert caught.value.body["message"] == "GET /v1/audio/speech: method not allowed; this route takes POST"
+    native = requests.get(server[0] + "/v1/synthesize", timeout=HANG_S)
+    assert native.status_code == 405 and native.json() == {
+        "error": "GET /v1/synthesize: method not allowed; this route takes POST"}
+    assert requests.get(server[0] + "/nowhere", timeout=HANG_S).json() == {"error": "GET /nowhere: not found"}
+
+
 def test_body_refused_before_any_work(server):
     url = server[0] + "/v1/audio/speech"
     cases = [
