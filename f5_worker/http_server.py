@@ -31,10 +31,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
-from f5_worker.http_auth import EXCEPTION_HANDLERS, token_dependencies
+from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
 from f5_worker.openai_speech import ApiError, choose_voice, model_list, refusal, speech_input, timestamp_granularities
@@ -61,7 +63,8 @@ class Loading:
 
 
 class ClientGone(Exception):
-    """The client went away before its answer started; its job has been stopped."""
+    """The client went away before its answer started (before its body was whole, or before its job's first
+    item); its job, if any, has been stopped."""
 
 
 def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | None = None,
@@ -87,7 +90,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         yield
 
     app = FastAPI(title="f5-worker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
-                  dependencies=token_dependencies(api_token), exception_handlers=EXCEPTION_HANDLERS)
+                  dependencies=token_dependencies(api_token),
+                  exception_handlers={**EXCEPTION_HANDLERS, HTTPException: _no_such_route})
     app.state.loading = state
     app.include_router(page.router)  # GET /: the page that speaks a text and lights its words (docs/page.md)
 
@@ -145,6 +149,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             slot = admit(worker)
         except ApiError as exc:
             return _openai_error(exc)
+        except ClientGone:
+            return Response(status_code=499)
         job_id = _job_id()
         headers = {"X-Job-Id": job_id}  # and X-Voice, set as the job starts
         fmt, granularities = native["output_format"], timestamp_granularities(body)
@@ -187,6 +193,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             slot = admit(worker)
         except ApiError as exc:
             return _native_error(exc)
+        except ClientGone:
+            return Response(status_code=499)
         job_id = _job_id()
         headers = {"X-Job-Id": job_id}
         streamed = body.get("stream") is True  # as the schema takes it: JSON's true, nothing else
@@ -263,6 +271,17 @@ async def _first(request: Request, job: AsyncGenerator) -> Any:
     return pull.result()
 
 
+async def _no_such_route(request: Request, exc: HTTPException) -> JSONResponse:
+    """A path or method the server does not serve (404, 405): the route's own error form, as every refusal,
+    so that an OpenAI SDK raises NotFoundError (or the like) with a message that says what was asked."""
+    allowed = (exc.headers or {}).get("Allow")
+    message = f"{request.method} {request.url.path}: {str(exc.detail).lower()}" + \
+        (f"; this route takes {allowed}" if allowed else "")
+    error = ApiError(exc.status_code, message, code="unknown_url" if exc.status_code == 404 else None)
+    body = error.openai_body() if request.url.path.startswith(OPENAI_PATHS) else error.native_body()
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
 def _openai_error(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.openai_body(), status_code=exc.status, headers=_retry_after(exc.status))
 
@@ -289,14 +308,17 @@ async def _json_object(request: Request) -> dict:
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     blocks, size = [], 0
-    async for block in request.stream():
-        size += len(block)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-        blocks.append(block)
+    try:
+        async for block in request.stream():
+            size += len(block)
+            if size > MAX_BODY_BYTES:
+                raise ApiError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+            blocks.append(block)
+    except ClientDisconnect:  # gone before its body was whole: nobody to answer, and no job started
+        raise ClientGone from None
     try:
         body = json.loads(b"".join(blocks))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise ApiError(400, f"the body is not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")

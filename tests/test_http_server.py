@@ -148,11 +148,26 @@ def test_openai_models_list(client):
     assert "tiny" in ids and "tts-1" in ids
 
 
+def test_a_path_or_method_not_served_is_refused_in_the_routes_own_form(client, server):
+    with pytest.raises(openai.NotFoundError) as caught:  # OpenAI has GET /v1/models/{model}; we do not
+        client.models.retrieve("tiny")
+    assert caught.value.body["message"] == "GET /v1/models/tiny: not found" and caught.value.code == "unknown_url"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.get("/audio/speech", cast_to=object)
+    assert caught.value.status_code == 405 and caught.value.response.headers["allow"] == "POST"
+    assert caught.value.body["message"] == "GET /v1/audio/speech: method not allowed; this route takes POST"
+    native = requests.get(server[0] + "/v1/synthesize", timeout=HANG_S)
+    assert native.status_code == 405 and native.json() == {
+        "error": "GET /v1/synthesize: method not allowed; this route takes POST"}
+    assert requests.get(server[0] + "/nowhere", timeout=HANG_S).json() == {"error": "GET /nowhere: not found"}
+
+
 def test_body_refused_before_any_work(server):
     url = server[0] + "/v1/audio/speech"
     cases = [
         (requests.post(url, data="model=tts-1", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415),
         (requests.post(url, data="{not json", headers={"Content-Type": "application/json"}), 400),
+        (requests.post(url, data="[" * 100_000 + "]" * 100_000, headers={"Content-Type": "application/json"}), 400),
         (requests.post(url, json=["a list"]), 400),
         (requests.post(url, json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": [1]}), 400),
         (requests.post(url, json={"model": "tts-1", "voice": 7, "input": "Hi."}), 400),
@@ -523,3 +538,19 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker
         release.set()
         stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
     assert int(stopped.group(1)) == 2
+
+
+def test_a_client_that_goes_away_while_sending_its_body_leaves_no_traceback(worker, caplog):
+    with serving(worker) as (base, _, server), caplog.at_level("INFO"):
+        host, port = base.removeprefix("http://").split(":")
+        for path in ("/v1/audio/speech", "/v1/synthesize"):
+            with socket.create_connection((host, int(port)), timeout=HANG_S) as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 100\r\n\r\n{\"mod".encode())
+            deadline = time.monotonic() + HANG_S
+            while server.server_state.tasks and time.monotonic() < deadline:  # its request handled to its end
+                time.sleep(0.02)
+            assert not server.server_state.tasks
+        assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
+        assert requests.post(base + "/v1/synthesize", json={"text": "Still here.", **FAST},
+                             timeout=HANG_S).status_code == 200

@@ -178,6 +178,9 @@ def test_what_goes_wrong_on_the_way_names_the_endpoint(worker_server):
         assert answer.json()["error"].startswith("endpoint: RunPod answered 404 (Not Found)")
         body = requests.post(forwarder + "/v1/synthesize", data="[1]", headers={"Content-Type": "application/json"})
         assert body.status_code == 400 and body.json() == {"error": "input: must be a JSON object"}
+        deep = requests.post(forwarder + "/v1/synthesize", data="[" * 100_000 + "]" * 100_000,
+                             headers={"Content-Type": "application/json"})
+        assert deep.status_code == 400 and deep.json()["error"].startswith("input: the body is not valid JSON")
 
 
 @pytest.mark.parametrize("url, kind, expected", [

@@ -154,7 +154,7 @@ async def _body(request: Request) -> bytes:
 def _job(body: bytes) -> dict:
     try:
         job = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
         raise Refused(400, f"input: the body is not valid JSON ({exc})") from None
     if not isinstance(job, dict):
         raise Refused(400, "input: must be a JSON object")
