@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 RETRY_AFTER_S = 1  # what a 429 asks the client to wait, in seconds: one short job's time
+# Native actions that only read or write a little metadata (no model, no aligner): never counted nor refused,
+# so a busy worker still lists, shows and deletes its voices and reports its health.
+METADATA_ACTIONS = frozenset({"health", "list_models", "list_voices", "get_voice", "delete_voice"})
 
 
 @dataclass
@@ -35,8 +38,11 @@ class Admission:
     limit: int
     running: int = field(default=0)
 
-    def take(self) -> Slot | None:
-        """A slot for a new job, or None when ``limit`` jobs are running."""
+    def take(self, counted: bool = True) -> Slot | None:
+        """A slot for a new job, or None when ``limit`` jobs are running; one not ``counted`` (an action in
+        METADATA_ACTIONS) always gets a slot, which holds no place."""
+        if not counted:
+            return Slot(self, freed=True)
         if self.running >= self.limit:
             return None
         self.running += 1

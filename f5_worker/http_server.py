@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
-from f5_worker.admission import RETRY_AFTER_S, Admission, Slot
+from f5_worker.admission import METADATA_ACTIONS, RETRY_AFTER_S, Admission, Slot
 from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
@@ -101,11 +101,11 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             raise ApiError(503, f"{why}; try again shortly", kind="server_error", code="not_ready")
         return state.worker
 
-    def admit(worker: Worker) -> Slot:
+    def admit(worker: Worker, counted: bool = True) -> Slot:
         """A slot for a job (speech, synthesize), or the 429 that says to come back."""
         if state.admission is None:
             state.admission = Admission(worker.settings.max_concurrency)
-        slot = state.admission.take()
+        slot = state.admission.take(counted)
         if slot is None:
             raise ApiError(429, f"the worker is busy: it runs at most {state.admission.limit} jobs at once "
                                 "(MAX_CONCURRENCY); try again in a moment", kind="requests", code="rate_limit_exceeded")
@@ -190,7 +190,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             body = await _json_object(request)
             worker = ready()
-            slot = admit(worker)
+            slot = admit(worker, counted=body.get("action", "synthesize") not in METADATA_ACTIONS)
         except ApiError as exc:
             return _native_error(exc)
         except ClientGone:

@@ -8,6 +8,7 @@ Nothing here knows HTTP.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -62,8 +63,14 @@ class ApiError(Exception):
 
 
 def from_job_error(exc: JobError, names: dict[str, str] | None = None) -> ApiError:
-    field = (names or {}).get(exc.field, exc.field)
-    return ApiError(400, f"{field}: {exc.problem}", param=field)
+    """The refusal as the speech request names things: its field, and any native field the problem names
+    (``use output_format mp3/opus`` is ``use response_format mp3/opus`` here)."""
+    names = names or {}
+    field, problem = names.get(exc.field, exc.field), exc.problem
+    for native, own in names.items():
+        if "_" in native:  # a field's name, never a word of the prose ("text")
+            problem = re.sub(rf"\b{native}\b", own, problem)
+    return ApiError(400, f"{field}: {problem}", param=field)
 
 
 def refusal(exc: Exception, failure: Callable[[Exception], dict]) -> ApiError:

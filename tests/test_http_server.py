@@ -454,6 +454,12 @@ def test_past_max_concurrency_jobs_are_refused_at_once_with_429(local):
             assert set(native.json()) == {"error"} and "at most 2 jobs at once" in native.json()["error"]
             for path in ("/ping", "/health", "/v1/models"):  # not jobs: never refused
                 assert requests.get(base + path, timeout=HANG_S).status_code == 200
+            for action in ("list_voices", "list_models", "health"):  # details only: never refused either
+                details = requests.post(base + "/v1/synthesize", json={"action": action}, timeout=HANG_S)
+                assert details.status_code == 200 and "error" not in details.json(), (action, details.text)
+            aligning = requests.post(base + "/v1/synthesize", json={"action": "align", "text": "Hi."},
+                                     timeout=HANG_S)
+            assert aligning.status_code == 429  # the aligner's work counts as a job's
         finally:
             own.engine.on_queued = None
             release.set()

@@ -239,6 +239,7 @@ def test_a_speech_over_the_inline_limit_is_refused_by_its_input(worker, monkeypa
                                                                           max_inline_bytes=1000))
     error = route(worker, "/v1/audio/speech", {**SPEECH, "input": "A long sentence to say. " * 20})["error"]
     assert error["param"] == "input" and "over the 0.0 MB inline limit" in error["message"], error
+    assert "response_format mp3/opus" in error["message"] and "output_format" not in error["message"], error
 
 
 def test_an_unexpected_failure_is_a_server_error_and_the_worker_serves_on(worker, monkeypatch, caplog):
