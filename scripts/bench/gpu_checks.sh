@@ -47,8 +47,9 @@ bench() {  # name, timeout, extra args...; environment variables go before the c
 }
 # In order of importance, within about 560 s in all:
 bench default 200               # the defaults (fp16, CUDA graphs, English aligned by sphinx in CPU processes) vs upstream
-# streamed: time to first audio (target 250 ms at NFE 32, with timings), the whole stream, playback stalls
-bench stream 75 --stream --text-seconds 30 --concurrency 1,4 --jobs 4 --skip-upstream
+# streamed: time to first audio (target 250 ms at NFE 32, with timings), the whole stream, playback stalls;
+# the same jobs over the HTTP server (SERVE=http) beside them
+bench stream 100 --stream --http --text-seconds 30 --concurrency 1,4 --jobs 4 --skip-upstream
 # CUDA graphs over compiled blocks; the second cold start compiles from inductor's cache (as a later boot does)
 TORCH_COMPILE=1 bench compile 140 --concurrency 1,16 --skip-upstream --cold-starts 2
 # does batching pay once the blocks are compiled? (MAX_BATCH_JOBS defaults to 1: it did not without); when time is left
