@@ -17,7 +17,6 @@ stops its job, whether it waits for the answer to start or reads a stream (http_
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -340,12 +339,8 @@ def _openai_errors(worker: Worker, job_id: str) -> Iterator[None]:
 def _timed_speech(speech: Speech) -> dict:
     """A speech with timings asked (``timestamp_granularities``): the audio and its words, as the native result
     names them, in one JSON answer."""
-    out = {"audio_base64": base64.b64encode(speech.audio).decode("ascii"), "format": speech.format,
-           "content_type": speech.content_type, "sample_rate": speech.sample_rate,
-           "duration": round(speech.duration, 4), "seed": speech.seed, "model": speech.model,
-           "language": speech.language}
-    out.update({name: speech.fields[name] for name in ("words", "chars") if name in speech.fields})
-    return out
+    return {**speech.audio_fields(), "seed": speech.seed, "model": speech.model, "language": speech.language,
+            **speech.timed_words()}
 
 
 def listening_sockets(port: int, port_health: int = 0, host: str = "0.0.0.0") -> list[socket.socket]:

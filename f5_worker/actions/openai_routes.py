@@ -15,7 +15,6 @@ worker-vllm yields its streamed chat completions for RunPod's proxy to pass on a
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 
@@ -67,17 +66,9 @@ class OpenAIRoutesAction:
         if body.get("stream_format") == "sse":
             return self._events(native, timestamp_granularities(body), job)
         speech = self.service.speak(schema.parse_job(native), job)
-        out = {
-            "audio_base64": base64.b64encode(speech.audio).decode("ascii"),
-            "format": speech.format,
-            "content_type": speech.content_type,
-            "sample_rate": speech.sample_rate,
-            "duration": round(speech.duration, 4),
-            "model": speech.model,
-            "voice": voice,
-        }
+        out = {**speech.audio_fields(), "model": speech.model, "voice": voice}
         if timestamp_granularities(body):
-            out.update({name: speech.fields[name] for name in ("words", "chars") if name in speech.fields})
+            out.update(speech.timed_words())
         return delivery.finish_output(
             out, planned=speech.planned, job_id=job.id, stores=self.service.stores,
             max_inline_bytes=self.service.settings.max_inline_bytes, audio_bytes=speech.audio,

@@ -10,7 +10,6 @@ one (streaming.py) speaks it. Nothing in it knows RunPod: a result is a plain di
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 
@@ -63,11 +62,7 @@ class SynthesisService:
         quality, as docs/api.md describes them."""
         speech = self.speak(request, job)
         out = {
-            "audio_base64": base64.b64encode(speech.audio).decode("ascii"),
-            "format": speech.format,
-            "content_type": speech.content_type,
-            "sample_rate": speech.sample_rate,
-            "duration": round(speech.duration, 4),
+            **speech.audio_fields(),
             "seed": speech.seed,
             "chunks": speech.chunks,
             "model": speech.model,

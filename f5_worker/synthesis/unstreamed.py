@@ -10,6 +10,7 @@ into their parts -> the parts joined with their pauses, timings mapped back to t
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from dataclasses import dataclass, replace
@@ -51,6 +52,16 @@ class Speech:
     timing: dict[str, float]  # milliseconds per stage, the whole job's (total_ms), and the real-time factor
     warnings: list[str]
     planned: str
+
+    def audio_fields(self) -> dict:
+        """The audio inline, as every answer that carries it begins: base64, format, type, rate and length."""
+        return {"audio_base64": base64.b64encode(self.audio).decode("ascii"), "format": self.format,
+                "content_type": self.content_type, "sample_rate": self.sample_rate,
+                "duration": round(self.duration, 4)}
+
+    def timed_words(self) -> dict:
+        """The ``words`` (and ``chars``) fields, where the job asked for them."""
+        return {name: self.fields[name] for name in ("words", "chars") if name in self.fields}
 
 
 def speak(job: PreparedJob) -> Speech:
