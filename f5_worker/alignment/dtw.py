@@ -47,7 +47,11 @@ NOISE_PERCENTILE = 10  # ...taken as this percentile of the frames' energies...
 MAX_SILENCE_DB = -25.0  # dB below the loudest frame: ...but never a frame louder than this...
 SILENCE_DBFS = -60.0  # dB full scale: ...and always a frame quieter than this
 LONG_PAUSE_S = 0.15  # s: silence longer than a stop consonant's closure is a pause, not part of a word
-PAUSE_KEPT_S = 0.1  # s: a long pause in the audio is shortened to this before warping (``kept_frames``)
+PAUSE_KEPT_S = 0.1  # s: a long pause is shortened to this before warping (``kept_frames``)...
+# ...and what is left of it costs nothing matched between two rendered words, and this (a cosine distance,
+# what unrelated frames cost) matched inside one: a path free to put it anywhere put it at a stop's closure
+# inside a word, and a word on the wrong side of the pause (0.3-1.4 s off).
+PAUSE_IN_WORD_COST = 1.0
 CLOSURE_S = 0.05  # s: the silence a word opening with a stop is given before its first sound
 MAX_CLOSURE_S = 0.1  # s: the most silence a rendered word is taken to open with (``opening_silence``)
 CLOSURE_SILENCE_DB = -50.0  # dB below the rendering's peak sample: a millisecond this quiet is silent
@@ -93,9 +97,11 @@ def band_centres(n_rows: int, n_cols: int) -> np.ndarray:
     return np.round(np.arange(n_rows) * ((n_cols - 1) / max(n_rows - 1, 1))).astype(np.int64)
 
 
-def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int, *, paused: np.ndarray | None = None,
+               between: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cheapest monotonic path from (0, 0) to the last frame of both, within ``band`` columns of
-    the diagonal, under cost 1 - cosine similarity of unit vectors.
+    the diagonal, under cost 1 - cosine similarity of unit vectors; rows ``paused`` (what is left of a
+    long pause, ``pause_rows``) cost 0 in columns ``between`` words and PAUSE_IN_WORD_COST elsewhere.
 
     Steps: one frame of both (diagonal), of ``rows`` alone, or of ``cols`` alone, each paying the cost
     of the cell it enters. Returns the path's row and column indices and the similarity of each of its
@@ -109,6 +115,8 @@ def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarra
     lows = centres - band  # column of band index 0 in each row
     steps = np.empty((n, width), dtype=np.int8)
     padded_cols = np.concatenate([np.zeros((band, cols.shape[1])), cols, np.zeros((band + 1, cols.shape[1]))])
+    if paused is not None:
+        off_word_gap = np.concatenate([np.ones(band), np.where(between, 0.0, PAUSE_IN_WORD_COST), np.ones(band + 1)])
     prev = np.full(width + 2, np.inf)  # previous row's totals, one inf either side
     for i in range(n):
         if i % STOP_CHECK_ROWS == 0 and stopping.is_stopped():
@@ -116,7 +124,10 @@ def banded_dtw(rows: np.ndarray, cols: np.ndarray, band: int) -> tuple[np.ndarra
         lo = lows[i]
         j = lo + np.arange(width)
         valid = (j >= 0) & (j < m)
-        cost = 1.0 - padded_cols[lo + band : lo + band + width] @ rows[i]
+        if paused is not None and paused[i]:
+            cost = off_word_gap[lo + band : lo + band + width].copy()
+        else:
+            cost = 1.0 - padded_cols[lo + band : lo + band + width] @ rows[i]
         cost[~valid] = np.inf
         if i == 0:
             entering = np.full(width, np.inf)
@@ -193,9 +204,7 @@ class DtwAligner:
         kept = kept_frames(max(0, int(loud[0]) - round(EDGE_S / FRAME_S)),
                            min(len(sounding), int(loud[-1]) + 1 + round(EDGE_S / FRAME_S)),
                            onsets.pauses(levels, LONG_PAUSE_S) if levels is not None else [])
-        # Runs of consecutive kept frames, copied slice by slice (an index per sample would take 8 bytes each).
-        breaks = np.flatnonzero(np.diff(kept) > 1) + 1
-        test = np.concatenate([audio16[run[0] * hop : (run[-1] + 1) * hop] for run in np.split(kept, breaks)])
+        test = shortened(audio16, kept)
         rendering = None
         for voice in espeak_voices(language):
             try:
@@ -208,11 +217,21 @@ class DtwAligner:
         ref_audio, anchors = rendering
         if len(test) < 2 * WINDOW_SAMPLES:
             return unalignable(audio, sample_rate, text, language, duration, t0, self.name)
-        rows, cols = mfcc_features(test), mfcc_features(ref_audio)
-        path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)))
+        # The rendering's own long pauses (between sentences) are shortened the same way.
+        ref_n = int(np.ceil(len(ref_audio) / hop))
+        ref_kept = (kept_frames(0, ref_n, onsets.pauses(onsets.loudness(ref_audio), LONG_PAUSE_S))
+                    if levels is not None else np.arange(ref_n))
+        rows, cols = mfcc_features(test), mfcc_features(shortened(ref_audio, ref_kept))
         ref_spans = token_spans(tokens, anchors, ref_audio)
         spoken_tokens = [tok for tok in tokens if tok.spoken]
-        frames = [trim_silence(*map_span(span, path_i, path_j), sounding[kept], 0)
+        paused, between = None, None
+        if levels is not None:
+            paused = pause_rows(kept, len(rows))
+            between = between_words([in_kept(span, ref_kept) for tok, span in zip(tokens, ref_spans, strict=True)
+                                     if tok.spoken], len(cols))
+        path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)),
+                                                paused=paused, between=between)
+        frames = [trim_silence(*map_span(in_kept(span, ref_kept), path_i, path_j), sounding[kept], 0)
                   for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken]
         # Where the path steps through the rendering alone, one audio frame ends a word and starts the next:
         # it is the next word's, so words never overlap.
@@ -243,7 +262,8 @@ def kept_frames(first: int, stop: int, pauses: list[tuple[float, float]]) -> np.
 
     The rendering pauses briefly at punctuation or not at all; a speaker may pause for seconds, and the
     path, paying for every frame of silence matched to speech, then drags words into the pause. So the
-    audio's long pauses are shortened to about the rendering's before warping, and times mapped back."""
+    long pauses of both (the rendering's between sentences) are shortened alike before warping, and times
+    mapped back; what is left of an audio pause is matched between two rendered words (``banded_dtw``)."""
     keep = np.zeros(max(stop, first), dtype=bool)
     keep[first:stop] = True
     half = round(PAUSE_KEPT_S / FRAME_S / 2)
@@ -252,6 +272,37 @@ def kept_frames(first: int, stop: int, pauses: list[tuple[float, float]]) -> np.
         if b > a:
             keep[max(a, first) : min(b, stop)] = False
     return np.flatnonzero(keep)
+
+
+def shortened(audio: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The ``FRAME_S`` frames ``kept`` of 16 kHz audio, run by run (an index per sample would take 8 bytes each)."""
+    hop = round(SAMPLE_RATE * FRAME_S)
+    breaks = np.flatnonzero(np.diff(kept) > 1) + 1
+    return np.concatenate([audio[run[0] * hop : (run[-1] + 1) * hop] for run in np.split(kept, breaks)])
+
+
+def in_kept(span: tuple[float, float], kept: np.ndarray) -> tuple[float, float]:
+    """A span (s) of the full audio as times in its shortened copy: a time in a cut moves to the cut."""
+    return tuple(float(np.searchsorted(kept, round(t / FRAME_S))) * FRAME_S for t in span)
+
+
+def pause_rows(kept: np.ndarray, n_rows: int) -> np.ndarray:
+    """Which frames of the shortened audio (``kept_frames``) are what is left of a long pause."""
+    half = round(PAUSE_KEPT_S / FRAME_S / 2)
+    rows = np.zeros(n_rows, dtype=bool)
+    for cut in np.flatnonzero(np.diff(kept) > 1):
+        rows[max(0, cut + 1 - half) : cut + 1 + half] = True
+    return rows
+
+
+def between_words(spans: list[tuple[float, float]], n_cols: int) -> np.ndarray:
+    """Which frames of the rendering lie between two words: from where one falls silent to where the next
+    starts, a frame either side."""
+    cols = np.zeros(n_cols, dtype=bool)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        a, b = int(end / FRAME_S) - 1, int(np.ceil(start / FRAME_S)) + 2
+        cols[max(0, min(a, b - 3)) : min(n_cols, b)] = True
+    return cols
 
 
 def unwarped_span(start_f: int, end_f: int, kept: np.ndarray) -> tuple[int, int]:

@@ -94,6 +94,7 @@ class _Espeak:
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
         self.lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_VoiceInfo)
@@ -180,6 +181,14 @@ def phonemize_ipa(text: str, voice: str = "en-us") -> str:
             if out:
                 parts.append(out.decode("utf-8", "replace"))
         return " ".join(parts)
+
+
+def seed(value: int) -> None:
+    """Start espeak-ng's random numbers (its voices' flutter and roughness) again from ``value``: after it, the
+    same speech said in the same order sounds the same in every process."""
+    es = _espeak()
+    with es.lock:
+        es.lib.espeak_ng_SetRandSeed(value)
 
 
 def synthesize(text: str, voice: str = "en-us", rate_wpm: int = DEFAULT_RATE_WPM,

@@ -20,10 +20,12 @@ only where its weights are cached. ``--held-out`` measures the sentences kept
 out of development instead. ``--dev-set`` measures where word starts go wrong:
 the development sentences spoken in pieces after 0-300 ms of leading silence and
 0.2-1.5 s pauses, dry, in a simulated room and in pink or babble noise at 30, 20
-and 10 dB SNR, with figures per condition for the first word, words after a
-pause, the others and the ends of words before a pause (``dev_cases``).
-``--no-onsets`` turns off sphinx's and dtw's pass that moves boundaries at
-pauses to where the sound rises and falls, to measure what it adds.
+and 10 dB SNR, and each spoken whole without a pause, with figures per condition
+for the first word, words after a pause, the others and the ends of words before
+a pause (``dev_cases``; the other sets print them too). ``--no-onsets`` turns
+off sphinx's and dtw's pass that moves boundaries at pauses to where the sound
+rises and falls, to measure what it adds. All the test speech is made before
+anything is aligned, from a fixed seed: the same command gives the same figures.
 
 Changes: nothing but the --json report, where told.
 """
@@ -379,7 +381,9 @@ DEV_LEAD_S = (0.0, 0.3)  # s: silence before the first word, drawn uniformly
 DEV_PAUSE_S = (0.2, 1.5)  # s: silence between pieces, drawn log-uniformly
 DEV_PIECES = (2, 3)  # pieces a sentence is spoken in, drawn (fewer where it has too few words)
 MIN_PIECE_WORDS = 2  # words in a piece, at least
-DEV_CONDITIONS = ("clean", "reverb", "noise30", "noise20", "noise10")  # noiseN: N dB signal-to-noise ratio
+# noiseN: N dB signal-to-noise ratio; whole: the sentence spoken as one utterance, without added silence
+DEV_CONDITIONS = ("clean", "reverb", "noise30", "noise20", "noise10", "whole")
+DEV_WHOLE_RATE_WPM = (100, 210)  # words a minute of a sentence spoken whole, drawn uniformly (slow: long closures)
 DEV_RT60_S = (0.2, 0.6)  # s: the simulated room's reverberation time, drawn uniformly
 DEV_DRR_DB = (3.0, 10.0)  # dB: direct sound over the reverberation, drawn uniformly
 BABBLE_TALKERS = 6  # voices speaking other sentences at once, for babble noise (every other sentence)
@@ -412,7 +416,8 @@ class Case:
 
 def make_case(text: str, language: str = "en", *, variant: str | None = None,
               rate_wpm: int = espeak.DEFAULT_RATE_WPM, pitch: int = espeak.DEFAULT_PITCH) -> Case:
-    """Speak ``text`` and take each token's true start from the word event at its first letter."""
+    """Speak ``text`` and take each token's true start from the word event at its first letter (and where
+    each word is, ``_places``)."""
     voice = espeak_voice(language) + (f"+{variant}" if variant else "")
     audio, sr, events = espeak.synthesize(text, voice=voice, rate_wpm=rate_wpm, pitch=pitch)
     at_position: dict[int, float] = {}
@@ -423,7 +428,13 @@ def make_case(text: str, language: str = "en", *, variant: str | None = None,
         first = next((p for p in range(tok.char_start, tok.char_end) if text[p].isalnum()), None)
         if tok.spoken and first is not None and first in at_position:
             truth[i] = at_position[first]
-    return Case(text, audio, sr, truth, language)
+    return Case(text, audio, sr, truth, language, *_places(audio, sr, truth))
+
+
+def test_cases(language: str, args: argparse.Namespace) -> list[Case]:
+    """The sentences ``args`` ask for (development or held out, ``--limit``), each spoken once whole."""
+    texts = corpus(language, args.held_out)
+    return [make_case(t, language, **TEST_VOICE) for t in (texts[: args.limit] if args.limit else texts)]
 
 
 def dev_cases(language: str, limit: int | None = None) -> list[Case]:
@@ -432,7 +443,9 @@ def dev_cases(language: str, limit: int | None = None) -> list[Case]:
     Each sentence is cut between words into pieces, each spoken as its own utterance (in a voice variant,
     rate and pitch drawn for the sentence), with silence before the first and between them. Starts come
     from the word events, as in ``make_case``; ends are where the dry rendering last sounds before a
-    pause. Deterministic for a given espeak-ng (``DEV_SEED``).
+    pause. The sentence is also spoken whole, dry, as one utterance with no silence added (``whole``): the
+    speech a pause finder must leave alone, with its stops' silent closures and weak consonants.
+    Deterministic for a given espeak-ng (``DEV_SEED``).
     """
     texts = [t for t in corpus(language) if t != PARAGRAPH]
     texts = texts[:limit] if limit else texts
@@ -444,6 +457,11 @@ def dev_cases(language: str, limit: int | None = None) -> list[Case]:
         noise = _babble(len(dry.audio), dry.sample_rate, language, rng) if babble else _pink(len(dry.audio), rng)
         room = _room(dry.sample_rate, rng)
         for condition in DEV_CONDITIONS:
+            if condition == "whole":
+                whole = _dev_utterance(text, language, rng, whole=True)
+                cases.append(Case(text, whole.audio, whole.sample_rate, whole.truth, language, whole.modes,
+                                  whole.ends, condition))
+                continue
             if condition == "clean":
                 audio = dry.audio
             elif condition == "reverb":
@@ -455,13 +473,16 @@ def dev_cases(language: str, limit: int | None = None) -> list[Case]:
     return cases
 
 
-def _dev_utterance(text: str, language: str, rng: np.random.Generator) -> Case:
-    """``text`` spoken in pieces with silences between, dry, with its truth (see ``dev_cases``)."""
+def _dev_utterance(text: str, language: str, rng: np.random.Generator, *, whole: bool = False) -> Case:
+    """``text`` spoken in pieces with silences between, or ``whole`` as one utterance, dry, with its truth
+    (see ``dev_cases``)."""
     tokens = tokenize(text, language)
     variant = DEV_VARIANTS[rng.integers(len(DEV_VARIANTS))]
-    rate = int(rng.integers(DEV_RATE_WPM[0], DEV_RATE_WPM[1] + 1))
+    rates = DEV_WHOLE_RATE_WPM if whole else DEV_RATE_WPM
+    rate = int(rng.integers(rates[0], rates[1] + 1))
     pitch = int(rng.integers(DEV_PITCH[0], DEV_PITCH[1] + 1))
     n_pieces = min(int(rng.integers(DEV_PIECES[0], DEV_PIECES[1] + 1)), max(1, len(tokens) // MIN_PIECE_WORDS))
+    n_pieces = 1 if whole else n_pieces
     # Cuts between tokens, after punctuation where there is some (where a speaker pauses), else anywhere.
     allowed = [i for i in range(MIN_PIECE_WORDS, len(tokens) - MIN_PIECE_WORDS + 1)]
     cuts: list[int] = []
@@ -478,7 +499,7 @@ def _dev_utterance(text: str, language: str, rng: np.random.Generator) -> Case:
     parts: list[np.ndarray] = []
     at_position: dict[int, float] = {}
     offset = 0
-    lead = rng.uniform(*DEV_LEAD_S)
+    lead = 0.0 if whole else rng.uniform(*DEV_LEAD_S)
     for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
         lo, hi = tokens[a].char_start, tokens[b - 1].char_end
         audio, sr, events = espeak.synthesize(text[lo:hi], voice=voice, rate_wpm=rate, pitch=pitch)
@@ -491,12 +512,19 @@ def _dev_utterance(text: str, language: str, rng: np.random.Generator) -> Case:
         parts.append(audio)
         offset += len(audio)
     dry = np.concatenate(parts)
-    sounding = _sounding_ms(dry, sr)
-    truth, modes, ends = {}, {}, {}
+    truth = {}
     for i, tok in enumerate(tokens):
         first = next((p for p in range(tok.char_start, tok.char_end) if text[p].isalnum()), None)
         if tok.spoken and first is not None and first in at_position:
             truth[i] = at_position[first]
+    return Case(text, dry, sr, truth, language, *_places(dry, sr, truth))
+
+
+def _places(audio: np.ndarray, sample_rate: int, truth: dict[int, float]) -> tuple[dict[int, str], dict[int, float]]:
+    """Where each timed word of dry speech is (one of MODES), and the true end of each word before a pause
+    (nothing sounds in the PAUSE_BEFORE_S after its sound) and of the last word."""
+    sounding = _sounding_ms(audio, sample_rate)
+    modes, ends = {}, {}
     ordered = sorted(truth)
     for n, i in enumerate(ordered):
         ms = int(truth[i] * 1000)
@@ -506,7 +534,7 @@ def _dev_utterance(text: str, language: str, rng: np.random.Generator) -> Case:
         sound = np.flatnonzero(sounding[ms:nxt])
         if len(sound) and (nxt - (ms + sound[-1] + 1)) >= PAUSE_BEFORE_S * 1000 or n + 1 == len(ordered):
             ends[i] = (ms + (sound[-1] + 1 if len(sound) else 0)) / 1000
-    return Case(text, dry, sr, truth, language, modes, ends)
+    return modes, ends
 
 
 def _sounding_ms(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -690,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", action="store_true", help="the sentences kept out of development")
     parser.add_argument("--dev-set", action="store_true",
                         help="the development set: sentences in pieces after silences, dry, in a room and in noise, "
-                             "with figures per condition and per place of the word (first, after a pause, other)")
+                             "and whole, with figures per condition and per place of the word (first, after a pause, "
+                             "other)")
     parser.add_argument("--no-onsets", action="store_true",
                         help="sphinx and dtw without the pass that moves boundaries to where the sound rises and falls")
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences (the paragraph is last)")
@@ -703,16 +732,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if hasattr(os, "sched_setaffinity") and args.threads == 1:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    if args.dev_set and args.held_out:
+        parser.error("--dev-set is made of development sentences only")
+    # All the test speech first, from a fixed seed: espeak-ng's voices carry their roughness from one utterance
+    # to the next, even across the aligners' own renderings, so speech made between alignments would differ
+    # from run to run and from one method to the next.
+    espeak.seed(DEV_SEED)
+    languages = LANGUAGES if args.language == "all" else (args.language,)
+    speech = {language: dev_cases(language, args.limit) if args.dev_set else test_cases(language, args)
+              for language in languages}
     results = []
-    for language in LANGUAGES if args.language == "all" else (args.language,):
-        if args.dev_set:
-            if args.held_out:
-                parser.error("--dev-set is made of development sentences only")
-            cases = dev_cases(language, args.limit)
-        else:
-            texts = corpus(language, args.held_out)
-            texts = texts[: args.limit] if args.limit else texts
-            cases = [make_case(t, language, **TEST_VOICE) for t in texts]
+    for language, cases in speech.items():
         for method in methods_for(language, args.method):
             aligner = aligner_for(method, language, onsets=not args.no_onsets)
             align_audio(aligner, cases[0].audio, cases[0].sample_rate, cases[0].text, language=language)  # warm-up
@@ -727,6 +757,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  mean abs start error {figures['mean_abs_ms']} ms (median {figures['median_abs_ms']} ms, "
                   f"p90 {figures['p90_abs_ms']} ms)")
             print(f"  within 20 ms: {figures['within_20ms']} %   within 50 ms: {figures['within_50ms']} %")
+            for place, f in [*figures["modes"].items(), ("end before a pause", figures["ends"])]:
+                if f.get("words"):
+                    print(f"  {place}: {f['words']} words, mean {f['mean_abs_ms']} ms, within 20 ms "
+                          f"{f['within_20ms']} %, within 50 ms {f['within_50ms']} %, worst {f['max_abs_ms']} ms")
             print(f"  align_rtf: {figures['align_rtf']} (wall clock; "
                   f"CPU time of the aligning thread: {figures['align_cpu_rtf']})")
     if args.json_path:
