@@ -12,9 +12,9 @@ import openai
 import pytest
 import requests
 import soundfile as sf
-from test_http_server import FAST, free_port, wait_for
+from test_http_server import FAST
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port, http_server_process
 
 TOKEN = "tok-" + "Zq7" * 10  # what an operator sets as API_TOKEN
 WRONG = TOKEN[:-1] + "X"  # one character off
@@ -22,24 +22,10 @@ WRONG = TOKEN[:-1] + "X"  # one character off
 
 @pytest.fixture(scope="module")
 def server(worker_env, tmp_path_factory):
-    """``SERVE=http API_TOKEN=... python runpod_handler.py``; yields (base URL, the path of its log)."""
-    port = free_port()
-    env = dict(worker_env, SERVE="http", PORT=str(port), ALIGNER="estimate", API_TOKEN=TOKEN)
-    workdir = tmp_path_factory.mktemp("http-auth")
-    log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/ping", 200, 180, proc)  # /ping is open: it needs no token
-        yield f"http://127.0.0.1:{port}", log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """``SERVE=http API_TOKEN=... python runpod_handler.py``; yields (base URL, the path of its log). Its /ping,
+    which it waits for, is open: it needs no token."""
+    with http_server_process(worker_env, tmp_path_factory.mktemp("http-auth"), API_TOKEN=TOKEN) as served:
+        yield served.url, served.log_path
 
 
 def client(server, api_key: str) -> openai.OpenAI:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import openai
@@ -27,7 +26,7 @@ import requests
 import soundfile as sf
 from test_stopping import StepWatch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port, http_server_process, serving, wait_for
 
 FAST = {"nfe_step": 4, "seed": 1}  # our extension fields, through the SDK's extra_body
 NFE = 8  # the sampling steps of the jobs a test holds: the first piece takes calls 1-8, the second from 9
@@ -37,59 +36,11 @@ LONG_TEXT = ("Hello there, this stream comes in pieces. The first one is short, 
              "and the rest follows while the first one plays. Then it ends.")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, status: int, seconds: float, proc: subprocess.Popen | None = None) -> list[int]:
-    """Poll ``url`` until it answers ``status``; every status seen, in order (connection refused: 0)."""
-    seen, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode}")
-        try:
-            code = requests.get(url, timeout=5).status_code
-        except requests.ConnectionError:
-            code = 0
-        if not seen or seen[-1] != code:
-            seen.append(code)
-        if code == status:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never answered {status}: {seen}")
-
-
-@contextlib.contextmanager
-def handler_process(env: dict, workdir: Path):
-    """``SERVE=http python runpod_handler.py`` on two ports (PORT, PORT_HEALTH), run until the block ends;
-    yields (process, base URL, health URL)."""
-    port, health_port = free_port(), free_port()
-    env = dict(env, SERVE="http", PORT=str(port), PORT_HEALTH=str(health_port), ALIGNER="estimate")
-    log_path = workdir / "server.log"  # its data folder (no volume) goes in workdir too
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        seen = wait_for(f"http://127.0.0.1:{health_port}/ping", 200, 180, proc)
-        assert set(seen) <= {0, 204, 200}, seen  # refused until it listens, 204 while loading, then 200
-        yield proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        print(log_path.read_text(errors="replace")[-3000:])
-
-
 @pytest.fixture(scope="module")
 def server(worker_env, tmp_path_factory):
-    """The server as a subprocess; yields (base URL, health URL)."""
-    with handler_process(worker_env, tmp_path_factory.mktemp("http")) as (_, base, health_base):
-        yield base, health_base
+    """The server as a subprocess on two ports (PORT, PORT_HEALTH); yields (base URL, health URL)."""
+    with http_server_process(worker_env, tmp_path_factory.mktemp("http"), health_port=True) as served:
+        yield served.url, served.health_url
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +147,7 @@ def test_ping_health_and_native_synthesize(server):
 
 def test_ping_answers_204_while_loading_then_200(worker):
     """The app exists before its Worker: /ping 204 (and the routes 503) until the load ends, then 200."""
-    import uvicorn
-
-    from f5_worker.http_server import create_app, listening_sockets
+    from f5_worker.http_server import create_app
 
     release = threading.Event()
 
@@ -206,22 +155,16 @@ def test_ping_answers_204_while_loading_then_200(worker):
         release.wait(60)
         return worker
 
-    server = uvicorn.Server(uvicorn.Config(create_app(load), log_config=None))
-    sockets = listening_sockets(free_port(), host="127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
-    thread.start()
-    try:
-        wait_for(base + "/ping", 204, 30)
-        busy = requests.post(base + "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."})
-        assert busy.status_code == 503 and busy.headers["retry-after"]
-        assert "loading" in busy.json()["error"]["message"]
-        release.set()
-        wait_for(base + "/ping", 200, 30)
-    finally:
-        release.set()
-        server.should_exit = True
-        thread.join(30)
+    with serving(create_app(load)) as (base, _):
+        try:
+            wait_for(base + "/ping", 204, 30)
+            busy = requests.post(base + "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."})
+            assert busy.status_code == 503 and busy.headers["retry-after"]
+            assert "loading" in busy.json()["error"]["message"]
+            release.set()
+            wait_for(base + "/ping", 200, 30)
+        finally:
+            release.set()
 
 
 def test_a_worker_that_cannot_load_stops_the_server_with_status_2(worker_env, tmp_path):
@@ -325,8 +268,9 @@ def test_native_stream_answers_the_items_as_events_whatever_streaming_says(serve
 
 def test_on_sigterm_mid_stream_the_server_takes_no_more_requests_finishes_the_stream_and_exits_0(
         worker_env, tmp_path):
-    with handler_process(worker_env, tmp_path) as (proc, base, health_base):
-        response = requests.post(base + "/v1/audio/speech", stream=True, timeout=HANG_S, json={
+    with http_server_process(worker_env, tmp_path, health_port=True) as served:
+        proc, health_base = served.proc, served.health_url
+        response = requests.post(served.url + "/v1/audio/speech", stream=True, timeout=HANG_S, json={
             "model": "tts-1", "voice": "alloy", "input": LONG_TEXT, "response_format": "wav",
             "stream_format": "audio", **HELD})
         chunks = response.iter_content(None)
@@ -344,32 +288,20 @@ def test_on_sigterm_mid_stream_the_server_takes_no_more_requests_finishes_the_st
 
 
 @contextlib.contextmanager
-def serving(worker, grace_s: float = 30, **settings):
+def serving_own_worker(worker, grace_s: float = 30, **settings):
     """The app over a Worker of its own (the models every test shares, ``settings`` changed), served by uvicorn in a
-    thread; yields (base URL, that Worker, the uvicorn server)."""
-    import uvicorn
-
-    from f5_worker.http_server import create_app, listening_sockets
+    thread, ``grace_s`` its SHUTDOWN_GRACE_S; yields (base URL, that Worker, the uvicorn server)."""
+    from f5_worker.http_server import create_app
     from f5_worker.worker import Worker
 
     own = Worker(dataclasses.replace(worker.settings, aligner="estimate", **settings), worker.models)
-    server = uvicorn.Server(uvicorn.Config(create_app(worker=own), log_config=None,
-                                           timeout_graceful_shutdown=grace_s))
-    sockets = listening_sockets(free_port(), host="127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
-    thread.start()
-    try:
-        wait_for(base + "/ping", 200, HANG_S)
+    with serving(create_app(worker=own), timeout_graceful_shutdown=grace_s) as (base, server):
         yield base, own, server
-    finally:
-        server.should_exit = True
-        thread.join(HANG_S)
 
 
 @pytest.fixture(scope="module")
 def local(worker):
-    with serving(worker, max_concurrency=2) as served:
+    with serving_own_worker(worker, max_concurrency=2) as served:
         yield served
 
 
@@ -500,7 +432,7 @@ def open_stream(base: str, body: dict) -> socket.socket:
 
 
 def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker, caplog):
-    with serving(worker, max_concurrency=1) as (base, own, _), caplog.at_level("INFO"), \
+    with serving_own_worker(worker, max_concurrency=1) as (base, own, _), caplog.at_level("INFO"), \
             held_at(own, NFE + 1) as (reached, release):
         sock = open_stream(base, {"text": LONG_TEXT, "stream": True, **HELD})
         assert reached.wait(HANG_S)  # the second piece is being sampled, held at its first step
@@ -531,7 +463,7 @@ def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker
 def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker, caplog):
     """On SIGTERM uvicorn waits SHUTDOWN_GRACE_S for the answers in progress, then cancels them: the client
     gets a body cut short (no last chunk), and the job stops."""
-    with caplog.at_level("INFO"), serving(worker, grace_s=1) as (base, own, server), \
+    with caplog.at_level("INFO"), serving_own_worker(worker, grace_s=1) as (base, own, server), \
             held_at(own, NFE + 1) as (reached, release):
         response = requests.post(base + "/v1/synthesize", stream=True, timeout=HANG_S,
                                  json={"text": LONG_TEXT, "stream": True, **HELD})
@@ -547,7 +479,7 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker
 
 
 def test_a_client_that_goes_away_while_sending_its_body_leaves_no_traceback(worker, caplog):
-    with serving(worker) as (base, _, server), caplog.at_level("INFO"):
+    with serving_own_worker(worker) as (base, _, server), caplog.at_level("INFO"):
         host, port = base.removeprefix("http://").split(":")
         for path in ("/v1/audio/speech", "/v1/synthesize"):
             with socket.create_connection((host, int(port)), timeout=HANG_S) as sock:

@@ -9,14 +9,13 @@ import base64
 import dataclasses
 import io
 import json
-import threading
 
 import pytest
 import requests
 import soundfile as sf
-from test_http_server import FAST, LONG_TEXT, free_port, wait_for
+from test_http_server import FAST, LONG_TEXT
 
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, serving
 from f5_worker import audio
 from f5_worker.tts.chunking import STREAM_ITEM_BYTES, StreamPacer
 
@@ -31,21 +30,10 @@ def route(worker, path: str, body: dict | None = None, job_id: str = "openai") -
 @pytest.fixture(scope="module")
 def http(worker):
     """The HTTP server's app over the same Worker, on a free port in this process; yields its base URL."""
-    import uvicorn
+    from f5_worker.http_server import create_app
 
-    from f5_worker.http_server import create_app, listening_sockets
-
-    server = uvicorn.Server(uvicorn.Config(create_app(worker=worker), log_config=None))
-    sockets = listening_sockets(free_port(), host="127.0.0.1")
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
-    thread.start()
-    try:
-        wait_for(base + "/ping", 200, 60)
+    with serving(create_app(worker=worker)) as (base, _):
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.mark.parametrize("fmt, content_type", [("wav", "audio/wav"), ("mp3", "audio/mpeg"), ("flac", "audio/flac"),

@@ -10,17 +10,14 @@ import base64
 import io
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import requests
 import soundfile as sf
 
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, REPO_ROOT
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, REPO_ROOT, http_server_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,12 +26,6 @@ ARTIFACTS = REPO_ROOT / "tmp" / "artifacts" / "page"
 FAST = {"nfe_step": "4", "seed": "1"}  # the form's Steps and Seed: the tiny model, quickly
 WAIT_S = 180  # a hang guard for one job in the page (a busy 2-core machine), not a speed requirement
 BAD_REQUEST = re.compile(r"/v1/synthesize - Failed to load resource: the server responded with a status of 400")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -50,33 +41,8 @@ def chromium() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def server(worker_env, tmp_path_factory) -> str:
     """``SERVE=http python runpod_handler.py`` with STREAMING=1 (the page streams its speech); its base URL."""
-    port = free_port()
-    env = dict(worker_env, SERVE="http", PORT=str(port), STREAMING="1", ALIGNER="estimate")
-    workdir = tmp_path_factory.mktemp("page-server")
-    log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], cwd=workdir, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, "the server never became ready"
-            try:
-                if requests.get(base + "/ping", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with http_server_process(worker_env, tmp_path_factory.mktemp("page-server"), STREAMING="1") as served:
+        yield served.url
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
-import subprocess
 import sys
-import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 import requests
 import soundfile as sf
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SERVER_START_S, free_port, running, serving, wait_for
 from f5_worker.page import CONTENT_SECURITY_POLICY
 from f5_worker.page.forward import Endpoint, create_app
 
@@ -26,47 +21,6 @@ pytestmark = pytest.mark.slow
 
 KEY = "test-key-7f3a"
 FAST = {"nfe_step": 4, "seed": 1}
-WAIT_S = 180  # a hang guard for a server's start on a busy machine, not a speed requirement
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(app):
-    """``app`` under uvicorn in a thread, on a free loopback port; its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"{url} never answered"
-        try:
-            requests.get(url, timeout=5)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
 
 
 def sse_items(response: requests.Response) -> list[dict]:
@@ -105,7 +59,7 @@ def worker_server(worker):
         seen.append((request.url.path, request.headers.get("authorization")))
         return await call_next(request)
 
-    with serving(app) as url:
+    with serving(app) as (url, _):
         yield url, seen
 
 
@@ -113,7 +67,7 @@ def worker_server(worker):
 def forwarded(worker_server):
     """The forwarder to the worker's HTTP server, with a key; (its URL, the worker's URL, what the worker saw)."""
     url, seen = worker_server
-    with serving(create_app(Endpoint.parse(url, api_key=KEY))) as forwarder:
+    with serving(create_app(Endpoint.parse(url, api_key=KEY))) as (forwarder, _):
         yield forwarder, url, seen
 
 
@@ -169,10 +123,10 @@ def test_a_streamed_job_passes_through_as_its_events(forwarded):
 def test_what_goes_wrong_on_the_way_names_the_endpoint(worker_server):
     url, _ = worker_server
     closed = f"http://127.0.0.1:{free_port()}"
-    with serving(create_app(Endpoint.parse(closed))) as forwarder:
+    with serving(create_app(Endpoint.parse(closed))) as (forwarder, _):
         answer = requests.post(forwarder + "/v1/synthesize", json={"action": "list_voices"}, timeout=60)
     assert answer.status_code == 502 and answer.json()["error"].startswith(f"endpoint: cannot reach {closed}")
-    with serving(create_app(Endpoint.parse(url, "queue"))) as forwarder:  # an HTTP server is no queue endpoint
+    with serving(create_app(Endpoint.parse(url, "queue"))) as (forwarder, _):  # an HTTP server is no queue endpoint
         answer = requests.post(forwarder + "/v1/synthesize", json={"action": "list_voices"}, timeout=60)
         assert answer.status_code == 404
         assert answer.json()["error"].startswith("endpoint: RunPod answered 404 (Not Found)")
@@ -216,34 +170,18 @@ def queue_page(worker_env, tmp_path_factory):
     --kind queue``, the key in RUNPOD_API_KEY; the page's URL."""
     workdir = tmp_path_factory.mktemp("queue-page")
     queue_port, page_port = free_port(), free_port()
-    procs = []
-    try:
-        with open(workdir / "queue.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api", "--rp_api_host",
-                 "127.0.0.1", "--rp_api_port", str(queue_port)],
-                cwd=workdir, env=dict(worker_env, STREAMING="1", ALIGNER="estimate"), stdout=log,
-                stderr=subprocess.STDOUT))
-        with open(workdir / "page.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "f5_worker.page", "--endpoint", f"http://127.0.0.1:{queue_port}",
-                 "--kind", "queue", "--port", str(page_port)],
-                cwd=workdir, env=dict(worker_env, RUNPOD_API_KEY=KEY, PYTHONPATH=str(REPO_ROOT)), stdout=log,
-                stderr=subprocess.STDOUT))
-        wait_ready(f"http://127.0.0.1:{queue_port}/docs", procs[0], workdir / "queue.log")
-        wait_ready(f"http://127.0.0.1:{page_port}/", procs[1], workdir / "page.log")
+    queue_args = [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+                  "--rp_api_port", str(queue_port)]
+    page_args = [sys.executable, "-m", "f5_worker.page", "--endpoint", f"http://127.0.0.1:{queue_port}", "--kind",
+                 "queue", "--port", str(page_port)]
+    queue_env = dict(worker_env, STREAMING="1", ALIGNER="estimate")
+    page_env = dict(worker_env, RUNPOD_API_KEY=KEY, PYTHONPATH=str(REPO_ROOT))
+    with running(queue_args, queue_env, workdir, "queue.log") as (queue, queue_log), \
+            running(page_args, page_env, workdir, "page.log") as (page, page_log):
+        wait_for(f"http://127.0.0.1:{queue_port}/docs", 200, SERVER_START_S, queue, queue_log)
+        wait_for(f"http://127.0.0.1:{page_port}/", 200, SERVER_START_S, page, page_log)
         yield f"http://127.0.0.1:{page_port}"
-    finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        page_log = (workdir / "page.log").read_text(errors="replace")
-        print(page_log[-3000:])
-        assert KEY not in page_log
+    assert KEY not in page_log.read_text(errors="replace")
 
 
 def test_a_queue_endpoint_answers_through_runsync(queue_page):
