@@ -43,6 +43,18 @@ def check_stream(items: list[dict]) -> None:
     assert abs(offset - last["duration"]) < 1e-6
 
 
+def check_streamed_job(base: str) -> None:
+    """A streamed job through the page at ``base`` comes as the HTTP server's events, and one refused before it
+    starts comes as plain JSON (a 400), not as an event stream."""
+    answer = requests.post(base + "/v1/synthesize", timeout=120, stream=True,
+                           json={"text": "Hello there, my friend. This is streamed to you.", "stream": True, **FAST})
+    assert answer.status_code == 200
+    check_stream(sse_items(answer))
+    refused = requests.post(base + "/v1/synthesize", json={"text": "Hi [paws]", "stream": True}, timeout=60)
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"].startswith("text: unknown tag '[paws]'")
+
+
 # -- a load-balancing endpoint: the worker's HTTP server -----------------------------------------------------
 
 
@@ -110,14 +122,7 @@ def test_a_load_balancing_endpoint_gets_the_same_calls_with_the_key(forwarded):
 
 
 def test_a_streamed_job_passes_through_as_its_events(forwarded):
-    forwarder, _, _ = forwarded
-    answer = requests.post(forwarder + "/v1/synthesize", timeout=120, stream=True,
-                           json={"text": "Hello there, my friend. This is streamed to you.", "stream": True, **FAST})
-    assert answer.status_code == 200
-    check_stream(sse_items(answer))
-    refused = requests.post(forwarder + "/v1/synthesize", json={"text": "Hi [paws]", "stream": True}, timeout=60)
-    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
-    assert refused.json()["error"].startswith("text: unknown tag '[paws]'")
+    check_streamed_job(forwarded[0])
 
 
 def test_what_goes_wrong_on_the_way_names_the_endpoint(worker_server):
@@ -197,10 +202,4 @@ def test_a_queue_endpoint_answers_through_runsync(queue_page):
 
 
 def test_a_queue_endpoints_stream_is_sent_on_as_events(queue_page):
-    answer = requests.post(queue_page + "/v1/synthesize", timeout=120, stream=True,
-                           json={"text": "Hello there, my friend. This is streamed to you.", "stream": True, **FAST})
-    assert answer.status_code == 200
-    check_stream(sse_items(answer))
-    refused = requests.post(queue_page + "/v1/synthesize", json={"text": "Hi [paws]", "stream": True}, timeout=60)
-    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
-    assert refused.json()["error"].startswith("text: unknown tag '[paws]'")
+    check_streamed_job(queue_page)
