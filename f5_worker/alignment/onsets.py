@@ -66,7 +66,9 @@ MIN_LEAD_S = 0.02  # s: the first word moves only where at least this much quiet
 #   recording starts with the word, whose weak onset (an "f", a closure) is not silence to skip
 SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
 #   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)
-SEARCH_FORWARD_S = 0.08  # s: an end is looked for this far after the aligner's end
+# s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms) and
+#   its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends 100-200 ms early)
+SEARCH_FORWARD_S = 0.25
 END_BACK_S = 3.0  # s: an end is looked for this far back into the word (in noise a pause is swallowed whole)
 MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself

@@ -539,16 +539,17 @@ def _places(audio: np.ndarray, sample_rate: int, truth: dict[int, float]) -> tup
 
 def _sounding_ms(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per millisecond of a dry rendering: louder than ``SILENT_DB`` below its loudest millisecond."""
-    hop = sample_rate // 1000
-    n = len(audio) // hop
-    energy = 10 * np.log10(np.mean(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64), axis=1) + 1e-12)
-    return energy > energy.max() + SILENT_DB
+    ms = np.arange(len(audio)) * 1000 // sample_rate  # each sample's millisecond (22.05 samples at 22050 Hz)
+    n = int(ms[-1]) + 1 if len(audio) else 0
+    power = np.bincount(ms, np.square(audio, dtype=np.float64), n) / np.maximum(np.bincount(ms, None, n), 1)
+    energy = 10 * np.log10(power + 1e-12)
+    return energy > energy.max() + SILENT_DB if n else np.zeros(0, dtype=bool)
 
 
 def _last_sound(audio: np.ndarray, sample_rate: int) -> int:
     """The sample after a rendering's last sounding millisecond (its trailing silence is dropped)."""
     loud = np.flatnonzero(_sounding_ms(audio, sample_rate))
-    return (int(loud[-1]) + 1) * (sample_rate // 1000) if len(loud) else len(audio)
+    return min(len(audio), -(-(int(loud[-1]) + 1) * sample_rate // 1000)) if len(loud) else len(audio)
 
 
 def _speech_power(audio: np.ndarray, sample_rate: int) -> float:
