@@ -209,7 +209,7 @@ class Settings:
     max_batch_jobs: int = 1  # jobs per sampling call; batching measured no gain (docs/performance.md)
     batch_wait_ms: float = 10.0
     align_processes: int = -1  # -1: auto (docs/performance.md); 0: align in the worker process
-    align_onsets: bool = False  # word starts and ends moved to where the sound rises and falls (docs/timings.md)
+    align_onsets: bool = True  # word starts and ends moved to where the sound rises and falls (docs/timings.md)
     torch_compile: bool = False  # torch.compile the DiT's blocks at load (docs/performance.md)
     cuda_graphs: bool = True  # replay the DiT's blocks from CUDA graphs on GPU (docs/performance.md)
     hf_offline: bool = False

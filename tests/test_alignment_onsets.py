@@ -284,11 +284,16 @@ def test_dtw_warps_long_pauses_shortened_and_maps_back():
     assert dtw.unwarped_span(10, 20, kept) == (10, 20)
 
 
-def test_the_worker_moves_boundaries_only_where_align_onsets_asks():
-    """The pass is the aligner classes' own (the eval measures it), and off in a worker until ALIGN_ONSETS=1."""
+def test_the_worker_moves_boundaries_unless_align_onsets_is_off(monkeypatch):
+    """The pass is the aligner classes' own (the eval measures it), on in a worker unless ALIGN_ONSETS=0."""
     from f5_worker.alignment.selection import load_aligner
+    from f5_worker.config import get_settings
 
-    assert load_aligner("dtw").onsets is False and load_aligner("sphinx").onsets is False
-    assert load_aligner("dtw", onsets=True).onsets is True and load_aligner("sphinx", onsets=True).onsets is True
-    auto = load_aligner("auto", onsets=True)
-    assert auto.dtw.onsets is True and auto.sphinx.onsets is True
+    monkeypatch.delenv("ALIGN_ONSETS", raising=False)
+    assert get_settings().align_onsets is True
+    monkeypatch.setenv("ALIGN_ONSETS", "0")
+    assert get_settings().align_onsets is False
+    assert load_aligner("dtw").onsets is True and load_aligner("sphinx").onsets is True
+    assert load_aligner("dtw", onsets=False).onsets is False and load_aligner("sphinx", onsets=False).onsets is False
+    auto = load_aligner("auto", onsets=False)
+    assert auto.dtw.onsets is False and auto.sphinx.onsets is False

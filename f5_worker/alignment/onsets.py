@@ -64,7 +64,7 @@ CONTRAST_FRAMES = 15  # frames (30 ms) on either side of a boundary that its con
 MIN_PAUSE_S = 0.15  # s
 MIN_LEAD_S = 0.02  # s: the first word moves only where at least this much quiet opens the audio; with less, the
 #   recording starts with the word, whose weak onset (an "f", a closure) is not silence to skip
-SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
+SEARCH_BACK_S = 0.3  # s: a start is looked for this far before the aligner's (sphinx gave up to 300 ms of
 #   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)
 # s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms) and
 #   its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends 100-200 ms early)

@@ -80,7 +80,7 @@ class AutoAligner:
     name = "auto"
 
     def __init__(self, *, device: str = "cpu", model_dir: str | None = None, processes: int = 0,
-                 onsets: bool = False):
+                 onsets: bool = True):
         self.ctc_multilingual = None
         if find_weights(model_dir, "mul"):
             self.ctc_multilingual = CtcAligner(device=device, model_dir=model_dir, multilingual=True)
@@ -99,7 +99,7 @@ class AutoAligner:
         return self.backend_for(language).align(audio, sample_rate, text, language=language)
 
 
-def sphinx_aligner(processes: int = 0, *, onsets: bool = False) -> Aligner:
+def sphinx_aligner(processes: int = 0, *, onsets: bool = True) -> Aligner:
     """pocketsphinx in this process (``processes`` 0), or in a pool of worker processes."""
     if processes > 0:
         return SphinxProcessPool(processes, onsets=onsets)
@@ -107,7 +107,7 @@ def sphinx_aligner(processes: int = 0, *, onsets: bool = False) -> Aligner:
 
 
 def load_aligner(kind: str = "auto", *, device: str = "cpu", model_dir: str | None = None,
-                 processes: int = 0, onsets: bool = False) -> Aligner:
+                 processes: int = 0, onsets: bool = True) -> Aligner:
     """Build the aligner named by the ``ALIGNER`` setting once, at worker start.
 
     ``ctc`` fails loudly when its weights are not in the cache (nothing is
