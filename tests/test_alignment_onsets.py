@@ -137,6 +137,39 @@ def test_a_start_moves_to_the_sound_at_a_finer_step_than_a_frame(pause):
         assert abs(start - onset) <= 0.004 and first_end <= start
 
 
+def test_a_start_put_deep_in_the_words_sound_moves_back_to_its_rise():
+    """A word after a pause aligned 250 ms late, well inside its own sound (sphinx did this to "met", "but",
+    "cups" after a pause): its start moves back to where the sound rises, past the nearer search's reach."""
+    onset = 0.9
+    audio = utterance([(0.1, 0.4), (onset, onset + 0.5)], onset + 0.8)
+    (_, _), (start, _) = onsets.refine(onsets.loudness(audio), [(0.1, 0.4), (onset + 0.25, onset + 0.5)],
+                                       [0.0, 0.0], onset + 0.8)
+    assert abs(start - onset) <= 0.004
+
+
+def test_an_end_before_a_pause_keeps_the_words_final_release():
+    """A word whose vowel ends at 0.40 s, then a stop's 60 ms closure and its 70 ms burst, then a pause ("at",
+    "light," before a pause): aligned to end with the vowel (as sphinx does, giving the burst to the pause),
+    its end moves past the burst, to 0.53 s."""
+    audio = utterance([(0.1, 0.4), (0.46, 0.53), (1.2, 1.5)], 1.8)
+    (_, end), _ = onsets.refine(onsets.loudness(audio), [(0.1, 0.4), (1.2, 1.5)], [0.0, 0.0], 1.8)
+    assert abs(end - 0.53) <= 0.006
+
+
+@pytest.mark.parametrize("breath_s, gap_s, level", [(0.12, 0.08, 0.03), (0.08, 0.12, 0.05)])
+def test_a_breath_before_the_first_word_is_not_its_start(breath_s, gap_s, level):
+    """A breath (pink noise) 80-120 ms before the first word, after 0.4 s of silence: the word does not
+    start at the breath. (Searched for 300 ms back without asking that the sound run on to the aligner's
+    start, the start went to the breath, 200 ms early.)"""
+    text = "Maybe we should leave now."
+    speech, sr, truth = speak([text], lead=0.0)
+    breath = pink(int(breath_s * sr), seed=3)
+    breath *= level / np.sqrt(np.mean(breath**2))
+    audio = np.concatenate([np.zeros(int(0.4 * sr)), breath, np.zeros(int(gap_s * sr)), speech]).astype(np.float32)
+    true_start = 0.4 + breath_s + gap_s + truth[0]
+    assert starts(SphinxAligner(), audio, sr, text)[0] - true_start > -0.030
+
+
 def test_a_stop_closure_inside_a_word_is_not_a_pause():
     """120 ms of silence inside a word (two stops' closures, as in "Victor") after a real pause: the aligner
     gave the word's first part to the word before, and the word is not moved past the closure to where its

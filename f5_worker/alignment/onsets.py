@@ -64,8 +64,10 @@ CONTRAST_FRAMES = 15  # frames (30 ms) on either side of a boundary that its con
 MIN_PAUSE_S = 0.15  # s
 MIN_LEAD_S = 0.02  # s: the first word moves only where at least this much quiet opens the audio; with less, the
 #   recording starts with the word, whose weak onset (an "f", a closure) is not silence to skip
-SEARCH_BACK_S = 0.3  # s: a start is looked for this far before the aligner's (sphinx gave up to 300 ms of
-#   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)
+SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
+#   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)...
+FAR_BACK_S = 0.3  # s: ...then, where nothing was found, this far, over the word's own sound (see ``_start``)...
+MAX_GAP_S = 0.06  # s: ...where no quiet this long may lie between the rise and the aligner's start
 # s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms) and
 #   its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends 100-200 ms early)
 SEARCH_FORWARD_S = 0.25
@@ -191,8 +193,21 @@ def refine(loud: Loudness, spans: list[tuple[float, float]], closures: list[floa
 
 
 def _start(loud: Loudness, start: float, end: float, previous_end: float, closure: float) -> float:
+    moved = _start_within(loud, start, end, previous_end, closure, SEARCH_BACK_S)
+    if moved != start:
+        return moved
+    # Nothing to move to near the aligner's start: the word may begin further back (sphinx put some words
+    # after a pause 250-300 ms late, deep in their own sound). A rise found there counts only if the sound
+    # runs on from it to the aligner's start: one cut off by a gap is something before the word (a breath).
+    moved = _start_within(loud, start, end, previous_end, closure, FAR_BACK_S)
+    gap = _runs(loud.quiet[loud.frame(moved + closure) : loud.frame(start)], round(MAX_GAP_S / HOP_S))
+    return start if gap else moved
+
+
+def _start_within(loud: Loudness, start: float, end: float, previous_end: float, closure: float,
+                  back_s: float) -> float:
     x = loud.excess
-    i0 = loud.frame(max(previous_end, start - SEARCH_BACK_S))
+    i0 = loud.frame(max(previous_end, start - back_s))
     i1 = loud.frame(max(start, end - MIN_WORD_S))
     if i1 <= i0:
         return start

@@ -49,13 +49,13 @@ class Accuracy:
 
 
 ACCURACY: tuple[Accuracy, ...] = (
-    Accuracy("sphinx", "en", 15.0, MEASURED, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "en", 6.8, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "fr", 11.7, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "de", 5.5, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "es", 5.8, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "it", 6.7, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
-    Accuracy("dtw", "pt", 7.8, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all --no-onsets"),
+    Accuracy("sphinx", "en", 13.9, MEASURED, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "en", 6.0, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "fr", 11.0, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "de", 5.5, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "es", 5.5, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "it", 6.7, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
+    Accuracy("dtw", "pt", 7.0, MEASURED_OWN_SYNTHESIZER, f"{_EVAL} --language all --method all"),
     # MMS_FA's weights are not cached where the figures above were measured; upper end of the
     # published range (MontrealCorpusTools/mfa-models' English benchmarks).
     Accuracy("ctc-multilingual", ANY_LANGUAGE, 48.0, PUBLISHED, "MFA benchmarks, MMS_FA: 37-48 ms"),
