@@ -117,7 +117,7 @@ def test_held_out_sentences_are_not_the_development_ones(evalmod):
 
 def test_the_development_set_shows_each_failure_mode(evalmod):
     """Development sentences only, spoken in pieces after silences, each heard in every condition with the
-    same truth, and spoken whole; the first word after the leading silence, words after a pause and the
+    same truth (breaths added only in silence), and spoken whole; the first word after the leading silence, words after a pause and the
     rest are told apart, and the noise is as far below the speech as its condition says."""
     cases = evalmod.dev_cases("fr", limit=2)
     assert [c.condition for c in cases] == list(evalmod.DEV_CONDITIONS) * 2
@@ -134,6 +134,7 @@ def test_the_development_set_shows_each_failure_mode(evalmod):
         for i, mode in case.modes.items():
             ms = int(case.truth[i] * 1000)
             assert (mode == "other") == bool(sounding[ms - int(evalmod.PAUSE_BEFORE_S * 1000) : ms].any())
+    breaths = []
     for case in cases:
         dry = next(c for c in clean if c.text == case.text)
         if case.condition == "whole":  # the same words, spoken as one utterance with no silence added
@@ -141,10 +142,17 @@ def test_the_development_set_shows_each_failure_mode(evalmod):
             assert case.modes[min(case.truth)] == "first" and case.modes[max(case.truth)] == "other"
             continue
         assert case.truth == dry.truth and len(case.audio) == len(dry.audio)
+        if case.condition == "breath":  # breaths only where the dry speech is silent (where it has room)
+            added = np.abs(case.audio.astype(np.float64) - dry.audio) > 1e-6
+            breaths.append(added.sum() / case.sample_rate)
+            sounding = evalmod._sounding_ms(dry.audio, dry.sample_rate)
+            added_ms = np.flatnonzero(added) * 1000 // dry.sample_rate
+            assert not sounding[added_ms].any()
         if case.condition.startswith("noise"):
             noise = case.audio.astype(np.float64) - dry.audio
             snr = 10 * np.log10(evalmod._speech_power(dry.audio, dry.sample_rate) / np.mean(noise**2))
             assert snr == pytest.approx(float(case.condition.removeprefix("noise")), abs=0.5)
+    assert len(breaths) == 2 and max(breaths) >= 0.1
 
 
 def test_figures_per_failure_mode(evalmod):

@@ -381,8 +381,12 @@ DEV_LEAD_S = (0.0, 0.3)  # s: silence before the first word, drawn uniformly
 DEV_PAUSE_S = (0.2, 1.5)  # s: silence between pieces, drawn log-uniformly
 DEV_PIECES = (2, 3)  # pieces a sentence is spoken in, drawn (fewer where it has too few words)
 MIN_PIECE_WORDS = 2  # words in a piece, at least
-# noiseN: N dB signal-to-noise ratio; whole: the sentence spoken as one utterance, without added silence
-DEV_CONDITIONS = ("clean", "reverb", "noise30", "noise20", "noise10", "whole")
+# breath: a breath in the silence before each piece; noiseN: N dB signal-to-noise ratio; whole: the sentence
+# spoken as one utterance, without added silence
+DEV_CONDITIONS = ("clean", "reverb", "breath", "noise30", "noise20", "noise10", "whole")
+DEV_BREATH_S = (0.15, 0.4)  # s: a breath's length, drawn uniformly (shortened to fit its silence, 0.1 s at least)
+DEV_BREATH_GAP_S = (0.05, 0.25)  # s: silence between a breath and the speech after it, drawn uniformly
+DEV_BREATH_DB = (-35.0, -25.0)  # dB: a breath's level against the speech's, drawn uniformly
 DEV_WHOLE_RATE_WPM = (100, 210)  # words a minute of a sentence spoken whole, drawn uniformly (slow: long closures)
 DEV_RT60_S = (0.2, 0.6)  # s: the simulated room's reverberation time, drawn uniformly
 DEV_DRR_DB = (3.0, 10.0)  # dB: direct sound over the reverberation, drawn uniformly
@@ -464,6 +468,8 @@ def dev_cases(language: str, limit: int | None = None) -> list[Case]:
                 continue
             if condition == "clean":
                 audio = dry.audio
+            elif condition == "breath":
+                audio = _with_breaths(dry, np.random.default_rng([DEV_SEED, n, LANGUAGES.index(language), 1]))
             elif condition == "reverb":
                 audio = _reverberate(dry.audio, room)
             else:
@@ -558,6 +564,33 @@ def _speech_power(audio: np.ndarray, sample_rate: int) -> float:
     n = len(audio) // hop
     power = np.mean(np.square(audio[: n * hop].reshape(n, hop), dtype=np.float64), axis=1)
     return float(power[power > power.max() * 10 ** (ACTIVE_DB / 10)].mean())
+
+
+def _with_breaths(dry: Case, rng: np.random.Generator) -> np.ndarray:
+    """``dry``'s audio with a breath in the silence before each piece (before the first word and each word
+    after a pause), ending a drawn gap before the word: noise tilted towards the high frequencies, as a
+    breath through the mouth is, rising and falling smoothly. Where the silence is too short, none."""
+    audio = dry.audio.astype(np.float64).copy()
+    sr = dry.sample_rate
+    sounding = _sounding_ms(dry.audio, sr)
+    level = np.sqrt(_speech_power(dry.audio, sr))
+    for i in sorted(dry.truth):
+        if dry.modes.get(i) not in ("first", "pause"):
+            continue
+        onset_ms = int(dry.truth[i] * 1000)
+        before = np.flatnonzero(sounding[:onset_ms])
+        silent_s = (onset_ms - (before[-1] + 1 if len(before) else 0)) / 1000
+        gap = rng.uniform(*DEV_BREATH_GAP_S)
+        length = min(rng.uniform(*DEV_BREATH_S), silent_s - gap - 0.05)
+        db = rng.uniform(*DEV_BREATH_DB)
+        if length < 0.1:
+            continue
+        n = int(length * sr)
+        breath = np.diff(_pink(n + 1, rng)) * np.sqrt(np.hanning(n))
+        breath *= level * 10 ** (db / 20) / np.sqrt(np.mean(breath**2))
+        end = int((dry.truth[i] - gap) * sr)
+        audio[end - n : end] += breath
+    return audio
 
 
 def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
