@@ -9,11 +9,13 @@ import dataclasses
 import importlib.util
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -37,6 +39,7 @@ DEFAULT_VOICE_WAV = Path(str(files("f5_tts").joinpath("infer/examples/basic/basi
 DEFAULT_VOICE_TEXT = "Some call me nature, others call me mother nature."
 SERVER_START_S = 180  # a hang guard for a server's start (a model load) on a busy 2-core machine, not a speed requirement
 SERVER_STOP_S = 60  # a hang guard for a server's graceful stop before it is killed
+LOG_WAIT_S = 120  # a hang guard for a line a test waits for in a log (a job at a stage), not a speed requirement
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +126,17 @@ def wait_for(url: str, status: int, seconds: float, proc: subprocess.Popen | Non
     raise AssertionError(f"{url} never answered {status}: {seen}")
 
 
+def wait_for_log(read_log: Callable[[], str], pattern: str, seconds: float = LOG_WAIT_S) -> re.Match:
+    """Poll the log ``read_log`` returns (``lambda: caplog.text``, a log file's ``read_text``) until ``pattern``
+    matches it; the match. Fails past ``seconds`` with the end of the log."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if match := re.search(pattern, read_log()):
+            return match
+        time.sleep(0.05)
+    raise AssertionError(f"no log line matching {pattern!r} in:\n{read_log()[-3000:]}")
+
+
 @contextlib.contextmanager
 def running(args: list[str], env: dict[str, str], workdir: Path, log_name: str = "server.log"):
     """``args`` run in ``workdir`` (where a worker keeps its data when it has no volume), stdout and stderr in
@@ -145,7 +159,7 @@ def running(args: list[str], env: dict[str, str], workdir: Path, log_name: str =
 
 @dataclasses.dataclass(frozen=True)
 class HandlerServer:
-    """A running ``SERVE=http python runpod_handler.py``."""
+    """A running ``SERVE=http python runpod_handler.py`` (or runpod's local API server, ``--rp_serve_api``)."""
 
     proc: subprocess.Popen
     url: str  # its base URL, every route

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import DEFAULT_VOICE_WAV
+from conftest import DEFAULT_VOICE_WAV, free_port
 from f5_worker import audio, fetch
 from f5_worker.errors import JobError
 from f5_worker.fetch import fetch_url, is_public_address
@@ -382,12 +382,8 @@ def test_http_errors_and_refused_connections(server, private_allowed):
     server.routes["/empty"] = serve_bytes(b"")
     with pytest.raises(JobError, match="empty file"):
         get(server.base + "/empty")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    closed_port = s.getsockname()[1]
-    s.close()
     with pytest.raises(JobError, match="could not connect to '127.0.0.1'"):
-        get(f"http://127.0.0.1:{closed_port}/a.wav")
+        get(f"http://127.0.0.1:{free_port()}/a.wav")
     with pytest.raises(JobError, match="cannot resolve host"):
         get("http://no-such-host.invalid/a.wav")
 

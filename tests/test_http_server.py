@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -26,7 +25,7 @@ import requests
 import soundfile as sf
 from test_stopping import StepWatch
 
-from conftest import REPO_ROOT, free_port, http_server_process, serving, wait_for
+from conftest import REPO_ROOT, free_port, http_server_process, serving, wait_for, wait_for_log
 
 FAST = {"nfe_step": 4, "seed": 1}  # our extension fields, through the SDK's extra_body
 NFE = 8  # the sampling steps of the jobs a test holds: the first piece takes calls 1-8, the second from 9
@@ -326,15 +325,6 @@ def held_at(own, step: int, action=None):
         watch.remove()
 
 
-def wait_for_log(caplog, pattern: str) -> re.Match:
-    deadline = time.monotonic() + HANG_S
-    while time.monotonic() < deadline:
-        if match := re.search(pattern, caplog.text):
-            return match
-        time.sleep(0.05)
-    raise AssertionError(f"no log line matching {pattern!r} in:\n{caplog.text[-3000:]}")
-
-
 def test_streamed_audio_starts_before_the_job_has_made_its_last_piece(local):
     """The sampler is held at the first step of the second piece until the client has the first chunk: were
     the audio sent only once the job ended, the first chunk could not come while the job is held."""
@@ -437,7 +427,7 @@ def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker
         sock = open_stream(base, {"text": LONG_TEXT, "stream": True, **HELD})
         assert reached.wait(HANG_S)  # the second piece is being sampled, held at its first step
         sock.close()
-        job = wait_for_log(caplog, r"job (http-\w+): stopped: its client went away").group(1)
+        job = wait_for_log(lambda: caplog.text, r"job (http-\w+): stopped: its client went away", HANG_S).group(1)
 
         queued, answers = threading.Event(), []
         own.engine.on_queued = lambda request: queued.set()
@@ -455,7 +445,7 @@ def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker
             release.set()
             next_job.join(HANG_S)
         assert answers[0].status_code == 200
-        stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
+        stopped = wait_for_log(lambda: caplog.text, rf"job {job}: stopped: .*at step (\d+) of {NFE}", HANG_S)
         assert int(stopped.group(1)) == 2  # the step held when the client left was the last one it ran
     assert f"job {job} done" not in caplog.text
 
@@ -472,9 +462,10 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker
         server.should_exit = True  # what uvicorn's SIGTERM handler sets
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             list(lines)
-        job = wait_for_log(caplog, r"job (http-\w+): stopped: its client went away, or the server is stopping").group(1)
+        job = wait_for_log(lambda: caplog.text,
+                           r"job (http-\w+): stopped: its client went away, or the server is stopping", HANG_S).group(1)
         release.set()
-        stopped = wait_for_log(caplog, rf"job {job}: stopped: .*at step (\d+) of {NFE}")
+        stopped = wait_for_log(lambda: caplog.text, rf"job {job}: stopped: .*at step (\d+) of {NFE}", HANG_S)
     assert int(stopped.group(1)) == 2
 
 

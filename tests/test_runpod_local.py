@@ -1,13 +1,13 @@
 """runpod_handler.py in RunPod's own local modes: test_input.json, and the local API server over HTTP."""
 
 import base64
+import contextlib
 import io
 import json
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +19,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from conftest import REPO_ROOT, decode_b64_audio
+from conftest import REPO_ROOT, SERVER_START_S, HandlerServer, decode_b64_audio, free_port, running, wait_for
 from f5_worker.limits import MAX_DRAWN_SEED
 
 pytestmark = pytest.mark.slow
@@ -93,60 +93,22 @@ def test_missing_weights_fail_boot_with_clear_message(worker_env, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ApiServer:
-    """runpod_handler.py --rp_serve_api on a free port, with its log in a file."""
-
-    def __init__(self, env: dict[str, str], workdir: Path):
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log_path = workdir / "server.log"
-        self._log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
-             "--rp_api_host", "127.0.0.1", "--rp_api_port", self.url.rsplit(":", 1)[1]],
-            cwd=workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    def ready(self) -> str:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"API server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                requests.get(f"{self.url}/docs", timeout=1)
-                return self.url
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        pytest.fail("API server did not start")
-
-    def __enter__(self) -> "ApiServer":
-        try:
-            self.ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log.close()
+@contextlib.contextmanager
+def local_api_server(env: dict[str, str], workdir: Path):
+    """runpod_handler.py --rp_serve_api (runpod's local API server) on a free port, from the moment its /docs
+    answers until the block ends (``running``: SIGTERM, then killed); yields a HandlerServer."""
+    port = free_port()
+    args = [sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--rp_serve_api",
+            "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)]
+    with running(args, env, workdir) as (proc, log_path):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/docs", 200, SERVER_START_S, proc, log_path)  # /docs redirects to runpod's page at /
+        yield HandlerServer(proc, url, url, log_path)
 
 
 def test_sigterm_stops_the_local_server_while_a_long_job_runs(worker_env, tmp_path):
     """kill, docker stop or a supervisor send SIGTERM; uvicorn alone would wait for the job's answer first."""
-    with ApiServer({**worker_env, "ALIGN_PROCESSES": "0"}, tmp_path) as server:
+    with local_api_server({**worker_env, "ALIGN_PROCESSES": "0"}, tmp_path) as server:
         job = {"text": "This sentence runs on for a good while, and then some more. " * 8, "nfe_step": 128,
                "seed": 2, "max_retries": 0}
         answered = []
@@ -172,9 +134,9 @@ def test_sigterm_stops_the_local_server_while_a_long_job_runs(worker_env, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def api_server_process(worker_env, tmp_path_factory) -> ApiServer:
+def api_server_process(worker_env, tmp_path_factory) -> HandlerServer:
     """The local API server; alignment in 2 spawned processes, as on a GPU worker (they re-import this entry file)."""
-    with ApiServer({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api")) as server:
+    with local_api_server({**worker_env, "ALIGN_PROCESSES": "2"}, tmp_path_factory.mktemp("api")) as server:
         yield server
 
 
@@ -187,18 +149,18 @@ BATCH_OF = 3
 
 
 @pytest.fixture(scope="module")
-def batching_api_server(worker_env, tmp_path_factory) -> ApiServer:
+def batching_api_server(worker_env, tmp_path_factory) -> HandlerServer:
     """A server whose sampler waits for full batches of BATCH_OF jobs. A batch closes the moment its last job
     joins; the long window only turns a server that takes one job at a time into a failure instead of a hang."""
     env = {**worker_env, "MAX_BATCH_JOBS": str(BATCH_OF), "BATCH_WAIT_MS": "60000", "ALIGN_PROCESSES": "0"}
-    with ApiServer(env, tmp_path_factory.mktemp("api-batching")) as server:
+    with local_api_server(env, tmp_path_factory.mktemp("api-batching")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def streaming_api_server(worker_env, tmp_path_factory) -> str:
     """The local API server with STREAMING=1: runpod serves /stream for its generator handler."""
-    with ApiServer({**worker_env, "STREAMING": "1", "ALIGN_PROCESSES": "0"}, tmp_path_factory.mktemp("api-stream")) as server:
+    with local_api_server({**worker_env, "STREAMING": "1", "ALIGN_PROCESSES": "0"}, tmp_path_factory.mktemp("api-stream")) as server:
         yield server.url
 
 

@@ -9,14 +9,12 @@ worker process, against tests/runpod_platform.py.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO_ROOT, decode_b64_audio
+from conftest import REPO_ROOT, decode_b64_audio, running, wait_for_log
 from runpod_platform import RunPodJobApi
 
 pytestmark = pytest.mark.slow
@@ -26,23 +24,15 @@ CONCURRENCY = 3
 
 @pytest.fixture(scope="module")
 def platform(worker_env, tmp_path_factory):
-    """The stand-in platform, and a worker process serving it; yields (api, read_log, process)."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    cwd = tmp_path_factory.mktemp("worker-cwd")
+    """The stand-in platform, and a worker process serving it; yields (api, read_log, process). The worker is
+    stopped with SIGTERM, which JobScaler's handler takes as: finish what is in progress, then exit 0."""
+    cwd = tmp_path_factory.mktemp("worker")
     leave_stale_job_state(cwd)
-    with RunPodJobApi() as api, open(log_path, "w") as log:
+    with RunPodJobApi() as api:
         env = {**worker_env, **api.worker_env(), "MAX_CONCURRENCY": str(CONCURRENCY)}
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd)
-        try:
-            yield api, log_path.read_text, proc
-        finally:
-            proc.terminate()  # JobScaler's SIGTERM handler: finish what is in progress, then exit
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        assert proc.returncode == 0, log_path.read_text()[-3000:]
+        with running([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env, cwd, "worker.log") as (proc, log):
+            yield api, log.read_text, proc
+        assert proc.returncode == 0, log.read_text()[-3000:]
 
 
 def leave_stale_job_state(directory) -> None:
@@ -51,15 +41,6 @@ def leave_stale_job_state(directory) -> None:
               f"[p.add({{'id': f'stale-{{i}}'}}) for i in range({CONCURRENCY})]")
     subprocess.run([sys.executable, "-c", record], cwd=directory, check=True, timeout=120)
     assert (directory / ".runpod_jobs.pkl").exists()
-
-
-def wait_for_log(read_log, pattern: str, timeout: float = 120) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if match := re.search(pattern, read_log()):
-            return match
-        time.sleep(0.1)
-    raise AssertionError(f"no log line matching {pattern!r}:\n{read_log()[-3000:]}")
 
 
 def test_jobs_are_taken_several_at_a_time_and_every_result_comes_back(platform):
@@ -108,7 +89,7 @@ def test_a_stopped_job_ends_mid_sampling_and_the_worker_takes_the_next(platform)
     wait_for_log(read_log, rf"job {long_job}: synthesize[\s\S]*sampling 1 job\(s\).* 128 steps")
     api.wait(lambda: any(long_job in ids for ids in api.pings), 30, "a heartbeat reporting the job in progress")
     api.stop(long_job)  # what RunPod sends on /cancel, or when the execution timeout passes
-    stopped = wait_for_log(read_log, rf"job {long_job}: stopped: .*at step (\d+) of 128", timeout=60)
+    stopped = wait_for_log(read_log, rf"job {long_job}: stopped: .*at step (\d+) of 128", seconds=60)
     assert int(stopped.group(1)) < 128
     assert f"job {long_job}: stopped by RunPod" in read_log()
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import soundfile as sf
 
-from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV
+from conftest import DEFAULT_VOICE_TEXT, DEFAULT_VOICE_WAV, wait_for_log
 from f5_worker import stopping
 from f5_worker.tts.reference import prepare_reference
 from f5_worker.tts.sampler import SynthesisEngine, SynthesisParams
@@ -44,16 +44,6 @@ class StepWatch:
         self.handle.remove()
 
 
-def wait_for_log(caplog, pattern: str, timeout: float = 60) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(pattern, caplog.text)
-        if match:
-            return match
-        time.sleep(0.05)
-    raise AssertionError(f"no log line matching {pattern!r} in:\n{caplog.text[-3000:]}")
-
-
 def test_a_stopped_job_ends_at_the_next_sampling_step_and_the_next_job_works(worker, caplog):
     queued = []  # the job's request, for its stop flag
 
@@ -70,7 +60,8 @@ def test_a_stopped_job_ends_at_the_next_sampling_step_and_the_next_job_works(wor
         try:
             with pytest.raises(asyncio.CancelledError):
                 await task
-            return await asyncio.to_thread(wait_for_log, caplog, r"job long-1: stopped: .*at step (\d+) of 64"), watch
+            pattern = r"job long-1: stopped: .*at step (\d+) of 64"
+            return await asyncio.to_thread(wait_for_log, lambda: caplog.text, pattern), watch
         finally:
             worker.engine.on_queued = None
             watch.remove()
@@ -100,7 +91,7 @@ def test_a_job_stopped_while_queued_is_never_sampled_and_the_job_ahead_finishes(
             queued = asyncio.create_task(worker.handle_async(dict(SHORT_JOB), job_id="queued"))
             assert await asyncio.to_thread(waiting.wait, 60), "the second job never reached the sampler's queue"
             queued.cancel()
-            await asyncio.to_thread(wait_for_log, caplog, r"job queued: stopped: .*\(before sampling\)")
+            await asyncio.to_thread(wait_for_log, lambda: caplog.text, r"job queued: stopped: .*\(before sampling\)")
             steps_when_queued_ended = sampling.calls
             release.set()
             return await first, steps_when_queued_ended
@@ -254,13 +245,13 @@ def seconds_to_stop(worker, caplog, job: dict, job_id: str, run_s: float, stage:
 
     async def scenario() -> float:
         task = asyncio.create_task(worker.handle_async(job, job_id=job_id))
-        await asyncio.to_thread(wait_for_log, caplog, rf"job {job_id}: {job['action']} ")
+        await asyncio.to_thread(wait_for_log, lambda: caplog.text, rf"job {job_id}: {job['action']} ")
         await asyncio.sleep(run_s)
         stopped_at = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.to_thread(wait_for_log, caplog, rf"job {job_id}: stopped: .*\({stage}\)")
+        await asyncio.to_thread(wait_for_log, lambda: caplog.text, rf"job {job_id}: stopped: .*\({stage}\)")
         return time.monotonic() - stopped_at
 
     with caplog.at_level("INFO"):
@@ -294,15 +285,15 @@ def test_a_job_waiting_for_a_busy_aligner_stops_waiting(worker, caplog):
 
     async def scenario():
         ahead = asyncio.create_task(worker.handle_async(first, job_id="ahead"))
-        await asyncio.to_thread(wait_for_log, caplog, r"job ahead: align ")
+        await asyncio.to_thread(wait_for_log, lambda: caplog.text, r"job ahead: align ")
         await asyncio.sleep(1.0)
         waiting = asyncio.create_task(worker.handle_async(second, job_id="waiting"))
-        await asyncio.to_thread(wait_for_log, caplog, r"job waiting: align ")
+        await asyncio.to_thread(wait_for_log, lambda: caplog.text, r"job waiting: align ")
         await asyncio.sleep(0.5)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        await asyncio.to_thread(wait_for_log, caplog, r"job waiting: stopped: .*\(before alignment\)")
+        await asyncio.to_thread(wait_for_log, lambda: caplog.text, r"job waiting: stopped: .*\(before alignment\)")
         return ahead.done(), await ahead
 
     with caplog.at_level("INFO"):

@@ -13,6 +13,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import free_port
 from f5_worker.config import StorageSettings
 from f5_worker.storage.base import NotFound, StorageError, check_key
 from f5_worker.storage.local import LocalStorage
@@ -271,7 +272,7 @@ def count_requests(client) -> list[int]:
 def test_the_bucket_named_by_the_environment_holds_the_voices_and_fails_clearly(tmp_path, monkeypatch, no_bucket_env):
     """With a volume there too, BUCKET_* still win; an unreachable bucket is then an error naming it,
     after exactly BUCKET_MAX_ATTEMPTS tries, not a silent fall back to the volume."""
-    port = __import__("conftest_s3")._free_ports(1)[0]
+    port = free_port()
     monkeypatch.setenv("NETWORK_VOLUME_PATH", str(tmp_path))
     for name, value in (("BUCKET_ENDPOINT_URL", f"http://127.0.0.1:{port}"), ("BUCKET_ACCESS_KEY_ID", "k"),
                         ("BUCKET_SECRET_ACCESS_KEY", "s"), ("BUCKET_NAME", "b-x"), ("BUCKET_MAX_ATTEMPTS", "2"),

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import dataclasses
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_runpod_worker import wait_for_log
 
-from conftest import REPO_ROOT, decode_b64_audio
+from conftest import REPO_ROOT, decode_b64_audio, running, wait_for_log
 from runpod_platform import RunPodJobApi
 
 STREAM_TEXT = ("Hello there, my friend. This text goes on for a while, so that it needs more than one piece "
@@ -394,20 +392,10 @@ def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(mon
 @contextlib.contextmanager
 def streaming_handler_process(api: RunPodJobApi, worker_env: dict, folder: Path, **settings: str):
     """runpod_handler.py with STREAMING=1 under runpod-python's JobScaler, taking jobs from ``api``; yields
-    a reader of its log. Stopped (SIGTERM, then killed after 60 s) when the block ends."""
-    log_path = folder / "worker.log"
-    with open(log_path, "w") as log:
-        env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0", **settings}
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=folder)
-        try:
-            yield log_path.read_text
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    a reader of its log. Stopped (SIGTERM, then killed past SERVER_STOP_S) when the block ends."""
+    env = {**worker_env, **api.worker_env(), "STREAMING": "1", "ALIGN_PROCESSES": "0", **settings}
+    with running([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env, folder, "worker.log") as (_, log):
+        yield log.read_text
 
 
 @pytest.fixture(scope="module")
@@ -440,7 +428,7 @@ def test_a_cancel_mid_stream_stops_the_work(streaming_platform):
     job = api.submit({"text": text, "stream": True, "nfe_step": 64, "seed": 2, "max_retries": 0})
     api.wait(lambda: api.streamed.get(job), 120, "the first streamed item")
     api.stop(job)  # what RunPod sends on /cancel
-    wait_for_log(read_log, rf"job {job}: stopped: ", timeout=120)
+    wait_for_log(read_log, rf"job {job}: stopped: ")
     assert f"job {job}: stopped by RunPod" in read_log()
     after = api.submit({"text": "And the next one.", "nfe_step": 4, "max_retries": 0})
     assert "audio_base64" in api.result(after)["output"][0]

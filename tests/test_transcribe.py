@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 from f5_worker.errors import JobError
 from f5_worker.transcribe import WhisperTranscriber
 
@@ -37,12 +36,6 @@ print(json.dumps({"error": error, "loaded": asr.loaded}))
 """
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def transcribe_in_a_process(model: str, mode: str, hf_home: Path, **env_extra: str) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(hf_home), PYTHONPATH=str(REPO_ROOT), **env_extra)
@@ -56,7 +49,7 @@ def test_a_hub_that_cannot_be_reached_fails_the_upload_at_once_and_logs_each_lin
     """Before: huggingface_hub retried each file five times with back-off (about 30 s), and its lines came
     out twice. The hub here is a closed local port, so nothing depends on this machine's network."""
     result, stderr = transcribe_in_a_process("openai/whisper-tiny", "online", tmp_path / "hf",
-                                             HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+                                             HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     assert not result["loaded"]
     assert result["error"].startswith("ref_text: not given, and the speech recognition model 'openai/whisper-tiny' "
                                       "is unavailable (not in the Hugging Face cache, and http://127.0.0.1:")
@@ -76,7 +69,7 @@ def test_a_cached_model_loads_offline_from_the_cache(tmp_path):
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
     result, stderr = transcribe_in_a_process("someone/tiny-whisper", "offline", tmp_path / "hf",
-                                             HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}")
+                                             HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     assert result == {"error": None, "loaded": True}
     # transformers, loaded with the pipeline, logs through the worker's handler too, once
     assert stderr.count("transformers line") == 1 and "WARNING transformers.pipelines: transformers line" in stderr
