@@ -76,10 +76,12 @@ MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speec
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
 MIN_RANGE_DB = 20.0  # dB: below this median spread between a band's loud frames (90th percentile) and its
 #   floor, speech and noise are not told apart and nothing moves (about 10 dB SNR; moving made it worse there)
-MAX_BREATH_S = 0.8  # s: a breath (``_breaths``) lasts at most this...
-BREATH_GAP_S = 0.08  # s: ...with at least this much quiet either side...
-VOICED_DB = 10.0  # dB: ...no voice (a frame's lowest band this far over its floor is voiced)...
-MAX_VOICED_S = 0.02  # s: ...but for this long...
+MIN_BREATH_S = 0.15  # s: a breath (``_breaths``) lasts at least this (a word's last "s" after a closure is shorter)...
+MAX_BREATH_S = 0.8  # s: ...and at most this...
+BREATH_QUIET_BEFORE_S = 0.03  # s: ...with at least this much quiet before it (one breathes in right after a phrase)...
+BREATH_QUIET_AFTER_S = 0.08  # s: ...and this much after it, before the word...
+VOICED_DB = 10.0  # dB: ...no voice (a frame whose lowest band is within this of its loudest is voiced)...
+MAX_VOICED_SHARE = 0.2  # ...but in this share of its frames (at its faint edges a low hum may pass for one)...
 BREATH_UNDER_DB = 20.0  # dB: ...and this far under the speech's level (all bands; 90th percentile of sounding frames)
 BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
 
@@ -133,16 +135,17 @@ def loudness(audio: np.ndarray) -> Loudness:
     sound_db = _sound_db(excess)
     sharp = _over(10 * np.log10(power + 1e-10), floor)
     quiet = _mostly(excess < sound_db)
-    breath = _breaths(level, level[:, 0] - floor[0], quiet)
+    breath = _breaths(level, quiet)
     excess[breath], sharp[breath], quiet[breath] = 0.0, 0.0, True
     return Loudness(excess, usable=bool(np.median(loud - floor) >= MIN_RANGE_DB), sound_db=sound_db,
                     sharp=sharp, quiet=quiet)
 
 
-def _breaths(level: np.ndarray, low_band: np.ndarray, quiet: np.ndarray) -> np.ndarray:
-    """Frames of breaths: sound standing alone between quiet (BREATH_GAP_S at least either side, or the edge of
-    the audio), at most MAX_BREATH_S long, with no voice in it (the lowest band, where a voice's pitch and
-    first harmonics lie, under VOICED_DB for all but MAX_VOICED_S) and BREATH_UNDER_DB under the speech's level
+def _breaths(level: np.ndarray, quiet: np.ndarray) -> np.ndarray:
+    """Frames of breaths: sound standing alone between quiet (BREATH_QUIET_BEFORE_S and BREATH_QUIET_AFTER_S at
+    least, or the edge of the audio), MIN_BREATH_S to MAX_BREATH_S long, with no voice in it (a voiced frame's lowest band, where a voice's
+    pitch and first harmonics lie, is within VOICED_DB of its loudest; in a breath at most MAX_VOICED_SHARE of
+    the frames are) and BREATH_UNDER_DB under the speech's level
     over all bands (``level``: dB per band and frame). dtw matched a breath before a word to the word, 0.4-0.55 s
     early; an "s" before a stop's closure ("speak") stands alone too, but only 10-15 dB under the vowels."""
     breath = np.zeros(len(level), dtype=bool)
@@ -150,14 +153,15 @@ def _breaths(level: np.ndarray, low_band: np.ndarray, quiet: np.ndarray) -> np.n
     if not sounding.any():
         return breath
     total = 10 * np.log10(np.sum(10 ** (level / 10), axis=1))
+    voiced = level[:, 0] >= level.max(axis=1) - VOICED_DB
     speech_db = float(np.percentile(total[sounding], 90))
-    gap = round(BREATH_GAP_S / HOP_S)
+    before, after = round(BREATH_QUIET_BEFORE_S / HOP_S), round(BREATH_QUIET_AFTER_S / HOP_S)
     for a, b in _runs(sounding, 1):
-        if (b - a) * HOP_S > MAX_BREATH_S:
+        if not MIN_BREATH_S <= (b - a) * HOP_S <= MAX_BREATH_S:
             continue
-        if not (quiet[max(0, a - gap) : a].all() and quiet[b : b + gap].all()):  # the audio's edges count as quiet
+        if not (quiet[max(0, a - before) : a].all() and quiet[b : b + after].all()):  # the audio's edges count as quiet
             continue
-        if (low_band[a:b] >= VOICED_DB).sum() * HOP_S > MAX_VOICED_S:
+        if voiced[a:b].mean() > MAX_VOICED_SHARE:
             continue
         if np.percentile(total[a:b], 90) > speech_db - BREATH_UNDER_DB:
             continue
