@@ -68,21 +68,23 @@ SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (
 #   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)...
 FAR_BACK_S = 0.3  # s: ...then, where nothing was found, this far, over the word's own sound (see ``_start``)...
 MAX_GAP_S = 0.06  # s: ...where no quiet this long may lie between the rise and the aligner's start
-# s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms) and
-#   its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends 100-200 ms early)
+# s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms)
+#   and its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends
+#   100-200 ms early)
 SEARCH_FORWARD_S = 0.25
 END_BACK_S = 3.0  # s: an end is looked for this far back into the word (in noise a pause is swallowed whole)
 MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
 MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
 MIN_RANGE_DB = 20.0  # dB: below this median spread between a band's loud frames (90th percentile) and its
 #   floor, speech and noise are not told apart and nothing moves (about 10 dB SNR; moving made it worse there)
-MIN_BREATH_S = 0.15  # s: a breath (``_breaths``) lasts at least this (a word's last "s" after a closure is shorter)...
+MIN_BREATH_S = 0.15  # s: a breath (``_breaths``) lasts at least this (a word's last "s" after a closure is
+#   shorter)...
 MAX_BREATH_S = 0.8  # s: ...and at most this...
-BREATH_QUIET_BEFORE_S = 0.03  # s: ...with at least this much quiet before it (one breathes in right after a phrase)...
+BREATH_QUIET_BEFORE_S = 0.03  # s: ...with this much quiet before it (one breathes in right after a phrase)...
 BREATH_QUIET_AFTER_S = 0.08  # s: ...and this much after it, before the word...
 VOICED_DB = 10.0  # dB: ...no voice (a frame whose lowest band is within this of its loudest is voiced)...
 MAX_VOICED_SHARE = 0.2  # ...but in this share of its frames (at its faint edges a low hum may pass for one)...
-BREATH_UNDER_DB = 20.0  # dB: ...and this far under the speech's level (all bands; 90th percentile of sounding frames)
+BREATH_UNDER_DB = 20.0  # dB: ...and this far under the speech's level (all bands; 90th percentiles)
 BLOCK_FRAMES = 8192  # frames analysed at once, which bounds memory on long audio
 
 
@@ -143,11 +145,11 @@ def loudness(audio: np.ndarray) -> Loudness:
 
 def _breaths(level: np.ndarray, quiet: np.ndarray) -> np.ndarray:
     """Frames of breaths: sound standing alone between quiet (BREATH_QUIET_BEFORE_S and BREATH_QUIET_AFTER_S at
-    least, or the edge of the audio), MIN_BREATH_S to MAX_BREATH_S long, with no voice in it (a voiced frame's lowest band, where a voice's
-    pitch and first harmonics lie, is within VOICED_DB of its loudest; in a breath at most MAX_VOICED_SHARE of
-    the frames are) and BREATH_UNDER_DB under the speech's level
-    over all bands (``level``: dB per band and frame). dtw matched a breath before a word to the word, 0.4-0.55 s
-    early; an "s" before a stop's closure ("speak") stands alone too, but only 10-15 dB under the vowels."""
+    least, or the edge of the audio), MIN_BREATH_S to MAX_BREATH_S long, with no voice in it (a voiced frame's
+    lowest band, where a voice's pitch and first harmonics lie, is within VOICED_DB of its loudest; in a breath
+    at most MAX_VOICED_SHARE of the frames are) and BREATH_UNDER_DB under the speech's level over all bands
+    (``level``: dB per band and frame). dtw matched a breath before a word to the word, 0.4-0.55 s early; an
+    "s" before a stop's closure ("speak") stands alone too, but only 10-15 dB under the vowels."""
     breath = np.zeros(len(level), dtype=bool)
     sounding = ~quiet
     if not sounding.any():
