@@ -19,10 +19,11 @@ through ``f5_worker.alignment.quality.align_audio``, the same call the
 only where its weights are cached. ``--held-out`` measures the sentences kept
 out of development instead. ``--dev-set`` measures where word starts go wrong:
 the development sentences spoken in pieces after 0-300 ms of leading silence and
-0.2-1.5 s pauses, dry, in a simulated room and in pink or babble noise at 30, 20
-and 10 dB SNR, and each spoken whole without a pause, with figures per condition
-for the first word, words after a pause, the others and the ends of words before
-a pause (``dev_cases``; the other sets print them too). ``--no-onsets`` turns
+0.2-1.5 s pauses, dry, in a simulated room, with a breath before each piece and
+in pink or babble noise at 30, 20 and 10 dB SNR, and each spoken whole without a
+pause, with figures per condition for the first word, words after a pause, the
+others and the ends of words before a pause (``dev_cases``; the other sets print
+them too). ``--no-onsets`` turns
 off sphinx's and dtw's pass that moves boundaries at pauses to where the sound
 rises and falls, to measure what it adds. All the test speech is made before
 anything is aligned, from a fixed seed: the same command gives the same figures.
@@ -447,7 +448,8 @@ def dev_cases(language: str, limit: int | None = None) -> list[Case]:
     Each sentence is cut between words into pieces, each spoken as its own utterance (in a voice variant,
     rate and pitch drawn for the sentence), with silence before the first and between them. Starts come
     from the word events, as in ``make_case``; ends are where the dry rendering last sounds before a
-    pause. The sentence is also spoken whole, dry, as one utterance with no silence added (``whole``): the
+    pause. The ``breath`` condition adds a breath in the silence before each piece (``_with_breaths``). The
+    sentence is also spoken whole, dry, as one utterance with no silence added (``whole``): the
     speech a pause finder must leave alone, with its stops' silent closures and weak consonants.
     Deterministic for a given espeak-ng (``DEV_SEED``).
     """
@@ -751,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the sentences' language, or all six (default en)")
     parser.add_argument("--held-out", action="store_true", help="the sentences kept out of development")
     parser.add_argument("--dev-set", action="store_true",
-                        help="the development set: sentences in pieces after silences, dry, in a room and in noise, "
+                        help="the development set: sentences in pieces after silences, dry, in a room, with breaths, in noise, "
                              "and whole, with figures per condition and per place of the word (first, after a pause, "
                              "other)")
     parser.add_argument("--no-onsets", action="store_true",
