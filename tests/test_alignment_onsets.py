@@ -202,11 +202,15 @@ def test_an_end_is_looked_for_only_before_the_next_words_start():
     assert abs(end - 0.4) <= 0.004 and abs(start - 0.6) <= 0.004
 
 
-def test_a_recording_that_stops_soon_after_the_last_word_ends_it_at_its_sound():
+def test_the_last_word_ends_where_the_recording_stops_sounding():
     """The audio runs on 60 ms after the last word's sound and the aligner gave the word all of it: the end
-    moves to where the sound stops, though less than MIN_PAUSE_S of quiet follows (no word comes after)."""
+    moves to where the sound stops, though less than MIN_PAUSE_S of quiet follows (no word comes after).
+    Audio that stops with the word's sound: an end the aligner put 100 ms early runs on to the end."""
     audio = utterance([(0.1, 0.4), (0.6, 1.0)], 1.06)
     _, (_, end) = onsets.refine(onsets.loudness(audio), [(0.1, 0.4), (0.6, 1.06)], [0.0, 0.0], 1.06)
+    assert abs(end - 1.0) <= 0.006
+    audio = utterance([(0.1, 0.4), (0.6, 1.0)], 1.0)
+    _, (_, end) = onsets.refine(onsets.loudness(audio), [(0.1, 0.4), (0.6, 0.9)], [0.0, 0.0], 1.0)
     assert abs(end - 1.0) <= 0.006
 
 
