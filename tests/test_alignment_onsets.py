@@ -499,6 +499,18 @@ def test_dtw_warps_long_pauses_shortened_and_maps_back():
     assert dtw.unwarped_span(10, 20, kept) == (10, 20)
 
 
+def test_dtw_ends_a_sentence_before_a_long_pause():
+    """Two sentences 4 s apart, the second opening with a nasal: the first one's last word ends where its sound
+    does. espeak-ng's event for "Nous" lies a few ms after its sound begins, and the rendered word before it
+    was taken to sound up to that frame: the pause left between the words was matched to "Nous"'s onset, and
+    "dauphins." ended 4 s late, at the next word's start (farther back than an end is looked for)."""
+    pieces = ["Nous avons vu des dauphins.", "Nous avons vu des dauphins."]
+    audio, sr, truth = speak(pieces, "fr", lead=0.3, pause=4.0)
+    sound_end = truth[5] - int(4.0 * sr) / sr
+    words = align_audio(DtwAligner(), audio, sr, " ".join(pieces), language="fr").words
+    assert abs(words[4].end - sound_end) <= 0.030, (words[4], sound_end)
+
+
 def test_the_worker_moves_boundaries_unless_align_onsets_is_off(monkeypatch):
     """The pass is the aligner classes' own (the eval measures it), on in a worker unless ALIGN_ONSETS=0."""
     from f5_worker.alignment.selection import load_aligner

@@ -232,7 +232,7 @@ class DtwAligner:
         path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)),
                                                 paused=paused, between=between)
         frames = [trim_silence(*map_span(in_kept(span, ref_kept), path_i, path_j), sounding[kept], 0)
-                  for tok, span in zip(tokens, ref_spans, strict=True) if tok.spoken]
+                  for tok, span in zip(tokens, before_pauses(ref_spans, ref_audio), strict=True) if tok.spoken]
         # Where the path steps through the rendering alone, one audio frame ends a word and starts the next:
         # it is the next word's, so words never overlap.
         frames = [(start_f, max(start_f, min(end_f, frames[k + 1][0])) if k + 1 < len(frames) else end_f)
@@ -385,6 +385,25 @@ def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> lis
         end = (lo_f + sounding[-1] + 1) * FRAME_S if len(sounding) else nxt
         spans.append((s, min(max(end, s + FRAME_S), max(nxt, s + FRAME_S))))
     return spans
+
+
+def before_pauses(spans: list[tuple[float, float]], ref_audio: np.ndarray) -> list[tuple[float, float]]:
+    """``token_spans``' spans, each that the rendering's sound takes up again only after a pause (LONG_PAUSE_S)
+    ending where it fell silent: espeak-ng's event for a word after a pause lies a few ms into its sound, so
+    the frame it starts in sounds, and the word before was taken to end there. On that span the speaker's
+    pause (what is left of it, ``kept_frames``) and the next word's onset were counted in the word, which ended
+    after the pause (4 s late, farther back than ``onsets`` looks). ``between_words`` keeps the spans as they
+    are: matched free of cost within the rendering's pause, the speaker's pause moved a word across it."""
+    loud = sounding_frames(ref_audio)
+    pause = round(LONG_PAUSE_S / FRAME_S)
+    out = []
+    for start, end in spans:
+        lo_f, held = int(start / FRAME_S), int(end / FRAME_S)  # the frame the span's end (a next start) lies in
+        silent = held - pause >= lo_f and held < len(loud) and loud[held] and not loud[held - pause : held].any()
+        sounding = np.flatnonzero(loud[lo_f : held - pause]) if silent else []
+        out.append((start, max((lo_f + int(sounding[-1]) + 1) * FRAME_S, start + FRAME_S)) if len(sounding)
+                   else (start, end))
+    return out
 
 
 def opening_silence(ref_audio: np.ndarray, start: float) -> float:
