@@ -369,6 +369,21 @@ def test_a_pause_swallowed_into_a_word_is_given_back():
     assert abs(end - 0.5) <= 0.006 and abs(start - 2.8) <= 0.006
 
 
+def test_a_word_of_no_length_before_a_rise_stays_between_its_neighbours():
+    """dtw gives a word no frames where its path steps through the rendering alone. Such a word put 10-30 ms
+    before a rise had its start moved to the rise, past its own end and the next word's start: starts went
+    backwards, and its end, pulled along, past the next word's start."""
+    audio = utterance([(0.1, 0.3), (0.6, 1.0)], 1.2)
+    loud = onsets.loudness(audio)
+    for at in (0.57, 0.5825, 0.59):
+        spans = [(0.1, 0.3), (at, at), (at, 1.0)]
+        out = onsets.refine(loud, spans, [0.0] * 3, 1.2)
+        for i, (start, end) in enumerate(out):
+            assert start <= spans[i][1] + 1e-12 and start <= end, (at, out)
+            assert i == 0 or start >= out[i - 1][1] - 1e-12, (at, out)
+            assert i + 1 == len(out) or end <= spans[i + 1][0] + 1e-12, (at, out)
+
+
 def test_a_word_keeps_the_side_of_a_pause_where_its_sound_is():
     """A short word aligned over a long pause keeps the sound before it (and gives the pause back at its
     end) rather than jump to the next word's sound after it, also where the aligner ran it 50 ms into that

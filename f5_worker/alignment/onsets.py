@@ -271,7 +271,8 @@ def _start_within(loud: Loudness, start: float, end: float, previous_end: float,
     if (t * HOP_S < MIN_LEAD_S) if at_edge else quiet_s < MIN_PAUSE_S - 1e-9:
         return start
     onset = loud.time(_sharpened(loud, t, forward=True))
-    return max(onset - closure, loud.time(quiet), previous_end)
+    # Not past the word's own end: the sound of a word shorter than a sharpening step may rise after it
+    return min(max(onset - closure, loud.time(quiet), previous_end), end)
 
 
 def _end(loud: Loudness, start: float, end: float, next_start: float) -> float:
