@@ -211,6 +211,20 @@ def test_a_breath_before_the_first_word_is_not_its_start(breath_s, gap_s, level)
     assert starts(SphinxAligner(), audio, sr, text)[0] - true_start > -0.030
 
 
+@pytest.mark.parametrize("gap_s", [0.07, 0.1])
+def test_a_click_before_a_word_after_a_pause_is_not_its_start(gap_s):
+    """A click (a mouse, a lip smack: 3 ms at full level) 70-100 ms before a word after a pause: the word's
+    start stays at its sound. Only the search 300 ms back asked that the sound run on to the aligner's
+    start; the search 120 ms back took the click for the word's onset, 70-100 ms early."""
+    pieces = ["Nous avons vu des dauphins.", "Le renard brun saute."]
+    audio, sr, truth = speak(pieces, "fr", lead=0.3, pause=1.0)
+    onset = truth[5]
+    at = int((onset - gap_s) * sr)
+    audio[at : at + int(0.003 * sr)] += 0.5
+    words = align_audio(DtwAligner(), audio, sr, " ".join(pieces), language="fr").words
+    assert abs(words[5].start - onset) <= 0.020, (words[5], onset)
+
+
 def test_a_stop_closure_inside_a_word_is_not_a_pause():
     """120 ms of silence inside a word (two stops' closures, as in "Victor") after a real pause: the aligner
     gave the word's first part to the word before, and the word is not moved past the closure to where its

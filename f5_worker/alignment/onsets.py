@@ -234,15 +234,15 @@ def refine(loud: Loudness, spans: list[tuple[float, float]], closures: list[floa
 
 
 def _start(loud: Loudness, start: float, end: float, previous_end: float, closure: float) -> float:
-    moved = _start_within(loud, start, end, previous_end, closure, SEARCH_BACK_S)
-    if moved != start:
-        return moved
-    # Nothing to move to near the aligner's start: the word may begin further back (sphinx put some words
-    # after a pause 250-300 ms late, deep in their own sound). A rise found there counts only if the sound
-    # runs on from it to the aligner's start: one cut off by a gap is something before the word (a breath).
-    moved = _start_within(loud, start, end, previous_end, closure, FAR_BACK_S)
-    gap = _runs(loud.quiet[loud.frame(moved + closure) : loud.frame(start)], round(MAX_GAP_S / HOP_S))
-    return start if gap else moved
+    # Near the aligner's start first; where nothing is found there, further back (sphinx put some words after a
+    # pause 250-300 ms late, deep in their own sound). Either way a rise counts only if the sound runs on from it
+    # to the aligner's start: one cut off by a gap is something before the word (a breath, a click).
+    for back_s in (SEARCH_BACK_S, FAR_BACK_S):
+        moved = _start_within(loud, start, end, previous_end, closure, back_s)
+        gap = _runs(loud.quiet[loud.frame(moved + closure) : loud.frame(start)], round(MAX_GAP_S / HOP_S))
+        if moved != start and not gap:
+            return moved
+    return start
 
 
 def _start_within(loud: Loudness, start: float, end: float, previous_end: float, closure: float,
