@@ -296,8 +296,9 @@ def pause_rows(kept: np.ndarray, n_rows: int) -> np.ndarray:
 
 
 def between_words(spans: list[tuple[float, float]], n_cols: int) -> np.ndarray:
-    """Which frames of the rendering lie between two words: from where one falls silent to where the next
-    starts, a frame either side."""
+    """Which frames of the rendering lie between two words: from where one's span ends to where the next
+    starts, a frame either side. Where the rendering pauses (between sentences) a span ends at the next
+    word's event, a few ms into its sound, so these frames are that word's onset (see ``before_pauses``)."""
     cols = np.zeros(n_cols, dtype=bool)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         a, b = int(end / FRAME_S) - 1, int(np.ceil(start / FRAME_S)) + 2

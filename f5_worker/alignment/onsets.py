@@ -21,7 +21,9 @@ MIN_PAUSE_S, longer than a stop consonant's silent closure, even two of them wit
 between ("Victor"), which passed for a pause when 100 ms sufficed. Otherwise, and where the step is not
 clear, the aligner's boundary stands. A boundary moves past a pause into the word only when most of the
 word's sound lies beyond it (a short word the aligner stretched over a pause keeps the side it sounds on).
-Audio whose speech barely stands out of its noise is left as the aligner timed it. A boundary never
+A breath standing alone before a word (weak, unvoiced noise) counts as quiet, and a start is not moved to a
+rise that a gap parts from the word's sound (a breath or a click before it). Audio whose speech barely
+stands out of its noise is left as the aligner timed it. A boundary never
 crosses a neighbouring word's.
 
 Measured with ``scripts/bench/eval_alignment.py --dev-set`` (docs/timings.md).
@@ -66,7 +68,7 @@ MIN_LEAD_S = 0.02  # s: the first word moves only where at least this much quiet
 #   recording starts with the word, whose weak onset (an "f", a closure) is not silence to skip
 SEARCH_BACK_S = 0.12  # s: a start is looked for this far before the aligner's (sphinx gave up to 150 ms of
 #   an onset after leading silence to the silence; 40, 80, 160 and 200 ms were measured, 120 ms did best)...
-FAR_BACK_S = 0.3  # s: ...then, where nothing was found, this far, over the word's own sound (see ``_start``)...
+FAR_BACK_S = 0.3  # s: ...then, where nothing usable was found, this far, over the word's own sound (``_start``)...
 MAX_GAP_S = 0.06  # s: ...where no quiet this long may lie between the rise and the aligner's start
 # s: an end is looked for this far after the aligner's: past a final stop's silent closure (up to about 120 ms)
 #   and its burst ("at", "barked" before a pause), which sphinx gives to the pause; 80 ms left them out (ends
@@ -74,7 +76,7 @@ MAX_GAP_S = 0.06  # s: ...where no quiet this long may lie between the rise and 
 SEARCH_FORWARD_S = 0.25
 END_BACK_S = 3.0  # s: an end is looked for this far back into the word (in noise a pause is swallowed whole)
 MAX_BLIP_S = 0.03  # s: shorter sound is a click or a breath of noise, not speech (``_sound_s``)
-MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself
+MIN_WORD_S = 0.03  # s: a word keeps at least this much of itself (one the aligner gave no length keeps none)
 MIN_RANGE_DB = 20.0  # dB: below this median spread between a band's loud frames (90th percentile) and its
 #   floor, speech and noise are not told apart and nothing moves (about 10 dB SNR; moving made it worse there)
 MIN_BREATH_S = 0.15  # s: a breath (``_breaths``) lasts at least this (a word's last "s" after a closure is
@@ -98,7 +100,7 @@ class Loudness:
     usable: bool
     sound_db: float = SOUND_DB  # dB: frames at least this loud sound
     sharp: np.ndarray | None = None  # ``excess`` before smoothing: where exactly within a few frames a rise is
-    quiet: np.ndarray | None = None  # per frame: under ``sound_db`` in most of the QUIET_WINDOW_S around it
+    quiet: np.ndarray | None = None  # per frame: under ``sound_db`` in most of the QUIET_WINDOW_S around it, or breath
 
     def frame(self, t: float) -> int:
         """The first frame whose centre is at or after ``t`` (s), within 0..len."""

@@ -385,9 +385,11 @@ MIN_PIECE_WORDS = 2  # words in a piece, at least
 # breath: a breath in the silence before each piece; noiseN: N dB signal-to-noise ratio; whole: the sentence
 # spoken as one utterance, without added silence
 DEV_CONDITIONS = ("clean", "reverb", "breath", "noise30", "noise20", "noise10", "whole")
-DEV_BREATH_S = (0.15, 0.4)  # s: a breath's length, drawn uniformly (shortened to fit its silence, 0.1 s at least)
+DEV_BREATH_S = (0.15, 0.4)  # s: a breath's length, drawn uniformly (shortened to fit its silence)
 DEV_BREATH_GAP_S = (0.05, 0.25)  # s: silence between a breath and the speech after it, drawn uniformly
 DEV_BREATH_DB = (-35.0, -25.0)  # dB: a breath's level against the speech's, drawn uniformly
+BREATH_AFTER_SOUND_S = 0.05  # s: quiet kept between the sound before a breath and the breath
+MIN_DEV_BREATH_S = 0.1  # s: a breath shortened to fit its silence is left out below this
 DEV_WHOLE_RATE_WPM = (100, 210)  # words a minute of a sentence spoken whole, drawn uniformly (slow: long closures)
 DEV_RT60_S = (0.2, 0.6)  # s: the simulated room's reverberation time, drawn uniformly
 DEV_DRR_DB = (3.0, 10.0)  # dB: direct sound over the reverberation, drawn uniformly
@@ -436,7 +438,7 @@ def make_case(text: str, language: str = "en", *, variant: str | None = None,
     return Case(text, audio, sr, truth, language, *_places(audio, sr, truth))
 
 
-def test_cases(language: str, args: argparse.Namespace) -> list[Case]:
+def main_cases(language: str, args: argparse.Namespace) -> list[Case]:
     """The sentences ``args`` ask for (development or held out, ``--limit``), each spoken once whole."""
     texts = corpus(language, args.held_out)
     return [make_case(t, language, **TEST_VOICE) for t in (texts[: args.limit] if args.limit else texts)]
@@ -583,9 +585,9 @@ def _with_breaths(dry: Case, rng: np.random.Generator) -> np.ndarray:
         before = np.flatnonzero(sounding[:onset_ms])
         silent_s = (onset_ms - (before[-1] + 1 if len(before) else 0)) / 1000
         gap = rng.uniform(*DEV_BREATH_GAP_S)
-        length = min(rng.uniform(*DEV_BREATH_S), silent_s - gap - 0.05)
+        length = min(rng.uniform(*DEV_BREATH_S), silent_s - gap - BREATH_AFTER_SOUND_S)
         db = rng.uniform(*DEV_BREATH_DB)
-        if length < 0.1:
+        if length < MIN_DEV_BREATH_S:
             continue
         n = int(length * sr)
         breath = np.diff(_pink(n + 1, rng)) * np.sqrt(np.hanning(n))
@@ -775,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     # from run to run and from one method to the next.
     espeak.seed(DEV_SEED)
     languages = LANGUAGES if args.language == "all" else (args.language,)
-    speech = {language: dev_cases(language, args.limit) if args.dev_set else test_cases(language, args)
+    speech = {language: dev_cases(language, args.limit) if args.dev_set else main_cases(language, args)
               for language in languages}
     results = []
     for language, cases in speech.items():
