@@ -288,6 +288,7 @@ def test_tokens_espeak_gave_no_word_event_share_the_time_between_their_neighbour
     text = "one two three four"
     tokens = tokenize(text, "en")
     ref_audio = np.full(2 * dtw.SAMPLE_RATE, 0.1, dtype=np.float32)  # sound throughout: ends at the next start
-    spans = dtw.token_spans(tokens, {text.index("one"): 0.0, text.index("four"): 1.5}, ref_audio)
+    spans = dtw.rendering_spans(tokens, {text.index("one"): 0.0, text.index("four"): 1.5},
+                                dtw.sounding_frames(ref_audio), len(ref_audio) / dtw.SAMPLE_RATE)
     assert [round(start, 6) for start, _ in spans] == [0.0, 0.5, 1.0, 1.5]
     assert [round(end, 6) for _, end in spans[:3]] == [0.5, 1.0, 1.5]

@@ -222,7 +222,8 @@ class DtwAligner:
         ref_kept = (kept_frames(0, ref_n, onsets.pauses(onsets.loudness(ref_audio), LONG_PAUSE_S))
                     if levels is not None else np.arange(ref_n))
         rows, cols = mfcc_features(test), mfcc_features(shortened(ref_audio, ref_kept))
-        ref_spans = token_spans(tokens, anchors, ref_audio)
+        ref_loud = sounding_frames(ref_audio)
+        ref_spans = rendering_spans(tokens, anchors, ref_loud, len(ref_audio) / SAMPLE_RATE)
         spoken_tokens = [tok for tok in tokens if tok.spoken]
         paused, between = None, None
         if levels is not None:
@@ -232,7 +233,7 @@ class DtwAligner:
         path_i, path_j, similarity = banded_dtw(rows, cols, band_frames(len(rows), len(cols)),
                                                 paused=paused, between=between)
         frames = [trim_silence(*map_span(in_kept(span, ref_kept), path_i, path_j), sounding[kept], 0)
-                  for tok, span in zip(tokens, before_pauses(ref_spans, ref_audio), strict=True) if tok.spoken]
+                  for tok, span in zip(tokens, before_pauses(ref_spans, ref_loud), strict=True) if tok.spoken]
         # Where the path steps through the rendering alone, one audio frame ends a word and starts the next:
         # it is the next word's, so words never overlap.
         frames = [(start_f, max(start_f, min(end_f, frames[k + 1][0])) if k + 1 < len(frames) else end_f)
@@ -349,14 +350,13 @@ def render_matched(text: str, voice: str, speech_s: float):
     return resample(audio[lo_sample:hi_sample], sr, SAMPLE_RATE), anchors
 
 
-def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> list[tuple[float, float]]:
-    """Each token's (start, end) in the rendering, in seconds.
+def rendering_spans(tokens, anchors: dict[int, float], loud: np.ndarray, duration: float) -> list[tuple[float, float]]:
+    """Each token's (start, end) in the rendering of ``duration`` seconds whose ``sounding_frames`` are ``loud``.
 
     A token starts at the word event inside it; a token without one (espeak-ng joined it to a
     neighbour, or said nothing) shares the time between its neighbours. It ends where the rendering
     falls silent before the next token's start.
     """
-    duration = len(ref_audio) / SAMPLE_RATE
     starts: list[float | None] = []
     for tok in tokens:
         inside = [t for pos, t in anchors.items() if tok.char_start <= pos < tok.char_end]
@@ -372,7 +372,6 @@ def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> lis
         first = ta if a >= 0 else 0.0
         for n, k in enumerate(gap, start=1):
             filled[k] = first + (tb - first) * n / (len(gap) + 1)
-    loud = sounding_frames(ref_audio)
     spans = []
     nexts = [s for s in filled if s is not None] + [duration]
     order = iter(nexts[1:])
@@ -388,14 +387,13 @@ def token_spans(tokens, anchors: dict[int, float], ref_audio: np.ndarray) -> lis
     return spans
 
 
-def before_pauses(spans: list[tuple[float, float]], ref_audio: np.ndarray) -> list[tuple[float, float]]:
-    """``token_spans``' spans, each that the rendering's sound takes up again only after a pause (LONG_PAUSE_S)
+def before_pauses(spans: list[tuple[float, float]], loud: np.ndarray) -> list[tuple[float, float]]:
+    """``rendering_spans``' spans, each that the rendering's sound takes up again only after a pause (LONG_PAUSE_S)
     ending where it fell silent: espeak-ng's event for a word after a pause lies a few ms into its sound, so
     the frame it starts in sounds, and the word before was taken to end there. On that span the speaker's
     pause (what is left of it, ``kept_frames``) and the next word's onset were counted in the word, which ended
     after the pause (4 s late, farther back than ``onsets`` looks). ``between_words`` keeps the spans as they
     are: matched free of cost within the rendering's pause, the speaker's pause moved a word across it."""
-    loud = sounding_frames(ref_audio)
     pause = round(LONG_PAUSE_S / FRAME_S)
     out = []
     for start, end in spans:
