@@ -175,6 +175,12 @@ function wavFile(buffers, sampleRate) {
 
 class Track {
   constructor(root) {
+    // the widgets come from the one template; the ids a label needs, from the track's name
+    root.append($("#track-template").content.cloneNode(true));
+    const position = `${root.dataset.track}-position`;
+    $(".position", root).id = position;
+    $$("[data-for=position]", root).forEach((node) => node.setAttribute("for", position));
+    $(".reader", root).setAttribute("aria-label", root.dataset.readerLabel);
     this.root = root;
     this.name = root.dataset.track;
     this.reader = $(".reader", root);
