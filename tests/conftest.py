@@ -10,7 +10,6 @@ import importlib.util
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 import requests
 import soundfile as sf
 from hypothesis import settings as hypothesis_settings
+from ports import free_port, free_ports  # noqa: F401 (free_port: for the test modules)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
@@ -98,13 +98,6 @@ def wav_base64(wave: np.ndarray, sample_rate: int, fmt: str = "WAV") -> str:
 # -- servers over real HTTP: the worker's own process, and an app under uvicorn in this process -----------------
 
 
-def free_port() -> int:
-    """A loopback port no one listens on now: for a server in another process to take, or to find closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(url: str, status: int, seconds: float, proc: subprocess.Popen | None = None,
              log_path: Path | None = None) -> list[int]:
     """Poll ``url`` until it answers ``status``; every status seen, in order (connection refused: 0). Fails at once
@@ -172,11 +165,9 @@ def http_server_process(env: dict[str, str], workdir: Path, health_port: bool = 
     """``SERVE=http python runpod_handler.py`` (``env``: worker_env, the tiny models) with ALIGNER=estimate and
     ``variables``, on a free PORT (and a free PORT_HEALTH with ``health_port``), from the moment its /ping answers
     200 until the block ends; yields a HandlerServer."""
-    port = free_port()
+    port, health = free_ports(2) if health_port else free_ports(1) * 2
     env = dict(env, SERVE="http", PORT=str(port), ALIGNER="estimate", **variables)
-    health = port
     if health_port:
-        health = free_port()
         env["PORT_HEALTH"] = str(health)
     with running([sys.executable, str(REPO_ROOT / "runpod_handler.py")], env, workdir) as (proc, log_path):
         seen = wait_for(f"http://127.0.0.1:{health}/ping", 200, SERVER_START_S, proc, log_path)

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ports import free_ports
 
 WEED = Path(sys.executable).parent / "weed"
 ACCESS_KEY = "f5-worker-test"
@@ -36,19 +36,6 @@ PORT_NAMES = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
     "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _die_with_parent() -> None:
@@ -104,7 +91,7 @@ class SeaweedServer:
         fresh_ports = not self.ports
         for attempt in range(3):
             if fresh_ports:
-                self.ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True))
+                self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
             self._spawn()
             problem = self._wait_ready()
             if problem is None:
