@@ -4,6 +4,7 @@ that reads the same when normalized again."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -48,6 +49,10 @@ CASES = {
         ("version 1.2.3", "version one dot two dot three"),
         ("1,205 is no year, 1205 is", "one thousand two hundred five is no year, twelve oh-five is"),
         ("Henry VIII met the U.S. Army", "Henry VIII met the U S Army"),
+        ("World War II, Henry IV and Louis XIV", "World War II, Henry IV and Louis XIV"),  # Roman numerals kept
+        ("He lives on Elm St.", "He lives on Elm Street"),
+        ("Turn onto Mulholland Dr. now", "Turn onto Mulholland Drive now"),
+        ("Visa 4222 2222 2222 2", "Visa four two two two, two two two two, two two two two, two"),  # 13 digits
         ("ALL OF THIS IS SHOUTED", "ALL OF THIS IS SHOUTED"),
         ("the 1990s and '80s, 3/4 cup", "the nineteen nineties and eighties, three quarters cup"),
         ("It was -5°C, open 24/7", "It was minus five degrees Celsius, open twenty-four/seven"),
@@ -71,6 +76,8 @@ CASES = {
         ("1 h et 1 £, note 15: 15h", "une heure et une livre, note quinze: quinze heures"),
         ("en 1:30:00 et 0:01:01", "en une heure et trente minutes et une minute et une seconde"),
         ("des fruits, p. ex. des pommes", "des fruits, par exemple des pommes"),
+        ("0,5 kg et 1,5 km", "zéro virgule cinq kilo et un virgule cinq kilomètre"),  # singular below two
+        ("la 1ère fois", "la première fois"),
     ],
     "de": [
         ("Er zahlte 4,99 €.", "Er zahlte vier Euro neunundneunzig Cent."),
@@ -292,6 +299,40 @@ def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"
     assert "Minuten" not in normalize("Das Spiel endete 28:25.", "de").spoken
+
+
+@settings(max_examples=80, deadline=None)
+@given(hour=st.integers(0, 23), minute=st.integers(0, 59), zero=st.booleans())
+@example(hour=9, minute=10, zero=False)
+@example(hour=12, minute=0, zero=False)
+def test_an_english_clock_says_oh_before_one_digit_minutes_and_hundred_for_a_24_hour_full_hour(hour, minute, zero):
+    """NeMo's reading: "9:05" nine oh five, "9:10" nine ten; "12:00" twelve o'clock, "13:00" and "09:00"
+    thirteen hundred, oh nine hundred (the 24-hour clock)."""
+    written = f"{hour:02d}:{minute:02d}" if zero else f"{hour}:{minute:02d}"
+    said = normalize(f"Meet at {written} today", "en").spoken
+    assert (" oh " in said) == (1 <= minute <= 9), said
+    if minute == 0:
+        assert said.endswith("hundred today" if hour > 12 or written.startswith("0") else "o'clock today"), said
+
+
+@settings(max_examples=80, deadline=None)
+@given(day=st.dates(dt.date(1100, 1, 1), dt.date(2099, 12, 31)), form=st.sampled_from(["{:%Y-%m-%d}", "{:%m/%d/%Y}"]))
+@example(day=dt.date(2024, 12, 31), form="{:%m/%d/%Y}")
+def test_every_day_of_the_year_is_read_as_a_date(day, form):
+    from f5_worker.text.numbers import say_ordinal
+
+    said = normalize(f"Due {form.format(day)}.", "en").spoken
+    assert said.startswith(f"Due {day:%B} {say_ordinal(str(day.day), 'en')}, "), said
+    assert not re.search(r"[\d/]", said), said
+
+
+@pytest.mark.parametrize("language", ["fr", "de", "es", "it", "pt"])
+def test_outside_english_a_date_is_day_first(language):
+    """"03/04/2024" is the third of April in every language but English."""
+    from f5_worker.text.languages import RULES
+
+    said = normalize("03/04/2024", language).spoken
+    assert RULES[language].months[3] in said and RULES[language].months[2] not in said, said
 
 
 _TWO = st.integers(0, 59).map("{:02d}".format)
