@@ -134,6 +134,7 @@ def test_each_language_says_what_is_written(language, written, spoken):
     ("en", "Balance: -$5.50.", "Balance: minus five dollars fifty cents."),
     ("en", "a refund of $-5 and -5$", "a refund of minus five dollars and minus five dollars"),
     ("en", "(-£2)", "(minus two pounds)"),
+    ("en", "Only $.50, or -$.99.", "Only zero dollars fifty cents, or minus zero dollars ninety-nine cents."),
     ("fr", "Solde : -5,50 €", "Solde : moins cinq euros cinquante centimes"),
     ("de", "Saldo -5 € und -€5", "Saldo minus fünf Euro und minus fünf Euro"),
 ])
@@ -173,6 +174,38 @@ def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
     norm = normalize(written, "en")
     assert norm.spoken == spoken
     assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Mr. and Mrs. Smith", "Mister and Missus Smith"),
+    ("en", "Thanks. Dr. & Mrs. Jones came.", "Thanks. Doctor and Missus Jones came."),
+    ("en", "with Prof. and Dr. Lee", "with Professor and Doctor Lee"),
+    ("en", "He lives on Elm St. and Dr. Smith too", "He lives on Elm Street and Doctor Smith too"),  # a street
+    ("fr", "M. et Mme Dupont", "Monsieur et Madame Dupont"),
+    ("de", "Hr. und Fr. Müller", "Herr und Frau Müller"),
+    ("es", "Sr. y Sra. García", "señor y señora García"),
+    ("it", "Sig. e Sig.ra Rossi", "signor e signora Rossi"),
+])
+def test_a_title_joined_by_and_to_another_is_a_title(language, written, spoken):
+    """"Dr. and Mrs. Jones" was "Drive and Missus Jones" and "Mr. and Mrs. Smith" kept its "Mr.": the lowercase
+    "and" after the first title made it a street, or left it as written."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "the 1900s and the 1800s", "the nineteen hundreds and the eighteen hundreds"),
+    ("en", "in 1900, since 1800, 1800-1900", "in nineteen hundred, since eighteen hundred, eighteen hundred to nineteen hundred"),
+    ("en", "on 1/1/1900", "on January first, nineteen hundred"),
+    ("en", "1900 people", "one thousand nine hundred people"),  # nothing says it is a year: a count
+    ("de", "am 01.01.1900", "am ersten Januar neunzehnhundert"),
+])
+def test_a_round_hundred_is_a_year_where_the_text_says_it_is_one(language, written, spoken):
+    """"the 1900s" was "the one thousand nine hundreds", and a date in 1900 "… one thousand nine hundred"."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [

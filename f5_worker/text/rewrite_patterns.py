@@ -45,7 +45,8 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
     out = {
         "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
         "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
-        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
+        # "$.50" too: fifty cents written without the dollars' zero
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num}|\.\d+(?!\.\d))"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),

@@ -283,6 +283,7 @@ class TextRules:
         sign = ""
         if m:
             symbol, amount = m.group(1), m.group(4)
+            amount = "0" + amount if amount.startswith(".") else amount  # "$.50" is $0.50
             sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
             scale = m.group(5) or SCALE_SUFFIXES.get(m.group(6))
             if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
@@ -418,7 +419,7 @@ class TextRules:
             following = self.text[m.end():m.end() + 40].lstrip()
             # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
             # with a lowercase letter and becomes something else, so the choice is the same on the spoken text.
-            if following and not following[0].islower():
+            if following and not following[0].islower() or self._paired_title(written, pos, m.end()):
                 return [(m.start(), m.end(), rules.titles[written])]
             other = rules.street_readings.get(written)
             return [(m.start(), m.end(), other)] if other else None
@@ -436,6 +437,18 @@ class TextRules:
         if key in rules.sentence_final and self._sentence_ends_after(end):
             end -= 1  # the abbreviation's period also ends the sentence: it stays
         return [(m.start(), end, said)]
+
+    def _paired_title(self, written: str, pos: int, end: int) -> bool:
+        """Whether the title ``written`` at ``pos`` is joined by "and" to another title: "Mr. and Mrs. Smith",
+        "Dr. & Mrs. Jones", "M. et Mme Dupont", "Hr. und Fr. Müller" name two people, though a lowercase word
+        follows the first title. A street's "Dr." or "St." after its name ("Elm St. and Dr. Smith") stays a
+        street: the word before it is a name or a number, not the end of a sentence."""
+        rules = self.rules
+        joined = re.compile(rf"\s+(?:&|{re.escape(rules.symbols['&'])})\s+").match(self.text, end)
+        if not joined or not self.p["title"].match(self.text, joined.end()):
+            return False
+        name = re.search(r"(?:^|\s)([\w'-]+)\s+\Z", self._before(pos))
+        return written not in rules.street_readings or not (name and (name[1][0].isupper() or name[1][0].isdigit()))
 
     def _acronym(self, pos: int) -> list[Edit] | None:
         m = self.p["dotted_acronym"].match(self.text, pos)
