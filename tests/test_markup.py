@@ -122,6 +122,15 @@ def test_a_less_than_sign_before_a_space_is_text(text):
     assert parse_script(text) == [SpeechPart(0, len(text))]
 
 
+def test_an_address_or_a_link_in_angle_brackets_is_text():
+    """"Ana <ana@example.com>", pasted from an e-mail, was refused as the unknown tag '<ana@example.com>': a tag's
+    name ends at a space, "/" or ">", as in XML."""
+    text = "Write to Ana <ana@example.com> or see <https://example.com/docs>."
+    assert parse_script(text) == [SpeechPart(0, len(text))]
+    with pytest.raises(JobError, match="^text: unknown tag '<b>' at character 3"):
+        parse_script("So <b>bold</b>")
+
+
 _WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])
 
 

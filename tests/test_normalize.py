@@ -33,6 +33,7 @@ CASES = {
         ("cats, dogs, etc. Then", "cats, dogs, et cetera. Then"),
         ("50% and 3.5 %", "fifty percent and three point five percent"),
         ("Call +1 555-123-4567", "Call plus one, five five five, one two three, four five six seven"),
+        ("Call 1-800-555-1234.", "Call one, eight zero zero, five five five, one two three four."),  # was "one-eight"
         ("AT&T and R&D", "A T and T and R and D"),
         ("NASA and the FBI use HTML", "NASA and the F B I use H T M L"),
         # a spelled acronym's letters are words of their own: a hyphen beside it joins no letter to its neighbour
@@ -91,6 +92,9 @@ CASES = {
         ("-5 °C", "minus fünf Grad Celsius"),
         ("nach 9:05:30 und 24:30", "nach neun Stunden fünf Minuten und dreißig Sekunden und vierundzwanzig Uhr dreißig"),
         ("Karte 4111 1111 1111 1111", "Karte vier eins eins eins, eins eins eins eins, eins eins eins eins, eins eins eins eins"),
+        # "8.30 Uhr" and a date without its year read "acht Komma drei null", "fünfzehn Komma null drei"
+        ("Am 15.03. um 8.30 Uhr.", "Am fünfzehnten März um acht Uhr dreißig."),
+        ("Vom 1.3. bis 15.3. zu, ab 2.4. offen", "Vom ersten März bis fünfzehnten März zu, ab zweiten April offen"),
     ],
     "es": [
         ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),

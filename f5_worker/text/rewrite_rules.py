@@ -123,7 +123,7 @@ class TextRules:
         else:
             m = self.p["numeric_date"].match(self.text, pos)
             if not m:
-                return None
+                return self._day_and_month(pos)
             first, second, year = int(m.group(1)), int(m.group(3)), m.group(4)
             day_first = rules.day_first if first <= 12 and second <= 12 else first > 12
             day, month = (first, second) if day_first else (second, first)
@@ -136,6 +136,19 @@ class TextRules:
         said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
         said = rules.date_format.format(day=said_day, month=rules.months[month - 1], year=said_year)
         return [(m.start(), m.end(), said)]
+
+    def _day_and_month(self, pos: int) -> list[Edit] | None:
+        """German only: a date without its year after an article or a preposition ("am 15.03.", "vom 1.3. bis
+        15.3."): am fünfzehnten März. It read "fünfzehn Komma null drei". Elsewhere "1.3." is as often a
+        section's number. The period after the month goes with the ordinal, and stays where a sentence ends."""
+        m = self.p["day_and_month"].match(self.text, pos) if self.lang == "de" else None
+        if not m or not self.p["article"].search(self._before(pos)):
+            return None
+        day, month = int(m.group(1)), int(m.group(2))
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        said = f"{self._german_case(say_ordinal(str(day), 'de'), pos)} {self.rules.months[month - 1]}"
+        return [(m.start(), m.end() - 1 if self._sentence_ends_after(m.end()) else m.end(), said)]
 
     def _time(self, pos: int) -> list[Edit] | None:
         return self._hours_minutes_seconds(pos) or self._clock(pos)
