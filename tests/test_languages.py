@@ -14,6 +14,8 @@ def test_language_is_guessed_from_the_script():
     assert guess_language("こんにちは世界") == "ja"
     assert guess_language("안녕하세요") == "ko"
     assert guess_language("Привет, мир") == "ru"
+    assert guess_language("Γειά σου κόσμε") == "el"
+    assert guess_language("مرحبا بالعالم") == "ar"
     assert guess_language("42 !") == "en"
 
 

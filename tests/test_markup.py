@@ -49,10 +49,12 @@ def test_voice_tags_make_segments_and_other_brackets_are_text():
 
 @pytest.mark.parametrize("text, error", [
     ("Hello [pause:1.5s and more", "text: unclosed tag at character 6"),
+    ("Hi [voice:anna and more", "text: unclosed tag at character 3"),
     ("Well <break time=\"1s\" and on", "text: unclosed tag at character 5"),
     ("Hey! [paws] then", "text: unknown tag '[paws]' at character 5"),
     ("Ha [laughs] ha", "text: unknown tag '[laughs]' at character 3"),
     ("So <emphasis>this</emphasis>", "text: unknown tag '<emphasis>' at character 3"),
+    ("A </break> b", "text: unknown tag '</break>' at character 2"),
     ("Some words here and then [pause:30s] more", "text: pause of 30 s at character 25 is longer than 10 s"),
     ("A <break time=\"12000ms\"/> b", "text: pause of 12 s at character 2 is longer than 10 s"),
     ("A [pause:fast] b", "text: tag '[pause:fast]' at character 2: the length must be like 1.5s or 500ms"),
@@ -76,6 +78,37 @@ def test_a_break_time_in_typographic_quotes_or_unquoted_is_read(text, seconds):
     assert [i.seconds for i in parse_script(text) if isinstance(i, Pause)] == [seconds]
 
 
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("A [pause:500MS] b", 0.5), ("A [PAUSE:2S] b", 2.0), ('A <BREAK TIME="1500Ms"/> b', 1.5),
+])
+def test_a_length_is_read_in_capitals_too(text, seconds):
+    """"500MS" is half a second, as "500ms" is: never 500 s, refused as too long."""
+    assert [i.seconds for i in parse_script(text) if isinstance(i, Pause)] == [seconds]
+
+
+@pytest.mark.parametrize(("text", "pauses"), [
+    ("Line one.\nLine two.", []), ("Line one.\r\nLine two.", []), ("Line one. \n\tLine two.", []),
+    ("Para one.\n\nPara two.", [0.6]), ("Para one.\r\n\r\nPara two.", [0.6]), ("Para one.\n \t\nPara two.", [0.6]),
+    ("\n\nOnly words.\n\n\n", []),
+])
+def test_a_paragraph_is_a_blank_line_between_words(text, pauses):
+    """A line break alone (a poem, an address, text wrapped by an editor) is no paragraph and adds no silence;
+    a blank line between words is one, and blank lines before the first or after the last words add none."""
+    script = parse_script(text)
+    assert [i.seconds for i in script if isinstance(i, Pause)] == pauses
+    assert " ".join(text[p.char_start:p.char_end] for p in script if isinstance(p, SpeechPart)).split() == text.split()
+
+
+@pytest.mark.parametrize(("text", "segments"), [
+    ("[voice:anna] Hi. [voice:default] Bye.", [0, 1]),
+    ("[voice:anna] [voice:default] Hi. [voice:anna] Bye.", [0, 1]),
+    ("Hi. [voice:anna] [pause] [voice:default] Bye.", [0, 1]),
+])
+def test_segments_count_the_voice_runs_that_speak_from_0(text, segments):
+    """A switch with no words after it makes no segment: the words' ``segment`` counts runs that are heard."""
+    assert [p.segment for p in parse_script(text) if isinstance(p, SpeechPart)] == segments
+
+
 @pytest.mark.parametrize("text", ['A <break time="3s" foo/> b', "A <break time=3 s/> b"])
 def test_a_break_with_words_it_cannot_read_is_refused(text):
 
@@ -87,6 +120,15 @@ def test_a_break_with_words_it_cannot_read_is_refused(text):
 def test_a_less_than_sign_before_a_space_is_text(text):
     """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""
     assert parse_script(text) == [SpeechPart(0, len(text))]
+
+
+def test_an_address_or_a_link_in_angle_brackets_is_text():
+    """"Ana <ana@example.com>", pasted from an e-mail, was refused as the unknown tag '<ana@example.com>': a tag's
+    name ends at a space, "/" or ">", as in XML."""
+    text = "Write to Ana <ana@example.com> or see <https://example.com/docs>."
+    assert parse_script(text) == [SpeechPart(0, len(text))]
+    with pytest.raises(JobError, match="^text: unknown tag '<b>' at character 3"):
+        parse_script("So <b>bold</b>")
 
 
 _WORDS = st.sampled_from(["Hello", "world,", "$42.50", "3rd", "1,000", "Dr.", "it's", "ok.", "%", "7", "café"])

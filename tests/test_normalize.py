@@ -4,6 +4,7 @@ that reads the same when normalized again."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -32,6 +33,7 @@ CASES = {
         ("cats, dogs, etc. Then", "cats, dogs, et cetera. Then"),
         ("50% and 3.5 %", "fifty percent and three point five percent"),
         ("Call +1 555-123-4567", "Call plus one, five five five, one two three, four five six seven"),
+        ("Call 1-800-555-1234.", "Call one, eight zero zero, five five five, one two three four."),  # was "one-eight"
         ("AT&T and R&D", "A T and T and R and D"),
         ("NASA and the FBI use HTML", "NASA and the F B I use H T M L"),
         # a spelled acronym's letters are words of their own: a hyphen beside it joins no letter to its neighbour
@@ -48,6 +50,10 @@ CASES = {
         ("version 1.2.3", "version one dot two dot three"),
         ("1,205 is no year, 1205 is", "one thousand two hundred five is no year, twelve oh-five is"),
         ("Henry VIII met the U.S. Army", "Henry VIII met the U S Army"),
+        ("World War II, Henry IV and Louis XIV", "World War II, Henry IV and Louis XIV"),  # Roman numerals kept
+        ("He lives on Elm St.", "He lives on Elm Street"),
+        ("Turn onto Mulholland Dr. now", "Turn onto Mulholland Drive now"),
+        ("Visa 4222 2222 2222 2", "Visa four two two two, two two two two, two two two two, two"),  # 13 digits
         ("ALL OF THIS IS SHOUTED", "ALL OF THIS IS SHOUTED"),
         ("the 1990s and '80s, 3/4 cup", "the nineteen nineties and eighties, three quarters cup"),
         ("It was -5°C, open 24/7", "It was minus five degrees Celsius, open twenty-four/seven"),
@@ -71,6 +77,8 @@ CASES = {
         ("1 h et 1 £, note 15: 15h", "une heure et une livre, note quinze: quinze heures"),
         ("en 1:30:00 et 0:01:01", "en une heure et trente minutes et une minute et une seconde"),
         ("des fruits, p. ex. des pommes", "des fruits, par exemple des pommes"),
+        ("0,5 kg et 1,5 km", "zéro virgule cinq kilo et un virgule cinq kilomètre"),  # singular below two
+        ("la 1ère fois", "la première fois"),
     ],
     "de": [
         ("Er zahlte 4,99 €.", "Er zahlte vier Euro neunundneunzig Cent."),
@@ -84,6 +92,9 @@ CASES = {
         ("-5 °C", "minus fünf Grad Celsius"),
         ("nach 9:05:30 und 24:30", "nach neun Stunden fünf Minuten und dreißig Sekunden und vierundzwanzig Uhr dreißig"),
         ("Karte 4111 1111 1111 1111", "Karte vier eins eins eins, eins eins eins eins, eins eins eins eins, eins eins eins eins"),
+        # "8.30 Uhr" and a date without its year read "acht Komma drei null", "fünfzehn Komma null drei"
+        ("Am 15.03. um 8.30 Uhr.", "Am fünfzehnten März um acht Uhr dreißig."),
+        ("Vom 1.3. bis 15.3. zu, ab 2.4. offen", "Vom ersten März bis fünfzehnten März zu, ab zweiten April offen"),
     ],
     "es": [
         ("Pagó 4,99 €.", "Pagó cuatro euros noventa y nueve céntimos."),
@@ -127,6 +138,7 @@ def test_each_language_says_what_is_written(language, written, spoken):
     ("en", "Balance: -$5.50.", "Balance: minus five dollars fifty cents."),
     ("en", "a refund of $-5 and -5$", "a refund of minus five dollars and minus five dollars"),
     ("en", "(-£2)", "(minus two pounds)"),
+    ("en", "Only $.50, or -$.99.", "Only zero dollars fifty cents, or minus zero dollars ninety-nine cents."),
     ("fr", "Solde : -5,50 €", "Solde : moins cinq euros cinquante centimes"),
     ("de", "Saldo -5 € und -€5", "Saldo minus fünf Euro und minus fünf Euro"),
 ])
@@ -166,6 +178,38 @@ def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
     norm = normalize(written, "en")
     assert norm.spoken == spoken
     assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Mr. and Mrs. Smith", "Mister and Missus Smith"),
+    ("en", "Thanks. Dr. & Mrs. Jones came.", "Thanks. Doctor and Missus Jones came."),
+    ("en", "with Prof. and Dr. Lee", "with Professor and Doctor Lee"),
+    ("en", "He lives on Elm St. and Dr. Smith too", "He lives on Elm Street and Doctor Smith too"),  # a street
+    ("fr", "M. et Mme Dupont", "Monsieur et Madame Dupont"),
+    ("de", "Hr. und Fr. Müller", "Herr und Frau Müller"),
+    ("es", "Sr. y Sra. García", "señor y señora García"),
+    ("it", "Sig. e Sig.ra Rossi", "signor e signora Rossi"),
+])
+def test_a_title_joined_by_and_to_another_is_a_title(language, written, spoken):
+    """"Dr. and Mrs. Jones" was "Drive and Missus Jones" and "Mr. and Mrs. Smith" kept its "Mr.": the lowercase
+    "and" after the first title made it a street, or left it as written."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "the 1900s and the 1800s", "the nineteen hundreds and the eighteen hundreds"),
+    ("en", "in 1900, since 1800, 1800-1900", "in nineteen hundred, since eighteen hundred, eighteen hundred to nineteen hundred"),
+    ("en", "on 1/1/1900", "on January first, nineteen hundred"),
+    ("en", "1900 people", "one thousand nine hundred people"),  # nothing says it is a year: a count
+    ("de", "am 01.01.1900", "am ersten Januar neunzehnhundert"),
+])
+def test_a_round_hundred_is_a_year_where_the_text_says_it_is_one(language, written, spoken):
+    """"the 1900s" was "the one thousand nine hundreds", and a date in 1900 "… one thousand nine hundred"."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert normalize(spoken, language).spoken == spoken
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [
@@ -292,6 +336,40 @@ def test_minutes_past_24_are_a_duration_in_english_only():
     """"45:30" is a race time in English; in German "28:25" is a handball score far more often."""
     assert normalize("a 45:30 run", "en").spoken == "a forty-five minutes and thirty seconds run"
     assert "Minuten" not in normalize("Das Spiel endete 28:25.", "de").spoken
+
+
+@settings(max_examples=80, deadline=None)
+@given(hour=st.integers(0, 23), minute=st.integers(0, 59), zero=st.booleans())
+@example(hour=9, minute=10, zero=False)
+@example(hour=12, minute=0, zero=False)
+def test_an_english_clock_says_oh_before_one_digit_minutes_and_hundred_for_a_24_hour_full_hour(hour, minute, zero):
+    """NeMo's reading: "9:05" nine oh five, "9:10" nine ten; "12:00" twelve o'clock, "13:00" and "09:00"
+    thirteen hundred, oh nine hundred (the 24-hour clock)."""
+    written = f"{hour:02d}:{minute:02d}" if zero else f"{hour}:{minute:02d}"
+    said = normalize(f"Meet at {written} today", "en").spoken
+    assert (" oh " in said) == (1 <= minute <= 9), said
+    if minute == 0:
+        assert said.endswith("hundred today" if hour > 12 or written.startswith("0") else "o'clock today"), said
+
+
+@settings(max_examples=80, deadline=None)
+@given(day=st.dates(dt.date(1100, 1, 1), dt.date(2099, 12, 31)), form=st.sampled_from(["{:%Y-%m-%d}", "{:%m/%d/%Y}"]))
+@example(day=dt.date(2024, 12, 31), form="{:%m/%d/%Y}")
+def test_every_day_of_the_year_is_read_as_a_date(day, form):
+    from f5_worker.text.numbers import say_ordinal
+
+    said = normalize(f"Due {form.format(day)}.", "en").spoken
+    assert said.startswith(f"Due {day:%B} {say_ordinal(str(day.day), 'en')}, "), said
+    assert not re.search(r"[\d/]", said), said
+
+
+@pytest.mark.parametrize("language", ["fr", "de", "es", "it", "pt"])
+def test_outside_english_a_date_is_day_first(language):
+    """"03/04/2024" is the third of April in every language but English."""
+    from f5_worker.text.languages import RULES
+
+    said = normalize("03/04/2024", language).spoken
+    assert RULES[language].months[3] in said and RULES[language].months[2] not in said, said
 
 
 _TWO = st.integers(0, 59).map("{:02d}".format)

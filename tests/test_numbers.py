@@ -79,3 +79,32 @@ def test_any_number_in_any_language_gives_words_promptly_without_raising(token, 
     with answer_within(5.0, f"{token!r} in {language!r}"):
         words = spoken_words(token, language)
     assert words and all(isinstance(w, str) and w for w in words)
+
+
+def test_numbers_are_said_in_full_up_to_15_digits_then_digit_by_digit():
+    assert "trillion" in spoken_words("999999999999999")
+    assert spoken_words("1234567890123456") == "one two three four five six seven eight nine zero one two three four " \
+                                               "five six".split()
+
+
+@settings(max_examples=60, deadline=None)
+@given(digits=st.from_regex(r"\A0\d{1,11}\Z"), language=st.sampled_from(["en", "fr", "de", "es", "it", "pt"]))
+@example(digits="05", language="en")
+def test_a_number_with_a_leading_zero_is_read_digit_by_digit(digits, language):
+    """A post code, a PIN, a room "05": every digit is said, the zeros too, as one word each."""
+    from f5_worker.text.normalize import normalize
+    from f5_worker.text.numbers import number_words
+
+    said = normalize(f"Code {digits} ok", language).spoken
+    assert said == "Code " + " ".join(number_words(d, language) for d in digits) + " ok"
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "$4.5", "four dollars fifty cents"), ("en", "£0.5", "zero pounds fifty pence"),
+    ("fr", "4,5 €", "quatre euros cinquante centimes"), ("de", "4,5 €", "vier Euro fünfzig Cent"),
+])
+def test_one_decimal_of_money_is_tenths_not_hundredths(language, written, spoken):
+    """"$4.5" is four dollars and fifty cents, not five."""
+    from f5_worker.text.normalize import normalize
+
+    assert normalize(written, language).spoken == spoken

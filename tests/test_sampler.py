@@ -112,6 +112,31 @@ def test_text_without_punctuation_is_still_chunked_at_spaces(text, max_chars):
     assert all(chunk and len(chunk.encode("utf-8")) <= max_chars for chunk in chunks)
 
 
+@given(st.lists(st.text("abcé ", min_size=1, max_size=20).map(lambda s: s.strip() + "."), min_size=2, max_size=12),
+       st.integers(min_value=42, max_value=120))
+def test_a_chunk_takes_every_sentence_that_still_fits(sentences, max_chars):
+    """Upstream's rule: sentences (each within max_chars here: at most 41 bytes) are added to a chunk while it
+    stays within max_chars, so a chunk followed by the next sentence would be over it (a chunk cut sooner is
+    one more sampling run, and one more join)."""
+    text = " ".join(sentences)
+    chunks = chunk_text(text, max_chars)
+    assert " ".join(chunks) == text
+    for chunk, after in zip(chunks, chunks[1:]):
+        next_sentence = re.split(r"(?<=\.) ", after)[0]
+        assert len(f"{chunk} {next_sentence}".encode()) > max_chars, (chunk, after)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 2.0])
+def test_reference_and_chunk_last_at_most_22_s_as_upstream_sizes_them(reference, speed):
+    """Upstream sizes a chunk so the reference and the speech made from it stay under about 22 s together
+    (F5-TTS was trained on clips of at most 30 s); a text without sentence marks is cut as long as that allows."""
+    from f5_worker.tts.chunking import chunk_frames, plan_chunks
+
+    chunks = plan_chunks(reference, "word " * 2000, speed)
+    seconds = [chunk_frames(reference, c, speed, 256) * 256 / 24000 for c in chunks]
+    assert len(chunks) > 3 and max(seconds) <= 22.0 and min(seconds[:-1]) > 21.0, seconds
+
+
 def _pieces(word: str, max_chars: int) -> list[str]:
     """How an over-long word is cut: the longest prefixes that fit."""
     out = []

@@ -13,7 +13,8 @@ a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
 unknown name is refused rather than read aloud, since it was evidently meant
 as an instruction. Brackets around anything else (``[see page 4]``) are text.
 Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
-other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is text.
+other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y"), or by a name that runs on into
+anything but a space, "/" or ">" ("<ana@example.com>", "<https://example.com>"), is text.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "s
 
 _BRACKET_TAG = re.compile(r"\[([A-Za-z][\w-]*)(?::([^\[\]\n]*))?\]")
 _BRACKET_OPEN = re.compile(r"\[([A-Za-z][\w-]*)(?=[:\s]|$)")  # a tag that starts but never closes
-# As in XML, a tag's name follows "<" or "</" directly: "x < y" is text, not an unclosed tag
-_ANGLE_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)([^<>]*)>")
-_ANGLE_OPEN = re.compile(r"</?([A-Za-z][\w-]*)")
+# As in XML, a tag's name follows "<" or "</" directly and ends at a space, "/" or ">": "x < y" is text, not an
+# unclosed tag, and so are an address or a link in angle brackets ("Ana <ana@example.com>", "<https://a.io>")
+_ANGLE_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)(?=[\s/>])([^<>]*)>")
+_ANGLE_OPEN = re.compile(r"</?([A-Za-z][\w-]*)(?=[\s/>]|\Z)")
 # name=value in straight or typographic quotes (text pasted from a word processor), or unquoted as HTML allows
 _BREAK_ATTR = re.compile(r"""([A-Za-z-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|“([^”]*)”|‘([^’]*)’|([^\s"'“”‘’/>]+))""")
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*", re.IGNORECASE)

@@ -85,9 +85,11 @@ def _plain(said: str, language: str) -> str:
 def say_number(plain: str, language: str, year_style: bool | None = None, point: str = "point") -> str:
     """Words for ``plain``: digits, with ``.`` before any decimals and no thousands separators.
 
-    ``year_style`` None reads 1100-1999 as years ("nineteen ninety-nine"); True reads any four digits so,
-    False never. Decimals are read digit by digit after ``point``. A number with a leading zero
-    ("007", a post code) is read digit by digit.
+    ``year_style`` None reads 1100-1999 as years ("nineteen ninety-nine") but for round hundreds, which as
+    often count something ("1500 people": one thousand five hundred); True reads any four digits so (where
+    the text says it is a year: "in 1900", "the 1900s", a date: nineteen hundred), False never. Decimals are
+    read digit by digit after ``point``. A number with a leading zero ("007", a post code) is read digit by
+    digit.
     """
     language = base_language(language)
     whole, _, frac = plain.partition(".")
@@ -95,8 +97,8 @@ def say_number(plain: str, language: str, year_style: bool | None = None, point:
         said = f"{say_number(whole, language, False)} {point} {digit_by_digit(frac, language)}"
     elif len(whole) > 1 and whole.startswith("0"):
         said = digit_by_digit(whole, language)
-    elif len(whole) == 4 and (year_style if year_style is not None else 1100 <= int(whole) <= 1999) \
-            and int(whole) % 100 != 0:
+    elif len(whole) == 4 and (year_style if year_style is not None
+                              else 1100 <= int(whole) <= 1999 and int(whole) % 100 != 0):
         said = number_words(whole, language, to="year")  # 1999: "nineteen ninety-nine"
     else:
         said = number_words(whole, language)

@@ -45,7 +45,8 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
     out = {
         "number": re.compile(rf"{_ALONE_BEFORE}({num}){_ALONE_AFTER}"),
         "version": re.compile(rf"{_ALONE_BEFORE}\d+(?:\.\d+){{2,}}{_ALONE_AFTER}"),
-        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num})"
+        # "$.50" too: fifty cents written without the dollars' zero
+        "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num}|\.\d+(?!\.\d))"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
@@ -55,13 +56,19 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
         "email": re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
         "iso_date": re.compile(r"(?<!\w)(\d{4})-(\d{2})-(\d{2})(?![\w-])"),
         "numeric_date": re.compile(r"(?<!\w)(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?!\w)"),
+        # German "15.03.", "1.3.": a day and a month, each followed by its period (checked by the rule)
+        "day_and_month": re.compile(r"(?<![\w.])(\d{1,2})\.(\d{1,2})\.(?![\w.])"),
         "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){2,5}"
-                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4})(?![\w]|[.,\-]\d)"),
+                            r"|\(?\d{3}\)?[ .\-]?\d{3}[.\-]\d{4}|\d{2,4}(?:[.\-]\d{2,4}){2,4}"
+                            # North America's "1-800-555-1234": a 1 before three groups
+                            r"|1([.\-])\d{3}\1\d{3}\1\d{4})(?![\w]|[.,\-]\d)"),
         "time": re.compile(r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s?[AaPp]\.?[Mm]\b))(?!:\d)"
                            r"(?:(\s?)([AaPp])\.?[Mm]\.?(?!\w))?(?!\w)" if lang == "en" or rules is None else
                            r"(?<!\w)([01]?\d|2[0-4])(?:h|:(?=[0-5]\d))([0-5]\d)?(?!:\d)(?!\w)" if lang == "fr" else
                            # German full hours are written without minutes too: "1 Uhr"
-                           r"(?<!\w)([01]?\d|2[0-4])(?::([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)(\s+Uhr\b)?"
+                           # and with a period before the minutes, as German also writes them: "8.30 Uhr"
+                           r"(?<!\w)([01]?\d|2[0-4])(?:(?::|\.(?=\d\d\s+Uhr\b))([0-5]\d)|(?=\s+Uhr\b))(?!:\d)(?!\w)"
+                           r"(\s+Uhr\b)?"
                            if lang == "de" else
                            r"(?<!\w)([01]?\d|2[0-4]):([0-5]\d)(?!:\d)(?!\w)(\s+Uhr\b)?"),
         # "9:05:30", "1:30:00" (a duration or a clock with seconds), "10:30:15 pm"

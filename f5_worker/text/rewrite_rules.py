@@ -123,7 +123,7 @@ class TextRules:
         else:
             m = self.p["numeric_date"].match(self.text, pos)
             if not m:
-                return None
+                return self._day_and_month(pos)
             first, second, year = int(m.group(1)), int(m.group(3)), m.group(4)
             day_first = rules.day_first if first <= 12 and second <= 12 else first > 12
             day, month = (first, second) if day_first else (second, first)
@@ -136,6 +136,19 @@ class TextRules:
         said_year = say_number(year.lstrip("0") or "0", self.lang, year_style=True)
         said = rules.date_format.format(day=said_day, month=rules.months[month - 1], year=said_year)
         return [(m.start(), m.end(), said)]
+
+    def _day_and_month(self, pos: int) -> list[Edit] | None:
+        """German only: a date without its year after an article or a preposition ("am 15.03.", "vom 1.3. bis
+        15.3."): am fünfzehnten März. It read "fünfzehn Komma null drei". Elsewhere "1.3." is as often a
+        section's number. The period after the month goes with the ordinal, and stays where a sentence ends."""
+        m = self.p["day_and_month"].match(self.text, pos) if self.lang == "de" else None
+        if not m or not self.p["article"].search(self._before(pos)):
+            return None
+        day, month = int(m.group(1)), int(m.group(2))
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            return None
+        said = f"{self._german_case(say_ordinal(str(day), 'de'), pos)} {self.rules.months[month - 1]}"
+        return [(m.start(), m.end() - 1 if self._sentence_ends_after(m.end()) else m.end(), said)]
 
     def _time(self, pos: int) -> list[Edit] | None:
         return self._hours_minutes_seconds(pos) or self._clock(pos)
@@ -283,6 +296,7 @@ class TextRules:
         sign = ""
         if m:
             symbol, amount = m.group(1), m.group(4)
+            amount = "0" + amount if amount.startswith(".") else amount  # "$.50" is $0.50
             sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
             scale = m.group(5) or SCALE_SUFFIXES.get(m.group(6))
             if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
@@ -418,7 +432,7 @@ class TextRules:
             following = self.text[m.end():m.end() + 40].lstrip()
             # Before anything but a lowercase word (a name, mostly): a title. Nothing a rule rewrites starts
             # with a lowercase letter and becomes something else, so the choice is the same on the spoken text.
-            if following and not following[0].islower():
+            if following and not following[0].islower() or self._paired_title(written, pos, m.end()):
                 return [(m.start(), m.end(), rules.titles[written])]
             other = rules.street_readings.get(written)
             return [(m.start(), m.end(), other)] if other else None
@@ -436,6 +450,18 @@ class TextRules:
         if key in rules.sentence_final and self._sentence_ends_after(end):
             end -= 1  # the abbreviation's period also ends the sentence: it stays
         return [(m.start(), end, said)]
+
+    def _paired_title(self, written: str, pos: int, end: int) -> bool:
+        """Whether the title ``written`` at ``pos`` is joined by "and" to another title: "Mr. and Mrs. Smith",
+        "Dr. & Mrs. Jones", "M. et Mme Dupont", "Hr. und Fr. Müller" name two people, though a lowercase word
+        follows the first title. A street's "Dr." or "St." after its name ("Elm St. and Dr. Smith") stays a
+        street: the word before it is a name or a number, not the end of a sentence."""
+        rules = self.rules
+        joined = re.compile(rf"\s+(?:&|{re.escape(rules.symbols['&'])})\s+").match(self.text, end)
+        if not joined or not self.p["title"].match(self.text, joined.end()):
+            return False
+        name = re.search(r"(?:^|\s)([\w'-]+)\s+\Z", self._before(pos))
+        return written not in rules.street_readings or not (name and (name[1][0].isupper() or name[1][0].isdigit()))
 
     def _acronym(self, pos: int) -> list[Edit] | None:
         m = self.p["dotted_acronym"].match(self.text, pos)
