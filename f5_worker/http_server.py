@@ -165,7 +165,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
                     return
             yield from speech_body(lambda streamed: worker.items(streamed, job_id, streams=True), native,
                                    stream_format == "sse", granularities,
-                                   lambda model: worker.pool.engine(model).models.hop_length)
+                                   lambda model: worker.pool.engine(model).models.hop_length,
+                                   lambda failed: worker.failure(failed, job_id))
 
         job = _job_items(make, job_id)
         try:

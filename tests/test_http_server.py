@@ -405,6 +405,28 @@ def test_an_error_after_the_stream_has_started_is_its_last_event(local):
     assert items[-1] == {"error": "internal: RuntimeError: the sampler broke"}
 
 
+def test_a_speech_its_models_rate_cannot_be_written_in_is_refused_in_openais_form(worker, tiny_44k_entry, caplog):
+    """Opus takes 8, 12, 16, 24 and 48 kHz only: from a model speaking at 44.1 kHz, the streamed speech was a
+    plain-text 500 (Internal Server Error) with an ASGI traceback in the log, the whole one a 500 after its
+    audio was made."""
+    with serving_own_worker(worker, models_json=json.dumps([tiny_44k_entry])) as (base, _, _), \
+            caplog.at_level("INFO"):
+        for stream_format in ("audio", "sse", None):
+            body = {"model": "tiny-44k", "voice": "alloy", "input": "Hello there.", "response_format": "opus",
+                    "stream_format": stream_format, **FAST}
+            answer = requests.post(base + "/v1/audio/speech", json={k: v for k, v in body.items() if v},
+                                   timeout=HANG_S)
+            assert answer.status_code == 400, (stream_format, answer.text)
+            error = answer.json()["error"]
+            assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
+            assert error["message"].startswith("response_format: opus cannot be written at 44100 Hz"), error
+        flac = requests.post(base + "/v1/audio/speech", timeout=HANG_S, json={
+            "model": "tiny-44k", "voice": "alloy", "input": "Hello there.", "response_format": "flac",
+            "stream_format": "audio", **FAST})
+        assert flac.status_code == 200 and sf.info(io.BytesIO(flac.content)).samplerate == 44100
+    assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
+
+
 def open_stream(base: str, body: dict) -> socket.socket:
     """A streamed /v1/synthesize over a plain socket, read up to the end of its first event."""
     host, port = base.removeprefix("http://").split(":")
