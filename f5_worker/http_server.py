@@ -25,6 +25,7 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ class Loading:
     worker: Worker | None = None
     failed: str | None = None
     admission: Admission | None = None
+    jobs: ThreadPoolExecutor | None = None
 
 
 class ClientGone(Exception):
@@ -104,6 +106,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         """A slot for a job (speech, synthesize), or the 429 that says to come back."""
         if state.admission is None:
             state.admission = Admission(worker.settings.max_concurrency)
+            # the admitted jobs' threads, and as many again for stopped ones that run on to their next check
+            state.jobs = ThreadPoolExecutor(2 * worker.settings.max_concurrency, thread_name_prefix="http-job")
         slot = state.admission.take(counted)
         if slot is None:
             raise ApiError(429, f"the worker is busy: it runs at most {state.admission.limit} jobs at once "
@@ -168,7 +172,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
                                    lambda model: worker.pool.engine(model).models.hop_length,
                                    lambda failed: worker.failure(failed, job_id))
 
-        job = _job_items(make, job_id)
+        job = _job_items(make, job_id, state.jobs)
         try:
             first = await _start(request, slot, job)
         except ApiError as exc:
@@ -190,7 +194,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             body = await _json_object(request)
             worker = ready()
-            slot = admit(worker, counted=body.get("action", "synthesize") not in METADATA_ACTIONS)
+            counted = body.get("action", "synthesize") not in METADATA_ACTIONS
+            slot = admit(worker, counted)
         except ApiError as exc:
             return _native_error(exc)
         except ClientGone:
@@ -205,7 +210,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             else:
                 yield worker.handle(body, job_id)
 
-        job = _job_items(make, job_id)
+        job = _job_items(make, job_id, state.jobs if counted else None)
         try:
             first = await _start(request, slot, job)
         except ClientGone:
@@ -223,14 +228,17 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
     return app
 
 
-def _job_items(make: Callable[[], Iterator[Any]], job_id: str) -> AsyncGenerator:
-    """A job's items, made in a thread under a new stop flag (stopping.made_in_thread)."""
+def _job_items(make: Callable[[], Iterator[Any]], job_id: str, threads: ThreadPoolExecutor | None) -> AsyncGenerator:
+    """A job's items, made in a thread under a new stop flag (stopping.made_in_thread): one of ``threads``, the
+    jobs' own, for a job that holds a slot; the event loop's default pool for the details (METADATA_ACTIONS).
+    Jobs in that default pool, min(32, cores + 4) threads, held /health and the details up until one ended
+    where MAX_CONCURRENCY of them filled it."""
     context, flag = stopping.flagged_context(stopping.HTTP_STOP)
 
     def stopped() -> None:
         log.info("job %s: stopped: %s; its work ends at its next step", job_id, flag.cause)
 
-    return stopping.made_in_thread(make, context, flag, stopped)
+    return stopping.made_in_thread(make, context, flag, stopped, threads)
 
 
 async def _start(request: Request, slot: Slot, job: AsyncGenerator) -> Any:

@@ -390,6 +390,37 @@ def test_past_max_concurrency_jobs_are_refused_at_once_with_429(local):
     assert [a.status_code for a in answers] == [200, 200]
 
 
+def test_with_every_job_slot_in_flight_health_and_the_voices_still_answer(worker):
+    """Jobs ran in the event loop's default pool of threads, min(32, cores + 4) of them, shared with /health
+    and the actions that only read details: with as many jobs in flight (MAX_CONCURRENCY 32, or 8 on a
+    4-core machine), /health and list_voices waited for a job to end, and hung as long as it ran."""
+    jobs = 32  # the most threads that default pool has on any machine
+    with serving_own_worker(worker, max_concurrency=jobs) as (base, own, _), held_at(own, 2) as (reached, release):
+        queued, answers = [], []
+        own.engine.on_queued = queued.append
+        threads = [threading.Thread(target=lambda: answers.append(requests.post(
+            base + "/v1/synthesize", json={"text": "Held in flight.", **HELD}, timeout=HANG_S)))
+            for _ in range(jobs)]
+        try:
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + HANG_S
+            while len(queued) < jobs and time.monotonic() < deadline:  # every job in flight, waiting for the sampler
+                time.sleep(0.02)
+            assert len(queued) == jobs and reached.wait(HANG_S) and not answers
+            # hang guards shorter than the hold: answered while every job is still held, or not at all
+            assert requests.get(base + "/health", timeout=HANG_S / 2).json()["status"] == "ok"
+            listed = requests.post(base + "/v1/synthesize", json={"action": "list_voices"}, timeout=HANG_S / 2)
+            assert listed.status_code == 200 and "voices" in listed.json(), listed.text
+            assert not answers  # the jobs were still held meanwhile
+        finally:
+            own.engine.on_queued = None
+            release.set()
+            for thread in threads:
+                thread.join(HANG_S)
+    assert [a.status_code for a in answers] == [200] * jobs
+
+
 def test_an_error_after_the_stream_has_started_is_its_last_event(local):
     base, own, _ = local
 
