@@ -112,6 +112,17 @@ def test_a_path_or_method_not_served_is_refused_in_the_routes_own_form(client, s
     assert requests.get(server[0] + "/nowhere", timeout=HANG_S).json() == {"error": "GET /nowhere: not found"}
 
 
+def test_head_is_answered_wherever_get_is(server):
+    """HTTP's servers must take HEAD wherever they take GET (RFC 9110, 9.1): a monitor that checks /ping with
+    HEAD (curl -I) was answered 405 and took the worker for down."""
+    for path in ("/ping", "/health", "/v1/models", "/", "/page/app.js"):
+        got, head = requests.get(server[0] + path, timeout=HANG_S), requests.head(server[0] + path, timeout=HANG_S)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    posted = requests.head(server[0] + "/v1/synthesize", timeout=HANG_S)
+    assert posted.status_code == 405 and posted.headers["allow"] == "POST"
+
+
 def test_body_refused_before_any_work(server):
     url = server[0] + "/v1/audio/speech"
     cases = [
