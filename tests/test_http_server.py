@@ -469,10 +469,15 @@ def test_a_speech_its_models_rate_cannot_be_written_in_is_refused_in_openais_for
     assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
 
 
-def open_stream(base: str, body: dict) -> socket.socket:
-    """A streamed /v1/synthesize over a plain socket, read up to the end of its first event."""
+def open_stream(base: str, body: dict, receive_buffer: int | None = None) -> socket.socket:
+    """A streamed /v1/synthesize over a plain socket (its receive buffer ``receive_buffer`` bytes where given),
+    read up to the end of its first event."""
     host, port = base.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=HANG_S)
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(HANG_S)
+    sock.connect((host, int(port)))
     data = json.dumps(body).encode()
     sock.sendall(b"POST /v1/synthesize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
@@ -512,6 +517,30 @@ def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker
         stopped = wait_for_log(lambda: caplog.text, rf"job {job}: stopped: .*at step (\d+) of {NFE}", HANG_S)
         assert int(stopped.group(1)) == 2  # the step held when the client left was the last one it ran
     assert f"job {job} done" not in caplog.text
+
+
+def test_a_client_that_stops_reading_its_stream_gives_its_place_up(worker, monkeypatch, caplog):
+    """A client that keeps its connection but reads no more (a stuck player; one whose network is gone holds
+    it as long, until TCP gives up, a quarter of an hour) held its job's place until the last byte was
+    sent, which never came: with MAX_CONCURRENCY such clients every later job was refused, 429, for as long.
+    A send that waits past STALLED_CLIENT_S (here 1 s) cuts the stream instead. Its 200 s of pauses (13 MB
+    of events, no sampling) are far more than the sockets' buffers hold."""
+    from f5_worker import http_streaming
+
+    monkeypatch.setattr(http_streaming, "STALLED_CLIENT_S", 1.0)
+    with serving_own_worker(worker, max_concurrency=1, max_total_pause_s=1000) as (base, _, _), \
+            caplog.at_level("INFO"):
+        text = "Hello there. " + "[pause:10s]" * 20 + " Goodbye."
+        with open_stream(base, {"text": text, "stream": True, **FAST}, receive_buffer=4096):
+            deadline = time.monotonic() + HANG_S
+            while time.monotonic() < deadline:  # refused (429) while the stream holds the one place
+                answer = requests.post(base + "/v1/synthesize", json={"text": "The next one.", **FAST},
+                                       timeout=HANG_S)
+                if answer.status_code != 429:
+                    break
+                time.sleep(0.1)
+            assert answer.status_code == 200, answer.text
+        assert "a streamed answer was cut: its client took none of it for 1 s" in caplog.text
 
 
 def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker, caplog):
