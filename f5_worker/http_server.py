@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import METADATA_ACTIONS, RETRY_AFTER_S, Admission, Slot
+from f5_worker.errors import http_status
 from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
@@ -219,8 +220,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             return Response(status_code=499)
         if isinstance(first, dict) and "error" in first:  # refused before its first item: a plain error
             await _end(slot, job)
-            status = 500 if str(first["error"]).startswith("internal:") else 400
-            return JSONResponse({"error": first["error"]}, status_code=status, headers=headers)
+            status = http_status(str(first["error"]))
+            return JSONResponse({"error": first["error"]}, status_code=status, headers={**headers, **_retry_after(status)})
         if streamed:  # one event per item, an error after the first included (the last, then)
             return JobStream(sse(first), job, sse, slot.free, media_type="text/event-stream",
                              headers={**headers, **STREAM_HEADERS})

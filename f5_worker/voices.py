@@ -33,7 +33,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.config import DEFAULT_REF_AUDIO_KEEP_SECONDS
-from f5_worker.errors import JobError
+from f5_worker.errors import STORAGE_FIELD, JobError
 from f5_worker.limits import MAX_REF_TEXT_CHARS, check_voice_name
 from f5_worker.logs import echo
 from f5_worker.lru import LRU
@@ -211,7 +211,7 @@ class VoiceStore:
         return f"{VOICES_PREFIX}{name}/audio-{version}.wav"
 
     def _storage_error(self, exc: StorageError, what: str) -> JobError:
-        return JobError("storage", f"{what}: {exc}")
+        return JobError(STORAGE_FIELD, f"{what}: {exc}")
 
     # --- write ----------------------------------------------------------------
     def save(

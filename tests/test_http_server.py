@@ -469,6 +469,27 @@ def test_a_speech_its_models_rate_cannot_be_written_in_is_refused_in_openais_for
     assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
 
 
+def test_a_bucket_that_is_down_is_the_servers_503_not_the_requests_400(worker, bucket_env, seaweed):
+    """A storage error is no fault of the request's, and the same request may work in a moment: it was a 400
+    (OpenAI's invalid_request_error, which its SDK raises as BadRequestError and never tries again)."""
+    with serving_own_worker(worker) as (base, own, _):
+        assert own.stores.bucket is not None
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=HANG_S)
+        with seaweed.stopped():
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.audio.speech.create(model="tts-1", voice="anna", input="Hello there.", extra_body=FAST)
+            assert caught.value.status_code == 503 and caught.value.response.headers["retry-after"]
+            assert caught.value.body["type"] == "server_error" and caught.value.body["param"] == "storage"
+            assert caught.value.body["message"].startswith("storage: could not read voice 'anna'")
+            for job in ({"action": "list_voices"}, {"text": "Hello there.", "voice": "anna", **FAST}):
+                answer = requests.post(base + "/v1/synthesize", json=job, timeout=HANG_S)
+                assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+                assert answer.json()["error"].startswith("storage: could not "), answer.text
+            refused = requests.post(base + "/v1/synthesize", json={"text": "Hi.", "speed": 9}, timeout=HANG_S)
+            assert refused.status_code == 400  # the request's own fault is still its own
+        assert requests.post(base + "/v1/synthesize", json={"action": "list_voices"}, timeout=HANG_S).ok
+
+
 def open_stream(base: str, body: dict, receive_buffer: int | None = None) -> socket.socket:
     """A streamed /v1/synthesize over a plain socket (its receive buffer ``receive_buffer`` bytes where given),
     read up to the end of its first event."""
