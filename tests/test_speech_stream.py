@@ -60,6 +60,21 @@ def test_the_pieces_joined_decode_to_the_whole_speech(fmt):
         assert not any(sent[:-1]) and sent[-1][:4] == b"fLaC"
 
 
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "opus"])
+def test_where_a_click_is_heard_in_the_stream_against_where_it_was_made(fmt):
+    """What docs/http.md says of the timestamps events against a stream's audio: exact as wav (and pcm, flac)
+    and opus; as mp3 all the extra is before the speech, so each word sounds that much after its time."""
+    click = np.zeros(RATE, np.int16)
+    click[RATE // 2:RATE // 2 + 48] = 20000
+    stream = AudioStream(fmt, RATE)
+    heard = decode(stream.add(click) + stream.end(), fmt)
+    lead = (int(np.argmax(np.abs(heard))) - RATE // 2) / RATE
+    if fmt == "mp3":
+        assert 0.03 < lead < MP3_SLACK_S
+    else:
+        assert abs(lead) < 0.002
+
+
 def test_a_wav_stream_says_its_length_is_unknown():
     head = AudioStream("wav", RATE).add(np.zeros(10, np.int16))[:44]
     assert head[:4] == b"RIFF" and head[4:8] == b"\xff\xff\xff\xff" and head[40:44] == b"\xff\xff\xff\xff"
