@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import time
 from collections import deque
@@ -126,7 +127,8 @@ def stream(job: PreparedJob) -> Iterator[dict]:
             stopping.check("sampling")
             offset = offset_samples / sample_rate
             if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
-                wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
+                whole = _whole_ms(sample_rate)
+                wave = np.zeros(-(-round(step.seconds * 1000) * sample_rate // (1000 * whole)) * whole, dtype=np.float32)
                 pacer.made(len(wave) / sample_rate, piece=False)
                 item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
                         "pause": round(len(wave) / sample_rate, 3)}
@@ -242,11 +244,17 @@ def _done(job: PreparedJob, *, seq: int, waves: list[np.ndarray], words: list[Ti
 
 def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """A streamed piece as sent: raised-cosine fades of ``EDGE_FADE_S`` at both ends, padded with silence to
-    a whole millisecond, so pieces played one after another meet at zero and offsets stay exact."""
+    a whole millisecond (_whole_ms), so pieces played one after another meet at zero and offsets stay exact."""
     wave = audio.fade_edges(wave, sample_rate, EDGE_FADE_S)
-    per_ms = sample_rate // 1000
-    pad = -len(wave) % per_ms
+    pad = -len(wave) % _whole_ms(sample_rate)
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
+
+
+def _whole_ms(sample_rate: int) -> int:
+    """The fewest samples that last a whole number of milliseconds: 24 at 24 kHz, 441 (10 ms) at 44.1 kHz. Every
+    item is a multiple of it, so every offset is exact; it was ``sample_rate // 1000`` (44 samples at 44.1 kHz,
+    not a millisecond), and "[pause:1s]" lasted 0.998 s."""
+    return sample_rate // math.gcd(sample_rate, 1000)
 
 
 def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bool, pacer: StreamPacer,
