@@ -45,6 +45,11 @@ _ENCODINGS = {
 
 # Upper bounds on encoded bytes per sample, used to refuse an oversized result before synthesis.
 BYTES_PER_SAMPLE = {"wav": 2.0, "flac": 2.0, "pcm": 2.0, "mp3": 0.5, "opus": 0.5}
+# The only sample rates these encoders write (libsndfile's Opus and LAME); the others write any a model has.
+ENCODER_RATES = {
+    "opus": (8000, 12000, 16000, 24000, 48000),
+    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+}
 
 
 def content_type(fmt: str) -> str:
@@ -388,6 +393,19 @@ def remove_long_silences(
         cursor = max((end - tail_keep) * hop, (start + head_keep) * hop)
     pieces.append(wave[cursor:])
     return np.concatenate(pieces).astype(np.float32)
+
+
+def check_encodable(fmt: str, sample_rate: int, model: str | None = None, field: str = "output_format") -> None:
+    """Refuse a format that cannot be written at the rate the model speaks at (``model``, where known): a model's
+    config may give any rate from 8 to 192 kHz, and Opus takes five of them, MP3 nine. Without this the job
+    failed once its audio was made, as ``internal: LibsndfileError``."""
+    rates = ENCODER_RATES.get(fmt)
+    if rates is None or sample_rate in rates:
+        return
+    speaker = f"model {model!r}" if model else "the model"
+    others = [f for f in OUTPUT_FORMATS if sample_rate in ENCODER_RATES.get(f, (sample_rate,))]
+    raise JobError(field, f"{fmt} cannot be written at {sample_rate} Hz, the rate {speaker} speaks at ({fmt} takes "
+                          f"{', '.join(str(r) for r in rates)} Hz); use {', '.join(others)}")
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:

@@ -384,7 +384,7 @@ def _env_default_model(name: str, default: str) -> str:
     return (new or old or default).strip()
 
 
-def _env_loaded_models(name: str, default: int) -> int:
+def _env_at_least_one(name: str, default: int) -> int:
     value = _env_int(name, default)
     if value < 1:
         raise SettingsError(f"{name} must be at least 1 (got {value})")
@@ -417,7 +417,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _env_int),
     "download_timeout_s": ("DOWNLOAD_TIMEOUT_S", _env_float),
     "max_inline_bytes": ("MAX_INLINE_BYTES", _env_int),
-    "max_concurrency": ("MAX_CONCURRENCY", _env_int),
+    "max_concurrency": ("MAX_CONCURRENCY", _env_at_least_one),  # 0: a worker that takes no job, ever
     "max_batch_jobs": ("MAX_BATCH_JOBS", _env_int),
     "batch_wait_ms": ("BATCH_WAIT_MS", _env_float),
     "align_processes": ("ALIGN_PROCESSES", _env_int),
@@ -438,7 +438,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "result_dump_dir": ("RESULT_DUMP_DIR", _env_path),
     "models_json": ("MODELS", _env),
     "model_registry_file": ("MODEL_REGISTRY_FILE", _env_path),
-    "max_loaded_models": ("MAX_LOADED_MODELS", _env_loaded_models),
+    "max_loaded_models": ("MAX_LOADED_MODELS", _env_at_least_one),
     "max_model_memory_gb": ("MAX_MODEL_MEMORY_GB", _env_memory_gb),
     "serve": ("SERVE", _env_one_of(SERVE_MODES)),
     "port": ("PORT", _env_port),

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from f5_worker.errors import JobError
+from f5_worker.errors import RESULT_NOT_UPLOADED, JobError
 from f5_worker.schema import OUTPUT_MODES
 from f5_worker.storage.base import StorageError
 from f5_worker.storage.stores import Stores
@@ -172,7 +172,7 @@ def upload_result(stores: Stores, job_id: str | None, files: list[ResultFile]) -
             }
     except StorageError as exc:
         kept = _keep_on_volume(stores, prefix, files)
-        raise JobError("output", f"could not upload the result ({exc}){kept}") from None
+        raise JobError("output", f"{RESULT_NOT_UPLOADED} ({exc}){kept}") from None
     return links
 
 

@@ -6,6 +6,12 @@ from f5_worker.logs import cut
 
 MAX_FIELD_CHARS = 120  # a field named in an error (an unknown field's name is the job's own)
 MAX_PROBLEM_CHARS = 600
+# Errors of the worker's storage failing (its bucket or volume), not of the request: the same request may well
+# work in a moment. ``storage`` is every storage error's field; a finished result that could not be uploaded
+# is its ``output``'s. Over HTTP they answer 503 (OpenAI's SDKs then try again), in OpenAI's form server_error.
+STORAGE_FIELD = "storage"
+RESULT_NOT_UPLOADED = "could not upload the result"
+_UNAVAILABLE = (f"{STORAGE_FIELD}: ", f"output: {RESULT_NOT_UPLOADED}")
 
 
 class JobError(Exception):
@@ -21,6 +27,16 @@ class JobError(Exception):
         self.field = cut(field, MAX_FIELD_CHARS)
         self.problem = cut(problem, MAX_PROBLEM_CHARS)
         super().__init__(f"{self.field}: {self.problem}")
+
+
+def http_status(error: str) -> int:
+    """The HTTP status of a native error (``<field>: <problem>``): 500 for the worker's own failures
+    (``internal:``), 503 for its storage failing and a stopped job (``stopped:``), 400 for the request's."""
+    if error.startswith("internal:"):
+        return 500
+    if error.startswith((*_UNAVAILABLE, "stopped:")):
+        return 503
+    return 400
 
 
 def summary(exc: BaseException, limit: int | None = None) -> str:

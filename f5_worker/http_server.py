@@ -25,6 +25,7 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import METADATA_ACTIONS, RETRY_AFTER_S, Admission, Slot
+from f5_worker.errors import http_status
 from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
@@ -48,17 +50,20 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
 SHUTDOWN_GRACE_S = 30  # on SIGTERM, how long requests in progress (streams too) may take to end, in seconds
 LOADING_RETRY_AFTER_S = 5  # what a 503 while the models load asks the client to wait, in seconds
+GET = ["GET", "HEAD"]  # HTTP's servers take HEAD wherever they take GET (RFC 9110, 9.1): a monitor may ask with it
 # a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass
 class Loading:
-    """The Worker the app serves, once loaded, and its job slots; ``failed``: why it could not be."""
+    """The Worker the app serves, once loaded, its job slots and the threads its jobs run in; ``failed``: why it
+    could not be."""
 
     worker: Worker | None = None
     failed: str | None = None
     admission: Admission | None = None
+    jobs: ThreadPoolExecutor | None = None
 
 
 class ClientGone(Exception):
@@ -104,13 +109,15 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         """A slot for a job (speech, synthesize), or the 429 that says to come back."""
         if state.admission is None:
             state.admission = Admission(worker.settings.max_concurrency)
+            # the admitted jobs' threads, and as many again for stopped ones that run on to their next check
+            state.jobs = ThreadPoolExecutor(2 * worker.settings.max_concurrency, thread_name_prefix="http-job")
         slot = state.admission.take(counted)
         if slot is None:
             raise ApiError(429, f"the worker is busy: it runs at most {state.admission.limit} jobs at once "
                                 "(MAX_CONCURRENCY); try again in a moment", kind="requests", code="rate_limit_exceeded")
         return slot
 
-    @app.get("/ping")
+    @app.api_route("/ping", methods=GET)
     async def ping() -> Response:
         if state.worker is not None and state.worker.gpu_failure is not None:
             # RunPod takes anything but 200 and 204 for an unhealthy worker: after a CUDA error every job here
@@ -123,7 +130,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             return JSONResponse({"status": "failed", "error": state.failed}, status_code=503)
         return Response(status_code=204)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=GET)
     async def health() -> Response:
         try:
             worker = ready()
@@ -131,7 +138,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             return _native_error(exc)
         return JSONResponse(await asyncio.to_thread(worker.handle, {"action": "health"}, _job_id()))
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=GET)
     async def models() -> Response:
         try:
             worker = ready()
@@ -165,9 +172,10 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
                     return
             yield from speech_body(lambda streamed: worker.items(streamed, job_id, streams=True), native,
                                    stream_format == "sse", granularities,
-                                   lambda model: worker.pool.engine(model).models.hop_length)
+                                   lambda model: worker.pool.engine(model).models.hop_length,
+                                   lambda failed: worker.failure(failed, job_id))
 
-        job = _job_items(make, job_id)
+        job = _job_items(make, job_id, state.jobs)
         try:
             first = await _start(request, slot, job)
         except ApiError as exc:
@@ -189,7 +197,8 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
         try:
             body = await _json_object(request)
             worker = ready()
-            slot = admit(worker, counted=body.get("action", "synthesize") not in METADATA_ACTIONS)
+            counted = body.get("action", "synthesize") not in METADATA_ACTIONS
+            slot = admit(worker, counted)
         except ApiError as exc:
             return _native_error(exc)
         except ClientGone:
@@ -204,15 +213,15 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             else:
                 yield worker.handle(body, job_id)
 
-        job = _job_items(make, job_id)
+        job = _job_items(make, job_id, state.jobs if counted else None)
         try:
             first = await _start(request, slot, job)
         except ClientGone:
             return Response(status_code=499)
         if isinstance(first, dict) and "error" in first:  # refused before its first item: a plain error
             await _end(slot, job)
-            status = 500 if str(first["error"]).startswith("internal:") else 400
-            return JSONResponse({"error": first["error"]}, status_code=status, headers=headers)
+            status = http_status(str(first["error"]))
+            return JSONResponse({"error": first["error"]}, status_code=status, headers={**headers, **_retry_after(status)})
         if streamed:  # one event per item, an error after the first included (the last, then)
             return JobStream(sse(first), job, sse, slot.free, media_type="text/event-stream",
                              headers={**headers, **STREAM_HEADERS})
@@ -222,14 +231,17 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
     return app
 
 
-def _job_items(make: Callable[[], Iterator[Any]], job_id: str) -> AsyncGenerator:
-    """A job's items, made in a thread under a new stop flag (stopping.made_in_thread)."""
+def _job_items(make: Callable[[], Iterator[Any]], job_id: str, threads: ThreadPoolExecutor | None) -> AsyncGenerator:
+    """A job's items, made in a thread under a new stop flag (stopping.made_in_thread): one of ``threads``, the
+    jobs' own, for a job that holds a slot; the event loop's default pool for the details (METADATA_ACTIONS).
+    Jobs in that default pool, min(32, cores + 4) threads, held /health and the details up until one ended
+    where MAX_CONCURRENCY of them filled it."""
     context, flag = stopping.flagged_context(stopping.HTTP_STOP)
 
     def stopped() -> None:
         log.info("job %s: stopped: %s; its work ends at its next step", job_id, flag.cause)
 
-    return stopping.made_in_thread(make, context, flag, stopped)
+    return stopping.made_in_thread(make, context, flag, stopped, threads)
 
 
 async def _start(request: Request, slot: Slot, job: AsyncGenerator) -> Any:

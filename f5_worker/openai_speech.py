@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from f5_worker import stopping
-from f5_worker.errors import JobError
+from f5_worker.errors import JobError, http_status
 from f5_worker.limits import is_default_voice
 
 # OpenAI's model names: each means this worker's default model.
@@ -64,12 +64,15 @@ class ApiError(Exception):
 
 def from_job_error(exc: JobError, names: dict[str, str] | None = None) -> ApiError:
     """The refusal as the speech request names things: its field, and any native field the problem names
-    (``use output_format mp3/opus`` is ``use response_format mp3/opus`` here)."""
+    (``use output_format mp3/opus`` is ``use response_format mp3/opus`` here). The worker's storage failing
+    is no fault of the request's: a 503 server_error (errors.http_status)."""
     names = names or {}
     field, problem = names.get(exc.field, exc.field), exc.problem
     for native, own in names.items():
         if "_" in native:  # a field's name, never a word of the prose ("text")
             problem = re.sub(rf"\b{native}\b", own, problem)
+    if http_status(str(exc)) == 503:
+        return ApiError(503, f"{field}: {problem}", param=field, kind="server_error")
     return ApiError(400, f"{field}: {problem}", param=field)
 
 
@@ -100,14 +103,15 @@ def model_list(names: Iterable[str], default: str) -> dict:
 
 def from_native_error(error: str) -> ApiError:
     """A native job's ``{"error": "<field>: <problem>"}`` as OpenAI's error, the field named as the speech
-    request names it; the worker's own failures (``internal:``) are 500s, a stopped job a 503."""
+    request names it; the worker's own failures (``internal:``) are 500s, a stopped job and the worker's
+    storage failing 503s (errors.http_status)."""
     field, _, problem = error.partition(": ")
-    if field == "internal":
-        return ApiError(500, error, kind="server_error")
-    if field == "stopped":
-        return ApiError(503, error, kind="server_error")
+    status = http_status(error)
+    if field in ("internal", "stopped"):
+        return ApiError(status, error, kind="server_error")
     field = SPEECH_FIELD_NAMES.get(field, field)
-    return ApiError(400, f"{field}: {problem}", param=field)
+    return ApiError(status, f"{field}: {problem}", param=field,
+                    kind="server_error" if status >= 500 else "invalid_request_error")
 
 
 def timestamp_granularities(body: dict) -> tuple[str, ...]:

@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import soundfile as sf
 
-from f5_worker.openai_speech import from_native_error
+from f5_worker.audio import check_encodable
+from f5_worker.errors import JobError
+from f5_worker.openai_speech import SPEECH_FIELD_NAMES, from_job_error, from_native_error, refusal
 from f5_worker.tts.chunking import STREAM_ITEM_BYTES, STREAM_ITEM_SHARE
 
 UNKNOWN_LENGTH = 0xFFFFFFFF  # a streamed WAV header's RIFF and data lengths
@@ -154,16 +156,18 @@ def sse(data: dict) -> bytes:
 
 
 def speech_body(items: Callable[[dict], Iterator[dict]], native: dict, events: bool,
-                granularities: tuple[str, ...], hop_length: Callable[[str], int]) -> Iterator[bytes]:
+                granularities: tuple[str, ...], hop_length: Callable[[str], int],
+                failure: Callable[[Exception], dict]) -> Iterator[bytes]:
     """A speech request's streamed body, on every front door: ``native`` (its synthesize job, from
     openai_speech.speech_input) run as a streamed job by ``items`` (Worker.items: parse, dispatch, error
-    policy), its pieces made as 16-bit pcm and re-encoded as one file in the format asked (speech_events)."""
+    policy), its pieces made as 16-bit pcm and re-encoded as one file in the format asked (speech_events).
+    ``failure``: the worker's failure policy, for a failure of the body's own making (Worker.failure)."""
     streamed = {**native, "stream": True, "output_format": "pcm", "output": "inline"}
-    return speech_events(items(streamed), native["output_format"], events, granularities, hop_length)
+    return speech_events(items(streamed), native["output_format"], events, granularities, hop_length, failure)
 
 
 def speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: tuple[str, ...],
-                  hop_length: Callable[[str], int]) -> Iterator[bytes]:
+                  hop_length: Callable[[str], int], failure: Callable[[Exception], dict]) -> Iterator[bytes]:
     """A streamed speech job's items (audio as 16-bit ``pcm``) as the body of a speech answer: the audio in
     ``fmt`` (``events`` False), or OpenAI's events: ``speech.audio.delta`` with that audio, a
     ``speech.audio.timestamps`` after each piece with words where ``granularities`` asks, and
@@ -173,7 +177,31 @@ def speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: 
 
     A job that fails before its first piece raises the ApiError to answer instead of a stream; one that fails
     later ends the events with an error event (OpenAI's SDK raises it), or an audio body with StreamBroken.
+    So does a failure of the body's own (an encoder's), as ``failure`` (the worker's policy) says it: it
+    once came out of the HTTP route as a plain-text 500, or a cut stream, with a traceback.
     ``hop_length``: the model's mel hop, for the usage's frames."""
+    started = False
+    body = _speech_events(items, fmt, events, granularities, hop_length)
+    try:
+        for chunk in body:
+            started = True
+            yield chunk
+    except StreamBroken:
+        raise
+    except Exception as exc:  # noqa: BLE001 - answered as a job's failure is, its traceback logged by ``failure``
+        error = refusal(exc, failure)
+        if not started:
+            raise error from None
+        if not events:
+            raise StreamBroken(error.message) from None
+        yield sse({"type": "error", **error.openai_body()})
+    finally:
+        body.close()
+
+
+def _speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: tuple[str, ...],
+                   hop_length: Callable[[str], int]) -> Iterator[bytes]:
+    """speech_events' bytes, without its answer to a failure of its own."""
     stream: AudioStream | None = None
     for item in items:  # to the end, where the job logs that it is done
         if "error" in item:
@@ -195,6 +223,10 @@ def speech_events(items: Iterator[dict], fmt: str, events: bool, granularities: 
                        "usage": {"input_tokens": said, "output_tokens": frames, "total_tokens": said + frames}})
         else:
             if stream is None:
+                try:  # the piece's rate is the model's: a format may not take it (wav, flac and pcm take any)
+                    check_encodable(fmt, item["sample_rate"])
+                except JobError as exc:
+                    raise from_job_error(exc, SPEECH_FIELD_NAMES) from None
                 stream = AudioStream(fmt, item["sample_rate"])
             chunk = stream.add(np.frombuffer(base64.b64decode(item["audio_base64"]), dtype="<i2"))
             if not events:

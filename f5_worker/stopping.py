@@ -117,9 +117,11 @@ def result_unless_stopped(future: concurrent.futures.Future[T], stage: str, *, s
 
 
 async def made_in_thread(make: Callable[[], Iterable[T]], context: contextvars.Context, flag: StopFlag,
-                         on_stop: Callable[[], None]) -> AsyncIterator[T]:
+                         on_stop: Callable[[], None],
+                         executor: concurrent.futures.Executor | None = None) -> AsyncIterator[T]:
     """What ``make()`` yields, made in a thread run in ``context`` (holding ``flag``, from flagged_context), as
     each is made: for a front door that sends a job's items as they come (RunPod's stream, the HTTP server).
+    The thread is one of ``executor``'s (None: the event loop's default pool).
 
     The thread makes them without waiting for the one before to be sent, so making the next piece overlaps
     sending this one. Cancelled while it waits for the next item, or closed before the last, it raises the
@@ -144,7 +146,7 @@ async def made_in_thread(make: Callable[[], Iterable[T]], context: contextvars.C
         finally:
             hand_over(None)
 
-    producer = loop.run_in_executor(None, context.run, produce)
+    producer = loop.run_in_executor(executor, context.run, produce)
     try:
         while (item := await made.get()) is not None:
             yield item[0]

@@ -20,6 +20,7 @@ another worker is noticed at once.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Hashable
@@ -32,7 +33,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from f5_worker import audio
 from f5_worker.config import DEFAULT_REF_AUDIO_KEEP_SECONDS
-from f5_worker.errors import JobError
+from f5_worker.errors import STORAGE_FIELD, JobError
 from f5_worker.limits import MAX_REF_TEXT_CHARS, check_voice_name
 from f5_worker.logs import echo
 from f5_worker.lru import LRU
@@ -42,6 +43,8 @@ from f5_worker.tts.reference import (
     check_reference_sound,
     decode_reference,
 )
+
+log = logging.getLogger(__name__)
 
 VOICES_PREFIX = "voices/"
 META_FILE = "voice.json"
@@ -208,7 +211,7 @@ class VoiceStore:
         return f"{VOICES_PREFIX}{name}/audio-{version}.wav"
 
     def _storage_error(self, exc: StorageError, what: str) -> JobError:
-        return JobError("storage", f"{what}: {exc}")
+        return JobError(STORAGE_FIELD, f"{what}: {exc}")
 
     # --- write ----------------------------------------------------------------
     def save(
@@ -263,13 +266,14 @@ class VoiceStore:
             model=model,
             language=language,
         )
+        replaced = None  # the audio of the voice this upload replaces
         try:
             self.storage.put(info.audio_key, wav, "audio/wav")
             if overwrite:
                 previous = self._read_info(name, damaged_ok=True)
                 self.storage.put(self._meta_key(name), info.to_json(), "application/json")
                 if previous is not None and previous.audio_key != info.audio_key:
-                    self.storage.delete(previous.audio_key)  # no metadata points to it any more
+                    replaced = previous.audio_key  # no metadata points to it any more
                 committed = True
             else:
                 committed = self.storage.put_if_absent(self._meta_key(name), info.to_json(), "application/json")
@@ -279,10 +283,10 @@ class VoiceStore:
             if not committed:
                 self.storage.delete(info.audio_key)
                 raise self._exists(name)
-            self._collect_garbage(name, keep=info.audio_key)
         except StorageError as exc:
             raise self._storage_error(exc, f"could not save voice {name!r}") from None
         self._forget(name)
+        self._tidy(name, keep=info.audio_key, unused=replaced)
         return info
 
     def _exists(self, name: str) -> JobError:
@@ -295,6 +299,19 @@ class VoiceStore:
         if not text:
             raise JobError("ref_text", "speech recognition heard no words in the audio; give ref_text")
         return text
+
+    def _tidy(self, name: str, keep: str | None, unused: str | None) -> None:
+        """After a commit (the metadata written, or deleted), the audio no metadata points to any more: ``unused``
+        (the audio replaced or deleted) and what _collect_garbage finds. The voice is saved, or gone, already,
+        so a storage failure here is no failure of the job's: it is logged, and what stays is removed by a
+        later upload or delete of the name (once ORPHAN_GRACE old), as an upload that died half-way leaves it."""
+        try:
+            if unused is not None:
+                self.storage.delete(unused)
+            self._collect_garbage(name, keep)
+        except (StorageError, JobError) as exc:  # JobError: the metadata read again (_read_info)
+            log.warning("voice %r: audio no longer used stays until a later upload or delete of the name: %s",
+                        name, exc)
 
     def _collect_garbage(self, name: str, keep: str | None) -> None:
         """Remove stale audio no metadata points to (uploads that lost a race or died mid-way).
@@ -332,12 +349,10 @@ class VoiceStore:
             info, audio_key = None, _audio_key_of_damaged(data, name)
         try:
             self.storage.delete(self._meta_key(name))
-            if audio_key is not None:
-                self.storage.delete(audio_key)
-            self._collect_garbage(name, keep=None)
         except StorageError as exc:
             raise self._storage_error(exc, f"could not delete voice {name!r}") from None
         self._forget(name)
+        self._tidy(name, keep=None, unused=audio_key)
         return info
 
     # --- read -----------------------------------------------------------------

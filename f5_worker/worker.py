@@ -94,7 +94,7 @@ class Worker:
             "delete_voice": voice_actions.delete,
             "list_models": ListModelsAction(self.pool),
             "health": HealthAction(models, self.aligner, processes, self.stores, self.pool.describe),
-            schema.OPENAI_ROUTE: OpenAIRoutesAction(self.synthesis, self.items),
+            schema.OPENAI_ROUTE: OpenAIRoutesAction(self.synthesis, self.items, self.failure),
         }
         assert self.actions.keys() == schema.ACTIONS.keys() | {schema.OPENAI_ROUTE}, "every request model has its action"
         self._check_storage()

@@ -64,6 +64,19 @@ def tiny_settings(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_44k_entry(tiny_model_dir, tmp_path_factory) -> dict:
+    """A registry entry (MODELS) for the tiny model speaking at 44.1 kHz: its config's target_sample_rate."""
+    from f5_worker.tts.tiny_models import tiny_model_files
+
+    tiny = tiny_model_files(tiny_model_dir)
+    architecture = tmp_path_factory.mktemp("rate") / "F5TTS_v1_Tiny_44k.yaml"
+    architecture.write_text(tiny.config_path.read_text().replace("target_sample_rate: 24000",
+                                                                 "target_sample_rate: 44100"))
+    return {"name": "tiny-44k", "architecture": str(architecture), "checkpoint": str(tiny.ckpt_path),
+            "vocab": str(tiny.vocab_path), "vocoder": str(tiny.vocoder_dir), "license": "none"}
+
+
+@pytest.fixture(scope="session")
 def worker(tiny_settings):
     from f5_worker.tts.loading import load_models
     from f5_worker.worker import Worker

@@ -160,6 +160,18 @@ def test_the_configuration_docs_list_every_variable():
     assert missing == []
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_max_concurrency_must_be_at_least_one(clean_env, value):
+    """MAX_CONCURRENCY=0 made a queue worker that took no job, ever, and an HTTP server that refused every one
+    with 429 (and failed the first with a 500 where it makes its jobs' threads): a worker that looks up but
+    serves nothing. It stops the boot instead, naming the variable."""
+    clean_env.setenv("MAX_CONCURRENCY", value)
+    with pytest.raises(config.SettingsError, match=f"^MAX_CONCURRENCY must be at least 1 \\(got {value}\\)$"):
+        config.get_settings()
+    clean_env.setenv("MAX_CONCURRENCY", "1")
+    assert config.get_settings().max_concurrency == 1
+
+
 def test_max_script_parts_is_read_from_its_variable(clean_env):
     clean_env.setenv("MAX_SCRIPT_PARTS", "12")
     assert config.get_settings().max_script_parts == 12

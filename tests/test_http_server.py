@@ -112,6 +112,17 @@ def test_a_path_or_method_not_served_is_refused_in_the_routes_own_form(client, s
     assert requests.get(server[0] + "/nowhere", timeout=HANG_S).json() == {"error": "GET /nowhere: not found"}
 
 
+def test_head_is_answered_wherever_get_is(server):
+    """HTTP's servers must take HEAD wherever they take GET (RFC 9110, 9.1): a monitor that checks /ping with
+    HEAD (curl -I) was answered 405 and took the worker for down."""
+    for path in ("/ping", "/health", "/v1/models", "/", "/page/app.js"):
+        got, head = requests.get(server[0] + path, timeout=HANG_S), requests.head(server[0] + path, timeout=HANG_S)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    posted = requests.head(server[0] + "/v1/synthesize", timeout=HANG_S)
+    assert posted.status_code == 405 and posted.headers["allow"] == "POST"
+
+
 def test_body_refused_before_any_work(server):
     url = server[0] + "/v1/audio/speech"
     cases = [
@@ -390,6 +401,37 @@ def test_past_max_concurrency_jobs_are_refused_at_once_with_429(local):
     assert [a.status_code for a in answers] == [200, 200]
 
 
+def test_with_every_job_slot_in_flight_health_and_the_voices_still_answer(worker):
+    """Jobs ran in the event loop's default pool of threads, min(32, cores + 4) of them, shared with /health
+    and the actions that only read details: with as many jobs in flight (MAX_CONCURRENCY 32, or 8 on a
+    4-core machine), /health and list_voices waited for a job to end, and hung as long as it ran."""
+    jobs = 32  # the most threads that default pool has on any machine
+    with serving_own_worker(worker, max_concurrency=jobs) as (base, own, _), held_at(own, 2) as (reached, release):
+        queued, answers = [], []
+        own.engine.on_queued = queued.append
+        threads = [threading.Thread(target=lambda: answers.append(requests.post(
+            base + "/v1/synthesize", json={"text": "Held in flight.", **HELD}, timeout=HANG_S)))
+            for _ in range(jobs)]
+        try:
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + HANG_S
+            while len(queued) < jobs and time.monotonic() < deadline:  # every job in flight, waiting for the sampler
+                time.sleep(0.02)
+            assert len(queued) == jobs and reached.wait(HANG_S) and not answers
+            # hang guards shorter than the hold: answered while every job is still held, or not at all
+            assert requests.get(base + "/health", timeout=HANG_S / 2).json()["status"] == "ok"
+            listed = requests.post(base + "/v1/synthesize", json={"action": "list_voices"}, timeout=HANG_S / 2)
+            assert listed.status_code == 200 and "voices" in listed.json(), listed.text
+            assert not answers  # the jobs were still held meanwhile
+        finally:
+            own.engine.on_queued = None
+            release.set()
+            for thread in threads:
+                thread.join(HANG_S)
+    assert [a.status_code for a in answers] == [200] * jobs
+
+
 def test_an_error_after_the_stream_has_started_is_its_last_event(local):
     base, own, _ = local
 
@@ -405,10 +447,58 @@ def test_an_error_after_the_stream_has_started_is_its_last_event(local):
     assert items[-1] == {"error": "internal: RuntimeError: the sampler broke"}
 
 
-def open_stream(base: str, body: dict) -> socket.socket:
-    """A streamed /v1/synthesize over a plain socket, read up to the end of its first event."""
+def test_a_speech_its_models_rate_cannot_be_written_in_is_refused_in_openais_form(worker, tiny_44k_entry, caplog):
+    """Opus takes 8, 12, 16, 24 and 48 kHz only: from a model speaking at 44.1 kHz, the streamed speech was a
+    plain-text 500 (Internal Server Error) with an ASGI traceback in the log, the whole one a 500 after its
+    audio was made."""
+    with serving_own_worker(worker, models_json=json.dumps([tiny_44k_entry])) as (base, _, _), \
+            caplog.at_level("INFO"):
+        for stream_format in ("audio", "sse", None):
+            body = {"model": "tiny-44k", "voice": "alloy", "input": "Hello there.", "response_format": "opus",
+                    "stream_format": stream_format, **FAST}
+            answer = requests.post(base + "/v1/audio/speech", json={k: v for k, v in body.items() if v},
+                                   timeout=HANG_S)
+            assert answer.status_code == 400, (stream_format, answer.text)
+            error = answer.json()["error"]
+            assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
+            assert error["message"].startswith("response_format: opus cannot be written at 44100 Hz"), error
+        flac = requests.post(base + "/v1/audio/speech", timeout=HANG_S, json={
+            "model": "tiny-44k", "voice": "alloy", "input": "Hello there.", "response_format": "flac",
+            "stream_format": "audio", **FAST})
+        assert flac.status_code == 200 and sf.info(io.BytesIO(flac.content)).samplerate == 44100
+    assert "Traceback" not in caplog.text and "Exception in ASGI application" not in caplog.text
+
+
+def test_a_bucket_that_is_down_is_the_servers_503_not_the_requests_400(worker, bucket_env, seaweed):
+    """A storage error is no fault of the request's, and the same request may work in a moment: it was a 400
+    (OpenAI's invalid_request_error, which its SDK raises as BadRequestError and never tries again)."""
+    with serving_own_worker(worker) as (base, own, _):
+        assert own.stores.bucket is not None
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=HANG_S)
+        with seaweed.stopped():
+            with pytest.raises(openai.InternalServerError) as caught:
+                client.audio.speech.create(model="tts-1", voice="anna", input="Hello there.", extra_body=FAST)
+            assert caught.value.status_code == 503 and caught.value.response.headers["retry-after"]
+            assert caught.value.body["type"] == "server_error" and caught.value.body["param"] == "storage"
+            assert caught.value.body["message"].startswith("storage: could not read voice 'anna'")
+            for job in ({"action": "list_voices"}, {"text": "Hello there.", "voice": "anna", **FAST}):
+                answer = requests.post(base + "/v1/synthesize", json=job, timeout=HANG_S)
+                assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+                assert answer.json()["error"].startswith("storage: could not "), answer.text
+            refused = requests.post(base + "/v1/synthesize", json={"text": "Hi.", "speed": 9}, timeout=HANG_S)
+            assert refused.status_code == 400  # the request's own fault is still its own
+        assert requests.post(base + "/v1/synthesize", json={"action": "list_voices"}, timeout=HANG_S).ok
+
+
+def open_stream(base: str, body: dict, receive_buffer: int | None = None) -> socket.socket:
+    """A streamed /v1/synthesize over a plain socket (its receive buffer ``receive_buffer`` bytes where given),
+    read up to the end of its first event."""
     host, port = base.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=HANG_S)
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(HANG_S)
+    sock.connect((host, int(port)))
     data = json.dumps(body).encode()
     sock.sendall(b"POST /v1/synthesize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
@@ -448,6 +538,30 @@ def test_a_client_that_goes_away_stops_its_job_and_frees_its_slot_at_once(worker
         stopped = wait_for_log(lambda: caplog.text, rf"job {job}: stopped: .*at step (\d+) of {NFE}", HANG_S)
         assert int(stopped.group(1)) == 2  # the step held when the client left was the last one it ran
     assert f"job {job} done" not in caplog.text
+
+
+def test_a_client_that_stops_reading_its_stream_gives_its_place_up(worker, monkeypatch, caplog):
+    """A client that keeps its connection but reads no more (a stuck player; one whose network is gone holds
+    it as long, until TCP gives up, a quarter of an hour) held its job's place until the last byte was
+    sent, which never came: with MAX_CONCURRENCY such clients every later job was refused, 429, for as long.
+    A send that waits past STALLED_CLIENT_S (here 1 s) cuts the stream instead. Its 200 s of pauses (13 MB
+    of events, no sampling) are far more than the sockets' buffers hold."""
+    from f5_worker import http_streaming
+
+    monkeypatch.setattr(http_streaming, "STALLED_CLIENT_S", 1.0)
+    with serving_own_worker(worker, max_concurrency=1, max_total_pause_s=1000) as (base, _, _), \
+            caplog.at_level("INFO"):
+        text = "Hello there. " + "[pause:10s]" * 20 + " Goodbye."
+        with open_stream(base, {"text": text, "stream": True, **FAST}, receive_buffer=4096):
+            deadline = time.monotonic() + HANG_S
+            while time.monotonic() < deadline:  # refused (429) while the stream holds the one place
+                answer = requests.post(base + "/v1/synthesize", json={"text": "The next one.", **FAST},
+                                       timeout=HANG_S)
+                if answer.status_code != 429:
+                    break
+                time.sleep(0.1)
+            assert answer.status_code == 200, answer.text
+        assert "a streamed answer was cut: its client took none of it for 1 s" in caplog.text
 
 
 def test_a_stream_longer_than_the_grace_period_is_cut_and_its_job_stopped(worker, caplog):

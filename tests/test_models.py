@@ -153,6 +153,55 @@ def test_weights_that_arrive_later_are_loaded_by_a_later_job(multi_worker, entri
     assert multi_worker.handle({"text": "Bonjour.", "model": "arrives-later", **FAST})["model"] == "arrives-later"
 
 
+@pytest.fixture(scope="module")
+def rate_worker(tiny_settings, tiny_44k_entry, worker):
+    """A worker whose second model speaks at 44.1 kHz."""
+    return Worker(dataclasses.replace(tiny_settings, models_json=json.dumps([tiny_44k_entry]), streaming=True),
+                  worker.models)
+
+
+def test_a_format_that_cannot_be_written_at_the_models_rate_is_refused_before_any_sampling(rate_worker):
+    """Opus takes 8, 12, 16, 24 and 48 kHz only: a job asking a 44.1 kHz model for it was sampled whole, then
+    failed as internal: LibsndfileError, with a traceback."""
+    engine = rate_worker.pool.engine("tiny-44k")
+    queued = []
+    engine.on_queued = queued.append
+    try:
+        for stream in (False, True):
+            out = rate_worker.handle({"text": "Hello there.", "model": "tiny-44k", "output_format": "opus",
+                                      "stream": stream, **FAST})
+            assert out["error"].startswith("output_format: opus cannot be written at 44100 Hz, the rate model "
+                                           "'tiny-44k' speaks at (opus takes 8000, 12000, 16000, 24000, 48000 Hz); "
+                                           "use wav, flac, mp3, pcm"), out
+        assert queued == []
+    finally:
+        engine.on_queued = None
+    for fmt in ("mp3", "wav"):
+        out = rate_worker.handle({"text": "Hello there.", "model": "tiny-44k", "output_format": fmt, **FAST})
+        wave, rate = decode_b64_audio(out["audio_base64"])
+        assert rate == out["sample_rate"] == 44100 and len(wave) > 0, out.get("error")
+    assert rate_worker.handle({"text": "Hello there.", "output_format": "opus", **FAST})["sample_rate"] == 24000
+
+
+def test_a_stream_at_44_1_khz_is_in_whole_milliseconds_as_at_24_khz(rate_worker):
+    """A streamed piece was padded to a multiple of rate // 1000 samples (44 at 44.1 kHz, not a millisecond),
+    and a pause made of as many per millisecond: "[pause:1s]" was 0.998 s, and an offset was not always the
+    one before plus its duration. Each item now ends on a whole millisecond of the stream at any rate (at
+    44.1 kHz, whole 10 ms: a pause is rounded up to them)."""
+    items = rate_worker.handle({"text": "Hello there, my friend. [pause:1s] This is [pause:505ms] the end of it.",
+                                "model": "tiny-44k", "stream": True, "output_format": "pcm", **FAST})
+    assert isinstance(items, list), items
+    *pieces, done = items
+    assert [p["pause"] for p in pieces if "pause" in p] == [1.0, 0.51]  # in whole 10 ms at 44.1 kHz
+    at = 0
+    for piece in pieces:
+        samples = len(base64.b64decode(piece["audio_base64"])) // 2
+        assert piece["offset"] == round(at / 44100, 3) and piece["duration"] == round(samples / 44100, 3)
+        at += samples
+        assert at * 1000 % 44100 == 0  # the stream so far is a whole number of milliseconds
+    assert done["duration"] == round(at / 44100, 3) == round(pieces[-1]["offset"] + pieces[-1]["duration"], 3)
+
+
 # --- the pool: LRU with a pinned default, single flight ------------------------------------------------------
 
 def test_least_recently_used_model_is_evicted_and_the_default_stays(models_settings, worker):

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO_ROOT, decode_b64_audio, running, wait_for_log
+from conftest import DEFAULT_VOICE_WAV, REPO_ROOT, decode_b64_audio, running, wait_for_log
 from runpod_platform import RunPodJobApi
 
 STREAM_TEXT = ("Hello there, my friend. This text goes on for a while, so that it needs more than one piece "
@@ -375,6 +375,33 @@ def test_a_piece_is_sized_by_its_text_as_said_so_no_item_is_over_1_mb(streaming_
     check_stream(items, text)
     assert all(len(json.dumps(item)) < 1_000_000 for item in items), [len(json.dumps(i)) for i in items]
     assert all(piece["duration"] <= WAV_PIECE_S + 1 for piece in items[:-1])
+
+
+def test_a_piece_whose_every_character_is_timed_stays_under_1_mb_however_fast_its_voice_speaks(streaming_worker):
+    """A piece's timings grow with its text, not its seconds: a clip whose transcript is dense (54 bytes a
+    second, as a fast speaker's), spoken at speed 3 with every character timed, says 160 characters a
+    second, each an entry of about 110 bytes. Sized for 4 kB of timings a second, such pieces of 12 s of
+    wav were items of 1.08 MB, which RunPod drops."""
+    import io
+    import json
+
+    import soundfile as sf
+
+    wave, rate = sf.read(DEFAULT_VOICE_WAV)
+    clip = io.BytesIO()
+    sf.write(clip, wave[:int(rate * 2.6)], rate, format="WAV")
+    ref_text = ("Some call me nature, others call me mother nature. " * 3)[:150]
+    text = ("The quick brown fox jumps over the lazy dog and keeps running far away. " * 70)[:4400]
+    items = streaming_worker.handle({
+        "segments": [{"text": text, "ref_audio_base64": base64.b64encode(clip.getvalue()).decode(),
+                      "ref_text": ref_text}],
+        "speed": 3, "char_timings": True, "stream": True, "nfe_step": 4, "seed": 1, "max_retries": 0})
+    assert isinstance(items, list), items
+    *pieces, done = items
+    assert done["done"] and "".join(c["char"] for p in pieces for c in p["chars"]) == "".join(text.split())
+    sizes = [len(json.dumps({"output": item}).encode()) for item in items]  # as runpod-python posts it
+    assert max(sizes) <= 1_000_000, sizes
+    assert max(len(json.dumps(p["chars"])) for p in pieces) > 100_000  # timings that fill a good part of an item
 
 
 def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(monkeypatch):

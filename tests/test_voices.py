@@ -429,6 +429,45 @@ def test_a_first_upload_whose_answer_was_lost_is_kept(store, monkeypatch):
         store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)  # a real second upload is still refused
 
 
+def test_what_fails_after_the_metadata_is_written_or_deleted_fails_neither_the_upload_nor_the_delete(store, monkeypatch):
+    """The metadata is the commit point: once it is written, the voice is saved; once it is removed, the voice
+    is gone. Removing the audio no metadata points to any more comes after, and a bucket that failed then made
+    a saved voice's upload answer "storage: could not save voice" (its retry: "already exists") and a deleted
+    voice's "could not delete voice" (its retry: "no voice named")."""
+    from f5_worker.storage.base import StorageError
+
+    first = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)
+    real_delete, real_get = store.storage.delete, store.storage.get
+
+    def unavailable(*args, **kwargs):
+        raise StorageError("503 Slow Down")
+
+    monkeypatch.setattr(store.storage, "delete", unavailable)
+    monkeypatch.setattr(store.storage, "list", unavailable)
+    replaced = store.save("anna", REF_WAV, ref_text=DEFAULT_VOICE_TEXT, overwrite=True)
+    assert store.info("anna").version == replaced.version != first.version
+    bob = store.save("bob", REF_WAV, ref_text=DEFAULT_VOICE_TEXT)  # a first upload: its tidying lists the folder
+    assert store.info("bob").version == bob.version
+    metadata_read = []
+
+    def fails_after_the_metadata(key):  # the tidying reads the metadata again: the bucket is gone by then
+        if key.endswith("voice.json") and metadata_read:
+            raise StorageError("503 Slow Down")
+        metadata_read.append(key)
+        return real_get(key)
+
+    monkeypatch.setattr(store.storage, "get", fails_after_the_metadata)
+    assert store.save("carol", REF_WAV, ref_text=DEFAULT_VOICE_TEXT).name == "carol"
+    monkeypatch.setattr(store.storage, "get", real_get)
+    monkeypatch.setattr(store.storage, "delete", lambda key: (
+        unavailable() if key.endswith(".wav") else real_delete(key)))  # the metadata goes, the audio cannot
+    assert store.delete("anna").version == replaced.version
+    with pytest.raises(JobError, match="^name: no voice named 'anna'"):
+        store.info("anna")
+    monkeypatch.undo()
+    assert [v.name for v in store.list()] == ["bob", "carol"]
+
+
 def test_listing_fails_on_a_storage_error_instead_of_leaving_voices_out(store, monkeypatch):
     from f5_worker.storage.base import StorageError
 

@@ -42,10 +42,12 @@ def kept_result_full(limit: int) -> ApiError:
 
 
 class OpenAIRoutesAction:
-    def __init__(self, service: SynthesisService, items: Callable[..., Iterator[dict | str]]):
+    def __init__(self, service: SynthesisService, items: Callable[..., Iterator[dict | str]],
+                 failure: Callable[[Exception, str | None], dict]):
         """``items``: the worker's parse, dispatch and error policy (Worker.items), which a streamed speech's
-        synthesize job runs through, as on the HTTP route."""
-        self.service, self.items = service, items
+        synthesize job runs through, as on the HTTP route; ``failure``: the worker's failure policy
+        (Worker.failure), for a failure of the events' own making."""
+        self.service, self.items, self.failure = service, items, failure
 
     def __call__(self, request: OpenAIRouteRequest, job: Job) -> dict | Iterator[str]:
         if request.openai_route == MODELS_ROUTE:  # a GET: its input, if any, is not read
@@ -78,7 +80,8 @@ class OpenAIRoutesAction:
         """The events, each its own item (never over RunPod's 1 MB per item: speech_stream.MAX_DELTA_BYTES);
         a job refused before its first piece raises its ApiError, answered as every refusal is."""
         body = speech_body(lambda streamed: self.items(streamed, job.id, streams=True), native, True,
-                           granularities, lambda model: self.service.pool.engine(model).models.hop_length)
+                           granularities, lambda model: self.service.pool.engine(model).models.hop_length,
+                           lambda failed: self.failure(failed, job.id))
         kept, limit = 2, self.service.settings.max_inline_bytes  # the kept result: a JSON list of the events
         for event in body:
             if not event:

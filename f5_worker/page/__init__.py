@@ -36,12 +36,12 @@ def read(name: str) -> bytes:
     return files(__name__).joinpath(name).read_bytes()
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index() -> Response:
     return Response(read(INDEX), media_type="text/html; charset=utf-8", headers=HEADERS)
 
 
-@router.get("/page/{name}", include_in_schema=False)
+@router.api_route("/page/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 async def asset(name: str) -> Response:
     if name not in ASSETS:
         return JSONResponse({"error": f"page: no file {name[:80]!r}"}, status_code=404)

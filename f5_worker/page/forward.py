@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from f5_worker import page
+from f5_worker.errors import http_status
 from f5_worker.logs import hide_credentials
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def _job_error(error) -> Refused:
     RunPod's or runpod-python's own, and names the endpoint."""
     text = error if isinstance(error, str) else json.dumps(error)
     if re.match(r"^[A-Za-z_][\w.]*: ", text) and not text.startswith("endpoint:"):
-        return Refused(500 if text.startswith("internal:") else 400, text)
+        return Refused(http_status(text), text)
     return Refused(502, f"endpoint: the job failed ({text[:ERROR_QUOTE_CHARS]})")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from f5_worker import delivery
+from f5_worker import audio, delivery
 from f5_worker.alignment.aligner import Aligner
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
@@ -100,6 +100,7 @@ class SynthesisService:
                 started: float) -> PreparedJob:
         """The resolved job ready to sample: its language, each part's reference (each voice loaded once, from
         the metadata the job has read), and its sampling parameters with its seed (drawn where it gives none)."""
+        audio.check_encodable(request.output_format, engine.models.sample_rate, engine.models.name)
         language = self.language_for(resolved, engine.models.name)
         t0 = time.perf_counter()
         spoken = resolved.with_references(self._references(request, resolved))

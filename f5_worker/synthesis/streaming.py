@@ -15,10 +15,12 @@ milliseconds.
 from __future__ import annotations
 
 import base64
+import json
+import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -43,9 +45,11 @@ from f5_worker.tts.chunking import (
     cut_long_readings,
     first_piece_end,
     max_piece_seconds,
+    part_piece_seconds,
     pause_lengths_ms,
     piece_end,
     piece_limit_bytes,
+    timing_bytes_per_byte,
 )
 from f5_worker.tts.sampler import PendingSynthesis, SynthesisParams, SynthesisResult
 
@@ -91,7 +95,13 @@ def stream(job: PreparedJob) -> Iterator[dict]:
     labelled = has_voices(request, job.parts)
     retry_seeds = random.Random(job.params.seed)
     pacer = StreamPacer(max_piece_seconds(audio.BYTES_PER_SAMPLE[request.output_format], sample_rate))
-    steps = stream_steps(job.script, job.language, request.normalize, pacer, request.segments is not None)
+
+    def timing_bytes(part: ScriptPart) -> float:  # the timings its items carry, per byte said
+        label_bytes = len(json.dumps(part.labels())) if labelled else 0
+        return timing_bytes_per_byte(request.word_timings, request.char_timings, label_bytes)
+
+    steps = stream_steps(job.script, job.language, request.normalize, pacer, request.segments is not None,
+                         timing_bytes)
     upcoming: deque[Pause | _Queued] = deque()  # cut, not yet sent: pauses, and at most one piece, sampling
 
     def queue_next_piece() -> None:
@@ -117,7 +127,8 @@ def stream(job: PreparedJob) -> Iterator[dict]:
             stopping.check("sampling")
             offset = offset_samples / sample_rate
             if isinstance(step, Pause):  # exact silence, in whole milliseconds as every item is
-                wave = np.zeros(round(step.seconds * 1000) * (sample_rate // 1000), dtype=np.float32)
+                whole = _whole_ms(sample_rate)
+                wave = np.zeros(-(-round(step.seconds * 1000) * sample_rate // (1000 * whole)) * whole, dtype=np.float32)
                 pacer.made(len(wave) / sample_rate, piece=False)
                 item = {"offset": round(offset, 3), "duration": round(len(wave) / sample_rate, 3),
                         "pause": round(len(wave) / sample_rate, 3)}
@@ -233,21 +244,30 @@ def _done(job: PreparedJob, *, seq: int, waves: list[np.ndarray], words: list[Ti
 
 def _faded(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """A streamed piece as sent: raised-cosine fades of ``EDGE_FADE_S`` at both ends, padded with silence to
-    a whole millisecond, so pieces played one after another meet at zero and offsets stay exact."""
+    a whole millisecond (_whole_ms), so pieces played one after another meet at zero and offsets stay exact."""
     wave = audio.fade_edges(wave, sample_rate, EDGE_FADE_S)
-    per_ms = sample_rate // 1000
-    pad = -len(wave) % per_ms
+    pad = -len(wave) % _whole_ms(sample_rate)
     return np.concatenate([wave, np.zeros(pad, dtype=np.float32)]) if pad else wave
 
 
+def _whole_ms(sample_rate: int) -> int:
+    """The fewest samples that last a whole number of milliseconds: 24 at 24 kHz, 441 (10 ms) at 44.1 kHz. Every
+    item is a multiple of it, so every offset is exact; it was ``sample_rate // 1000`` (44 samples at 44.1 kHz,
+    not a millisecond), and "[pause:1s]" lasted 0.998 s."""
+    return sample_rate // math.gcd(sample_rate, 1000)
+
+
 def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: bool, pacer: StreamPacer,
-                 segments: bool = False) -> Iterator[Pause | _Piece]:
+                 segments: bool = False, timing_bytes: Callable[[ScriptPart], float] = lambda part: 0.0
+                 ) -> Iterator[Pause | _Piece]:
     """A streamed job's pauses and pieces, each piece cut only when asked for, so that its size follows what
     the stream has measured by then. Each part is said once, as the unstreamed job says it, and pieces never
     cut inside one reading (``uncut_spans``) but one said longer than an item holds (``cut_long_readings``).
     The parts are read here, before the first item: a text that cannot be read, or cut into items RunPod
-    takes, fails the job before any audio is sent, not in the middle of the stream."""
-    plan: list[Pause | tuple[ScriptPart, NormalizedText, list[tuple[int, int]]]] = []
+    takes, fails the job before any audio is sent, not in the middle of the stream. ``timing_bytes``: the bytes
+    of timings a part's items carry per byte said (chunking.timing_bytes_per_byte), which its pieces make room
+    for."""
+    plan: list[Pause | tuple[ScriptPart, NormalizedText, list[tuple[int, int]], float]] = []
     for item in script:
         if isinstance(item, Pause):
             if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
@@ -255,16 +275,17 @@ def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: boo
             continue
         said = spoken_text(item.written, language, normalize)
         words = said.uncut_spans(token_spans(item.written))
-        limit = piece_limit_bytes(item.ref, item.speed, pacer.max_seconds)
+        most = part_piece_seconds(item.ref, item.speed, pacer.max_seconds, timing_bytes(item))
+        limit = piece_limit_bytes(item.ref, item.speed, most)
         said, tokens = cut_long_readings(said, words, limit)
         for a, b in tokens:
             if len(said.spoken[said.to_spoken(a):said.to_spoken(b)].strip().encode("utf-8")) > limit:
                 start, end = next((s, e) for s, e in words if s <= a < e)
                 field = f"segments.{item.segment}.text" if segments else "text"
                 raise JobError(field, f"{echo(item.written[start:end])} at character {item.char_offset + start} is "
-                                      f"said longer than one streamed item holds ({pacer.max_seconds:.0f} s) and "
+                                      f"said longer than one streamed item holds ({most:.0f} s) and "
                                       "cannot be cut into parts that do; write it in shorter words, or leave stream out")
-        plan.append((item, said, tokens))
+        plan.append((item, said, tokens, most))
     return _cut_lazily(plan, pacer)
 
 
@@ -275,7 +296,7 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
             for ms in pause_lengths_ms(round(step.seconds * 1000), pacer.max_seconds):
                 yield Pause(ms / 1000, step.char_start)
             continue
-        part, said, tokens = step
+        part, said, tokens, most = step  # most: the seconds one of its items holds
         if not tokens:
             if part.written.strip():
                 yield _Piece(part, said, 0, len(part.written), first)
@@ -284,8 +305,8 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
         i = 0
         while i < len(tokens):
             # the first piece is a few words, but no more than one item carries: a few numbers are said long
-            seconds = pacer.max_seconds if first else pacer.next_seconds(time.perf_counter(), part.ref.duration)
-            j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, pacer.max_seconds, said)
+            seconds = most if first else pacer.next_seconds(time.perf_counter(), part.ref.duration)
+            j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, most, said)
             if first:
                 j = min(j, first_piece_end(part.written, tokens))
             yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)

@@ -110,7 +110,11 @@ FIRST_PIECE_MAX_WORDS = 8  # the first piece ends at the first clause mark withi
 FIRST_PIECE_WORDS = 4  # ... or after this many words: its audio is what the listener waits for
 STREAM_ITEM_BYTES = 1_000_000  # RunPod takes a streamed item of at most 1 MB ...
 STREAM_ITEM_SHARE = 0.9  # ... of which a piece's audio and timings fill at most this share
-TIMINGS_BYTES_PER_S = 4_000  # a piece's words and chars as JSON, per second of speech, at the most
+TIMINGS_BYTES_PER_S = 4_000  # room for a piece's words and chars as JSON, per second of speech, at the least
+# one word's or character's timings in an item as JSON (runpod's json.dumps), its text and labels aside, at the most:
+# times to 99999.999 s, places to 99999, the field names and the separator
+SPAN_JSON_BYTES = 120
+ESCAPED_BYTES_PER_BYTE = 6  # a span's text in JSON: a control character is six bytes (\u0001)
 PACE_MARGIN = 0.75  # a piece is sized to be ready once this share of the audio not yet played has played
 _CLAUSE_END = re.compile(r"[;:,.!?；：，。！？、…]$")
 
@@ -120,6 +124,27 @@ def max_piece_seconds(bytes_per_sample: float, sample_rate: int) -> float:
     RunPod's 1 MB (about 13 s as wav, pcm or flac, at 24 kHz; 47 s as mp3 or opus)."""
     base64_per_s = bytes_per_sample * sample_rate * 4 / 3
     return STREAM_ITEM_BYTES * STREAM_ITEM_SHARE / (base64_per_s + TIMINGS_BYTES_PER_S)
+
+
+def timing_bytes_per_byte(words: bool, chars: bool, label_bytes: int = 0) -> float:
+    """The most bytes of timings (as JSON) a piece's item carries for each UTF-8 byte of its text as said:
+    a character's entry per byte (each written character is said in one byte at least), and a word's per
+    two (a word and the space after it), each with its text and ``label_bytes`` (its voice and segment)."""
+    span = SPAN_JSON_BYTES + label_bytes
+    return chars * (span + ESCAPED_BYTES_PER_BYTE) + words * (span / 2 + ESCAPED_BYTES_PER_BYTE)
+
+
+def part_piece_seconds(ref: PreparedReference, speed: float, max_seconds: float, timing_bytes: float) -> float:
+    """The most speech one streamed item of a part carries: ``max_seconds`` (max_piece_seconds: the audio and
+    TIMINGS_BYTES_PER_S of timings a second), less where the part's timings take more (``timing_bytes`` per
+    byte said, timing_bytes_per_byte). Timings grow with the text, not the seconds: a voice whose transcript
+    is dense, sped up, with every character timed, says 160 characters a second, about 20 kB of timings."""
+    said_per_second = len(ref.text.encode("utf-8")) / max(ref.duration, 1e-3) * speed
+    more = timing_bytes * said_per_second - TIMINGS_BYTES_PER_S
+    if more <= 0:
+        return max_seconds
+    budget = STREAM_ITEM_BYTES * STREAM_ITEM_SHARE  # max_seconds * (audio + TIMINGS_BYTES_PER_S) a second
+    return budget / (budget / max_seconds + more)
 
 
 def piece_limit_bytes(ref: PreparedReference, speed: float, max_seconds: float) -> int:
