@@ -378,6 +378,21 @@ def assert_consistent(norm: NormalizedText) -> None:
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "C++ and C#", "C plus plus and C hash"),
+    ("en", "if a==b && c", "if a equals equals b and and c"),
+    ("en", "@@ and %%", "at at and percent percent"),
+    ("fr", "C++", "C plus plus"),
+])
+def test_symbols_side_by_side_are_words_one_space_apart(language, written, spoken):
+    """Each symbol's word gets a space on the side where it meets another word; two symbols side by side
+    got one each ("C plus  plus"), a double space in what the model is given and in ``normalized_text``."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
     ("de", "Ave.ca. Nr.", "ave Punkt circa Nummer"),  # "ca" + "." after the address is read again
     ("fr", "x@y.com-n° 5", "x arobase y point com tiret numéro cinq"),
 ])

@@ -51,6 +51,7 @@ def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedTe
     rewrites: list[Rewrite] = []
     at = 0
     length = 0
+    last = ""  # the last character of the spoken text so far
     for start, end, said in edits:
         while start < end and text[end - 1].isspace():  # whitespace stays outside rewrites
             end -= 1
@@ -58,6 +59,8 @@ def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedTe
         if start >= end:
             continue
         said = _spaced(text, start, end, said)
+        if said.startswith(" ") and (text[start - 1] if start > at else last).isspace():
+            said = said[1:]  # two symbols side by side ("C++"): the first one's word already has its space
         if said == text[start:end]:
             continue
         spoken.append(text[at:start])
@@ -65,6 +68,7 @@ def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedTe
         rewrites.append(Rewrite(start, end, length, length + len(said)))
         spoken.append(said)
         length += len(said)
+        last = said[-1:] or (text[start - 1] if start > at else last)
         at = end
     spoken.append(text[at:])
     return NormalizedText(text, "".join(spoken), tuple(rewrites))
