@@ -378,6 +378,38 @@ def assert_consistent(norm: NormalizedText) -> None:
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "earnings of $0.45, a $.99 app", "earnings of forty-five cents, a ninety-nine cents app"),
+    ("en", "$0.01 and $0.00", "one cent and zero dollars"),
+    ("en", "$0.002 per token, $1.005", "zero point zero zero two dollars per token, one point zero zero five dollars"),
+    ("fr", "0,50 € et 0,001 €", "cinquante centimes et zéro virgule zéro zéro un euros"),
+    ("de", "0,99 €", "neunundneunzig Cent"),
+    ("es", "0,01 €", "un céntimo"),
+    ("pt", "R$ 0,50", "cinquenta centavos"),
+])
+def test_money_is_said_as_much_as_it_is(language, written, spoken):
+    """No whole units: the hundredths alone ("zero dollars forty-five cents" was said, and "$.99" lost its
+    point: "$.ninety-nine"); beyond the hundredths, the amount as a number ("$0.002" was "zero dollars zero
+    cents")."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("a .5 mm lead", "a point five millimeters lead"),
+    ("a .45 caliber, -.5 and .5%", "a point four five caliber, minus point five and point five percent"),
+    ("v1.2 and 1..5 stay", "v1.2 and one..five stay"),
+])
+def test_a_decimal_written_without_its_zero_keeps_its_point(written, spoken):
+    """".5 mm" was "five millimeters": the point, unread, was dropped."""
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
     ("en", "C++ and C#", "C plus plus and C hash"),
     ("en", "if a==b && c", "if a equals equals b and and c"),
     ("en", "@@ and %%", "at at and percent percent"),

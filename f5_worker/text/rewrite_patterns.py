@@ -32,8 +32,8 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
     rules = RULES.get(lang)
     if rules is None:
         number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
-    elif lang == "en":
-        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+    elif lang == "en":  # ".5" too, where no digit, letter or period is before it
+        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?|(?<![\w.])\.\d+"
     else:
         sep = re.escape(rules.thousands)
         dec = re.escape(rules.decimal)
