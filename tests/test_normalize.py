@@ -378,6 +378,41 @@ def assert_consistent(norm: NormalizedText) -> None:
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Great job 👍 see you 😀!", "Great job  see you !"),
+    ("en", "Family 👨\u200d👩\u200d👧\u200d👦, flag 🏳\ufe0f\u200d🌈, skin 👍🏽.", "Family , flag , skin ."),
+    ("en", "Press 1\ufe0f\u20e3 ✅ now", "Press one  now"),
+    ("en", "soft\u00adhyphen, zero\u200bwidth, \ufeffBOM\u200f", "softhyphen, zerowidth, B O M"),
+    ("fr", "Bravo 👏 à 5 €", "Bravo  à cinq euros"),
+    ("ru", "Привет 👋 2", "Привет  два"),
+    ("zh", "你好😀世界", "你好世界"),  # a language the normalizer has no numbers for
+])
+def test_what_no_one_says_is_left_out_of_what_is_said(language, written, spoken):
+    """Emoji (with what joins and dresses them) and invisible typesetting characters reached the model, which
+    has none of them in its vocabulary and paced the speech by their UTF-8 bytes: a family emoji, 25 bytes,
+    made as long a stretch of noise as a 25-letter word."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "𝐇𝐞𝐥𝐥𝐨 from ｆｕｌｌ ｗｉｄｔｈ", "Hello from full width"),
+    ("en", "the ofﬁce ﬁle of the 𝐅𝐁𝐈 at 𝟏𝟐:𝟑𝟎", "the office file of the F B I at twelve thirty"),
+    ("fr", "Cafe\u0301 cre\u0300me, 𝟓 €", "Café crème, cinq euros"),
+    ("ko", "\u1112\u1161\u11ab\u1100\u1173\u11af", "한글"),  # Hangul in its decomposed letters
+])
+def test_letters_written_in_another_form_are_said_as_the_letters(language, written, spoken):
+    """Accents written as combining marks, and fullwidth, mathematical and ligature letters, reached the model
+    as written: a sign it rarely or never saw (the letters of "𝐇𝐞𝐥𝐥𝐨" not at all), while the aligner listened
+    for the plain word."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
     ("en", "earnings of $0.45, a $.99 app", "earnings of forty-five cents, a ninety-nine cents app"),
     ("en", "$0.01 and $0.00", "one cent and zero dollars"),
     ("en", "$0.002 per token, $1.005", "zero point zero zero two dollars per token, one point zero zero five dollars"),

@@ -15,9 +15,10 @@ libraries behind them are in docs/text.md.
 
 from __future__ import annotations
 
-from f5_worker.text.languages import RULES, LanguageRules
+from f5_worker.text.languages import RULES
 from f5_worker.text.normalized_text import NormalizedText, Rewrite, compose
 from f5_worker.text.numbers import base_language, num2words_knows
+from f5_worker.text.rewrite_rules import Edit, written_forms
 from f5_worker.text.rewrite_scan import scan
 
 # Normalizing the normalized text again until nothing changes takes at most this many passes.
@@ -26,7 +27,9 @@ MAX_PASSES = 3
 
 def normalize(text: str, language: str = "en") -> NormalizedText:
     """``text`` as it is to be said in ``language`` (a tag: "en", "pt-BR"). Languages with rules: en, fr,
-    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed.
+    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed. First,
+    in every language, what no one says is left out and letters written in another form are made plain
+    (``rewrite_rules.written_forms``), so the rules read the plain text from their first pass.
 
     A reading can meet the text beside it and make something another rule reads (an address's last word
     and the period after it, "ca."): the text is normalized again until nothing changes, at most
@@ -34,19 +37,19 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     """
     lang = base_language(language)
     rules = RULES.get(lang)
+    norm = _applied(text, written_forms(text))  # what no one says left out, letters in their plain form
     if rules is None and not num2words_knows(lang):
-        return NormalizedText(text, text, ())
-    norm = _one_pass(text, rules, lang)
-    for _ in range(MAX_PASSES - 1):
-        again = _one_pass(norm.spoken, rules, lang)
+        return norm
+    for _ in range(MAX_PASSES):
+        again = _applied(norm.spoken, scan(norm.spoken, rules, lang))
         if not again.rewrites:
             break
-        norm = compose(norm, again)
+        norm = compose(norm, again) if norm.rewrites else again
     return norm
 
 
-def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedText:
-    edits = scan(text, rules, lang)
+def _applied(text: str, edits: list[Edit]) -> NormalizedText:
+    """``text`` with ``edits`` (in order, apart) applied, each given the spaces it needs from its neighbours."""
     spoken: list[str] = []
     rewrites: list[Rewrite] = []
     at = 0

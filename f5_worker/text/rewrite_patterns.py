@@ -26,6 +26,19 @@ _ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characte
 _ALONE_AFTER = rf"(?![^\W{CJK}])"
 
 
+# Said as nothing, in every language: pictographs (emoji, dingbats) and what joins or dresses them (the
+# zero-width joiner, variation selectors, the keycap, skin tones, flag tags), and the invisible characters of
+# typesetting (soft hyphen, zero-width space and non-joiner, direction marks, word joiner, byte order mark).
+UNSAID = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u23E9-\u23FA"
+                    "\uFE0E\uFE0F\u20E3\U000E0000-\U000E007F"
+                    "\u00AD\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+")
+# Letters and digits in another form than the plain one: fullwidth, mathematical (𝐁𝐨𝐥𝐝), ligatures (ﬁ).
+STYLED = re.compile("[\uFB00-\uFB06\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\U0001D400-\U0001D7FF]")
+# A word of letters and digits with any combining marks it carries ("Cafe" and U+0301), CJK characters
+# aside (each is a word of its own, and has no other form here).
+MARKED_WORD = re.compile(f"(?:[^\\W_{CJK}]|[\u0300-\u036F\u1AB0-\u1AFF\u1DC0-\u1DFF\u20D0-\u20DC\uFE20-\uFE2F])+")
+
+
 @lru_cache(maxsize=16)
 def patterns(lang: str) -> dict[str, re.Pattern]:
     """The language's regular expressions, compiled once."""

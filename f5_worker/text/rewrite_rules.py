@@ -11,6 +11,7 @@ tries the rules along a text, and ``text.normalize`` applies their edits.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from f5_worker.text.languages import EN, LanguageRules
 from f5_worker.text.numbers import (
@@ -22,7 +23,7 @@ from f5_worker.text.numbers import (
     say_number,
     say_ordinal,
 )
-from f5_worker.text.rewrite_patterns import SCALE_SUFFIXES, patterns
+from f5_worker.text.rewrite_patterns import MARKED_WORD, SCALE_SUFFIXES, STYLED, UNSAID, patterns
 
 # Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
 PHONE_DIGITS = (7, 15)
@@ -41,6 +42,25 @@ _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 # What a rule found: the span of the text it reads (start, end) and what is said for it.
 Edit = tuple[int, int, str]
+
+
+def written_forms(text: str) -> list[Edit]:
+    """What the rules read first, in every language: what no one says left out (emoji and what joins them,
+    invisible typesetting characters: ``rewrite_patterns.UNSAID``), and letters written in another form
+    said as the plain letters (accents as combining marks composed, fullwidth, mathematical and ligature
+    letters as the letters they dress up).
+
+    F5-TTS has none of the former in its vocabulary and few of the latter, and paces its speech by the
+    UTF-8 bytes of the text: each reached it as an unknown sign, a family emoji (25 bytes) as long a stretch
+    of noise as a 25-letter word. The aligner reads such letters as the plain ones (NFKC), so the model
+    is now given what the aligner listens for."""
+    edits = [(m.start(), m.end(), "") for m in UNSAID.finditer(text)]
+    for m in MARKED_WORD.finditer(text):
+        word = m.group()
+        plain = unicodedata.normalize("NFC", STYLED.sub(lambda c: unicodedata.normalize("NFKC", c.group()), word))
+        if plain != word:
+            edits.append((m.start(), m.end(), plain))
+    return sorted(edits)
 
 
 class TextRules:
