@@ -397,6 +397,34 @@ def test_what_no_one_says_is_left_out_of_what_is_said(language, written, spoken)
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Tom &amp; Jerry&nbsp;&#8212; &quot;hi&quot; &#x1F600;", "Tom and Jerry\u00a0— \"hi\" "),
+    ("fr", "5&nbsp;&euro; et Caf&eacute;", "cinq euros et Café"),
+    ("en", "AT&T; &nosuchname; and a & b", "A T and T; and nosuchname; and a and b"),  # no such references
+])
+def test_html_character_references_are_the_characters_they_stand_for(language, written, spoken):
+    """Text taken from a web page keeps its character references: "&amp;" was said "and amp;", "&nbsp;" "and
+    nbsp;". Each is the character it stands for, then read as that character is."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "# Welcome\n\nIntro.\n## Step 1\n### Done #5 and C# #tag", " Welcome\n\nIntro.\n Step one\n Done number five and C hash hash tag"),
+    ("en", "# # 1 and\n  # 2", " hash one and\n  hash two"),  # one heading's marks; none after a space
+    ("de", "# Überblick", " Überblick"),
+])
+def test_a_markdown_headings_marks_are_not_said(language, written, spoken):
+    """Text written by a language model comes in markdown: "# Welcome" was said "hash Welcome". The marks of a
+    heading (one to six "#" at the start of a line, then a space) are not said; any other "#" is read as before."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
     ("en", "𝐇𝐞𝐥𝐥𝐨 from ｆｕｌｌ ｗｉｄｔｈ", "Hello from full width"),
     ("en", "the ofﬁce ﬁle of the 𝐅𝐁𝐈 at 𝟏𝟐:𝟑𝟎", "the office file of the F B I at twelve thirty"),
     ("fr", "Cafe\u0301 cre\u0300me, 𝟓 €", "Café crème, cinq euros"),

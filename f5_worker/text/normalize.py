@@ -37,7 +37,12 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     """
     lang = base_language(language)
     rules = RULES.get(lang)
-    norm = _applied(text, written_forms(text))  # what no one says left out, letters in their plain form
+    norm = NormalizedText(text, text, ())
+    for _ in range(MAX_PASSES):  # what one pass leaves out can make more ("#\ufe0f Title": a heading's mark)
+        forms = _applied(norm.spoken, written_forms(norm.spoken), spaced=False)  # characters: nothing to space
+        if not forms.rewrites:
+            break
+        norm = compose(norm, forms) if norm.rewrites else forms
     if rules is None and not num2words_knows(lang):
         return norm
     for _ in range(MAX_PASSES):
@@ -48,8 +53,9 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     return norm
 
 
-def _applied(text: str, edits: list[Edit]) -> NormalizedText:
-    """``text`` with ``edits`` (in order, apart) applied, each given the spaces it needs from its neighbours."""
+def _applied(text: str, edits: list[Edit], spaced: bool = True) -> NormalizedText:
+    """``text`` with ``edits`` (in order, apart) applied; each reading, where ``spaced``, given the spaces it
+    needs from its neighbours."""
     spoken: list[str] = []
     rewrites: list[Rewrite] = []
     at = 0
@@ -61,7 +67,8 @@ def _applied(text: str, edits: list[Edit]) -> NormalizedText:
             said = said.rstrip()
         if start >= end:
             continue
-        said = _spaced(text, start, end, said)
+        if spaced:
+            said = _spaced(text, start, end, said)
         if said.startswith(" ") and (text[start - 1] if start > at else last).isspace():
             said = said[1:]  # two symbols side by side ("C++"): the first one's word already has its space
         if said == text[start:end]:

@@ -32,6 +32,12 @@ _ALONE_AFTER = rf"(?![^\W{CJK}])"
 UNSAID = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u23E9-\u23FA"
                     "\uFE0E\uFE0F\u20E3\U000E0000-\U000E007F"
                     "\u00AD\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+")
+# The marks of a markdown heading, as text written by a language model comes: "# Title", "## Step 1".
+# At the very start of a line: the space left after them is no heading's start ("# # x" has one heading mark).
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})(?=[ \t])", re.MULTILINE)
+# An HTML character reference, as text taken from a web page keeps them: "&amp;", "&#8212;", "&#x1F600;".
+# One escaped twice or more ("&amp;amp;", "&amp;nbsp;") is one reference, as what escaped it meant.
+CHARACTER_REFERENCE = re.compile(r"&(?:amp;)*(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 # Letters and digits in another form than the plain one: fullwidth, mathematical (𝐁𝐨𝐥𝐝), ligatures (ﬁ).
 STYLED = re.compile("[\uFB00-\uFB06\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\U0001D400-\U0001D7FF]")
 # A word of letters and digits with any combining marks it carries ("Cafe" and U+0301), CJK characters
