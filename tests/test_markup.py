@@ -50,6 +50,7 @@ def test_voice_tags_make_segments_and_other_brackets_are_text():
 @pytest.mark.parametrize("text, error", [
     ("Hello [pause:1.5s and more", "text: unclosed tag at character 6"),
     ("Well <break time=\"1s\" and on", "text: unclosed tag at character 5"),
+    ("Hi </speak and then", "text: unclosed tag at character 3"),
     ("Hey! [paws] then", "text: unknown tag '[paws]' at character 5"),
     ("Ha [laughs] ha", "text: unknown tag '[laughs]' at character 3"),
     ("So <emphasis>this</emphasis>", "text: unknown tag '<emphasis>' at character 3"),
@@ -83,9 +84,12 @@ def test_a_break_with_words_it_cannot_read_is_refused(text):
         parse_script(text)
 
 
-@pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b"])
-def test_a_less_than_sign_before_a_space_is_text(text):
-    """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag."""
+@pytest.mark.parametrize("text", ["if x < y then z", "apples < oranges and pears > plums", "a <= b",
+                                  "if a<b then", "x <y", "the <tbd", "5<10 and 3<4"])
+def test_a_less_than_sign_that_opens_no_tag_is_text(text):
+    """As in XML, a tag's name follows "<" directly: "x < y" is written text, never an unclosed tag. Nor is a
+    "<" before a name that no ">" closes, unless the name is a tag's we read (as an unknown "[name" is text
+    but "[pause" unclosed an error): "if a<b then" was refused as an unclosed tag."""
     assert parse_script(text) == [SpeechPart(0, len(text))]
 
 

@@ -13,7 +13,8 @@ a value (``[pause]``, ``[voice:anna]``, ``[laughs]``): such a tag with an
 unknown name is refused rather than read aloud, since it was evidently meant
 as an instruction. Brackets around anything else (``[see page 4]``) are text.
 Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
-other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is text.
+other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y") is text, and so is one
+that no ``>`` closes, unless its name is ``break`` or ``speak`` ("if a<b then").
 """
 
 from __future__ import annotations
@@ -229,7 +230,9 @@ def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None
         return None  # "3 < 4": text
     m = _ANGLE_TAG.match(text, at)
     if m is None:
-        raise JobError(field, f"unclosed tag at character {at}")
+        if opened.group(1).lower() in ("break", "speak"):
+            raise JobError(field, f"unclosed tag at character {at}")
+        return None  # "if a<b then": no tag we read, and none closed: text, as an unknown "[name" is
     closing, name, attrs = m.group(1), m.group(2).lower(), m.group(3)
     if name == "speak":  # an SSML document's wrapper: nothing to say or wait for
         return _Tag(at, m.end())
