@@ -377,6 +377,22 @@ def test_a_piece_is_sized_by_its_text_as_said_so_no_item_is_over_1_mb(streaming_
     assert all(piece["duration"] <= WAV_PIECE_S + 1 for piece in items[:-1])
 
 
+@pytest.mark.parametrize("text", [
+    "👍 👍 👍 👍 👍 👍 👍 👍 👍 hello there my friend, how are you today? Fine, thanks.",
+    "&nbsp; &nbsp; &nbsp; &nbsp;, hello there. And more words to say, so that it takes two pieces. 😀 😀 😀",
+])
+def test_no_piece_is_made_of_words_that_say_nothing(streaming_worker, text):
+    """A piece was cut by its written words: four emoji, or four "&nbsp;", were a first piece of 16 bytes written
+    and nothing said, and sampling nothing failed the job with an internal error. A piece holds something said;
+    words that say nothing go with the words beside them."""
+    from f5_worker.text.normalize import says_something
+
+    items = streaming_worker.handle({"text": text, "stream": True, "nfe_step": 4, "seed": 4, "max_retries": 0})
+    assert isinstance(items, list), items
+    check_stream(items, text)
+    assert all(says_something(text[p["text_start"]:p["text_end"]]) for p in items[:-1])
+
+
 def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(monkeypatch):
     from f5_worker.config import runpod_local_test_mode
 

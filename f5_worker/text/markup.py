@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
+from f5_worker.text.normalize import says_something
 
 # SSML's <break strength>, in seconds (the values of the major cloud voices; SSML leaves them to the engine)
 BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "strong": 1.0, "x-strong": 1.25}
@@ -101,8 +102,9 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
     Pauses next to each other (and the paragraph breaks around them) make one pause: the written ones
     add up; a paragraph break between two speech parts counts only where no pause is written. Pauses
     written before the first or after the last words are kept (silence at the start or the end).
-    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds, and, where
-    ``needs_speech``, for a text that is nothing but tags (a segment of a script may be a pause alone).
+    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds, for a text that
+    says nothing ("&nbsp;": its letters say nothing), and, where ``needs_speech``, for a text that is nothing
+    but tags (a segment of a script may be a pause alone).
     """
     items: list[ScriptItem] = []
     voice, voice_at, segment, cursor = None, 0, 0, 0
@@ -130,7 +132,8 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
                 paragraph_at = m.start() if paragraph_at is None else paragraph_at
                 pos = m.end()
 
-    for tag in _find_tags(text, field, rules):
+    tags = _find_tags(text, field, rules)
+    for tag in tags:
         speech(cursor, tag.start)
         if tag.pause is not None:
             written.append(tag)
@@ -141,8 +144,8 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
     paragraph_at = None  # a blank line at the end is no pause
     flush_pause()
     _renumber_segments(items)
-    if needs_speech and not speech_parts(items):
-        raise JobError(field, "has no words to speak outside its tags")
+    if not speech_parts(items) and (needs_speech or not tags):  # a segment may be a pause alone, not nothing
+        raise JobError(field, "has no words to speak outside its tags" if tags else "has no letters or digits to speak")
     check_total_pause(items, rules, field)
     return items
 
@@ -180,9 +183,10 @@ def _renumber_segments(items: list[ScriptItem]) -> None:
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit)."""
+    """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit, once
+    what no one says is left out: ``normalize.says_something``)."""
     span = text[start:end]
-    if not any(ch.isalnum() for ch in span):
+    if not says_something(span):
         return None
     lead = len(span) - len(span.lstrip())
     return start + lead, start + len(span.rstrip())

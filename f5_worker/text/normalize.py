@@ -37,12 +37,7 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     """
     lang = base_language(language)
     rules = RULES.get(lang)
-    norm = NormalizedText(text, text, ())
-    for _ in range(MAX_PASSES):  # what one pass leaves out can make more ("#\ufe0f Title": a heading's mark)
-        forms = _applied(norm.spoken, written_forms(norm.spoken), spaced=False)  # characters: nothing to space
-        if not forms.rewrites:
-            break
-        norm = compose(norm, forms) if norm.rewrites else forms
+    norm = plain_forms(text)
     if rules is None and not num2words_knows(lang):
         return norm
     for _ in range(MAX_PASSES):
@@ -50,6 +45,24 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
         if not again.rewrites:
             break
         norm = compose(norm, again) if norm.rewrites else again
+    return norm
+
+
+def says_something(text: str) -> bool:
+    """Whether anything of ``text`` is said: a letter or digit once what no one says is left out ("&nbsp;"
+    and "&#x1F600;" hold letters and digits, and say nothing)."""
+    return any(ch.isalnum() for ch in text) and any(ch.isalnum() for ch in plain_forms(text).spoken)
+
+
+def plain_forms(text: str) -> NormalizedText:
+    """``text`` with what no one says left out and its letters in their plain form, in every language
+    (``rewrite_rules.written_forms``), read again until that changes nothing."""
+    norm = NormalizedText(text, text, ())
+    for _ in range(MAX_PASSES):  # what one pass leaves out can make more ("#\ufe0f Title": a heading's mark)
+        forms = _applied(norm.spoken, written_forms(norm.spoken), spaced=False)  # characters: nothing to space
+        if not forms.rewrites:
+            break
+        norm = compose(norm, forms) if norm.rewrites else forms
     return norm
 
 
