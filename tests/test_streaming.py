@@ -98,6 +98,20 @@ def test_the_first_piece_is_a_clause_or_a_few_words(default_ref, text, first):
     assert text[slice(*cut(default_ref, text, iter(lambda: 1.0, None))[0])] == first
 
 
+def test_the_first_piece_holds_ten_bytes_as_said_not_as_written():
+    """"😀 😀 😀 Hi," is 17 bytes written and "Hi," said: upstream draws a text that short out to a third of its
+    speed, so the first piece goes on to the next clause."""
+    from f5_worker.text.normalize import normalize
+    from f5_worker.text.tokens import token_spans
+    from f5_worker.tts.chunking import first_piece_end
+
+    text = "😀 😀 😀 Hi, there my friend, how are you."
+    said = normalize(text, "en")
+    tokens = said.uncut_spans(token_spans(text))
+    assert text[:tokens[first_piece_end(text, tokens) - 1][1]] == "😀 😀 😀 Hi,"
+    assert text[:tokens[first_piece_end(text, tokens, said) - 1][1]] == "😀 😀 😀 Hi, there my friend,"
+
+
 @settings(max_examples=60, deadline=None)
 @given(words=st.lists(st.sampled_from(["a", "word,", "longer", "sentence.", "x" * 30, "ok;", "$5", "日本語。"]),
                       min_size=1, max_size=120),
