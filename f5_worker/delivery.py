@@ -28,6 +28,8 @@ from f5_worker.storage.stores import Stores
 
 log = logging.getLogger(__name__)
 
+COMPRESSED_FORMATS = ("mp3", "opus")  # the output formats a refusal for size does not suggest: already the smallest
+TIMINGS_WORTH_NAMING = 0.1  # the share of a result its timings and captions make, from which a refusal names them
 KEPT_WARNING_BYTES = 400  # room in a streamed job's kept result for the warning its last item may carry
 LAST_ITEM_ROOM_BYTES = 4096  # room a streamed job's last item keeps for links, warnings and RunPod's envelope
 
@@ -64,11 +66,14 @@ def inline_size(output: Any) -> int:
 
 
 def plan_output(
-    mode: str, *, estimated_bytes: int, stores: Stores | None, max_inline_bytes: int, what: str = ""
+    mode: str, *, estimated_bytes: int, stores: Stores | None, max_inline_bytes: int, what: str = "",
+    audio_format: str = "", timing_bytes: int = 0, timing_fields: tuple[str, ...] = (),
 ) -> str:
     """Before synthesis: "inline" or "bucket", or a JobError when the result could not be delivered.
 
-    ``what`` describes the estimate for the message (e.g. "212 s of wav").
+    ``what`` describes the estimate for the message (e.g. "212 s of wav"); ``timing_bytes`` of it are the
+    timings and captions the job asked for with ``timing_fields``, named as a way out where they make much
+    of it. A compressed ``audio_format`` is not suggested to a job that asked for one.
     """
     if mode not in OUTPUT_MODES:
         raise JobError("output", f"must be one of {', '.join(OUTPUT_MODES)}")
@@ -81,25 +86,37 @@ def plan_output(
         return "inline"
     if mode == "auto" and has_bucket:
         return "bucket"
+    big_timings = timing_fields and timing_bytes >= TIMINGS_WORTH_NAMING * estimated_bytes
+    if big_timings:
+        what = f"{what}, {_mb(timing_bytes)} of them timings and captions" if what else ""
     size = f"about {_mb(estimated_bytes)}" + (f" ({what})" if what else "")
     over = f"the result would be {size}, over the {_mb(max_inline_bytes)} inline limit"
     if has_bucket:  # mode == "inline"
         raise JobError("output", f"{over}; use output 'bucket' or 'auto' to get it as a link")
-    fix = "shorten the text or use output_format mp3/opus (no bucket is configured for links)"
-    raise JobError("text", f"{over}; {fix}")
+    raise JobError("text", f"{over}; {_ways_out(audio_format, timing_fields if big_timings else ())}")
 
 
-def choose_after(planned: str, *, actual_bytes: int, stores: Stores | None, max_inline_bytes: int) -> str:
+def choose_after(planned: str, *, actual_bytes: int, stores: Stores | None, max_inline_bytes: int,
+                 audio_format: str = "") -> str:
     """After synthesis: the estimate may have been low; a result too big for inline goes to the bucket."""
     if planned == "bucket" or actual_bytes <= max_inline_bytes:
         return planned
     if stores is not None and stores.bucket is not None:
         return "bucket"
-    raise JobError(
-        "text",
-        f"the result is {_mb(actual_bytes)}, over the {_mb(max_inline_bytes)} inline limit; shorten the text "
-        "or use output_format mp3/opus (no bucket is configured for links)",
-    )
+    raise JobError("text", f"the result is {_mb(actual_bytes)}, over the {_mb(max_inline_bytes)} inline limit; "
+                           f"{_ways_out(audio_format, ())}")
+
+
+def _ways_out(audio_format: str, timing_fields: tuple[str, ...]) -> str:
+    """What makes a result small enough to come inline, without a bucket: a shorter text always; a compressed
+    format where the audio is not one already; fewer timings where they are much of it."""
+    ways = ["shorten the text"]
+    if audio_format not in COMPRESSED_FORMATS:
+        ways.append("use output_format mp3/opus")
+    if timing_fields:
+        ways.append(f"ask for fewer timings ({', '.join(timing_fields)})")
+    listed = ways[0] if len(ways) == 1 else f"{', '.join(ways[:-1])} or {ways[-1]}"
+    return f"{listed} (no bucket is configured for links)"
 
 
 def finish_output(
@@ -120,7 +137,8 @@ def finish_output(
     uploaded; the output gets ``audio_url``, ``caption_urls`` and ``files``
     (name -> url, content type, bytes, expiry) instead, and keeps the timings.
     """
-    target = choose_after(planned, actual_bytes=inline_size(out), stores=stores, max_inline_bytes=max_inline_bytes)
+    target = choose_after(planned, actual_bytes=inline_size(out), stores=stores, max_inline_bytes=max_inline_bytes,
+                          audio_format=audio_format)
     if target == "inline":
         out["delivery"] = "inline"
         return out

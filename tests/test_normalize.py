@@ -138,7 +138,7 @@ def test_each_language_says_what_is_written(language, written, spoken):
     ("en", "Balance: -$5.50.", "Balance: minus five dollars fifty cents."),
     ("en", "a refund of $-5 and -5$", "a refund of minus five dollars and minus five dollars"),
     ("en", "(-£2)", "(minus two pounds)"),
-    ("en", "Only $.50, or -$.99.", "Only zero dollars fifty cents, or minus zero dollars ninety-nine cents."),
+    ("en", "Only $.50, or -$.99.", "Only fifty cents, or minus ninety-nine cents."),
     ("fr", "Solde : -5,50 €", "Solde : moins cinq euros cinquante centimes"),
     ("de", "Saldo -5 € und -€5", "Saldo minus fünf Euro und minus fünf Euro"),
 ])
@@ -453,6 +453,116 @@ def assert_consistent(norm: NormalizedText) -> None:
         ws, we = norm.to_written(s, e)
         assert 0 <= ws <= we <= len(text)
         assert ws < we or not text
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Great job 👍 see you 😀!", "Great job  see you !"),
+    ("en", "Family 👨\u200d👩\u200d👧\u200d👦, flag 🏳\ufe0f\u200d🌈, skin 👍🏽.", "Family , flag , skin ."),
+    ("en", "Press 1\ufe0f\u20e3 ✅ now", "Press one  now"),
+    ("en", "soft\u00adhyphen, zero\u200bwidth, \ufeffBOM\u200f", "softhyphen, zerowidth, B O M"),
+    ("fr", "Bravo 👏 à 5 €", "Bravo  à cinq euros"),
+    ("ru", "Привет 👋 2", "Привет  два"),
+    ("zh", "你好😀世界", "你好世界"),  # a language the normalizer has no numbers for
+])
+def test_what_no_one_says_is_left_out_of_what_is_said(language, written, spoken):
+    """Emoji (with what joins and dresses them) and invisible typesetting characters reached the model, which
+    has none of them in its vocabulary and paced the speech by their UTF-8 bytes: a family emoji, 25 bytes,
+    made as long a stretch of noise as a 25-letter word."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "Tom &amp; Jerry&nbsp;&#8212; &quot;hi&quot; &#x1F600;", "Tom and Jerry\u00a0— \"hi\" "),
+    ("fr", "5&nbsp;&euro; et Caf&eacute;", "cinq euros et Café"),
+    ("en", "AT&T; &nosuchname; and a & b", "A T and T; and nosuchname; and a and b"),  # no such references
+])
+def test_html_character_references_are_the_characters_they_stand_for(language, written, spoken):
+    """Text taken from a web page keeps its character references: "&amp;" was said "and amp;", "&nbsp;" "and
+    nbsp;". Each is the character it stands for, then read as that character is."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "# Welcome\n\nIntro.\n## Step 1\n### Done #5 and C# #tag", " Welcome\n\nIntro.\n Step one\n Done number five and C hash hash tag"),
+    ("en", "# # 1 and\n  # 2", " hash one and\n  hash two"),  # one heading's marks; none after a space
+    ("de", "# Überblick", " Überblick"),
+])
+def test_a_markdown_headings_marks_are_not_said(language, written, spoken):
+    """Text written by a language model comes in markdown: "# Welcome" was said "hash Welcome". The marks of a
+    heading (one to six "#" at the start of a line, then a space) are not said; any other "#" is read as before."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "𝐇𝐞𝐥𝐥𝐨 from ｆｕｌｌ ｗｉｄｔｈ", "Hello from full width"),
+    ("en", "the ofﬁce ﬁle of the 𝐅𝐁𝐈 at 𝟏𝟐:𝟑𝟎", "the office file of the F B I at twelve thirty"),
+    ("fr", "Cafe\u0301 cre\u0300me, 𝟓 €", "Café crème, cinq euros"),
+    ("ko", "\u1112\u1161\u11ab\u1100\u1173\u11af", "한글"),  # Hangul in its decomposed letters
+])
+def test_letters_written_in_another_form_are_said_as_the_letters(language, written, spoken):
+    """Accents written as combining marks, and fullwidth, mathematical and ligature letters, reached the model
+    as written: a sign it rarely or never saw (the letters of "𝐇𝐞𝐥𝐥𝐨" not at all), while the aligner listened
+    for the plain word."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "earnings of $0.45, a $.99 app", "earnings of forty-five cents, a ninety-nine cents app"),
+    ("en", "$0.01 and $0.00", "one cent and zero dollars"),
+    ("en", "$0.002 per token, $1.005", "zero point zero zero two dollars per token, one point zero zero five dollars"),
+    ("fr", "0,50 € et 0,001 €", "cinquante centimes et zéro virgule zéro zéro un euros"),
+    ("de", "0,99 €", "neunundneunzig Cent"),
+    ("es", "0,01 €", "un céntimo"),
+    ("pt", "R$ 0,50", "cinquenta centavos"),
+])
+def test_money_is_said_as_much_as_it_is(language, written, spoken):
+    """No whole units: the hundredths alone ("zero dollars forty-five cents" was said, and "$.99" lost its
+    point: "$.ninety-nine"); beyond the hundredths, the amount as a number ("$0.002" was "zero dollars zero
+    cents")."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("a .5 mm lead", "a point five millimeters lead"),
+    ("a .45 caliber, -.5 and .5%", "a point four five caliber, minus point five and point five percent"),
+    ("v1.2 and 1..5 stay", "v1.2 and one..five stay"),
+])
+def test_a_decimal_written_without_its_zero_keeps_its_point(written, spoken):
+    """".5 mm" was "five millimeters": the point, unread, was dropped."""
+    norm = normalize(written, "en")
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, "en").spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "C++ and C#", "C plus plus and C hash"),
+    ("en", "if a==b && c", "if a equals equals b and and c"),
+    ("en", "@@ and %%", "at at and percent percent"),
+    ("fr", "C++", "C plus plus"),
+])
+def test_symbols_side_by_side_are_words_one_space_apart(language, written, spoken):
+    """Each symbol's word gets a space on the side where it meets another word; two symbols side by side
+    got one each ("C plus  plus"), a double space in what the model is given and in ``normalized_text``."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
 
 
 @pytest.mark.parametrize(("language", "written", "spoken"), [

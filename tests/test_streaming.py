@@ -98,6 +98,20 @@ def test_the_first_piece_is_a_clause_or_a_few_words(default_ref, text, first):
     assert text[slice(*cut(default_ref, text, iter(lambda: 1.0, None))[0])] == first
 
 
+def test_the_first_piece_holds_ten_bytes_as_said_not_as_written():
+    """"😀 😀 😀 Hi," is 17 bytes written and "Hi," said: upstream draws a text that short out to a third of its
+    speed, so the first piece goes on to the next clause."""
+    from f5_worker.text.normalize import normalize
+    from f5_worker.text.tokens import token_spans
+    from f5_worker.tts.chunking import first_piece_end
+
+    text = "😀 😀 😀 Hi, there my friend, how are you."
+    said = normalize(text, "en")
+    tokens = said.uncut_spans(token_spans(text))
+    assert text[:tokens[first_piece_end(text, tokens) - 1][1]] == "😀 😀 😀 Hi,"
+    assert text[:tokens[first_piece_end(text, tokens, said) - 1][1]] == "😀 😀 😀 Hi, there my friend,"
+
+
 @settings(max_examples=60, deadline=None)
 @given(words=st.lists(st.sampled_from(["a", "word,", "longer", "sentence.", "x" * 30, "ok;", "$5", "日本語。"]),
                       min_size=1, max_size=120),
@@ -402,6 +416,22 @@ def test_a_piece_whose_every_character_is_timed_stays_under_1_mb_however_fast_it
     sizes = [len(json.dumps({"output": item}).encode()) for item in items]  # as runpod-python posts it
     assert max(sizes) <= 1_000_000, sizes
     assert max(len(json.dumps(p["chars"])) for p in pieces) > 100_000  # timings that fill a good part of an item
+
+
+@pytest.mark.parametrize("text", [
+    "👍 👍 👍 👍 👍 👍 👍 👍 👍 hello there my friend, how are you today? Fine, thanks.",
+    "&nbsp; &nbsp; &nbsp; &nbsp;, hello there. And more words to say, so that it takes two pieces. 😀 😀 😀",
+])
+def test_no_piece_is_made_of_words_that_say_nothing(streaming_worker, text):
+    """A piece was cut by its written words: four emoji, or four "&nbsp;", were a first piece of 16 bytes written
+    and nothing said, and sampling nothing failed the job with an internal error. A piece holds something said;
+    words that say nothing go with the words beside them."""
+    from f5_worker.text.normalize import says_something
+
+    items = streaming_worker.handle({"text": text, "stream": True, "nfe_step": 4, "seed": 4, "max_retries": 0})
+    assert isinstance(items, list), items
+    check_stream(items, text)
+    assert all(says_something(text[p["text_start"]:p["text_end"]]) for p in items[:-1])
 
 
 def test_runpod_local_test_mode_is_told_from_the_arguments_and_the_job_queue(monkeypatch):

@@ -308,6 +308,24 @@ def test_a_result_found_too_big_after_synthesis_without_a_bucket_is_refused(make
         out.get("error", out.get("delivery"))
 
 
+@pytest.mark.parametrize("fmt", ["mp3", "opus"])
+def test_a_result_too_big_in_a_compressed_format_is_not_told_to_use_one(make_worker, no_bucket_env, monkeypatch,
+                                                                        fmt):
+    """"use output_format mp3/opus" was the way out offered to a job that already asked for mp3 (a 5000-character
+    text with character timings and every caption format): the message names what is big instead."""
+    job = dict(text="Some words to say here, and then some more. " * 8, output_format=fmt, max_retries=0,
+               char_timings=True, caption_formats=["json", "srt", "vtt", "ass", "csv"])
+    before = synth(make_worker(max_inline_bytes=60_000), **job)["error"]
+    assert re.fullmatch(rf"text: the result would be about 0\.\d MB \(\d+ s of {fmt}, 0\.\d MB of them timings and "
+                        r"captions\), over the 0\.1 MB inline limit; shorten the text or ask for fewer timings "
+                        r"\(char_timings, caption_formats\) \(no bucket is configured for links\)", before), before
+    low_estimate(monkeypatch)
+    after = synth(make_worker(max_inline_bytes=20_000), output_format=fmt, text="Hello there, this is a test. " * 4,
+                  max_retries=0)["error"]
+    assert re.fullmatch(r"text: the result is 0\.\d MB, over the 0\.0 MB inline limit; shorten the text "
+                        r"\(no bucket is configured for links\)", after), after
+
+
 def test_without_a_bucket_big_results_are_refused_before_synthesis(make_worker, no_bucket_env):
     w = make_worker(max_inline_bytes=20_000)
     calls = []

@@ -29,6 +29,11 @@ BAD_INPUTS = [
     ({"text": ""}, "^text: is empty"),
     ({"text": "   "}, "^text: is empty"),
     ({"text": "?!..."}, "^text: has no letters or digits"),
+    ({"text": "&nbsp;"}, "^text: has no letters or digits"),  # references to what is not said: nothing to say
+    ({"text": "&#x1F600; &shy;"}, "^text: has no letters or digits"),
+    ({"text": "[pause] &#128512; [pause]"}, "^text: has no words to speak outside its tags"),
+    ({"segments": [{"text": "Hi"}, {"text": "&nbsp;"}]}, "^segments.1.text: has no letters or digits to speak$"),
+    ({"segments": [{"text": "&#x1F600;"}]}, "^segments.0.text: has no letters or digits to speak$"),
     ({"text": "x" * 5001}, "^text: must have at most 5000 characters"),
     ({"text": 12}, "^text: must be a valid string"),
     ({"text": "hi", "colour": "red"}, "^colour: unknown field"),

@@ -13,6 +13,8 @@ TRICKY = st.sampled_from([
     "hello", "world.", "—", "(a)", "U.S.", "VIII", "我有25个", "١٢٣", "1990s", "'80s", "3/4", "-5°C",
     "9:05:30", "1:30:00", "45:30", "24:30", "4111 1111 1111 1111", "0042-7781-9930-1122", "$.50", "Mrs.", "and",
     "1900s", "am 15.03.", "8.30 Uhr", "1-800-555-1234",
+    "😀", "👨\u200d👩\u200d👧\u200d👦", "1\ufe0f\u20e3", "Cafe\u0301", "𝐇𝐢", "ｆｕｌｌ", "ofﬁce", "soft\u00adhyphen", "\u200b",
+    "&amp;", "Caf&eacute;", "&#x1F600;", "&nbsp;", "\n# Title", "## 2",
 ])
 LANGUAGES = st.sampled_from(["en", "fr", "de", "es", "it", "pt", "en-GB", "pt-BR", "ru", "zh", "xx"])
 TEXTS = st.one_of(st.lists(TRICKY, max_size=12).map(" ".join), st.text(max_size=60),

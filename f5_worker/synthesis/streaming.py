@@ -289,6 +289,13 @@ def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: boo
     return _cut_lazily(plan, pacer)
 
 
+def _says(said: NormalizedText, tokens: list[tuple[int, int]], i: int, j: int) -> bool:
+    """Whether ``tokens[i:j]`` say anything: a letter or digit in what is said for them."""
+    if i >= j:
+        return False
+    return any(ch.isalnum() for ch in said.spoken[said.to_spoken(tokens[i][0]):said.to_spoken(tokens[j - 1][1])])
+
+
 def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
     first = True
     for step in plan:
@@ -308,7 +315,13 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
             seconds = most if first else pacer.next_seconds(time.perf_counter(), part.ref.duration)
             j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, most, said)
             if first:
-                j = min(j, first_piece_end(part.written, tokens))
+                j = min(j, first_piece_end(part.written, tokens, said))
+            # words that say nothing (emoji, "&nbsp;") go with those beside them: a piece of them alone would
+            # be sampled from no text at all
+            while j < len(tokens) and not _says(said, tokens, i, j):
+                j += 1
+            if not _says(said, tokens, j, len(tokens)):
+                j = len(tokens)
             yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j

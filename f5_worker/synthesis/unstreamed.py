@@ -186,9 +186,12 @@ def check_result_fits(job: PreparedJob, runs: list[SampledText], chunks: list[li
         else estimated_samples(r.ref, c, r.speed, hop) for r, c in zip(runs, chunks))
     # the written words and the spoken ones (normalized_words), the spoken text's as said
     said = " ".join(s.spoken for s in spoken)
-    size = audio.estimated_encoded_bytes(samples, request.output_format) + timing_bytes_bound(
-        request.script_text, said, request)
+    timing = timing_bytes_bound(request.script_text, said, request)
+    asked = tuple(name for name, value in (("char_timings", request.char_timings),
+                                           ("caption_formats", request.caption_formats)) if value)
     return delivery.plan_output(
-        request.output, estimated_bytes=size, stores=job.stores, max_inline_bytes=job.settings.max_inline_bytes,
+        request.output, estimated_bytes=audio.estimated_encoded_bytes(samples, request.output_format) + timing,
+        stores=job.stores, max_inline_bytes=job.settings.max_inline_bytes,
         what=f"{samples / job.models.sample_rate:.0f} s of {request.output_format}",
+        audio_format=request.output_format, timing_bytes=timing, timing_fields=asked,
     )

@@ -14,7 +14,8 @@ unknown name is refused rather than read aloud, since it was evidently meant
 as an instruction. Brackets around anything else (``[see page 4]``) are text.
 Likewise ``<name ...>`` is a tag; ``<break>`` and ``<speak>`` are known, any
 other is refused; a ``<`` not followed directly by a name ("3 < 4", "x < y"), or by a name that runs on into
-anything but a space, "/" or ">" ("<ana@example.com>", "<https://example.com>"), is text.
+anything but a space, "/" or ">" ("<ana@example.com>", "<https://example.com>"), is text, and so is one that no
+``>`` closes, unless its name is ``break`` or ``speak`` ("if a<b then").
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from f5_worker.config import Settings
 from f5_worker.errors import JobError
 from f5_worker.logs import echo
+from f5_worker.text.normalize import says_something
 
 # SSML's <break strength>, in seconds (the values of the major cloud voices; SSML leaves them to the engine)
 BREAK_STRENGTH_S = {"none": 0.0, "x-weak": 0.25, "weak": 0.5, "medium": 0.75, "strong": 1.0, "x-strong": 1.25}
@@ -102,8 +104,9 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
     Pauses next to each other (and the paragraph breaks around them) make one pause: the written ones
     add up; a paragraph break between two speech parts counts only where no pause is written. Pauses
     written before the first or after the last words are kept (silence at the start or the end).
-    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds, and, where
-    ``needs_speech``, for a text that is nothing but tags (a segment of a script may be a pause alone).
+    Raises JobError naming the character where a tag is unclosed, unknown or out of bounds, for a text that
+    says nothing ("&nbsp;": its letters say nothing), and, where ``needs_speech``, for a text that is nothing
+    but tags (a segment of a script may be a pause alone).
     """
     items: list[ScriptItem] = []
     voice, voice_at, segment, cursor = None, 0, 0, 0
@@ -131,7 +134,8 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
                 paragraph_at = m.start() if paragraph_at is None else paragraph_at
                 pos = m.end()
 
-    for tag in _find_tags(text, field, rules):
+    tags = _find_tags(text, field, rules)
+    for tag in tags:
         speech(cursor, tag.start)
         if tag.pause is not None:
             written.append(tag)
@@ -142,8 +146,8 @@ def parse_script(text: str, field: str = "text", *, rules: PauseRules = DEFAULT_
     paragraph_at = None  # a blank line at the end is no pause
     flush_pause()
     _renumber_segments(items)
-    if needs_speech and not speech_parts(items):
-        raise JobError(field, "has no words to speak outside its tags")
+    if not speech_parts(items) and (needs_speech or not tags):  # a segment may be a pause alone, not nothing
+        raise JobError(field, "has no words to speak outside its tags" if tags else "has no letters or digits to speak")
     check_total_pause(items, rules, field)
     return items
 
@@ -181,9 +185,10 @@ def _renumber_segments(items: list[ScriptItem]) -> None:
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit)."""
+    """``(start, end)`` without outer whitespace; None when nothing there is spoken (no letter or digit, once
+    what no one says is left out: ``normalize.says_something``)."""
     span = text[start:end]
-    if not any(ch.isalnum() for ch in span):
+    if not says_something(span):
         return None
     lead = len(span) - len(span.lstrip())
     return start + lead, start + len(span.rstrip())
@@ -231,7 +236,9 @@ def _angle_tag(text: str, at: int, field: str, rules: PauseRules) -> _Tag | None
         return None  # "3 < 4": text
     m = _ANGLE_TAG.match(text, at)
     if m is None:
-        raise JobError(field, f"unclosed tag at character {at}")
+        if opened.group(1).lower() in ("break", "speak"):
+            raise JobError(field, f"unclosed tag at character {at}")
+        return None  # "if a<b then": no tag we read, and none closed: text, as an unknown "[name" is
     closing, name, attrs = m.group(1), m.group(2).lower(), m.group(3)
     if name == "speak":  # an SSML document's wrapper: nothing to say or wait for
         return _Tag(at, m.end())

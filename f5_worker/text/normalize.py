@@ -15,9 +15,10 @@ libraries behind them are in docs/text.md.
 
 from __future__ import annotations
 
-from f5_worker.text.languages import RULES, LanguageRules
+from f5_worker.text.languages import RULES
 from f5_worker.text.normalized_text import NormalizedText, Rewrite, compose
 from f5_worker.text.numbers import base_language, num2words_knows
+from f5_worker.text.rewrite_rules import Edit, written_forms
 from f5_worker.text.rewrite_scan import scan
 
 # Normalizing the normalized text again until nothing changes takes at most this many passes.
@@ -26,7 +27,9 @@ MAX_PASSES = 3
 
 def normalize(text: str, language: str = "en") -> NormalizedText:
     """``text`` as it is to be said in ``language`` (a tag: "en", "pt-BR"). Languages with rules: en, fr,
-    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed.
+    de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed. First,
+    in every language, what no one says is left out and letters written in another form are made plain
+    (``rewrite_rules.written_forms``), so the rules read the plain text from their first pass.
 
     A reading can meet the text beside it and make something another rule reads (an address's last word
     and the period after it, "ca."): the text is normalized again until nothing changes, at most
@@ -34,30 +37,53 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     """
     lang = base_language(language)
     rules = RULES.get(lang)
+    norm = plain_forms(text)
     if rules is None and not num2words_knows(lang):
-        return NormalizedText(text, text, ())
-    norm = _one_pass(text, rules, lang)
-    for _ in range(MAX_PASSES - 1):
-        again = _one_pass(norm.spoken, rules, lang)
+        return norm
+    for _ in range(MAX_PASSES):
+        again = _applied(norm.spoken, scan(norm.spoken, rules, lang))
         if not again.rewrites:
             break
-        norm = compose(norm, again)
+        norm = compose(norm, again) if norm.rewrites else again
     return norm
 
 
-def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedText:
-    edits = scan(text, rules, lang)
+def says_something(text: str) -> bool:
+    """Whether anything of ``text`` is said: a letter or digit once what no one says is left out ("&nbsp;"
+    and "&#x1F600;" hold letters and digits, and say nothing)."""
+    return any(ch.isalnum() for ch in text) and any(ch.isalnum() for ch in plain_forms(text).spoken)
+
+
+def plain_forms(text: str) -> NormalizedText:
+    """``text`` with what no one says left out and its letters in their plain form, in every language
+    (``rewrite_rules.written_forms``), read again until that changes nothing."""
+    norm = NormalizedText(text, text, ())
+    for _ in range(MAX_PASSES):  # what one pass leaves out can make more ("#\ufe0f Title": a heading's mark)
+        forms = _applied(norm.spoken, written_forms(norm.spoken), spaced=False)  # characters: nothing to space
+        if not forms.rewrites:
+            break
+        norm = compose(norm, forms) if norm.rewrites else forms
+    return norm
+
+
+def _applied(text: str, edits: list[Edit], spaced: bool = True) -> NormalizedText:
+    """``text`` with ``edits`` (in order, apart) applied; each reading, where ``spaced``, given the spaces it
+    needs from its neighbours."""
     spoken: list[str] = []
     rewrites: list[Rewrite] = []
     at = 0
     length = 0
+    last = ""  # the last character of the spoken text so far
     for start, end, said in edits:
         while start < end and text[end - 1].isspace():  # whitespace stays outside rewrites
             end -= 1
             said = said.rstrip()
         if start >= end:
             continue
-        said = _spaced(text, start, end, said)
+        if spaced:
+            said = _spaced(text, start, end, said)
+        if said.startswith(" ") and (text[start - 1] if start > at else last).isspace():
+            said = said[1:]  # two symbols side by side ("C++"): the first one's word already has its space
         if said == text[start:end]:
             continue
         spoken.append(text[at:start])
@@ -65,6 +91,7 @@ def _one_pass(text: str, rules: LanguageRules | None, lang: str) -> NormalizedTe
         rewrites.append(Rewrite(start, end, length, length + len(said)))
         spoken.append(said)
         length += len(said)
+        last = said[-1:] or (text[start - 1] if start > at else last)
         at = end
     spoken.append(text[at:])
     return NormalizedText(text, "".join(spoken), tuple(rewrites))

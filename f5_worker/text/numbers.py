@@ -93,7 +93,9 @@ def say_number(plain: str, language: str, year_style: bool | None = None, point:
     """
     language = base_language(language)
     whole, _, frac = plain.partition(".")
-    if frac:
+    if frac and not whole:  # ".5": point five, as written
+        said = f"{point} {digit_by_digit(frac, language)}"
+    elif frac:
         said = f"{say_number(whole, language, False)} {point} {digit_by_digit(frac, language)}"
     elif len(whole) > 1 and whole.startswith("0"):
         said = digit_by_digit(whole, language)
@@ -146,15 +148,21 @@ def currency_names(symbol: str, language: str) -> tuple[str, str, str, str]:
 
 
 def say_currency(symbol: str, plain: str, language: str) -> str:
-    """``$4.99`` -> "four dollars ninety-nine cents": the whole units, then the hundredths (rounded down
-    to two digits) when there are any; never read as a year. ``plain`` as for ``say_number``."""
+    """``$4.99`` -> "four dollars ninety-nine cents": the whole units, then the hundredths when there are
+    any; never read as a year. ``plain`` as for ``say_number``. Without whole units, the hundredths alone
+    ("$0.45", "$.99": forty-five cents); with digits past the hundredths, the amount as a number in the
+    plural ("$0.002": zero point zero zero two dollars), as prices per token or per kilowatt-hour are said."""
     one, many, sub_one, sub_many = currency_names(symbol, language)
     whole, _, frac = plain.partition(".")
     whole = whole or "0"
+    if frac[2:].strip("0"):
+        rules = RULES.get(base_language(language))
+        return f"{say_number(whole + '.' + frac, language, False, rules.point if rules else 'point')} {many}"
+    cents = int((frac + "00")[:2])
     unit = one if whole.lstrip("0") == "1" else many
     said = f"{before_noun(say_number(whole, language, year_style=False), unit, language)} {unit}"
-    if frac.strip("0"):
-        cents = int((frac + "0")[:2])
-        unit = sub_one if cents == 1 else sub_many
-        said += f" {before_noun(say_number(str(cents), language), unit, language)} {unit}"
+    if cents:
+        sub = sub_one if cents == 1 else sub_many
+        said_cents = f"{before_noun(say_number(str(cents), language), sub, language)} {sub}"
+        said = said_cents if not whole.strip("0") else f"{said} {said_cents}"
     return said

@@ -26,14 +26,33 @@ _ALONE_BEFORE = rf"(?<![^\W{CJK}])"  # not after a letter or digit (CJK characte
 _ALONE_AFTER = rf"(?![^\W{CJK}])"
 
 
+# Said as nothing, in every language: pictographs (emoji, dingbats) and what joins or dresses them (the
+# zero-width joiner, variation selectors, the keycap, skin tones, flag tags), and the invisible characters of
+# typesetting (soft hyphen, zero-width space and non-joiner, direction marks, word joiner, byte order mark).
+UNSAID = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u231A\u231B\u23E9-\u23FA"
+                    "\uFE0E\uFE0F\u20E3\U000E0000-\U000E007F"
+                    "\u00AD\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+")
+# The marks of a markdown heading, as text written by a language model comes: "# Title", "## Step 1".
+# At the very start of a line: the space left after them is no heading's start ("# # x" has one heading mark).
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})(?=[ \t])", re.MULTILINE)
+# An HTML character reference, as text taken from a web page keeps them: "&amp;", "&#8212;", "&#x1F600;".
+# One escaped twice or more ("&amp;amp;", "&amp;nbsp;") is one reference, as what escaped it meant.
+CHARACTER_REFERENCE = re.compile(r"&(?:amp;)*(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+# Letters and digits in another form than the plain one: fullwidth, mathematical (𝐁𝐨𝐥𝐝), ligatures (ﬁ).
+STYLED = re.compile("[\uFB00-\uFB06\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\U0001D400-\U0001D7FF]")
+# A word of letters and digits with any combining marks it carries ("Cafe" and U+0301), CJK characters
+# aside (each is a word of its own, and has no other form here).
+MARKED_WORD = re.compile(f"(?:[^\\W_{CJK}]|[\u0300-\u036F\u1AB0-\u1AFF\u1DC0-\u1DFF\u20D0-\u20DC\uFE20-\uFE2F])+")
+
+
 @lru_cache(maxsize=16)
 def patterns(lang: str) -> dict[str, re.Pattern]:
     """The language's regular expressions, compiled once."""
     rules = RULES.get(lang)
     if rules is None:
         number = r"\d{1,3}(?:,\d{3})+(?!\d)(?![.,]\d)|\d+[.,]\d+|\d+"
-    elif lang == "en":
-        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?"
+    elif lang == "en":  # ".5" too, where no digit, letter or period is before it
+        number = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|\d+(?:\.\d+)?|(?<![\w.])\.\d+"
     else:
         sep = re.escape(rules.thousands)
         dec = re.escape(rules.decimal)

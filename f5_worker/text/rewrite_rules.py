@@ -10,7 +10,9 @@ tries the rules along a text, and ``text.normalize`` applies their edits.
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 
 from f5_worker.text.languages import EN, LanguageRules
 from f5_worker.text.numbers import (
@@ -22,7 +24,15 @@ from f5_worker.text.numbers import (
     say_number,
     say_ordinal,
 )
-from f5_worker.text.rewrite_patterns import SCALE_SUFFIXES, patterns
+from f5_worker.text.rewrite_patterns import (
+    CHARACTER_REFERENCE,
+    MARKDOWN_HEADING,
+    MARKED_WORD,
+    SCALE_SUFFIXES,
+    STYLED,
+    UNSAID,
+    patterns,
+)
 
 # Telephone numbers have at least this many digits (a local number) and at most E.164's 15.
 PHONE_DIGITS = (7, 15)
@@ -41,6 +51,41 @@ _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 # What a rule found: the span of the text it reads (start, end) and what is said for it.
 Edit = tuple[int, int, str]
+
+
+def written_forms(text: str) -> list[Edit]:
+    """What the rules read first, in every language: what no one says left out (emoji and what joins them,
+    invisible typesetting characters: ``rewrite_patterns.UNSAID``; a markdown heading's "#" marks), letters written in another form said as
+    the plain letters (accents as combining marks composed, fullwidth, mathematical and ligature letters as
+    the letters they dress up), and HTML character references as the characters they stand for ("&amp;"
+    is "&", which the rules then read as any "&").
+
+    F5-TTS has none of the first in its vocabulary and few of the second, and paces its speech by the
+    UTF-8 bytes of the text: each reached it as an unknown sign, a family emoji (25 bytes) as long a stretch
+    of noise as a 25-letter word. The aligner reads such letters as the plain ones (NFKC), so the model
+    is now given what the aligner listens for."""
+    edits = [(m.start(), m.end(), "") for m in UNSAID.finditer(text)]
+    edits += [(m.start(1), m.end(1), "") for m in MARKDOWN_HEADING.finditer(text)]
+    edits += [(m.start(), m.end(), _plain(m.group())) for m in MARKED_WORD.finditer(text)]
+    edits += [(m.start(), m.end(), _plain(_unescaped(m.group()))) for m in CHARACTER_REFERENCE.finditer(text)]
+    apart: list[Edit] = []
+    for edit in sorted(edits):
+        if edit[2] != text[edit[0]:edit[1]] and (not apart or apart[-1][1] <= edit[0]):
+            apart.append(edit)
+    return apart
+
+
+def _unescaped(reference: str) -> str:
+    """The character a reference stands for, through every escaping ("&amp;amp;" is "&")."""
+    while (said := html.unescape(reference)) != reference and CHARACTER_REFERENCE.fullmatch(said):
+        reference = said
+    return said
+
+
+def _plain(written: str) -> str:
+    """``written`` without what no one says, its letters in their plain form."""
+    styled = STYLED.sub(lambda m: unicodedata.normalize("NFKC", m.group()), UNSAID.sub("", written))
+    return unicodedata.normalize("NFC", styled)
 
 
 class TextRules:

@@ -35,7 +35,7 @@ _NUMBER_SIGN = re.compile(r"#(?=\d)")
 _ABBREVIATIONS = {code: {key.rstrip(".").lower(): {**rules.titles, **rules.abbreviations}[key].lower()
                          for key in rules.aligner_abbreviations} for code, rules in RULES.items()}
 _OTHER_READINGS = {key.rstrip(".").lower(): said.lower() for key, said in EN.street_readings.items()}
-_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")  # as English writes them: "1,200.5"
+_NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|(?<![\w.])\.\d+")  # as English writes them: "1,200.5", ".5"
 _CURRENCY_RE = "(" + "|".join(map(re.escape, sorted(CURRENCY_NAMES["en"], key=len, reverse=True))) + ")"
 _ORDINAL_RE = re.compile(rf"^(\d+)({EN.ordinal_suffixes})$", re.IGNORECASE)
 

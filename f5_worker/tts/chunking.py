@@ -154,12 +154,16 @@ def piece_limit_bytes(ref: PreparedReference, speed: float, max_seconds: float) 
     return max(1, min(max_chunk_chars(ref, speed), int(per_second * max_seconds * speed)))
 
 
-def first_piece_end(text: str, tokens: list[tuple[int, int]]) -> int:
+def first_piece_end(text: str, tokens: list[tuple[int, int]], said: NormalizedText | None = None) -> int:
     """How many of ``tokens`` (the reported words) a stream's first piece holds: a clause or a few words,
-    so the first audio comes early, and at least ``SHORT_TEXT_BYTES`` (upstream, followed here, samples a
-    shorter text at a third of the speed)."""
+    so the first audio comes early, and at least ``SHORT_TEXT_BYTES`` as said (``said``: ``text``'s
+    normalization; upstream, followed here, samples a shorter text at a third of the speed, and four
+    emoji are 16 bytes written and none said)."""
     def long_enough(n: int) -> bool:
-        return not too_short(text[tokens[0][0]:tokens[n - 1][1]])
+        start, end = tokens[0][0], tokens[n - 1][1]
+        if said is not None:
+            return not too_short(said.spoken[said.to_spoken(start):said.to_spoken(end)].strip())
+        return not too_short(text[start:end])
 
     first = min(FIRST_PIECE_WORDS, len(tokens))
     for i, (s, e) in enumerate(tokens[:FIRST_PIECE_MAX_WORDS]):
