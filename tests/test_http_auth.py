@@ -64,12 +64,13 @@ def test_the_openai_client_with_another_key_raises_authentication_error(server, 
 ], ids=["none", "basic", "empty", "wrong", "prefix", "longer"])
 def test_every_route_but_ping_refuses_a_request_without_the_token(server, headers, problem):
     base = server[0]
-    refused = [requests.get(base + "/health", headers=headers),
+    refused = [requests.get(base + "/", headers=headers),  # the page too (docs/page.md)
+               requests.get(base + "/health", headers=headers),
                requests.post(base + "/v1/synthesize", json={"text": "Hi.", **FAST}, headers=headers),
                requests.get(base + "/v1/models", headers=headers),
                requests.post(base + "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."},
                              headers=headers)]
-    for native, response in zip([True, True, False, False], refused):
+    for native, response in zip([True, True, True, False, False], refused):
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", response.text
         error = response.json()["error"]
         if native:

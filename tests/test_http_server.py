@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import openai
@@ -68,7 +69,21 @@ def test_openai_model_names_and_registry_names(client, server):
         response = client.audio.speech.create(model=model, voice="default", input="Hi.", response_format="wav",
                                               speed=1.2, extra_body=FAST)
         assert response.response.headers["x-model"] == "tiny"
+        assert "x-voice" not in response.response.headers  # said only for OpenAI's voice names
         assert sf.read(io.BytesIO(response.content))[1] == 24000
+
+
+def test_openai_defaults_a_voice_names_case_empty_instructions_and_every_extension(client):
+    """What the SDK sends when a caller leaves things out: no response_format (OpenAI's default, mp3), an empty
+    instructions; an OpenAI voice name in any case; and every extension docs/http.md lists, accepted."""
+    extensions = {**FAST, "cfg_strength": 2.0, "sway_sampling_coef": -1.0, "language": "en", "normalize": True,
+                  "remove_silence": False, "cross_fade_duration": 0.15, "target_rms": 0.1}
+    response = client.audio.speech.create(model="tts-1", voice="Alloy", input="Hello there.", instructions="",
+                                          extra_body=extensions)
+    assert response.response.headers["content-type"] == "audio/mpeg"
+    assert response.response.headers["x-voice"] == "default"
+    wave, rate = sf.read(io.BytesIO(response.content))
+    assert rate == 24000 and len(wave) > 2400
 
 
 @pytest.mark.parametrize("kwargs, param, words", [
@@ -94,8 +109,10 @@ def test_openai_bad_request_raises_with_our_message(client, kwargs, param, words
 
 
 def test_openai_models_list(client):
-    ids = [m.id for m in client.models.list()]
-    assert "tiny" in ids and "tts-1" in ids
+    models = {m.id: m for m in client.models.list()}
+    assert models["tiny"].owned_by == "f5-worker" and getattr(models["tiny"], "alias_of", None) is None
+    for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):  # OpenAI's names: the default model
+        assert models[name].alias_of == "tiny"
 
 
 def test_a_path_or_method_not_served_is_refused_in_the_routes_own_form(client, server):
@@ -133,10 +150,21 @@ def test_body_refused_before_any_work(server):
         (requests.post(url, json={"model": "tts-1", "voice": "alloy", "input": "Hi.", "response_format": [1]}), 400),
         (requests.post(url, json={"model": "tts-1", "voice": 7, "input": "Hi."}), 400),
         (requests.post(url, data=b" " * (31 * 1024 * 1024), headers={"Content-Type": "application/json"}), 413),
+        # no Content-Length (chunked): counted as it is read
+        (requests.post(url, data=chunked(30, 1 << 20), headers={"Content-Type": "application/json"}), 413),
     ]
     for response, status in cases:
         assert response.status_code == status, response.text
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert cases[3][0].json()["error"]["message"] == "the body must be a JSON object"
+    native = requests.post(server[0] + "/v1/synthesize", json=["a list"], timeout=HANG_S)
+    assert native.status_code == 400 and native.json() == {"error": "the body must be a JSON object"}
+
+
+def chunked(blocks: int, size: int) -> Iterator[bytes]:
+    """A body sent without Content-Length: ``blocks`` blocks of ``size`` spaces, then one more byte."""
+    yield from (b" " * size for _ in range(blocks))
+    yield b" "
 
 
 def test_ping_health_and_native_synthesize(server):
@@ -153,6 +181,24 @@ def test_ping_health_and_native_synthesize(server):
     assert bad.status_code == 400 and bad.json()["error"].startswith("nfe_step:")
     assert requests.post(base + "/v1/synthesize", data="nope",
                          headers={"Content-Type": "application/json"}).status_code == 400
+    details = requests.post(base + "/v1/synthesize", data=json.dumps({"action": "health"}),
+                            headers={"Content-Type": "Application/JSON; charset=UTF-8"})  # media types ignore case
+    assert details.status_code == 200 and details.json()["status"] == "ok"
+
+
+def test_port_health_equal_to_port_is_one_port():
+    """PORT_HEALTH set to PORT (both health checks and requests on one port) binds the port once."""
+    from f5_worker.http_server import listening_sockets
+
+    port = free_port()
+    sockets = listening_sockets(port, port, host="127.0.0.1")
+    try:
+        for sock in sockets:
+            sock.listen()
+        assert [sock.getsockname()[1] for sock in sockets] == [port]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_ping_answers_204_while_loading_then_200(worker):
@@ -171,6 +217,7 @@ def test_ping_answers_204_while_loading_then_200(worker):
             busy = requests.post(base + "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."})
             assert busy.status_code == 503 and busy.headers["retry-after"]
             assert "loading" in busy.json()["error"]["message"]
+            assert (busy.json()["error"]["type"], busy.json()["error"]["code"]) == ("server_error", "not_ready")
             release.set()
             wait_for(base + "/ping", 200, 30)
         finally:
@@ -209,6 +256,7 @@ def test_streamed_speech_joins_into_audio_that_decodes(client, fmt):
             model="tts-1", voice="alloy", input=LONG_TEXT, response_format=fmt, stream_format="audio",
             extra_body=FAST) as response:
         assert response.headers["transfer-encoding"] == "chunked" and response.headers["x-voice"] == "default"
+        assert (response.headers["cache-control"], response.headers["x-accel-buffering"]) == ("no-cache", "no")
         data = b"".join(response.iter_bytes())
     wave, rate = decode(data, fmt)
     assert rate == 24000 and wave.ndim == 1 and len(wave) > 5 * rate and np.isfinite(wave).all()
@@ -259,6 +307,7 @@ def test_native_stream_answers_the_items_as_events_whatever_streaming_says(serve
     response = requests.post(server[0] + "/v1/synthesize", stream=True, timeout=120,
                              json={"text": LONG_TEXT, "stream": True, **FAST})
     assert response.status_code == 200 and response.headers["x-job-id"]
+    assert (response.headers["cache-control"], response.headers["x-accel-buffering"]) == ("no-cache", "no")
     items = sse_events(response)
     pieces, done = items[:-1], items[-1]
     assert [item["seq"] for item in items] == list(range(len(items))) and len(pieces) >= 2
@@ -432,6 +481,17 @@ def test_with_every_job_slot_in_flight_health_and_the_voices_still_answer(worker
     assert [a.status_code for a in answers] == [200] * jobs
 
 
+def test_a_refused_job_gives_its_slot_back(local):
+    """More refusals than MAX_CONCURRENCY (2), one after the other: each one's own 400, never a 429."""
+    base, _, _ = local
+    for _ in range(3):
+        native = requests.post(base + "/v1/synthesize", json={"text": "Hi.", "voice": "nobody"}, timeout=HANG_S)
+        assert native.status_code == 400 and native.json()["error"].startswith("voice: "), native.text
+        speech = requests.post(base + "/v1/audio/speech", json={"model": "tts-1", "voice": "nobody", "input": "Hi."},
+                               timeout=HANG_S)
+        assert speech.status_code == 400 and speech.json()["error"]["param"] == "voice", speech.text
+
+
 def test_an_error_after_the_stream_has_started_is_its_last_event(local):
     base, own, _ = local
 
@@ -488,6 +548,26 @@ def test_a_bucket_that_is_down_is_the_servers_503_not_the_requests_400(worker, b
             refused = requests.post(base + "/v1/synthesize", json={"text": "Hi.", "speed": 9}, timeout=HANG_S)
             assert refused.status_code == 400  # the request's own fault is still its own
         assert requests.post(base + "/v1/synthesize", json={"action": "list_voices"}, timeout=HANG_S).ok
+
+
+def test_an_audio_stream_that_fails_after_it_started_is_cut_without_a_traceback(local, caplog):
+    """Its status is sent: the body ends without its last chunk, which HTTP clients report; the log says so in
+    a line (the failure's traceback is the worker's, logged as a queue job's; none from the server)."""
+    base, own, _ = local
+
+    def fail():
+        raise RuntimeError("the sampler broke")
+
+    with caplog.at_level("INFO"), held_at(own, NFE + 1, fail):
+        response = requests.post(base + "/v1/audio/speech", stream=True, timeout=HANG_S, json={
+            "model": "tts-1", "voice": "alloy", "input": LONG_TEXT, "response_format": "pcm",
+            "stream_format": "audio", **HELD})
+        assert response.status_code == 200
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            b"".join(response.iter_content(None))
+    assert "a streamed answer was cut: internal: RuntimeError: the sampler broke" in caplog.text
+    assert "Exception in ASGI application" not in caplog.text
+    assert not [r for r in caplog.records if r.name.startswith("uvicorn") and r.exc_info]
 
 
 def open_stream(base: str, body: dict, receive_buffer: int | None = None) -> socket.socket:
