@@ -240,7 +240,7 @@ def test_groups_of_three_digits_after_a_space_are_thousands_where_that_is_the_no
 @pytest.mark.parametrize(("written", "spoken"), [
     ("1990-2000", "nineteen ninety to two thousand"),
     ("From 2010–2015, we grew.", "From twenty ten to twenty fifteen, we grew."),
-    ("pages 10-20", "pages ten-twenty"),  # no years: left as they were
+    ("pages 10-20", "pages ten to twenty"),  # a range of numbers too (test_numeric_ranges_are_read_as_ranges)
     ("The shop closes at 24:00.", "The shop closes at twenty-four hundred."),
 ])
 def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
@@ -251,8 +251,8 @@ def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
 @pytest.mark.parametrize(("written", "spoken"), [
     ("Call 555-1234 or +1 555-123-4567", "Call five hundred fifty-five-twelve thirty-four or plus one, five five five, "
                                          "one two three, four five six seven"),
-    ("on 2024-05-01, pages 10-20, 1990-2000", "on May first, twenty twenty-four, pages ten-twenty, nineteen ninety to "
-                                              "two thousand"),
+    ("on 2024-05-01, pages 10-20, 1990-2000", "on May first, twenty twenty-four, pages ten to twenty, nineteen ninety "
+                                              "to two thousand"),
     ("1234 5678 and 1111 2222 3333", "twelve thirty-four five thousand six hundred seventy-eight and eleven eleven "
                                      "two thousand two hundred twenty-two three thousand three hundred thirty-three"),
     ("in 1990 2000 2010 2020", "in nineteen ninety two thousand two thousand ten two thousand twenty"),  # years

@@ -68,6 +68,8 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
         "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num}|\.\d+(?!\.\d))"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        # an amount without its currency sign, the second end of a range that has one ("$5-10 million")
+        "scaled": re.compile(rf"{_ALONE_BEFORE}({num}){scale}{_ALONE_AFTER}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
         "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
         "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
