@@ -106,7 +106,6 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
-        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
         # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
         # whether they increase is checked by the rule
         "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"

@@ -561,15 +561,10 @@ class TextRules:
         return [(m.start(), m.end(), said)]
 
     def _english_forms(self, pos: int) -> list[Edit] | None:
-        """English only: decades ("1990s", "'90s": nineteen nineties), year ranges ("1990-2000", "2010–2015":
-        nineteen ninety to two thousand; read as one number and a dash they ran together) and simple fractions
-        ("3/4": three quarters; the numerator below the denominator, so "24/7" stays)."""
+        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
+        quarters; the numerator below the denominator, so "24/7" stays). Year ranges are ranges (``_range``)."""
         if self.lang != "en":
             return None
-        m = self.p["year_range"].match(self.text, pos)
-        if m and int(m.group(1)) < int(m.group(2)):
-            first, last = (say_number(m.group(i), "en", year_style=True) for i in (1, 2))
-            return [(m.start(), m.end(), f"{first} to {last}")]
         m = self.p["decade"].match(self.text, pos)
         if m:
             digits = m.group(1) or m.group(2)
