@@ -1,5 +1,5 @@
-"""The rules that read what is written and say it: an address, a date, a time, a phone number, money, a
-percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
+"""The rules that read what is written and say it: an address, a date, a range, a time, a phone number, money,
+a percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
 
 Each rule looks at one place of a text and, where what is written there is a token of its kind, gives
 what is said for it (an ``Edit``: the span and its reading); where two could start at the same place, the
