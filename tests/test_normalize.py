@@ -240,7 +240,7 @@ def test_groups_of_three_digits_after_a_space_are_thousands_where_that_is_the_no
 @pytest.mark.parametrize(("written", "spoken"), [
     ("1990-2000", "nineteen ninety to two thousand"),
     ("From 2010–2015, we grew.", "From twenty ten to twenty fifteen, we grew."),
-    ("pages 10-20", "pages ten-twenty"),  # no years: left as they were
+    ("pages 10-20", "pages ten to twenty"),  # a range of numbers too (test_numeric_ranges_are_read_as_ranges)
     ("The shop closes at 24:00.", "The shop closes at twenty-four hundred."),
 ])
 def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
@@ -248,11 +248,138 @@ def test_english_year_ranges_and_the_end_of_the_day(written, spoken):
     assert normalize(spoken, "en").spoken == spoken
 
 
+RANGES = {
+    "en": [
+        ("It takes 5-10 minutes.", "It takes five to ten minutes."),
+        ("pages 10–20, ages 3-5", "pages ten to twenty, ages three to five"),
+        ("at 20-25°C or 20-25 °C", "at twenty to twenty-five degrees Celsius or twenty to twenty-five degrees Celsius"),
+        ("$5-$10, $5-10 and $1-$2", "five to ten dollars, five to ten dollars and one to two dollars"),
+        ("$5-$7.50, $4.99-$9.99", "five dollars to seven dollars fifty cents, four dollars ninety-nine cents to nine "
+                                  "dollars ninety-nine cents"),
+        ("$5-10 million, $5M-$10M", "five to ten million dollars, five million to ten million dollars"),
+        ("10-20% and 10%-20%", "ten to twenty percent and ten to twenty percent"),
+        ("5-10km, 5km-10km, 1.5-2.5 kg", "five to ten kilometers, five to ten kilometers, one point five to two point "
+                                         "five kilograms"),
+        ("1,000-2,000 and 100-1000", "one thousand to two thousand and one hundred to one thousand"),
+        ("-10-5°C", "minus ten to five degrees Celsius"),
+        ("open 9:00-17:00, 9am-5pm, 3-5pm", "open nine o'clock to seventeen hundred, nine A M to five P M, three to "
+                                            "five P M"),
+        ("between 5-10 people", "between five and ten people"),
+        ("March 5-10", "March fifth to tenth"),
+        ("1990-1995, 1990-95, 2020–21, 2004-05", "nineteen ninety to nineteen ninety-five, nineteen ninety to "
+                                                 "ninety-five, twenty twenty to twenty-one, two thousand four to oh-five"),
+        ("(5-10)", "(five to ten)"),
+        ("FROM 5-10 MINUTES", "FROM FIVE TO TEN MINUTES"),
+    ],
+    "fr": [
+        ("5-10 minutes", "cinq à dix minutes"),
+        ("20-25°C, 10-20 %", "vingt à vingt-cinq degrés, dix à vingt pour cent"),
+        ("5-10 €, 1-2 £, 21-25 h", "cinq à dix euros, une à deux livres, vingt et une à vingt-cinq heures"),
+        ("1,5-2,5 km", "un virgule cinq à deux virgule cinq kilomètres"),
+        ("de 9h-17h, 9-17h", "de neuf heures à dix-sept heures, neuf à dix-sept heures"),
+        ("entre 5-10 personnes", "entre cinq et dix personnes"),
+        ("1990-1995", "mille neuf cent quatre-vingt-dix à mille neuf cent quatre-vingt-quinze"),
+    ],
+    "de": [
+        ("5-10 Minuten", "fünf bis zehn Minuten"),
+        ("20-25°C, 1-2 kg, 1-2 €", "zwanzig bis fünfundzwanzig Grad Celsius, ein bis zwei Kilogramm, ein bis zwei Euro"),
+        ("9:00-17:00 Uhr, 9-17 Uhr", "neun Uhr bis siebzehn Uhr, neun bis siebzehn Uhr"),
+        ("von 8.30-9.30 Uhr", "von acht Uhr dreißig bis neun Uhr dreißig"),
+        ("zwischen 5-10 Personen", "zwischen fünf und zehn Personen"),
+        ("1.000-2.000 Euro", "eintausend bis zweitausend Euro"),
+    ],
+    "es": [
+        ("5-10 minutos", "cinco a diez minutos"),
+        ("20-25°C, 1-2 £", "veinte a veinticinco grados, una a dos libras"),
+        ("entre 5-10 personas", "entre cinco y diez personas"),
+        ("de 9:00-17:00", "de nueve en punto a diecisiete en punto"),
+    ],
+    "it": [
+        ("5-10 minuti", "cinque a dieci minuti"),
+        ("da 5-10 €, 1-2 £", "da cinque a dieci euro, una a due sterline"),
+        ("tra 5-10 persone, fra 1-2 km", "tra cinque e dieci persone, fra uno e due chilometri"),
+    ],
+    "pt": [
+        ("5-10 minutos", "cinco a dez minutos"),
+        ("R$ 5-10, 1-2 £", "cinco a dez reais, uma a duas libras"),
+        ("entre 5-10 pessoas", "entre cinco e dez pessoas"),
+    ],
+}
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"),
+                         [(lang, w, s) for lang, cases in RANGES.items() for w, s in cases])
+def test_numeric_ranges_are_read_as_ranges(language, written, spoken):
+    """Two numbers joined by a hyphen or an en dash, the second the larger: "to" between them in the language,
+    a unit, currency or percent sign said once, after the last. "20-25°C" was "twenty-twenty-five degrees", the
+    year 2025."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+    assert normalize(spoken, language).spoken == spoken
+
+
+@pytest.mark.parametrize(("language", "written", "spoken"), [
+    ("en", "won 3-2, open 9-5, 1-1", "won three-two, open nine-five, one-one"),  # the second no larger: a score
+    ("en", "22:00-06:00", "twenty-two hundred-six hundred"),
+    ("en", "5-10-15 and 1-800-FLOWERS", "five-ten-fifteen and one-eight hundred-FLOWERS"),  # a longer chain
+    ("en", "3-5-year-olds", "three-five-year-olds"),
+    ("en", "Call 555-1234, 1-800-555-1234", "Call five hundred fifty-five-twelve thirty-four, one, eight zero zero, "
+                                            "five five five, one two three four"),
+    ("en", "on 2026-12-07", "on December seventh, twenty twenty-six"),
+    ("en", "Card 0042-7781-9930-1122", "Card zero zero four two, seven seven eight one, nine nine three zero, one one "
+                                       "two two"),
+    ("en", "5 - 10, 5—10, 05-10, +1-5", "five - ten, five—ten, zero five-ten, plus one-five"),  # pauses, codes
+    ("en", "5°-10°C, $5-€10", "five degrees -ten degrees Celsius, five dollars- ten euros"),  # different kinds
+    ("en", "1:30:00-2:00:00", "one hour and thirty minutes-two hours"),  # durations
+    ("en", "-5-3/4 and 1.5-2.5.3", "minus five-three quarters and one point five-two dot five dot three"),
+    ("fr", "3-2 et 06-12-34-56-78", "trois-deux et zéro six, un deux, trois quatre, cinq six, sept huit"),
+    ("de", "2019-2020-2021", "zweitausendneunzehn, zweitausendzwanzig, zweitausendeinundzwanzig"),
+    ("es", "2020–21", "dos mil veinte–veintiuno"),  # abbreviated years: English only
+])
+def test_what_is_no_range_is_read_as_before(language, written, spoken):
+    """A score, a working day ("9-5"), a phone number, an ISO date, a card number, a chain of hyphens, ends of
+    different kinds: two numbers and a dash that no one says "to" for."""
+    norm = normalize(written, language)
+    assert norm.spoken == spoken
+    assert_consistent(norm)
+
+
+_SIX = ["en", "fr", "de", "es", "it", "pt"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(language=st.sampled_from(_SIX), a=st.integers(0, 10**7), b=st.integers(0, 10**7),
+       dash=st.sampled_from(["-", "–"]), after=st.sampled_from(["", ".", ",", " today"]))
+@example(language="en", a=20, b=25, dash="-", after="")
+@example(language="en", a=555, b=1234, dash="-", after="")  # a local phone number: two numbers
+@example(language="en", a=1990, b=95, dash="-", after="")  # an abbreviated year range
+def test_a_range_says_both_numbers_in_order_with_its_word_between(language, a, b, dash, after):
+    """The reading of "a-b" is the reading of a, the language's "to", the reading of b, where b is the larger;
+    otherwise no word is said between them (the two are read as before: as two numbers and a dash, or, where
+    their digits make one, as a phone number: "100000-1000")."""
+    from f5_worker.text.languages import RULES
+    from f5_worker.text.numbers import abbreviated_year
+
+    said = normalize(f"Read {a}{dash}{b}{after}", language).spoken
+    alone = [normalize(str(n), language).spoken for n in (a, b)]
+    phone = dash == "-" and len(str(a)) == 3 and len(str(b)) == 4 and not (a % 10 == 0 and b % 100 == 0)
+    if language == "en" and all(1100 <= n <= 2099 for n in (a, b)) and a < b:  # years: nineteen ninety to …
+        alone = [normalize(f"in {n}", "en").spoken.removeprefix("in ") for n in (a, b)]
+    if abbreviated_year(str(a), str(b), language):
+        assert said.startswith(f"Read {normalize(f'in {a}', 'en').spoken.removeprefix('in ')} to "), said
+    elif a < b and not phone:
+        assert said == f"Read {alone[0]} {RULES[language].range_to} {alone[1]}{after}", said
+    else:
+        assert f" {RULES[language].range_to} " not in said, said
+        assert said == f"Read {alone[0]}{dash}{alone[1]}{after}" or "," in said.removesuffix(after), said
+
+
 @pytest.mark.parametrize(("written", "spoken"), [
     ("Call 555-1234 or +1 555-123-4567", "Call five hundred fifty-five-twelve thirty-four or plus one, five five five, "
                                          "one two three, four five six seven"),
-    ("on 2024-05-01, pages 10-20, 1990-2000", "on May first, twenty twenty-four, pages ten-twenty, nineteen ninety to "
-                                              "two thousand"),
+    ("on 2024-05-01, pages 10-20, 1990-2000", "on May first, twenty twenty-four, pages ten to twenty, nineteen ninety "
+                                              "to two thousand"),
     ("1234 5678 and 1111 2222 3333", "twelve thirty-four five thousand six hundred seventy-eight and eleven eleven "
                                      "two thousand two hundred twenty-two three thousand three hundred thirty-three"),
     ("in 1990 2000 2010 2020", "in nineteen ninety two thousand two thousand ten two thousand twenty"),  # years

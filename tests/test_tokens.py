@@ -76,3 +76,39 @@ def test_symbols_and_abbreviations_are_read_from_the_english_table():
         assert spoken_words(written) == said and spoken_words(written.upper()) == said
     assert spoken_words("No.") == ["no"]  # not in aligner_abbreviations: alone, it may be the word
     assert spoken_words("Dr.", "fr") == ["dr"]  # French has no abbreviations the aligner reads
+
+
+@pytest.mark.parametrize(("token", "language", "spoken", "alternatives"), [
+    ("5-10", "en", ["five", "to", "ten"], [["five", "ten"]]),
+    ("(10–20),", "en", ["ten", "to", "twenty"], [["ten", "twenty"]]),
+    ("$5-$10", "en", ["five", "dollars", "to", "ten", "dollars"], [["five", "dollars", "ten", "dollars"]]),
+    ("10%-20%", "en", ["ten", "percent", "to", "twenty", "percent"], [["ten", "percent", "twenty", "percent"]]),
+    ("1990-95", "en", ["nineteen", "ninety", "to", "ninety", "five"], [["nineteen", "ninety", "ninety", "five"]]),
+    ("5-10", "fr", ["cinq", "à", "dix"], []),
+    ("5-10", "de", ["fünf", "bis", "zehn"], []),
+    ("5-10", "es", ["cinco", "a", "diez"], []),
+    ("5-10", "it", ["cinque", "a", "dieci"], []),
+    ("5-10", "pt", ["cinco", "a", "dez"], []),
+    # no range: the second no larger, a chain of hyphens, a local phone number, a code, a language without a table
+    ("3-2", "en", ["three", "two"], []),
+    ("5-10-15", "en", ["five", "ten", "fifteen"], []),
+    ("1-800-FLOWERS", "en", ["one", "eight", "hundred", "flowers"], []),
+    ("555-1234", "en", ["five", "hundred", "fifty", "five", "twelve", "thirty", "four"], []),
+    ("A-1", "en", ["a", "one"], []),
+    ("5-10", "ru", ["пять", "десять"], []),
+])
+def test_a_ranges_dash_is_said_as_the_languages_word(token, language, spoken, alternatives):
+    """The aligner listens for "five to ten" in "5-10", as the normalizer has the model say it; in English it
+    also takes "five ten", which a reader of the text as written may say."""
+    (tok,) = tokenize(token, language)
+    assert tok.spoken == spoken
+    assert tok.alternatives == alternatives
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "de", "es", "it", "pt"])
+@pytest.mark.parametrize("token", ["5-10", "10–20", "100-1000", "3-2"])
+def test_a_range_is_listened_for_as_the_normalizer_says_it(token, language):
+    """Read alone, a range token gives the words its normalized text gives: both decide by ``numbers.is_range``."""
+    said = normalize(token, language).spoken
+    assert [w for s, e in token_spans(said) for w in spoken_words(said[s:e], language)] == \
+        spoken_words(token, language)

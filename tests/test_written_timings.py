@@ -58,6 +58,20 @@ def test_a_reading_over_several_written_words_is_shared_among_them():
     assert out_words[1].start == words[1].start  # "plus"
 
 
+def test_a_range_is_one_written_word_timed_from_its_first_number_to_its_last():
+    """"5-10" is said "five to ten": one written word, from the start of "five" to the end of "ten"; a unit
+    written apart ("°C") keeps its own reading and time."""
+    norm = normalize("Wait 5-10 minutes at 20-25 °C.", "en")
+    assert norm.spoken == "Wait five to ten minutes at twenty to twenty-five degrees Celsius."
+    words, chars = spoken_timings(norm)
+    out_words, _ = written_timings(norm, words, chars)
+    assert [w.text for w in out_words] == ["Wait", "5-10", "minutes", "at", "20-25", "°C."]
+    by_text = {w.text: w for w in words}
+    assert (out_words[1].start, out_words[1].end) == (by_text["five"].start, by_text["ten"].end)
+    assert (out_words[4].start, out_words[4].end) == (by_text["twenty"].start, by_text["twenty-five"].end)
+    assert (out_words[5].start, out_words[5].end) == (by_text["degrees"].start, by_text["Celsius."].end)
+
+
 def test_voice_and_segment_follow_the_words():
     norm = normalize("Pay $5", "en")
     words, chars = spoken_timings(norm)

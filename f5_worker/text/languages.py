@@ -69,6 +69,11 @@ class LanguageRules:
     # here is read by its letters. Adding one changes how the align action (and synthesis without
     # ``normalize``) times it.
     aligner_abbreviations: frozenset[str] = frozenset()
+    # The word said between the two ends of a range ("5-10": five to ten, cinq à dix, fünf bis zehn), and the
+    # words after which a range is said with the language's "and" (symbols["&"]) instead: "between 5-10" is
+    # between five and ten, "zwischen 5-10" zwischen fünf und zehn.
+    range_to: str = ""
+    range_between: tuple[str, ...] = ()
 
 
 _METRIC_EN = {
@@ -103,6 +108,7 @@ EN = LanguageRules(
     sentence_final=frozenset({"etc.", "Jr.", "Sr.", "Inc.", "Ltd.", "Ave.", "Rd."}),
     times="times",
     aligner_abbreviations=frozenset({"Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "St.", "Jr.", "Sr.", "vs.", "etc."}),
+    range_to="to", range_between=("between",),
 )
 
 FR = LanguageRules(
@@ -130,6 +136,7 @@ FR = LanguageRules(
     one_before=("un", "une"),
     feminine_nouns=frozenset({"heure", "heures", "minute", "minutes", "seconde", "secondes", "livre", "livres"}),
     agreeing_last_words=(("un", "un", "une"),),
+    range_to="à", range_between=("entre",),
 )
 
 DE = LanguageRules(
@@ -153,6 +160,7 @@ DE = LanguageRules(
     time_units=(("Stunde", "Stunden"), ("Minute", "Minuten"), ("Sekunde", "Sekunden")),
     sentence_final=frozenset({"usw.", "u.a.", "Str."}),
     one_before=("ein", "eine"), feminine_nouns=frozenset({"Stunde", "Minute", "Sekunde"}),
+    range_to="bis", range_between=("zwischen",),
 )
 
 ES = LanguageRules(
@@ -176,6 +184,7 @@ ES = LanguageRules(
     sentence_final=frozenset({"etc."}),
     one_before=("un", "una"), feminine_nouns=frozenset({"libra", "libras", "hora", "horas"}),
     agreeing_last_words=(("uno", "un", "una"), ("veintiuno", "veintiún", "veintiuna")),
+    range_to="a", range_between=("entre",),
 )
 
 IT = LanguageRules(
@@ -197,7 +206,8 @@ IT = LanguageRules(
     clock="{h} e {m}", clock_full_hour="{h} in punto", feminine_ordinal=("o", "a"),
     time_units=(("ora", "ore"), ("minuto", "minuti"), ("secondo", "secondi")),
     sentence_final=frozenset({"ecc."}),
-    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina", "ora"}),
+    one_before=("un", "una"), feminine_nouns=frozenset({"sterlina", "sterline", "ora", "ore"}),
+    range_to="a", range_between=("tra", "fra"),
 )
 
 PT = LanguageRules(
@@ -220,6 +230,7 @@ PT = LanguageRules(
     sentence_final=frozenset({"etc."}),
     one_before=("um", "uma"), feminine_nouns=frozenset({"libra", "libras", "hora", "horas"}),
     agreeing_last_words=(("um", "um", "uma"), ("dois", "dois", "duas")),
+    range_to="a", range_between=("entre",),
 )
 
 RULES = {r.code: r for r in (EN, FR, DE, ES, IT, PT)}

@@ -22,6 +22,9 @@ MAX_NUMBER_WORDS_DIGITS = 15
 # num2words languages whose converters loop forever on some numbers (Amharic: 1111111); their
 # numbers are read digit by digit. tests/test_numbers.py sweeps every language for hangs.
 _NUM2WORDS_HANGS = frozenset({"am"})
+# The dashes that join the two ends of a range ("5-10", "5–10"), with no space around them: the hyphen, its
+# Unicode forms, the figure dash and the en dash. An em dash, or a dash with spaces ("5 - 10"), is a pause.
+RANGE_DASHES = "-\u2010\u2011\u2012\u2013"
 
 # Money: (one, many, one hundredth, many hundredths) per currency symbol and language; English names
 # where a language has no entry of its own. "R$" is the Brazilian real.
@@ -118,6 +121,30 @@ def say_decimal(plain: str, language: str) -> str | None:
     except Exception:  # noqa: BLE001 - as in number_words
         return None
     return said.strip(" ,") or None
+
+
+def is_range(first: str, second: str, dash: str, language: str) -> bool:
+    """Whether two numbers joined by ``dash`` ("5-10"; digits with "." before decimals, "-" before a negative
+    first) are a range, said "five to ten" and not "five-ten": the second is the larger ("3-2" is a score, "9-5"
+    a working day, both said as before), neither is written with a leading zero (a code: "05-10"), and the two
+    are no local telephone number, three digits, a hyphen and four ("555-1234"), unless both are round
+    (the first ending in a zero, the second in two: "100-1000"). In English a year and the last two digits of
+    a later year of its century are one too (``abbreviated_year``: "1990-95")."""
+    if abbreviated_year(first, second, language):
+        return True
+    if any(re.match(r"-?0\d", n) for n in (first, second)):
+        return False
+    if dash == "-" and re.fullmatch(r"\d{3}", first) and re.fullmatch(r"\d{4}", second) \
+            and not (first.endswith("0") and second.endswith("00")):
+        return False
+    return Decimal(first) < Decimal(second)
+
+
+def abbreviated_year(first: str, second: str, language: str) -> bool:
+    """English only: a year from 1100 to 2099 and the last two digits of a later year of its century, a range
+    of years ("1990-95", "2020–21": nineteen ninety to ninety-five, twenty twenty to twenty-one)."""
+    return base_language(language) == "en" and bool(re.fullmatch(r"1[1-9]\d\d|20\d\d", first)) \
+        and bool(re.fullmatch(r"\d\d", second)) and first[2:] < second
 
 
 def say_ordinal(digits: str, language: str) -> str:

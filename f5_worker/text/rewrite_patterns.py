@@ -68,6 +68,8 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
         "currency_before": re.compile(rf"(?<![^\W\d_]){_CURRENCY}(\s?)([-−]?)({num}|\.\d+(?!\.\d))"
                                       rf"{scale}{_ALONE_AFTER}"),
         "currency_after": re.compile(rf"{_ALONE_BEFORE}({num})(\s?){_CURRENCY}"),
+        # an amount without its currency sign, the second end of a range that has one ("$5-10 million")
+        "scaled": re.compile(rf"{_ALONE_BEFORE}({num}){scale}{_ALONE_AFTER}"),
         "percent": re.compile(rf"{_ALONE_BEFORE}({num})(\s?)%"),
         "url": re.compile(rf"(?:https?://|www\.){_URL_CHARACTERS}+", re.IGNORECASE),
         "domain": re.compile(rf"(?<![\w.])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:{'|'.join(_TOP_LEVEL_DOMAINS)})"
@@ -104,7 +106,6 @@ def patterns(lang: str) -> dict[str, re.Pattern]:
         "sign": re.compile(r"#(?=\d)"),
         "decade": re.compile(r"(?<!\w)(?:(1[1-9]\d0|20[0-9]0)|'(\d0))s(?!\w)"),
         "fraction": re.compile(r"(?<![\w/])(\d{1,2})/(\d{1,2})(?![\w/])"),
-        "year_range": re.compile(r"(?<![\w.,\-–])(1[1-9]\d\d|20\d\d)[-–](1[1-9]\d\d|20\d\d)(?![\w\-–]|[.,]\d)"),
         # three years or more joined by hyphens or en dashes, the same throughout ("2019-2020-2021");
         # whether they increase is checked by the rule
         "year_list": re.compile(r"(?<![\w.,\-–])(?:1[1-9]\d\d|20\d\d)([-–])(?:1[1-9]\d\d|20\d\d)"

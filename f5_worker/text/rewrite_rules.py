@@ -1,5 +1,5 @@
-"""The rules that read what is written and say it: an address, a date, a time, a phone number, money, a
-percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
+"""The rules that read what is written and say it: an address, a date, a range, a time, a phone number, money,
+a percentage, a measure, an ordinal, a number, an abbreviation, an acronym, a symbol.
 
 Each rule looks at one place of a text and, where what is written there is a token of its kind, gives
 what is said for it (an ``Edit``: the span and its reading); where two could start at the same place, the
@@ -13,12 +13,18 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from f5_worker.text.languages import EN, LanguageRules
 from f5_worker.text.numbers import (
+    CURRENCY_NAMES,
+    RANGE_DASHES,
+    abbreviated_year,
     before_noun,
     currency_names,
     digit_by_digit,
+    is_range,
     say_currency,
     say_decimal,
     say_number,
@@ -51,6 +57,24 @@ _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 # What a rule found: the span of the text it reads (start, end) and what is said for it.
 Edit = tuple[int, int, str]
+# What the scales of English amounts ("$5 million", "$5k") multiply by, to compare the two ends of a range.
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+
+
+@dataclass(frozen=True)
+class _End:
+    """One end of a range as written ("$5", "25°C", "17:00"): where it ends, what it counts ("" for a bare
+    number, a currency symbol, "%", a unit as written, "time"), its value to compare (a time's in hours), its
+    reading (the edits its own rule gives), the number alone said and the noun said after it ("five",
+    "dollars"; "" for a bare number), and, for money, whether it is whole units alone ("$5", not "$4.99")."""
+
+    end: int
+    kind: str
+    value: Decimal
+    edits: list[Edit]
+    number: str
+    noun: str
+    whole: bool = True
 
 
 def written_forms(text: str) -> list[Edit]:
@@ -101,7 +125,7 @@ class TextRules:
         self.edited_to = 0  # where the scan's last edit ends: a rule reaching back before its place stops there
         # In order: a rule earlier in the list wins where two could start at the same place.
         self.in_order = [self._number] if rules is None else [
-            self._address, self._date, self._time, self._year_list, self._phone, self._money, self._percent, self._unit,
+            self._address, self._date, self._range, self._time, self._year_list, self._phone, self._money, self._percent, self._unit,
             self._ordinal, self._english_forms, self._number, self._abbreviation, self._acronym, self._symbol]
 
     # -- what the rules share ----------------------------------------------------------------------
@@ -195,6 +219,133 @@ class TextRules:
         said = f"{self._german_case(say_ordinal(str(day), 'de'), pos)} {self.rules.months[month - 1]}"
         return [(m.start(), m.end() - 1 if self._sentence_ends_after(m.end()) else m.end(), said)]
 
+    def _range(self, pos: int) -> list[Edit] | None:
+        """Two numbers joined by a hyphen or an en dash, the second the larger: a range, "5-10 minutes" five to
+        ten minutes, "20-25°C" twenty to twenty-five degrees Celsius, "$5-$10" five to ten dollars, "9:00-17:00"
+        nine o'clock to seventeen hundred ("to" in the language: à, bis, a; after "between" its "and"). Said
+        as two numbers and a dash, "twenty-twenty-five degrees" was the year 2025.
+
+        Each end is read by its own rule. An end's unit, currency or percent sign said after the last number
+        is not said twice ("$5-$10": five to ten dollars), but for amounts with cents ("$5-$7.50": five dollars
+        to seven dollars fifty cents) and times, whose ends are said whole; the first number then agrees with
+        the noun after the last as the language wants ("1-2 €": ein bis zwei Euro; "1-2 h": une à deux
+        heures). Not a range: a second end no larger than the first ("3-2", a score; "9-5"), two ends of
+        different kinds ("5°-10°C"), two numbers in a longer chain of hyphens (a phone number, an ISO date,
+        "5-10-15", "1-800-FLOWERS"), or what ``numbers.is_range`` leaves out ("555-1234")."""
+        rules, text = self.rules, self.text
+        if rules is None or (pos >= 1 and text[pos - 1] == "+") \
+                or (pos >= 2 and text[pos - 1] in RANGE_DASHES + ".,:/" and text[pos - 2].isalnum()):
+            return None  # "+1-5", a country code; "A-1-5", "1.5-10", "3/4-5": part of something longer
+        first = self._range_end(pos, first=True)
+        if first is None or first.end >= len(text) - 1 or text[first.end] not in RANGE_DASHES:
+            return None
+        dash = text[first.end]
+        second = self._range_end(first.end + 1, first=False, carried=first.kind)
+        if second is None or re.match(rf"[{RANGE_DASHES}]\w|[.,/:]\d", text[second.end:second.end + 2]) \
+                or self._phone(first.end + 1):
+            return None  # "5-10-15", "1-800-FLOWERS", "5-3/4"; "1–4111 1111 1111 1111", a card's first group
+        between = re.search(rf"\b(?i:{'|'.join(rules.range_between)})\s+\Z", self._before(pos))
+        to = f" {rules.symbols['&'] if between else rules.range_to} "
+        first_written, second_written = text[pos:first.end], text[first.end + 1:second.end]
+        if first.kind == second.kind == "":
+            sign = "-" if first.value < 0 else ""
+            if not is_range(sign + self._plain(first_written.lstrip("-−")), self._plain(second_written), dash,
+                            self.lang):
+                return None
+            said_first, said_second = first.number, second.number
+            if self.lang == "en" and all(re.fullmatch(r"1[1-9]\d\d|20\d\d", w) for w in (first_written, second_written)):
+                said_first, said_second = (say_number(w, "en", year_style=True) for w in (first_written, second_written))
+            elif abbreviated_year(first_written, second_written, self.lang):  # 1990-95: nineteen ninety to ninety-five
+                said_first = say_number(first_written, "en", year_style=True)
+                said_second = f"oh-{say_number(second_written[1], 'en')}" if second_written[0] == "0" else said_second
+            elif self.lang == "en" and self.p["month"].search(self._before(pos)) \
+                    and re.fullmatch(r"\d{1,2}", first_written) and re.fullmatch(r"\d{1,2}", second_written) \
+                    and 1 <= int(first_written) and int(second_written) <= 31:
+                said_second = say_ordinal(second_written, "en")  # March 5-10: March fifth to tenth
+            return [(pos, second.end, said_first + to + said_second)]
+        if first.value >= second.value or first.kind not in ("", second.kind):
+            return None
+        if first.kind == "" and second.kind == "time" and self.lang == "de" \
+                and (clock := re.fullmatch(r"(\d{1,2})\.([0-5]\d)", first_written)) and int(clock[1]) <= 24:
+            # "8.30-9.30 Uhr": acht Uhr dreißig bis neun Uhr dreißig, as "8.30 Uhr" is read
+            head = [(pos, first.end, self._clock_said(int(clock[1]), int(clock[2])))]
+        elif (second.kind == "time" and first.kind) or not (first.whole and second.whole):
+            head = first.edits  # times, and amounts with cents, said whole: five dollars to seven dollars fifty cents
+        else:  # one unit, currency or sign for both: "1-2 €", "$5-$10" one to two, five to ten …
+            said = first.number
+            if self.lang == "de" or second.noun in rules.feminine_nouns:
+                said = before_noun(said, second.noun, self.lang)  # ein bis zwei Euro, une à deux heures
+            head = [(pos, first.end, said)]
+        (start, _, said_head), (_, end, said_tail) = head[-1], second.edits[0]
+        return [*head[:-1], (start, end, said_head + to + said_tail), *second.edits[1:]]
+
+    def _range_end(self, pos: int, first: bool, carried: str = "") -> _End | None:
+        """One end of a range at ``pos`` (see ``_range``): a time, an amount of money, a percentage, a measure
+        or a bare number, read by its rule. A first end may be negative ("-5-10°C"), but not an amount of money;
+        a second end without a currency sign takes the first's (``carried``: "$5-10 million")."""
+        text, rules, p = self.text, self.rules, self.p
+        if first and text[pos] in "-−" and text[pos + 1:pos + 2].isdigit() \
+                and (pos == 0 or text[pos - 1].isspace() or text[pos - 1] in "(["):
+            end = self._range_end(pos + 1, first=False)
+            if end is None or not (end.kind in ("", "%") or end.kind in rules.units):
+                return None  # "-$5-$10": no range
+            minus = rules.minus
+            (_, stop, said), *rest = end.edits
+            return _End(end.end, end.kind, -end.value, [(pos, stop, f"{minus} {said}"), *rest],
+                        f"{minus} {end.number}", end.noun)
+        seconds = p["minutes_seconds"].match(text, pos) if self.lang == "en" else None
+        if p["hours_minutes_seconds"].match(text, pos) or (seconds and int(seconds[1]) > 24):
+            return None  # a duration ("1:30:00", "45:30"), whose parts are named
+        m = p["time"].match(text, pos)
+        if m and (edits := self._clock(pos)):
+            hour, minute = int(m.group(1)), int(m.group(2) or 0)
+            if self.lang == "en" and m.group(4):
+                hour = hour % 12 + (12 if m.group(4) in "Pp" else 0)
+            return _End(m.end(), "time", Decimal(hour) + Decimal(minute) / 60, edits, "",
+                        "Uhr" if self.lang == "de" else rules.time_units[0][1])
+        m = p["currency_before"].match(text, pos) or p["currency_after"].match(text, pos)
+        if m:
+            if m.re is p["currency_before"]:
+                symbol, amount, scale = m.group(1), m.group(4), m.group(5) or SCALE_SUFFIXES.get(m.group(6))
+                if m.group(3):
+                    return None  # "$-5"
+            else:
+                symbol, amount, scale = m.group(3), m.group(1), None
+            return self._money_end(m.end(), symbol, amount, scale, self._money(pos))
+        for kind, rule in (("%", self._percent), ("unit", self._unit)):
+            m = p["percent" if kind == "%" else "unit"].match(text, pos)
+            if m and (edits := rule(pos)) and (value := self._value(m.group(1))) is not None:
+                noun = rules.percent if kind == "%" else rules.units[m.group(3)][1]
+                return _End(m.end(), kind if kind == "%" else m.group(3), value, edits, self._say(m.group(1)), noun)
+        if carried in CURRENCY_NAMES["en"] and (m := p["scaled"].match(text, pos)):
+            amount, scale = m.group(1), m.group(2) or SCALE_SUFFIXES.get(m.group(3))
+            return self._money_end(m.end(), carried, amount, scale, [(pos, m.end(), self._amount(carried, amount, scale))])
+        m = p["number"].match(text, pos)
+        if m and (edits := self._number(pos)) and (value := self._value(m.group(1))) is not None:
+            return _End(m.end(), "", value, edits, edits[0][2], "")
+        return None
+
+    def _value(self, written: str) -> Decimal | None:
+        """A number as written, to compare; None where it is no one number ("1.200 555" in French, which
+        the number pattern takes whole)."""
+        try:
+            return Decimal(self._plain(written))
+        except InvalidOperation:
+            return None
+
+    def _money_end(self, end: int, symbol: str, amount: str, scale: str | None, edits: list[Edit]) -> _End | None:
+        """An amount of money as one end of a range: its value, the number alone and the currency's name."""
+        amount = "0" + amount if amount.startswith(".") else amount  # "$.50" is $0.50
+        value = self._value(amount)
+        if value is None:
+            return None
+        if scale:  # "$5 million": five million, dollars
+            return _End(end, symbol, value * _SCALES[scale], edits, f"{self._say(amount)} {scale}",
+                        currency_names(symbol, "en")[1])
+        whole, _, cents = self._plain(amount).partition(".")
+        return _End(end, symbol, value, edits, say_number(whole or "0", self.lang, year_style=False),
+                    currency_names(symbol, self.lang)[1], whole=not cents.strip("0"))
+
     def _time(self, pos: int) -> list[Edit] | None:
         return self._hours_minutes_seconds(pos) or self._clock(pos)
 
@@ -287,15 +438,20 @@ class TextRules:
             return self._with_meridiem(m, clock, 4)
         if hour > 24 or (m.group(2) is None and self.lang not in ("fr", "de")):
             return None
-        # The hour agrees with the noun said or understood after it: une heure, vingt et une heures, ein Uhr,
-        # la una (hora), l'una (ora), duas horas; German's is "Uhr", which takes "ein" whatever its gender.
+        return [(m.start(), m.end(), self._clock_said(hour, minute))]
+
+    def _clock_said(self, hour: int, minute: int) -> str:
+        """A time of day in a language other than English. The hour agrees with the noun said or understood
+        after it: une heure, vingt et une heures, ein Uhr, la una (hora), l'una (ora), duas horas; German's is
+        "Uhr", which takes "ein" whatever its gender."""
+        rules = self.rules
         h = self._hour(hour)
         said = (rules.clock_full_hour.format(h=h) if minute == 0
                 else rules.clock.format(h=h, m=say_number(str(minute), self.lang)))
         if (self.lang == "fr" and hour <= 1) or (self.lang == "pt" and hour == 1):
             one, many = rules.time_units[0]
             said = said.replace(many, one)  # une heure, zéro heure, uma hora
-        return [(m.start(), m.end(), said)]
+        return said
 
     def _year_list(self, pos: int) -> list[Edit] | None:
         """Three years or more in increasing order joined by hyphens or en dashes ("2019-2020-2021-2022",
@@ -341,19 +497,22 @@ class TextRules:
         sign = ""
         if m:
             symbol, amount = m.group(1), m.group(4)
-            amount = "0" + amount if amount.startswith(".") else amount  # "$.50" is $0.50
             sign = f"{(self.rules or EN).minus} " if m.group(3) else ""  # "$-5": minus five dollars
             scale = m.group(5) or SCALE_SUFFIXES.get(m.group(6))
-            if scale:  # "$5 million", "$1.2B": five million dollars, one point two billion dollars
-                many = currency_names(symbol, "en")[1]
-                return [(m.start(), m.end(), f"{sign}{self._say(amount)} {scale} {many}")]
         else:
             m = self.p["currency_after"].match(self.text, pos)
             if not m:
                 return None
-            amount, symbol = m.group(1), m.group(3)
-        said = say_currency(symbol, self._plain(amount), self.lang)
-        return [(m.start(), m.end(), sign + said)]
+            amount, symbol, scale = m.group(1), m.group(3), None
+        return [(m.start(), m.end(), sign + self._amount(symbol, amount, scale))]
+
+    def _amount(self, symbol: str, amount: str, scale: str | None) -> str:
+        """An amount of money as written ("4,99", ".50") in words, with the scale an English amount is written
+        with ("$5 million", "$1.2B": five million dollars, one point two billion dollars)."""
+        amount = "0" + amount if amount.startswith(".") else amount  # "$.50" is $0.50
+        if scale:
+            return f"{self._say(amount)} {scale} {currency_names(symbol, 'en')[1]}"
+        return say_currency(symbol, self._plain(amount), self.lang)
 
     def _percent(self, pos: int) -> list[Edit] | None:
         m = self.p["percent"].match(self.text, pos)
@@ -402,15 +561,10 @@ class TextRules:
         return [(m.start(), m.end(), said)]
 
     def _english_forms(self, pos: int) -> list[Edit] | None:
-        """English only: decades ("1990s", "'90s": nineteen nineties), year ranges ("1990-2000", "2010–2015":
-        nineteen ninety to two thousand; read as one number and a dash they ran together) and simple fractions
-        ("3/4": three quarters; the numerator below the denominator, so "24/7" stays)."""
+        """English only: decades ("1990s", "'90s": nineteen nineties) and simple fractions ("3/4": three
+        quarters; the numerator below the denominator, so "24/7" stays). Year ranges are ranges (``_range``)."""
         if self.lang != "en":
             return None
-        m = self.p["year_range"].match(self.text, pos)
-        if m and int(m.group(1)) < int(m.group(2)):
-            first, last = (say_number(m.group(i), "en", year_style=True) for i in (1, 2))
-            return [(m.start(), m.end(), f"{first} to {last}")]
         m = self.p["decade"].match(self.text, pos)
         if m:
             digits = m.group(1) or m.group(2)

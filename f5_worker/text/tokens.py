@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from unidecode import unidecode
 
 from f5_worker.text.languages import EN, RULES
-from f5_worker.text.numbers import CURRENCY_NAMES, base_language, say_currency, say_number, say_ordinal
+from f5_worker.text.numbers import (
+    CURRENCY_NAMES,
+    RANGE_DASHES,
+    base_language,
+    is_range,
+    say_currency,
+    say_number,
+    say_ordinal,
+)
 
 # Writing systems without spaces between words: each character is its own token.
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -38,6 +46,13 @@ _OTHER_READINGS = {key.rstrip(".").lower(): said.lower() for key, said in EN.str
 _NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|(?<![\w.])\.\d+")  # as English writes them: "1,200.5", ".5"
 _CURRENCY_RE = "(" + "|".join(map(re.escape, sorted(CURRENCY_NAMES["en"], key=len, reverse=True))) + ")"
 _ORDINAL_RE = re.compile(rf"^(\d+)({EN.ordinal_suffixes})$", re.IGNORECASE)
+# Two numbers joined by a dash, each with the currency sign and the first with the percent sign it may have
+# ("5-10", "$5-$10", "10%-20%", "20-25°C"), and no part of a longer chain ("5-10-15", "1-800-FLOWERS"): a range
+# where ``numbers.is_range`` says so. Only the dash is matched, the second number is looked at.
+_RANGE_NUMBER = r"\d+(?:,\d{3})*(?:\.\d+)?"
+_RANGE_RE = re.compile(
+    rf"(?<![\w.,:/+{RANGE_DASHES}])(?:R\$|[$€£¥])?({_RANGE_NUMBER})%?([{RANGE_DASHES}])"
+    rf"(?=(?:R\$|[$€£¥])?({_RANGE_NUMBER})(?!\d|[.,/:]\d|[{RANGE_DASHES}]\w))")
 
 
 @dataclass
@@ -73,6 +88,9 @@ def alternative_readings(token: str, language: str, spoken: list[str]) -> list[l
     four-digit numbers as years or cardinals, and "Dr."/"St." as drive/street."""
     if not language.lower().startswith("en"):
         return []
+    if _RANGE_RE.search(token):  # "5-10": five to ten, or as the dash was once read, five ten
+        other = spoken_words(token, language, ranges=False)
+        return [other] if other != spoken else []
     bare = token.strip("\"'“”‘’()[]{}«»,;:!?").rstrip(".").lower()
     if token.rstrip(",;:!?\"')”’").endswith(".") and bare in _OTHER_READINGS:
         return [[_OTHER_READINGS[bare]]]
@@ -94,10 +112,14 @@ def _say_number(digits: str, language: str, year_style: bool | None = None) -> s
     return say_number(digits.replace(",", ""), language, False if "," in digits else year_style)
 
 
-def spoken_words(token: str, language: str = "en", *, year_style: bool | None = None) -> list[str]:
-    """Lower-case words spoken for ``token``; empty when it is silent (punctuation only)."""
+def spoken_words(token: str, language: str = "en", *, year_style: bool | None = None,
+                 ranges: bool = True) -> list[str]:
+    """Lower-case words spoken for ``token``; empty when it is silent (punctuation only). The dash of a range
+    ("5-10") is the language's word for it, as the normalizer says it ("to", "à", "bis"), unless not ``ranges``."""
     text = unicodedata.normalize("NFKC", token)
     lang = base_language(language)
+    if ranges and lang in RULES:
+        text = _RANGE_RE.sub(lambda m: _range_dash(m, lang), text)
     bare = text.strip("\"'“”‘’()[]{}«»,;:!?")
     abbreviations = _ABBREVIATIONS.get(lang, {})
     if bare.endswith(".") and bare.rstrip(".").lower() in abbreviations:
@@ -121,3 +143,11 @@ def spoken_words(token: str, language: str = "en", *, year_style: bool | None = 
     text = re.sub(r"[’‘`]", "'", text)
     words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text)
     return words
+
+
+def _range_dash(m: re.Match, language: str) -> str:
+    """A range's first number and its dash, the dash said as the language's word ("to"), where the two
+    numbers are a range (``numbers.is_range``)."""
+    if not is_range(m[1].replace(",", ""), m[3].replace(",", ""), m[2], language):
+        return m[0]
+    return f"{m[0][:-1]} {RULES[language].range_to} "
