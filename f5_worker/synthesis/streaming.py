@@ -273,7 +273,7 @@ def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: boo
             if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
                 plan.append(item)
             continue
-        said = spoken_text(item.written, language, normalize)
+        said = spoken_text(item.written, language, normalize, item.starts_line)
         words = said.uncut_spans(token_spans(item.written))
         most = part_piece_seconds(item.ref, item.speed, pacer.max_seconds, timing_bytes(item))
         limit = piece_limit_bytes(item.ref, item.speed, most)
