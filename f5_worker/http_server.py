@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
 SHUTDOWN_GRACE_S = 30  # on SIGTERM, how long requests in progress (streams too) may take to end, in seconds
-LOADING_RETRY_AFTER_S = 5  # what a 503 while the models load asks the client to wait, in seconds
+UNAVAILABLE_RETRY_AFTER_S = 5  # what a 503 (the models loading, the storage failing) asks the client to wait, in seconds
 # a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -301,7 +301,7 @@ def _native_error(exc: ApiError) -> JSONResponse:
 
 
 def _retry_after(status: int) -> dict[str, str]:
-    seconds = {503: LOADING_RETRY_AFTER_S, 429: RETRY_AFTER_S}.get(status)
+    seconds = {503: UNAVAILABLE_RETRY_AFTER_S, 429: RETRY_AFTER_S}.get(status)
     return {"Retry-After": str(seconds)} if seconds else {}
 
 
