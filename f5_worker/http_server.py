@@ -49,8 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
 SHUTDOWN_GRACE_S = 30  # on SIGTERM, how long requests in progress (streams too) may take to end, in seconds
-LOADING_RETRY_AFTER_S = 5  # what a 503 while the models load asks the client to wait, in seconds
-GET = ["GET", "HEAD"]  # HTTP's servers take HEAD wherever they take GET (RFC 9110, 9.1): a monitor may ask with it
+UNAVAILABLE_RETRY_AFTER_S = 5  # what a 503 (the models loading, the storage failing) asks the client to wait, in seconds
 # a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -117,7 +116,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
                                 "(MAX_CONCURRENCY); try again in a moment", kind="requests", code="rate_limit_exceeded")
         return slot
 
-    @app.api_route("/ping", methods=GET)
+    @app.api_route("/ping", methods=page.GET)
     async def ping() -> Response:
         if state.worker is not None and state.worker.gpu_failure is not None:
             # RunPod takes anything but 200 and 204 for an unhealthy worker: after a CUDA error every job here
@@ -130,7 +129,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             return JSONResponse({"status": "failed", "error": state.failed}, status_code=503)
         return Response(status_code=204)
 
-    @app.api_route("/health", methods=GET)
+    @app.api_route("/health", methods=page.GET)
     async def health() -> Response:
         try:
             worker = ready()
@@ -138,7 +137,7 @@ def create_app(load: Callable[[], Worker] | None = None, *, worker: Worker | Non
             return _native_error(exc)
         return JSONResponse(await asyncio.to_thread(worker.handle, {"action": "health"}, _job_id()))
 
-    @app.api_route("/v1/models", methods=GET)
+    @app.api_route("/v1/models", methods=page.GET)
     async def models() -> Response:
         try:
             worker = ready()
@@ -302,7 +301,7 @@ def _native_error(exc: ApiError) -> JSONResponse:
 
 
 def _retry_after(status: int) -> dict[str, str]:
-    seconds = {503: LOADING_RETRY_AFTER_S, 429: RETRY_AFTER_S}.get(status)
+    seconds = {503: UNAVAILABLE_RETRY_AFTER_S, 429: RETRY_AFTER_S}.get(status)
     return {"Retry-After": str(seconds)} if seconds else {}
 
 

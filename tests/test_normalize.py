@@ -629,6 +629,14 @@ def test_a_markdown_headings_marks_are_not_said(language, written, spoken):
     assert normalize(spoken, language).spoken == spoken
 
 
+def test_a_text_that_starts_no_line_has_no_heading_at_its_start():
+    """A script's part after a tag on its line ("Press [pause] # to continue") starts its own text, not a line:
+    its "#" is said; one after a line break in it is still a heading's mark."""
+    norm = normalize("# to continue.\n# Next\n#\ufe0f Last", "en", starts_line=False)
+    assert norm.spoken == "hash to continue.\n Next\n Last"
+    assert_consistent(norm)
+
+
 @pytest.mark.parametrize(("language", "written", "spoken"), [
     ("en", "𝐇𝐞𝐥𝐥𝐨 from ｆｕｌｌ ｗｉｄｔｈ", "Hello from full width"),
     ("en", "the ofﬁce ﬁle of the 𝐅𝐁𝐈 at 𝟏𝟐:𝟑𝟎", "the office file of the F B I at twelve thirty"),

@@ -121,6 +121,15 @@ def test_a_load_balancing_endpoint_gets_the_same_calls_with_the_key(forwarded):
     assert len(seen) == len(through) + 1  # the one call made directly, without a key
 
 
+def test_the_forwarder_answers_head_wherever_it_answers_get(forwarded):
+    """As the worker's own server does (RFC 9110, 9.1): the routes it passes on took GET only, HEAD was 405."""
+    forwarder = forwarded[0]
+    for path in ("/ping", "/health", "/v1/models", "/", "/page/app.js"):
+        got, head = requests.get(forwarder + path, timeout=60), requests.head(forwarder + path, timeout=60)
+        assert head.status_code == got.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+
+
 def test_a_streamed_job_passes_through_as_its_events(forwarded):
     check_streamed_job(forwarded[0])
 

@@ -124,6 +124,17 @@ def test_numbers_are_said_in_words_and_timed_as_written(worker):
     assert run(worker, text=text, language="english!")["error"].startswith("language: must be a language tag")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_hash_after_a_tag_on_its_line_is_said_and_a_heading_after_a_line_break_is_not(worker, monkeypatch, stream):
+    """A markdown heading's marks stand at the start of a line. A part of the script after a tag starts its own
+    text but no line: "Press [pause] # to continue" was said "Press … to continue", its "#" left out."""
+    monkeypatch.setattr(worker, "settings", dataclasses.replace(worker.settings, streaming=True))
+    text = "Press [pause:0.2s] # to continue. [pause:0.2s]\n# Next step\nDone."
+    out = run(worker, text=text, seed=3, word_timings=False, caption_formats=[], stream=stream)
+    done = out[-1] if stream else out
+    assert done["normalized_text"].split() == "Press hash to continue. Next step Done.".split(), done
+
+
 def test_the_language_is_guessed_from_the_words_not_from_the_tags(worker):
     """A Chinese text with its tags has more Latin letters in the tags than Chinese characters in the text."""
     text = "[voice:default] 你好。[pause:1s] <break time=\"500ms\"/> 再见。"

@@ -418,6 +418,26 @@ def test_a_piece_whose_every_character_is_timed_stays_under_1_mb_however_fast_it
     assert max(len(json.dumps(p["chars"])) for p in pieces) > 100_000  # timings that fill a good part of an item
 
 
+def test_words_that_say_nothing_after_a_full_piece_stay_under_1_mb(streaming_worker, monkeypatch):
+    """Emoji at the end of a part went, all of them, with the piece before: a full piece (13 s of wav) and the
+    words and characters of 1,485 emoji made an item of 1.18 MB, which RunPod drops. Their pieces are now cut
+    with them counted. The pieces are asked for at full size, as a stream that samples fast enough asks."""
+    import json
+
+    from f5_worker.tts.chunking import StreamPacer
+
+    monkeypatch.setattr(StreamPacer, "next_seconds", lambda pacer, now, ref_seconds: pacer.max_seconds)
+    text = ("The quick brown fox jumps over the lazy dog and keeps running far away. " * 3)[:155] + " 😀" * 1485
+    items = streaming_worker.handle({"text": text, "char_timings": True, "stream": True, "nfe_step": 4, "seed": 1,
+                                     "max_retries": 0, "caption_formats": []})
+    assert isinstance(items, list), items
+    check_stream(items, text)  # every word and character of the text timed, once
+    pieces = items[:-1]
+    sizes = [len(json.dumps({"output": item}).encode()) for item in items]  # as runpod-python posts it
+    assert max(sizes) <= 1_000_000, sizes
+    assert max(p["duration"] for p in pieces) > WAV_PIECE_S - 1  # a full piece among them
+
+
 @pytest.mark.parametrize("text", [
     "👍 👍 👍 👍 👍 👍 👍 👍 👍 hello there my friend, how are you today? Fine, thanks.",
     "&nbsp; &nbsp; &nbsp; &nbsp;, hello there. And more words to say, so that it takes two pieces. 😀 😀 😀",

@@ -27,6 +27,10 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; medi
 HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache",
            "X-Content-Type-Options": "nosniff"}
 
+# The methods of a route that reads: HTTP's servers take HEAD wherever they take GET (RFC 9110, 9.1), and a
+# monitor may ask with it (the worker's HTTP server and the forwarder, for their routes and the page's)
+GET = ["GET", "HEAD"]
+
 router = APIRouter()
 
 
@@ -36,12 +40,12 @@ def read(name: str) -> bytes:
     return files(__name__).joinpath(name).read_bytes()
 
 
-@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/", methods=GET, include_in_schema=False)
 async def index() -> Response:
     return Response(read(INDEX), media_type="text/html; charset=utf-8", headers=HEADERS)
 
 
-@router.api_route("/page/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+@router.api_route("/page/{name}", methods=GET, include_in_schema=False)
 async def asset(name: str) -> Response:
     if name not in ASSETS:
         return JSONResponse({"error": f"page: no file {name[:80]!r}"}, status_code=404)

@@ -136,7 +136,7 @@ def create_app(endpoint: Endpoint, transport: httpx.AsyncBaseTransport | None = 
 
     if endpoint.kind == "http":  # the worker's other routes the page's user may look at
         for path in ("/v1/models", "/health", "/ping"):
-            app.add_api_route(path, passed_on(path), methods=["GET"], include_in_schema=False)
+            app.add_api_route(path, passed_on(path), methods=page.GET, include_in_schema=False)
 
     return app
 

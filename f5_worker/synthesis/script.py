@@ -27,10 +27,10 @@ from f5_worker.voices import VoiceInfo, VoiceStore
 REF_VOICE = "ref"  # the ``voice`` words carry when their voice came as audio; the next ones "ref2", "ref3" ...
 
 
-def spoken_text(written: str, language: str, normalized: bool) -> NormalizedText:
+def spoken_text(written: str, language: str, normalized: bool, starts_line: bool = True) -> NormalizedText:
     """What is said for ``written``: numbers, symbols and abbreviations in words where ``normalized``
-    (the request's ``normalize``), else the text itself."""
-    return normalize(written, language) if normalized else NormalizedText(written, written, ())
+    (the request's ``normalize``), else the text itself. ``starts_line``: ScriptPart.starts_line."""
+    return normalize(written, language, starts_line) if normalized else NormalizedText(written, written, ())
 
 
 def has_voices(request: SynthesizeRequest, parts: list[ScriptPart]) -> bool:
@@ -62,6 +62,9 @@ class ScriptPart:
     segment: int
     speed: float
     ref: PreparedReference | None = None  # its voice's reference, once loaded (ResolvedScript.with_references)
+    # whether it starts a line of its text (after a tag on the line it does not): only there may "#" be a
+    # markdown heading's mark, said as nothing
+    starts_line: bool = True
 
     def labels(self) -> dict:
         """The fields that say who speaks a word and in which part (TimedSpan's ``voice`` and ``segment``)."""
@@ -163,7 +166,8 @@ def _tag_source(part: SpeechPart) -> VoiceSource:
 
 
 def _part(text: str, item: SpeechPart, source: VoiceSource, segment: int, speed: float) -> ScriptPart:
-    return ScriptPart(text[item.char_start:item.char_end], item.char_start, source, segment, speed)
+    return ScriptPart(text[item.char_start:item.char_end], item.char_start, source, segment, speed,
+                      starts_line=text[item.char_start - 1:item.char_start] in ("", "\n"))
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: boo
             if round(item.seconds * 1000):  # a pause of no whole millisecond (strength="none") sends no item
                 plan.append(item)
             continue
-        said = spoken_text(item.written, language, normalize)
+        said = spoken_text(item.written, language, normalize, item.starts_line)
         words = said.uncut_spans(token_spans(item.written))
         most = part_piece_seconds(item.ref, item.speed, pacer.max_seconds, timing_bytes(item))
         limit = piece_limit_bytes(item.ref, item.speed, most)
@@ -289,11 +289,29 @@ def stream_steps(script: list[ScriptPart | Pause], language: str, normalize: boo
     return _cut_lazily(plan, pacer)
 
 
-def _says(said: NormalizedText, tokens: list[tuple[int, int]], i: int, j: int) -> bool:
-    """Whether ``tokens[i:j]`` say anything: a letter or digit in what is said for them."""
-    if i >= j:
-        return False
-    return any(ch.isalnum() for ch in said.spoken[said.to_spoken(tokens[i][0]):said.to_spoken(tokens[j - 1][1])])
+def _glued(said: NormalizedText, tokens: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``tokens`` with each run of words that say nothing (emoji, "&nbsp;": no letter or digit in what is said
+    for them) joined to the word that says something after it, or, at the end of the part, before it.
+
+    A piece of them alone would be sampled from no text at all. Joined after the pieces were cut (the whole
+    rest of a part, if it said nothing, went with the piece before), their words and characters were timed in
+    an item sized without them: 1,500 emoji after a full piece made an item of 1.2 MB, which RunPod drops.
+    Joined before, each is counted in its piece's size by what is said for it (at least the space after it),
+    which makes room for more than its timings."""
+    def says(start: int, end: int) -> bool:
+        return any(ch.isalnum() for ch in said.spoken[said.to_spoken(start):said.to_spoken(end)])
+
+    glued: list[tuple[int, int]] = []
+    run_start = None  # where the run of words that say nothing, not yet joined, starts
+    for start, end in tokens:
+        if not says(start, end):
+            run_start = start if run_start is None else run_start
+            continue
+        glued.append((start if run_start is None else run_start, end))
+        run_start = None
+    if run_start is not None:  # the part ends with them: the word before takes them (or they are all it has)
+        glued[-1:] = [(glued[-1][0] if glued else run_start, tokens[-1][1])]
+    return glued
 
 
 def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
@@ -304,6 +322,7 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
                 yield Pause(ms / 1000, step.char_start)
             continue
         part, said, tokens, most = step  # most: the seconds one of its items holds
+        tokens = _glued(said, tokens)
         if not tokens:
             if part.written.strip():
                 yield _Piece(part, said, 0, len(part.written), first)
@@ -316,12 +335,6 @@ def _cut_lazily(plan: list, pacer: StreamPacer) -> Iterator[Pause | _Piece]:
             j = piece_end(part.ref, part.written, part.speed, tokens, i, seconds, most, said)
             if first:
                 j = min(j, first_piece_end(part.written, tokens, said))
-            # words that say nothing (emoji, "&nbsp;") go with those beside them: a piece of them alone would
-            # be sampled from no text at all
-            while j < len(tokens) and not _says(said, tokens, i, j):
-                j += 1
-            if not _says(said, tokens, j, len(tokens)):
-                j = len(tokens)
             yield _Piece(part, said.within(tokens[i][0], tokens[j - 1][1]), tokens[i][0], tokens[j - 1][1], first)
             first = False
             i = j

@@ -68,7 +68,7 @@ def speak(job: PreparedJob) -> Speech:
     """The job's audio and fields, sampled, gated, joined and encoded."""
     request, models = job.request, job.models
     sample_rate = models.sample_rate
-    spoken = [spoken_text(part.written, job.language, request.normalize) for part in job.parts]
+    spoken = [spoken_text(part.written, job.language, request.normalize, part.starts_line) for part in job.parts]
     runs = sampled_texts(job.script, job.parts, spoken)  # what each sampling run speaks
     pauses = {id(item): round(item.seconds * sample_rate) for item in job.script if isinstance(item, Pause)}
     if request.duration is not None:

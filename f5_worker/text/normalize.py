@@ -25,11 +25,12 @@ from f5_worker.text.rewrite_scan import scan
 MAX_PASSES = 3
 
 
-def normalize(text: str, language: str = "en") -> NormalizedText:
+def normalize(text: str, language: str = "en", starts_line: bool = True) -> NormalizedText:
     """``text`` as it is to be said in ``language`` (a tag: "en", "pt-BR"). Languages with rules: en, fr,
     de, es, it, pt; any other gets its numbers said where num2words knows it, and nothing else changed. First,
     in every language, what no one says is left out and letters written in another form are made plain
-    (``rewrite_rules.written_forms``), so the rules read the plain text from their first pass.
+    (``rewrite_rules.written_forms``; ``starts_line``: whether ``text`` starts a line, where a markdown
+    heading's marks may stand), so the rules read the plain text from their first pass.
 
     A reading can meet the text beside it and make something another rule reads (an address's last word
     and the period after it, "ca."): the text is normalized again until nothing changes, at most
@@ -37,7 +38,7 @@ def normalize(text: str, language: str = "en") -> NormalizedText:
     """
     lang = base_language(language)
     rules = RULES.get(lang)
-    norm = plain_forms(text)
+    norm = plain_forms(text, starts_line)
     if rules is None and not num2words_knows(lang):
         return norm
     for _ in range(MAX_PASSES):
@@ -54,12 +55,12 @@ def says_something(text: str) -> bool:
     return any(ch.isalnum() for ch in text) and any(ch.isalnum() for ch in plain_forms(text).spoken)
 
 
-def plain_forms(text: str) -> NormalizedText:
+def plain_forms(text: str, starts_line: bool = True) -> NormalizedText:
     """``text`` with what no one says left out and its letters in their plain form, in every language
     (``rewrite_rules.written_forms``), read again until that changes nothing."""
     norm = NormalizedText(text, text, ())
     for _ in range(MAX_PASSES):  # what one pass leaves out can make more ("#\ufe0f Title": a heading's mark)
-        forms = _applied(norm.spoken, written_forms(norm.spoken), spaced=False)  # characters: nothing to space
+        forms = _applied(norm.spoken, written_forms(norm.spoken, starts_line), spaced=False)  # characters: nothing to space
         if not forms.rewrites:
             break
         norm = compose(norm, forms) if norm.rewrites else forms

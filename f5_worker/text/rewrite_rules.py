@@ -77,9 +77,10 @@ class _End:
     whole: bool = True
 
 
-def written_forms(text: str) -> list[Edit]:
+def written_forms(text: str, starts_line: bool = True) -> list[Edit]:
     """What the rules read first, in every language: what no one says left out (emoji and what joins them,
-    invisible typesetting characters: ``rewrite_patterns.UNSAID``; a markdown heading's "#" marks), letters written in another form said as
+    invisible typesetting characters: ``rewrite_patterns.UNSAID``; a markdown heading's "#" marks, at the start
+    of a line: of ``text`` too only where it ``starts_line``), letters written in another form said as
     the plain letters (accents as combining marks composed, fullwidth, mathematical and ligature letters as
     the letters they dress up), and HTML character references as the characters they stand for ("&amp;"
     is "&", which the rules then read as any "&").
@@ -87,9 +88,11 @@ def written_forms(text: str) -> list[Edit]:
     F5-TTS has none of the first in its vocabulary and few of the second, and paces its speech by the
     UTF-8 bytes of the text: each reached it as an unknown sign, a family emoji (25 bytes) as long a stretch
     of noise as a 25-letter word. The aligner reads such letters as the plain ones (NFKC), so the model
-    is now given what the aligner listens for."""
+    is now given what the aligner listens for. A script's part that follows a tag on its line does not start
+    one ("Press [pause] # to continue": hash), though its text starts there."""
     edits = [(m.start(), m.end(), "") for m in UNSAID.finditer(text)]
-    edits += [(m.start(1), m.end(1), "") for m in MARKDOWN_HEADING.finditer(text)]
+    # from 1, "^" still matches after a line break, never at the text's start
+    edits += [(m.start(1), m.end(1), "") for m in MARKDOWN_HEADING.finditer(text, 0 if starts_line else 1)]
     edits += [(m.start(), m.end(), _plain(m.group())) for m in MARKED_WORD.finditer(text)]
     edits += [(m.start(), m.end(), _plain(_unescaped(m.group()))) for m in CHARACTER_REFERENCE.finditer(text)]
     apart: list[Edit] = []
