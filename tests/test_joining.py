@@ -106,3 +106,24 @@ def test_no_word_or_character_is_rounded_past_the_end_of_the_audio(worker):
               char_timings=True)
     assert "error" not in out, out
     assert all(0 <= s["start"] <= s["end"] <= out["duration"] for s in out["words"] + out["chars"]), out["duration"]
+
+
+def test_normalized_text_joins_parts_with_one_space_as_a_stream_does():
+    """A part whose spoken text starts with what was left out (a markdown heading's "#", an emoji) starts with
+    a space: joined with a space, the unstreamed ``normalized_text`` had two ("Intro.  Title here") where the
+    streamed one, which trims each piece, had one. Each spoken word still indexes it."""
+
+    rate = 24000
+    script = script_of(parse_job({"text": "Intro.\n\n# Title here\n\n👍 Done 👍"}), PauseRules.of(Settings()), 50)
+    parts = [i for i in script if not isinstance(i, Pause)]
+    spoken = [spoken_text(p.written, "en", True) for p in parts]
+    assert [s.spoken for s in spoken] == ["Intro.", " Title here", " Done"]
+    wave = np.full(rate // 2, 0.1, np.float32)
+    outcomes = [(SynthesisResult(wave, rate, [p.written], {}),
+                 GatedResult(wave, rate, EstimateAligner().align(wave, rate, s.spoken), 0, 0))
+                for p, s in zip(parts, spoken)]
+    pauses = {id(i): round(i.seconds * rate) for i in script if isinstance(i, Pause)}
+    joined = join_script(script, parts, spoken, outcomes, pauses, rate)
+    assert joined.normalized_text == "Intro. Title here Done"
+    assert [joined.normalized_text[w.char_start:w.char_end] for w in joined.normalized.words] == \
+        [w.text for w in joined.normalized.words] == ["Intro.", "Title", "here", "Done"]

@@ -40,7 +40,7 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
 
     A text without markup is one part: its audio is the part's, untouched. Otherwise each part fades in and
     out over ``PART_FADE_S`` (its length kept), so a part meets silence or the next voice without a click.
-    Parts' spoken texts are joined with a space into ``normalized_text``. ``labelled``: every word and
+    Parts' spoken texts, trimmed, are joined with one space into ``normalized_text``. ``labelled``: every word and
     character carries its part's voice and segment.
     """
     plain = len(script) == 1
@@ -60,6 +60,7 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
         part, said, (result, gated) = next(outcome)
         wave = result.wave if plain else audio.fade_edges(result.wave, sample_rate, PART_FADE_S)
         start = at_sample / sample_rate
+        lead = len(said.spoken) - len(said.spoken.lstrip())  # what was left out at its start ("# Title")
         if gated is not None:
             found = gated.alignment
             written = as_written(said, found)
@@ -67,14 +68,14 @@ def join_script(script: list[ScriptPart | Pause], parts: list[ScriptPart], spoke
             end = (at_sample + len(wave)) / sample_rate
             written_words += [shifted(w, start, part.char_offset, end, **label) for w in written.words]
             written_chars += [shifted(c, start, part.char_offset, end, **label) for c in written.chars]
-            spoken_words += [shifted(w, start, at_char, end, **label) for w in found.words]
-            spoken_chars += [shifted(c, start, at_char, end, **label) for c in found.chars]
+            spoken_words += [shifted(w, start, at_char - lead, end, **label) for w in found.words]
+            spoken_chars += [shifted(c, start, at_char - lead, end, **label) for c in found.chars if c.char_start >= lead]
             per_part.append((written, len(wave) / sample_rate, gated.retries))
         waves.append(wave)
         at_sample += len(wave)
-        at_char += len(said.spoken) + 1
+        at_char += len(said.spoken.strip()) + 1
     whole = waves[0] if len(waves) == 1 else np.concatenate(waves)
-    normalized_text = " ".join(s.spoken for s in spoken)
+    normalized_text = " ".join(s.spoken.strip() for s in spoken)  # as a stream joins its pieces: one space
     if not per_part:
         return JoinedScript(whole, normalized_text)
     first = per_part[0][0]
