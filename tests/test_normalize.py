@@ -185,6 +185,11 @@ def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
     ("en", "Thanks. Dr. & Mrs. Jones came.", "Thanks. Doctor and Missus Jones came."),
     ("en", "with Prof. and Dr. Lee", "with Professor and Doctor Lee"),
     ("en", "He lives on Elm St. and Dr. Smith too", "He lives on Elm Street and Doctor Smith too"),  # a street
+    ("en", "When Dr. and Mrs. Smith arrived", "When Doctor and Missus Smith arrived"),  # capital: starts a sentence
+    ("en", "Visit Dr. and Mrs. Jones", "Visit Doctor and Missus Jones"),
+    ("en", "Hi.\nWhen Dr. and Mrs. Jones came! Then St. and Dr. Lee", "Hi.\nWhen Doctor and Missus Jones came! "
+     "Then Saint and Doctor Lee"),
+    ("en", "Go to 5 Elm St. and Dr. Smith", "Go to five Elm Street and Doctor Smith"),
     ("fr", "M. et Mme Dupont", "Monsieur et Madame Dupont"),
     ("de", "Hr. und Fr. Müller", "Herr und Frau Müller"),
     ("es", "Sr. y Sra. García", "señor y señora García"),
@@ -192,7 +197,8 @@ def test_a_number_is_never_read_short_of_its_decimals(written, spoken):
 ])
 def test_a_title_joined_by_and_to_another_is_a_title(language, written, spoken):
     """"Dr. and Mrs. Jones" was "Drive and Missus Jones" and "Mr. and Mrs. Smith" kept its "Mr.": the lowercase
-    "and" after the first title made it a street, or left it as written."""
+    "and" after the first title made it a street, or left it as written. A sentence's first word is capitalised
+    for starting it, no street's name: "When Dr. and Mrs. Smith arrived" was "When Drive and Missus Smith"."""
     norm = normalize(written, language)
     assert norm.spoken == spoken
     assert normalize(spoken, language).spoken == spoken

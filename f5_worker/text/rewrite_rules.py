@@ -677,13 +677,26 @@ class TextRules:
         """Whether the title ``written`` at ``pos`` is joined by "and" to another title: "Mr. and Mrs. Smith",
         "Dr. & Mrs. Jones", "M. et Mme Dupont", "Hr. und Fr. Müller" name two people, though a lowercase word
         follows the first title. A street's "Dr." or "St." after its name ("Elm St. and Dr. Smith") stays a
-        street: the word before it is a name or a number, not the end of a sentence."""
+        street: the word before it is a name or a number, not the end of a sentence. A sentence's first word is
+        no name for being capitalised ("When Dr. and Mrs. Smith arrived"): there, the title."""
         rules = self.rules
         joined = re.compile(rf"\s+(?:&|{re.escape(rules.symbols['&'])})\s+").match(self.text, end)
         if not joined or not self.p["title"].match(self.text, joined.end()):
             return False
-        name = re.search(r"(?:^|\s)([\w'-]+)\s+\Z", self._before(pos))
-        return written not in rules.street_readings or not (name and (name[1][0].isupper() or name[1][0].isdigit()))
+        before = self._before(pos)
+        name = re.search(r"(?:^|\s)([\w'-]+)\s+\Z", before)
+        if written not in rules.street_readings or not name:
+            return True
+        if name[1][0].isdigit():
+            return False
+        start = pos - len(before) + name.start(1)
+        return not name[1][0].isupper() or self._starts_sentence(start)
+
+    def _starts_sentence(self, pos: int) -> bool:
+        """Whether the word at ``pos`` is a sentence's first: nothing but spaces, quotes or brackets after the
+        start of the text, a line break, or a sentence's end."""
+        before = self._before(pos).rstrip(" \t\"'“‘«([{")
+        return not before or before[-1] in ".!?…\n"
 
     def _acronym(self, pos: int) -> list[Edit] | None:
         m = self.p["dotted_acronym"].match(self.text, pos)
