@@ -615,10 +615,14 @@ def test_what_no_one_says_is_left_out_of_what_is_said(language, written, spoken)
     ("en", "Tom &amp; Jerry&nbsp;&#8212; &quot;hi&quot; &#x1F600;", "Tom and Jerry\u00a0— \"hi\""),
     ("fr", "5&nbsp;&euro; et Caf&eacute;", "cinq euros et Café"),
     ("en", "AT&T; &nosuchname; and a & b", "A T and T; and nosuchname; and a and b"),  # no such references
+    # a control character, a surrogate, past Unicode's last: nothing said (html gives U+FFFD or a C1 control)
+    ("en", "a &#0; b&#xD800;&#x110000; &#x81;c &amp;#0; &#xFFFD;", "a b c"),
 ])
 def test_html_character_references_are_the_characters_they_stand_for(language, written, spoken):
     """Text taken from a web page keeps its character references: "&amp;" was said "and amp;", "&nbsp;" "and
-    nbsp;". Each is the character it stands for, then read as that character is."""
+    nbsp;". Each is the character it stands for, then read as that character is; one that stands for no
+    character anyone says ("&#0;", a control character, a surrogate) is left out, as invisible characters are:
+    it reached the model as U+FFFD."""
     norm = normalize(written, language)
     assert norm.spoken == spoken
     assert_consistent(norm)

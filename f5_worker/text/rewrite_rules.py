@@ -95,7 +95,7 @@ def written_forms(text: str, starts_line: bool = True) -> list[Edit]:
     # from 1, "^" still matches after a line break, never at the text's start
     edits += [(m.start(1), m.end(1), "") for m in MARKDOWN_HEADING.finditer(text, 0 if starts_line else 1)]
     edits += [(m.start(), m.end(), _plain(m.group())) for m in MARKED_WORD.finditer(text)]
-    edits += [(m.start(), m.end(), _plain(_unescaped(m.group()))) for m in CHARACTER_REFERENCE.finditer(text)]
+    edits += [(m.start(), m.end(), _referenced(m.group())) for m in CHARACTER_REFERENCE.finditer(text)]
     apart: list[Edit] = []
     for edit in sorted(_with_space_before(text, *edit) for edit in edits):
         if edit[2] == text[edit[0]:edit[1]] or apart and apart[-1][1] > edit[0]:
@@ -120,6 +120,16 @@ def _with_space_before(text: str, start: int, end: int, said: str) -> Edit:
     if before == 0 or end < len(text) and not text[end].isspace() and text[end] not in _CLOSES_WORD:
         return start, end, said
     return before, end, said
+
+
+def _referenced(reference: str) -> str:
+    """What is said for a character reference: its character in plain form, or nothing for one no one says.
+    ``html`` gives U+FFFD for "&#0;", a surrogate or a number past Unicode's last, and a C1 control as
+    itself ("&#x81;"): none is a character of the text, and U+FFFD reached the model as an unknown sign."""
+    said = _plain(_unescaped(reference))
+    if any(ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cs") and not ch.isspace() for ch in said):
+        return ""
+    return said
 
 
 def _unescaped(reference: str) -> str:
