@@ -395,17 +395,18 @@ def remove_long_silences(
     return np.concatenate(pieces).astype(np.float32)
 
 
-def check_encodable(fmt: str, sample_rate: int, model: str | None = None, field: str = "output_format") -> None:
+def check_encodable(fmt: str, sample_rate: int, model: str | None = None) -> None:
     """Refuse a format that cannot be written at the rate the model speaks at (``model``, where known): a model's
     config may give any rate from 8 to 192 kHz, and Opus takes five of them, MP3 nine. Without this the job
-    failed once its audio was made, as ``internal: LibsndfileError``."""
+    failed once its audio was made, as ``internal: LibsndfileError``. The error names the job's field,
+    ``output_format``; the OpenAI routes rename it (``response_format``) as they do every job field."""
     rates = ENCODER_RATES.get(fmt)
     if rates is None or sample_rate in rates:
         return
     speaker = f"model {model!r}" if model else "the model"
     others = [f for f in OUTPUT_FORMATS if sample_rate in ENCODER_RATES.get(f, (sample_rate,))]
-    raise JobError(field, f"{fmt} cannot be written at {sample_rate} Hz, the rate {speaker} speaks at ({fmt} takes "
-                          f"{', '.join(str(r) for r in rates)} Hz); use {', '.join(others)}")
+    raise JobError("output_format", f"{fmt} cannot be written at {sample_rate} Hz, the rate {speaker} speaks at "
+                                    f"({fmt} takes {', '.join(str(r) for r in rates)} Hz); use {', '.join(others)}")
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str) -> bytes:

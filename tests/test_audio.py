@@ -1,6 +1,7 @@
 """Audio I/O: every output format decodes back; trimming, joining and silence removal keep their promises."""
 
 import base64
+import inspect
 import io
 
 import numpy as np
@@ -23,6 +24,16 @@ def decode_pair(data: bytes, field: str, max_seconds: float | None = None) -> tu
 def tone(seconds: float, freq: float = 220.0, amp: float = 0.3, sr: int = SR) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_a_format_that_cannot_be_written_at_the_models_rate_is_refused_as_output_format():
+    """The job's own field is named; no caller names another (the OpenAI routes rename the job's fields)."""
+    audio.check_encodable("opus", 48000)
+    audio.check_encodable("wav", 44100)
+    with pytest.raises(JobError) as refused:
+        audio.check_encodable("opus", 44100, "big")
+    assert str(refused.value).startswith("output_format: opus cannot be written at 44100 Hz, the rate model 'big' ")
+    assert "field" not in inspect.signature(audio.check_encodable).parameters
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
