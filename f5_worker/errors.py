@@ -10,6 +10,9 @@ MAX_PROBLEM_CHARS = 600
 # work in a moment. ``storage`` is every storage error's field; a finished result that could not be uploaded
 # is its ``output``'s. Over HTTP they answer 503 (OpenAI's SDKs then try again), in OpenAI's form server_error.
 STORAGE_FIELD = "storage"
+# What a 503 (the models loading, the storage failing, a stopped job) asks the client to wait, in seconds: the
+# HTTP server's and the page's forwarder's alike.
+UNAVAILABLE_RETRY_AFTER_S = 5
 RESULT_NOT_UPLOADED = "could not upload the result"
 _UNAVAILABLE = (f"{STORAGE_FIELD}: ", f"output: {RESULT_NOT_UPLOADED}")
 

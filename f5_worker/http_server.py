@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 
 from f5_worker import audio, page, schema, stopping
 from f5_worker.admission import METADATA_ACTIONS, RETRY_AFTER_S, Admission, Slot
-from f5_worker.errors import http_status
+from f5_worker.errors import UNAVAILABLE_RETRY_AFTER_S, http_status
 from f5_worker.http_auth import EXCEPTION_HANDLERS, OPENAI_PATHS, token_dependencies
 from f5_worker.http_streaming import JobStream
 from f5_worker.job import Job
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 30 * 1024 * 1024  # RunPod's limit on a load-balancing endpoint's request
 SHUTDOWN_GRACE_S = 30  # on SIGTERM, how long requests in progress (streams too) may take to end, in seconds
-UNAVAILABLE_RETRY_AFTER_S = 5  # what a 503 (the models loading, the storage failing) asks the client to wait, in seconds
 # a stream is sent as it is made: no cache, and no buffering by a proxy (nginx reads X-Accel-Buffering)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

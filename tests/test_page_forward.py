@@ -15,7 +15,7 @@ import soundfile as sf
 
 from conftest import REPO_ROOT, SERVER_START_S, free_port, running, serving, wait_for
 from f5_worker.page import CONTENT_SECURITY_POLICY
-from f5_worker.page.forward import Endpoint, create_app
+from f5_worker.page.forward import Endpoint, Refused, create_app
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,35 @@ def test_the_forwarder_answers_head_wherever_it_answers_get(forwarded):
 
 def test_a_streamed_job_passes_through_as_its_events(forwarded):
     check_streamed_job(forwarded[0])
+
+
+def test_a_503_asks_the_page_to_wait_as_the_http_server_does():
+    """A job refused for the worker's storage failing or for being stopped is a 503; the HTTP server asks its
+    client to come back in UNAVAILABLE_RETRY_AFTER_S, and the forwarder answered the same 503 without
+    ``Retry-After``, from a queue endpoint's job and (dropping the worker's header) from an HTTP one."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from f5_worker.errors import UNAVAILABLE_RETRY_AFTER_S
+
+    endpoint = FastAPI()  # an endpoint whose worker cannot reach its bucket, over real HTTP
+    failing = "storage: cannot reach the bucket"
+
+    @endpoint.post("/runsync")
+    def runsync() -> dict:
+        return {"id": "j1", "status": "COMPLETED", "output": {"error": failing}}
+
+    @endpoint.post("/v1/synthesize")
+    def synthesize() -> JSONResponse:
+        return JSONResponse({"error": failing}, status_code=503, headers={"Retry-After": "7"})
+
+    with serving(endpoint) as (url, _):
+        for kind, wait in (("queue", UNAVAILABLE_RETRY_AFTER_S), ("http", 7)):
+            with serving(create_app(Endpoint.parse(url, kind))) as (forwarder, _):
+                answer = requests.post(forwarder + "/v1/synthesize", json={"text": "Hi"}, timeout=60)
+            assert (answer.status_code, answer.json()) == (503, {"error": failing}), kind
+            assert answer.headers.get("retry-after") == str(wait), kind
+    assert "retry-after" not in Refused(400, "text: too long").response().headers
 
 
 def test_what_goes_wrong_on_the_way_names_the_endpoint(worker_server):

@@ -35,7 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from f5_worker import page
-from f5_worker.errors import http_status
+from f5_worker.errors import UNAVAILABLE_RETRY_AFTER_S, http_status
 from f5_worker.logs import hide_credentials
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ class Refused(Exception):
         self.status = status
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": str(self)}, status_code=self.status)
+        """As the HTTP server answers it: a 503 (the worker's storage failing, a stopped job) asks the page
+        to come back in ``errors.UNAVAILABLE_RETRY_AFTER_S``."""
+        wait = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)} if self.status == 503 else {}
+        return JSONResponse({"error": str(self)}, status_code=self.status, headers=wait)
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,7 @@ async def _pass_on(client: httpx.AsyncClient, method: str, url: str, body: bytes
         await upstream.aclose()
         raise Refused(upstream.status_code, _answered(upstream.status_code, text))
     passed = {name: value for name, value in upstream.headers.items()
-              if name.lower() in ("content-type", "cache-control", "x-job-id", "x-model")}
+              if name.lower() in ("content-type", "cache-control", "retry-after", "x-job-id", "x-model")}
 
     async def body() -> AsyncIterator[bytes]:
         try:
