@@ -182,7 +182,8 @@ def test_max_script_parts_is_read_from_its_variable(clean_env):
      "BUCKET_ENDPOINT_URL must not hold a user name or password in a URL (http://***@127.0.0.1:9/voices); give the "
      "bucket's keys in BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"),
     ("MODELS", "[" * 50_000 + "]" * 50_000, "MODELS: not valid model entries (JSON nested too deeply to read)"),
-], ids=["a password in the bucket's URL", "MODELS nested 50,000 deep"])
+    ("RUNPOD_LOG_LEVEL", "verbose", "RUNPOD_LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR (got 'verbose')"),
+], ids=["a password in the bucket's URL", "MODELS nested 50,000 deep", "a log level runpod refuses"])
 def test_an_operators_hostile_setting_stops_the_worker_with_one_line(worker_env, tmp_path, name, value, message):
     """As every bad setting does: exit status 2 and one ``cannot start:`` line, no traceback. The bucket's URL used
     to start the worker and show its password in ``health``; the nested MODELS, a RecursionError's traceback."""
@@ -230,3 +231,96 @@ def test_serve_and_ports(clean_env):
         with pytest.raises(config.SettingsError, match=name):
             config.get_settings()
         clean_env.delenv(name)
+
+
+def test_a_variable_of_spaces_alone_reads_as_unset(clean_env):
+    """An endpoint's field left blank, or a space typed into it: every setting takes its default, as for an
+    empty value. Spaces used to be a value: a path named ' ' (HF_HOME, RESULT_DUMP_DIR), Whisper asked for
+    language ' ' (ASR_LANGUAGE), CUDA_GRAPHS and ALIGN_ONSETS turned off, DEFAULT_MODEL ' ' refused.
+    NETWORK_VOLUME_PATH is the one exception: empty or spaces turn the volume off (documented)."""
+    names = [name for name, _ in config.VARIABLES.values() if name != "NETWORK_VOLUME_PATH"]
+    for name in names:
+        clean_env.setenv(name, " \t ")
+    clean_env.setenv("WORKER_MODEL", "  ")
+    assert config.get_settings() == config.Settings()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("DOWNLOAD_TIMEOUT_S", "inf", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds, at most 86400 (got 'inf')"),
+    ("DOWNLOAD_TIMEOUT_S", "1e20", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds, at most 86400"),
+    ("DOWNLOAD_TIMEOUT_S", "nan", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds"),
+    ("DOWNLOAD_TIMEOUT_S", "0", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds"),
+    ("BATCH_WAIT_MS", "inf", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000 (got 'inf')"),
+    ("BATCH_WAIT_MS", "nan", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("BATCH_WAIT_MS", "1e20", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("BATCH_WAIT_MS", "-1", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("MAX_REF_AUDIO_SECONDS", "-1", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds (got '-1')"),
+    ("MAX_REF_AUDIO_SECONDS", "nan", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds"),
+    ("MAX_REF_AUDIO_SECONDS", "0", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds"),
+    ("MAX_DOWNLOAD_BYTES", "0", "MAX_DOWNLOAD_BYTES must be at least 1 (got 0)"),
+    ("MAX_INLINE_BYTES", "-1", "MAX_INLINE_BYTES must be at least 1 (got -1)"),
+    ("MAX_SEGMENTS", "0", "MAX_SEGMENTS must be at least 1 (got 0)"),
+    ("MAX_SCRIPT_PARTS", "-1", "MAX_SCRIPT_PARTS must be at least 1 (got -1)"),
+    ("MAX_BATCH_JOBS", "0", "MAX_BATCH_JOBS must be at least 1 (got 0)"),
+    ("ALIGN_PROCESSES", "-2", "ALIGN_PROCESSES must be 0 or more (got -2)"),
+])
+def test_a_bound_that_no_job_could_meet_stops_the_worker_naming_it(clean_env, name, value, message):
+    """Each was taken, and then failed every job it touched, or hung it: a download timeout of inf or 1e20 s
+    failed every URL job with ``internal: OverflowError`` (the platform's timers end near 10^9 s), nan or 0 as
+    "download took longer than nan s"; BATCH_WAIT_MS of inf or 1e20 killed the sampler thread (OverflowError)
+    and nan left it waiting, so with MAX_BATCH_JOBS above 1 every job hung for ever; MAX_REF_AUDIO_SECONDS of -1
+    or nan failed every job on the default voice ("could not decode audio (negative dimensions are not
+    allowed)"); byte and count limits under 1 refused every job that downloads, returns a result or has a
+    part. A negative ALIGN_PROCESSES quietly meant "automatic", which the docs never said."""
+    clean_env.setenv(name, value)
+    with pytest.raises(config.SettingsError) as err:
+        config.get_settings()
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_bounded_settings_still_take_their_documented_range(clean_env):
+    values = {"DOWNLOAD_TIMEOUT_S": "86400", "BATCH_WAIT_MS": "0", "MAX_REF_AUDIO_SECONDS": "0.5",
+              "MAX_DOWNLOAD_BYTES": "1", "MAX_INLINE_BYTES": "1", "MAX_SEGMENTS": "1", "MAX_SCRIPT_PARTS": "1",
+              "MAX_BATCH_JOBS": "1", "ALIGN_PROCESSES": "0", "REF_AUDIO_KEEP_SECONDS": "0.5"}
+    for name, value in values.items():
+        clean_env.setenv(name, value)
+    settings = config.get_settings()
+    assert (settings.download_timeout_s, settings.batch_wait_ms, settings.max_ref_audio_seconds) == (86400, 0, 0.5)
+    assert settings.align_processes == 0 and settings.max_script_parts == 1
+    clean_env.delenv("ALIGN_PROCESSES")
+    assert config.get_settings().align_processes == -1  # unset: chosen for the device at start
+
+
+@pytest.mark.parametrize("value, level", [(None, "INFO"), ("", "INFO"), ("  ", "INFO"), ("debug", "DEBUG"),
+                                          (" Warning ", "WARN"), ("WARN", "WARN"), ("error", "ERROR")])
+def test_the_runpod_log_level_is_read_in_any_case_and_written_back_for_runpod(clean_env, value, level):
+    """runpod reads RUNPOD_LOG_LEVEL itself when imported, and knows only upper-case DEBUG, INFO, WARN and ERROR
+    (among others Python's logging does not know): so the value it will read is the one the worker uses."""
+    import os
+
+    if value is not None:
+        clean_env.setenv("RUNPOD_LOG_LEVEL", value)
+    assert config.runpod_log_level() == level
+    assert os.environ["RUNPOD_LOG_LEVEL"] == level
+
+
+@pytest.mark.parametrize("value", ["abc", "TRACE", "2"])
+def test_a_runpod_log_level_neither_runpod_nor_logging_knows_is_a_settings_error(clean_env, value):
+    clean_env.setenv("RUNPOD_LOG_LEVEL", value)
+    with pytest.raises(config.SettingsError, match=f"^RUNPOD_LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR "
+                                                   f"\\(got '{value}'\\)$"):
+        config.runpod_log_level()
+
+
+def test_an_empty_runpod_log_level_boots_the_worker(worker_env, tmp_path):
+    """An endpoint with RUNPOD_LOG_LEVEL added and left blank: runpod's import refused it with a traceback
+    (``ValueError: Invalid debug level:``), so the worker never started; it now logs at INFO, the default."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input",
+                           json.dumps({"input": {"action": "health"}})],
+                          cwd=tmp_path, env={**worker_env, "RUNPOD_LOG_LEVEL": ""}, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "completed successfully" in proc.stdout + proc.stderr
