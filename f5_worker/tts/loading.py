@@ -132,10 +132,7 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
         raise ModelUnavailableError(f"checkpoint {ckpt_path} cannot be read ({exc.strerror or summary(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for a file that is not theirs
         kind = "a safetensors file" if ckpt_path.suffix == ".safetensors" else "a PyTorch checkpoint (.pt)"
-        detail = summary(exc, limit=200)
-        if isinstance(exc, pickle.UnpicklingError):  # torch's message would advise weights_only=False: unsafe
-            detail = "torch reads only tensors and plain data from a checkpoint, and this file holds something else"
-        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not {kind} ({detail})") from None
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not {kind} ({why_not_weights(exc)})") from None
     if not isinstance(ema, dict):
         raise ModelUnavailableError(f"checkpoint {ckpt_path} holds a {type(ema).__name__}, not a model's weights "
                                     "(names and tensors)")
@@ -147,6 +144,13 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
     for key in ("mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window"):
         state.pop(key, None)
     return state
+
+
+def why_not_weights(exc: Exception) -> str:
+    """What torch or safetensors said of a file that is not weights, in one line."""
+    if isinstance(exc, pickle.UnpicklingError):  # torch's message would advise weights_only=False: unsafe
+        return "torch reads only tensors and plain data from a checkpoint, and this file holds something else"
+    return summary(exc, limit=200)
 
 
 def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architecture: str) -> None:
@@ -177,12 +181,21 @@ def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architec
 
 
 def load_vocos(vocoder_dir: Path, device: str):
+    """A Vocos vocoder from its folder; a config or weights file that is not one (cut short, another model's)
+    is a ModelUnavailableError naming the file, not torch's or YAML's traceback at start."""
     import torch
     from vocos import Vocos
 
-    vocoder = Vocos.from_hparams(str(vocoder_dir / "config.yaml"))
-    state = torch.load(str(vocoder_dir / "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    vocoder.load_state_dict(state)
+    config, weights = vocoder_dir / "config.yaml", vocoder_dir / "pytorch_model.bin"
+    try:
+        vocoder = Vocos.from_hparams(str(config))
+    except Exception as exc:  # noqa: BLE001 - YAML and Vocos raise many types for a file that is not its config
+        raise ModelUnavailableError(f"vocoder {config} is not a Vocos config ({summary(exc, limit=200)})") from None
+    try:
+        vocoder.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not these weights
+        raise ModelUnavailableError(f"vocoder {weights} is not the weights of the Vocos its config describes "
+                                    f"({why_not_weights(exc)})") from None
     return vocoder.eval().to(device)
 
 
