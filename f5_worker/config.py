@@ -496,9 +496,15 @@ def get_settings() -> Settings:
         name, read = VARIABLES[f.name]
         values[f.name] = read(name, f.default)
     settings = Settings(**values)
-    if _env("REF_AUDIO_KEEP_SECONDS") is not None and settings.ref_audio_keep_seconds > settings.max_ref_audio_seconds:
-        raise SettingsError(f"REF_AUDIO_KEEP_SECONDS ({settings.ref_audio_keep_seconds:g}) must be at most "
-                            f"MAX_REF_AUDIO_SECONDS ({settings.max_ref_audio_seconds:g})")
+    # A set value past its bound would refuse every job that uses it, naming the job's text, not the setting.
+    # Unset, the default is not held to a lower bound (MAX_PAUSE_S=0: no pauses at all, [pause] included).
+    for name, value, bound, bound_name in (
+            ("REF_AUDIO_KEEP_SECONDS", settings.ref_audio_keep_seconds, settings.max_ref_audio_seconds,
+             "MAX_REF_AUDIO_SECONDS"),
+            ("PAUSE_S", settings.pause_s, settings.max_pause_s, "MAX_PAUSE_S"),
+            ("PARAGRAPH_PAUSE_S", settings.paragraph_pause_s, settings.max_total_pause_s, "MAX_TOTAL_PAUSE_S")):
+        if _env(name) is not None and value > bound:
+            raise SettingsError(f"{name} ({value:g}) must be at most {bound_name} ({bound:g})")
     return settings
 
 

@@ -324,3 +324,24 @@ def test_an_empty_runpod_log_level_boots_the_worker(worker_env, tmp_path):
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "completed successfully" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("PAUSE_S", "1e20", r"PAUSE_S \(1e\+20\) must be at most MAX_PAUSE_S \(10\)"),
+    ("PARAGRAPH_PAUSE_S", "61", r"PARAGRAPH_PAUSE_S \(61\) must be at most MAX_TOTAL_PAUSE_S \(60\)"),
+])
+def test_a_pause_setting_past_its_bound_stops_the_worker(clean_env, name, value, message):
+    """Such a worker refused every job with a ``[pause]`` (or a blank line) as the job's own fault: ``text: pause
+    of 1e+20 s at character 13 is longer than 10 s``, a pause its client never wrote a length for."""
+    clean_env.setenv(name, value)
+    with pytest.raises(config.SettingsError, match=f"^{message}$"):
+        config.get_settings()
+    clean_env.setenv("MAX_PAUSE_S" if name == "PAUSE_S" else "MAX_TOTAL_PAUSE_S", "1e20")
+    assert getattr(config.get_settings(), name.lower()) == float(value)
+
+
+def test_pauses_may_be_turned_off_with_their_defaults_unset(clean_env):
+    clean_env.setenv("MAX_PAUSE_S", "0")
+    clean_env.setenv("MAX_TOTAL_PAUSE_S", "0")
+    settings = config.get_settings()
+    assert (settings.max_pause_s, settings.pause_s, settings.paragraph_pause_s) == (0, 0.5, 0.6)
