@@ -298,8 +298,9 @@ def test_the_runpod_log_level_is_read_in_any_case_and_written_back_for_runpod(cl
     (among others Python's logging does not know): so the value it will read is the one the worker uses."""
     import os
 
-    if value is not None:
-        clean_env.setenv("RUNPOD_LOG_LEVEL", value)
+    clean_env.setenv("RUNPOD_LOG_LEVEL", "" if value is None else value)  # restored after the test: it is written
+    if value is None:
+        clean_env.delenv("RUNPOD_LOG_LEVEL")
     assert config.runpod_log_level() == level
     assert os.environ["RUNPOD_LOG_LEVEL"] == level
 
