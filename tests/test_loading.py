@@ -235,3 +235,15 @@ def test_of_several_cached_snapshots_refs_main_wins_then_the_newest(tiny_model_d
     assert cached_model_file(root, "org/name", "absent.txt") is None
     assert cached_model_file(root, "org/other", "vocab.txt") is None
     assert cached_model_file(tmp_path / "nothing", "org/name", "vocab.txt") is None
+
+
+def test_tiny_weights_that_cannot_be_written_stop_the_worker_naming_the_folder(tmp_path):
+    """DEFAULT_MODEL=tiny writes its random weights on first use, into TINY_MODEL_DIR (on the volume by default):
+    on a read-only volume, or under a file, the worker ended with an OSError's traceback at start."""
+    (tmp_path / "a-file").write_text("")
+    folder = tmp_path / "a-file" / "tiny"
+    settings = Settings(default_model="tiny", tiny_model_dir=folder, network_volume_path=tmp_path / "none",
+                        hf_offline=True)
+    with pytest.raises(ModelUnavailableError, match=f"^tiny: its random weights cannot be written to {folder} "
+                                                    r"\(.+\); set TINY_MODEL_DIR to a folder it may write$"):
+        resolve_model_files(settings)
