@@ -572,6 +572,9 @@ def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
     os.mkfifo(folder / "pipe.yaml")
     (folder / "a-directory.pt").mkdir()
     torch.save([torch.zeros(2)], folder / "list.pt")
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.to(torch.int8) for k, v in load_file(str(fr.ckpt_path)).items()}, folder / "int8.safetensors")
     (folder / "dangling.pt").symlink_to(folder / "nowhere.pt")
     (folder / "latin1-vocab.txt").write_bytes(fr.vocab_path.read_text(encoding="utf-8").encode("latin-1", "replace")
                                               + "é\n".encode("latin-1"))
@@ -599,6 +602,7 @@ def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
         "checkpoint-is-a-fifo": {"checkpoint": str(folder / "pipe.pt")},
         "checkpoint-is-a-directory": {"checkpoint": str(folder / "a-directory.pt")},
         "checkpoint-is-a-list": {"checkpoint": str(folder / "list.pt")},
+        "checkpoint-of-whole-numbers": {"checkpoint": str(folder / "int8.safetensors")},
         "checkpoint-is-a-dangling-link": {"checkpoint": str(folder / "dangling.pt")},
         "vocab-is-a-device": {"vocab": "/dev/null"},
         "vocoder-is-a-file": {"vocoder": str(folder / "passwd.pt")},
@@ -634,6 +638,8 @@ def broken_worker(tiny_settings, tiny_model_dir, broken_files, worker):
     ("checkpoint-is-a-fifo", "pipe.pt is a FIFO (a named pipe), not a file"),
     ("checkpoint-is-a-directory", "a-directory.pt is a directory, not a file"),
     ("checkpoint-is-a-list", "list.pt holds a list, not a model's weights"),
+    ("checkpoint-of-whole-numbers", "the checkpoint holds whole numbers (torch.int8), not floating-point weights, in "
+                                    "transformer."),
     ("checkpoint-is-a-dangling-link", "dangling.pt is a link to a file that does not exist"),
     ("vocab-is-a-device", "vocabulary: /dev/null is a device, not a file"),
     ("vocoder-is-a-file", "passwd.pt is a file, not a folder of config.yaml and pytorch_model.bin"),

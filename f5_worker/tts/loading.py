@@ -161,6 +161,13 @@ def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architec
         raise ModelUnavailableError(
             f"{json.dumps(name)}: vocab has {vocab_size} symbols, the checkpoint's text embedding {rows.shape[0] - 1}; "
             "use the vocab.txt published with the checkpoint")
+    integral = next(((k, state[k].dtype) for k, v in expected.items()
+                     if k in state and v.is_floating_point() and not state[k].is_floating_point()), None)
+    if integral is not None:  # torch's own refusal lists every weight, each with a line of its own
+        key, dtype = integral
+        raise ModelUnavailableError(
+            f"{json.dumps(name)}: the checkpoint holds whole numbers ({dtype}), not floating-point weights, in {key}; "
+            "use a checkpoint of float16 or float32 weights (a quantized one cannot be loaded)")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
