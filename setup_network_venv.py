@@ -805,7 +805,7 @@ def env_exports(venv: Path, layout: Layout, cfg: Config, key: str, volume_layout
     if volume_layout is not None:
         for name, path in (("HF_HOME", caches.hf_home), ("TORCH_HOME", caches.torch_home),
                            ("TORCHINDUCTOR_CACHE_DIR", caches.inductor_cache)):
-            exports[name] = os.environ.get(name) or str(path)
+            exports[name] = _env(name, str(path))  # spaces alone count as unset, as the worker reads them
     return exports
 
 

@@ -396,8 +396,9 @@ def _env_device(name: str, default: str) -> str:
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:
+    """A folder or file; spaces around it dropped, as the boot drops them (``/x `` is no folder anyone meant)."""
     value = _env(name)
-    return Path(value) if value else default
+    return Path(value.strip()) if value else default
 
 
 def _env_volume(name: str, default: Path | None) -> Path | None:

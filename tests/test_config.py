@@ -346,3 +346,20 @@ def test_pauses_may_be_turned_off_with_their_defaults_unset(clean_env):
     clean_env.setenv("MAX_TOTAL_PAUSE_S", "0")
     settings = config.get_settings()
     assert (settings.max_pause_s, settings.pause_s, settings.paragraph_pause_s) == (0, 0.5, 0.6)
+
+
+@pytest.mark.parametrize("name", ["HF_HOME", "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR"])
+def test_a_blank_cache_setting_gets_the_volumes_cache_from_the_boot_too(clean_env, boot, tmp_path, name):
+    """The boot passed a cache variable of spaces on as it was, so the libraries that read it themselves
+    (huggingface_hub, torch) kept their caches in a folder named ' ' in /app, off the volume, while the worker's
+    own model lookups read it as unset."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    clean_env.setenv("NETWORK_VOLUME_PATH", str(volume))
+    clean_env.setenv(name, "  ")
+    cfg = boot.Config.from_env()
+    layout = boot.Layout(volume / "f5-worker", on_volume=True)
+    exported = Path(boot.env_exports(layout.venv("k"), layout, cfg, "k", layout)[name])
+    assert exported.is_relative_to(layout.root)
+    if name == "HF_HOME":
+        assert exported == config.get_settings().model_cache_dir
