@@ -119,6 +119,7 @@ def test_the_reference_keep_seconds_are_read_and_bounded(clean_env):
     ("cuda_graphs", "CUDA_GRAPHS", "0", False),
     ("asr_model", "ASR_MODEL", "openai/whisper-tiny", "openai/whisper-tiny"),
     ("result_dump_dir", "RESULT_DUMP_DIR", "out/results", Path("out/results")),
+    ("hf_home", "HF_HOME", " /cache/hf\n", Path("/cache/hf")),  # as pasted; the boot exports it without them
     ("caption_speaker_prefix", "CAPTION_SPEAKER_PREFIX", "0", False),
     ("max_pause_s", "MAX_PAUSE_S", "30", 30.0),
     ("paragraph_pause_s", "PARAGRAPH_PAUSE_S", "0", 0.0),
