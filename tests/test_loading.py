@@ -247,3 +247,19 @@ def test_tiny_weights_that_cannot_be_written_stop_the_worker_naming_the_folder(t
     with pytest.raises(ModelUnavailableError, match=f"^tiny: its random weights cannot be written to {folder} "
                                                     r"\(.+\); set TINY_MODEL_DIR to a folder it may write$"):
         resolve_model_files(settings)
+
+
+def test_tiny_models_with_a_file_gone_are_written_again(tmp_path):
+    """Only the checkpoint was looked for: a tiny model folder missing its vocoder's config or its vocabulary
+    (deleted by hand, a copy cut short) was taken as written, and the worker could not start."""
+    from f5_worker.tts.tiny_models import ensure_tiny_models
+
+    root = tmp_path / "tiny"
+    paths = ensure_tiny_models(root)
+    for gone in (paths.vocoder_dir / "config.yaml", paths.vocab_path, paths.config_path):
+        gone.unlink()
+        ensure_tiny_models(root)
+        assert gone.is_file(), gone
+    settings = Settings(default_model="tiny", tiny_model_dir=root, network_volume_path=tmp_path / "none",
+                        hf_offline=True)
+    assert load_models(settings).name == "tiny"
