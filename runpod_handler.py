@@ -52,11 +52,15 @@ if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
     print(__doc__.strip())
     sys.exit(0)
 
-runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
-
-logs.configure(runpod_log_level(), sys.stderr)  # every line escaped: no job's input can forge one (logs.py)
-hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 log = logging.getLogger("f5_worker")
+try:
+    runpod = import_runpod()  # its job record private to this process, its CPU query quick (runpod_import.py)
+    logs.configure(runpod_log_level(), sys.stderr)  # every line escaped: no job's input can forge one (logs.py)
+except SettingsError as exc:  # a RUNPOD_LOG_LEVEL neither runpod nor logging knows
+    logs.configure("INFO", sys.stderr)
+    log.error("cannot start: %s", exc)
+    sys.exit(2)
+hub_logs_once()  # huggingface_hub and transformers would print their lines a second time, their own way
 
 PROGRESS_POST_TIMEOUT_S = 5.0  # the longest a result waits for the job's progress posts to finish
 

@@ -68,11 +68,12 @@ def log(message: str) -> None:
 class BootError(Exception):
     """A failure with what went wrong and what to do about it."""
 
-    def __init__(self, problem: str, fix: str, code: int = EXIT_ERROR):
+    def __init__(self, problem: str, fix: str, code: int = EXIT_ERROR, *, full: bool = False):
         super().__init__(problem)
         self.problem = problem
         self.fix = fix
         self.code = code
+        self.full = full  # the volume is out of room: a boot that need not build may go on
 
 
 # --------------------------------------------------------------------- settings
@@ -84,11 +85,15 @@ def _env(name: str, default: str) -> str:
 
 
 def _env_float(name: str, default: float) -> float:
+    """A count, a length of time or a size: a finite number, 0 or more (nan would make a wait endless)."""
     raw = _env(name, str(default))
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise BootError(f"{name}={raw!r} is not a number", f"set {name} to a number or unset it") from None
+        value = None
+    if value is None or not 0 <= value < float("inf"):
+        raise BootError(f"{name}={raw!r} is not a number, 0 or more", f"set {name} to a number, 0 or more, or unset it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -400,7 +405,7 @@ def volume_error(exc: OSError, where: Path, doing: str) -> BootError:
         return BootError(
             f"the volume at {where} is full ({doing}: {exc.strerror})",
             f"free space (old venvs under {where}/f5-worker/venvs, see `setup_network_venv.py --check`) "
-            "or grow the network volume", EXIT_VOLUME)
+            "or grow the network volume", EXIT_VOLUME, full=True)
     if exc.errno in (errno.EACCES, errno.EPERM):
         return BootError(
             f"no permission to write to {where} ({doing}: {exc.strerror})",
@@ -643,10 +648,15 @@ def build(key: str, facts: dict, layout: Layout, cfg: Config, label: Path) -> No
         raise volume_error(exc, label, "building the venv") from None
 
 
-def collect_garbage(layout: Layout, key: str, cfg: Config) -> None:
-    """Delete temp and trash dirs whose owner died (killed builds, interrupted prunes)."""
+def collect_garbage(layout: Layout, key: str, cfg: Config, holding_build_lock: bool = False) -> None:
+    """Delete temp and trash dirs whose owner died (killed builds, interrupted prunes).
+
+    ``holding_build_lock``: the caller holds ``key``'s build lock, so every build of ``key`` has ended: its
+    live builder would hold the lock. Their temp dirs go whoever made them, a builder in another container
+    (whose pid this one cannot check) included; RunPod restarts a killed worker in a new container."""
     stale_after = max(cfg.lock_timeout_s * 2, 3600)
     now = time.time()
+    ours = f".tmp-{key}--"
     for entry in layout.venvs.iterdir():
         if not (entry.name.startswith(".tmp-") or entry.name.startswith(".trash-")):
             continue
@@ -654,7 +664,7 @@ def collect_garbage(layout: Layout, key: str, cfg: Config) -> None:
             age = now - entry.stat().st_mtime
         except OSError:
             continue
-        if owner_is_gone(entry.name, age, stale_after):
+        if (holding_build_lock and entry.name.startswith(ours)) or owner_is_gone(entry.name, age, stale_after):
             log(f"removing leftover {entry.name} (its owner is gone)")
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -752,7 +762,7 @@ def activate(layout: Layout, key: str, facts: dict, label: Path, cfg: Config) ->
         else:
             if venv.exists():
                 move_aside_unused(venv, layout, key, problem)
-            collect_garbage(layout, key, cfg)
+            collect_garbage(layout, key, cfg, holding_build_lock=got)
             build(key, facts, layout, cfg, label)
         touch_last_used(venv)
         return venv
@@ -795,7 +805,7 @@ def env_exports(venv: Path, layout: Layout, cfg: Config, key: str, volume_layout
     if volume_layout is not None:
         for name, path in (("HF_HOME", caches.hf_home), ("TORCH_HOME", caches.torch_home),
                            ("TORCHINDUCTOR_CACHE_DIR", caches.inductor_cache)):
-            exports[name] = os.environ.get(name) or str(path)
+            exports[name] = _env(name, str(path))  # spaces alone count as unset, as the worker reads them
     return exports
 
 
@@ -809,14 +819,21 @@ def boot(cfg: Config) -> dict:
         f"{facts['cuda']}, lock {facts['lock_sha256'][:12]})")
     layout, label = choose_layout(cfg, key)
     volume_layout = Layout(cfg.volume / "f5-worker", True) if cfg.volume is not None and cfg.volume.is_dir() else None
-    try:
-        if volume_layout is not None and volume_layout != layout:
+    if volume_layout is not None and volume_layout != layout:
+        try:
             prepare_root(volume_layout, cfg.volume)  # caches still go to the volume
+        except BootError as exc:  # the venv is the image's, ready: the volume would hold caches only
+            if exc.code != EXIT_VOLUME:
+                raise
+            log(f"WARNING: {exc.problem}; the venv {key} is baked into the image, so this boot goes on. "
+                f"fix: {exc.fix}")
+    try:
         prepare_root(layout, label)
     except BootError as exc:
         # A full volume (model caches, voices and results fill it too) must not stop workers whose venv
-        # is ready: reusing it writes nothing that matters. Only a build needs the room.
-        if exc.code != EXIT_VOLUME or quick_check(layout.venv(key), key) is not None:
+        # is ready: reusing it writes nothing that matters. Only a build needs the room. A read-only one
+        # stops them: the venv's use lock (held by every worker running from it) cannot be opened there.
+        if not exc.full or quick_check(layout.venv(key), key) is not None:
             raise
         log(f"WARNING: {exc.problem}; the venv {key} is ready, so this boot goes on. fix: {exc.fix}")
     venv = activate(layout, key, facts, label, cfg)

@@ -29,8 +29,15 @@ DEFAULT_NETWORK_VOLUME = Path("/runpod-volume")  # where RunPod mounts an endpoi
 DEFAULT_CACHED_MODELS = Path("/runpod-volume/huggingface-cache/hub")
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # transcribes uploaded voices sent without ref_text
 DEFAULT_URL_EXPIRY_S = 3600  # links to results in the bucket, seconds
+MAX_URL_EXPIRY_S = 604_800  # 7 days: S3's limit for a link signed with Signature Version 4; a longer one never works
 DEFAULT_REF_AUDIO_KEEP_SECONDS = 12.0  # seconds of a reference or uploaded voice kept, cut at a pause
 DEFAULT_RUNPOD_LOG_LEVEL = "INFO"  # runpod's own default, DEBUG, logs every job's input
+# The levels both runpod (its RunPodLogger, which reads RUNPOD_LOG_LEVEL when imported) and Python's logging
+# know; WARNING is logging's name for runpod's WARN.
+RUNPOD_LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+# The longest a wait or timeout setting may be, in seconds (a day): no wait a worker makes needs more, and past
+# about 10^9 s the platform's timers overflow, so a job would fail deep inside (OverflowError) or hang.
+MAX_WAIT_SECONDS = 86_400
 
 ALIGNER_KINDS = ("auto", "ctc", "sphinx", "dtw", "estimate")
 SERVE_MODES = ("queue", "http")
@@ -128,7 +135,7 @@ class StorageSettings:
         mounted = volume is not None and volume.is_dir()
         problems: list[str] = []  # settings the bucket cannot be used with: it is disabled, and health says why
 
-        def number(name: str, default: float, kind: type = float):
+        def number(name: str, default: float, kind: type = float, most: float = MAX_WAIT_SECONDS):
             raw = get(name, str(default))
             try:
                 value = kind(raw)
@@ -137,9 +144,12 @@ class StorageSettings:
             if value is None or not 0 < value < float("inf"):
                 problems.append(f"{name} must be a positive {'whole ' if kind is int else ''}number (got {raw!r})")
                 return kind(default)
+            if value > most:  # a longer wait overflows the platform's timers; a longer link never works
+                problems.append(f"{name} must be at most {most:g} (got {raw!r})")
+                return kind(default)
             return value
 
-        expiry = number("URL_EXPIRY_S", DEFAULT_URL_EXPIRY_S, int)
+        expiry = number("URL_EXPIRY_S", DEFAULT_URL_EXPIRY_S, int, MAX_URL_EXPIRY_S)
         bucket, bucket_error = None, None
         endpoint = get("BUCKET_ENDPOINT_URL")
         key_id, secret = get("BUCKET_ACCESS_KEY_ID"), get("BUCKET_SECRET_ACCESS_KEY")
@@ -170,7 +180,7 @@ class StorageSettings:
                     addressing_style=style,
                     connect_timeout_s=number("BUCKET_CONNECT_TIMEOUT_S", defaults.connect_timeout_s),
                     read_timeout_s=number("BUCKET_READ_TIMEOUT_S", defaults.read_timeout_s),
-                    max_attempts=number("BUCKET_MAX_ATTEMPTS", defaults.max_attempts, int),
+                    max_attempts=number("BUCKET_MAX_ATTEMPTS", defaults.max_attempts, int, float("inf")),
                     call_timeout_s=number("BUCKET_TIMEOUT_S", defaults.call_timeout_s),
                 )
                 if problems:
@@ -267,9 +277,10 @@ class Settings:
 
 
 def _env(name: str, default: str | None = None) -> str | None:
+    """A variable's value; one that is empty or only spaces (an endpoint's field left blank) counts as unset."""
     value = os.environ.get(name)
     refuse_credentials(name, value)
-    return value if value not in (None, "") else default
+    return value if value is not None and value.strip() else default
 
 
 def _env_secret(name: str, default: str | None) -> str | None:
@@ -315,6 +326,24 @@ def _env_positive_seconds(name: str, default: float) -> float:
     value = _env_float(name, default)
     if not 0 < value < float("inf"):
         raise SettingsError(f"{name} must be a positive number of seconds (got {_env(name)!r})")
+    return value
+
+
+def _env_timeout(name: str, default: float) -> float:
+    """A timeout in seconds: positive, and at most MAX_WAIT_SECONDS."""
+    value = _env_float(name, default)
+    if not 0 < value <= MAX_WAIT_SECONDS:
+        raise SettingsError(f"{name} must be a positive number of seconds, at most {MAX_WAIT_SECONDS} "
+                            f"(got {_env(name)!r})")
+    return value
+
+
+def _env_wait_ms(name: str, default: float) -> float:
+    """A wait in milliseconds: 0 or more, and at most MAX_WAIT_SECONDS."""
+    value = _env_float(name, default)
+    if not 0 <= value <= MAX_WAIT_SECONDS * 1000:
+        raise SettingsError(f"{name} must be a number of milliseconds from 0 to {MAX_WAIT_SECONDS * 1000} "
+                            f"(got {_env(name)!r})")
     return value
 
 
@@ -367,8 +396,9 @@ def _env_device(name: str, default: str) -> str:
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:
+    """A folder or file; spaces around it dropped, as the boot drops them (``/x `` is no folder anyone meant)."""
     value = _env(name)
-    return Path(value) if value else default
+    return Path(value.strip()) if value else default
 
 
 def _env_volume(name: str, default: Path | None) -> Path | None:
@@ -388,6 +418,14 @@ def _env_at_least_one(name: str, default: int) -> int:
     value = _env_int(name, default)
     if value < 1:
         raise SettingsError(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+def _env_processes(name: str, default: int) -> int:
+    """``ALIGN_PROCESSES``: 0 or more; unset, the field's default (-1: chosen for the device)."""
+    value = _env_int(name, default)
+    if _env(name) is not None and value < 0:
+        raise SettingsError(f"{name} must be 0 or more (got {value}); leave it unset for the automatic number")
     return value
 
 
@@ -412,15 +450,15 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "device": ("DEVICE", _env_device),
     "dtype": ("MODEL_DTYPE", _env),
     "aligner": ("ALIGNER", _env_one_of(ALIGNER_KINDS)),
-    "max_ref_audio_seconds": ("MAX_REF_AUDIO_SECONDS", _env_float),
+    "max_ref_audio_seconds": ("MAX_REF_AUDIO_SECONDS", _env_positive_seconds),
     "ref_audio_keep_seconds": ("REF_AUDIO_KEEP_SECONDS", _env_positive_seconds),
-    "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _env_int),
-    "download_timeout_s": ("DOWNLOAD_TIMEOUT_S", _env_float),
-    "max_inline_bytes": ("MAX_INLINE_BYTES", _env_int),
+    "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _env_at_least_one),
+    "download_timeout_s": ("DOWNLOAD_TIMEOUT_S", _env_timeout),
+    "max_inline_bytes": ("MAX_INLINE_BYTES", _env_at_least_one),
     "max_concurrency": ("MAX_CONCURRENCY", _env_at_least_one),  # 0: a worker that takes no job, ever
-    "max_batch_jobs": ("MAX_BATCH_JOBS", _env_int),
-    "batch_wait_ms": ("BATCH_WAIT_MS", _env_float),
-    "align_processes": ("ALIGN_PROCESSES", _env_int),
+    "max_batch_jobs": ("MAX_BATCH_JOBS", _env_at_least_one),
+    "batch_wait_ms": ("BATCH_WAIT_MS", _env_wait_ms),
+    "align_processes": ("ALIGN_PROCESSES", _env_processes),
     "align_onsets": ("ALIGN_ONSETS", _env_bool),
     "torch_compile": ("TORCH_COMPILE", _env_bool),
     "cuda_graphs": ("CUDA_GRAPHS", _env_bool),
@@ -431,8 +469,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "paragraph_pause_s": ("PARAGRAPH_PAUSE_S", _env_seconds),
     "max_pause_s": ("MAX_PAUSE_S", _env_seconds),
     "max_total_pause_s": ("MAX_TOTAL_PAUSE_S", _env_seconds),
-    "max_segments": ("MAX_SEGMENTS", _env_int),
-    "max_script_parts": ("MAX_SCRIPT_PARTS", _env_int),
+    "max_segments": ("MAX_SEGMENTS", _env_at_least_one),
+    "max_script_parts": ("MAX_SCRIPT_PARTS", _env_at_least_one),
     "caption_speaker_prefix": ("CAPTION_SPEAKER_PREFIX", _env_bool),
     "streaming": ("STREAMING", _env_bool),
     "result_dump_dir": ("RESULT_DUMP_DIR", _env_path),
@@ -459,9 +497,15 @@ def get_settings() -> Settings:
         name, read = VARIABLES[f.name]
         values[f.name] = read(name, f.default)
     settings = Settings(**values)
-    if _env("REF_AUDIO_KEEP_SECONDS") is not None and settings.ref_audio_keep_seconds > settings.max_ref_audio_seconds:
-        raise SettingsError(f"REF_AUDIO_KEEP_SECONDS ({settings.ref_audio_keep_seconds:g}) must be at most "
-                            f"MAX_REF_AUDIO_SECONDS ({settings.max_ref_audio_seconds:g})")
+    # A set value past its bound would refuse every job that uses it, naming the job's text, not the setting.
+    # Unset, the default is not held to a lower bound (MAX_PAUSE_S=0: no pauses at all, [pause] included).
+    for name, value, bound, bound_name in (
+            ("REF_AUDIO_KEEP_SECONDS", settings.ref_audio_keep_seconds, settings.max_ref_audio_seconds,
+             "MAX_REF_AUDIO_SECONDS"),
+            ("PAUSE_S", settings.pause_s, settings.max_pause_s, "MAX_PAUSE_S"),
+            ("PARAGRAPH_PAUSE_S", settings.paragraph_pause_s, settings.max_total_pause_s, "MAX_TOTAL_PAUSE_S")):
+        if _env(name) is not None and value > bound:
+            raise SettingsError(f"{name} ({value:g}) must be at most {bound_name} ({bound:g})")
     return settings
 
 
@@ -492,6 +536,12 @@ def runpod_local_test_mode(argv: list[str]) -> bool:
 
 
 def runpod_log_level() -> str:
-    """``RUNPOD_LOG_LEVEL``, defaulted for runpod too: it reads the variable itself when imported."""
-    os.environ.setdefault("RUNPOD_LOG_LEVEL", DEFAULT_RUNPOD_LOG_LEVEL)
-    return os.environ["RUNPOD_LOG_LEVEL"].upper()
+    """``RUNPOD_LOG_LEVEL``, in any case, defaulted and written back for runpod too: it reads the variable
+    itself when imported, and refuses with a traceback what it does not know (an empty value, ``WARNING``),
+    as Python's logging refuses ``TRACE``. SettingsError for a level neither knows."""
+    raw = _env("RUNPOD_LOG_LEVEL", DEFAULT_RUNPOD_LOG_LEVEL)
+    level = {"WARNING": "WARN"}.get(raw.strip().upper(), raw.strip().upper())
+    if level not in RUNPOD_LOG_LEVELS:
+        raise SettingsError(f"RUNPOD_LOG_LEVEL must be one of {', '.join(RUNPOD_LOG_LEVELS)} (got {raw!r})")
+    os.environ["RUNPOD_LOG_LEVEL"] = level
+    return level

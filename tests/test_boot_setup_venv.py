@@ -547,3 +547,69 @@ def test_a_full_volume_still_boots_workers_whose_venv_is_ready(area):
     assert f"WARNING: the volume at {volume} is full" in result.stderr
     assert "is ready; reusing it" in result.stderr
     assert "export F5_VENV_PYTHON=" in result.stdout
+
+
+@pytest.mark.parametrize("name, value", [
+    ("F5_VENV_KEEP", "nan"), ("F5_VENV_KEEP", "inf"), ("F5_VENV_LOCK_TIMEOUT_S", "nan"),
+    ("F5_VENV_LOCK_TIMEOUT_S", "-1"), ("F5_VENV_VERIFY_TIMEOUT_S", "inf"), ("F5_VENV_PRUNE_IDLE_HOURS", "-5"),
+    ("F5_VENV_MIN_FREE_MB", "nan"),
+])
+def test_a_boot_number_that_is_no_count_or_length_ends_the_boot_naming_it(area, name, value):
+    """F5_VENV_KEEP=nan or inf ended the boot with a Python traceback (int() of it); a lock timeout of nan made a
+    worker wait for ever on a lock another worker holds, and a negative one built beside the holder at once; a
+    negative idle time pruned every other venv at once, a nan free space skipped the check. Each is now the
+    boot's ERROR and fix lines, before anything is touched."""
+    volume, local = area
+    result = run_boot(boot_env(volume, local, **{name: value}))
+    assert result.returncode == 1, result.stderr
+    assert f"ERROR: {name}={value!r} is not a number, 0 or more" in result.stderr
+    assert f"fix: set {name} to a number, 0 or more, or unset it" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert list(volume.iterdir()) == []
+
+
+@needs_unshare
+def test_a_read_only_volume_stops_the_boot_even_with_its_venv_ready(area):
+    """Only a full volume lets a worker whose venv is ready boot on (reusing a venv needs no room). On a
+    read-only one the boot said it went on, then failed to open the venv's use lock with a bare OSError and
+    the advice that the next boot retries, which it never could."""
+    volume, local = area
+    shell = (f"mount -t tmpfs -o size=200m tmpfs {volume} && "
+             f"{BASE_PYTHON} {SETUP_VENV} > /dev/null 2>&1 && "  # builds the venv on the volume
+             f"mount -o remount,ro {volume} && "
+             f"exec {BASE_PYTHON} {SETUP_VENV}")
+    result = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", shell],
+                            env=boot_env(volume, local), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"ERROR: the volume at {volume} is read-only" in result.stderr
+    assert "fix: attach the network volume read-write, or set NETWORK_VOLUME_PATH=''" in result.stderr
+    assert "goes on" not in result.stderr and result.stdout == ""
+
+
+@needs_unshare
+def test_a_venv_baked_into_the_image_boots_beside_a_read_only_volume(area):
+    """The volume then holds only the caches: the boot warns, and the worker runs from the image's venv."""
+    volume, local = area
+    baked = exports(run_boot(boot_env("", local)))
+    result = in_private_mount(volume, "ro,size=10m", boot_env(volume, local))
+    assert result.returncode == 0, result.stderr
+    assert f"WARNING: the volume at {volume} is read-only" in result.stderr
+    assert exports(result)["F5_VENV"] == baked["F5_VENV"]
+
+
+def test_a_build_killed_in_another_container_is_cleared_by_the_next_build(area):
+    """RunPod restarts a killed worker in a new container, whose boot cannot see the old one's pid. Its half-built
+    venv stayed on the volume for over an hour (twice F5_VENV_LOCK_TIMEOUT_S) beside the new build, gigabytes a
+    smaller volume has no room for. Whoever holds the build lock knows the builder of that venv is gone: a live
+    one would hold the lock."""
+    volume, local = area
+    key = run_boot(boot_env(volume, local), "--check").stdout.split("venv key:")[1].split()[0]
+    venvs = venvs_dir(volume)
+    other_key = venvs / ".tmp-py311-nocuda-0000000000000000--4242-0000beef"  # another release's build: left alone
+    for leftover in (venvs / f".tmp-{key}--4242-0000beef", other_key):
+        (leftover / "lib").mkdir(parents=True)
+        (leftover / "lib" / "half-written.so").write_bytes(b"\0" * 1000)
+    result = run_boot(boot_env(volume, local))
+    assert result.returncode == 0, result.stderr
+    assert f"removing leftover .tmp-{key}--4242-0000beef" in result.stderr
+    assert leftovers(volume) == [other_key.name]

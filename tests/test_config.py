@@ -119,6 +119,7 @@ def test_the_reference_keep_seconds_are_read_and_bounded(clean_env):
     ("cuda_graphs", "CUDA_GRAPHS", "0", False),
     ("asr_model", "ASR_MODEL", "openai/whisper-tiny", "openai/whisper-tiny"),
     ("result_dump_dir", "RESULT_DUMP_DIR", "out/results", Path("out/results")),
+    ("hf_home", "HF_HOME", " /cache/hf\n", Path("/cache/hf")),  # as pasted; the boot exports it without them
     ("caption_speaker_prefix", "CAPTION_SPEAKER_PREFIX", "0", False),
     ("max_pause_s", "MAX_PAUSE_S", "30", 30.0),
     ("paragraph_pause_s", "PARAGRAPH_PAUSE_S", "0", 0.0),
@@ -182,7 +183,8 @@ def test_max_script_parts_is_read_from_its_variable(clean_env):
      "BUCKET_ENDPOINT_URL must not hold a user name or password in a URL (http://***@127.0.0.1:9/voices); give the "
      "bucket's keys in BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY"),
     ("MODELS", "[" * 50_000 + "]" * 50_000, "MODELS: not valid model entries (JSON nested too deeply to read)"),
-], ids=["a password in the bucket's URL", "MODELS nested 50,000 deep"])
+    ("RUNPOD_LOG_LEVEL", "verbose", "RUNPOD_LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR (got 'verbose')"),
+], ids=["a password in the bucket's URL", "MODELS nested 50,000 deep", "a log level runpod refuses"])
 def test_an_operators_hostile_setting_stops_the_worker_with_one_line(worker_env, tmp_path, name, value, message):
     """As every bad setting does: exit status 2 and one ``cannot start:`` line, no traceback. The bucket's URL used
     to start the worker and show its password in ``health``; the nested MODELS, a RecursionError's traceback."""
@@ -230,3 +232,135 @@ def test_serve_and_ports(clean_env):
         with pytest.raises(config.SettingsError, match=name):
             config.get_settings()
         clean_env.delenv(name)
+
+
+def test_a_variable_of_spaces_alone_reads_as_unset(clean_env):
+    """An endpoint's field left blank, or a space typed into it: every setting takes its default, as for an
+    empty value. Spaces used to be a value: a path named ' ' (HF_HOME, RESULT_DUMP_DIR), Whisper asked for
+    language ' ' (ASR_LANGUAGE), CUDA_GRAPHS and ALIGN_ONSETS turned off, DEFAULT_MODEL ' ' refused.
+    NETWORK_VOLUME_PATH is the one exception: empty or spaces turn the volume off (documented)."""
+    names = [name for name, _ in config.VARIABLES.values() if name != "NETWORK_VOLUME_PATH"]
+    for name in names:
+        clean_env.setenv(name, " \t ")
+    clean_env.setenv("WORKER_MODEL", "  ")
+    assert config.get_settings() == config.Settings()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("DOWNLOAD_TIMEOUT_S", "inf", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds, at most 86400 (got 'inf')"),
+    ("DOWNLOAD_TIMEOUT_S", "1e20", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds, at most 86400"),
+    ("DOWNLOAD_TIMEOUT_S", "nan", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds"),
+    ("DOWNLOAD_TIMEOUT_S", "0", "DOWNLOAD_TIMEOUT_S must be a positive number of seconds"),
+    ("BATCH_WAIT_MS", "inf", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000 (got 'inf')"),
+    ("BATCH_WAIT_MS", "nan", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("BATCH_WAIT_MS", "1e20", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("BATCH_WAIT_MS", "-1", "BATCH_WAIT_MS must be a number of milliseconds from 0 to 86400000"),
+    ("MAX_REF_AUDIO_SECONDS", "-1", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds (got '-1')"),
+    ("MAX_REF_AUDIO_SECONDS", "nan", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds"),
+    ("MAX_REF_AUDIO_SECONDS", "0", "MAX_REF_AUDIO_SECONDS must be a positive number of seconds"),
+    ("MAX_DOWNLOAD_BYTES", "0", "MAX_DOWNLOAD_BYTES must be at least 1 (got 0)"),
+    ("MAX_INLINE_BYTES", "-1", "MAX_INLINE_BYTES must be at least 1 (got -1)"),
+    ("MAX_SEGMENTS", "0", "MAX_SEGMENTS must be at least 1 (got 0)"),
+    ("MAX_SCRIPT_PARTS", "-1", "MAX_SCRIPT_PARTS must be at least 1 (got -1)"),
+    ("MAX_BATCH_JOBS", "0", "MAX_BATCH_JOBS must be at least 1 (got 0)"),
+    ("ALIGN_PROCESSES", "-2", "ALIGN_PROCESSES must be 0 or more (got -2)"),
+])
+def test_a_bound_that_no_job_could_meet_stops_the_worker_naming_it(clean_env, name, value, message):
+    """Each was taken, and then failed every job it touched, or hung it: a download timeout of inf or 1e20 s
+    failed every URL job with ``internal: OverflowError`` (the platform's timers end near 10^9 s), nan or 0 as
+    "download took longer than nan s"; BATCH_WAIT_MS of inf or 1e20 killed the sampler thread (OverflowError)
+    and nan left it waiting, so with MAX_BATCH_JOBS above 1 every job hung for ever; MAX_REF_AUDIO_SECONDS of -1
+    or nan failed every job on the default voice ("could not decode audio (negative dimensions are not
+    allowed)"); byte and count limits under 1 refused every job that downloads, returns a result or has a
+    part. A negative ALIGN_PROCESSES quietly meant "automatic", which the docs never said."""
+    clean_env.setenv(name, value)
+    with pytest.raises(config.SettingsError) as err:
+        config.get_settings()
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_bounded_settings_still_take_their_documented_range(clean_env):
+    values = {"DOWNLOAD_TIMEOUT_S": "86400", "BATCH_WAIT_MS": "0", "MAX_REF_AUDIO_SECONDS": "0.5",
+              "MAX_DOWNLOAD_BYTES": "1", "MAX_INLINE_BYTES": "1", "MAX_SEGMENTS": "1", "MAX_SCRIPT_PARTS": "1",
+              "MAX_BATCH_JOBS": "1", "ALIGN_PROCESSES": "0", "REF_AUDIO_KEEP_SECONDS": "0.5"}
+    for name, value in values.items():
+        clean_env.setenv(name, value)
+    settings = config.get_settings()
+    assert (settings.download_timeout_s, settings.batch_wait_ms, settings.max_ref_audio_seconds) == (86400, 0, 0.5)
+    assert settings.align_processes == 0 and settings.max_script_parts == 1
+    clean_env.delenv("ALIGN_PROCESSES")
+    assert config.get_settings().align_processes == -1  # unset: chosen for the device at start
+
+
+@pytest.mark.parametrize("value, level", [(None, "INFO"), ("", "INFO"), ("  ", "INFO"), ("debug", "DEBUG"),
+                                          (" Warning ", "WARN"), ("WARN", "WARN"), ("error", "ERROR")])
+def test_the_runpod_log_level_is_read_in_any_case_and_written_back_for_runpod(clean_env, value, level):
+    """runpod reads RUNPOD_LOG_LEVEL itself when imported, and knows only upper-case DEBUG, INFO, WARN and ERROR
+    (among others Python's logging does not know): so the value it will read is the one the worker uses."""
+    import os
+
+    clean_env.setenv("RUNPOD_LOG_LEVEL", "" if value is None else value)  # restored after the test: it is written
+    if value is None:
+        clean_env.delenv("RUNPOD_LOG_LEVEL")
+    assert config.runpod_log_level() == level
+    assert os.environ["RUNPOD_LOG_LEVEL"] == level
+
+
+@pytest.mark.parametrize("value", ["abc", "TRACE", "2"])
+def test_a_runpod_log_level_neither_runpod_nor_logging_knows_is_a_settings_error(clean_env, value):
+    clean_env.setenv("RUNPOD_LOG_LEVEL", value)
+    with pytest.raises(config.SettingsError, match=f"^RUNPOD_LOG_LEVEL must be one of DEBUG, INFO, WARN, ERROR "
+                                                   f"\\(got '{value}'\\)$"):
+        config.runpod_log_level()
+
+
+def test_an_empty_runpod_log_level_boots_the_worker(worker_env, tmp_path):
+    """An endpoint with RUNPOD_LOG_LEVEL added and left blank: runpod's import refused it with a traceback
+    (``ValueError: Invalid debug level:``), so the worker never started; it now logs at INFO, the default."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "runpod_handler.py"), "--test_input",
+                           json.dumps({"input": {"action": "health"}})],
+                          cwd=tmp_path, env={**worker_env, "RUNPOD_LOG_LEVEL": ""}, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "completed successfully" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("PAUSE_S", "1e20", r"PAUSE_S \(1e\+20\) must be at most MAX_PAUSE_S \(10\)"),
+    ("PARAGRAPH_PAUSE_S", "61", r"PARAGRAPH_PAUSE_S \(61\) must be at most MAX_TOTAL_PAUSE_S \(60\)"),
+])
+def test_a_pause_setting_past_its_bound_stops_the_worker(clean_env, name, value, message):
+    """Such a worker refused every job with a ``[pause]`` (or a blank line) as the job's own fault: ``text: pause
+    of 1e+20 s at character 13 is longer than 10 s``, a pause its client never wrote a length for."""
+    clean_env.setenv(name, value)
+    with pytest.raises(config.SettingsError, match=f"^{message}$"):
+        config.get_settings()
+    clean_env.setenv("MAX_PAUSE_S" if name == "PAUSE_S" else "MAX_TOTAL_PAUSE_S", "1e20")
+    assert getattr(config.get_settings(), name.lower()) == float(value)
+
+
+def test_pauses_may_be_turned_off_with_their_defaults_unset(clean_env):
+    clean_env.setenv("MAX_PAUSE_S", "0")
+    clean_env.setenv("MAX_TOTAL_PAUSE_S", "0")
+    settings = config.get_settings()
+    assert (settings.max_pause_s, settings.pause_s, settings.paragraph_pause_s) == (0, 0.5, 0.6)
+
+
+@pytest.mark.parametrize("name", ["HF_HOME", "TORCH_HOME", "TORCHINDUCTOR_CACHE_DIR"])
+def test_a_blank_cache_setting_gets_the_volumes_cache_from_the_boot_too(clean_env, boot, tmp_path, name):
+    """The boot passed a cache variable of spaces on as it was, so the libraries that read it themselves
+    (huggingface_hub, torch) kept their caches in a folder named ' ' in /app, off the volume, while the worker's
+    own model lookups read it as unset."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    clean_env.setenv("NETWORK_VOLUME_PATH", str(volume))
+    clean_env.setenv(name, "  ")
+    cfg = boot.Config.from_env()
+    layout = boot.Layout(volume / "f5-worker", on_volume=True)
+    exported = Path(boot.env_exports(layout.venv("k"), layout, cfg, "k", layout)[name])
+    assert exported.is_relative_to(layout.root)
+    if name == "HF_HOME":
+        assert exported == config.get_settings().model_cache_dir

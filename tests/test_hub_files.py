@@ -314,3 +314,43 @@ def test_the_libraries_whose_internals_the_worker_uses_are_at_the_versions_check
     checked, locked = checked_versions(), locked_versions()
     assert {"runpod", "f5-tts", "torch", "torchaudio", "uvicorn", "espeakng-loader"} <= checked.keys()
     assert {name: locked.get(name) for name in checked} == checked
+
+
+def hub_value(spec: dict, value) -> str:
+    """An input's value as it reaches the worker's environment: text; a boolean as its trueValue or falseValue."""
+    if spec["type"] == "boolean":
+        return spec.get("trueValue", "true") if value else spec.get("falseValue", "false")
+    return str(value)
+
+
+def test_the_hub_defaults_are_the_workers_and_every_value_it_offers_is_taken(monkeypatch):
+    """Deployed from the Hub with nothing changed, a worker reads each variable as its own default (PORT_HEALTH
+    apart: RunPod's 80, PORT's, where the worker's own 0 means "PORT's"); and every option and bound the Hub
+    offers starts the worker, a bucket's link life included (S3 signs links for at most 7 days)."""
+    import dataclasses
+
+    from f5_worker.config import MAX_URL_EXPIRY_S, StorageSettings, get_settings
+    from f5_worker.tts.loading import pick_dtype
+
+    env = {item["key"]: item["input"] for item in load("hub.json")["config"]["env"]}
+    for key in set(env) | {"WORKER_MODEL", "NETWORK_VOLUME_PATH"}:
+        monkeypatch.delenv(key, raising=False)
+    for key, spec in env.items():
+        monkeypatch.setenv(key, hub_value(spec, spec["default"]))
+    assert dataclasses.replace(get_settings(), port_health=Settings().port_health) == Settings()
+    assert StorageSettings.from_env().bucket is None  # the bucket's variables are left empty
+    base = {key: hub_value(spec, spec["default"]) for key, spec in env.items()}
+    base.update(BUCKET_ENDPOINT_URL="http://127.0.0.1:9/voices", BUCKET_ACCESS_KEY_ID="key-id",
+                BUCKET_SECRET_ACCESS_KEY="key-secret")
+    for key, value in base.items():
+        monkeypatch.setenv(key, value)
+    assert StorageSettings.from_env().url_expiry_s == 3600 == env["URL_EXPIRY_S"]["default"]
+    assert env["URL_EXPIRY_S"]["max"] == MAX_URL_EXPIRY_S
+    for key, spec in env.items():
+        offered = [o["value"] for o in spec.get("options", [])] + [spec[b] for b in ("min", "max") if b in spec]
+        for value in offered + ([True, False] if spec["type"] == "boolean" else []):
+            monkeypatch.setenv(key, hub_value(spec, value))
+            settings = get_settings()
+            assert StorageSettings.from_env().bucket is not None, (key, value)
+            pick_dtype(settings.dtype, "cuda")
+        monkeypatch.setenv(key, base[key])

@@ -40,6 +40,27 @@ def test_both_tiny_models_load_through_production_loader(tiny_settings):
     assert wave.shape[-1] == (10 - 1) * 256  # ISTFT with centre padding
 
 
+@pytest.mark.parametrize("change", ["no last line end", "Windows line ends"])
+def test_a_vocabulary_reads_the_same_symbols_however_its_lines_end(tiny_model_dir, tmp_path, change):
+    """f5-tts's get_tokenizer cuts each line's last character, taking it for the line end: a vocab.txt whose last
+    line had none (an editor that drops it) lost its last symbol, read as "" and so spoken as unknown (0)."""
+    from f5_worker.tts.architecture import build_cfm
+
+    tiny = tiny_model_files(tiny_model_dir)
+    text = tiny.vocab_path.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    other = tmp_path / "vocab.txt"
+    if change == "no last line end":
+        other.write_bytes(text.removesuffix("\n").encode("utf-8"))
+    else:
+        other.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    _, as_published, *_ = build_cfm(tiny.config_path, tiny.vocab_path)
+    _, as_saved, *_ = build_cfm(tiny.config_path, other)
+    assert as_saved == as_published
+    last = text.split("\n")[-2]
+    assert as_saved[last] == len(as_saved) - 1 and "" not in as_saved
+
+
 def test_unknown_model_name_is_a_clear_error(tmp_path):
     settings = Settings(default_model="NoSuchModel", network_volume_path=tmp_path / "none", hf_offline=True)
     with pytest.raises(SettingsError, match="NoSuchModel.*tiny"):
@@ -214,3 +235,31 @@ def test_of_several_cached_snapshots_refs_main_wins_then_the_newest(tiny_model_d
     assert cached_model_file(root, "org/name", "absent.txt") is None
     assert cached_model_file(root, "org/other", "vocab.txt") is None
     assert cached_model_file(tmp_path / "nothing", "org/name", "vocab.txt") is None
+
+
+def test_tiny_weights_that_cannot_be_written_stop_the_worker_naming_the_folder(tmp_path):
+    """DEFAULT_MODEL=tiny writes its random weights on first use, into TINY_MODEL_DIR (on the volume by default):
+    on a read-only volume, or under a file, the worker ended with an OSError's traceback at start."""
+    (tmp_path / "a-file").write_text("")
+    folder = tmp_path / "a-file" / "tiny"
+    settings = Settings(default_model="tiny", tiny_model_dir=folder, network_volume_path=tmp_path / "none",
+                        hf_offline=True)
+    with pytest.raises(ModelUnavailableError, match=f"^tiny: its random weights cannot be written to {folder} "
+                                                    r"\(.+\); set TINY_MODEL_DIR to a folder it may write$"):
+        resolve_model_files(settings)
+
+
+def test_tiny_models_with_a_file_gone_are_written_again(tmp_path):
+    """Only the checkpoint was looked for: a tiny model folder missing its vocoder's config or its vocabulary
+    (deleted by hand, a copy cut short) was taken as written, and the worker could not start."""
+    from f5_worker.tts.tiny_models import ensure_tiny_models
+
+    root = tmp_path / "tiny"
+    paths = ensure_tiny_models(root)
+    for gone in (paths.vocoder_dir / "config.yaml", paths.vocab_path, paths.config_path):
+        gone.unlink()
+        ensure_tiny_models(root)
+        assert gone.is_file(), gone
+    settings = Settings(default_model="tiny", tiny_model_dir=root, network_volume_path=tmp_path / "none",
+                        hf_offline=True)
+    assert load_models(settings).name == "tiny"

@@ -530,6 +530,23 @@ def test_a_bad_entry_stops_the_worker_before_any_model_loads(worker_env, monkeyp
 
 # --- an operator's entries whose files are not what they say: a `model:` error naming the problem --------------
 
+@pytest.mark.parametrize("model", ["vocab-is-latin-1", "vocoder-cut-short", "vocoder-config-is-text"])
+def test_a_default_model_whose_files_are_not_what_they_say_stops_the_worker_naming_them(
+        worker_env, broken_files, tiny_model_dir, monkeypatch, model):
+    """``Worker.from_env`` raises ModelUnavailableError, which runpod_handler.py turns into exit status 2 and one
+    ``cannot start:`` line. A vocabulary not in UTF-8 ended the worker with a UnicodeDecodeError's traceback, a
+    vocoder cut short with torch's "PytorchStreamReader failed reading zip archive", a vocoder config that is
+    not one with a YAML or TypeError traceback."""
+    from f5_worker.tts.weights import ModelUnavailableError
+
+    for key, value in worker_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MODELS", json.dumps([fr_entry(tiny_model_dir, model, **broken_files[model])]))
+    monkeypatch.setenv("DEFAULT_MODEL", model)
+    with pytest.raises(ModelUnavailableError, match=r"(vocabulary|vocoder) .* is not "):
+        Worker.from_env()
+
+
 @pytest.fixture(scope="module")
 def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
     """Entries on the tiny French model with one thing wrong: a config value, or a checkpoint that is no checkpoint."""
@@ -555,7 +572,19 @@ def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
     os.mkfifo(folder / "pipe.yaml")
     (folder / "a-directory.pt").mkdir()
     torch.save([torch.zeros(2)], folder / "list.pt")
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.to(torch.int8) for k, v in load_file(str(fr.ckpt_path)).items()}, folder / "int8.safetensors")
     (folder / "dangling.pt").symlink_to(folder / "nowhere.pt")
+    (folder / "latin1-vocab.txt").write_bytes(fr.vocab_path.read_text(encoding="utf-8").encode("latin-1", "replace")
+                                              + "é\n".encode("latin-1"))
+    for name, damage in (("cut-vocoder", "weights"), ("vocoder-config-is-text", "config")):
+        shutil.copytree(fr.vocoder_dir, folder / name)
+        if damage == "weights":  # a copy cut short
+            weights = folder / name / "pytorch_model.bin"
+            weights.write_bytes(weights.read_bytes()[:1000])
+        else:
+            (folder / name / "config.yaml").write_text("root:x:0:0:root:/root:/bin/bash\n")
     return {
         "hop-zero": {"architecture": yaml("hop-zero", "hop_length: 256", "hop_length: 0")},
         "rate-negative": {"architecture": yaml("rate-negative", "target_sample_rate: 24000", "target_sample_rate: -1")},
@@ -573,9 +602,13 @@ def broken_files(tiny_model_dir, tmp_path_factory) -> dict[str, dict]:
         "checkpoint-is-a-fifo": {"checkpoint": str(folder / "pipe.pt")},
         "checkpoint-is-a-directory": {"checkpoint": str(folder / "a-directory.pt")},
         "checkpoint-is-a-list": {"checkpoint": str(folder / "list.pt")},
+        "checkpoint-of-whole-numbers": {"checkpoint": str(folder / "int8.safetensors")},
         "checkpoint-is-a-dangling-link": {"checkpoint": str(folder / "dangling.pt")},
         "vocab-is-a-device": {"vocab": "/dev/null"},
         "vocoder-is-a-file": {"vocoder": str(folder / "passwd.pt")},
+        "vocab-is-latin-1": {"vocab": str(folder / "latin1-vocab.txt")},
+        "vocoder-cut-short": {"vocoder": str(folder / "cut-vocoder")},
+        "vocoder-config-is-text": {"vocoder": str(folder / "vocoder-config-is-text")},
     }
 
 
@@ -605,9 +638,14 @@ def broken_worker(tiny_settings, tiny_model_dir, broken_files, worker):
     ("checkpoint-is-a-fifo", "pipe.pt is a FIFO (a named pipe), not a file"),
     ("checkpoint-is-a-directory", "a-directory.pt is a directory, not a file"),
     ("checkpoint-is-a-list", "list.pt holds a list, not a model's weights"),
+    ("checkpoint-of-whole-numbers", "the checkpoint holds whole numbers (torch.int8), not floating-point weights, in "
+                                    "transformer."),
     ("checkpoint-is-a-dangling-link", "dangling.pt is a link to a file that does not exist"),
     ("vocab-is-a-device", "vocabulary: /dev/null is a device, not a file"),
     ("vocoder-is-a-file", "passwd.pt is a file, not a folder of config.yaml and pytorch_model.bin"),
+    ("vocab-is-latin-1", "latin1-vocab.txt is not UTF-8 text (byte 0xe0 at "),
+    ("vocoder-cut-short", "cut-vocoder/pytorch_model.bin is not the weights of the Vocos its config describes"),
+    ("vocoder-config-is-text", "vocoder-config-is-text/config.yaml is not a Vocos config"),
 ])
 def test_a_model_whose_files_are_not_what_they_say_is_a_model_error(broken_worker, model, problem):
     """Such models used to load and then fail every job as ``internal: ZeroDivisionError`` (a hop of 0) or

@@ -336,6 +336,23 @@ def test_bucket_settings_it_cannot_use_disable_the_bucket_with_the_reason(monkey
     assert StorageSettings.from_env().bucket.addressing_style == "virtual"
 
 
+@pytest.mark.parametrize("name, value, problem", [
+    ("URL_EXPIRY_S", "604801", "URL_EXPIRY_S must be at most 604800 (got '604801')"),
+    ("BUCKET_TIMEOUT_S", "1e20", "BUCKET_TIMEOUT_S must be at most 86400 (got '1e20')"),
+])
+def test_a_link_life_or_bucket_wait_past_what_works_disables_the_bucket(monkeypatch, name, value, problem):
+    """A link signed for more than 7 days is one S3 refuses (Signature Version 4's limit): every result link
+    was broken, while ``expires_in`` promised its life. A wait of 1e20 s overflows the platform's timers, so
+    every bucket call failed with ``OverflowError``. Both are unusable settings, as ``URL_EXPIRY_S=1h`` is."""
+    for key, setting in {"BUCKET_ENDPOINT_URL": "http://127.0.0.1:9/voices", "BUCKET_ACCESS_KEY_ID": "key-id",
+                         "BUCKET_SECRET_ACCESS_KEY": "key-secret", name: value}.items():
+        monkeypatch.setenv(key, setting)
+    settings = StorageSettings.from_env()
+    assert settings.bucket is None and problem in settings.bucket_error
+    monkeypatch.setenv(name, "604800" if name == "URL_EXPIRY_S" else "86400")  # the longest that works
+    assert StorageSettings.from_env().bucket is not None
+
+
 @contextlib.contextmanager
 def frozen_server(*, accepts: bool = True):
     """A bucket endpoint like a stopped (SIGSTOP) server: the kernel completes every connection, nothing

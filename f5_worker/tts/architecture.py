@@ -34,12 +34,32 @@ def mel_settings(mel, config_name: str) -> dict[str, int]:
     return values
 
 
+def read_vocab(vocab_path: Path) -> dict[str, int]:
+    """A ``vocab.txt``: one symbol a line, each the index of its line (0, a space, stands for any symbol missing).
+
+    As f5-tts's ``get_tokenizer`` reads it (UTF-8, any line ends), except in two files it gets wrong: one that
+    is not UTF-8 is a ModelUnavailableError naming it, not a UnicodeDecodeError's traceback at start; and a
+    last line without a line end keeps its symbol whole (get_tokenizer cuts every line's last character, so
+    that symbol was read as "" and spoken as unknown).
+    """
+    try:
+        text = vocab_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelUnavailableError(f"vocabulary {vocab_path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                    f"at {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ModelUnavailableError(f"vocabulary {vocab_path} cannot be read ({exc.strerror or summary(exc)})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the line end of the last line
+    return {symbol: index for index, symbol in enumerate(lines)}
+
+
 def build_cfm(config_path: Path, vocab_path: Path):
     """An F5-TTS CFM with the architecture a config file describes (weights not loaded)."""
     from omegaconf import DictConfig, OmegaConf
 
     CFM, backbones = f5_model_classes()  # noqa: N806 - first: it keeps f5_tts.model's heavy __init__ from running
-    from f5_tts.model.utils import get_tokenizer
 
     try:
         cfg = OmegaConf.load(str(config_path))
@@ -61,8 +81,8 @@ def build_cfm(config_path: Path, vocab_path: Path):
     if not isinstance(backbone, str) or backbone not in backbones:
         raise ModelUnavailableError(f"{config_path.name}: model.backbone must be one of {', '.join(backbones)} "
                                     f"(got {echo(backbone)})")
-    vocab_char_map, vocab_size = get_tokenizer(str(vocab_path), "custom")
-    transformer = backbones[backbone](**arch, text_num_embeds=vocab_size, mel_dim=values["n_mel_channels"])
+    vocab_char_map = read_vocab(vocab_path)
+    transformer = backbones[backbone](**arch, text_num_embeds=len(vocab_char_map), mel_dim=values["n_mel_channels"])
     cfm = CFM(
         transformer=transformer,
         mel_spec_kwargs=dict(**values, mel_spec_type=mel_type),

@@ -132,10 +132,7 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
         raise ModelUnavailableError(f"checkpoint {ckpt_path} cannot be read ({exc.strerror or summary(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for a file that is not theirs
         kind = "a safetensors file" if ckpt_path.suffix == ".safetensors" else "a PyTorch checkpoint (.pt)"
-        detail = summary(exc, limit=200)
-        if isinstance(exc, pickle.UnpicklingError):  # torch's message would advise weights_only=False: unsafe
-            detail = "torch reads only tensors and plain data from a checkpoint, and this file holds something else"
-        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not {kind} ({detail})") from None
+        raise ModelUnavailableError(f"checkpoint {ckpt_path} is not {kind} ({why_not_weights(exc)})") from None
     if not isinstance(ema, dict):
         raise ModelUnavailableError(f"checkpoint {ckpt_path} holds a {type(ema).__name__}, not a model's weights "
                                     "(names and tensors)")
@@ -149,6 +146,13 @@ def load_checkpoint_state(ckpt_path: Path) -> dict:
     return state
 
 
+def why_not_weights(exc: Exception) -> str:
+    """What torch or safetensors said of a file that is not weights, in one line."""
+    if isinstance(exc, pickle.UnpicklingError):  # torch's message would advise weights_only=False: unsafe
+        return "torch reads only tensors and plain data from a checkpoint, and this file holds something else"
+    return summary(exc, limit=200)
+
+
 def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architecture: str) -> None:
     """Refuse a checkpoint that does not fit the network, naming what differs, before torch would."""
     expected = cfm.state_dict()
@@ -157,6 +161,13 @@ def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architec
         raise ModelUnavailableError(
             f"{json.dumps(name)}: vocab has {vocab_size} symbols, the checkpoint's text embedding {rows.shape[0] - 1}; "
             "use the vocab.txt published with the checkpoint")
+    integral = next(((k, state[k].dtype) for k, v in expected.items()
+                     if k in state and v.is_floating_point() and not state[k].is_floating_point()), None)
+    if integral is not None:  # torch's own refusal lists every weight, each with a line of its own
+        key, dtype = integral
+        raise ModelUnavailableError(
+            f"{json.dumps(name)}: the checkpoint holds whole numbers ({dtype}), not floating-point weights, in {key}; "
+            "use a checkpoint of float16 or float32 weights (a quantized one cannot be loaded)")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items()
@@ -177,12 +188,21 @@ def check_checkpoint_fits(name: str, cfm, state: dict, vocab_size: int, architec
 
 
 def load_vocos(vocoder_dir: Path, device: str):
+    """A Vocos vocoder from its folder; a config or weights file that is not one (cut short, another model's)
+    is a ModelUnavailableError naming the file, not torch's or YAML's traceback at start."""
     import torch
     from vocos import Vocos
 
-    vocoder = Vocos.from_hparams(str(vocoder_dir / "config.yaml"))
-    state = torch.load(str(vocoder_dir / "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    vocoder.load_state_dict(state)
+    config, weights = vocoder_dir / "config.yaml", vocoder_dir / "pytorch_model.bin"
+    try:
+        vocoder = Vocos.from_hparams(str(config))
+    except Exception as exc:  # noqa: BLE001 - YAML and Vocos raise many types for a file that is not its config
+        raise ModelUnavailableError(f"vocoder {config} is not a Vocos config ({summary(exc, limit=200)})") from None
+    try:
+        vocoder.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a file that is not these weights
+        raise ModelUnavailableError(f"vocoder {weights} is not the weights of the Vocos its config describes "
+                                    f"({why_not_weights(exc)})") from None
     return vocoder.eval().to(device)
 
 

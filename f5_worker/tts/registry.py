@@ -253,7 +253,12 @@ class ModelRegistry:
         """The files of model ``name`` on this machine: found, or downloaded when allowed."""
         entry = self.entries[name]
         if entry.is_tiny:
-            return ensure_tiny_models(settings.tiny_models_path)
+            try:  # written on first use: on a read-only volume it cannot be
+                return ensure_tiny_models(settings.tiny_models_path)
+            except OSError as exc:
+                raise ModelUnavailableError(f"{name}: its random weights cannot be written to "
+                                            f"{settings.tiny_models_path} ({exc.strerror or exc}); set TINY_MODEL_DIR "
+                                            "to a folder it may write") from None
         architecture = entry.architecture
         if architecture.lower().endswith(YAML_SUFFIXES):
             config_path = Path(architecture)

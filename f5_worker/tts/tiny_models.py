@@ -168,7 +168,9 @@ def _ensure(root: Path, paths, write, version: str | None = None) -> None:
     from filelock import FileLock
 
     def current() -> bool:
-        if not paths.ckpt_path.is_file():
+        files = (paths.config_path, paths.ckpt_path, paths.vocab_path, paths.vocoder_dir / "config.yaml",
+                 paths.vocoder_dir / "pytorch_model.bin")
+        if not all(f.is_file() for f in files):  # one gone (deleted by hand): the set is written again
             return False
         marker = root / ".version"
         return version is None or (marker.is_file() and marker.read_text().strip() == version)
