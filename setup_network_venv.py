@@ -648,15 +648,10 @@ def build(key: str, facts: dict, layout: Layout, cfg: Config, label: Path) -> No
         raise volume_error(exc, label, "building the venv") from None
 
 
-def collect_garbage(layout: Layout, key: str, cfg: Config, holding_build_lock: bool = False) -> None:
-    """Delete temp and trash dirs whose owner died (killed builds, interrupted prunes).
-
-    ``holding_build_lock``: the caller holds ``key``'s build lock, so every build of ``key`` has ended: its
-    live builder would hold the lock. Their temp dirs go whoever made them, a builder in another container
-    (whose pid this one cannot check) included; RunPod restarts a killed worker in a new container."""
+def collect_garbage(layout: Layout, key: str, cfg: Config) -> None:
+    """Delete temp and trash dirs whose owner died (killed builds, interrupted prunes)."""
     stale_after = max(cfg.lock_timeout_s * 2, 3600)
     now = time.time()
-    ours = f".tmp-{key}--"
     for entry in layout.venvs.iterdir():
         if not (entry.name.startswith(".tmp-") or entry.name.startswith(".trash-")):
             continue
@@ -664,7 +659,7 @@ def collect_garbage(layout: Layout, key: str, cfg: Config, holding_build_lock: b
             age = now - entry.stat().st_mtime
         except OSError:
             continue
-        if (holding_build_lock and entry.name.startswith(ours)) or owner_is_gone(entry.name, age, stale_after):
+        if owner_is_gone(entry.name, age, stale_after):
             log(f"removing leftover {entry.name} (its owner is gone)")
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -762,7 +757,7 @@ def activate(layout: Layout, key: str, facts: dict, label: Path, cfg: Config) ->
         else:
             if venv.exists():
                 move_aside_unused(venv, layout, key, problem)
-            collect_garbage(layout, key, cfg, holding_build_lock=got)
+            collect_garbage(layout, key, cfg)
             build(key, facts, layout, cfg, label)
         touch_last_used(venv)
         return venv
