@@ -37,10 +37,10 @@ def mel_settings(mel, config_name: str) -> dict[str, int]:
 def read_vocab(vocab_path: Path) -> dict[str, int]:
     """A ``vocab.txt``: one symbol a line, each the index of its line (0, a space, stands for any symbol missing).
 
-    As f5-tts's ``get_tokenizer`` reads it (UTF-8, any line ends), except in two files it gets wrong: one that
-    is not UTF-8 is a ModelUnavailableError naming it, not a UnicodeDecodeError's traceback at start; and a
-    last line without a line end keeps its symbol whole (get_tokenizer cuts every line's last character, so
-    that symbol was read as "" and spoken as unknown).
+    Exactly as f5-tts's ``get_tokenizer`` reads it (UTF-8, any line ends, each line's last character taken for
+    its line end), since a model's weights learned that reading: a last line without a line end loses its last
+    character there too. A file that is not UTF-8 is a ModelUnavailableError naming it, not a
+    UnicodeDecodeError's traceback at start.
     """
     try:
         text = vocab_path.read_text(encoding="utf-8")
@@ -50,8 +50,9 @@ def read_vocab(vocab_path: Path) -> dict[str, int]:
     except OSError as exc:
         raise ModelUnavailableError(f"vocabulary {vocab_path} cannot be read ({exc.strerror or summary(exc)})") from None
     lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the line end of the last line
+    last = lines.pop()  # "" after a last line end; otherwise a last line without one, cut as get_tokenizer cuts it
+    if last:
+        lines.append(last[:-1])
     return {symbol: index for index, symbol in enumerate(lines)}
 
 
