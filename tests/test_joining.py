@@ -117,7 +117,7 @@ def test_normalized_text_joins_parts_with_one_space_as_a_stream_does():
     script = script_of(parse_job({"text": "Intro.\n\n# Title here\n\n👍 Done 👍"}), PauseRules.of(Settings()), 50)
     parts = [i for i in script if not isinstance(i, Pause)]
     spoken = [spoken_text(p.written, "en", True) for p in parts]
-    assert [s.spoken for s in spoken] == ["Intro.", " Title here", " Done"]
+    assert [s.spoken for s in spoken] == ["Intro.", " Title here", " Done "]
     wave = np.full(rate // 2, 0.1, np.float32)
     outcomes = [(SynthesisResult(wave, rate, [p.written], {}),
                  GatedResult(wave, rate, EstimateAligner().align(wave, rate, s.spoken), 0, 0))

@@ -53,7 +53,6 @@ ROUND_NUMBER_ZEROS = 2
 SPELL_ACRONYM_MAX_LETTERS = 3
 _VOWELS = set("AEIOUY")
 _ROMAN = set("IVXLC")
-_CLOSES_WORD = ")]}\"'”’».,;:!?"  # punctuation that follows a word without a space
 _SENTENCE_AFTER = re.compile(r"\s*\Z|\s+[\"'“‘(]?[A-ZÀ-ÖØ-Þ]")
 
 # What a rule found: the span of the text it reads (start, end) and what is said for it.
@@ -97,29 +96,10 @@ def written_forms(text: str, starts_line: bool = True) -> list[Edit]:
     edits += [(m.start(), m.end(), _plain(m.group())) for m in MARKED_WORD.finditer(text)]
     edits += [(m.start(), m.end(), _referenced(m.group())) for m in CHARACTER_REFERENCE.finditer(text)]
     apart: list[Edit] = []
-    for edit in sorted(_with_space_before(text, *edit) for edit in edits):
-        if edit[2] == text[edit[0]:edit[1]] or apart and apart[-1][1] > edit[0]:
-            continue
-        if apart and apart[-1][1] == edit[0] and apart[-1][2] == edit[2] == "":
-            apart[-1] = (apart[-1][0], edit[1], "")  # "👍 👍 👍": one run left out, not three side by side
-        else:
+    for edit in sorted(edits):
+        if edit[2] != text[edit[0]:edit[1]] and (not apart or apart[-1][1] <= edit[0]):
             apart.append(edit)
     return apart
-
-
-def _with_space_before(text: str, start: int, end: int, said: str) -> Edit:
-    """What is left out (``said`` empty) takes the spaces before it where a space, a line's or the text's end,
-    or the punctuation that closes a word follows it: "Great 👍 👍 👍 job" is "Great job", not "Great    job".
-    F5-TTS sizes the speech by the text's UTF-8 bytes and spends time on every space. Only spaces on its own
-    line: a line break stays, and with it a markdown heading's place."""
-    if said:
-        return start, end, said
-    before = start
-    while before > 0 and text[before - 1] in " \t":
-        before -= 1
-    if before == 0 or end < len(text) and not text[end].isspace() and text[end] not in _CLOSES_WORD:
-        return start, end, said
-    return before, end, said
 
 
 def _referenced(reference: str) -> str:
